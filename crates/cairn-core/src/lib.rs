@@ -1,0 +1,23 @@
+//! Sans-IO core of Cairn.
+//!
+//! This crate decides; it never does. It owns the event types a run's log is made of, step-key
+//! assignment, the [`Journal`] that answers "replay this, execute that, or this is
+//! non-deterministic" for each step call, retry/backoff maths and the engine's named limits.
+//!
+//! **Architecture invariant:** no I/O, no clock, no randomness, no async runtime. Everything
+//! that varies (the current time, a random draw for jitter) is passed in, so every decision is
+//! a pure function of its inputs and is unit-tested against canned histories.
+
+mod event;
+mod journal;
+mod limits;
+mod retry;
+mod step_key;
+mod summary;
+
+pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKind};
+pub use journal::{Decision, Journal, NonDeterminism, StepCall};
+pub use limits::{LimitExceeded, Limits};
+pub use retry::RetryPolicy;
+pub use step_key::{InvalidSlug, StepKey, validate_slug};
+pub use summary::{StepStatus, StepSummary, summarize_steps};

@@ -1,0 +1,147 @@
+//! A user binary for the end-to-end tests: workflows whose actions write one ledger line per
+//! execution (`$FIXTURE_LEDGER`), and a step that blocks until `$FIXTURE_GO_FILE` exists so a
+//! test can kill the process at a known point.
+
+use std::{io::Write, path::PathBuf, process::ExitCode, sync::LazyLock, time::Duration};
+
+use cairn::{Action, ActionCtx, ActionError, Registry, Retry, Workflow, WorkflowCtx};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Tag {
+    tag: String,
+}
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} must be set")))
+}
+
+/// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
+fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env_path("FIXTURE_LEDGER"))?;
+    writeln!(
+        file,
+        "{}|{}|{what}|{}",
+        ctx.run_id(),
+        ctx.step_key(),
+        std::process::id()
+    )?;
+    file.sync_data()?;
+    Ok(())
+}
+
+static RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("record")
+        .description("Writes a ledger line")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "done")?;
+            Ok(input)
+        })
+});
+
+static BLOCK: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("block")
+        .description("Waits for the go file, then writes a ledger line")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "started")?;
+            let go = env_path("FIXTURE_GO_FILE");
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !go.exists() {
+                if std::time::Instant::now() > deadline {
+                    return Err(ActionError::fatal("go file never appeared"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ledger(&ctx, "done")?;
+            Ok(input)
+        })
+});
+
+static FLAKY: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("flaky")
+        .description("Fails its first attempt, retried after 1.5 s")
+        .retry(
+            Retry::default()
+                .max_attempts(3)
+                .initial_backoff(Duration::from_millis(1500))
+                .jitter(0.0),
+        )
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, &format!("attempt {}", ctx.attempt()))?;
+            if ctx.attempt() == 1 {
+                Err(ActionError::retryable("first attempt always fails"))
+            } else {
+                Ok(input)
+            }
+        })
+});
+
+static GATE: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("gate")
+        .description("Fails (fatally) while $FIXTURE_FAIL is set")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "done")?;
+            if std::env::var_os("FIXTURE_FAIL").is_some() {
+                return Err(ActionError::fatal(
+                    "the gate is closed (FIXTURE_FAIL is set)",
+                ));
+            }
+            Ok(input)
+        })
+});
+
+static GATED: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("gated")
+        .description("record, gate, record")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = GATE.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+static CRASH_PIPELINE: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("crash-pipeline")
+        .description("record, block, record")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = BLOCK.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+static BACKOFF_PIPELINE: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("backoff-pipeline")
+        .description("record, flaky")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            Ok(FLAKY.run(tag).await?)
+        })
+});
+
+static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("three-steps")
+        .description("record three times")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = RECORD.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+fn main() -> ExitCode {
+    let registry = Registry::new()
+        .workflow(&CRASH_PIPELINE)
+        .workflow(&BACKOFF_PIPELINE)
+        .workflow(&THREE_STEPS)
+        .workflow(&GATED)
+        .action(&GATE)
+        .action(&RECORD)
+        .action(&BLOCK)
+        .action(&FLAKY);
+    cairn::cli::main(registry)
+}

@@ -1,0 +1,245 @@
+//! Errors: the engine's own, a step's as the workflow sees it, an action's and a workflow's.
+
+use std::error::Error as StdError;
+
+use cairn_core::{ErrorInfo, ErrorKind, LimitExceeded, StepKey};
+use cairn_store::{RunId, StoreError};
+
+use crate::schema::Violations;
+
+/// Why an engine operation (start, inspect, retry, cancel…) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No workflow with this slug is registered.
+    #[error("unknown workflow {slug:?}; registered workflows: {known} (see `workflows list`)")]
+    UnknownWorkflow {
+        /// The slug asked for.
+        slug: String,
+        /// The registered slugs, comma-separated.
+        known: String,
+    },
+    /// A run's input does not match the workflow's input schema. No run was created.
+    #[error("input of workflow {workflow} does not match its schema: {violations}")]
+    InvalidInput {
+        /// The workflow slug.
+        workflow: String,
+        /// What is wrong, with JSON paths.
+        violations: Violations,
+    },
+    /// The input could not be turned into JSON.
+    #[error("input of workflow {workflow} cannot be serialized to JSON: {message}")]
+    Unserializable {
+        /// The workflow slug.
+        workflow: String,
+        /// serde's message.
+        message: String,
+    },
+    /// A payload is over a limit.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    /// No run has this id.
+    #[error("run {0} not found; `runs list` shows the runs there are")]
+    RunNotFound(RunId),
+    /// The run has no step with this key.
+    #[error("run {run} has no step {step}; `runs get {run}` lists its steps")]
+    StepNotFound {
+        /// The run.
+        run: RunId,
+        /// The step key asked for.
+        step: StepKey,
+    },
+    /// The run cannot be executed by this process.
+    #[error("run {run} is of workflow {workflow:?}, which this binary does not register")]
+    NotExecutable {
+        /// The run.
+        run: RunId,
+        /// Its workflow slug.
+        workflow: String,
+    },
+    /// A request was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The error a step hands back to the workflow: retries exhausted, a fatal action error, an
+/// invalid payload, a failed child run…
+///
+/// The workflow may handle it; if it propagates it (`?`), the run fails with this error and
+/// its step recorded.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{info}")]
+pub struct StepError {
+    info: ErrorInfo,
+}
+
+impl StepError {
+    pub(crate) fn new(info: ErrorInfo) -> Self {
+        StepError { info }
+    }
+
+    pub(crate) fn misuse(message: impl Into<String>) -> Self {
+        StepError::new(ErrorInfo::new(ErrorKind::Misuse, message))
+    }
+
+    /// The class of error.
+    pub fn kind(&self) -> ErrorKind {
+        self.info.kind
+    }
+
+    /// The message, without the step prefix.
+    pub fn message(&self) -> &str {
+        &self.info.message
+    }
+
+    /// The step that failed.
+    pub fn step(&self) -> Option<&StepKey> {
+        self.info.step.as_ref()
+    }
+
+    /// The error as recorded.
+    pub fn info(&self) -> &ErrorInfo {
+        &self.info
+    }
+}
+
+/// The error an action returns: retryable (the default for any `std::error::Error` via `?`)
+/// or fatal (never retried).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionError {
+    pub(crate) message: String,
+    pub(crate) retryable: bool,
+    pub(crate) kind: ErrorKind,
+}
+
+impl ActionError {
+    /// An error worth retrying (a timeout, a 503, a dropped connection).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        ActionError {
+            message: message.into(),
+            retryable: true,
+            kind: ErrorKind::Action,
+        }
+    }
+
+    /// An error retrying cannot fix (bad credentials, a 4xx, a business rule): the step fails
+    /// at once.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        ActionError {
+            message: message.into(),
+            retryable: false,
+            kind: ErrorKind::Action,
+        }
+    }
+
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Whether the step may be retried after this error.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn into_info(self) -> ErrorInfo {
+        ErrorInfo {
+            kind: self.kind,
+            message: self.message,
+            step: None,
+            retryable: self.retryable,
+        }
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for ActionError {
+    fn from(error: E) -> Self {
+        ActionError::retryable(chain(&error))
+    }
+}
+
+/// The error a workflow body returns. Any `std::error::Error` converts into it with `?`; a
+/// [`StepError`] keeps its kind and step, so the run records which step failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowError {
+    info: ErrorInfo,
+}
+
+impl WorkflowError {
+    /// An error raised by the workflow's own logic.
+    pub fn new(message: impl Into<String>) -> Self {
+        WorkflowError {
+            info: ErrorInfo::new(ErrorKind::Workflow, message),
+        }
+    }
+
+    /// The error as it will be recorded on the run.
+    pub fn info(&self) -> &ErrorInfo {
+        &self.info
+    }
+
+    pub(crate) fn into_info(self) -> ErrorInfo {
+        self.info
+    }
+
+    pub(crate) fn from_info(info: ErrorInfo) -> Self {
+        WorkflowError { info }
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for WorkflowError {
+    fn from(error: E) -> Self {
+        let boxed: Box<dyn StdError + Send + Sync> = Box::new(error);
+        match boxed.downcast::<StepError>() {
+            Ok(step_error) => WorkflowError {
+                info: step_error.info,
+            },
+            Err(other) => WorkflowError::new(chain(other.as_ref())),
+        }
+    }
+}
+
+/// An error's message followed by its sources: `a: b: c`.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_errors_keep_their_step_through_question_mark() {
+        fn body() -> Result<(), WorkflowError> {
+            let info = ErrorInfo::new(ErrorKind::Action, "no").at_step(StepKey::from("a#0"));
+            Err(StepError::new(info))?
+        }
+        let err = body().unwrap_err();
+        assert_eq!(err.info().kind, ErrorKind::Action);
+        assert_eq!(err.info().step, Some(StepKey::from("a#0")));
+    }
+
+    #[test]
+    fn other_errors_become_workflow_errors_with_their_sources() {
+        let io = std::io::Error::other("disk full");
+        let err = WorkflowError::from(io);
+        assert_eq!(err.info().kind, ErrorKind::Workflow);
+        assert_eq!(err.info().message, "disk full");
+        let action: ActionError = serde_json::from_str::<u8>("x").unwrap_err().into();
+        assert!(action.is_retryable());
+    }
+}

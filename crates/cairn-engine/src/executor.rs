@@ -1,0 +1,169 @@
+//! Executes one claimed run: replays its body against the journal, keeps the lease alive, and
+//! records how the run ended.
+
+use std::{sync::Arc, time::Duration};
+
+use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
+use cairn_store::{ClaimedRun, StoreError};
+
+use crate::{
+    context::{Abort, RunContext, Scope},
+    engine::Shared,
+    step::json_size,
+    workflow::{ErasedWorkflow, WorkflowCtx},
+};
+
+/// How an execution ended.
+#[derive(Debug)]
+pub(crate) enum ExecEnd {
+    /// The run ended (succeeded, failed or canceled) or this execution recorded its end.
+    Ended,
+    /// The engine is stopping; the run went back to the queue.
+    Released,
+    /// Another worker took the run over, or the store failed; nothing more was recorded.
+    Lost,
+    /// This binary does not register the run's workflow.
+    NotExecutable(String),
+}
+
+/// Executes a claimed run until it ends or must stop. `workflow` overrides the registry
+/// lookup (child runs carry their workflow with them).
+pub(crate) async fn execute(
+    shared: Arc<Shared>,
+    claimed: ClaimedRun,
+    workflow: Option<Arc<dyn ErasedWorkflow>>,
+) -> ExecEnd {
+    let ClaimedRun { run, events } = claimed;
+    let Some(workflow) = workflow.or_else(|| shared.registry.get(&run.workflow).cloned()) else {
+        let now = shared.clock.now_ms();
+        if let Err(err) = shared
+            .store
+            .release_lease(run.run_id, &shared.worker, now)
+            .await
+        {
+            tracing::warn!(run = %run.run_id, error = %err, "could not release the lease of a run this binary cannot execute");
+        }
+        return ExecEnd::NotExecutable(run.workflow);
+    };
+    let journal = Journal::new(
+        events.iter().map(|record| &record.event),
+        workflow.strict_inputs(),
+    );
+    let ctx = Arc::new(RunContext::new(
+        run.run_id,
+        run.workflow.clone(),
+        shared.clone(),
+        journal,
+    ));
+    shared.track(&ctx);
+    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(ctx.clone())));
+
+    let body = Scope::Workflow(ctx.clone())
+        .enter(workflow.call(run.input.clone(), WorkflowCtx { run: ctx.clone() }));
+    let outcome = tokio::select! {
+        biased;
+        abort = ctx.aborted() => Err(abort),
+        result = body => Ok(result),
+    };
+    let ending = match outcome {
+        Ok(Ok(output)) => Some(completion(&*workflow, &shared, output)),
+        Ok(Err(error)) => Some(Event::RunFailed {
+            error: error.into_info(),
+        }),
+        Err(Abort::Fail(error)) => Some(Event::RunFailed { error }),
+        Err(Abort::Shutdown) => None,
+        Err(Abort::Store(message)) => {
+            tracing::warn!(run = %run.run_id, error = %message, "store kept failing; giving the run back to the queue");
+            None
+        }
+        Err(Abort::LeaseLost | Abort::Ended) => {
+            drop(heartbeat);
+            shared.untrack(run.run_id);
+            return ExecEnd::Lost;
+        }
+    };
+    drop(heartbeat);
+    let end = match ending {
+        Some(event) => match ctx.record(event).await {
+            Ok(()) => ExecEnd::Ended,
+            Err(StoreError::RunEnded { .. }) => ExecEnd::Ended,
+            Err(err) => {
+                tracing::warn!(run = %run.run_id, error = %err, "could not record the end of the run");
+                ExecEnd::Lost
+            }
+        },
+        None => {
+            let now = shared.clock.now_ms();
+            match shared
+                .store
+                .release_lease(run.run_id, &shared.worker, now)
+                .await
+            {
+                Ok(()) => ExecEnd::Released,
+                Err(err) => {
+                    tracing::warn!(run = %run.run_id, error = %err, "could not release the lease; it will lapse");
+                    ExecEnd::Lost
+                }
+            }
+        }
+    };
+    shared.untrack(run.run_id);
+    end
+}
+
+/// The event that ends a run whose body returned `output`: checked against the output schema
+/// and the payload limit first.
+fn completion(workflow: &dyn ErasedWorkflow, shared: &Shared, output: serde_json::Value) -> Event {
+    let slug = &workflow.info().slug;
+    if let Err(violations) = workflow.output_schema().validate(&output) {
+        let message = format!("output of workflow {slug} does not match its schema: {violations}");
+        return Event::RunFailed {
+            error: ErrorInfo::new(ErrorKind::InvalidOutput, message),
+        };
+    }
+    let limits = &shared.config.limits;
+    if let Err(err) =
+        limits.check_payload(|| format!("output of workflow {slug}"), json_size(&output))
+    {
+        return Event::RunFailed {
+            error: ErrorInfo::new(ErrorKind::PayloadTooLarge, err.to_string()),
+        };
+    }
+    Event::RunCompleted { output }
+}
+
+/// Renews the run's lease every third of its lifetime; stops the execution when the lease is
+/// lost or the run was canceled elsewhere.
+async fn heartbeat(run: Arc<RunContext>) {
+    let shared = &run.shared;
+    let every = (shared.config.lease_ttl / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        match shared.store.renew_lease(run.run_id, &shared.lease()).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost { .. }) => {
+                tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
+                run.abort(Abort::LeaseLost);
+                return;
+            }
+            Err(StoreError::RunEnded { status, .. }) => {
+                tracing::info!(run = %run.run_id, %status, "run ended elsewhere; stopping this execution");
+                run.cancel.cancel();
+                run.abort(Abort::Ended);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(run = %run.run_id, error = %err, "lease renewal failed; will try again")
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,33 @@
+//! Cairn's runtime: typed actions and workflows, the step executor, leases and the worker
+//! loop. Users depend on the `cairn` facade, which re-exports what they need from here.
+//!
+//! A workflow body is plain async Rust. Each `action.run(input)` it awaits is a step: the
+//! executor asks the sans-IO [`Journal`](cairn_core::Journal) whether the run's history has
+//! the result (replay) or the step must execute; an executed step's result is appended to the
+//! run's log, durably, before the workflow moves on.
+
+mod action;
+mod clock;
+mod context;
+mod engine;
+mod error;
+mod executor;
+mod registry;
+mod schema;
+mod step;
+mod worker;
+mod workflow;
+
+pub use action::{Action, ActionBuilder, ActionCtx, ActionInfo, Payload};
+pub use cairn_core::RetryPolicy as Retry;
+pub use clock::{Clock, SystemClock};
+pub use engine::{
+    Engine, EngineBuilder, EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, RunDetail, RunEvent,
+    StartOptions, Started,
+};
+pub use error::{ActionError, EngineError, StepError, WorkflowError};
+pub use registry::Registry;
+pub use schema::{Violation, Violations};
+pub use step::StepCall;
+pub use tokio_util::sync::CancellationToken;
+pub use workflow::{Workflow, WorkflowBuilder, WorkflowCtx, WorkflowInfo};

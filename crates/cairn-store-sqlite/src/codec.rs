@@ -1,0 +1,363 @@
+//! Between Cairn's types and SQLite rows: runs and events encoded for the writer (on the
+//! caller's task, so the single writer thread only runs SQL), rows decoded back, and the
+//! crate's internal error type with its mapping onto [`StoreError`].
+
+use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
+use cairn_store::{
+    ClaimOutcome, ClaimedRun, ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult,
+    WorkerId,
+};
+use rusqlite::{ErrorCode, Row};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// The columns of `runs` a [`RawRun`] is read from, in [`RawRun::from_row`]'s order.
+macro_rules! run_columns {
+    () => {
+        "id, workflow, status, input, output, error, idempotency_key, parent_run_id, forked_from_run, \
+         forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, \
+         updated_at, finished_at"
+    };
+}
+pub(crate) use run_columns;
+
+/// An operation's failure inside this crate: a contract outcome or a SQLite error, so `?`
+/// works on both. Converted to [`StoreError`] at the crate's edge.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A contract outcome (`LeaseLost`, `RunEnded`, …) or an already mapped failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// SQLite refused or failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+}
+
+/// Results inside this crate.
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> StoreError {
+        match error {
+            Error::Store(error) => error,
+            Error::Sql(error) => sql_error(error),
+        }
+    }
+}
+
+/// Maps a SQLite error: locks held too long and I/O trouble are `Unavailable` (retrying may
+/// help); damaged files and values that do not read back are `Corrupt`.
+pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(format!(
+                    "the SQLite database stayed locked by another connection for longer than the busy timeout \
+                 ({error}); retry, or raise SqliteOptions::busy_timeout"
+                ))
+            }
+            ErrorCode::DatabaseCorrupt
+            | ErrorCode::NotADatabase
+            | ErrorCode::ConstraintViolation => StoreError::Corrupt(format!("SQLite: {error}")),
+            _ => StoreError::Unavailable(format!("SQLite: {error}")),
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => {
+            StoreError::Corrupt(format!("a stored value does not read back: {error}"))
+        }
+        _ => StoreError::Unavailable(format!("SQLite: {error}")),
+    }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::Corrupt(format!("cannot encode {what} as JSON: {error}")))
+}
+
+fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("stored {what} is not valid: {error}")))
+}
+
+/// What an event does to its run's row besides growing the log (see `Event::resulting_status`).
+pub(crate) enum Effect {
+    /// Nothing.
+    None,
+    /// The run ends: status, output or error, `finished_at`, lease freed.
+    End {
+        status: RunStatus,
+        output: Option<String>,
+        error: Option<String>,
+    },
+    /// The run goes back to the queue: the end is forgotten, ready now, lease freed.
+    Requeue,
+    /// The run moves to another unended status (e.g. a parked one).
+    Status(RunStatus),
+}
+
+/// An event encoded for the `events` table.
+pub(crate) struct PreparedEvent {
+    pub(crate) type_name: &'static str,
+    pub(crate) step_key: Option<String>,
+    pub(crate) payload: String,
+    pub(crate) effect: Effect,
+}
+
+impl PreparedEvent {
+    pub(crate) fn new(event: &Event) -> StoreResult<PreparedEvent> {
+        let effect = match (event, event.resulting_status()) {
+            (_, None) => Effect::None,
+            (Event::RunCompleted { output }, Some(status)) => Effect::End {
+                status,
+                output: Some(to_json(output, "a run output")?),
+                error: None,
+            },
+            (Event::RunFailed { error }, Some(status)) => Effect::End {
+                status,
+                output: None,
+                error: Some(to_json(error, "a run error")?),
+            },
+            (Event::RunCanceled { reason }, Some(status)) => Effect::End {
+                status,
+                output: None,
+                error: Some(to_json(&canceled_error(reason), "a run error")?),
+            },
+            (_, Some(RunStatus::Queued)) => Effect::Requeue,
+            (_, Some(status)) if status.is_terminal() => Effect::End {
+                status,
+                output: None,
+                error: None,
+            },
+            (_, Some(status)) => Effect::Status(status),
+        };
+        Ok(PreparedEvent {
+            type_name: event.type_name(),
+            step_key: event.step_key().map(|key| key.as_str().to_owned()),
+            payload: to_json(event, "an event")?,
+            effect,
+        })
+    }
+
+    pub(crate) fn all(events: &[Event]) -> StoreResult<Vec<PreparedEvent>> {
+        events.iter().map(PreparedEvent::new).collect()
+    }
+}
+
+/// The error a canceled run carries.
+fn canceled_error(reason: &str) -> ErrorInfo {
+    let message = if reason.trim().is_empty() {
+        "run canceled".to_owned()
+    } else {
+        format!("run canceled: {reason}")
+    };
+    ErrorInfo::new(ErrorKind::Canceled, message)
+}
+
+/// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
+pub(crate) struct PreparedRun {
+    pub(crate) id: RunId,
+    pub(crate) workflow: String,
+    pub(crate) input: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) parent_run_id: Option<String>,
+    pub(crate) forked_from: Option<(String, String)>,
+    pub(crate) trigger: String,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) now_ms: i64,
+    pub(crate) events: Vec<PreparedEvent>,
+}
+
+impl PreparedRun {
+    pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
+        let input = to_json(&run.input, "a run input")?;
+        let mut events = Vec::with_capacity(run.history.len() + 1);
+        events.push(PreparedEvent::new(&Event::RunCreated {
+            workflow: run.workflow.clone(),
+            input: run.input,
+        })?);
+        for event in &run.history {
+            events.push(PreparedEvent::new(event)?);
+        }
+        Ok(PreparedRun {
+            id: run.id,
+            input,
+            workflow: run.workflow,
+            idempotency_key: run.idempotency_key,
+            parent_run_id: run.parent_run_id.map(|id| id.to_string()),
+            forked_from: run
+                .forked_from
+                .map(|origin| (origin.run_id.to_string(), origin.step.as_str().to_owned())),
+            trigger: run.trigger,
+            lease: run.lease,
+            now_ms: run.now_ms,
+            events,
+        })
+    }
+}
+
+/// A `runs` row as read, decoded off the writer thread.
+pub(crate) struct RawRun {
+    id: String,
+    workflow: String,
+    status: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    idempotency_key: Option<String>,
+    parent_run_id: Option<String>,
+    forked_from: (Option<String>, Option<String>),
+    trigger: String,
+    executions: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    ready_at: i64,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl RawRun {
+    /// Reads the columns of [`run_columns!`] in order.
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<RawRun> {
+        Ok(RawRun {
+            id: row.get(0)?,
+            workflow: row.get(1)?,
+            status: row.get(2)?,
+            input: row.get(3)?,
+            output: row.get(4)?,
+            error: row.get(5)?,
+            idempotency_key: row.get(6)?,
+            parent_run_id: row.get(7)?,
+            forked_from: (row.get(8)?, row.get(9)?),
+            trigger: row.get(10)?,
+            executions: row.get(11)?,
+            lease_owner: row.get(12)?,
+            lease_expires_at: row.get(13)?,
+            ready_at: row.get(14)?,
+            created_at: row.get(15)?,
+            updated_at: row.get(16)?,
+            finished_at: row.get(17)?,
+        })
+    }
+
+    pub(crate) fn decode(self) -> StoreResult<RunRecord> {
+        let forked_from = match self.forked_from {
+            (Some(run), Some(step)) => Some(ForkOrigin {
+                run_id: parse_id(&run)?,
+                step: StepKey::custom(step),
+            }),
+            _ => None,
+        };
+        Ok(RunRecord {
+            run_id: parse_id(&self.id)?,
+            workflow: self.workflow,
+            status: parse_status(&self.status)?,
+            input: from_json(&self.input, "run input")?,
+            output: self
+                .output
+                .as_deref()
+                .map(|text| from_json(text, "run output"))
+                .transpose()?,
+            error: self
+                .error
+                .as_deref()
+                .map(|text| from_json(text, "run error"))
+                .transpose()?,
+            idempotency_key: self.idempotency_key,
+            parent_run_id: self.parent_run_id.as_deref().map(parse_id).transpose()?,
+            forked_from,
+            trigger: self.trigger,
+            executions: u32::try_from(self.executions).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "run {} has {} executions",
+                    self.id, self.executions
+                ))
+            })?,
+            lease_owner: self.lease_owner.map(WorkerId),
+            lease_expires_at_ms: self.lease_expires_at,
+            ready_at_ms: self.ready_at,
+            created_at_ms: self.created_at,
+            updated_at_ms: self.updated_at,
+            finished_at_ms: self.finished_at,
+        })
+    }
+}
+
+/// An `events` row as read.
+pub(crate) struct RawEvent {
+    seq: i64,
+    at: i64,
+    payload: String,
+}
+
+impl RawEvent {
+    /// Reads `seq, at, payload`.
+    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
+        Ok(RawEvent {
+            seq: row.get(0)?,
+            at: row.get(1)?,
+            payload: row.get(2)?,
+        })
+    }
+
+    fn decode(self) -> StoreResult<EventRecord> {
+        let seq = u64::try_from(self.seq)
+            .map_err(|_| StoreError::Corrupt(format!("event seq {} is negative", self.seq)))?;
+        Ok(EventRecord {
+            seq,
+            at_ms: self.at,
+            event: from_json(&self.payload, "event")?,
+        })
+    }
+}
+
+pub(crate) fn decode_events(events: Vec<RawEvent>) -> StoreResult<Vec<EventRecord>> {
+    events.into_iter().map(RawEvent::decode).collect()
+}
+
+/// A run the writer claimed, with its log as read in the claiming transaction.
+pub(crate) struct RawClaimed {
+    pub(crate) run: RawRun,
+    pub(crate) events: Vec<RawEvent>,
+}
+
+impl RawClaimed {
+    pub(crate) fn decode(self) -> StoreResult<ClaimedRun> {
+        Ok(ClaimedRun {
+            run: self.run.decode()?,
+            events: decode_events(self.events)?,
+        })
+    }
+}
+
+/// [`ClaimOutcome`] before decoding.
+pub(crate) enum RawClaimOutcome {
+    Claimed(Box<RawClaimed>),
+    Held { by: WorkerId, until_ms: i64 },
+    Ended(RunStatus),
+    NotFound,
+}
+
+impl RawClaimOutcome {
+    pub(crate) fn decode(self) -> StoreResult<ClaimOutcome> {
+        Ok(match self {
+            RawClaimOutcome::Claimed(claimed) => {
+                ClaimOutcome::Claimed(Box::new((*claimed).decode()?))
+            }
+            RawClaimOutcome::Held { by, until_ms } => ClaimOutcome::Held { by, until_ms },
+            RawClaimOutcome::Ended(status) => ClaimOutcome::Ended(status),
+            RawClaimOutcome::NotFound => ClaimOutcome::NotFound,
+        })
+    }
+}
+
+pub(crate) fn parse_id(text: &str) -> StoreResult<RunId> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("stored run id: {error}")))
+}
+
+pub(crate) fn parse_status(text: &str) -> StoreResult<RunStatus> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("stored run status: {error}")))
+}

@@ -1,0 +1,294 @@
+//! Cairn's embedded store: one SQLite file, zero setup, every commit fsync'd.
+//!
+//! [`SqliteStore`] implements [`cairn_store::Store`] and passes its conformance suite.
+//!
+//! - **Durable**: WAL journal with `synchronous=FULL`; a write method returns only after its
+//!   transaction committed and the WAL was fsync'd, so it survives a power loss.
+//! - **Cheap durability, by group commit**: every write (create, claim, renew, release,
+//!   append, cancel, retry) goes to one writer thread that commits whatever has queued up in
+//!   one transaction and one fsync, then answers all the waiters. Each command runs in its own
+//!   savepoint, so one refused command fails alone.
+//! - **Reads don't wait for writes**: `get_run`, `events`, `list_runs` and `next_ready_at`
+//!   use a small pool of read-only connections; WAL lets them read the last commit while the
+//!   writer writes.
+//! - **Shareable**: several processes may open one file; writes take SQLite's write lock
+//!   with `BEGIN IMMEDIATE` (waiting up to the busy timeout, then failing with
+//!   [`StoreError::Unavailable`]), so claims stay exclusive across processes.
+//! - **Versioned schema**: migrations are applied on open, in one transaction.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_store::StoreError> {
+//! use cairn_store::{RunFilter, Store};
+//! let store = cairn_store_sqlite::SqliteStore::open_in_dir(".cairn")?;
+//! let runs = store.list_runs(&RunFilter::default()).await?;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod ops;
+mod read;
+mod schema;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use cairn_core::{Event, EventRecord, RunStatus};
+use cairn_store::{
+    ClaimOutcome, ClaimedRun, CreateOutcome, Lease, NewRun, RunFilter, RunId, RunRecord, Store,
+    StoreError, StoreResult, WorkerId,
+};
+
+use crate::{
+    codec::{PreparedEvent, PreparedRun, RawClaimed},
+    read::ReadPool,
+    writer::{Command, Writer},
+};
+
+/// The database file's name inside a data directory (see [`SqliteStore::open_in_dir`]).
+pub const DATABASE_FILE: &str = "cairn.db";
+
+/// Knobs of a [`SqliteStore`]. The defaults suit almost everyone.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// How long a write waits for another process's write lock before failing with
+    /// [`StoreError::Unavailable`]. Default 5 s.
+    pub busy_timeout: Duration,
+    /// Most write commands committed together in one transaction. Default 512.
+    pub max_batch: usize,
+    /// Most idle read connections kept open. Default 4.
+    pub max_idle_readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 512,
+            max_idle_readers: 4,
+        }
+    }
+}
+
+/// A [`Store`] in one SQLite file. See the [crate docs](crate) for how it works.
+///
+/// Dropping it waits for the writes already queued (background appends included) to commit.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Writer,
+    readers: Arc<ReadPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the database at `path` and
+    /// brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens `<data_dir>/cairn.db` (see [`open`](SqliteStore::open)).
+    pub fn open_in_dir(data_dir: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        SqliteStore::open(data_dir.as_ref().join(DATABASE_FILE))
+    }
+
+    /// [`open`](SqliteStore::open) with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "cannot create the data directory {}: {error}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let conn = schema::open_writer(&path, options.busy_timeout)?;
+        let writer = Writer::spawn(conn, options.max_batch)?;
+        let readers = ReadPool::new(path.clone(), options.busy_timeout, options.max_idle_readers);
+        Ok(SqliteStore {
+            path,
+            writer,
+            readers,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until every write queued before this call (background appends included) has
+    /// been committed or has failed.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.writer.call(|reply| Command::Flush { reply }).await
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_run(&self, run: NewRun) -> StoreResult<CreateOutcome> {
+        let run = PreparedRun::new(run)?;
+        self.writer
+            .call(|reply| Command::CreateRun { run, reply })
+            .await
+    }
+
+    async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
+        self.readers.read(move |conn| read::get_run(conn, id)).await
+    }
+
+    async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>> {
+        self.readers.read(move |conn| read::events(conn, id)).await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| read::list_runs(conn, &filter))
+            .await
+    }
+
+    async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome> {
+        let lease = lease.clone();
+        self.writer
+            .call(|reply| Command::ClaimRun {
+                id,
+                lease,
+                now_ms,
+                reply,
+            })
+            .await?
+            .decode()
+    }
+
+    async fn claim_ready(
+        &self,
+        workflows: &[String],
+        lease: &Lease,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if workflows.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (workflows, lease) = (workflows.to_vec(), lease.clone());
+        let claimed = self
+            .writer
+            .call(|reply| Command::ClaimReady {
+                workflows,
+                lease,
+                now_ms,
+                limit,
+                reply,
+            })
+            .await?;
+        claimed.into_iter().map(RawClaimed::decode).collect()
+    }
+
+    async fn next_ready_at(&self, workflows: &[String]) -> StoreResult<Option<i64>> {
+        if workflows.is_empty() {
+            return Ok(None);
+        }
+        let workflows = workflows.to_vec();
+        self.readers
+            .read(move |conn| read::next_ready_at(conn, &workflows))
+            .await
+    }
+
+    async fn renew_lease(&self, id: RunId, lease: &Lease) -> StoreResult<()> {
+        let lease = lease.clone();
+        self.writer
+            .call(|reply| Command::RenewLease { id, lease, reply })
+            .await
+    }
+
+    async fn release_lease(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        ready_at_ms: i64,
+    ) -> StoreResult<()> {
+        let worker = worker.clone();
+        self.writer
+            .call(|reply| Command::ReleaseLease {
+                id,
+                worker,
+                ready_at_ms,
+                reply,
+            })
+            .await
+    }
+
+    async fn append(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        events: Vec<Event>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let events = PreparedEvent::all(&events)?;
+        let worker = worker.clone();
+        self.writer
+            .call(|reply| Command::Append {
+                id,
+                worker,
+                events,
+                now_ms,
+                reply: Some(reply),
+            })
+            .await
+    }
+
+    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64) {
+        let queued = PreparedEvent::all(&events).and_then(|events| {
+            self.writer.send(Command::Append {
+                id,
+                worker: worker.clone(),
+                events,
+                now_ms,
+                reply: None,
+            })
+        });
+        if let Err(error) = queued {
+            tracing::warn!(run = %id, %error, "a background append was not recorded");
+        }
+    }
+
+    async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {
+        let canceled = PreparedEvent::new(&Event::RunCanceled {
+            reason: reason.to_owned(),
+        })?;
+        self.writer
+            .call(|reply| Command::CancelRun {
+                id,
+                canceled,
+                now_ms,
+                reply,
+            })
+            .await
+    }
+
+    async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()> {
+        let retried = PreparedEvent::new(&Event::RunRetried)?;
+        self.writer
+            .call(|reply| Command::RetryRun {
+                id,
+                retried,
+                now_ms,
+                reply,
+            })
+            .await
+    }
+}

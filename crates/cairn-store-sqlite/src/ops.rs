@@ -1,0 +1,372 @@
+//! The write operations, as SQL on the writer's connection inside its open transaction
+//! (each call inside its own savepoint, see `writer`). Every check-then-write here is safe
+//! because the transaction is `BEGIN IMMEDIATE`: no other connection, in this process or
+//! another, writes between the check and the write.
+
+use cairn_core::RunStatus;
+use cairn_store::{CreateOutcome, Lease, RunId, StoreError, WorkerId};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+
+use crate::{
+    codec::{
+        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, RawRun, Result, parse_id,
+        parse_status, run_columns,
+    },
+    read::load_events,
+};
+
+/// What the fencing checks need to know about a run.
+struct RunState {
+    status: RunStatus,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+    last_seq: i64,
+}
+
+fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = ?1",
+    )?;
+    let row = statement
+        .query_row([key], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((status, lease_owner, lease_expires_at, last_seq)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(RunState {
+        status: parse_status(&status)?,
+        lease_owner,
+        lease_expires_at,
+        last_seq,
+    }))
+}
+
+fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
+    load_state(conn, key)?.ok_or_else(|| StoreError::RunNotFound(id).into())
+}
+
+/// The fencing rule: `worker` holds the lease of a run that has not ended.
+fn fenced(conn: &Connection, id: RunId, key: &str, worker: &WorkerId) -> Result<RunState> {
+    let state = state_of(conn, id, key)?;
+    if state.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    if state.lease_owner.as_deref() != Some(worker.0.as_str()) {
+        return Err(StoreError::LeaseLost {
+            run: id,
+            worker: worker.clone(),
+        }
+        .into());
+    }
+    Ok(state)
+}
+
+/// Appends `events` after `last_seq` and applies their effects to the run's row.
+fn write_events(
+    conn: &Connection,
+    id: RunId,
+    key: &str,
+    last_seq: i64,
+    events: &[PreparedEvent],
+    now: i64,
+) -> Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (run_id, seq, at, type, step_key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut seq = last_seq;
+    let mut ended = None;
+    for event in events {
+        if let Some(status) = ended {
+            return Err(StoreError::RunEnded { run: id, status }.into());
+        }
+        seq += 1;
+        insert.execute(params![
+            key,
+            seq,
+            now,
+            event.type_name,
+            event.step_key,
+            event.payload
+        ])?;
+        match &event.effect {
+            Effect::None => {}
+            Effect::End {
+                status,
+                output,
+                error,
+            } => {
+                ended = Some(*status);
+                conn.prepare_cached(
+                    "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, \
+                     lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
+                )?
+                .execute(params![key, status.as_str(), output, error, now])?;
+            }
+            Effect::Requeue => {
+                conn.prepare_cached(
+                    "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
+                     lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![key, now])?;
+            }
+            Effect::Status(status) => {
+                conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
+                    .execute(params![key, status.as_str()])?;
+            }
+        }
+    }
+    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![key, seq, now])?;
+    Ok(())
+}
+
+/// Inserts the run and its first events, unless its id or its idempotency key is taken.
+pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateOutcome> {
+    let key = run.id.to_string();
+    let (status, owner, expires, executions, ready_at) = match &run.lease {
+        Some(lease) => (
+            RunStatus::Running,
+            Some(&lease.worker.0),
+            Some(lease.expires_at_ms),
+            1,
+            lease.expires_at_ms,
+        ),
+        None => (RunStatus::Queued, None, None, 0, run.now_ms),
+    };
+    let (forked_run, forked_step) = run
+        .forked_from
+        .as_ref()
+        .map(|(run, step)| (run, step))
+        .unzip();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
+             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            key,
+            run.workflow,
+            status.as_str(),
+            run.input,
+            run.idempotency_key,
+            run.parent_run_id,
+            forked_run,
+            forked_step,
+            run.trigger,
+            executions,
+            owner,
+            expires,
+            ready_at,
+            run.now_ms,
+        ])?;
+    if inserted == 0 {
+        return Ok(CreateOutcome {
+            run_id: existing_run(conn, run)?,
+            created: false,
+        });
+    }
+    write_events(conn, run.id, &key, 0, &run.events, run.now_ms)?;
+    Ok(CreateOutcome {
+        run_id: run.id,
+        created: true,
+    })
+}
+
+/// The run a conflicting create collided with: the idempotency key's, else the same id.
+fn existing_run(conn: &Connection, run: &PreparedRun) -> Result<RunId> {
+    if let Some(idempotency_key) = &run.idempotency_key {
+        let found: Option<String> = conn
+            .prepare_cached("SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2")?
+            .query_row(params![run.workflow, idempotency_key], |row| row.get(0))
+            .optional()?;
+        if let Some(found) = found {
+            return Ok(parse_id(&found)?);
+        }
+    }
+    Ok(run.id)
+}
+
+/// Makes `lease` the run's lease and returns the run with its log.
+fn take_lease(conn: &Connection, key: &str, lease: &Lease, now: i64) -> Result<RawClaimed> {
+    let run = conn
+        .prepare_cached(concat!(
+            "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3, ready_at = ?3, \
+             executions = executions + 1, updated_at = ?4 WHERE id = ?1 RETURNING ",
+            run_columns!()
+        ))?
+        .query_row(params![key, lease.worker.0, lease.expires_at_ms, now], RawRun::from_row)?;
+    Ok(RawClaimed {
+        run,
+        events: load_events(conn, key)?,
+    })
+}
+
+pub(crate) fn claim_run(
+    conn: &Connection,
+    id: RunId,
+    lease: &Lease,
+    now: i64,
+) -> Result<RawClaimOutcome> {
+    let key = id.to_string();
+    let Some(state) = load_state(conn, &key)? else {
+        return Ok(RawClaimOutcome::NotFound);
+    };
+    if state.status.is_terminal() {
+        return Ok(RawClaimOutcome::Ended(state.status));
+    }
+    if let (Some(owner), Some(until_ms)) = (state.lease_owner, state.lease_expires_at)
+        && owner != lease.worker.0
+        && until_ms > now
+    {
+        return Ok(RawClaimOutcome::Held {
+            by: WorkerId(owner),
+            until_ms,
+        });
+    }
+    let claimed = take_lease(conn, &key, lease, now)?;
+    Ok(RawClaimOutcome::Claimed(Box::new(claimed)))
+}
+
+/// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first.
+pub(crate) fn claim_ready(
+    conn: &Connection,
+    workflows: &[String],
+    lease: &Lease,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<RawClaimed>> {
+    if workflows.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = claimable_sql(workflows.len());
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut values: Vec<&dyn ToSql> = vec![&now, &limit];
+    values.extend(workflows.iter().map(|workflow| workflow as &dyn ToSql));
+    let keys = conn
+        .prepare_cached(&sql)?
+        .query_map(values.as_slice(), |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    keys.iter()
+        .map(|key| take_lease(conn, key, lease, now))
+        .collect()
+}
+
+/// The `claim_ready` selection for `workflows` workflows: `?1` now, `?2` limit, `?3…` the
+/// workflows. Forced through `runs_claimable`, so a planner change can never make it a scan.
+pub(crate) fn claimable_sql(workflows: usize) -> String {
+    format!(
+        "SELECT id FROM runs INDEXED BY runs_claimable \
+         WHERE finished_at IS NULL AND ready_at <= ?1 AND (lease_owner IS NULL OR lease_expires_at <= ?1) \
+         AND workflow IN ({}) ORDER BY ready_at LIMIT ?2",
+        placeholders(3, workflows)
+    )
+}
+
+/// `?first, ?first+1, …` (`count` of them).
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("?{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn renew_lease(conn: &Connection, id: RunId, lease: &Lease) -> Result<()> {
+    let key = id.to_string();
+    fenced(conn, id, &key, &lease.worker)?;
+    conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2, ready_at = ?2 WHERE id = ?1")?
+        .execute(params![key, lease.expires_at_ms])?;
+    Ok(())
+}
+
+pub(crate) fn release_lease(
+    conn: &Connection,
+    id: RunId,
+    worker: &WorkerId,
+    ready_at: i64,
+) -> Result<()> {
+    let key = id.to_string();
+    fenced(conn, id, &key, worker)?;
+    conn.prepare_cached(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, \
+         status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE id = ?1",
+    )?
+    .execute(params![key, ready_at])?;
+    Ok(())
+}
+
+pub(crate) fn append(
+    conn: &Connection,
+    id: RunId,
+    worker: &WorkerId,
+    events: &[PreparedEvent],
+    now: i64,
+) -> Result<()> {
+    let key = id.to_string();
+    let state = fenced(conn, id, &key, worker)?;
+    write_events(conn, id, &key, state.last_seq, events, now)
+}
+
+/// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.
+pub(crate) fn cancel_run(
+    conn: &Connection,
+    id: RunId,
+    canceled: &PreparedEvent,
+    now: i64,
+) -> Result<RunStatus> {
+    let key = id.to_string();
+    let state = state_of(conn, id, &key)?;
+    if state.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    write_events(
+        conn,
+        id,
+        &key,
+        state.last_seq,
+        std::slice::from_ref(canceled),
+        now,
+    )?;
+    Ok(state.status)
+}
+
+/// Appends `retried` (a prepared `RunRetried`) to a failed or canceled run.
+pub(crate) fn retry_run(
+    conn: &Connection,
+    id: RunId,
+    retried: &PreparedEvent,
+    now: i64,
+) -> Result<()> {
+    let key = id.to_string();
+    let state = state_of(conn, id, &key)?;
+    if !matches!(state.status, RunStatus::Failed | RunStatus::Canceled) {
+        return Err(StoreError::NotRetryable {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    write_events(
+        conn,
+        id,
+        &key,
+        state.last_seq,
+        std::slice::from_ref(retried),
+        now,
+    )
+}

@@ -1,0 +1,179 @@
+//! Reads: a small pool of `query_only` connections used from `spawn_blocking`, so reads
+//! never wait for the writer thread (WAL lets them see the last commit while it writes), and
+//! the read queries themselves.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use cairn_core::EventRecord;
+use cairn_store::{RunFilter, RunId, RunRecord, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter, types::Value};
+
+use crate::{
+    codec::{RawEvent, RawRun, Result, decode_events, run_columns},
+    ops::placeholders,
+    schema,
+};
+
+/// Read-only connections to one database file, opened on demand, kept up to `max_idle`.
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Arc<ReadPool> {
+        Arc::new(ReadPool {
+            path,
+            busy_timeout,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `query` on a pooled connection on tokio's blocking pool.
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, query: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = Arc::clone(self);
+        let task = tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = query(&conn);
+            pool.give_back(conn);
+            result.map_err(StoreError::from)
+        });
+        task.await.map_err(|error| {
+            StoreError::Unavailable(format!("a SQLite read did not finish: {error}"))
+        })?
+    }
+
+    fn take(&self) -> StoreResult<Connection> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => schema::open_reader(&self.path, self.busy_timeout),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+/// A run's whole log, in order, in one query.
+pub(crate) fn load_events(conn: &Connection, key: &str) -> Result<Vec<RawEvent>> {
+    let mut statement =
+        conn.prepare_cached("SELECT seq, at, payload FROM events WHERE run_id = ?1 ORDER BY seq")?;
+    let events = statement
+        .query_map([key], RawEvent::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(events)
+}
+
+pub(crate) fn get_run(conn: &Connection, id: RunId) -> Result<Option<RunRecord>> {
+    let raw = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE id = ?1"
+        ))?
+        .query_row([id.to_string()], RawRun::from_row)
+        .optional()?;
+    Ok(raw.map(RawRun::decode).transpose()?)
+}
+
+pub(crate) fn events(conn: &Connection, id: RunId) -> Result<Vec<EventRecord>> {
+    Ok(decode_events(load_events(conn, &id.to_string())?)?)
+}
+
+/// Runs matching `filter`, newest first (ties: last inserted first); each filter narrows
+/// through its own index, already in order.
+pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+    let (sql, values) = list_query(filter);
+    let raw = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(values), RawRun::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(raw
+        .into_iter()
+        .map(RawRun::decode)
+        .collect::<StoreResult<_>>()?)
+}
+
+/// The `list_runs` query for `filter`, and its parameters.
+pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
+    let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
+    let mut values = vec![Value::Integer(limit)];
+    let mut clauses = Vec::new();
+    let conditions = [
+        ("workflow", filter.workflow.clone()),
+        (
+            "status",
+            filter.status.map(|status| status.as_str().to_owned()),
+        ),
+        (
+            "parent_run_id",
+            filter.parent_run_id.map(|id| id.to_string()),
+        ),
+    ];
+    for (column, value) in conditions {
+        if let Some(value) = value {
+            values.push(Value::Text(value));
+            clauses.push(format!("{column} = ?{}", values.len()));
+        }
+    }
+    let filter_sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    let sql = format!(
+        concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs {} ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+        ),
+        filter_sql
+    );
+    (sql, values)
+}
+
+/// The earliest `ready_at` among unended runs of `workflows` (a leased run's `ready_at` is
+/// its lease's expiry), read off the front of the `runs_claimable` index.
+pub(crate) fn next_ready_at(conn: &Connection, workflows: &[String]) -> Result<Option<i64>> {
+    if workflows.is_empty() {
+        return Ok(None);
+    }
+    let sql = next_ready_sql(workflows.len());
+    let values: Vec<&dyn ToSql> = workflows
+        .iter()
+        .map(|workflow| workflow as &dyn ToSql)
+        .collect();
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(values.as_slice(), |row| row.get(0))
+        .optional()?)
+}
+
+/// The `next_ready_at` query for `workflows` workflows (parameters `?1…`).
+pub(crate) fn next_ready_sql(workflows: usize) -> String {
+    format!(
+        "SELECT ready_at FROM runs INDEXED BY runs_claimable WHERE finished_at IS NULL AND workflow IN ({}) \
+         ORDER BY ready_at LIMIT 1",
+        placeholders(1, workflows)
+    )
+}

@@ -1,0 +1,332 @@
+//! Opening connections (pragmas for durability and sharing) and the versioned schema
+//! migrations applied on open.
+//!
+//! The schema version lives in `PRAGMA user_version`; [`MIGRATIONS`] is the ordered list of
+//! scripts, script `n` taking the schema from version `n` to `n + 1`. They run inside one
+//! `BEGIN IMMEDIATE` transaction, so two processes opening one file at once cannot both
+//! migrate it, and a failed migration leaves the file as it was.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use cairn_store::{StoreError, StoreResult};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::codec::{Error, Result, sql_error};
+
+/// Version 1: runs and their logs.
+///
+/// `finished_at IS NULL` exactly while a run has not ended (checked), so the partial index
+/// `runs_claimable` holds only unended runs, ordered by when they may next be claimed: claims
+/// and `next_ready_at` never scan ended runs. A leased run's `ready_at` is its lease's expiry,
+/// so "ready by now" alone finds queued runs, woken runs and lapsed leases.
+const V1: &str = "
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY NOT NULL,
+    workflow         TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN
+                         ('queued', 'running', 'sleeping', 'waiting', 'succeeded', 'failed', 'canceled')),
+    input            TEXT NOT NULL,
+    output           TEXT,
+    error            TEXT,
+    idempotency_key  TEXT,
+    parent_run_id    TEXT,
+    forked_from_run  TEXT,
+    forked_from_step TEXT,
+    trigger          TEXT NOT NULL,
+    executions       INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER,
+    ready_at         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    last_seq         INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (workflow, idempotency_key),
+    CHECK ((finished_at IS NULL) = (status NOT IN ('succeeded', 'failed', 'canceled'))),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+CREATE INDEX runs_claimable ON runs (ready_at, workflow) WHERE finished_at IS NULL;
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL;
+
+CREATE TABLE events (
+    run_id   TEXT NOT NULL REFERENCES runs (id),
+    seq      INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    step_key TEXT,
+    payload  TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+";
+
+/// The migrations, oldest first. Append new ones; never edit a released one.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// How many statements each connection keeps prepared.
+const STATEMENT_CACHE: usize = 64;
+
+/// Opens the connection the writer thread owns: WAL, `synchronous=FULL` (every commit is
+/// fsync'd), foreign keys, the busy timeout, and the schema brought up to date.
+pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(|error| cannot_open(path, error))?;
+    configure(&conn, busy_timeout)?;
+    let wal = while_locked(busy_timeout, || {
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))?;
+        Ok(mode.eq_ignore_ascii_case("wal").then_some(()))
+    })?;
+    if wal.is_none() {
+        return Err(StoreError::Unavailable(format!(
+            "SQLite could not put {} in WAL mode; keep the database on a local disk",
+            path.display()
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql_error)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(sql_error)?;
+    while_locked(busy_timeout, || migrate_once(&conn).map(Some))?;
+    Ok(conn)
+}
+
+/// Runs `attempt` again, after a short pause, while another connection's lock keeps it from
+/// finishing (an error of `SQLITE_BUSY`/`SQLITE_LOCKED`, or `Ok(None)`: "not yet"), for up
+/// to `busy_timeout`. SQLite's busy handler covers most waits but not all: switching a new
+/// file to WAL needs an exclusive lock and fails at once (or silently keeps the old mode)
+/// while another process opens the same file, as does a lock upgrade that could deadlock.
+fn while_locked<T>(
+    busy_timeout: Duration,
+    mut attempt: impl FnMut() -> Result<Option<T>>,
+) -> StoreResult<Option<T>> {
+    let deadline = Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let outcome = attempt();
+        let locked = match &outcome {
+            Ok(done) => done.is_none(),
+            Err(Error::Sql(error)) => {
+                matches!(
+                    error.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                )
+            }
+            Err(Error::Store(_)) => false,
+        };
+        if !locked || Instant::now() >= deadline {
+            return outcome.map_err(StoreError::from);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Opens a connection for reads only (`query_only`), on a file the writer has set up.
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn =
+        Connection::open_with_flags(path, flags).map_err(|error| cannot_open(path, error))?;
+    configure(&conn, busy_timeout)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(sql_error)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> StoreResult<()> {
+    conn.busy_timeout(busy_timeout).map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+fn cannot_open(path: &Path, error: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!(
+        "cannot open the SQLite database {}: {error}",
+        path.display()
+    ))
+}
+
+/// Brings the schema up to [`MIGRATIONS`]`.len()`, all or nothing.
+pub(crate) fn migrate_once(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match apply_missing(conn) {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(error) => {
+            if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                tracing::warn!(%rollback, "rolling back a failed migration failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+fn apply_missing(conn: &Connection) -> Result<()> {
+    let version = schema_version(conn)?;
+    let known = MIGRATIONS.len();
+    let Ok(applied) = usize::try_from(version) else {
+        return Err(StoreError::Corrupt(format!(
+            "the database has a negative schema version ({version})"
+        ))
+        .into());
+    };
+    if applied > known {
+        return Err(Error::Store(StoreError::Corrupt(format!(
+            "the database has schema version {applied}, newer than this build of Cairn understands ({known}); \
+             upgrade Cairn to open it"
+        ))));
+    }
+    for script in &MIGRATIONS[applied..] {
+        conn.execute_batch(script)?;
+    }
+    if applied < known {
+        conn.pragma_update(None, "user_version", known as i64)?;
+    }
+    Ok(())
+}
+
+/// The schema version stored in the file.
+pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::RunStatus;
+    use cairn_store::{RunFilter, RunId};
+
+    use super::*;
+    use crate::{ops::claimable_sql, read};
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn migrations_apply_once_and_reopening_is_idempotent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cairn.db");
+        let first = open_writer(&path, TIMEOUT).expect("create");
+        first.execute("INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
+                       VALUES ('r', 'w', 'queued', '{}', 'test', 0, 0, 0)", []).expect("insert a run");
+        let second = open_writer(&path, TIMEOUT).expect("reopen while the first is open");
+        migrate_once(&second).expect("migrating an up-to-date file is a no-op");
+        assert_eq!(
+            schema_version(&second).expect("version"),
+            MIGRATIONS.len() as i64
+        );
+        let runs: i64 = second
+            .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(runs, 1, "reopening keeps the data");
+        let mode: String = second
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        let sync: i64 = second
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .expect("synchronous");
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn a_schema_newer_than_this_build_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cairn.db");
+        drop(open_writer(&path, TIMEOUT).expect("create"));
+        let raw = Connection::open(&path).expect("open");
+        raw.pragma_update(None, "user_version", 99)
+            .expect("pretend a newer Cairn wrote it");
+        let error = open_writer(&path, TIMEOUT).expect_err("a newer schema must be refused");
+        assert!(error.to_string().contains("upgrade Cairn"), "{error}");
+        assert_eq!(
+            schema_version(&raw).expect("version"),
+            99,
+            "the file is left as it was"
+        );
+    }
+
+    #[test]
+    fn concurrent_opens_of_a_new_file_all_succeed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cairn.db");
+        let opened: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || open_writer(&path, Duration::from_secs(5)).map(drop))
+            })
+            .collect();
+        for open in opened {
+            open.join()
+                .expect("an opener panicked")
+                .expect("every concurrent open succeeds");
+        }
+        let conn = open_reader(&path, TIMEOUT).expect("open");
+        assert_eq!(
+            schema_version(&conn).expect("version"),
+            MIGRATIONS.len() as i64
+        );
+    }
+
+    /// The query plan of `sql`, one detail line per step.
+    fn plan(conn: &Connection, sql: &str, params: usize) -> Vec<String> {
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let nulls = vec![rusqlite::types::Null; params];
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .expect("plan");
+        rows.collect::<rusqlite::Result<_>>().expect("plan rows")
+    }
+
+    fn assert_indexed(plan: &[String], what: &str) {
+        assert!(
+            plan.iter()
+                .all(|step| !step.starts_with("SCAN runs") || step.contains("USING")),
+            "{what} scans the runs table: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{what} sorts: {plan:?}"
+        );
+    }
+
+    #[test]
+    fn claims_and_listings_go_through_indexes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open_writer(&dir.path().join("cairn.db"), TIMEOUT).expect("create");
+        let claim = plan(&conn, &claimable_sql(2), 4);
+        assert!(
+            claim.iter().any(|step| step.contains("runs_claimable")),
+            "{claim:?}"
+        );
+        assert_indexed(&claim, "claim_ready");
+        assert_indexed(&plan(&conn, &read::next_ready_sql(3), 3), "next_ready_at");
+        let filters = [
+            RunFilter::default(),
+            RunFilter {
+                workflow: Some("w".into()),
+                ..RunFilter::default()
+            },
+            RunFilter {
+                status: Some(RunStatus::Failed),
+                ..RunFilter::default()
+            },
+            RunFilter {
+                parent_run_id: Some(RunId::new()),
+                ..RunFilter::default()
+            },
+        ];
+        for filter in filters {
+            let (sql, values) = read::list_query(&filter);
+            assert_indexed(
+                &plan(&conn, &sql, values.len()),
+                &format!("list_runs {filter:?}"),
+            );
+        }
+    }
+}

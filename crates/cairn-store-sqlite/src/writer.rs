@@ -1,0 +1,325 @@
+//! Group commit: one thread owns the write connection and turns queued write commands into
+//! one transaction, and one fsync, per batch.
+//!
+//! The thread blocks for a first command, drains whatever else is queued (up to the batch
+//! limit), runs them in order inside one `BEGIN IMMEDIATE … COMMIT`, each in its own
+//! savepoint so a refused command (a fenced append that lost its lease) rolls back alone and
+//! gets its own error, commits, and only then answers every waiter. While it fsyncs, new
+//! commands queue up for the next batch, so the commit rate stays at the disk's while the
+//! event rate grows with the number of concurrent callers.
+
+use std::{
+    sync::mpsc,
+    thread::{self, JoinHandle},
+};
+
+use cairn_core::RunStatus;
+use cairn_store::{CreateOutcome, Lease, RunId, StoreError, StoreResult, WorkerId};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{
+    codec::{PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    ops,
+};
+
+/// Where a command's result goes.
+pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// A write for the writer thread. Each variant mirrors one `Store` method.
+pub(crate) enum Command {
+    CreateRun {
+        run: PreparedRun,
+        reply: Reply<CreateOutcome>,
+    },
+    ClaimRun {
+        id: RunId,
+        lease: Lease,
+        now_ms: i64,
+        reply: Reply<RawClaimOutcome>,
+    },
+    ClaimReady {
+        workflows: Vec<String>,
+        lease: Lease,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<Vec<RawClaimed>>,
+    },
+    RenewLease {
+        id: RunId,
+        lease: Lease,
+        reply: Reply<()>,
+    },
+    ReleaseLease {
+        id: RunId,
+        worker: WorkerId,
+        ready_at_ms: i64,
+        reply: Reply<()>,
+    },
+    /// `reply: None` is a background append: errors are logged, not returned.
+    Append {
+        id: RunId,
+        worker: WorkerId,
+        events: Vec<PreparedEvent>,
+        now_ms: i64,
+        reply: Option<Reply<()>>,
+    },
+    CancelRun {
+        id: RunId,
+        canceled: PreparedEvent,
+        now_ms: i64,
+        reply: Reply<RunStatus>,
+    },
+    RetryRun {
+        id: RunId,
+        retried: PreparedEvent,
+        now_ms: i64,
+        reply: Reply<()>,
+    },
+    /// Answers once every command queued before it is committed.
+    Flush { reply: Reply<()> },
+}
+
+/// Answers one command once its batch committed (`None`) or failed (`Some(why)`).
+type Answer = Box<dyn FnOnce(Option<&str>)>;
+
+fn answer<T: 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
+    Box::new(move |failure| {
+        let result = match (result, failure) {
+            (Ok(_), Some(why)) => Err(StoreError::Unavailable(why.to_owned())),
+            (result, _) => result,
+        };
+        // The caller may have stopped waiting (its future was dropped): nothing to do then.
+        let _ = reply.send(result);
+    })
+}
+
+fn log_failure(id: RunId, result: StoreResult<()>) -> Answer {
+    Box::new(move |failure| {
+        let error = match (result, failure) {
+            (Err(error), _) => error.to_string(),
+            (Ok(()), Some(why)) => why.to_owned(),
+            (Ok(()), None) => return,
+        };
+        tracing::warn!(run = %id, %error, "a background append was not recorded");
+    })
+}
+
+impl Command {
+    /// Runs the command in its own savepoint (or not at all once the batch is broken).
+    fn execute(self, conn: &Connection, broken: &mut Option<String>) -> Answer {
+        match self {
+            Command::CreateRun { run, reply } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| ops::create_run(c, &run)),
+            ),
+            Command::ClaimRun {
+                id,
+                lease,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| ops::claim_run(c, id, &lease, now_ms)),
+            ),
+            Command::ClaimReady {
+                workflows,
+                lease,
+                now_ms,
+                limit,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
+                    ops::claim_ready(c, &workflows, &lease, now_ms, limit)
+                }),
+            ),
+            Command::RenewLease { id, lease, reply } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| ops::renew_lease(c, id, &lease)),
+            ),
+            Command::ReleaseLease {
+                id,
+                worker,
+                ready_at_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
+                    ops::release_lease(c, id, &worker, ready_at_ms)
+                }),
+            ),
+            Command::Append {
+                id,
+                worker,
+                events,
+                now_ms,
+                reply,
+            } => {
+                let result = in_savepoint(conn, broken, |c| {
+                    ops::append(c, id, &worker, &events, now_ms)
+                });
+                match reply {
+                    Some(reply) => answer(reply, result),
+                    None => log_failure(id, result),
+                }
+            }
+            Command::CancelRun {
+                id,
+                canceled,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| ops::cancel_run(c, id, &canceled, now_ms)),
+            ),
+            Command::RetryRun {
+                id,
+                retried,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| ops::retry_run(c, id, &retried, now_ms)),
+            ),
+            Command::Flush { reply } => answer(reply, Ok(())),
+        }
+    }
+}
+
+fn run_statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
+/// If the savepoint machinery itself fails, the transaction can no longer be trusted:
+/// `broken` is set and the batch will be rolled back whole.
+fn in_savepoint<T>(
+    conn: &Connection,
+    broken: &mut Option<String>,
+    op: impl FnOnce(&Connection) -> Result<T>,
+) -> StoreResult<T> {
+    if let Some(why) = broken {
+        return Err(StoreError::Unavailable(why.clone()));
+    }
+    let mut fail = |error: rusqlite::Error| {
+        let error = sql_error(error);
+        *broken = Some(format!("the write batch was rolled back: {error}"));
+        error
+    };
+    run_statement(conn, "SAVEPOINT command").map_err(&mut fail)?;
+    match op(conn) {
+        Ok(value) => {
+            run_statement(conn, "RELEASE command").map_err(&mut fail)?;
+            Ok(value)
+        }
+        Err(error) => {
+            let undone = run_statement(conn, "ROLLBACK TO command")
+                .and_then(|()| run_statement(conn, "RELEASE command"));
+            if let Err(undo) = undone {
+                fail(undo);
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Runs `batch` in one transaction and answers every command after the commit.
+pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = Command>) {
+    let mut broken = run_statement(conn, "BEGIN IMMEDIATE")
+        .err()
+        .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
+    let began = broken.is_none();
+    let answers: Vec<Answer> = batch
+        .into_iter()
+        .map(|command| command.execute(conn, &mut broken))
+        .collect();
+    if began {
+        let ended = match &broken {
+            None => run_statement(conn, "COMMIT"),
+            Some(_) => run_statement(conn, "ROLLBACK"),
+        };
+        if let Err(error) = ended {
+            broken.get_or_insert_with(|| {
+                format!("the write batch did not commit: {}", sql_error(error))
+            });
+            if !conn.is_autocommit()
+                && let Err(error) = run_statement(conn, "ROLLBACK")
+            {
+                tracing::warn!(%error, "rolling back a failed write batch failed");
+            }
+        }
+    }
+    for answer in answers {
+        answer(broken.as_deref());
+    }
+}
+
+/// The writer thread and the queue to it.
+pub(crate) struct Writer {
+    queue: Option<mpsc::Sender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `conn`, committing up to `max_batch` commands at a time.
+    pub(crate) fn spawn(conn: Connection, max_batch: usize) -> StoreResult<Writer> {
+        let (queue, commands) = mpsc::channel::<Command>();
+        let max_batch = max_batch.max(1);
+        let thread = thread::Builder::new()
+            .name("cairn-sqlite-writer".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(max_batch);
+                while let Ok(first) = commands.recv() {
+                    batch.push(first);
+                    batch.extend(commands.try_iter().take(max_batch - 1));
+                    execute_batch(&conn, batch.drain(..));
+                }
+                if let Err((_, error)) = conn.close() {
+                    tracing::warn!(%error, "closing the SQLite write connection failed");
+                }
+            })
+            .map_err(|error| {
+                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {error}"))
+            })?;
+        Ok(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `command` without waiting.
+    pub(crate) fn send(&self, command: Command) -> StoreResult<()> {
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(command).map_err(|_| stopped())
+    }
+
+    /// Queues the command `make` builds around a reply channel and waits for its answer.
+    pub(crate) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.send(make(reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(
+        "the SQLite writer thread has stopped (see the log for why); reopen the store".into(),
+    )
+}
+
+impl Drop for Writer {
+    /// Closes the queue and waits for the thread to commit what was queued before.
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the SQLite writer thread panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

@@ -1,0 +1,224 @@
+//! Unit tests of group commit: one batch, many commands, each failing or succeeding alone.
+
+use std::time::Duration;
+
+use cairn_core::{Event, RunStatus, StepKey, StepKind};
+use cairn_store::{NewRun, RunId, StoreError, WorkerId};
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use super::{Command, execute_batch};
+use crate::{
+    codec::{PreparedEvent, PreparedRun},
+    read, schema,
+};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
+    schema::open_writer(&dir.path().join("cairn.db"), Duration::from_secs(1))
+        .expect("open the writer connection")
+}
+
+fn leased_run(holder: &WorkerId) -> PreparedRun {
+    let run = NewRun {
+        id: RunId::new(),
+        workflow: "batch".into(),
+        input: json!({}),
+        idempotency_key: None,
+        parent_run_id: None,
+        forked_from: None,
+        trigger: "test".into(),
+        history: Vec::new(),
+        lease: Some(cairn_store::Lease {
+            worker: holder.clone(),
+            expires_at_ms: NOW + 60_000,
+        }),
+        now_ms: NOW,
+    };
+    PreparedRun::new(run).expect("encode the run")
+}
+
+fn completed(n: u32) -> Event {
+    let slug = "step".to_owned();
+    Event::StepCompleted {
+        key: StepKey::numbered(&slug, n),
+        kind: StepKind::Action,
+        slug,
+        output: json!(n),
+    }
+}
+
+fn append(
+    id: RunId,
+    worker: &WorkerId,
+    events: &[Event],
+) -> (Command, oneshot::Receiver<cairn_store::StoreResult<()>>) {
+    let (reply, answer) = oneshot::channel();
+    let events = PreparedEvent::all(events).expect("encode the events");
+    (
+        Command::Append {
+            id,
+            worker: worker.clone(),
+            events,
+            now_ms: NOW + 1,
+            reply: Some(reply),
+        },
+        answer,
+    )
+}
+
+#[test]
+fn a_failing_command_fails_alone_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let (holder, stranger) = (WorkerId("holder".into()), WorkerId("stranger".into()));
+    let run = leased_run(&holder);
+    let id = run.id;
+    let (create_reply, created) = oneshot::channel();
+
+    let (first, first_answer) = append(id, &holder, &[completed(0)]);
+    let (fenced, fenced_answer) = append(id, &stranger, &[completed(1)]);
+    let (missing, missing_answer) = append(RunId::new(), &holder, &[completed(1)]);
+    // Writes its first event and ends the run, then fails on the event after the end: the
+    // savepoint must undo both the insert and the status change.
+    let (half, half_answer) = append(
+        id,
+        &holder,
+        &[Event::RunCompleted { output: json!(1) }, completed(1)],
+    );
+    let (last, last_answer) = append(id, &holder, &[completed(1)]);
+    let batch = vec![
+        Command::CreateRun {
+            run,
+            reply: create_reply,
+        },
+        first,
+        fenced,
+        missing,
+        half,
+        last,
+    ];
+    execute_batch(&conn, batch);
+
+    assert!(
+        created
+            .blocking_recv()
+            .expect("answered")
+            .expect("created")
+            .created
+    );
+    first_answer
+        .blocking_recv()
+        .expect("answered")
+        .expect("the holder's append commits");
+    let fenced = fenced_answer.blocking_recv().expect("answered");
+    assert!(
+        matches!(fenced, Err(StoreError::LeaseLost { .. })),
+        "{fenced:?}"
+    );
+    let missing = missing_answer.blocking_recv().expect("answered");
+    assert!(
+        matches!(missing, Err(StoreError::RunNotFound(_))),
+        "{missing:?}"
+    );
+    let half = half_answer.blocking_recv().expect("answered");
+    assert!(
+        matches!(
+            half,
+            Err(StoreError::RunEnded {
+                status: RunStatus::Succeeded,
+                ..
+            })
+        ),
+        "{half:?}"
+    );
+    last_answer
+        .blocking_recv()
+        .expect("answered")
+        .expect("commands after a failed one still commit");
+
+    let events = read::events(&conn, id).expect("read the log");
+    let logged: Vec<(u64, Event)> = events
+        .into_iter()
+        .map(|record| (record.seq, record.event))
+        .collect();
+    let expected = vec![
+        (
+            1,
+            Event::RunCreated {
+                workflow: "batch".into(),
+                input: json!({}),
+            },
+        ),
+        (2, completed(0)),
+        (3, completed(1)),
+    ];
+    assert_eq!(
+        logged, expected,
+        "only the successful commands' events, numbered without gaps"
+    );
+    let record = read::get_run(&conn, id)
+        .expect("read")
+        .expect("the run exists");
+    assert_eq!(
+        (record.status, record.finished_at_ms),
+        (RunStatus::Running, None),
+        "the failed end was undone"
+    );
+}
+
+#[test]
+fn a_batch_that_cannot_start_answers_every_command_with_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let conn =
+        schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer connection");
+    let other_process = rusqlite::Connection::open(&path).expect("open a second connection");
+    other_process
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+
+    let holder = WorkerId("holder".into());
+    let (create_reply, created) = oneshot::channel();
+    let (flush_reply, flushed) = oneshot::channel();
+    execute_batch(
+        &conn,
+        vec![
+            Command::CreateRun {
+                run: leased_run(&holder),
+                reply: create_reply,
+            },
+            Command::Flush { reply: flush_reply },
+        ],
+    );
+    for answer in [
+        created.blocking_recv().expect("answered").map(drop),
+        flushed.blocking_recv().expect("answered"),
+    ] {
+        let error = answer.expect_err("the write lock is held elsewhere");
+        assert!(
+            error.is_transient(),
+            "a busy database is a transient failure: {error}"
+        );
+    }
+
+    other_process
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
+    let (create_reply, created) = oneshot::channel();
+    execute_batch(
+        &conn,
+        vec![Command::CreateRun {
+            run: leased_run(&holder),
+            reply: create_reply,
+        }],
+    );
+    assert!(
+        created
+            .blocking_recv()
+            .expect("answered")
+            .expect("created once the lock is free")
+            .created
+    );
+}

@@ -1,0 +1,231 @@
+//! What only the SQLite backend promises, through its public API: several stores (as several
+//! processes would) sharing one file, a busy file reported as transient, data surviving a
+//! reopen, and queued writes committed when the store is dropped.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use cairn_core::{Event, StepKey, StepKind};
+use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
+use cairn_store_sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore};
+use serde_json::json;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn new_run(workflow: &str, lease: Option<Lease>) -> NewRun {
+    NewRun {
+        id: RunId::new(),
+        workflow: workflow.into(),
+        input: json!({ "n": 1 }),
+        idempotency_key: None,
+        parent_run_id: None,
+        forked_from: None,
+        trigger: "test".into(),
+        history: Vec::new(),
+        lease,
+        now_ms: NOW,
+    }
+}
+
+fn lease(worker: &str) -> Lease {
+    Lease {
+        worker: WorkerId(worker.into()),
+        expires_at_ms: NOW + 60_000,
+    }
+}
+
+fn started(n: u32) -> Event {
+    let slug = "step".to_owned();
+    Event::StepStarted {
+        key: StepKey::numbered(&slug, n),
+        kind: StepKind::Action,
+        slug,
+        input: json!(n),
+        attempt: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_never_claim_one_run_twice() {
+    const RUNS: usize = 120;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open the first store"));
+    let second: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open the second store"));
+    let mut created = HashSet::new();
+    for n in 0..RUNS {
+        let store = if n % 2 == 0 { &first } else { &second };
+        created.insert(
+            store
+                .create_run(new_run("shared", None))
+                .await
+                .expect("create")
+                .run_id,
+        );
+    }
+
+    let claimers: Vec<_> = [&first, &second, &first, &second]
+        .into_iter()
+        .enumerate()
+        .map(|(n, store)| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move {
+                let mine = lease(&format!("worker-{n}"));
+                let mut claimed = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_ready(&["shared".into()], &mine, NOW + 1, 4)
+                        .await
+                        .expect("claim_ready");
+                    if batch.is_empty() {
+                        return claimed;
+                    }
+                    claimed.extend(batch.into_iter().map(|run| run.run.run_id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.expect("a claimer panicked"));
+    }
+    let unique: HashSet<RunId> = claimed.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        claimed.len(),
+        "a run was claimed by two stores"
+    );
+    assert_eq!(unique, created, "together the stores claimed every run");
+    for id in created {
+        assert_eq!(
+            first
+                .get_run(id)
+                .await
+                .expect("get")
+                .expect("exists")
+                .executions,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_too_long_elsewhere_is_a_transient_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(100),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join(DATABASE_FILE), options).expect("open");
+    let existing = store
+        .create_run(new_run("busy", None))
+        .await
+        .expect("create")
+        .run_id;
+
+    let other_process = rusqlite::Connection::open(store.path()).expect("open a second connection");
+    other_process
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let error = store
+        .create_run(new_run("busy", None))
+        .await
+        .expect_err("the write lock is held elsewhere");
+    assert!(
+        matches!(error, StoreError::Unavailable(_)) && error.is_transient(),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("busy timeout"),
+        "the message says what to do: {error}"
+    );
+    let read = store
+        .get_run(existing)
+        .await
+        .expect("reads go on while another process writes");
+    assert!(read.is_some());
+
+    other_process
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
+    store
+        .create_run(new_run("busy", None))
+        .await
+        .expect("writes work again once the lock is free");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_survive_a_reopen_and_dropping_commits_queued_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested").join("deeper").join(DATABASE_FILE);
+    let holder = lease("holder");
+    let store = SqliteStore::open(&path).expect("open creates the parent directories");
+    let id = store
+        .create_run(new_run("durable", Some(holder.clone())))
+        .await
+        .expect("create")
+        .run_id;
+    store
+        .append(id, &holder.worker, vec![started(0)], NOW + 1)
+        .await
+        .expect("append");
+    for n in 1..=20 {
+        store.append_in_background(id, &holder.worker, vec![started(n)], NOW + 2);
+    }
+    let before = store.get_run(id).await.expect("get").expect("exists");
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        reopened
+            .get_run(id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .workflow,
+        before.workflow
+    );
+    let seqs: Vec<u64> = reopened
+        .events(id)
+        .await
+        .expect("events")
+        .iter()
+        .map(|record| record.seq)
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=22).collect::<Vec<u64>>(),
+        "every queued background append was committed before drop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_background_appends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_in_dir(dir.path()).expect("open");
+    let holder = lease("holder");
+    let id = store
+        .create_run(new_run("flush", Some(holder.clone())))
+        .await
+        .expect("create")
+        .run_id;
+    store.append_in_background(id, &holder.worker, vec![started(0)], NOW + 1);
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.events(id).await.expect("events").len(),
+        2,
+        "the background append is committed"
+    );
+}
+
+#[test]
+fn opening_a_directory_as_the_database_fails_clearly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let error = SqliteStore::open(dir.path()).expect_err("a directory is not a database file");
+    assert!(
+        error
+            .to_string()
+            .contains(&dir.path().display().to_string()),
+        "the message names the path: {error}"
+    );
+}

@@ -1,0 +1,138 @@
+//! The conformance suite every [`Store`] backend runs: one `pub async fn` per part of the
+//! contract documented on [`Store`], and [`conformance_tests!`](crate::conformance_tests),
+//! which turns them into one `#[tokio::test]` each in the backend's crate.
+//!
+//! Every function takes a fresh, empty store and panics (with a message naming the broken
+//! rule) when the store breaks the contract. Times are fixed (`now_ms` is passed in), so
+//! the suite is deterministic apart from the interleaving of its concurrency tests, whose
+//! assertions hold for every interleaving.
+//!
+//! A backend runs the suite from an integration test, e.g. `tests/conformance.rs`:
+//!
+//! ```text
+//! cairn_store::conformance_tests!(|| async {
+//!     let dir = tempfile::tempdir().expect("a temp dir");
+//!     let store = cairn_store_sqlite::SqliteStore::open_in_dir(dir.path()).expect("open");
+//!     cairn_store::conformance::TestStore::with_guard(store, dir)
+//! });
+//! ```
+
+mod append;
+mod claim;
+mod control;
+mod create;
+mod lease;
+mod read;
+mod support;
+
+use std::{any::Any, sync::Arc};
+
+use crate::Store;
+
+pub use append::{
+    append_in_background_is_ordered_before_later_appends, append_is_fenced_by_the_lease,
+    concurrent_appends_to_many_runs_all_land, terminal_events_end_the_run,
+};
+pub use claim::{
+    claim_ready_concurrent_calls_never_share_a_run, claim_ready_takes_ready_runs_oldest_first,
+    claim_run_outcomes, claim_run_takes_over_a_lapsed_lease,
+    next_ready_at_reports_the_earliest_wake_up,
+};
+pub use control::{
+    cancel_run_ends_the_run_with_the_reason, retry_run_requeues_failed_and_canceled_runs,
+};
+pub use create::{
+    create_run_records_run_created_and_history, create_run_with_a_lease_is_held_by_its_creator,
+    create_run_with_an_existing_id_writes_nothing, get_run_and_events_of_an_unknown_run,
+    idempotency_key_yields_one_run_per_workflow,
+};
+pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
+pub use read::{
+    events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
+    payloads_round_trip_exactly,
+};
+
+/// A store under test, plus whatever must outlive it (e.g. the temporary directory holding
+/// its database file). The store is dropped before the guard.
+pub struct TestStore {
+    store: Arc<dyn Store>,
+    _guard: Box<dyn Any + Send>,
+}
+
+impl TestStore {
+    /// A store that needs nothing kept alive beside it.
+    pub fn new(store: impl Store) -> TestStore {
+        TestStore::with_guard(store, ())
+    }
+
+    /// A store and a guard dropped after it (a `tempfile::TempDir`, a server handle, …).
+    pub fn with_guard(store: impl Store, guard: impl Send + 'static) -> TestStore {
+        TestStore {
+            store: Arc::new(store),
+            _guard: Box::new(guard),
+        }
+    }
+
+    /// The store, to hand to a suite function.
+    pub fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.store)
+    }
+}
+
+/// Expands to one `#[tokio::test]` per function of [`conformance`](crate::conformance), each
+/// on a fresh store made by `factory`.
+///
+/// `factory` is any expression callable with no arguments that returns a future resolving to
+/// a [`TestStore`](crate::conformance::TestStore): a closure `|| async { … }` or the name of
+/// an `async fn`. Each test calls it once, so give every call its own database (a new temp
+/// directory, a new schema): the tests run in parallel.
+///
+/// The generated tests use `::tokio` from the **calling** crate (so `cairn-store` does not
+/// force test features on its users): add tokio to the backend's `[dev-dependencies]` with the
+/// `macros` and `rt-multi-thread` features. Each test runs on a two-thread runtime so the
+/// concurrency tests really race. Wrap the call in a `mod` to keep the test names apart from
+/// the crate's own.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr $(,)?) => {
+        $crate::__conformance_tests!(
+            $factory;
+            create_run_records_run_created_and_history,
+            idempotency_key_yields_one_run_per_workflow,
+            create_run_with_an_existing_id_writes_nothing,
+            create_run_with_a_lease_is_held_by_its_creator,
+            get_run_and_events_of_an_unknown_run,
+            events_are_numbered_in_order_without_gaps,
+            list_runs_filters_and_orders_newest_first,
+            payloads_round_trip_exactly,
+            claim_run_outcomes,
+            claim_run_takes_over_a_lapsed_lease,
+            claim_ready_takes_ready_runs_oldest_first,
+            claim_ready_concurrent_calls_never_share_a_run,
+            next_ready_at_reports_the_earliest_wake_up,
+            renew_lease_extends_and_is_fenced,
+            release_lease_requeues_the_run_from_ready_at,
+            append_is_fenced_by_the_lease,
+            terminal_events_end_the_run,
+            append_in_background_is_ordered_before_later_appends,
+            concurrent_appends_to_many_runs_all_land,
+            cancel_run_ends_the_run_with_the_reason,
+            retry_run_requeues_failed_and_canceled_runs,
+        );
+    };
+}
+
+/// The expansion behind [`conformance_tests!`]; not a public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:expr; $($test:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                let fixture: $crate::conformance::TestStore = ($factory)().await;
+                $crate::conformance::$test(fixture.store()).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,261 @@
+//! Conformance: appending to logs (`append`, `append_in_background`), fencing and the
+//! terminal events that end a run.
+
+use std::sync::Arc;
+
+use cairn_core::{ErrorInfo, ErrorKind, Event, RunStatus, StepKey};
+use serde_json::json;
+
+use super::support::{
+    LEASE_MS, T0, completed, create_leased, create_queued_at, events, get, lease, run_created,
+    started, worker,
+};
+use crate::{RunId, Store, StoreError};
+
+/// Only the lease holder appends: anyone else (or anyone, on a run nobody holds) gets
+/// `LeaseLost` and writes nothing; an unknown run is `RunNotFound`.
+pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (w1, w2) = (worker("w1"), worker("w2"));
+    let unknown = store
+        .append(RunId::new(), &w1, vec![started("a", 0)], T0)
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::RunNotFound(_))),
+        "appending to an unknown run: {unknown:?}"
+    );
+
+    let queued = create_queued_at(store, "fence", T0).await;
+    let unleased = store
+        .append(queued, &w1, vec![started("a", 0)], T0 + 1)
+        .await;
+    assert!(
+        matches!(unleased, Err(StoreError::LeaseLost { .. })),
+        "appending without a lease: {unleased:?}"
+    );
+    assert_eq!(events(store, queued).await.len(), 1, "nothing was written");
+
+    let held = create_leased(store, "fence", &w1, T0 + LEASE_MS).await;
+    let stranger = store
+        .append(
+            held,
+            &w2,
+            vec![started("a", 0), completed("a", 0, json!(1))],
+            T0 + 1,
+        )
+        .await;
+    assert!(
+        matches!(&stranger, Err(StoreError::LeaseLost { run, worker }) if *run == held && *worker == w2),
+        "another worker's append: {stranger:?}"
+    );
+    assert_eq!(
+        events(store, held).await.len(),
+        1,
+        "a refused append writes none of its events"
+    );
+    store
+        .append(
+            held,
+            &w1,
+            vec![started("a", 0), completed("a", 0, json!(1))],
+            T0 + 2,
+        )
+        .await
+        .expect("holder");
+    assert_eq!(events(store, held).await.len(), 3);
+}
+
+/// `RunCompleted`, `RunFailed` and `RunCanceled` end the run: status, output or error and
+/// `finished_at` are set, the lease is freed, and later appends get `RunEnded`.
+pub async fn terminal_events_end_the_run(store: Arc<dyn Store>) {
+    let store = &*store;
+    let w = worker("w");
+    let failure = ErrorInfo {
+        retryable: true,
+        ..ErrorInfo::new(ErrorKind::Action, "boom")
+    }
+    .at_step(StepKey::numbered("a", 0));
+    let cases = [
+        (
+            Event::RunCompleted {
+                output: json!({ "sent": 3 }),
+            },
+            RunStatus::Succeeded,
+        ),
+        (
+            Event::RunFailed {
+                error: failure.clone(),
+            },
+            RunStatus::Failed,
+        ),
+        (
+            Event::RunCanceled {
+                reason: "the user gave up".into(),
+            },
+            RunStatus::Canceled,
+        ),
+    ];
+    for (n, (terminal, status)) in cases.into_iter().enumerate() {
+        let id = create_leased(store, "end", &w, T0 + LEASE_MS).await;
+        let at = T0 + 10 + n as i64;
+        store
+            .append(
+                id,
+                &w,
+                vec![completed("a", 0, json!(1)), terminal.clone()],
+                at,
+            )
+            .await
+            .expect("append");
+
+        let record = get(store, id).await;
+        assert_eq!(record.status, status, "{terminal:?} sets the status");
+        assert_eq!(
+            (record.finished_at_ms, record.updated_at_ms),
+            (Some(at), at),
+            "{terminal:?} sets finished_at"
+        );
+        assert_eq!(
+            (record.lease_owner, record.lease_expires_at_ms),
+            (None, None),
+            "{terminal:?} frees the lease"
+        );
+        match status {
+            RunStatus::Succeeded => assert_eq!(
+                (record.output, record.error),
+                (Some(json!({ "sent": 3 })), None)
+            ),
+            RunStatus::Failed => {
+                assert_eq!((record.output, record.error), (None, Some(failure.clone())))
+            }
+            _ => {
+                assert_eq!(record.output, None);
+                let error = record
+                    .error
+                    .expect("a canceled run carries a Canceled error");
+                assert_eq!(error.kind, ErrorKind::Canceled);
+                assert!(
+                    error.message.contains("the user gave up"),
+                    "the reason is in the error: {error:?}"
+                );
+            }
+        }
+        let late = store.append(id, &w, vec![started("b", 0)], at + 1).await;
+        assert!(
+            matches!(late, Err(StoreError::RunEnded { run, status: s }) if run == id && s == status),
+            "appending after {terminal:?}: {late:?}"
+        );
+        assert_eq!(
+            events(store, id).await,
+            vec![
+                run_created("end", json!({})),
+                completed("a", 0, json!(1)),
+                terminal
+            ]
+        );
+    }
+    let leftovers = store
+        .claim_ready(&["end".into()], &lease(&w, T0 + 2 * LEASE_MS), T0 + 100, 10)
+        .await;
+    assert!(
+        leftovers.expect("claim_ready").is_empty(),
+        "ended runs are never claimed"
+    );
+}
+
+/// A background append is ordered before every later append of the same store, of any run:
+/// when the later append returns, the earlier one is in the log. A failing background append
+/// disturbs nothing.
+pub async fn append_in_background_is_ordered_before_later_appends(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (w, stranger) = (worker("w"), worker("stranger"));
+    let id = create_leased(store, "bg", &w, T0 + LEASE_MS).await;
+    let other = create_leased(store, "bg", &w, T0 + LEASE_MS).await;
+
+    store.append_in_background(id, &w, vec![started("a", 0)], T0 + 1);
+    store.append_in_background(id, &stranger, vec![started("evil", 0)], T0 + 1);
+    store.append_in_background(other, &w, vec![started("z", 0)], T0 + 1);
+    store.append_in_background(id, &w, vec![started("a", 1)], T0 + 2);
+    store
+        .append(
+            id,
+            &w,
+            vec![completed("a", 0, json!(0)), completed("a", 1, json!(1))],
+            T0 + 3,
+        )
+        .await
+        .expect("append");
+
+    let expected = vec![
+        run_created("bg", json!({})),
+        started("a", 0),
+        started("a", 1),
+        completed("a", 0, json!(0)),
+        completed("a", 1, json!(1)),
+    ];
+    assert_eq!(
+        events(store, id).await,
+        expected,
+        "background appends land first, the stranger's not at all"
+    );
+    assert_eq!(
+        events(store, other).await,
+        vec![run_created("bg", json!({})), started("z", 0)],
+        "any run"
+    );
+}
+
+/// Many tasks appending to many runs at once: every event lands, in order, in its own run.
+pub async fn concurrent_appends_to_many_runs_all_land(store: Arc<dyn Store>) {
+    const RUNS: usize = 24;
+    const STEPS: u32 = 10;
+    let w = worker("w");
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        runs.push(create_leased(&*store, "busy", &w, T0 + LEASE_MS).await);
+    }
+    let tasks: Vec<_> = runs
+        .iter()
+        .map(|&id| {
+            let (store, w) = (Arc::clone(&store), w.clone());
+            tokio::spawn(async move {
+                for n in 0..STEPS {
+                    store.append_in_background(id, &w, vec![started("step", n)], T0 + 1);
+                    store
+                        .append(id, &w, vec![completed("step", n, json!(n))], T0 + 2)
+                        .await
+                        .expect("append");
+                }
+                store
+                    .append(
+                        id,
+                        &w,
+                        vec![Event::RunCompleted {
+                            output: json!(STEPS),
+                        }],
+                        T0 + 3,
+                    )
+                    .await
+                    .expect("end");
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("an appending task panicked");
+    }
+    let mut expected = vec![run_created("busy", json!({}))];
+    for n in 0..STEPS {
+        expected.extend([started("step", n), completed("step", n, json!(n))]);
+    }
+    expected.push(Event::RunCompleted {
+        output: json!(STEPS),
+    });
+    for id in runs {
+        assert_eq!(
+            events(&*store, id).await,
+            expected,
+            "run {id} lost or reordered events"
+        );
+        assert_eq!(get(&*store, id).await.status, RunStatus::Succeeded);
+    }
+}

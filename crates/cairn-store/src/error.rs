@@ -1,0 +1,52 @@
+//! Errors a store reports.
+
+use cairn_core::RunStatus;
+
+use crate::{RunId, WorkerId};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No run has this id.
+    #[error("run {0} not found; `runs list` shows the runs there are")]
+    RunNotFound(RunId),
+    /// The worker no longer holds the run's lease: another worker took the run over.
+    #[error(
+        "worker {worker} lost the lease on run {run} to another worker; it must stop executing the run"
+    )]
+    LeaseLost {
+        /// The run.
+        run: RunId,
+        /// The worker that lost it.
+        worker: WorkerId,
+    },
+    /// The run has ended (e.g. it was canceled) and takes no more events.
+    #[error("run {run} has already ended ({status})")]
+    RunEnded {
+        /// The run.
+        run: RunId,
+        /// Its final status.
+        status: RunStatus,
+    },
+    /// Only failed or canceled runs can be retried.
+    #[error("run {run} is {status}; only failed or canceled runs can be retried")]
+    NotRetryable {
+        /// The run.
+        run: RunId,
+        /// Its status.
+        status: RunStatus,
+    },
+    /// The database could not be reached or refused the operation; retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or a damaged database).
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (the database was briefly unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

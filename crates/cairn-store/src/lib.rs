@@ -1,0 +1,118 @@
+//! The storage contract of Cairn.
+//!
+//! [`Store`] is the one trait every backend implements: the engine's real operations on runs
+//! and their append-only event logs (create with idempotency, claim under a lease, fenced
+//! append, cancel, retry), not a generic key-value API. [`conformance`] is the test suite
+//! written once that every backend runs, so what one backend guarantees, all do.
+//!
+//! **Architecture invariant:** backend tricks (group commit, `SKIP LOCKED`, notifications)
+//! live in the backend crates; this crate knows no database.
+
+mod error;
+mod types;
+
+pub mod conformance;
+
+pub use error::StoreError;
+pub use types::{
+    ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, Lease, NewRun, RunFilter, RunId,
+    RunRecord, WorkerId,
+};
+
+use async_trait::async_trait;
+use cairn_core::{Event, EventRecord, RunStatus};
+
+/// Shorthand for store results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A durable home for runs and their event logs.
+///
+/// Every method that returns `Ok` after writing has made the write durable (committed and
+/// fsync'd or the backend's equivalent). Times are passed in (`now_ms`, unix milliseconds) so
+/// the engine's clock, not the store's, decides what is due.
+///
+/// **Fencing rule:** a worker may append to a run only while it is the run's lease owner and
+/// the run has not ended. A worker whose lease was taken over (or whose run was canceled) gets
+/// [`StoreError::LeaseLost`] or [`StoreError::RunEnded`] and must stop executing the run. This
+/// is what guarantees that a completed step is never recorded twice.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a run with a `RunCreated` event followed by `run.history`.
+    ///
+    /// If `run.idempotency_key` was used before for the same workflow, nothing is written and
+    /// the existing run's id is returned with `created: false`. The same holds when a run with
+    /// `run.id` exists already, so a create retried after a lost reply is harmless.
+    ///
+    /// A new run is `queued` and ready at `run.now_ms`; with `run.lease` it starts `running`
+    /// under that lease instead, exactly as if claimed (`executions` 1).
+    async fn create_run(&self, run: NewRun) -> StoreResult<CreateOutcome>;
+
+    /// One run, or `None` if there is no run with this id.
+    async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>>;
+
+    /// A run's whole log in order (one query). Empty if the run does not exist.
+    async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>>;
+
+    /// Runs matching `filter`, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+
+    /// Takes the lease of one run, if it has not ended and nobody else holds a live lease
+    /// (a lease is live while `now_ms < expires_at_ms`), whatever its `ready_at`. A claimed
+    /// run becomes `running`, its `executions` grows by one, and its log comes with it.
+    async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome>;
+
+    /// Claims up to `limit` runs of `workflows` that are ready (`ready_at <= now`, not ended,
+    /// no live lease: queued runs and runs whose worker's lease lapsed), oldest first.
+    async fn claim_ready(
+        &self,
+        workflows: &[String],
+        lease: &Lease,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedRun>>;
+
+    /// The earliest `ready_at` of an unclaimed, unended run of `workflows` (or when the
+    /// earliest live lease lapses), so an idle worker knows when to look again.
+    async fn next_ready_at(&self, workflows: &[String]) -> StoreResult<Option<i64>>;
+
+    /// Extends the lease. Fails with `LeaseLost` or `RunEnded` when the worker must stop.
+    async fn renew_lease(&self, id: RunId, lease: &Lease) -> StoreResult<()>;
+
+    /// Gives the lease up so any worker may claim the run from `ready_at_ms` on. A `running`
+    /// run goes back to `queued` (a parked status, sleeping or waiting, stays). Fails like
+    /// [`renew_lease`](Store::renew_lease) when the caller no longer holds the lease.
+    async fn release_lease(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        ready_at_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Appends events to a run's log, fenced by the lease (see the trait docs), and durably.
+    /// All or nothing: a refused append writes none of its events. Terminal events
+    /// (`RunCompleted`, `RunFailed`, `RunCanceled`) end the run (status, output or error,
+    /// `finished_at`) and free its lease.
+    async fn append(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        events: Vec<Event>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// Appends without waiting for the commit: for events replay does not depend on
+    /// (`StepStarted`). Ordered before every later append from this process; errors are
+    /// logged and dropped.
+    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64);
+
+    /// Ends a run that has not ended with `RunCanceled`, whoever holds its lease (the
+    /// worker finds out at its next append or lease renewal). Returns the status it had.
+    /// The run's `error` becomes an [`ErrorKind::Canceled`](cairn_core::ErrorKind) error
+    /// carrying `reason`; `RunEnded` if it had already ended.
+    async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus>;
+
+    /// Sends a failed or canceled run back to the queue with a `RunRetried` event: it becomes
+    /// `queued`, ready at `now_ms`, with its output, error and `finished_at` cleared.
+    /// `NotRetryable` for any other status.
+    async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()>;
+}

@@ -1,0 +1,199 @@
+//! Types shared by the store trait, its backends and the engine.
+
+use std::{fmt, str::FromStr};
+
+use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// A run's id: a UUIDv7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub Uuid);
+
+impl RunId {
+    /// A new, time-ordered id.
+    pub fn new() -> RunId {
+        RunId(Uuid::now_v7())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        RunId::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for RunId {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim()).map(RunId).map_err(|_| {
+            format!(
+                "{s:?} is not a run id (run ids are UUIDs, as printed by `run` and `runs list`)"
+            )
+        })
+    }
+}
+
+/// Who holds a lease: one engine instance (a process), e.g. `host:1234:0193…`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The right to execute a run until `expires_at_ms`, renewed by heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The holder.
+    pub worker: WorkerId,
+    /// When it lapses unless renewed (unix ms).
+    pub expires_at_ms: i64,
+}
+
+/// Where a forked run came from (`runs rerun <id> --from <step>`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkOrigin {
+    /// The original run.
+    pub run_id: RunId,
+    /// The step the fork executes from.
+    pub step: StepKey,
+}
+
+/// A run to create.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    /// Its id.
+    pub id: RunId,
+    /// The workflow slug.
+    pub workflow: String,
+    /// The validated input.
+    pub input: Value,
+    /// Starting twice with one key (per workflow) yields one run.
+    pub idempotency_key: Option<String>,
+    /// The run that started this one as a child step, if any.
+    pub parent_run_id: Option<RunId>,
+    /// The run and step this one was forked from, if any.
+    pub forked_from: Option<ForkOrigin>,
+    /// What started it: `cli`, `api`, `child`, `rerun`, …
+    pub trigger: String,
+    /// Events to record after `RunCreated` (a fork's copied steps).
+    pub history: Vec<Event>,
+    /// Create the run already leased to this worker (so nobody else claims it first).
+    pub lease: Option<Lease>,
+    /// Creation time (unix ms).
+    pub now_ms: i64,
+}
+
+/// The result of [`Store::create_run`](crate::Store::create_run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateOutcome {
+    /// The run's id: the new one, or the existing run with the same idempotency key.
+    pub run_id: RunId,
+    /// Whether a new run was created.
+    pub created: bool,
+}
+
+/// A run as stored, without its log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// Its id.
+    pub run_id: RunId,
+    /// The workflow slug.
+    pub workflow: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// Its input.
+    pub input: Value,
+    /// Its output, once succeeded.
+    pub output: Option<Value>,
+    /// Its error, once failed (or canceled).
+    pub error: Option<ErrorInfo>,
+    /// The idempotency key it was started with.
+    pub idempotency_key: Option<String>,
+    /// The parent run, for child runs.
+    pub parent_run_id: Option<RunId>,
+    /// The origin, for forked runs.
+    pub forked_from: Option<ForkOrigin>,
+    /// What started it.
+    pub trigger: String,
+    /// How many times a worker has claimed it.
+    pub executions: u32,
+    /// The current lease holder, if any.
+    pub lease_owner: Option<WorkerId>,
+    /// When the current lease lapses (unix ms).
+    pub lease_expires_at_ms: Option<i64>,
+    /// When it may next be claimed (unix ms).
+    pub ready_at_ms: i64,
+    /// Creation time (unix ms).
+    pub created_at_ms: i64,
+    /// Last change (unix ms).
+    pub updated_at_ms: i64,
+    /// When it ended (unix ms).
+    pub finished_at_ms: Option<i64>,
+}
+
+/// A claimed run and its whole log.
+#[derive(Clone, Debug)]
+pub struct ClaimedRun {
+    /// The run, now `running` under the caller's lease.
+    pub run: RunRecord,
+    /// Its log, in order.
+    pub events: Vec<EventRecord>,
+}
+
+/// The result of [`Store::claim_run`](crate::Store::claim_run).
+#[derive(Clone, Debug)]
+pub enum ClaimOutcome {
+    /// The caller holds the lease now.
+    Claimed(Box<ClaimedRun>),
+    /// Another worker holds a live lease.
+    Held {
+        /// The holder.
+        by: WorkerId,
+        /// When its lease lapses unless renewed (unix ms).
+        until_ms: i64,
+    },
+    /// The run has ended.
+    Ended(RunStatus),
+    /// No such run.
+    NotFound,
+}
+
+/// Which runs to list.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only children of this run.
+    pub parent_run_id: Option<RunId>,
+    /// At most this many (0 means the default, 50).
+    pub limit: usize,
+}
+
+impl RunFilter {
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 {
+            50
+        } else {
+            self.limit.min(10_000)
+        }
+    }
+}

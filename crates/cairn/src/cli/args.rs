@@ -1,0 +1,138 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Arguments of the embedded Cairn CLI.
+#[derive(Debug, Parser)]
+#[command(about = "Run and inspect durable workflows", version)]
+pub struct Cli {
+    /// Where the embedded store keeps its SQLite file.
+    #[arg(long, global = true, env = "CAIRN_DATA_DIR", default_value = ".cairn")]
+    pub data_dir: PathBuf,
+    /// How long a run's lease lasts without a heartbeat (e.g. `15s`): a crashed process's
+    /// runs are taken over this long after it died.
+    #[arg(long, global = true, env = "CAIRN_LEASE_TTL")]
+    pub lease_ttl: Option<humantime::Duration>,
+    /// How often an idle worker looks for ready runs (e.g. `250ms`).
+    #[arg(long, global = true, env = "CAIRN_POLL_INTERVAL")]
+    pub poll_interval: Option<humantime::Duration>,
+    /// Largest JSON payload accepted, in bytes (default 1 MiB).
+    #[arg(long, global = true, env = "CAIRN_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a run and execute it here, showing each step live.
+    Run(RunArgs),
+    /// Inspect and manage runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Execute queued runs until stopped (Ctrl-C or SIGTERM).
+    Worker(WorkerArgs),
+    /// Registered workflows and actions.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow's slug.
+    pub workflow: String,
+    /// The run's input as JSON.
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// Starting again with the same key returns (and resumes) the same run.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Only start the run and print its id; a `worker` executes it.
+    #[arg(long)]
+    pub detach: bool,
+    /// Print one JSON object: {runId, status, output, error}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `runs …`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first.
+    List {
+        /// Only runs of this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run and every step.
+    Get {
+        /// The run's id.
+        run_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a failed or canceled run here: completed steps are skipped, the rest run again.
+    Retry {
+        /// The run's id.
+        run_id: String,
+        /// Print one JSON object: {runId, status, output, error}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fork a new run that keeps the original's steps before a step and executes from it.
+    Rerun {
+        /// The original run's id.
+        run_id: String,
+        /// The step key to execute from (see `runs get`).
+        #[arg(long)]
+        from: String,
+        /// Print one JSON object: {runId, status, output, error}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run that has not ended.
+    Cancel {
+        /// The run's id.
+        run_id: String,
+        /// Why (recorded on the run).
+        #[arg(long, default_value = "canceled from the CLI")]
+        reason: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Most runs executed at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+/// `workflows …`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// List registered workflows and actions.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,121 @@
+//! The command-line interface users embed in their own binary: `cairn::cli::main(registry)`.
+//!
+//! Every listing and inspection command takes `--json` (camelCase fields). Exit codes: 0 on
+//! success, 1 when a run failed or was canceled (or the engine failed), 2 for bad input
+//! (unknown slug or run, invalid JSON, schema violation, usage).
+
+mod args;
+mod commands;
+mod progress;
+mod view;
+
+use std::{path::Path, process::ExitCode, sync::Arc};
+
+use clap::Parser;
+
+use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
+use cairn_store::Store;
+use cairn_store_sqlite::SqliteStore;
+
+pub use args::Cli;
+
+/// Parses the process arguments and runs the command. Use it as your binary's `main`.
+pub fn main(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli, registry))
+}
+
+/// Runs one parsed command against `registry`.
+pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
+    let engine = match open_engine(&cli, registry) {
+        Ok(engine) => engine,
+        Err(err) => return report(err),
+    };
+    match commands::dispatch(&engine, cli.command).await {
+        Ok(code) => code,
+        Err(err) => report(err),
+    }
+}
+
+/// An error a command ends with, and the exit code it gets.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// The user asked for something that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Open(String),
+}
+
+fn report(err: CliError) -> ExitCode {
+    eprintln!("error: {err}");
+    let user_error = match &err {
+        CliError::Usage(_) => true,
+        CliError::Engine(engine) => matches!(
+            engine,
+            EngineError::UnknownWorkflow { .. }
+                | EngineError::InvalidInput { .. }
+                | EngineError::Limit(_)
+                | EngineError::RunNotFound(_)
+                | EngineError::StepNotFound { .. }
+                | EngineError::BadRequest(_)
+                | EngineError::Store(cairn_store::StoreError::RunNotFound(_))
+                | EngineError::Store(cairn_store::StoreError::NotRetryable { .. })
+                | EngineError::Store(cairn_store::StoreError::RunEnded { .. })
+        ),
+        CliError::Open(_) => false,
+    };
+    ExitCode::from(if user_error { 2 } else { 1 })
+}
+
+fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
+    let store = open_store(&cli.data_dir)?;
+    let mut config = EngineConfig::default();
+    if let Some(ttl) = cli.lease_ttl {
+        config.lease_ttl = ttl.into();
+    }
+    if let Some(poll) = cli.poll_interval {
+        config.poll_interval = poll.into();
+    }
+    if let Some(bytes) = cli.max_payload_bytes {
+        config.limits.max_payload_bytes = bytes;
+    }
+    if let args::Command::Worker(args::WorkerArgs {
+        concurrency: Some(concurrency),
+    }) = &cli.command
+    {
+        config.max_concurrent_runs = (*concurrency).max(1);
+    }
+    Ok(Engine::builder(store, registry).config(config).build())
+}
+
+fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    let store = SqliteStore::open_in_dir(data_dir)
+        .map_err(|err| CliError::Open(format!("{}: {err}", data_dir.display())))?;
+    Ok(Arc::new(store))
+}
+
+fn init_tracing() {
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,211 @@
+//! How runs and steps are shown: camelCase JSON objects and comfy-table tables.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use cairn_core::{ErrorInfo, StepSummary};
+use cairn_engine::RunDetail;
+use cairn_store::RunRecord;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+/// A unix-ms time as RFC 3339 (UTC, milliseconds).
+pub(crate) fn timestamp(ms: i64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Milliseconds as a short human duration (`12 ms`, `1.5 s`, `3 min`).
+pub(crate) fn duration(ms: i64) -> String {
+    match ms {
+        ms if ms < 1_000 => format!("{ms} ms"),
+        ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1_000.0),
+        ms => format!("{:.1} min", ms as f64 / 60_000.0),
+    }
+}
+
+/// The short result of a run: what `run --json` prints.
+pub(crate) fn outcome_json(run: &RunRecord) -> Value {
+    json!({
+        "runId": run.run_id,
+        "status": run.status,
+        "output": run.output,
+        "error": run.error,
+    })
+}
+
+/// A run without its steps.
+pub(crate) fn run_json(run: &RunRecord) -> Value {
+    json!({
+        "runId": run.run_id,
+        "workflow": run.workflow,
+        "status": run.status,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "idempotencyKey": run.idempotency_key,
+        "parentRunId": run.parent_run_id,
+        "forkedFrom": run.forked_from,
+        "trigger": run.trigger,
+        "executions": run.executions,
+        "createdAt": timestamp(run.created_at_ms),
+        "finishedAt": run.finished_at_ms.map(timestamp),
+        "durationMs": run.finished_at_ms.map(|end| end - run.created_at_ms),
+    })
+}
+
+/// One step.
+pub(crate) fn step_json(step: &StepSummary) -> Value {
+    json!({
+        "key": step.key,
+        "kind": step.kind,
+        "slug": step.slug,
+        "status": step.status,
+        "attempts": step.attempts,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "attemptErrors": step.attempt_errors,
+        "startedAt": timestamp(step.started_at_ms),
+        "finishedAt": step.finished_at_ms.map(timestamp),
+        "durationMs": step.duration_ms(),
+    })
+}
+
+/// A run with its steps in execution order.
+pub(crate) fn detail_json(detail: &RunDetail) -> Value {
+    let mut run = run_json(&detail.run);
+    run["steps"] = detail.steps.iter().map(step_json).collect();
+    run
+}
+
+fn table() -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table
+}
+
+/// Text cut to `max` characters, on one line.
+pub(crate) fn short(text: &str, max: usize) -> String {
+    let line = text.replace('\n', " ");
+    if line.chars().count() <= max {
+        return line;
+    }
+    let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+fn error_text(error: &Option<ErrorInfo>) -> String {
+    error.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// `runs list` as a table.
+pub(crate) fn runs_table(runs: &[RunRecord]) -> Table {
+    let mut table = table();
+    table.set_header([
+        "RUN ID", "WORKFLOW", "STATUS", "CREATED", "DURATION", "ERROR",
+    ]);
+    for run in runs {
+        table.add_row([
+            run.run_id.to_string(),
+            run.workflow.clone(),
+            run.status.to_string(),
+            timestamp(run.created_at_ms),
+            run.finished_at_ms
+                .map(|end| duration(end - run.created_at_ms))
+                .unwrap_or_default(),
+            short(&error_text(&run.error), 60),
+        ]);
+    }
+    table
+}
+
+/// `runs get` as text: the run, then a table of its steps.
+pub(crate) fn detail_text(detail: &RunDetail) -> String {
+    let run = &detail.run;
+    let mut out = format!(
+        "run       {}\nworkflow  {}\nstatus    {}\n",
+        run.run_id, run.workflow, run.status
+    );
+    out += &format!(
+        "created   {} ({})\n",
+        timestamp(run.created_at_ms),
+        run.trigger
+    );
+    if let Some(end) = run.finished_at_ms {
+        out += &format!(
+            "finished  {} after {}\n",
+            timestamp(end),
+            duration(end - run.created_at_ms)
+        );
+    }
+    if let Some(parent) = run.parent_run_id {
+        out += &format!("parent    {parent}\n");
+    }
+    if let Some(fork) = &run.forked_from {
+        out += &format!("forked    from {} at step {}\n", fork.run_id, fork.step);
+    }
+    out += &format!("input     {}\n", run.input);
+    if let Some(output) = &run.output {
+        out += &format!("output    {output}\n");
+    }
+    if let Some(error) = &run.error {
+        out += &format!("error     {error}\n");
+    }
+    let mut steps = table();
+    steps.set_header([
+        "STEP",
+        "KIND",
+        "STATUS",
+        "ATTEMPTS",
+        "DURATION",
+        "OUTPUT / ERROR",
+    ]);
+    for step in &detail.steps {
+        let result = match (&step.output, &step.error) {
+            (_, Some(error)) => error.message.clone(),
+            (Some(output), None) => output.to_string(),
+            (None, None) => String::new(),
+        };
+        steps.add_row([
+            step.key.to_string(),
+            step.kind.to_string(),
+            format!("{:?}", step.status).to_lowercase(),
+            step.attempts.to_string(),
+            step.duration_ms().map(duration).unwrap_or_default(),
+            short(&result, 70),
+        ]);
+    }
+    out + &steps.to_string()
+}
+
+/// `workflows list` as a table.
+pub(crate) fn registry_table(registry: &cairn_engine::Registry) -> Table {
+    let mut table = table();
+    table.set_header(["TYPE", "SLUG", "NAME", "DESCRIPTION"]);
+    for workflow in registry.workflows() {
+        table.add_row([
+            "workflow",
+            &workflow.slug,
+            &workflow.name,
+            &workflow.description,
+        ]);
+    }
+    for action in registry.actions() {
+        table.add_row(["action", &action.slug, &action.name, &action.description]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_text_are_short() {
+        assert_eq!(duration(12), "12 ms");
+        assert_eq!(duration(1_500), "1.5 s");
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(short("a\nb", 10), "a b");
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+}
