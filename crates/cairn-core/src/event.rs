@@ -101,6 +101,10 @@ pub enum StepKind {
     Random,
     /// A recorded `ctx.uuid()`.
     Uuid,
+    /// A durable `ctx.sleep(..)`.
+    Sleep,
+    /// A durable wait for a hook to be resumed.
+    Hook,
 }
 
 impl StepKind {
@@ -112,7 +116,15 @@ impl StepKind {
             StepKind::Now => "now",
             StepKind::Random => "random",
             StepKind::Uuid => "uuid",
+            StepKind::Sleep => "sleep",
+            StepKind::Hook => "hook",
         }
+    }
+
+    /// Whether replay compares a call's input with the recorded one. Waits record their
+    /// wake-up time or token as input, which a new call cannot know, so they are not compared.
+    pub fn compares_input(self) -> bool {
+        matches!(self, StepKind::Action | StepKind::Workflow)
     }
 }
 
@@ -257,6 +269,25 @@ pub enum Event {
         /// How many attempts were made.
         attempts: u32,
     },
+    /// A hook was created: `token` resumes it. The store registers the token when it appends
+    /// this event.
+    HookCreated {
+        /// The hook's step.
+        key: StepKey,
+        /// The unguessable token that resumes it.
+        token: String,
+        /// JSON Schema its payload must match.
+        schema: Value,
+        /// When waiting on it gives up (unix ms), if ever.
+        timeout_at_ms: Option<i64>,
+    },
+    /// A hook was resumed with `payload` (written by the store's resume, not by a worker).
+    HookResumed {
+        /// The hook's step.
+        key: StepKey,
+        /// The (validated) payload.
+        payload: Value,
+    },
     /// The run finished with this (validated) output.
     RunCompleted {
         /// The output.
@@ -286,6 +317,8 @@ impl Event {
             Event::StepAttemptFailed { .. } => "step_attempt_failed",
             Event::StepCompleted { .. } => "step_completed",
             Event::StepFailed { .. } => "step_failed",
+            Event::HookCreated { .. } => "hook_created",
+            Event::HookResumed { .. } => "hook_resumed",
             Event::RunCompleted { .. } => "run_completed",
             Event::RunFailed { .. } => "run_failed",
             Event::RunCanceled { .. } => "run_canceled",
@@ -299,7 +332,9 @@ impl Event {
             Event::StepStarted { key, .. }
             | Event::StepAttemptFailed { key, .. }
             | Event::StepCompleted { key, .. }
-            | Event::StepFailed { key, .. } => Some(key),
+            | Event::StepFailed { key, .. }
+            | Event::HookCreated { key, .. }
+            | Event::HookResumed { key, .. } => Some(key),
             _ => None,
         }
     }

@@ -164,10 +164,11 @@ impl Journal {
                 called_slug: call.slug.to_owned(),
             });
         }
-        let input_changed = recorded
-            .input
-            .as_ref()
-            .is_some_and(|input| input != call.input);
+        let input_changed = call.kind.compares_input()
+            && recorded
+                .input
+                .as_ref()
+                .is_some_and(|input| input != call.input);
         match &recorded.outcome {
             Some(outcome) if input_changed && self.strict_inputs => {
                 let _ = outcome;
@@ -189,6 +190,12 @@ impl Journal {
                 not_before_ms: recorded.retry_at_ms,
             },
         }
+    }
+
+    /// The input recorded when the step at `key` started (a sleep's wake-up time, a hook's
+    /// token), if it started.
+    pub fn started_input(&self, key: &StepKey) -> Option<&Value> {
+        self.recorded.get(key).and_then(|step| step.input.as_ref())
     }
 
     /// Folds one event into the journal (history on construction, new events as appended).
@@ -237,6 +244,22 @@ impl Journal {
                 step.kind_slug = Some((*kind, slug.clone()));
                 step.attempts = step.attempts.max(*attempts);
                 step.outcome = Some(Err(error.clone()));
+            }
+            Event::HookCreated {
+                key,
+                token,
+                timeout_at_ms,
+                ..
+            } => {
+                let step = self.recorded.entry(key.clone()).or_default();
+                step.kind_slug = Some((StepKind::Hook, crate::HOOK_SLUG.to_owned()));
+                step.input =
+                    Some(serde_json::json!({ "token": token, "timeoutAtMs": timeout_at_ms }));
+                step.attempts = step.attempts.max(1);
+            }
+            Event::HookResumed { key, payload } => {
+                let step = self.recorded.entry(key.clone()).or_default();
+                step.outcome = Some(Ok(payload.clone()));
             }
             Event::RunRetried => {
                 // Completed steps stay; everything else starts afresh.

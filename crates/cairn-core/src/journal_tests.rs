@@ -232,3 +232,44 @@ fn applied_events_update_later_decisions() {
         }
     );
 }
+
+#[test]
+fn hooks_replay_their_payload_once_resumed_and_keep_their_token_while_pending() {
+    let k = key("cairn.hook#0");
+    let created = Event::HookCreated {
+        key: k.clone(),
+        token: "hk_abc".into(),
+        schema: json!({}),
+        timeout_at_ms: Some(9),
+    };
+    let call = StepCall {
+        key: &k,
+        kind: StepKind::Hook,
+        slug: crate::HOOK_SLUG,
+        input: &Value::Null,
+    };
+    let mut pending = Journal::new([&created], false);
+    assert_eq!(
+        pending.decide(call),
+        Decision::Execute {
+            attempt: 2,
+            not_before_ms: None
+        }
+    );
+    assert_eq!(
+        pending.started_input(&k),
+        Some(&json!({"token": "hk_abc", "timeoutAtMs": 9}))
+    );
+    let resumed = Event::HookResumed {
+        key: k.clone(),
+        payload: json!({"ok": true}),
+    };
+    let mut done = Journal::new([&created, &resumed], false);
+    assert_eq!(
+        done.decide(call),
+        Decision::Replay {
+            output: json!({"ok": true}),
+            input_changed: false
+        }
+    );
+}

@@ -8,6 +8,7 @@
 //! that varies (the current time, a random draw for jitter) is passed in, so every decision is
 //! a pure function of its inputs and is unit-tested against canned histories.
 
+mod duration;
 mod event;
 mod journal;
 mod limits;
@@ -15,9 +16,12 @@ mod retry;
 mod step_key;
 mod summary;
 
+pub use duration::{InvalidDuration, parse_duration};
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKind};
 pub use journal::{Decision, Journal, NonDeterminism, StepCall};
 pub use limits::{LimitExceeded, Limits};
 pub use retry::RetryPolicy;
-pub use step_key::{InvalidSlug, StepKey, validate_slug};
+pub use step_key::{
+    HOOK_SLUG, InvalidSlug, NOW_SLUG, RANDOM_SLUG, SLEEP_SLUG, StepKey, UUID_SLUG, validate_slug,
+};
 pub use summary::{StepStatus, StepSummary, summarize_steps};

@@ -54,6 +54,17 @@ pub struct InvalidSlug {
     pub max: usize,
 }
 
+/// Slug of `ctx.now()` steps.
+pub const NOW_SLUG: &str = "cairn.now";
+/// Slug of `ctx.random()` steps.
+pub const RANDOM_SLUG: &str = "cairn.random";
+/// Slug of `ctx.uuid()` steps.
+pub const UUID_SLUG: &str = "cairn.uuid";
+/// Slug of durable sleeps.
+pub const SLEEP_SLUG: &str = "cairn.sleep";
+/// Slug of hooks.
+pub const HOOK_SLUG: &str = "cairn.hook";
+
 /// The longest slug Cairn accepts.
 pub const MAX_SLUG_LEN: usize = 64;
 

@@ -14,6 +14,10 @@ use crate::{ErrorInfo, Event, EventRecord, StepKey, StepKind};
 pub enum StepStatus {
     /// An attempt is in flight (or was, when its worker died).
     Running,
+    /// A durable sleep that has not woken yet.
+    Sleeping,
+    /// A hook that has not been resumed yet.
+    Waiting,
     /// An attempt failed; the next one is scheduled.
     Retrying,
     /// Finished with an output.
@@ -100,7 +104,10 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
             } => {
                 debug_assert!(*attempt >= 1);
                 let step = fold.step(key, *kind, slug, at);
-                step.status = StepStatus::Running;
+                step.status = match kind {
+                    StepKind::Sleep => StepStatus::Sleeping,
+                    _ => StepStatus::Running,
+                };
                 step.attempts += 1;
                 step.input = Some(input.clone());
                 step.finished_at_ms = None;
@@ -144,6 +151,24 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 let step = fold.step(key, *kind, slug, at);
                 step.status = StepStatus::Failed;
                 step.error = Some(error.clone());
+                step.finished_at_ms = Some(at);
+            }
+            Event::HookCreated {
+                key,
+                token,
+                timeout_at_ms,
+                ..
+            } => {
+                let step = fold.step(key, StepKind::Hook, crate::HOOK_SLUG, at);
+                step.status = StepStatus::Waiting;
+                step.attempts = 1;
+                step.input =
+                    Some(serde_json::json!({ "token": token, "timeoutAtMs": timeout_at_ms }));
+            }
+            Event::HookResumed { key, payload } => {
+                let step = fold.step(key, StepKind::Hook, crate::HOOK_SLUG, at);
+                step.status = StepStatus::Completed;
+                step.output = Some(payload.clone());
                 step.finished_at_ms = Some(at);
             }
             Event::RunCreated { .. }

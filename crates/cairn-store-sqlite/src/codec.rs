@@ -94,6 +94,12 @@ pub(crate) enum Effect {
     Requeue,
     /// The run moves to another unended status (e.g. a parked one).
     Status(RunStatus),
+    /// A hook is created: its token is registered, pending.
+    RegisterHook {
+        token: String,
+        schema: String,
+        timeout_at: Option<i64>,
+    },
 }
 
 /// An event encoded for the `events` table.
@@ -107,6 +113,19 @@ pub(crate) struct PreparedEvent {
 impl PreparedEvent {
     pub(crate) fn new(event: &Event) -> StoreResult<PreparedEvent> {
         let effect = match (event, event.resulting_status()) {
+            (
+                Event::HookCreated {
+                    token,
+                    schema,
+                    timeout_at_ms,
+                    ..
+                },
+                _,
+            ) => Effect::RegisterHook {
+                token: token.clone(),
+                schema: to_json(schema, "a hook schema")?,
+                timeout_at: *timeout_at_ms,
+            },
             (_, None) => Effect::None,
             (Event::RunCompleted { output }, Some(status)) => Effect::End {
                 status,

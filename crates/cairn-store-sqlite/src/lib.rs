@@ -28,6 +28,7 @@ mod codec;
 mod ops;
 mod read;
 mod schema;
+mod waits;
 mod writer;
 
 use std::{
@@ -39,8 +40,8 @@ use std::{
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, Lease, NewRun, RunFilter, RunId, RunRecord, Store,
-    StoreError, StoreResult, WorkerId,
+    ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun, Park,
+    RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 
 use crate::{
@@ -289,6 +290,76 @@ impl Store for SqliteStore {
                 now_ms,
                 reply,
             })
+            .await
+    }
+
+    async fn park_run(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        park: Park,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let worker = worker.clone();
+        self.writer
+            .call(|reply| Command::ParkRun {
+                id,
+                worker,
+                park,
+                now_ms,
+                reply,
+            })
+            .await
+    }
+
+    async fn resume_hook(
+        &self,
+        token: &str,
+        payload: serde_json::Value,
+        now_ms: i64,
+    ) -> StoreResult<HookRecord> {
+        let token = token.to_owned();
+        self.writer
+            .call(|reply| Command::ResumeHook {
+                token,
+                payload,
+                now_ms,
+                reply,
+            })
+            .await
+    }
+
+    async fn time_out_hook(
+        &self,
+        token: &str,
+        worker: &WorkerId,
+        timed_out: Event,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let timed_out = PreparedEvent::new(&timed_out)?;
+        let (token, worker) = (token.to_owned(), worker.clone());
+        self.writer
+            .call(|reply| Command::TimeOutHook {
+                token,
+                worker,
+                timed_out,
+                now_ms,
+                reply,
+            })
+            .await
+    }
+
+    async fn get_hook(&self, token: &str) -> StoreResult<Option<HookRecord>> {
+        let token = token.to_owned();
+        self.readers
+            .read(move |conn| waits::load_hook(conn, &token))
+            .await
+    }
+
+    async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| waits::list_hooks(conn, &filter))
             .await
     }
 }

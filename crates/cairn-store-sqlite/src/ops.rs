@@ -16,11 +16,11 @@ use crate::{
 };
 
 /// What the fencing checks need to know about a run.
-struct RunState {
-    status: RunStatus,
-    lease_owner: Option<String>,
-    lease_expires_at: Option<i64>,
-    last_seq: i64,
+pub(crate) struct RunState {
+    pub(crate) status: RunStatus,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) last_seq: i64,
 }
 
 fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
@@ -48,12 +48,17 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
     }))
 }
 
-fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
+pub(crate) fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
     load_state(conn, key)?.ok_or_else(|| StoreError::RunNotFound(id).into())
 }
 
 /// The fencing rule: `worker` holds the lease of a run that has not ended.
-fn fenced(conn: &Connection, id: RunId, key: &str, worker: &WorkerId) -> Result<RunState> {
+pub(crate) fn fenced(
+    conn: &Connection,
+    id: RunId,
+    key: &str,
+    worker: &WorkerId,
+) -> Result<RunState> {
     let state = state_of(conn, id, key)?;
     if state.status.is_terminal() {
         return Err(StoreError::RunEnded {
@@ -73,7 +78,7 @@ fn fenced(conn: &Connection, id: RunId, key: &str, worker: &WorkerId) -> Result<
 }
 
 /// Appends `events` after `last_seq` and applies their effects to the run's row.
-fn write_events(
+pub(crate) fn write_events(
     conn: &Connection,
     id: RunId,
     key: &str,
@@ -112,6 +117,7 @@ fn write_events(
                      lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
                 )?
                 .execute(params![key, status.as_str(), output, error, now])?;
+                crate::waits::close_hooks(conn, key, now)?;
             }
             Effect::Requeue => {
                 conn.prepare_cached(
@@ -119,6 +125,14 @@ fn write_events(
                      lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2 WHERE id = ?1",
                 )?
                 .execute(params![key, now])?;
+            }
+            Effect::RegisterHook {
+                token,
+                schema,
+                timeout_at,
+            } => {
+                let step_key = event.step_key.as_deref().unwrap_or_default();
+                crate::waits::register_hook(conn, key, step_key, token, schema, *timeout_at, now)?;
             }
             Effect::Status(status) => {
                 conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?

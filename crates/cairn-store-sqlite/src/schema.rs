@@ -65,8 +65,26 @@ CREATE TABLE events (
 );
 ";
 
+/// Version 2: hooks, by token. A pending hook's run is waiting (or about to be); the token
+/// is the credential that resumes it, so it is the primary key.
+const V2: &str = "
+CREATE TABLE hooks (
+    token      TEXT PRIMARY KEY NOT NULL,
+    run_id     TEXT NOT NULL REFERENCES runs (id),
+    step_key   TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'resumed', 'timed_out', 'closed')),
+    schema     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    timeout_at INTEGER,
+    closed_at  INTEGER,
+    CHECK ((closed_at IS NULL) = (state = 'pending'))
+);
+CREATE INDEX hooks_by_run ON hooks (run_id, created_at);
+CREATE INDEX hooks_pending ON hooks (created_at) WHERE state = 'pending';
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;

@@ -14,13 +14,15 @@ use std::{
 };
 
 use cairn_core::RunStatus;
-use cairn_store::{CreateOutcome, Lease, RunId, StoreError, StoreResult, WorkerId};
+use cairn_store::{
+    CreateOutcome, HookRecord, Lease, Park, RunId, StoreError, StoreResult, WorkerId,
+};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::{
     codec::{PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
-    ops,
+    ops, waits,
 };
 
 /// Where a command's result goes.
@@ -75,6 +77,26 @@ pub(crate) enum Command {
         retried: PreparedEvent,
         now_ms: i64,
         reply: Reply<()>,
+    },
+    ParkRun {
+        id: RunId,
+        worker: WorkerId,
+        park: Park,
+        now_ms: i64,
+        reply: Reply<bool>,
+    },
+    ResumeHook {
+        token: String,
+        payload: serde_json::Value,
+        now_ms: i64,
+        reply: Reply<HookRecord>,
+    },
+    TimeOutHook {
+        token: String,
+        worker: WorkerId,
+        timed_out: PreparedEvent,
+        now_ms: i64,
+        reply: Reply<bool>,
     },
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
@@ -181,6 +203,41 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| ops::retry_run(c, id, &retried, now_ms)),
+            ),
+            Command::ParkRun {
+                id,
+                worker,
+                park,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
+                    waits::park_run(c, id, &worker, &park, now_ms)
+                }),
+            ),
+            Command::ResumeHook {
+                token,
+                payload,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
+                    waits::resume_hook(c, &token, &payload, now_ms)
+                }),
+            ),
+            Command::TimeOutHook {
+                token,
+                worker,
+                timed_out,
+                now_ms,
+                reply,
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
+                    waits::time_out_hook(c, &token, &worker, &timed_out, now_ms)
+                }),
             ),
             Command::Flush { reply } => answer(reply, Ok(())),
         }

@@ -24,6 +24,7 @@ mod create;
 mod lease;
 mod read;
 mod support;
+mod waits;
 
 use std::{any::Any, sync::Arc};
 
@@ -50,6 +51,12 @@ pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extend
 pub use read::{
     events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
     payloads_round_trip_exactly,
+};
+pub use waits::{
+    a_resume_before_parking_is_not_lost, hooks_close_with_their_run_and_list_by_run_and_state,
+    park_run_frees_the_lease_until_the_wake_time,
+    resume_hook_records_the_payload_once_and_wakes_the_run,
+    time_out_hook_is_fenced_and_loses_to_a_resume,
 };
 
 /// A store under test, plus whatever must outlive it (e.g. the temporary directory holding
@@ -118,6 +125,11 @@ macro_rules! conformance_tests {
             concurrent_appends_to_many_runs_all_land,
             cancel_run_ends_the_run_with_the_reason,
             retry_run_requeues_failed_and_canceled_runs,
+            park_run_frees_the_lease_until_the_wake_time,
+            resume_hook_records_the_payload_once_and_wakes_the_run,
+            a_resume_before_parking_is_not_lost,
+            time_out_hook_is_fenced_and_loses_to_a_resume,
+            hooks_close_with_their_run_and_list_by_run_and_state,
         );
     };
 }

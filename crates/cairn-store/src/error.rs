@@ -36,6 +36,19 @@ pub enum StoreError {
         /// Its status.
         status: RunStatus,
     },
+    /// No hook has this token.
+    #[error("no hook has this token; check the token (or the resume URL) you were given")]
+    HookNotFound,
+    /// The hook cannot be resumed any more.
+    #[error("hook {step} of run {run} is {state}; a hook can be resumed once, while its run waits")]
+    HookNotPending {
+        /// The hook's run.
+        run: RunId,
+        /// The hook's step.
+        step: String,
+        /// Its state.
+        state: crate::HookState,
+    },
     /// The database could not be reached or refused the operation; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -15,8 +15,8 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use types::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, Lease, NewRun, RunFilter, RunId,
-    RunRecord, WorkerId,
+    ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
+    NEVER, NewRun, Park, RunFilter, RunId, RunRecord, WorkerId,
 };
 
 use async_trait::async_trait;
@@ -100,9 +100,10 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<()>;
 
-    /// Appends without waiting for the commit: for events replay does not depend on
-    /// (`StepStarted`). Ordered before every later append from this process; errors are
-    /// logged and dropped.
+    /// Appends without waiting for the commit: for events whose loss in a crash is harmless
+    /// (`StepStarted`, recorded values, `HookCreated`). Ordered before every later write from
+    /// this process, so an awaited `append` of no events is a barrier: when it returns, every
+    /// earlier background append is committed. Errors are logged and dropped.
     fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64);
 
     /// Ends a run that has not ended with `RunCanceled`, whoever holds its lease (the
@@ -115,4 +116,44 @@ pub trait Store: Send + Sync + 'static {
     /// `queued`, ready at `now_ms`, with its output, error and `finished_at` cleared.
     /// `NotRetryable` for any other status.
     async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()>;
+
+    /// Parks a run (fenced by the lease): frees the lease and sets the status to `sleeping` or
+    /// `waiting`, ready at `wake_at_ms` ([`NEVER`] for a hook without timeout). If the log has
+    /// grown past `park.known_seq` (a hook was resumed meanwhile), the run is instead made
+    /// `queued` and ready at `now_ms`, so no wake-up is lost. Returns whether it was parked.
+    async fn park_run(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        park: Park,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// Resumes the pending hook `token`: appends `HookResumed { payload }` to its run's log
+    /// (whoever holds the lease), marks the hook resumed, and makes a parked run ready now.
+    /// `HookNotFound`, `HookNotPending` (already resumed, timed out, or its run ended) or
+    /// `RunEnded` otherwise; nothing is written then.
+    async fn resume_hook(
+        &self,
+        token: &str,
+        payload: serde_json::Value,
+        now_ms: i64,
+    ) -> StoreResult<HookRecord>;
+
+    /// Gives up on the pending hook `token` (fenced by the run's lease): marks it timed out
+    /// and appends `timed_out` (the hook step's `StepFailed`). Returns `false`, writing
+    /// nothing, if the hook was resumed first.
+    async fn time_out_hook(
+        &self,
+        token: &str,
+        worker: &WorkerId,
+        timed_out: Event,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// One hook by token.
+    async fn get_hook(&self, token: &str) -> StoreResult<Option<HookRecord>>;
+
+    /// Hooks matching `filter`, newest first.
+    async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>>;
 }

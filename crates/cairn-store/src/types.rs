@@ -197,3 +197,112 @@ impl RunFilter {
         }
     }
 }
+
+/// A `ready_at` that never comes: a run waiting on a hook without timeout.
+pub const NEVER: i64 = i64::MAX;
+
+/// How to park a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Park {
+    /// `Sleeping` or `Waiting`.
+    pub status: RunStatus,
+    /// When to wake it (unix ms), or [`NEVER`].
+    pub wake_at_ms: i64,
+    /// The `seq` of the last event the parking worker knows of.
+    pub known_seq: u64,
+}
+
+/// Where a hook is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookState {
+    /// Waiting to be resumed.
+    Pending,
+    /// Resumed with a payload.
+    Resumed,
+    /// Its timeout passed first.
+    TimedOut,
+    /// Its run ended (succeeded, failed or canceled) while it was pending.
+    Closed,
+}
+
+impl HookState {
+    /// The state as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookState::Pending => "pending",
+            HookState::Resumed => "resumed",
+            HookState::TimedOut => "timed_out",
+            HookState::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for HookState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HookState::TimedOut => "timed out",
+            other => other.as_str(),
+        })
+    }
+}
+
+impl FromStr for HookState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            HookState::Pending,
+            HookState::Resumed,
+            HookState::TimedOut,
+            HookState::Closed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("unknown hook state {s:?}"))
+    }
+}
+
+/// A hook as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRecord {
+    /// The token that resumes it.
+    pub token: String,
+    /// Its run.
+    pub run_id: RunId,
+    /// Its step.
+    pub step_key: StepKey,
+    /// Where it is.
+    pub state: HookState,
+    /// JSON Schema its payload must match.
+    pub schema: Value,
+    /// When it was created (unix ms).
+    pub created_at_ms: i64,
+    /// When waiting on it gives up (unix ms), if ever.
+    pub timeout_at_ms: Option<i64>,
+    /// When it was resumed, timed out or closed (unix ms).
+    pub closed_at_ms: Option<i64>,
+}
+
+/// Which hooks to list.
+#[derive(Clone, Debug, Default)]
+pub struct HookFilter {
+    /// Only this run's.
+    pub run_id: Option<RunId>,
+    /// Only in this state.
+    pub state: Option<HookState>,
+    /// At most this many (0 means the default, 50).
+    pub limit: usize,
+}
+
+impl HookFilter {
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 {
+            50
+        } else {
+            self.limit.min(10_000)
+        }
+    }
+}

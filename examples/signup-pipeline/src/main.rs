@@ -103,7 +103,7 @@ static POST_BRIEF: LazyLock<Action<PostBrief, Posted>> = LazyLock::new(|| {
             .map_err(|err| {
                 ActionError::retryable(format!("cannot write {}: {err}", path.display()))
             })?;
-            println!("posted to {}: {}", path.display(), input.text);
+            eprintln!("posted to {}: {}", path.display(), input.text);
             Ok(Posted {
                 outbox: path.display().to_string(),
                 line,

@@ -1,0 +1,228 @@
+//! Durable waits in SQLite: parking runs, and hooks (registered when their `HookCreated`
+//! event is appended, resumed by token, timed out by the executing worker). Writes run on the
+//! writer's connection inside its transaction, like `ops`; reads on a pooled reader.
+
+use cairn_core::{Event, RunStatus, StepKey};
+use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{
+    codec::{PreparedEvent, Result, parse_id},
+    ops::{fenced, state_of, write_events},
+};
+
+/// The columns a [`HookRecord`] is read from, in [`hook_from_row`]'s order.
+const HOOK_COLUMNS: &str =
+    "token, run_id, step_key, state, schema, created_at, timeout_at, closed_at";
+
+/// Registers a pending hook (the effect of appending `HookCreated`).
+pub(crate) fn register_hook(
+    conn: &Connection,
+    run_key: &str,
+    step_key: &str,
+    token: &str,
+    schema: &str,
+    timeout_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at, timeout_at) \
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6)",
+    )?
+    .execute(params![token, run_key, step_key, schema, now, timeout_at])?;
+    Ok(())
+}
+
+/// Closes a run's pending hooks when the run ends.
+pub(crate) fn close_hooks(conn: &Connection, run_key: &str, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE hooks SET state = 'closed', closed_at = ?2 WHERE run_id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![run_key, now])?;
+    Ok(())
+}
+
+/// Parks a run, unless its log grew past what the parking worker knows (then it is made
+/// ready at once). Returns whether it was parked.
+pub(crate) fn park_run(
+    conn: &Connection,
+    id: RunId,
+    worker: &WorkerId,
+    park: &Park,
+    now: i64,
+) -> Result<bool> {
+    debug_assert!(matches!(
+        park.status,
+        RunStatus::Sleeping | RunStatus::Waiting
+    ));
+    let key = id.to_string();
+    let state = fenced(conn, id, &key, worker)?;
+    let woken = u64::try_from(state.last_seq).unwrap_or(0) > park.known_seq;
+    let (status, ready_at) = if woken {
+        (RunStatus::Queued, now)
+    } else {
+        (park.status, park.wake_at_ms)
+    };
+    conn.prepare_cached(
+        "UPDATE runs SET status = ?2, ready_at = ?3, lease_owner = NULL, lease_expires_at = NULL, \
+         updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![key, status.as_str(), ready_at, now])?;
+    Ok(!woken)
+}
+
+/// Resumes a pending hook: records `HookResumed` in its run's log and wakes a parked run.
+pub(crate) fn resume_hook(
+    conn: &Connection,
+    token: &str,
+    payload: &serde_json::Value,
+    now: i64,
+) -> Result<HookRecord> {
+    let mut hook = pending_hook(conn, token)?;
+    let key = hook.run_id.to_string();
+    let run = state_of(conn, hook.run_id, &key)?;
+    if run.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: hook.run_id,
+            status: run.status,
+        }
+        .into());
+    }
+    let resumed = PreparedEvent::new(&Event::HookResumed {
+        key: hook.step_key.clone(),
+        payload: payload.clone(),
+    })?;
+    write_events(
+        conn,
+        hook.run_id,
+        &key,
+        run.last_seq,
+        std::slice::from_ref(&resumed),
+        now,
+    )?;
+    conn.prepare_cached("UPDATE hooks SET state = 'resumed', closed_at = ?2 WHERE token = ?1")?
+        .execute(params![token, now])?;
+    if run.lease_owner.is_none() {
+        conn.prepare_cached("UPDATE runs SET status = 'queued', ready_at = ?2 WHERE id = ?1")?
+            .execute(params![key, now])?;
+    }
+    hook.state = HookState::Resumed;
+    hook.closed_at_ms = Some(now);
+    Ok(hook)
+}
+
+/// Times a pending hook out (fenced by its run's lease) with `timed_out` appended. `false`
+/// if it was resumed first.
+pub(crate) fn time_out_hook(
+    conn: &Connection,
+    token: &str,
+    worker: &WorkerId,
+    timed_out: &PreparedEvent,
+    now: i64,
+) -> Result<bool> {
+    let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
+    let key = hook.run_id.to_string();
+    let run = fenced(conn, hook.run_id, &key, worker)?;
+    match hook.state {
+        HookState::Pending => {}
+        HookState::Resumed => return Ok(false),
+        state => return Err(not_pending(&hook, state).into()),
+    }
+    write_events(
+        conn,
+        hook.run_id,
+        &key,
+        run.last_seq,
+        std::slice::from_ref(timed_out),
+        now,
+    )?;
+    conn.prepare_cached("UPDATE hooks SET state = 'timed_out', closed_at = ?2 WHERE token = ?1")?
+        .execute(params![token, now])?;
+    Ok(true)
+}
+
+fn pending_hook(conn: &Connection, token: &str) -> Result<HookRecord> {
+    let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
+    match hook.state {
+        HookState::Pending => Ok(hook),
+        state => Err(not_pending(&hook, state).into()),
+    }
+}
+
+fn not_pending(hook: &HookRecord, state: HookState) -> StoreError {
+    StoreError::HookNotPending {
+        run: hook.run_id,
+        step: hook.step_key.to_string(),
+        state,
+    }
+}
+
+/// One hook by token.
+pub(crate) fn load_hook(conn: &Connection, token: &str) -> Result<Option<HookRecord>> {
+    let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks WHERE token = ?1");
+    let raw = conn
+        .prepare_cached(&sql)?
+        .query_row([token], RawHook::from_row)
+        .optional()?;
+    raw.map(RawHook::decode).transpose()
+}
+
+/// Hooks matching `filter`, newest first.
+pub(crate) fn list_hooks(conn: &Connection, filter: &HookFilter) -> Result<Vec<HookRecord>> {
+    let sql = format!(
+        "SELECT {HOOK_COLUMNS} FROM hooks WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR state = ?2) \
+         ORDER BY created_at DESC, token LIMIT ?3"
+    );
+    let run = filter.run_id.map(|id| id.to_string());
+    let state = filter.state.map(HookState::as_str);
+    let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
+    let raws = conn
+        .prepare_cached(&sql)?
+        .query_map(params![run, state, limit], RawHook::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raws.into_iter().map(RawHook::decode).collect()
+}
+
+/// A `hooks` row as read, before decoding.
+struct RawHook {
+    token: String,
+    run_id: String,
+    step_key: String,
+    state: String,
+    schema: String,
+    created_at: i64,
+    timeout_at: Option<i64>,
+    closed_at: Option<i64>,
+}
+
+impl RawHook {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<RawHook> {
+        Ok(RawHook {
+            token: row.get(0)?,
+            run_id: row.get(1)?,
+            step_key: row.get(2)?,
+            state: row.get(3)?,
+            schema: row.get(4)?,
+            created_at: row.get(5)?,
+            timeout_at: row.get(6)?,
+            closed_at: row.get(7)?,
+        })
+    }
+
+    fn decode(self) -> Result<HookRecord> {
+        let state = self.state.parse().map_err(StoreError::Corrupt)?;
+        let schema = serde_json::from_str(&self.schema).map_err(|error| {
+            StoreError::Corrupt(format!("stored hook schema is not valid JSON: {error}"))
+        })?;
+        Ok(HookRecord {
+            token: self.token,
+            run_id: parse_id(&self.run_id)?,
+            step_key: StepKey::custom(self.step_key),
+            state,
+            schema,
+            created_at_ms: self.created_at,
+            timeout_at_ms: self.timeout_at,
+            closed_at_ms: self.closed_at,
+        })
+    }
+}
