@@ -178,12 +178,12 @@ fn two_worker_processes_share_the_queue_and_run_each_step_once() {
         worker.wait().ok();
     }
     let lines = sandbox.ledger_lines();
-    assert_eq!(lines.len(), total * 3);
+    assert_eq!(lines.len(), total * 3, "{lines:#?}");
     let mut steps: Vec<_> = lines
         .iter()
         .map(|l| l.split('|').take(2).collect::<Vec<_>>().join("|"))
         .collect();
     steps.sort();
     steps.dedup();
-    assert_eq!(steps.len(), total * 3, "no step executed twice");
+    assert_eq!(steps.len(), total * 3, "no step executed twice: {lines:#?}");
 }

@@ -1,10 +1,14 @@
 //! Where a step call finds its run: the task-local scope a workflow body (or an action) runs
 //! in, and the per-execution [`RunContext`] that records events and carries abort signals.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{
+    Arc, Mutex, PoisonError,
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+};
 
-use cairn_core::{ErrorInfo, Event, Journal, StepKey};
+use cairn_core::{ErrorInfo, Event, Journal, RunStatus, StepKey};
 use cairn_store::{RunId, StoreError};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::{engine::Shared, error::StepError};
@@ -60,6 +64,13 @@ pub(crate) enum Abort {
     Shutdown,
     /// The store kept failing: give the run back and let a later execution go on.
     Store(String),
+    /// Every path is waiting: park the run (no memory held) until `wake_at_ms` or a resume.
+    Park {
+        /// `Sleeping` or `Waiting`.
+        status: RunStatus,
+        /// When to wake it (unix ms), or `cairn_store::NEVER`.
+        wake_at_ms: i64,
+    },
 }
 
 /// Returned by operations after which the step must not go on (the run is being aborted).
@@ -76,6 +87,16 @@ pub(crate) struct RunContext {
     pub(crate) cancel: CancellationToken,
     abort: CancellationToken,
     abort_reason: Mutex<Option<Abort>>,
+    /// Steps of this execution doing work now (actions, child runs): a wait parks the run
+    /// only when there are none.
+    in_flight: AtomicUsize,
+    /// Notified whenever `in_flight` drops to zero.
+    idle: Notify,
+    /// The `seq` of the last event this execution knows of in the run's log.
+    known_seq: AtomicU64,
+    /// A hook was created since the last barrier: its token must be committed before an
+    /// action (which could hand it out) starts.
+    hook_unflushed: AtomicBool,
 }
 
 impl RunContext {
@@ -84,6 +105,7 @@ impl RunContext {
         workflow: String,
         shared: Arc<Shared>,
         journal: Journal,
+        known_seq: u64,
     ) -> Self {
         RunContext {
             run_id,
@@ -93,6 +115,63 @@ impl RunContext {
             cancel: CancellationToken::new(),
             abort: CancellationToken::new(),
             abort_reason: Mutex::new(None),
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            known_seq: AtomicU64::new(known_seq),
+            hook_unflushed: AtomicBool::new(false),
+        }
+    }
+
+    /// The `seq` of the last event this execution knows of.
+    pub(crate) fn known_seq(&self) -> u64 {
+        self.known_seq.load(Ordering::SeqCst)
+    }
+
+    /// Marks a step as doing work until the guard drops.
+    pub(crate) fn busy(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    /// Whether a step of this execution is doing work.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// Completes when no step is doing work (immediately if none is).
+    pub(crate) async fn until_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if !self.is_busy() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Notes that a hook token was queued for commit.
+    pub(crate) fn hook_created(&self) {
+        self.hook_unflushed.store(true, Ordering::SeqCst);
+    }
+
+    /// Before work that could hand a hook token out: waits until every hook created so far
+    /// is committed (an empty append is a barrier behind background appends).
+    pub(crate) async fn flush_hooks(&self) -> Result<(), Halted> {
+        if !self.hook_unflushed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let now = self.shared.clock.now_ms();
+        match self
+            .shared
+            .store
+            .append(self.run_id, &self.shared.worker, Vec::new(), now)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.abort(abort_for(err));
+                Err(Halted)
+            }
         }
     }
 
@@ -101,14 +180,28 @@ impl RunContext {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops the execution; the first reason given wins.
+    /// Stops the execution; the first reason given wins, except that parking waits combine
+    /// (the run wakes at the earliest of them).
     pub(crate) fn abort(&self, reason: Abort) {
         let mut slot = self
             .abort_reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(reason);
+        match (&mut *slot, reason) {
+            (None, reason) => *slot = Some(reason),
+            (
+                Some(Abort::Park { status, wake_at_ms }),
+                Abort::Park {
+                    status: other_status,
+                    wake_at_ms: other_wake,
+                },
+            ) => {
+                if other_wake < *wake_at_ms {
+                    (*status, *wake_at_ms) = (other_status, other_wake);
+                }
+            }
+            (Some(Abort::Park { .. }), reason) => *slot = Some(reason),
+            (Some(_), _) => {}
         }
         self.abort.cancel();
     }
@@ -140,6 +233,7 @@ impl RunContext {
                 .await;
             match result {
                 Ok(()) => {
+                    self.known_seq.fetch_add(1, Ordering::SeqCst);
                     self.journal().apply(&event);
                     self.shared.publish(self.run_id, now, event);
                     return Ok(());
@@ -165,9 +259,18 @@ impl RunContext {
         }
     }
 
+    /// Takes note of an event the store appended for this execution by another operation
+    /// (a hook's timeout).
+    pub(crate) fn note_appended(&self, event: Event, now: i64) {
+        self.known_seq.fetch_add(1, Ordering::SeqCst);
+        self.journal().apply(&event);
+        self.shared.publish(self.run_id, now, event);
+    }
+
     /// Appends without waiting for the commit (events replay does not depend on).
     pub(crate) fn append_in_background(&self, event: Event) {
         let now = self.shared.clock.now_ms();
+        self.known_seq.fetch_add(1, Ordering::SeqCst);
         self.journal().apply(&event);
         self.shared.store.append_in_background(
             self.run_id,
@@ -185,5 +288,16 @@ pub(crate) fn abort_for(err: StoreError) -> Abort {
         StoreError::LeaseLost { .. } => Abort::LeaseLost,
         StoreError::RunEnded { .. } => Abort::Ended,
         other => Abort::Store(other.to_string()),
+    }
+}
+
+/// Counts a step as doing work while alive.
+pub(crate) struct Busy(Arc<RunContext>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
     }
 }

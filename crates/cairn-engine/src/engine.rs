@@ -43,6 +43,12 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// How long a stopping worker waits for steps in flight before it lets go. Default 30 s.
     pub shutdown_grace: Duration,
+    /// Waits (sleeps, hooks) up to this long are waited in-process, holding the lease;
+    /// longer ones park the run. Default 1 s.
+    pub in_process_wait_limit: Duration,
+    /// The base of hooks' resume URLs (`<public_url>/hooks/<token>`): where the HTTP server
+    /// is reachable. Default `http://127.0.0.1:3000`.
+    pub public_url: String,
 }
 
 impl Default for EngineConfig {
@@ -53,6 +59,8 @@ impl Default for EngineConfig {
             max_concurrent_runs: 256,
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
+            in_process_wait_limit: Duration::from_secs(1),
+            public_url: "http://127.0.0.1:3000".to_owned(),
         }
     }
 }
@@ -173,17 +181,18 @@ impl Shared {
             if run.status.is_terminal() || self.stopping.is_cancelled() {
                 return Ok(run);
             }
-            let claimed = if self.executing(run_id).is_some() {
+            let now = self.clock.now_ms();
+            let parked = matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
+                && run.lease_owner.is_none()
+                && run.ready_at_ms > now;
+            let wake = if parked { run.ready_at_ms } else { i64::MAX };
+            let claimed = if parked || self.executing(run_id).is_some() {
                 None
             } else if run.lease_owner.as_ref() == Some(&self.worker) {
                 let events = self.store.events(run_id).await?;
                 Some(ClaimedRun { run, events })
             } else {
-                match self
-                    .store
-                    .claim_run(run_id, &self.lease(), self.clock.now_ms())
-                    .await?
-                {
+                match self.store.claim_run(run_id, &self.lease(), now).await? {
                     ClaimOutcome::Claimed(claimed) => Some(*claimed),
                     ClaimOutcome::Held { .. } | ClaimOutcome::Ended(_) => None,
                     ClaimOutcome::NotFound => return Err(EngineError::RunNotFound(run_id)),
@@ -197,11 +206,15 @@ impl Shared {
                             workflow,
                         });
                     }
-                    ExecEnd::Ended | ExecEnd::Released | ExecEnd::Lost => {}
+                    ExecEnd::Ended | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
                 },
                 None => {
+                    // Parked runs wake at their time (or sooner, on a resume); others are
+                    // looked at again after the poll interval.
                     tokio::select! {
+                        () = self.clock.sleep_until(wake) => {}
                         () = tokio::time::sleep(self.config.poll_interval) => {}
+                        () = self.new_work.notified() => {}
                         () = self.stopping.cancelled() => {}
                     }
                 }

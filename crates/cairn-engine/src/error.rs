@@ -56,6 +56,14 @@ pub enum EngineError {
         /// Its workflow slug.
         workflow: String,
     },
+    /// A hook's resume payload does not match the hook's schema; the run keeps waiting.
+    #[error("payload does not match the schema of hook {step}: {violations}")]
+    InvalidPayload {
+        /// The hook's step key.
+        step: String,
+        /// What is wrong, with JSON paths.
+        violations: Violations,
+    },
     /// A request was malformed.
     #[error("{0}")]
     BadRequest(String),

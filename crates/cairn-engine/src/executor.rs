@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
-use cairn_store::{ClaimedRun, StoreError};
+use cairn_store::{ClaimedRun, Park, StoreError};
 
 use crate::{
     context::{Abort, RunContext, Scope},
@@ -20,6 +20,8 @@ pub(crate) enum ExecEnd {
     Ended,
     /// The engine is stopping; the run went back to the queue.
     Released,
+    /// Every path waits (a sleep, a hook): the run is parked in the store.
+    Parked,
     /// Another worker took the run over, or the store failed; nothing more was recorded.
     Lost,
     /// This binary does not register the run's workflow.
@@ -49,11 +51,13 @@ pub(crate) async fn execute(
         events.iter().map(|record| &record.event),
         workflow.strict_inputs(),
     );
+    let known_seq = events.last().map_or(0, |record| record.seq);
     let ctx = Arc::new(RunContext::new(
         run.run_id,
         run.workflow.clone(),
         shared.clone(),
         journal,
+        known_seq,
     ));
     shared.track(&ctx);
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(ctx.clone())));
@@ -75,6 +79,28 @@ pub(crate) async fn execute(
         Err(Abort::Store(message)) => {
             tracing::warn!(run = %run.run_id, error = %message, "store kept failing; giving the run back to the queue");
             None
+        }
+        Err(Abort::Park { status, wake_at_ms }) => {
+            drop(heartbeat);
+            let park = Park {
+                status,
+                wake_at_ms,
+                known_seq: ctx.known_seq(),
+            };
+            let end = match shared
+                .store
+                .park_run(run.run_id, &shared.worker, park, shared.clock.now_ms())
+                .await
+            {
+                Ok(_) => ExecEnd::Parked,
+                Err(err) => {
+                    tracing::warn!(run = %run.run_id, error = %err, "could not park the run; its lease will lapse");
+                    ExecEnd::Lost
+                }
+            };
+            shared.untrack(run.run_id);
+            shared.new_work.notify_waiters();
+            return end;
         }
         Err(Abort::LeaseLost | Abort::Ended) => {
             drop(heartbeat);

@@ -13,8 +13,10 @@ mod engine;
 mod error;
 mod executor;
 mod registry;
+mod resume;
 mod schema;
 mod step;
+mod wait;
 mod worker;
 mod workflow;
 
@@ -30,4 +32,5 @@ pub use registry::Registry;
 pub use schema::{Violation, Violations};
 pub use step::StepCall;
 pub use tokio_util::sync::CancellationToken;
+pub use wait::{Hook, HookOptions, SleepFor};
 pub use workflow::{Workflow, WorkflowBuilder, WorkflowCtx, WorkflowInfo};

@@ -1,6 +1,11 @@
 //! JSON Schemas of typed inputs and outputs, compiled once per action or workflow.
 
-use std::fmt;
+use std::{
+    any::TypeId,
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
+};
 
 use schemars::JsonSchema;
 use serde_json::Value;
@@ -26,6 +31,26 @@ impl Schema {
                 )
             });
         Schema { json, validator }
+    }
+
+    /// The schema of `T`, generated and compiled once per type for the whole process.
+    pub(crate) fn cached<T: JsonSchema + 'static>() -> Arc<Schema> {
+        static CACHE: OnceLock<Mutex<HashMap<TypeId, Arc<Schema>>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        cache
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(Schema::of::<T>()))
+            .clone()
+    }
+
+    /// Compiles a stored schema (a hook's), or says why it does not compile.
+    pub(crate) fn from_json(json: Value) -> Result<Schema, String> {
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&json)
+            .map_err(|err| format!("the stored JSON Schema does not compile: {err}"))?;
+        Ok(Schema { json, validator })
     }
 
     /// The schema as JSON.

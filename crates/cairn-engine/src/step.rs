@@ -308,9 +308,13 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         );
         return Err(fail_step(&run, &key, StepKind::Action, slug, error, 0).await);
     }
+    let _busy = run.busy();
     loop {
         if let Some(deadline) = not_before_ms {
             wait_until(&run, deadline).await;
+        }
+        if run.flush_hooks().await.is_err() {
+            return halt().await;
         }
         let started = Event::StepStarted {
             key: key.clone(),

@@ -342,6 +342,10 @@ async fn execute_child<I: Payload, O: Payload>(
         attempt: 1,
     };
     run.append_in_background(started);
+    let _busy = run.busy();
+    if run.flush_hooks().await.is_err() {
+        return halt().await;
+    }
     let erased: Arc<dyn ErasedWorkflow> = child.clone();
     let outcome = match run
         .shared

@@ -53,9 +53,11 @@ pub use cairn_core::{
 };
 pub use cairn_engine::{
     Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, Clock, Engine,
-    EngineBuilder, EngineConfig, EngineError, Payload, Registry, Retry, RunDetail, RunEvent,
-    StartOptions, Started, StepCall, StepError, SystemClock, Violation, Violations, Workflow,
-    WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo,
+    EngineBuilder, EngineConfig, EngineError, Hook, HookOptions, Payload, Registry, Retry,
+    RunDetail, RunEvent, SleepFor, StartOptions, Started, StepCall, StepError, SystemClock,
+    Violation, Violations, Workflow, WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo,
 };
-pub use cairn_store::{RunFilter, RunId, RunRecord, Store, StoreError};
+pub use cairn_store::{
+    HookFilter, HookRecord, HookState, RunFilter, RunId, RunRecord, Store, StoreError,
+};
 pub use cairn_store_sqlite::SqliteStore;

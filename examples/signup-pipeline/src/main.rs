@@ -142,7 +142,7 @@ fn append_line(path: &PathBuf, text: &str) -> std::io::Result<usize> {
         .create(true)
         .append(true)
         .open(path)?;
-    writeln!(file, "{text}")?;
+    file.write_all(format!("{text}\n").as_bytes())?;
     file.sync_data()?;
     Ok(std::fs::read_to_string(path)?.lines().count())
 }

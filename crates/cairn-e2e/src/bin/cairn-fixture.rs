@@ -23,13 +23,14 @@ fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
         .create(true)
         .append(true)
         .open(env_path("FIXTURE_LEDGER"))?;
-    writeln!(
-        file,
-        "{}|{}|{what}|{}",
+    // One write call per line: O_APPEND keeps lines from concurrent steps whole.
+    let line = format!(
+        "{}|{}|{what}|{}\n",
         ctx.run_id(),
         ctx.step_key(),
         std::process::id()
-    )?;
+    );
+    file.write_all(line.as_bytes())?;
     file.sync_data()?;
     Ok(())
 }
@@ -104,6 +105,36 @@ static GATED: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Approval {
+    approved: bool,
+}
+
+static SLEEPER: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("sleeper")
+        .description("record, sleep 2 s, record")
+        .run(|input: Tag, ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            ctx.sleep("2s").await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+static APPROVAL: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("approval")
+        .description("record, wait for an approval hook, record")
+        .run(|input: Tag, ctx: WorkflowCtx| async move {
+            let hook = ctx.hook::<Approval>();
+            let tag = RECORD.run(input).await?;
+            let approval = hook.await?;
+            Ok(RECORD
+                .run(Tag {
+                    tag: format!("{} approved={}", tag.tag, approval.approved),
+                })
+                .await?)
+        })
+});
+
 static CRASH_PIPELINE: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
     Workflow::new("crash-pipeline")
         .description("record, block, record")
@@ -139,6 +170,8 @@ fn main() -> ExitCode {
         .workflow(&BACKOFF_PIPELINE)
         .workflow(&THREE_STEPS)
         .workflow(&GATED)
+        .workflow(&SLEEPER)
+        .workflow(&APPROVAL)
         .action(&GATE)
         .action(&RECORD)
         .action(&BLOCK)

@@ -18,6 +18,9 @@ pub struct Cli {
     /// How often an idle worker looks for ready runs (e.g. `250ms`).
     #[arg(long, global = true, env = "CAIRN_POLL_INTERVAL")]
     pub poll_interval: Option<humantime::Duration>,
+    /// Base URL of the HTTP server, used in hooks' resume URLs.
+    #[arg(long, global = true, env = "CAIRN_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Largest JSON payload accepted, in bytes (default 1 MiB).
     #[arg(long, global = true, env = "CAIRN_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
@@ -39,6 +42,37 @@ pub enum Command {
     /// Registered workflows and actions.
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// List and resume hooks (runs waiting for a person or a system).
+    #[command(subcommand)]
+    Hooks(HooksCommand),
+}
+
+/// `hooks …`.
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// Hooks waiting to be resumed (with --all: every state), newest first.
+    List {
+        /// Only this run's hooks.
+        #[arg(long)]
+        run: Option<String>,
+        /// Include resumed, timed-out and closed hooks.
+        #[arg(long)]
+        all: bool,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a waiting hook with a JSON payload (checked against the hook's schema).
+    Resume {
+        /// The hook's token.
+        token: String,
+        /// The payload as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `run`.

@@ -95,6 +95,7 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => worker(engine).await,
+        Command::Hooks(command) => super::hooks::dispatch(engine, command).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
             if json {
@@ -237,11 +238,11 @@ async fn wait_for_signal() {
     }
 }
 
-fn parse_id(text: &str) -> Result<RunId, CliError> {
+pub(crate) fn parse_id(text: &str) -> Result<RunId, CliError> {
     text.parse().map_err(CliError::Usage)
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()

@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod hooks;
 mod progress;
 mod view;
 
@@ -74,6 +75,9 @@ fn report(err: CliError) -> ExitCode {
                 | EngineError::RunNotFound(_)
                 | EngineError::StepNotFound { .. }
                 | EngineError::BadRequest(_)
+                | EngineError::InvalidPayload { .. }
+                | EngineError::Store(cairn_store::StoreError::HookNotFound)
+                | EngineError::Store(cairn_store::StoreError::HookNotPending { .. })
                 | EngineError::Store(cairn_store::StoreError::RunNotFound(_))
                 | EngineError::Store(cairn_store::StoreError::NotRetryable { .. })
                 | EngineError::Store(cairn_store::StoreError::RunEnded { .. })
@@ -91,6 +95,9 @@ fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
     }
     if let Some(poll) = cli.poll_interval {
         config.poll_interval = poll.into();
+    }
+    if let Some(url) = &cli.public_url {
+        config.public_url = url.clone();
     }
     if let Some(bytes) = cli.max_payload_bytes {
         config.limits.max_payload_bytes = bytes;

@@ -3,7 +3,7 @@
 
 use std::{collections::HashMap, io::IsTerminal, time::Duration};
 
-use cairn_core::{Event, StepKey};
+use cairn_core::{Event, StepKey, StepKind};
 use cairn_engine::RunEvent;
 use cairn_store::RunId;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -45,9 +45,18 @@ impl Display {
         let at = run_event.at_ms;
         match &run_event.event {
             Event::StepStarted {
-                key, kind, attempt, ..
+                key,
+                kind,
+                attempt,
+                input,
+                ..
             } => {
-                let text = if *attempt > 1 {
+                let text = if let Some(wake) = input["wakeAtMs"]
+                    .as_i64()
+                    .filter(|_| *kind == StepKind::Sleep)
+                {
+                    format!("{key} sleeping until {}", super::view::timestamp(wake))
+                } else if *attempt > 1 {
                     format!("{key} ({kind}, attempt {attempt})")
                 } else {
                     format!("{key} ({kind})")
@@ -80,6 +89,14 @@ impl Display {
                 };
                 self.finish(key, text);
             }
+            Event::HookCreated { key, token, .. } => {
+                self.start(
+                    key,
+                    at,
+                    format!("{key} waiting for a resume: hooks resume {token} --payload '<json>'"),
+                );
+            }
+            Event::HookResumed { key, .. } => self.finish(key, format!("✓ {key} (hook) resumed")),
             Event::StepFailed {
                 key,
                 error,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use cairn_core::{ErrorInfo, StepSummary};
+use cairn_core::{ErrorInfo, StepStatus, StepSummary};
 use cairn_engine::RunDetail;
 use cairn_store::RunRecord;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -161,10 +161,19 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
         "OUTPUT / ERROR",
     ]);
     for step in &detail.steps {
-        let result = match (&step.output, &step.error) {
-            (_, Some(error)) => error.message.clone(),
-            (Some(output), None) => output.to_string(),
-            (None, None) => String::new(),
+        let input = step.input.as_ref();
+        let result = match (&step.output, &step.error, step.status) {
+            (_, Some(error), _) => error.message.clone(),
+            (Some(output), None, _) => output.to_string(),
+            (None, None, StepStatus::Sleeping) => input
+                .and_then(|input| input["wakeAtMs"].as_i64())
+                .map(|at| format!("until {}", timestamp(at)))
+                .unwrap_or_default(),
+            (None, None, StepStatus::Waiting) => input
+                .and_then(|input| input["token"].as_str())
+                .map(|token| format!("waiting for `hooks resume {token}`"))
+                .unwrap_or_default(),
+            (None, None, _) => String::new(),
         };
         steps.add_row([
             step.key.to_string(),

@@ -1,0 +1,88 @@
+//! `hooks list` and `hooks resume`.
+
+use std::process::ExitCode;
+
+use cairn_engine::Engine;
+use cairn_store::{HookFilter, HookRecord, HookState};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::{Value, json};
+
+use super::{
+    CliError,
+    args::HooksCommand,
+    commands::{parse_id, print_json},
+    view::timestamp,
+};
+
+/// Runs a `hooks` command.
+pub(crate) async fn dispatch(engine: &Engine, command: HooksCommand) -> Result<ExitCode, CliError> {
+    match command {
+        HooksCommand::List { run, all, json } => {
+            let run_id = run.as_deref().map(parse_id).transpose()?;
+            let state = (!all).then_some(HookState::Pending);
+            let hooks = engine
+                .list_hooks(&HookFilter {
+                    run_id,
+                    state,
+                    limit: 1_000,
+                })
+                .await?;
+            if json {
+                print_json(&Value::Array(hooks.iter().map(hook_json).collect()));
+            } else if hooks.is_empty() {
+                println!("no hooks are waiting");
+            } else {
+                println!("{}", hooks_table(&hooks));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        HooksCommand::Resume {
+            token,
+            payload,
+            json,
+        } => {
+            let payload: Value = serde_json::from_str(&payload)
+                .map_err(|err| CliError::Usage(format!("--payload is not valid JSON ({err})")))?;
+            let hook = engine.resume_hook(&token, payload).await?;
+            if json {
+                print_json(&hook_json(&hook));
+            } else {
+                println!(
+                    "resumed hook {} of run {}; the run continues",
+                    hook.step_key, hook.run_id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn hook_json(hook: &HookRecord) -> Value {
+    json!({
+        "token": hook.token,
+        "runId": hook.run_id,
+        "stepKey": hook.step_key,
+        "state": hook.state,
+        "schema": hook.schema,
+        "createdAt": timestamp(hook.created_at_ms),
+        "timeoutAt": hook.timeout_at_ms.map(timestamp),
+        "closedAt": hook.closed_at_ms.map(timestamp),
+    })
+}
+
+fn hooks_table(hooks: &[HookRecord]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED);
+    table.set_header(["TOKEN", "RUN ID", "STEP", "STATE", "CREATED", "TIMEOUT"]);
+    for hook in hooks {
+        table.add_row([
+            hook.token.clone(),
+            hook.run_id.to_string(),
+            hook.step_key.to_string(),
+            hook.state.to_string(),
+            timestamp(hook.created_at_ms),
+            hook.timeout_at_ms.map(timestamp).unwrap_or_default(),
+        ]);
+    }
+    table
+}
