@@ -35,3 +35,46 @@ impl Clock for SystemClock {
 pub(crate) fn system_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
+
+/// A clock that moves only when told to: for tests that skip time (`cairn::testing`).
+/// Timers complete as soon as the clock is advanced past their deadline.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: tokio::sync::watch::Sender<i64>,
+}
+
+impl ManualClock {
+    /// A clock reading `start_ms` (unix milliseconds).
+    pub fn new(start_ms: i64) -> ManualClock {
+        ManualClock {
+            now: tokio::sync::watch::Sender::new(start_ms),
+        }
+    }
+
+    /// Moves the clock forward by `by`, waking every timer now due.
+    pub fn advance(&self, by: Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
+        self.now.send_modify(|now| *now = now.saturating_add(by));
+    }
+
+    /// Moves the clock forward to `at_ms` (never backwards).
+    pub fn advance_to(&self, at_ms: i64) {
+        self.now.send_modify(|now| *now = (*now).max(at_ms));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        *self.now.borrow()
+    }
+
+    fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
+        let mut now = self.now.subscribe();
+        Box::pin(async move {
+            // An error means the clock is gone: nothing will ever wake this timer.
+            if now.wait_for(|now| *now >= deadline_ms).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        })
+    }
+}

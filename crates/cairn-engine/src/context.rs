@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{engine::Shared, error::StepError};
 
+/// How the message of a step that replay-only mode refused ends.
+pub const UNRECORDED: &str = "which the recorded history does not have";
+
 tokio::task_local! {
     static SCOPE: Scope;
 }
@@ -214,6 +217,26 @@ impl RunContext {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .unwrap_or(Abort::Ended)
+    }
+
+    /// In replay-only mode, a step that would execute is not in the history: fail the run.
+    /// Returns whether the execution was aborted.
+    pub(crate) fn refuse_unrecorded(
+        &self,
+        key: &StepKey,
+        kind: cairn_core::StepKind,
+        slug: &str,
+    ) -> bool {
+        if !self.shared.config.replay_only {
+            return false;
+        }
+        let message = format!(
+            "non-determinism at step {key}: the workflow now makes {kind} `{slug}`, {UNRECORDED}"
+        );
+        self.abort(Abort::Fail(
+            ErrorInfo::new(cairn_core::ErrorKind::NonDeterminism, message).at_step(key.clone()),
+        ));
+        true
     }
 
     /// Whether the step about to start should not (the engine is stopping).

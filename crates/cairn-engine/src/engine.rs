@@ -17,10 +17,13 @@ use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
+
 use crate::{
-    action::Payload,
+    action::{ActionCtx, Payload},
     clock::{Clock, SystemClock},
     context::{Abort, RunContext},
+    error::ActionError,
     error::EngineError,
     executor::{ExecEnd, execute},
     registry::Registry,
@@ -46,6 +49,14 @@ pub struct EngineConfig {
     /// Waits (sleeps, hooks) up to this long are waited in-process, holding the lease;
     /// longer ones park the run. Default 1 s.
     pub in_process_wait_limit: Duration,
+    /// For harnesses (`cairn::testing`): `Engine::execute` executes a run at once even if it
+    /// is parked and not due, and returns as soon as it parks again, instead of waiting for
+    /// its wake-up. Default false.
+    pub return_when_parked: bool,
+    /// For replaying a recorded history against current code (`cairn::testing::replay`):
+    /// a step that is not in the history fails the run with a non-determinism error instead
+    /// of executing. Default false.
+    pub replay_only: bool,
     /// The base of hooks' resume URLs (`<public_url>/hooks/<token>`): where the HTTP server
     /// is reachable. Default `http://127.0.0.1:3000`.
     pub public_url: String,
@@ -60,6 +71,8 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             shutdown_grace: Duration::from_secs(30),
             in_process_wait_limit: Duration::from_secs(1),
+            return_when_parked: false,
+            replay_only: false,
             public_url: "http://127.0.0.1:3000".to_owned(),
         }
     }
@@ -118,6 +131,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     pub(crate) config: EngineConfig,
     pub(crate) worker: WorkerId,
+    pub(crate) overrides: HashMap<String, ActionOverride>,
     pub(crate) stopping: CancellationToken,
     pub(crate) new_work: Notify,
     events: broadcast::Sender<RunEvent>,
@@ -182,7 +196,9 @@ impl Shared {
                 return Ok(run);
             }
             let now = self.clock.now_ms();
-            let parked = matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
+            let harness = self.config.return_when_parked;
+            let parked = !harness
+                && matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
                 && run.lease_owner.is_none()
                 && run.ready_at_ms > now;
             let wake = if parked { run.ready_at_ms } else { i64::MAX };
@@ -205,6 +221,10 @@ impl Shared {
                             run: run_id,
                             workflow,
                         });
+                    }
+                    ExecEnd::Parked if self.config.return_when_parked => {
+                        let run = self.store.get_run(run_id).await?;
+                        return run.ok_or(EngineError::RunNotFound(run_id));
                     }
                     ExecEnd::Ended | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
                 },
@@ -252,6 +272,13 @@ impl Shared {
             .map_err(|err| Abort::Store(err.to_string()))?;
         match record.status {
             RunStatus::Succeeded => Ok(Ok(record.output.unwrap_or(Value::Null))),
+            RunStatus::Sleeping | RunStatus::Waiting if self.config.return_when_parked => {
+                // The child parked (harness mode): park the parent until the child is due.
+                Err(Abort::Park {
+                    status: RunStatus::Waiting,
+                    wake_at_ms: record.ready_at_ms,
+                })
+            }
             RunStatus::Failed | RunStatus::Canceled => Ok(Err(record.error.unwrap_or_else(|| {
                 ErrorInfo::new(
                     cairn_core::ErrorKind::ChildFailed,
@@ -275,7 +302,14 @@ pub struct EngineBuilder {
     registry: Registry,
     config: EngineConfig,
     clock: Arc<dyn Clock>,
+    worker: Option<WorkerId>,
+    overrides: HashMap<String, ActionOverride>,
 }
+
+/// A stand-in for an action's body, on JSON values (the testing harness's mocks). Its
+/// output is still validated against the action's output schema.
+pub type ActionOverride =
+    Arc<dyn Fn(Value, ActionCtx) -> BoxFuture<'static, Result<Value, ActionError>> + Send + Sync>;
 
 impl EngineBuilder {
     /// Sets the configuration.
@@ -290,11 +324,26 @@ impl EngineBuilder {
         self
     }
 
+    /// Sets this engine's identity as a lease holder (default: host, pid and a random
+    /// suffix). Two live engines must never share one.
+    pub fn worker_id(mut self, worker: WorkerId) -> Self {
+        self.worker = Some(worker);
+        self
+    }
+
+    /// Runs `body` instead of the action `slug`'s own body (for tests).
+    pub fn override_action(mut self, slug: impl Into<String>, body: ActionOverride) -> Self {
+        self.overrides.insert(slug.into(), body);
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-        let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
-        let worker = WorkerId(format!("{host}:{}:{suffix}", std::process::id()));
+        let worker = self.worker.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
+            let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
+            WorkerId(format!("{host}:{}:{suffix}", std::process::id()))
+        });
         let (events, _) = broadcast::channel(4096);
         Engine {
             shared: Arc::new(Shared {
@@ -303,6 +352,7 @@ impl EngineBuilder {
                 registry: self.registry,
                 config: self.config,
                 worker,
+                overrides: self.overrides,
                 stopping: CancellationToken::new(),
                 new_work: Notify::new(),
                 events,
@@ -325,6 +375,8 @@ impl Engine {
             registry,
             config: EngineConfig::default(),
             clock: Arc::new(SystemClock),
+            worker: None,
+            overrides: HashMap::new(),
         }
     }
 

@@ -22,10 +22,11 @@ mod workflow;
 
 pub use action::{Action, ActionBuilder, ActionCtx, ActionInfo, Payload};
 pub use cairn_core::RetryPolicy as Retry;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::UNRECORDED;
 pub use engine::{
-    Engine, EngineBuilder, EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, RunDetail, RunEvent,
-    StartOptions, Started,
+    ActionOverride, Engine, EngineBuilder, EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, RunDetail,
+    RunEvent, StartOptions, Started,
 };
 pub use error::{ActionError, EngineError, StepError, WorkflowError};
 pub use registry::Registry;

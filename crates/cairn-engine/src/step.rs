@@ -8,7 +8,7 @@ use std::{
 };
 
 use cairn_core::{
-    Decision, ErrorInfo, ErrorKind, Event, StepCall as JournalCall, StepKey, StepKind,
+    Decision, ErrorInfo, ErrorKind, Event, RunStatus, StepCall as JournalCall, StepKey, StepKind,
 };
 use futures::future::{self, BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
@@ -160,6 +160,9 @@ pub(crate) async fn begin(
             attempt,
             not_before_ms,
         } => {
+            if run.refuse_unrecorded(key, kind, slug) {
+                return halt().await;
+            }
             if run.should_stop() {
                 run.abort(Abort::Shutdown);
                 return halt().await;
@@ -308,11 +311,12 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         );
         return Err(fail_step(&run, &key, StepKind::Action, slug, error, 0).await);
     }
-    let _busy = run.busy();
     loop {
         if let Some(deadline) = not_before_ms {
-            wait_until(&run, deadline).await;
+            // A long backoff parks the run like a sleep; the attempt count is in the log.
+            crate::wait::wait_or_park(&run, deadline, RunStatus::Sleeping).await;
         }
+        let _busy = run.busy();
         if run.flush_hooks().await.is_err() {
             return halt().await;
         }
@@ -364,20 +368,6 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
     }
 }
 
-/// Sleeps until `deadline_ms` by the engine's clock, unless the run is aborted first.
-pub(crate) async fn wait_until(run: &RunContext, deadline_ms: i64) {
-    if deadline_ms <= run.shared.clock.now_ms() {
-        return;
-    }
-    tokio::select! {
-        () = run.shared.clock.sleep_until(deadline_ms) => {}
-        () = run.shared.stopping.cancelled() => {
-            run.abort(Abort::Shutdown);
-            halt::<()>().await;
-        }
-    }
-}
-
 /// Runs one attempt of the action body on its own task, with its timeout and the run's
 /// cancellation signal.
 async fn attempt_action<I: Payload, O: Payload>(
@@ -400,6 +390,16 @@ async fn attempt_action<I: Payload, O: Payload>(
         cancel: cancel.clone(),
         span: span.clone(),
     };
+    if let Some(stand_in) = run.shared.overrides.get(&action.info.slug) {
+        drop(typed);
+        let output = stand_in(input.clone(), ctx).await?;
+        return serde_json::from_value(output).map_err(|err| {
+            ActionError::fatal(format!(
+                "the stand-in's output does not fit the output type: {err}"
+            ))
+            .with_kind(ErrorKind::InvalidOutput)
+        });
+    }
     let body = (action.body)(typed, ctx);
     let scope = Scope::Action {
         slug: action.info.slug.clone(),

@@ -201,6 +201,11 @@ impl WorkflowCtx {
                 run.abort(Abort::Fail(info.clone()));
                 (String::new(), None, HookState::Failed(StepError::new(info)))
             }
+            Decision::Execute { .. }
+                if recorded.is_none() && run.refuse_unrecorded(&key, StepKind::Hook, HOOK_SLUG) =>
+            {
+                (String::new(), None, HookState::Pending)
+            }
             Decision::Execute { .. } => match recorded.as_ref().map(token_of) {
                 Some((token, timeout)) => (token, timeout, HookState::Pending),
                 None => {
@@ -270,6 +275,9 @@ pub(crate) async fn wait_or_park(run: &Arc<RunContext>, until_ms: i64, status: R
             });
             return halt().await;
         }
+        // A short wait counts as work: the run should not park for a later wake-up while
+        // this one is about to go on.
+        let _busy = (!long).then(|| run.busy());
         tokio::select! {
             () = shared.clock.sleep_until(until_ms) => {}
             () = run.until_idle(), if long => {}

@@ -301,6 +301,7 @@ impl WorkflowCtx {
                 produce()
             }
             cairn_core::Decision::Execute { .. } | cairn_core::Decision::ReplayError { .. } => {
+                run.refuse_unrecorded(&key, kind, slug);
                 let output = produce();
                 run.append_in_background(Event::StepCompleted {
                     key,

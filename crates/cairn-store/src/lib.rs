@@ -9,11 +9,13 @@
 //! live in the backend crates; this crate knows no database.
 
 mod error;
+mod memory;
 mod types;
 
 pub mod conformance;
 
 pub use error::StoreError;
+pub use memory::MemoryStore;
 pub use types::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
     NEVER, NewRun, Park, RunFilter, RunId, RunRecord, WorkerId,

@@ -46,6 +46,7 @@
 //! `workflows list`. Runs live in a SQLite file under `.cairn/` (no server to start).
 
 pub mod cli;
+pub mod testing;
 
 pub use cairn_core::{
     ErrorInfo, ErrorKind, Event, EventRecord, Limits, RunStatus, StepKey, StepKind, StepStatus,

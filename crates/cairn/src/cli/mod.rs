@@ -8,7 +8,7 @@ mod args;
 mod commands;
 mod hooks;
 mod progress;
-mod view;
+pub(crate) mod view;
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 

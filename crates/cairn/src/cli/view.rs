@@ -75,6 +75,7 @@ pub(crate) fn step_json(step: &StepSummary) -> Value {
 pub(crate) fn detail_json(detail: &RunDetail) -> Value {
     let mut run = run_json(&detail.run);
     run["steps"] = detail.steps.iter().map(step_json).collect();
+    run["events"] = serde_json::to_value(&detail.events).unwrap_or_default();
     run
 }
 

@@ -1,0 +1,447 @@
+//! [`TestEnv`]: an engine on an in-memory store and a virtual clock, with mocks.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use cairn_core::{
+    ErrorInfo, ErrorKind, Event, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
+};
+use cairn_engine::{
+    Action, ActionError, ActionOverride, Clock, Engine, EngineConfig, EngineError, ManualClock,
+    Payload, Registry, RunDetail, StartOptions, Workflow,
+};
+use cairn_store::{MemoryStore, RunFilter, RunId, RunRecord, Store, WorkerId};
+use futures::FutureExt;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where the virtual clock starts: 2026-01-01T00:00:00Z.
+const START_MS: i64 = 1_767_225_600_000;
+
+/// How a run stands after the harness executed it as far as it could go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<O> {
+    /// The run succeeded.
+    Completed {
+        /// Its output.
+        output: O,
+    },
+    /// The run failed (or was canceled).
+    Failed {
+        /// Its error, with the failing step.
+        error: ErrorInfo,
+    },
+    /// Every path of the run waits: skip time or resume a hook to go on.
+    Suspended {
+        /// What it waits for.
+        waits: Vec<Wait>,
+    },
+}
+
+impl<O> Outcome<O> {
+    /// The output, if the run completed.
+    pub fn completed(self) -> Option<O> {
+        match self {
+            Outcome::Completed { output } => Some(output),
+            _ => None,
+        }
+    }
+
+    /// The error, if the run failed.
+    pub fn failed(self) -> Option<ErrorInfo> {
+        match self {
+            Outcome::Failed { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The waits, if the run is suspended.
+    pub fn waits(self) -> Option<Vec<Wait>> {
+        match self {
+            Outcome::Suspended { waits } => Some(waits),
+            _ => None,
+        }
+    }
+}
+
+/// One thing a suspended run waits for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Wait {
+    /// A sleep until a time.
+    Sleep {
+        /// The sleep's step.
+        key: StepKey,
+        /// When it wakes.
+        until: SystemTime,
+    },
+    /// A hook to be resumed.
+    Hook {
+        /// The hook's step.
+        key: StepKey,
+        /// The token that resumes it.
+        token: String,
+        /// The JSON Schema its payload must match.
+        schema: Value,
+    },
+}
+
+/// A workflow test environment: in-memory store, virtual clock (retry backoffs and sleeps
+/// take no wall-clock time), mocked actions. Unmocked actions run for real.
+pub struct TestEnv {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    registry: Mutex<Registry>,
+    overrides: Mutex<HashMap<String, ActionOverride>>,
+    runs: Mutex<Vec<RunId>>,
+    config: EngineConfig,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        TestEnv::new()
+    }
+}
+
+impl TestEnv {
+    /// An empty environment; the clock reads 2026-01-01T00:00:00Z.
+    pub fn new() -> TestEnv {
+        TestEnv::with_config(TestEnv::new_config())
+    }
+
+    /// The engine configuration of a test environment.
+    pub(crate) fn new_config() -> EngineConfig {
+        EngineConfig {
+            in_process_wait_limit: Duration::ZERO,
+            return_when_parked: true,
+            lease_ttl: Duration::from_secs(365 * 86_400),
+            poll_interval: Duration::from_millis(1),
+            ..EngineConfig::default()
+        }
+    }
+
+    pub(crate) fn with_config(config: EngineConfig) -> TestEnv {
+        TestEnv {
+            store: Arc::new(MemoryStore::new()),
+            clock: Arc::new(ManualClock::new(START_MS)),
+            registry: Mutex::new(Registry::new()),
+            overrides: Mutex::new(HashMap::new()),
+            runs: Mutex::new(Vec::new()),
+            config,
+        }
+    }
+
+    /// Replaces `action`'s body with `mock` (its output is still checked against the schema).
+    pub fn mock<I: Payload, O: Payload>(
+        self,
+        action: &Action<I, O>,
+        mock: impl Fn(I) -> Result<O, ActionError> + Send + Sync + 'static,
+    ) -> Self {
+        let mock = Arc::new(mock);
+        let stand_in: ActionOverride = Arc::new(move |input, _ctx| {
+            let mock = mock.clone();
+            async move {
+                let input: I = serde_json::from_value(input)
+                    .map_err(|err| ActionError::fatal(err.to_string()))?;
+                let output = mock(input)?;
+                serde_json::to_value(output).map_err(|err| ActionError::fatal(err.to_string()))
+            }
+            .boxed()
+        });
+        lock(&self.overrides).insert(action.slug().to_owned(), stand_in);
+        self
+    }
+
+    /// Makes every call of `action` fail with `error`.
+    pub fn mock_err<I: Payload, O: Payload>(
+        self,
+        action: &Action<I, O>,
+        error: ActionError,
+    ) -> Self {
+        self.mock(action, move |_input: I| Err::<O, _>(error.clone()))
+    }
+
+    /// Answers the `n`-th call (attempts included) of `action` with `results[n]`; the last
+    /// result answers every later call.
+    pub fn mock_sequence<I: Payload, O: Payload + Clone + Sync>(
+        self,
+        action: &Action<I, O>,
+        results: Vec<Result<O, ActionError>>,
+    ) -> Self {
+        assert!(
+            !results.is_empty(),
+            "mock_sequence needs at least one result"
+        );
+        let calls = AtomicUsize::new(0);
+        self.mock(action, move |_input: I| {
+            let n = calls.fetch_add(1, Ordering::SeqCst).min(results.len() - 1);
+            results[n].clone()
+        })
+    }
+
+    /// Registers a workflow (workflows passed to `execute_workflow`/`start` are registered
+    /// for you).
+    pub fn register<I: Payload, O: Payload>(self, workflow: &Workflow<I, O>) -> Self {
+        self.add(workflow);
+        self
+    }
+
+    fn add<I: Payload, O: Payload>(&self, workflow: &Workflow<I, O>) {
+        let mut registry = lock(&self.registry);
+        *registry = registry.clone().workflow(workflow);
+    }
+
+    /// The engine of this environment (to use the full API in a test).
+    pub fn engine(&self) -> Engine {
+        let registry = lock(&self.registry).clone();
+        let mut builder = Engine::builder(self.store.clone(), registry)
+            .config(self.config.clone())
+            .clock(self.clock.clone())
+            .worker_id(WorkerId("cairn-testing".to_owned()));
+        for (slug, stand_in) in lock(&self.overrides).iter() {
+            builder = builder.override_action(slug.clone(), stand_in.clone());
+        }
+        builder.build()
+    }
+
+    /// Starts `workflow` and executes it until it completes, fails, or every path waits.
+    pub async fn execute_workflow<I: Payload, O: Payload>(
+        &self,
+        workflow: &Workflow<I, O>,
+        input: I,
+    ) -> Outcome<O> {
+        match self.start(workflow, input).await {
+            Ok(run_id) => self.outcome(run_id).await,
+            Err(err) => Outcome::Failed {
+                error: ErrorInfo::new(ErrorKind::InvalidInput, err.to_string()),
+            },
+        }
+    }
+
+    /// Creates a run without executing it (seed steps, then call [`outcome`](Self::outcome)).
+    pub async fn start<I: Payload, O: Payload>(
+        &self,
+        workflow: &Workflow<I, O>,
+        input: I,
+    ) -> Result<RunId, EngineError> {
+        self.add(workflow);
+        let options = StartOptions {
+            execute_here: true,
+            trigger: Some("test".into()),
+            ..StartOptions::default()
+        };
+        let started = self.engine().start(workflow, &input, options).await?;
+        lock(&self.runs).push(started.run_id);
+        Ok(started.run_id)
+    }
+
+    /// Records `output` as the result of action step `key` (`slug#n`) of a started run, so
+    /// executing it replays the step instead of running the action.
+    pub async fn seed_step(
+        &self,
+        run_id: RunId,
+        key: &str,
+        output: impl Serialize,
+    ) -> Result<(), EngineError> {
+        let output =
+            serde_json::to_value(output).map_err(|err| EngineError::BadRequest(err.to_string()))?;
+        let slug = key
+            .rsplit_once('#')
+            .map_or(key, |(slug, _)| slug)
+            .to_owned();
+        let event = Event::StepCompleted {
+            key: StepKey::custom(key),
+            kind: StepKind::Action,
+            slug,
+            output,
+        };
+        let worker = WorkerId("cairn-testing".to_owned());
+        Ok(self
+            .store
+            .append(run_id, &worker, vec![event], self.clock.now_ms())
+            .await?)
+    }
+
+    /// Executes `run_id` as far as it goes and says how it stands. Retry backoffs are
+    /// skipped on the virtual clock; sleeps and hooks suspend the run.
+    pub async fn outcome<O: Payload>(&self, run_id: RunId) -> Outcome<O> {
+        match self.drive(run_id).await {
+            Ok(detail) => outcome_of(&detail, self.waits(&detail).await),
+            Err(err) => Outcome::Failed {
+                error: ErrorInfo::new(ErrorKind::Internal, err.to_string()),
+            },
+        }
+    }
+
+    async fn drive(&self, run_id: RunId) -> Result<RunDetail, EngineError> {
+        let engine = self.engine();
+        loop {
+            let run = engine.execute(run_id).await?;
+            let detail = engine.get_run(run_id).await?;
+            let retrying = detail
+                .steps
+                .iter()
+                .any(|s| s.status == StepStatus::Retrying);
+            let waiting = detail
+                .steps
+                .iter()
+                .any(|s| matches!(s.status, StepStatus::Sleeping | StepStatus::Waiting));
+            if run.status.is_terminal() || !retrying || waiting {
+                return Ok(detail);
+            }
+            self.clock.advance_to(run.ready_at_ms);
+        }
+    }
+
+    /// What a suspended run waits for, its child runs' waits included.
+    async fn waits(&self, detail: &RunDetail) -> Vec<Wait> {
+        let mut waits = Vec::new();
+        let mut pending = vec![detail.clone()];
+        while let Some(detail) = pending.pop() {
+            for step in &detail.steps {
+                let input = step.input.clone().unwrap_or(Value::Null);
+                match step.status {
+                    StepStatus::Sleeping => waits.push(Wait::Sleep {
+                        key: step.key.clone(),
+                        until: UNIX_EPOCH
+                            + Duration::from_millis(input["wakeAtMs"].as_u64().unwrap_or(0)),
+                    }),
+                    StepStatus::Waiting => {
+                        let token = input["token"].as_str().unwrap_or_default().to_owned();
+                        let hook = self.store.get_hook(&token).await.ok().flatten();
+                        let schema = hook.map(|hook| hook.schema).unwrap_or_default();
+                        waits.push(Wait::Hook {
+                            key: step.key.clone(),
+                            token,
+                            schema,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            let filter = RunFilter {
+                parent_run_id: Some(detail.run.run_id),
+                limit: 1_000,
+                ..RunFilter::default()
+            };
+            for child in self.store.list_runs(&filter).await.unwrap_or_default() {
+                if !child.status.is_terminal()
+                    && let Ok(child) = self.run(child.run_id).await
+                {
+                    pending.push(child);
+                }
+            }
+        }
+        waits
+    }
+
+    /// Moves the virtual clock forward and executes every run of this environment whose
+    /// sleep is now over.
+    pub async fn skip_time(&self, by: Duration) {
+        self.clock.advance(by);
+        let now = self.clock.now_ms();
+        let runs = lock(&self.runs).clone();
+        for run_id in runs {
+            let due = self
+                .store
+                .get_run(run_id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|run| due(&run, now));
+            if due {
+                let _ = self.drive(run_id).await;
+            }
+        }
+    }
+
+    /// Resumes a hook (the payload is checked against its schema) and executes its run on.
+    pub async fn resume_hook(
+        &self,
+        token: &str,
+        payload: impl Serialize,
+    ) -> Result<(), EngineError> {
+        let payload = serde_json::to_value(payload)
+            .map_err(|err| EngineError::BadRequest(err.to_string()))?;
+        let hook = self.engine().resume_hook(token, payload).await?;
+        let root = self.root_of(hook.run_id).await;
+        self.drive(root).await.map(drop)
+    }
+
+    async fn root_of(&self, mut run_id: RunId) -> RunId {
+        while let Ok(Some(RunRecord {
+            parent_run_id: Some(parent),
+            ..
+        })) = self.store.get_run(run_id).await
+        {
+            run_id = parent;
+        }
+        run_id
+    }
+
+    /// The recorded steps of a run: key, kind, input, output, error, attempts.
+    pub async fn steps(&self, run_id: RunId) -> Vec<StepSummary> {
+        self.run(run_id)
+            .await
+            .map(|detail| detail.steps)
+            .unwrap_or_default()
+    }
+
+    /// A run with its steps and log.
+    pub async fn run(&self, run_id: RunId) -> Result<RunDetail, EngineError> {
+        self.engine().get_run(run_id).await
+    }
+
+    /// The run as `runs get <id> --json` prints it (with its `events`): what
+    /// [`replay`](super::replay) takes.
+    pub async fn export(&self, run_id: RunId) -> Result<Value, EngineError> {
+        Ok(crate::cli::view::detail_json(&self.run(run_id).await?))
+    }
+
+    /// The run started last.
+    pub fn last_run(&self) -> Option<RunId> {
+        lock(&self.runs).last().copied()
+    }
+
+    /// The virtual clock's time.
+    pub fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.clock.now_ms()).unwrap_or(0))
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+fn due(run: &RunRecord, now: i64) -> bool {
+    !run.status.is_terminal() && run.ready_at_ms <= now
+}
+
+fn outcome_of<O: Payload>(detail: &RunDetail, waits: Vec<Wait>) -> Outcome<O> {
+    let run = &detail.run;
+    match run.status {
+        RunStatus::Succeeded => {
+            match serde_json::from_value(run.output.clone().unwrap_or(Value::Null)) {
+                Ok(output) => Outcome::Completed { output },
+                Err(err) => Outcome::Failed {
+                    error: ErrorInfo::new(ErrorKind::InvalidOutput, err.to_string()),
+                },
+            }
+        }
+        RunStatus::Failed | RunStatus::Canceled => Outcome::Failed {
+            error: run.error.clone().unwrap_or_else(|| {
+                ErrorInfo::new(ErrorKind::Internal, "run ended without an error")
+            }),
+        },
+        _ => Outcome::Suspended { waits },
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
