@@ -21,7 +21,7 @@ use cairn_store::RunFilter;
 use cairn_store_sqlite::SqliteStore;
 use futures::future::try_join_all;
 use serde_json::json;
-use support::{Num, engine, eventually};
+use support::{Num, engine, eventually, spawn_execute, start};
 
 #[tokio::test]
 async fn parallel_steps_get_keys_in_call_order_and_replay_the_same() {
@@ -45,11 +45,7 @@ async fn parallel_steps_get_keys_in_call_order_and_replay_the_same() {
         }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 0 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 0 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.output, Some(json!({"n": 20})));
     let steps = engine.get_run(id).await.unwrap().steps;
@@ -88,11 +84,7 @@ async fn a_child_workflow_is_a_step_with_its_own_linked_run() {
         })
     };
     let (engine, _dir) = engine(Registry::new().workflow(&parent).workflow(&child));
-    let id = engine
-        .start(&parent, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &parent, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.output, Some(json!({"n": 3})));
     let steps = engine.get_run(id).await.unwrap().steps;
@@ -139,15 +131,8 @@ async fn canceling_a_run_signals_the_step_in_flight() {
         async move { Ok(wait.run(input).await?) }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
-    let execution = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.execute(id).await }
-    });
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
+    let execution = spawn_execute(&engine, id);
     assert!(
         eventually(Duration::from_secs(5), async || started
             .load(Ordering::SeqCst))

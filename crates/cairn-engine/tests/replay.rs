@@ -13,7 +13,7 @@ use cairn_engine::{
     Action, ActionCtx, ActionError, Registry, Retry, StartOptions, Workflow, WorkflowCtx,
 };
 use serde_json::json;
-use support::{Num, engine};
+use support::{Num, engine, start};
 
 /// An action that adds `add` and counts its executions.
 fn adder(slug: &str, add: i64, calls: Arc<AtomicUsize>) -> Action<Num, Num> {
@@ -87,11 +87,7 @@ async fn retrying_a_failed_run_skips_completed_steps() {
         async move { Ok(flaky.run(first.run(input).await?).await?) }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap();
@@ -198,11 +194,7 @@ async fn now_random_and_uuid_are_recorded_and_replayed() {
         })
     };
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     assert_eq!(engine.execute(id).await.unwrap().status, RunStatus::Failed);
     healthy.store(true, Ordering::SeqCst);
     engine.retry(id).await.unwrap();
@@ -265,11 +257,7 @@ async fn a_different_step_at_a_recorded_key_is_non_determinism() {
         })
     };
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     assert_eq!(engine.execute(id).await.unwrap().status, RunStatus::Failed);
     engine.retry(id).await.unwrap();
     let run = engine.execute(id).await.unwrap();

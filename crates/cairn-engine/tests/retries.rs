@@ -11,11 +11,9 @@ use std::{
 };
 
 use cairn_core::{ErrorKind, RunStatus, StepKey, StepStatus};
-use cairn_engine::{
-    Action, ActionCtx, ActionError, Registry, Retry, StartOptions, Workflow, WorkflowCtx,
-};
+use cairn_engine::{Action, ActionCtx, ActionError, Registry, Retry, Workflow, WorkflowCtx};
 use serde_json::json;
-use support::{Num, engine};
+use support::{Num, engine, start};
 
 fn fast(attempts: u32) -> Retry {
     Retry::default()
@@ -54,11 +52,7 @@ async fn retryable_errors_are_retried_and_every_attempt_is_recorded() {
     let calls = Arc::new(AtomicU32::new(0));
     let workflow = single_step(flaky(2, fast(3), calls.clone()));
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 5 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 5 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     let step = &engine.get_run(id).await.unwrap().steps[0];
@@ -80,11 +74,7 @@ async fn exhausted_retries_fail_the_run_with_the_step_recorded() {
     let calls = Arc::new(AtomicU32::new(0));
     let workflow = single_step(flaky(10, fast(2), calls.clone()));
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 5 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 5 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap();
@@ -110,11 +100,7 @@ async fn fatal_errors_are_not_retried() {
         });
     let workflow = single_step(action);
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     assert_eq!(engine.execute(id).await.unwrap().status, RunStatus::Failed);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -136,11 +122,7 @@ async fn a_workflow_may_handle_a_failed_step() {
         }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Succeeded);
     assert_eq!(run.output, Some(json!({"n": -1})));
@@ -163,11 +145,7 @@ async fn a_slow_attempt_times_out_and_sees_its_cancellation() {
         });
     let workflow = single_step(action);
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let error = run.error.unwrap();
@@ -195,11 +173,7 @@ async fn a_panicking_action_is_a_retryable_failure() {
         });
     let workflow = single_step(action);
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     assert_eq!(
         engine.execute(id).await.unwrap().status,
         RunStatus::Succeeded

@@ -12,7 +12,7 @@ use cairn_engine::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use support::{Num, Text, engine, engine_with};
+use support::{Num, Text, engine, engine_with, start};
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 struct Signup {
@@ -80,11 +80,7 @@ async fn action_output_is_validated_before_it_is_recorded() {
         }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     let error = run.error.unwrap();
     assert_eq!(error.kind, ErrorKind::InvalidOutput);
@@ -111,11 +107,7 @@ async fn action_input_is_validated_before_the_action_runs() {
         }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let error = engine.execute(id).await.unwrap().error.unwrap();
     assert_eq!(error.kind, ErrorKind::InvalidInput);
     assert!(
@@ -131,11 +123,7 @@ async fn workflow_output_is_validated_at_the_end() {
     let workflow = Workflow::new("bad-end")
         .run(|_input: Num, _ctx: WorkflowCtx| async move { Ok(Bounded { n: 11 }) });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
@@ -206,11 +194,7 @@ async fn an_action_cannot_call_an_action() {
         async move { Ok(outer.run(input).await?) }
     });
     let (engine, _dir) = engine(Registry::new().workflow(&workflow));
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let error = engine.execute(id).await.unwrap().error.unwrap();
     assert!(
         error.message.contains("called from inside action `outer`"),

@@ -12,14 +12,14 @@ use std::{
 
 use cairn_core::{ErrorKind, RunStatus, StepKind, StepStatus};
 use cairn_engine::{
-    Action, ActionCtx, Engine, EngineConfig, EngineError, HookOptions, Registry, StartOptions,
-    Workflow, WorkflowCtx, WorkflowError,
+    Action, ActionCtx, Engine, EngineConfig, EngineError, HookOptions, Registry, Workflow,
+    WorkflowCtx, WorkflowError,
 };
 use cairn_store::{HookFilter, HookState, RunId, StoreError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use support::{Num, Text, engine_with, eventually};
+use support::{Num, Text, engine_with, spawn_execute, start, wait_for_status};
 
 /// Parks every wait longer than 20 ms.
 fn parking() -> EngineConfig {
@@ -53,21 +53,10 @@ async fn a_long_sleep_parks_the_run_and_wakes_it_without_repeating_steps() {
         }
     });
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), parking());
-    let id = engine
-        .start(&workflow, &Num { n: 7 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 7 }).await;
     let started = Instant::now();
-    let execution = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.execute(id).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), async || status(&engine, id).await
-            == RunStatus::Sleeping)
-        .await
-    );
+    let execution = spawn_execute(&engine, id);
+    wait_for_status(&engine, id, RunStatus::Sleeping).await;
     let parked = engine.get_run(id).await.unwrap();
     assert_eq!(parked.run.lease_owner, None, "a parked run holds no lease");
     assert_eq!(parked.steps[1].status, StepStatus::Sleeping);
@@ -94,11 +83,7 @@ async fn a_short_sleep_is_waited_in_process() {
         Ok(input)
     });
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), EngineConfig::default());
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!((run.status, run.executions), (RunStatus::Succeeded, 1));
 }
@@ -110,11 +95,7 @@ async fn a_malformed_duration_is_a_clear_step_error() {
         Ok(input)
     });
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), EngineConfig::default());
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let error = engine.execute(id).await.unwrap().error.unwrap();
     assert_eq!(error.kind, ErrorKind::Misuse);
     assert!(
@@ -130,20 +111,9 @@ async fn canceling_a_sleeping_run_ends_it() {
         Ok(input)
     });
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), parking());
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
-    let execution = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.execute(id).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), async || status(&engine, id).await
-            == RunStatus::Sleeping)
-        .await
-    );
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
+    let execution = spawn_execute(&engine, id);
+    wait_for_status(&engine, id, RunStatus::Sleeping).await;
     assert_eq!(
         engine.cancel(id, "not worth the wait").await.unwrap(),
         RunStatus::Sleeping
@@ -198,20 +168,9 @@ async fn a_hook_parks_the_run_until_resumed_with_a_valid_payload_once() {
     let tokens = Arc::new(Mutex::new(Vec::new()));
     let workflow = approval_workflow(tokens.clone(), HookOptions::new());
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), parking());
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
-    let execution = tokio::spawn({
-        let engine = engine.clone();
-        async move { engine.execute(id).await }
-    });
-    assert!(
-        eventually(Duration::from_secs(5), async || status(&engine, id).await
-            == RunStatus::Waiting)
-        .await
-    );
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
+    let execution = spawn_execute(&engine, id);
+    wait_for_status(&engine, id, RunStatus::Waiting).await;
     let token = tokens.lock().unwrap()[0].clone();
     assert!(
         token.len() >= 32,
@@ -274,11 +233,7 @@ async fn a_hook_that_times_out_returns_a_timeout_error_the_workflow_can_handle()
         .timeout(Duration::from_millis(200));
     let workflow = approval_workflow(tokens.clone(), options);
     let (engine, _dir) = engine_with(Registry::new().workflow(&workflow), parking());
-    let id = engine
-        .start(&workflow, &Num { n: 1 }, StartOptions::default())
-        .await
-        .unwrap()
-        .run_id;
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
     let run = engine.execute(id).await.unwrap();
     assert_eq!(run.output, Some(json!({"text": "timed out"})));
     let token = tokens.lock().unwrap()[0].clone();

@@ -5,7 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use cairn_engine::{Engine, EngineConfig, Registry};
+use cairn_core::RunStatus;
+use cairn_engine::{Engine, EngineConfig, EngineError, Payload, Registry, StartOptions, Workflow};
+use cairn_store::{RunId, RunRecord};
 use cairn_store_sqlite::SqliteStore;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -55,4 +57,38 @@ pub async fn eventually(deadline: Duration, mut check: impl AsyncFnMut() -> bool
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     check().await
+}
+
+/// Starts a run of `workflow` with default options.
+pub async fn start<I: Payload, O: Payload>(
+    engine: &Engine,
+    workflow: &Workflow<I, O>,
+    input: I,
+) -> RunId {
+    engine
+        .start(workflow, &input, StartOptions::default())
+        .await
+        .expect("start")
+        .run_id
+}
+
+/// Executes a run on a task of its own.
+pub fn spawn_execute(
+    engine: &Engine,
+    id: RunId,
+) -> tokio::task::JoinHandle<Result<RunRecord, EngineError>> {
+    let engine = engine.clone();
+    tokio::spawn(async move { engine.execute(id).await })
+}
+
+/// Waits (with a deadline) until the run has `status`.
+pub async fn wait_for_status(engine: &Engine, id: RunId, status: RunStatus) {
+    let reached = eventually(Duration::from_secs(10), async || {
+        engine
+            .get_run(id)
+            .await
+            .is_ok_and(|detail| detail.run.status == status)
+    })
+    .await;
+    assert!(reached, "run {id} never became {status}");
 }
