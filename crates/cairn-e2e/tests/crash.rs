@@ -187,3 +187,72 @@ fn two_worker_processes_share_the_queue_and_run_each_step_once() {
     steps.dedup();
     assert_eq!(steps.len(), total * 3, "no step executed twice: {lines:#?}");
 }
+
+#[test]
+fn sigterm_lets_the_step_in_flight_finish_and_hands_the_run_over() {
+    let sandbox = Sandbox::new();
+    let out = sandbox.output(&[
+        "run",
+        "crash-pipeline",
+        "--input",
+        r#"{"tag":"t"}"#,
+        "--detach",
+    ]);
+    let run_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let mut worker = sandbox
+        .command(&["worker"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    wait_for("the blocking step", Duration::from_secs(60), || {
+        lines_matching(&sandbox, "block#0|started") == 1
+    });
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    // Drain stderr on a thread (the worker keeps writing to it) and watch for the stop line.
+    let stderr = worker.stderr.take().expect("piped stderr");
+    let (heard_tx, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if line.starts_with("stopping") {
+                let _ = heard_tx.send(());
+            }
+        }
+    });
+    heard
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker acknowledges SIGTERM");
+    std::fs::write(sandbox.go_file(), b"go").unwrap();
+    let status = worker.wait().expect("the worker exits");
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    assert_eq!(
+        lines_matching(&sandbox, "block#0|done"),
+        1,
+        "the step in flight finished"
+    );
+    assert_eq!(
+        lines_matching(&sandbox, "record#1"),
+        0,
+        "no new step started after SIGTERM"
+    );
+    let run = sandbox.run_json(&run_id);
+    assert_eq!(run["status"], "queued", "the run was handed back: {run}");
+    assert_eq!(
+        run["steps"][1]["status"], "completed",
+        "the finished step was recorded"
+    );
+
+    let mut next = sandbox.spawn(&["worker"]);
+    wait_until_succeeded(&sandbox, &run_id);
+    next.kill().ok();
+    next.wait().ok();
+    assert_eq!(
+        lines_matching(&sandbox, "block#0|started"),
+        1,
+        "the recorded step did not run again"
+    );
+}

@@ -86,7 +86,11 @@ async fn mocks_by_call_index_and_retries_on_the_virtual_clock() {
     let flaky = &env.steps(env.last_run().unwrap()).await[0];
     assert_eq!((flaky.attempts, flaky.status), (3, StepStatus::Completed));
     let skipped = env.now().duration_since(started).unwrap();
-    assert_eq!(skipped, Duration::from_secs(3 * 3600), "1 h then 2 h of backoff, skipped");
+    assert_eq!(
+        skipped,
+        Duration::from_secs(3 * 3600),
+        "1 h then 2 h of backoff, skipped"
+    );
 }
 
 #[tokio::test]

@@ -208,9 +208,11 @@ fn print_outcome(run: &RunRecord, json: bool) {
 /// `worker`: executes queued runs until Ctrl-C or SIGTERM; a second signal exits at once.
 async fn worker(engine: &Engine) -> Result<ExitCode, CliError> {
     let shutdown = CancellationToken::new();
-    let signals = shutdown.clone();
+    let (signals, stopping) = (shutdown.clone(), engine.clone());
     tokio::spawn(async move {
         wait_for_signal().await;
+        // No step starts after this line; the message tells scripts (and tests) so.
+        stopping.stop();
         eprintln!("stopping: finishing steps in flight (signal again to exit at once)");
         signals.cancel();
         wait_for_signal().await;
