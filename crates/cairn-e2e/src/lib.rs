@@ -1,3 +1,206 @@
 //! Process-level end-to-end tests of Cairn: crash recovery with `kill -9`, several worker
-//! processes on one data dir, and the CLI as a user drives it. The `cairn-fixture` binary
-//! (in `src/bin/`) is the user binary the tests in `tests/` drive.
+//! processes on one data dir or one PostgreSQL database, and the CLI as a user drives it.
+//!
+//! This library holds the fixture's workflows: actions write one ledger line per execution
+//! (`$FIXTURE_LEDGER`), and a step blocks until `$FIXTURE_GO_FILE` exists so a test can kill
+//! the process at a known point. The `cairn-fixture` binary (`src/bin/`) is the user binary
+//! the tests in `tests/` drive; tests also use [`registry`] to start runs in-process.
+
+use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
+
+use cairn::{Action, ActionCtx, ActionError, Registry, Retry, Workflow, WorkflowCtx};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Tag {
+    tag: String,
+}
+
+fn env_path(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} must be set")))
+}
+
+/// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
+fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(env_path("FIXTURE_LEDGER"))?;
+    // One write call per line: O_APPEND keeps lines from concurrent steps whole.
+    let line = format!(
+        "{}|{}|{what}|{}\n",
+        ctx.run_id(),
+        ctx.step_key(),
+        std::process::id()
+    );
+    file.write_all(line.as_bytes())?;
+    file.sync_data()?;
+    Ok(())
+}
+
+static RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("record")
+        .description("Writes a ledger line")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "done")?;
+            Ok(input)
+        })
+});
+
+static BLOCK: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("block")
+        .description("Waits for the go file, then writes a ledger line")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "started")?;
+            let go = env_path("FIXTURE_GO_FILE");
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !go.exists() {
+                if std::time::Instant::now() > deadline {
+                    return Err(ActionError::fatal("go file never appeared"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            ledger(&ctx, "done")?;
+            Ok(input)
+        })
+});
+
+static FLAKY: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("flaky")
+        .description("Fails its first attempt, retried after 1.5 s")
+        .retry(
+            Retry::default()
+                .max_attempts(3)
+                .initial_backoff(Duration::from_millis(1500))
+                .jitter(0.0),
+        )
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, &format!("attempt {}", ctx.attempt()))?;
+            if ctx.attempt() == 1 {
+                Err(ActionError::retryable("first attempt always fails"))
+            } else {
+                Ok(input)
+            }
+        })
+});
+
+static GATE: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("gate")
+        .description("Fails (fatally) while $FIXTURE_FAIL is set")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "done")?;
+            if std::env::var_os("FIXTURE_FAIL").is_some() {
+                return Err(ActionError::fatal(
+                    "the gate is closed (FIXTURE_FAIL is set)",
+                ));
+            }
+            Ok(input)
+        })
+});
+
+static GATED: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("gated")
+        .description("record, gate, record")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = GATE.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Approval {
+    approved: bool,
+}
+
+static SLEEPER: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("sleeper")
+        .description("record, sleep 2 s, record")
+        .run(|input: Tag, ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            ctx.sleep("2s").await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+static APPROVAL: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("approval")
+        .description("record, wait for an approval hook, record")
+        .run(|input: Tag, ctx: WorkflowCtx| async move {
+            let hook = ctx.hook::<Approval>();
+            let tag = RECORD.run(input).await?;
+            let approval = hook.await?;
+            Ok(RECORD
+                .run(Tag {
+                    tag: format!("{} approved={}", tag.tag, approval.approved),
+                })
+                .await?)
+        })
+});
+
+static CRASH_PIPELINE: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("crash-pipeline")
+        .description("record, block, record")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = BLOCK.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+static BACKOFF_PIPELINE: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("backoff-pipeline")
+        .description("record, flaky")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            Ok(FLAKY.run(tag).await?)
+        })
+});
+
+static SLOW_RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+    Action::new("slow-record")
+        .description("Writes a ledger line, then takes 20 ms")
+        .run(|input: Tag, ctx: ActionCtx| async move {
+            ledger(&ctx, "done")?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(input)
+        })
+});
+
+static SLOW_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("slow-steps")
+        .description("three 20 ms steps")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = SLOW_RECORD.run(input).await?;
+            let tag = SLOW_RECORD.run(tag).await?;
+            Ok(SLOW_RECORD.run(tag).await?)
+        })
+});
+
+static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("three-steps")
+        .description("record three times")
+        .run(|input: Tag, _ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            let tag = RECORD.run(tag).await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
+/// Every workflow and action of the fixture.
+pub fn registry() -> Registry {
+    Registry::new()
+        .workflow(&CRASH_PIPELINE)
+        .workflow(&BACKOFF_PIPELINE)
+        .workflow(&THREE_STEPS)
+        .workflow(&SLOW_STEPS)
+        .action(&SLOW_RECORD)
+        .workflow(&GATED)
+        .workflow(&SLEEPER)
+        .workflow(&APPROVAL)
+        .action(&GATE)
+        .action(&RECORD)
+        .action(&BLOCK)
+        .action(&FLAKY)
+}

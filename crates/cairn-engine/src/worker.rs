@@ -16,6 +16,14 @@ impl Engine {
         let shared = self.shared.clone();
         let slugs = shared.registry.slugs();
         let mut executions = JoinSet::new();
+        // Wake-ups from other processes (PostgreSQL's NOTIFY); without them, poll.
+        let mut watch = match shared.store.watch_ready(&slugs).await {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for wake-ups; polling instead");
+                None
+            }
+        };
         let mut store_backoff = Duration::from_millis(50);
         tracing::info!(worker = %shared.worker, workflows = ?slugs, "worker started");
         while !shutdown.is_cancelled() {
@@ -52,10 +60,16 @@ impl Engine {
                 continue;
             }
             let wait = self.idle_wait(&slugs).await;
+            let woken = async {
+                match watch.as_mut() {
+                    Some(watch) => drop(watch.wait(wait).await),
+                    None => tokio::time::sleep(wait).await,
+                }
+            };
             tokio::select! {
                 _ = executions.join_next(), if !executions.is_empty() => {}
                 () = shared.new_work.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = woken => {}
                 () = shutdown.cancelled() => {}
             }
         }

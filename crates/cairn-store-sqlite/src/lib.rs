@@ -362,4 +362,8 @@ impl Store for SqliteStore {
             .read(move |conn| waits::list_hooks(conn, &filter))
             .await
     }
+
+    async fn flush(&self) -> StoreResult<()> {
+        SqliteStore::flush(self).await
+    }
 }

@@ -158,4 +158,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Hooks matching `filter`, newest first.
     async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>>;
+
+    /// A watch that wakes an idle worker when runs of `workflows` may have become ready
+    /// through another process (created, released, resumed, retried). `None` when the backend
+    /// cannot notify: the worker then polls. Create it *before* looking for work, so a wake-up
+    /// between the look and the wait is not missed.
+    async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {
+        let _ = workflows;
+        Ok(None)
+    }
+
+    /// Waits until every write queued so far (background appends included) is committed.
+    /// Call it before a process exits.
+    async fn flush(&self) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// Wakes an idle worker when runs may have become ready elsewhere (see [`Store::watch_ready`]).
+#[async_trait]
+pub trait ReadyWatch: Send {
+    /// Completes with `true` when woken, `false` once `timeout` has passed.
+    async fn wait(&mut self, timeout: std::time::Duration) -> bool;
 }

@@ -61,4 +61,5 @@ pub use cairn_engine::{
 pub use cairn_store::{
     HookFilter, HookRecord, HookState, RunFilter, RunId, RunRecord, Store, StoreError,
 };
+pub use cairn_store_postgres::{PostgresOptions, PostgresStore};
 pub use cairn_store_sqlite::SqliteStore;

@@ -16,10 +16,38 @@ pub fn fixture_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cairn-fixture"))
 }
 
-/// One isolated data dir with its ledger and its go-file.
+/// One isolated data dir with its ledger and its go-file; optionally a PostgreSQL schema of
+/// its own instead of the SQLite file.
 pub struct Sandbox {
     /// The temporary directory (removed on drop).
     pub dir: tempfile::TempDir,
+    /// `(database URL, schema)` when the sandbox uses PostgreSQL.
+    pub postgres: Option<(String, String)>,
+    /// The processes' lease TTL: short, so a killed process's runs are taken over quickly.
+    pub lease_ttl: &'static str,
+}
+
+/// The test database (`CAIRN_TEST_DATABASE_URL`).
+pub fn test_database_url() -> String {
+    std::env::var("CAIRN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned())
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some((url, schema)) = &self.postgres {
+            // Best effort: a leftover schema only costs space.
+            let _ = Command::new("psql")
+                .args([
+                    url.as_str(),
+                    "-qc",
+                    &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Default for Sandbox {
@@ -33,6 +61,20 @@ impl Sandbox {
     pub fn new() -> Sandbox {
         Sandbox {
             dir: tempfile::TempDir::new().expect("temp dir"),
+            postgres: None,
+            lease_ttl: "1s",
+        }
+    }
+
+    /// A sandbox whose processes share a fresh schema of the test PostgreSQL database.
+    pub fn postgres() -> Sandbox {
+        let schema = format!("cairn_e2e_{}", uuid::Uuid::new_v4().simple());
+        Sandbox {
+            dir: tempfile::TempDir::new().expect("temp dir"),
+            postgres: Some((test_database_url(), schema)),
+            // Several worker processes and PostgreSQL share 2 cores in CI: a 1 s lease could
+            // lapse under load (legal, but it makes steps in flight run twice).
+            lease_ttl: "5s",
         }
     }
 
@@ -57,11 +99,16 @@ impl Sandbox {
         command
             .args(args)
             .env("CAIRN_DATA_DIR", self.data_dir())
-            .env("CAIRN_LEASE_TTL", "1s")
+            .env("CAIRN_LEASE_TTL", self.lease_ttl)
             .env("CAIRN_POLL_INTERVAL", "50ms")
             .env("FIXTURE_LEDGER", self.ledger())
             .env("FIXTURE_GO_FILE", self.go_file())
             .stdin(Stdio::null());
+        if let Some((url, schema)) = &self.postgres {
+            command
+                .env("CAIRN_DATABASE_URL", url)
+                .env("CAIRN_DATABASE_SCHEMA", schema);
+        }
         command
     }
 
@@ -70,13 +117,24 @@ impl Sandbox {
         self.command(args).output().expect("run fixture")
     }
 
-    /// Starts the fixture in the background (output discarded).
+    /// Starts the fixture in the background: stdout discarded, stderr appended to
+    /// `processes.log` in the sandbox (see [`Sandbox::process_log`]).
     pub fn spawn(&self, args: &[&str]) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("processes.log"))
+            .expect("process log");
         self.command(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn fixture")
+    }
+
+    /// What the background processes wrote to stderr.
+    pub fn process_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("processes.log")).unwrap_or_default()
     }
 
     /// The ledger's lines.

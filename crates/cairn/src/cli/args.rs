@@ -11,6 +11,14 @@ pub struct Cli {
     /// Where the embedded store keeps its SQLite file.
     #[arg(long, global = true, env = "CAIRN_DATA_DIR", default_value = ".cairn")]
     pub data_dir: PathBuf,
+    /// Use PostgreSQL at this URL instead of the embedded SQLite file (several workers on
+    /// several machines share one database).
+    #[arg(long, global = true, env = "CAIRN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PostgreSQL schema to keep Cairn's tables in (created if missing; default: the
+    /// connection's search path, usually `public`).
+    #[arg(long, global = true, env = "CAIRN_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
     /// How long a run's lease lasts without a heartbeat (e.g. `15s`): a crashed process's
     /// runs are taken over this long after it died.
     #[arg(long, global = true, env = "CAIRN_LEASE_TTL")]

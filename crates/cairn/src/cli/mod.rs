@@ -16,6 +16,7 @@ use clap::Parser;
 
 use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
 use cairn_store::Store;
+use cairn_store_postgres::{PostgresOptions, PostgresStore};
 use cairn_store_sqlite::SqliteStore;
 
 pub use args::Cli;
@@ -39,14 +40,18 @@ pub fn main(registry: Registry) -> ExitCode {
 
 /// Runs one parsed command against `registry`.
 pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
-    let engine = match open_engine(&cli, registry) {
+    let engine = match open_engine(&cli, registry).await {
         Ok(engine) => engine,
         Err(err) => return report(err),
     };
-    match commands::dispatch(&engine, cli.command).await {
+    let code = match commands::dispatch(&engine, cli.command).await {
         Ok(code) => code,
         Err(err) => report(err),
+    };
+    if let Err(err) = engine.store().flush().await {
+        eprintln!("warning: not every write was committed before exit: {err}");
     }
+    code
 }
 
 /// An error a command ends with, and the exit code it gets.
@@ -87,8 +92,8 @@ fn report(err: CliError) -> ExitCode {
     ExitCode::from(if user_error { 2 } else { 1 })
 }
 
-fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
-    let store = open_store(&cli.data_dir)?;
+async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
+    let store = open_store(cli).await?;
     let mut config = EngineConfig::default();
     if let Some(ttl) = cli.lease_ttl {
         config.lease_ttl = ttl.into();
@@ -111,10 +116,34 @@ fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
     Ok(Engine::builder(store, registry).config(config).build())
 }
 
-fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+/// PostgreSQL when a database URL is given, else the embedded SQLite file in the data dir.
+async fn open_store(cli: &Cli) -> Result<Arc<dyn Store>, CliError> {
+    if let Some(url) = &cli.database_url {
+        let options = PostgresOptions {
+            schema: cli.database_schema.clone(),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::connect_with(url, options)
+            .await
+            .map_err(|err| CliError::Open(format!("PostgreSQL ({}): {err}", redact_url(url))))?;
+        return Ok(Arc::new(store));
+    }
+    let data_dir: &Path = &cli.data_dir;
     let store = SqliteStore::open_in_dir(data_dir)
         .map_err(|err| CliError::Open(format!("{}: {err}", data_dir.display())))?;
     Ok(Arc::new(store))
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn init_tracing() {

@@ -1,0 +1,20 @@
+//! Cairn's benchmark suite (issue 5): the raw limits of the disk and SQLite with the engine's
+//! settings, then the engine's sequential latency, concurrent throughput and memory, in one
+//! process run, reported as a table and a JSON file.
+//!
+//! Run it from the workspace root:
+//!
+//! ```sh
+//! cargo run --release -p cairn-bench --            # table + target/bench/results.json
+//! cargo run --release -p cairn-bench -- --help     # sizes, concurrency levels, paths
+//! ```
+//!
+//! The binary is `src/main.rs`; the pieces live here so the micro-benchmarks in `benches/`
+//! share the workload.
+
+pub mod baseline;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod system;
+pub mod workload;

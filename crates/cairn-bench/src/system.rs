@@ -1,0 +1,141 @@
+//! What the machine is: memory use of this process (`/proc/self/status`), the filesystem a
+//! directory lives on (`/proc/self/mounts`, so a tmpfs data dir is flagged), and core count.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Resident set size of this process, KiB (`VmRSS`), where `/proc` has it.
+pub fn rss_kib() -> Option<u64> {
+    status_kib("VmRSS:")
+}
+
+/// Peak resident set size of this process, KiB (`VmHWM`), where `/proc` has it.
+pub fn peak_rss_kib() -> Option<u64> {
+    status_kib("VmHWM:")
+}
+
+/// CPU time this process has used so far (user + system, all threads), in microseconds,
+/// from `/proc/self/stat` (clock ticks of 1/100 s, Linux's `USER_HZ`).
+pub fn cpu_time_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks * 10_000)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, in ticks.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kib(&status, field)
+}
+
+/// The value of `field` (e.g. `VmRSS:`) in a `/proc/<pid>/status` text, in KiB.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    let mut words = line[field.len()..].split_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// The machine and where the data goes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Cores available to this process.
+    pub cpus: usize,
+    /// The data directory, as given.
+    pub data_dir: String,
+    /// The filesystem holding it (`ext4`, `tmpfs`, …), if `/proc/self/mounts` says.
+    pub data_dir_fs: Option<String>,
+    /// The device or source of that filesystem.
+    pub data_dir_device: Option<String>,
+}
+
+impl Machine {
+    /// Describes this machine, with `data_dir` (which must exist) as the data directory.
+    pub fn describe(data_dir: &Path) -> Machine {
+        let mount = std::fs::canonicalize(data_dir)
+            .ok()
+            .and_then(|path| mount_of(&path));
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            data_dir: data_dir.display().to_string(),
+            data_dir_fs: mount.as_ref().map(|mount| mount.fs_type.clone()),
+            data_dir_device: mount.map(|mount| mount.source),
+        }
+    }
+
+    /// Whether the data would sit in memory, making every fsync free (and the figures lies).
+    pub fn data_in_memory(&self) -> bool {
+        matches!(self.data_dir_fs.as_deref(), Some("tmpfs" | "ramfs"))
+    }
+}
+
+/// One line of `/proc/self/mounts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Mount {
+    source: String,
+    point: String,
+    fs_type: String,
+}
+
+/// The mount holding `path` (absolute, canonical): the longest mount point that contains it.
+fn mount_of(path: &Path) -> Option<Mount> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    longest_mount(&mounts, path)
+}
+
+fn longest_mount(mounts: &str, path: &Path) -> Option<Mount> {
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (source, point, fs_type) = (fields.next()?, fields.next()?, fields.next()?);
+            Some(Mount {
+                source: source.to_owned(),
+                point: point.replace("\\040", " "),
+                fs_type: fs_type.to_owned(),
+            })
+        })
+        .filter(|mount| path.starts_with(&mount.point))
+        .max_by_key(|mount| mount.point.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_read_in_kib() {
+        let status = "Name:\tcairn-bench\nVmHWM:\t  51200 kB\nVmRSS:\t   40960 kB\n";
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(40_960));
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(51_200));
+        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_user_plus_system() {
+        let stat = "1234 (cairn bench) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert!(cpu_time_us().is_some());
+    }
+
+    #[test]
+    fn the_longest_mount_point_wins() {
+        let mounts = "/dev/vda / ext4 rw 0 0\ntmpfs /tmp tmpfs rw 0 0\n";
+        let tmp = longest_mount(mounts, Path::new("/tmp/x")).expect("mount");
+        assert_eq!(tmp.fs_type, "tmpfs");
+        let work = longest_mount(mounts, Path::new("/work/main")).expect("mount");
+        assert_eq!((work.point.as_str(), work.fs_type.as_str()), ("/", "ext4"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Between Cairn's types and PostgreSQL rows: runs and events encoded before they enter the
+//! write queue (on the caller's task), and rows decoded back.
+//!
+//! Payloads are stored as `TEXT` holding serde_json's output, not `JSONB`: JSONB reorders
+//! object keys, normalises numbers and cannot hold `\u0000`, and the contract wants payloads
+//! back exactly as given.
+
+use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
+use cairn_store::{ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult, WorkerId};
+use serde::{Serialize, de::DeserializeOwned};
+use sqlx::{Row, postgres::PgRow};
+use uuid::Uuid;
+
+/// The columns of `runs` a [`RunRecord`] is read from, in [`decode_run`]'s order.
+macro_rules! run_columns {
+    () => {
+        "id, workflow, status, input, output, error, idempotency_key, parent_run_id, \
+         forked_from_run, forked_from_step, trigger, executions, lease_owner, lease_expires_at, \
+         ready_at, created_at, updated_at, finished_at"
+    };
+}
+pub(crate) use run_columns;
+
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|error| StoreError::Corrupt(format!("cannot encode {what} as JSON: {error}")))
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("stored {what} is not valid: {error}")))
+}
+
+/// What appending an event does to its run's row besides growing the log.
+pub(crate) enum Effect {
+    /// Nothing.
+    None,
+    /// The run ends: status, output or error, `finished_at`, lease freed, hooks closed.
+    End {
+        status: RunStatus,
+        output: Option<String>,
+        error: Option<String>,
+    },
+    /// The run goes back to the queue: the end is forgotten, ready now, lease freed.
+    Requeue,
+    /// The run moves to another unended status.
+    Status(RunStatus),
+    /// A hook is created: its token is registered, pending.
+    RegisterHook {
+        token: String,
+        schema: String,
+        timeout_at: Option<i64>,
+    },
+}
+
+impl Effect {
+    fn of(event: &Event) -> StoreResult<Effect> {
+        if let Event::HookCreated {
+            token,
+            schema,
+            timeout_at_ms,
+            ..
+        } = event
+        {
+            return Ok(Effect::RegisterHook {
+                token: token.clone(),
+                schema: to_json(schema, "a hook schema")?,
+                timeout_at: *timeout_at_ms,
+            });
+        }
+        let Some(status) = event.resulting_status() else {
+            return Ok(Effect::None);
+        };
+        Ok(match event {
+            Event::RunCompleted { output } => Effect::End {
+                status,
+                output: Some(to_json(output, "a run output")?),
+                error: None,
+            },
+            Event::RunFailed { error } => Effect::End {
+                status,
+                output: None,
+                error: Some(to_json(error, "a run error")?),
+            },
+            Event::RunCanceled { reason } => Effect::End {
+                status,
+                output: None,
+                error: Some(to_json(&canceled_error(reason), "a run error")?),
+            },
+            _ if status == RunStatus::Queued => Effect::Requeue,
+            _ if status.is_terminal() => Effect::End {
+                status,
+                output: None,
+                error: None,
+            },
+            _ => Effect::Status(status),
+        })
+    }
+
+    /// The status the run ends with, for a terminal event.
+    pub(crate) fn ends(&self) -> Option<RunStatus> {
+        match self {
+            Effect::End { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The error a canceled run carries: the reason, worded as in every backend.
+fn canceled_error(reason: &str) -> ErrorInfo {
+    let message = if reason.trim().is_empty() {
+        "run canceled".to_owned()
+    } else {
+        format!("run canceled: {reason}")
+    };
+    ErrorInfo::new(ErrorKind::Canceled, message)
+}
+
+/// An event encoded for the `events` table.
+pub(crate) struct PreparedEvent {
+    pub(crate) type_name: &'static str,
+    pub(crate) step_key: Option<String>,
+    pub(crate) payload: String,
+    pub(crate) effect: Effect,
+}
+
+impl PreparedEvent {
+    pub(crate) fn new(event: &Event) -> StoreResult<PreparedEvent> {
+        Ok(PreparedEvent {
+            type_name: event.type_name(),
+            step_key: event.step_key().map(|key| key.as_str().to_owned()),
+            payload: to_json(event, "an event")?,
+            effect: Effect::of(event)?,
+        })
+    }
+
+    pub(crate) fn all(events: &[Event]) -> StoreResult<Vec<PreparedEvent>> {
+        events.iter().map(PreparedEvent::new).collect()
+    }
+}
+
+/// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
+pub(crate) struct PreparedRun {
+    pub(crate) id: RunId,
+    pub(crate) workflow: String,
+    pub(crate) input: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) parent_run_id: Option<Uuid>,
+    pub(crate) forked_from: Option<(Uuid, String)>,
+    pub(crate) trigger: String,
+    pub(crate) lease: Option<Lease>,
+    pub(crate) now_ms: i64,
+    pub(crate) events: Vec<PreparedEvent>,
+}
+
+impl PreparedRun {
+    pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
+        let input = to_json(&run.input, "a run input")?;
+        let mut events = Vec::with_capacity(run.history.len() + 1);
+        events.push(PreparedEvent::new(&Event::RunCreated {
+            workflow: run.workflow.clone(),
+            input: run.input,
+        })?);
+        events.extend(PreparedEvent::all(&run.history)?);
+        Ok(PreparedRun {
+            id: run.id,
+            workflow: run.workflow,
+            input,
+            idempotency_key: run.idempotency_key,
+            parent_run_id: run.parent_run_id.map(|id| id.0),
+            forked_from: run
+                .forked_from
+                .map(|origin| (origin.run_id.0, origin.step.as_str().to_owned())),
+            trigger: run.trigger,
+            lease: run.lease,
+            now_ms: run.now_ms,
+            events,
+        })
+    }
+}
+
+fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column)
+        .map_err(|error| StoreError::Corrupt(format!("runs.{column} does not read back: {error}")))
+}
+
+pub(crate) fn parse_status(text: &str) -> StoreResult<RunStatus> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("stored run status: {error}")))
+}
+
+/// Decodes a row of [`run_columns!`].
+pub(crate) fn decode_run(row: &PgRow) -> StoreResult<RunRecord> {
+    let id: Uuid = get(row, "id")?;
+    let forked_run: Option<Uuid> = get(row, "forked_from_run")?;
+    let forked_step: Option<String> = get(row, "forked_from_step")?;
+    let forked_from = match (forked_run, forked_step) {
+        (Some(run), Some(step)) => Some(ForkOrigin {
+            run_id: RunId(run),
+            step: StepKey::custom(step),
+        }),
+        _ => None,
+    };
+    let output: Option<String> = get(row, "output")?;
+    let error: Option<String> = get(row, "error")?;
+    let executions: i64 = get(row, "executions")?;
+    Ok(RunRecord {
+        run_id: RunId(id),
+        workflow: get(row, "workflow")?,
+        status: parse_status(&get::<String>(row, "status")?)?,
+        input: from_json(&get::<String>(row, "input")?, "run input")?,
+        output: output
+            .map(|text| from_json(&text, "run output"))
+            .transpose()?,
+        error: error
+            .map(|text| from_json(&text, "run error"))
+            .transpose()?,
+        idempotency_key: get(row, "idempotency_key")?,
+        parent_run_id: get::<Option<Uuid>>(row, "parent_run_id")?.map(RunId),
+        forked_from,
+        trigger: get(row, "trigger")?,
+        executions: u32::try_from(executions)
+            .map_err(|_| StoreError::Corrupt(format!("run {id} has {executions} executions")))?,
+        lease_owner: get::<Option<String>>(row, "lease_owner")?.map(WorkerId),
+        lease_expires_at_ms: get(row, "lease_expires_at")?,
+        ready_at_ms: get(row, "ready_at")?,
+        created_at_ms: get(row, "created_at")?,
+        updated_at_ms: get(row, "updated_at")?,
+        finished_at_ms: get(row, "finished_at")?,
+    })
+}
+
+/// Decodes a row of `seq, at, payload` from `events`.
+pub(crate) fn decode_event(row: &PgRow) -> StoreResult<EventRecord> {
+    let seq: i64 = get(row, "seq")?;
+    Ok(EventRecord {
+        seq: u64::try_from(seq)
+            .map_err(|_| StoreError::Corrupt(format!("event seq {seq} is negative")))?,
+        at_ms: get(row, "at")?,
+        event: from_json(&get::<String>(row, "payload")?, "event")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn terminal_events_end_the_run_and_retries_requeue_it() {
+        let done = PreparedEvent::new(&Event::RunCompleted { output: json!(1) }).expect("encode");
+        assert_eq!(done.effect.ends(), Some(RunStatus::Succeeded));
+        let canceled = PreparedEvent::new(&Event::RunCanceled {
+            reason: "  ".into(),
+        })
+        .expect("encode");
+        match canceled.effect {
+            Effect::End {
+                error: Some(error), ..
+            } => {
+                assert!(error.contains("\"run canceled\""), "{error}")
+            }
+            _ => panic!("RunCanceled must end the run with an error"),
+        }
+        let retried = PreparedEvent::new(&Event::RunRetried).expect("encode");
+        assert!(matches!(retried.effect, Effect::Requeue));
+        assert_eq!(retried.type_name, "run_retried");
+    }
+
+    #[test]
+    fn payloads_are_kept_as_serde_json_text() {
+        let event = Event::RunCompleted {
+            output: json!({"z": 1, "a": "\u{0000}"}),
+        };
+        let prepared = PreparedEvent::new(&event).expect("encode");
+        let back: Event = from_json(&prepared.payload, "event").expect("decode");
+        assert_eq!(back, event);
+        assert!(prepared.payload.contains("\\u0000"), "{}", prepared.payload);
+    }
+}

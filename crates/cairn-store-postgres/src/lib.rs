@@ -1,0 +1,79 @@
+//! Cairn's PostgreSQL store: several worker processes on several machines share one database.
+//!
+//! [`PostgresStore`] implements [`cairn_store::Store`] and passes its conformance suite, with
+//! the same tables and meaning as the SQLite store.
+//!
+//! - **Claims** take runs with `SELECT … FOR UPDATE SKIP LOCKED` and mark them leased in the
+//!   same statement, so concurrent claimers in any number of processes never share a run.
+//! - **Fencing**: every append, park, renewal, release and hook time-out locks the run's row
+//!   (`SELECT … FOR UPDATE`) and checks the lease owner and status in the transaction that
+//!   writes, so a worker that lost its lease cannot commit anything.
+//! - **Group commit, in order**: every write of a store goes through one FIFO queue consumed
+//!   by one task, which commits whatever has queued in one transaction (one savepoint per
+//!   command when one of them fails, so it fails alone). Background appends are therefore
+//!   ordered before every later write of the process, as the trait requires, and step
+//!   completions of many runs share transactions.
+//! - **Wake-ups**: transactions that make a run ready send `NOTIFY cairn_ready`;
+//!   [`PostgresStore::ready_waiter`] gives idle workers a [`ReadyWaiter`] that wakes on them.
+//!   Polling stays the fallback.
+//! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
+//!   workers may start at once.
+//! - **Transient trouble** (connection refused or reset, the server restarting, deadlocks,
+//!   timeouts) is [`Unavailable`](cairn_store::StoreError::Unavailable); the pool reconnects by itself, and a batch whose
+//!   connection died before `COMMIT` is retried once on a new connection.
+//!
+//! Payloads are stored as `TEXT` (serde_json's output), so they read back exactly.
+//!
+//! # Differences from the SQLite store
+//!
+//! Both pass the same conformance suite; beyond it:
+//!
+//! - **Dropping** a `SqliteStore` waits for its queued writes. Dropping a [`PostgresStore`]
+//!   cannot wait (it would block the async runtime): queued writes still commit in the
+//!   background while the runtime runs. Call [`PostgresStore::flush`] before exiting.
+//! - **Wake-ups**: only PostgreSQL has [`PostgresStore::ready_waiter`]; with SQLite, idle
+//!   workers poll (`next_ready_at`).
+//! - **Ambiguous commits**: if the connection dies exactly while `COMMIT` is in flight, the
+//!   call fails with `Unavailable` although the write may have committed (true of any
+//!   client/server database). A retried `create_run` is harmless (same id); a retried
+//!   `append` may then record its events twice.
+//! - **Conflicts between processes** (a deadlock between two batches touching the same runs
+//!   in opposite orders, `statement_timeout`) fail the command involved with `Unavailable`,
+//!   where SQLite's single write lock makes such calls wait (up to its busy timeout).
+//! - **One write transaction at a time per store**: the ordering guarantee needs one queue,
+//!   so a process's writes are serialised through one connection (and batched); reads use
+//!   the rest of the pool. Several worker processes write in parallel.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), cairn_store::StoreError> {
+//! use cairn_store::{RunFilter, Store};
+//! use cairn_store_postgres::{PostgresOptions, PostgresStore};
+//! let options = PostgresOptions {
+//!     schema: Some("cairn".into()),
+//!     ..PostgresOptions::default()
+//! };
+//! let store = PostgresStore::connect_with("postgres://cairn@db.internal/cairn", options).await?;
+//! let runs = store.list_runs(&RunFilter::default()).await?;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod error;
+mod notify;
+mod ops;
+mod read;
+mod schema;
+mod store;
+mod waits;
+mod writer;
+
+pub use notify::ReadyWaiter;
+pub use store::{PostgresOptions, PostgresStore};
+
+// Lets the test helpers shared with `tests/` name this crate the same way in both places.
+#[cfg(test)]
+extern crate self as cairn_store_postgres;
+
+#[cfg(test)]
+#[path = "../tests/common/mod.rs"]
+mod common;

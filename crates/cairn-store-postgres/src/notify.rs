@@ -1,0 +1,239 @@
+//! Wake-ups through `LISTEN/NOTIFY`: idle workers learn at once that a run became ready
+//! (created, released, parked with a wake time, resumed, retried), instead of waiting for
+//! their next poll.
+//!
+//! Writes send `pg_notify('cairn_ready', '["<schema>","<workflow>"]')` in the transaction
+//! that made the run ready (see `writer`), so the notification arrives once the change is
+//! visible. Channels are database-wide, so the payload names the schema and each store keeps
+//! only its own. One task per store (started by the first [`ReadyWaiter`]) holds a
+//! `LISTEN` connection from a pool of its own and fans notifications out to the waiters.
+//!
+//! Notifications are a hint, never the only way to find work: one sent while the listening
+//! connection was down is lost. When the task reconnects it wakes every waiter (as if every
+//! workflow had work), and callers keep polling `claim_ready`/`next_ready_at` with a timeout.
+
+use std::{collections::HashSet, time::Duration};
+
+use cairn_store::StoreResult;
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::{
+    sync::{OnceCell, broadcast},
+    task::JoinHandle,
+};
+
+use crate::error::sql_error;
+
+/// The channel every Cairn store notifies on.
+pub(crate) const CHANNEL: &str = "cairn_ready";
+
+/// How many wake-ups may wait for a slow waiter before it is told it lagged (and wakes).
+const FAN_OUT: usize = 1024;
+
+/// Longest pause between attempts to reconnect the listening connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The payload announcing that a run of `workflow` in `schema` became ready.
+pub(crate) fn payload(schema: &str, workflow: &str) -> String {
+    serde_json::json!([schema, workflow]).to_string()
+}
+
+/// The workflow a payload announces, if it is about `schema`.
+fn workflow_of(payload: &str, schema: &str) -> Option<String> {
+    let (of, workflow): (String, String) = serde_json::from_str(payload).ok()?;
+    (of == schema).then_some(workflow)
+}
+
+/// What the listening task tells waiters.
+#[derive(Clone, Debug)]
+enum Signal {
+    /// A run of this workflow became ready.
+    Ready(String),
+    /// Notifications may have been lost (the connection was re-established): look for work.
+    Resync,
+}
+
+/// The listening task of one store and the fan-out to its waiters; stops with the store.
+pub(crate) struct Listener {
+    signals: broadcast::Sender<Signal>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Listener {
+    /// Connects, `LISTEN`s, and starts the task. Fails (`Unavailable`) if the database cannot
+    /// be reached now.
+    async fn start(pool: PgPool, schema: String) -> StoreResult<Listener> {
+        let listener = listen(&pool).await.map_err(sql_error)?;
+        let (signals, _) = broadcast::channel(FAN_OUT);
+        let task = tokio::spawn(relay(pool, listener, schema, signals.clone()));
+        Ok(Listener { signals, task })
+    }
+}
+
+async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.ignore_pool_close_event(true);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Forwards this schema's notifications to the waiters, reconnecting (with a growing pause)
+/// when the connection fails, and resyncing the waiters after every reconnect.
+async fn relay(
+    pool: PgPool,
+    mut listener: PgListener,
+    schema: String,
+    signals: broadcast::Sender<Signal>,
+) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                if let Some(workflow) = workflow_of(notification.payload(), &schema) {
+                    // No waiter right now is fine: a later one starts by looking for work.
+                    let _ = signals.send(Signal::Ready(workflow));
+                }
+            }
+            // Lost and already re-established (sqlx reconnects eagerly).
+            Ok(None) => {
+                let _ = signals.send(Signal::Resync);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
+                // Give the (possibly still checked-out) connection back to the listener's
+                // pool of one first, or the reconnect would wait for it forever.
+                drop(listener);
+                listener = reconnect(&pool).await;
+                let _ = signals.send(Signal::Resync);
+            }
+        }
+    }
+}
+
+/// A fresh listening connection, retried with a growing pause until the database answers.
+async fn reconnect(pool: &PgPool) -> PgListener {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match listen(pool).await {
+            Ok(listener) => return listener,
+            Err(error) => {
+                tracing::debug!(%error, ?pause, "cannot LISTEN yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The store's listener, started on first use.
+pub(crate) struct Notifications {
+    pool: PgPool,
+    schema: String,
+    listener: OnceCell<Listener>,
+}
+
+impl Notifications {
+    pub(crate) fn new(pool: PgPool, schema: String) -> Notifications {
+        Notifications {
+            pool,
+            schema,
+            listener: OnceCell::new(),
+        }
+    }
+
+    /// A waiter for runs of `workflows`; starts listening if nobody did yet.
+    pub(crate) async fn waiter(&self, workflows: &[String]) -> StoreResult<ReadyWaiter> {
+        let listener = self
+            .listener
+            .get_or_try_init(|| Listener::start(self.pool.clone(), self.schema.clone()))
+            .await?;
+        Ok(ReadyWaiter {
+            signals: listener.signals.subscribe(),
+            workflows: workflows.iter().cloned().collect(),
+        })
+    }
+}
+
+/// Waits for runs of some workflows to become ready, woken by `NOTIFY`. Made by
+/// [`PostgresStore::ready_waiter`](crate::PostgresStore::ready_waiter).
+///
+/// It hears every notification from the moment it was made, including those that arrive
+/// while its owner is busy claiming: make it *before* looking for work, then
+/// `claim_ready` → (nothing) → [`wait`](ReadyWaiter::wait) → `claim_ready` …, and no wake-up
+/// falls between the look and the wait.
+#[derive(Debug)]
+pub struct ReadyWaiter {
+    signals: broadcast::Receiver<Signal>,
+    workflows: HashSet<String>,
+}
+
+impl ReadyWaiter {
+    /// Waits until a run of one of the waiter's workflows may have become ready since the
+    /// waiter was made or last returned `true`, or until `timeout` passes. Returns `true` when
+    /// woken (by a notification, or because notifications may have been lost), `false` on
+    /// timeout. A wake-up is a hint to look (`claim_ready`), not a promise of work: another
+    /// worker may be faster, and a run may have been parked with a later wake-up time.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.woken()).await.is_ok()
+    }
+
+    async fn woken(&mut self) {
+        loop {
+            match self.signals.recv().await {
+                Ok(Signal::Ready(workflow)) if !self.workflows.contains(&workflow) => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                // The store is gone: nothing will ever wake this waiter, let the timeout run.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl cairn_store::ReadyWatch for ReadyWaiter {
+    async fn wait(&mut self, timeout: Duration) -> bool {
+        ReadyWaiter::wait(self, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_schema_and_workflow_and_are_filtered_by_schema() {
+        let text = payload("cairn_a", "signup:v2 \"quoted\"");
+        assert_eq!(
+            workflow_of(&text, "cairn_a").as_deref(),
+            Some("signup:v2 \"quoted\"")
+        );
+        assert_eq!(workflow_of(&text, "cairn_b"), None);
+        assert_eq!(workflow_of("not json", "cairn_a"), None);
+    }
+
+    #[tokio::test]
+    async fn waiters_wake_for_their_workflows_and_on_resync() {
+        let (signals, _) = broadcast::channel(4);
+        let mut waiter = ReadyWaiter {
+            signals: signals.subscribe(),
+            workflows: ["a".to_owned()].into_iter().collect(),
+        };
+        signals.send(Signal::Ready("b".into())).expect("send");
+        signals.send(Signal::Ready("a".into())).expect("send");
+        assert!(waiter.wait(Duration::from_secs(10)).await, "a is mine");
+        signals.send(Signal::Resync).expect("send");
+        assert!(
+            waiter.wait(Duration::from_secs(10)).await,
+            "resync wakes all"
+        );
+        signals.send(Signal::Ready("b".into())).expect("send");
+        assert!(
+            !waiter.wait(Duration::from_millis(1)).await,
+            "b is not mine: the wait times out"
+        );
+    }
+}

@@ -1,0 +1,532 @@
+//! The write operations on runs, as SQL inside the writer's open transaction (see `writer`).
+//!
+//! **Fencing:** every operation that needs the lease locks the run's row with
+//! `SELECT … FOR UPDATE` before it writes, in the same transaction (for the common append,
+//! in the same statement), and checks owner and status on that locked row. No other
+//! transaction, in this process or another, can change the lease between the check and the
+//! commit, so a worker that lost its lease cannot commit. Every refusal (`LeaseLost`,
+//! `RunEnded`, …) is decided before anything is written.
+
+use std::collections::HashMap;
+
+use cairn_core::{EventRecord, RunStatus};
+use cairn_store::{ClaimOutcome, ClaimedRun, CreateOutcome, Lease, RunId, StoreError, WorkerId};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::{
+    codec::{
+        Effect, PreparedEvent, PreparedRun, decode_event, decode_run, parse_status, run_columns,
+    },
+    error::Result,
+    waits,
+    writer::Notes,
+};
+
+/// What the fencing checks need to know about a run, read from its locked row.
+pub(crate) struct RunState {
+    pub(crate) id: RunId,
+    pub(crate) workflow: String,
+    pub(crate) status: RunStatus,
+    pub(crate) lease_owner: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) last_seq: i64,
+}
+
+/// Locks the run's row (`FOR UPDATE`) until the transaction ends and reads its state.
+async fn lock_run(conn: &mut PgConnection, id: RunId) -> Result<Option<RunState>> {
+    let row = sqlx::query(
+        "SELECT workflow, status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(RunState {
+        id,
+        workflow: row.try_get("workflow")?,
+        status: parse_status(row.try_get("status")?)?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        last_seq: row.try_get("last_seq")?,
+    }))
+}
+
+/// The locked state of a run that must exist.
+pub(crate) async fn state_of(conn: &mut PgConnection, id: RunId) -> Result<RunState> {
+    lock_run(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::RunNotFound(id).into())
+}
+
+/// The fencing rule: `worker` holds the lease of a run that has not ended.
+pub(crate) async fn fenced(
+    conn: &mut PgConnection,
+    id: RunId,
+    worker: &WorkerId,
+) -> Result<RunState> {
+    let state = state_of(conn, id).await?;
+    if state.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    if state.lease_owner.as_deref() != Some(worker.0.as_str()) {
+        return Err(StoreError::LeaseLost {
+            run: id,
+            worker: worker.clone(),
+        }
+        .into());
+    }
+    Ok(state)
+}
+
+/// Appends `events` after `run.last_seq` (one statement for the events and the run's
+/// `last_seq`/`updated_at`) and applies their effects to the run's row.
+pub(crate) async fn write_events(
+    conn: &mut PgConnection,
+    run: &RunState,
+    events: &[PreparedEvent],
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    if let Some(at) = events
+        .iter()
+        .position(|event| event.effect.ends().is_some())
+        && let Some(status) = events[at].effect.ends()
+        && at + 1 < events.len()
+    {
+        return Err(StoreError::RunEnded {
+            run: run.id,
+            status,
+        }
+        .into());
+    }
+    let (types, keys, payloads) = columns(events);
+    sqlx::query(
+        "WITH appended AS ( \
+             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+             SELECT $1, $2 + e.ord, $3, e.type, e.step_key, e.payload \
+             FROM UNNEST($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
+         ) \
+         UPDATE runs SET last_seq = $2 + cardinality($4::text[]), updated_at = $3 WHERE id = $1",
+    )
+    .bind(run.id.0)
+    .bind(run.last_seq)
+    .bind(now)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&payloads)
+    .execute(&mut *conn)
+    .await?;
+    for event in events {
+        apply_effect(conn, run, event, now, notes).await?;
+    }
+    Ok(())
+}
+
+async fn apply_effect(
+    conn: &mut PgConnection,
+    run: &RunState,
+    event: &PreparedEvent,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    match &event.effect {
+        Effect::None => {}
+        Effect::End {
+            status,
+            output,
+            error,
+        } => {
+            sqlx::query(
+                "UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5, \
+                 lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+            )
+            .bind(run.id.0)
+            .bind(status.as_str())
+            .bind(output)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            waits::close_hooks(conn, run.id, now).await?;
+        }
+        Effect::Requeue => {
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
+                 lease_owner = NULL, lease_expires_at = NULL, ready_at = $2 WHERE id = $1",
+            )
+            .bind(run.id.0)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            notes.ready(&run.workflow);
+        }
+        Effect::RegisterHook {
+            token,
+            schema,
+            timeout_at,
+        } => {
+            let step_key = event.step_key.as_deref().unwrap_or_default();
+            waits::register_hook(conn, run.id, step_key, token, schema, *timeout_at, now).await?;
+        }
+        Effect::Status(status) => {
+            sqlx::query("UPDATE runs SET status = $2 WHERE id = $1")
+                .bind(run.id.0)
+                .bind(status.as_str())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts the run and its first events, unless its id or its idempotency key is taken
+/// (`ON CONFLICT DO NOTHING`, which waits for a concurrent insert of the same key to commit
+/// or roll back, so a race of two creates with one key yields one run).
+pub(crate) async fn create_run(
+    conn: &mut PgConnection,
+    run: &PreparedRun,
+    notes: &mut Notes,
+) -> Result<CreateOutcome> {
+    let (status, owner, expires, executions, ready_at) = match &run.lease {
+        Some(lease) => (
+            RunStatus::Running,
+            Some(lease.worker.0.as_str()),
+            Some(lease.expires_at_ms),
+            1_i64,
+            lease.expires_at_ms,
+        ),
+        None => (RunStatus::Queued, None, None, 0, run.now_ms),
+    };
+    let (forked_run, forked_step) = run
+        .forked_from
+        .as_ref()
+        .map(|(run, step)| (*run, step.as_str()))
+        .unzip();
+    let inserted = sqlx::query(
+        "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
+         forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING",
+    )
+    .bind(run.id.0)
+    .bind(&run.workflow)
+    .bind(status.as_str())
+    .bind(&run.input)
+    .bind(&run.idempotency_key)
+    .bind(run.parent_run_id)
+    .bind(forked_run)
+    .bind(forked_step)
+    .bind(&run.trigger)
+    .bind(executions)
+    .bind(owner)
+    .bind(expires)
+    .bind(ready_at)
+    .bind(run.now_ms)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(CreateOutcome {
+            run_id: existing_run(conn, run).await?,
+            created: false,
+        });
+    }
+    let state = RunState {
+        id: run.id,
+        workflow: run.workflow.clone(),
+        status,
+        lease_owner: owner.map(str::to_owned),
+        lease_expires_at: expires,
+        last_seq: 0,
+    };
+    write_events(conn, &state, &run.events, run.now_ms, notes).await?;
+    if run.lease.is_none() {
+        notes.ready(&run.workflow);
+    }
+    Ok(CreateOutcome {
+        run_id: run.id,
+        created: true,
+    })
+}
+
+/// The run a conflicting create collided with: the idempotency key's, else the same id.
+async fn existing_run(conn: &mut PgConnection, run: &PreparedRun) -> Result<RunId> {
+    if let Some(key) = &run.idempotency_key {
+        let found: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE workflow = $1 AND idempotency_key = $2")
+                .bind(&run.workflow)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(found) = found {
+            return Ok(RunId(found));
+        }
+    }
+    Ok(run.id)
+}
+
+/// Runs' whole logs, by run, in order (one query).
+async fn logs_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<EventRecord>>> {
+    let rows = sqlx::query(
+        "SELECT run_id, seq, at, payload FROM events WHERE run_id = ANY($1) ORDER BY run_id, seq",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut logs: HashMap<Uuid, Vec<EventRecord>> = HashMap::new();
+    for row in &rows {
+        let run: Uuid = row.try_get("run_id")?;
+        logs.entry(run).or_default().push(decode_event(row)?);
+    }
+    Ok(logs)
+}
+
+/// Makes `lease` the (locked) run's lease and returns the run with its log.
+async fn take_lease(
+    conn: &mut PgConnection,
+    id: RunId,
+    lease: &Lease,
+    now: i64,
+) -> Result<ClaimedRun> {
+    let row = sqlx::query(concat!(
+        "UPDATE runs SET status = 'running', lease_owner = $2, lease_expires_at = $3, ready_at = $3, \
+         executions = executions + 1, updated_at = $4 WHERE id = $1 RETURNING ",
+        run_columns!()
+    ))
+    .bind(id.0)
+    .bind(&lease.worker.0)
+    .bind(lease.expires_at_ms)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    let run = decode_run(&row)?;
+    let events = logs_of(conn, &[id.0])
+        .await?
+        .remove(&id.0)
+        .unwrap_or_default();
+    Ok(ClaimedRun { run, events })
+}
+
+pub(crate) async fn claim_run(
+    conn: &mut PgConnection,
+    id: RunId,
+    lease: &Lease,
+    now: i64,
+) -> Result<ClaimOutcome> {
+    let Some(state) = lock_run(conn, id).await? else {
+        return Ok(ClaimOutcome::NotFound);
+    };
+    if state.status.is_terminal() {
+        return Ok(ClaimOutcome::Ended(state.status));
+    }
+    if let (Some(owner), Some(until_ms)) = (state.lease_owner, state.lease_expires_at)
+        && owner != lease.worker.0
+        && until_ms > now
+    {
+        return Ok(ClaimOutcome::Held {
+            by: WorkerId(owner),
+            until_ms,
+        });
+    }
+    let claimed = take_lease(conn, id, lease, now).await?;
+    Ok(ClaimOutcome::Claimed(Box::new(claimed)))
+}
+
+/// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first, in one statement:
+/// the selection locks its rows `FOR UPDATE SKIP LOCKED`, so concurrent claimers (in any
+/// process) pass over each other's picks instead of waiting or sharing them.
+pub(crate) async fn claim_ready(
+    conn: &mut PgConnection,
+    workflows: &[String],
+    lease: &Lease,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<ClaimedRun>> {
+    if workflows.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = sqlx::query(concat!(
+        "WITH picked AS ( \
+             SELECT id AS picked_id, ready_at AS was_ready_at, n AS picked_n FROM runs \
+             WHERE finished_at IS NULL AND ready_at <= $1 \
+               AND (lease_owner IS NULL OR lease_expires_at <= $1) AND workflow = ANY($2) \
+             ORDER BY ready_at LIMIT $3 \
+             FOR UPDATE SKIP LOCKED \
+         ) \
+         UPDATE runs SET status = 'running', lease_owner = $4, lease_expires_at = $5, ready_at = $5, \
+             executions = executions + 1, updated_at = $1 \
+         FROM picked WHERE id = picked_id \
+         RETURNING was_ready_at, picked_n, ",
+        run_columns!()
+    ))
+    .bind(now)
+    .bind(workflows)
+    .bind(limit)
+    .bind(&lease.worker.0)
+    .bind(lease.expires_at_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let order: (i64, i64) = (row.try_get("was_ready_at")?, row.try_get("picked_n")?);
+        runs.push((order, decode_run(row)?));
+    }
+    runs.sort_by_key(|(order, _)| *order);
+    let ids: Vec<Uuid> = runs.iter().map(|(_, run)| run.run_id.0).collect();
+    let mut logs = logs_of(conn, &ids).await?;
+    Ok(runs
+        .into_iter()
+        .map(|(_, run)| {
+            let events = logs.remove(&run.run_id.0).unwrap_or_default();
+            ClaimedRun { run, events }
+        })
+        .collect())
+}
+
+pub(crate) async fn renew_lease(conn: &mut PgConnection, id: RunId, lease: &Lease) -> Result<()> {
+    fenced(conn, id, &lease.worker).await?;
+    sqlx::query("UPDATE runs SET lease_expires_at = $2, ready_at = $2 WHERE id = $1")
+        .bind(id.0)
+        .bind(lease.expires_at_ms)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn release_lease(
+    conn: &mut PgConnection,
+    id: RunId,
+    worker: &WorkerId,
+    ready_at: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    let state = fenced(conn, id, worker).await?;
+    sqlx::query(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready_at = $2, \
+         status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(ready_at)
+    .execute(&mut *conn)
+    .await?;
+    notes.ready(&state.workflow);
+    Ok(())
+}
+
+pub(crate) async fn append(
+    conn: &mut PgConnection,
+    id: RunId,
+    worker: &WorkerId,
+    events: &[PreparedEvent],
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    if events
+        .iter()
+        .any(|event| !matches!(event.effect, Effect::None))
+    {
+        let state = fenced(conn, id, worker).await?;
+        return write_events(conn, &state, events, now, notes).await;
+    }
+    // The hot path (step starts, attempts, completions: events that change nothing but the
+    // log): lock, fence, append and bump `last_seq` in one statement. The inserts and the
+    // update only see `holder`, which is empty unless the locked row passes the fence; the
+    // row read back says which refusal it was.
+    let (types, keys, payloads) = columns(events);
+    let row = sqlx::query(
+        "WITH run AS ( \
+             SELECT id, status, lease_owner, last_seq FROM runs WHERE id = $1 FOR UPDATE \
+         ), holder AS ( \
+             SELECT id, last_seq FROM run \
+             WHERE lease_owner = $2 AND status NOT IN ('succeeded', 'failed', 'canceled') \
+         ), appended AS ( \
+             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+             SELECT holder.id, holder.last_seq + e.ord, $3, e.type, e.step_key, e.payload \
+             FROM holder, UNNEST($4::text[], $5::text[], $6::text[]) \
+                 WITH ORDINALITY AS e(type, step_key, payload, ord) \
+         ), bumped AS ( \
+             UPDATE runs SET last_seq = holder.last_seq + cardinality($4::text[]), updated_at = $3 \
+             FROM holder WHERE runs.id = holder.id \
+         ) \
+         SELECT status, lease_owner FROM run",
+    )
+    .bind(id.0)
+    .bind(&worker.0)
+    .bind(now)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&payloads)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::RunNotFound(id).into());
+    };
+    let status = parse_status(row.try_get("status")?)?;
+    let owner: Option<&str> = row.try_get("lease_owner")?;
+    if status.is_terminal() {
+        return Err(StoreError::RunEnded { run: id, status }.into());
+    }
+    if owner != Some(worker.0.as_str()) {
+        return Err(StoreError::LeaseLost {
+            run: id,
+            worker: worker.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The `events` columns of `events`, as arrays for `UNNEST`.
+fn columns(events: &[PreparedEvent]) -> (Vec<&str>, Vec<Option<&str>>, Vec<&str>) {
+    let types = events.iter().map(|event| event.type_name).collect();
+    let keys = events.iter().map(|e| e.step_key.as_deref()).collect();
+    let payloads = events.iter().map(|event| event.payload.as_str()).collect();
+    (types, keys, payloads)
+}
+
+/// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended, whoever holds
+/// its lease; returns the status it had.
+pub(crate) async fn cancel_run(
+    conn: &mut PgConnection,
+    id: RunId,
+    canceled: &PreparedEvent,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<RunStatus> {
+    let state = state_of(conn, id).await?;
+    if state.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    write_events(conn, &state, std::slice::from_ref(canceled), now, notes).await?;
+    Ok(state.status)
+}
+
+/// Appends `retried` (a prepared `RunRetried`) to a failed or canceled run.
+pub(crate) async fn retry_run(
+    conn: &mut PgConnection,
+    id: RunId,
+    retried: &PreparedEvent,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    let state = state_of(conn, id).await?;
+    if !matches!(state.status, RunStatus::Failed | RunStatus::Canceled) {
+        return Err(StoreError::NotRetryable {
+            run: id,
+            status: state.status,
+        }
+        .into());
+    }
+    write_events(conn, &state, std::slice::from_ref(retried), now, notes).await
+}

@@ -1,0 +1,125 @@
+//! Reads, on any pooled connection (they never wait for the writer): one run, a log, listings
+//! and the next wake-up time.
+
+use cairn_core::EventRecord;
+use cairn_store::{RunFilter, RunId, RunRecord, StoreResult};
+use sqlx::{AssertSqlSafe, PgExecutor};
+
+use crate::{
+    codec::{decode_event, decode_run, run_columns},
+    error::Result,
+};
+
+/// A `WHERE` clause of equality conditions on the columns that are set, numbered from `$2`
+/// (`$1` is the limit), so each filter combination is its own statement and the planner can
+/// pick the index for it (a catch-all `($n IS NULL OR …)` would defeat the indexes).
+pub(crate) fn where_clause(conditions: &[(&str, bool)]) -> String {
+    let mut clauses = Vec::new();
+    for (column, set) in conditions {
+        if *set {
+            clauses.push(format!("{column} = ${}", clauses.len() + 2));
+        }
+    }
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+pub(crate) async fn get_run<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<Option<RunRecord>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.as_ref().map(decode_run).transpose()?)
+}
+
+/// A run's whole log, in order, in one query.
+pub(crate) async fn events<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<Vec<EventRecord>> {
+    let rows = sqlx::query("SELECT seq, at, payload FROM events WHERE run_id = $1 ORDER BY seq")
+        .bind(id.0)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.iter().map(decode_event).collect::<StoreResult<_>>()?)
+}
+
+/// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
+pub(crate) fn list_sql(filter: &RunFilter) -> String {
+    format!(
+        concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs {} ORDER BY created_at DESC, n DESC LIMIT $1"
+        ),
+        where_clause(&[
+            ("workflow", filter.workflow.is_some()),
+            ("status", filter.status.is_some()),
+            ("parent_run_id", filter.parent_run_id.is_some()),
+        ])
+    )
+}
+
+/// Runs matching `filter`, newest first.
+pub(crate) async fn list_runs<'c>(
+    conn: impl PgExecutor<'c>,
+    filter: &RunFilter,
+) -> Result<Vec<RunRecord>> {
+    let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
+    let mut query = sqlx::query(AssertSqlSafe(list_sql(filter))).bind(limit);
+    if let Some(workflow) = &filter.workflow {
+        query = query.bind(workflow.clone());
+    }
+    if let Some(status) = filter.status {
+        query = query.bind(status.as_str());
+    }
+    if let Some(parent) = filter.parent_run_id {
+        query = query.bind(parent.0);
+    }
+    let rows = query.fetch_all(conn).await?;
+    Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)
+}
+
+/// The `next_ready_at` statement: the front of the `runs_claimable` index.
+pub(crate) const NEXT_READY_SQL: &str = "SELECT ready_at FROM runs WHERE finished_at IS NULL \
+     AND workflow = ANY($1) ORDER BY ready_at LIMIT 1";
+
+/// The earliest `ready_at` among unended runs of `workflows` (a leased run's `ready_at` is
+/// its lease's expiry).
+pub(crate) async fn next_ready_at<'c>(
+    conn: impl PgExecutor<'c>,
+    workflows: &[String],
+) -> Result<Option<i64>> {
+    if workflows.is_empty() {
+        return Ok(None);
+    }
+    Ok(sqlx::query_scalar(NEXT_READY_SQL)
+        .bind(workflows)
+        .fetch_optional(conn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::RunStatus;
+
+    use super::*;
+
+    #[test]
+    fn each_filter_is_an_equality_numbered_after_the_limit() {
+        assert_eq!(where_clause(&[("a", false), ("b", false)]), "");
+        assert_eq!(
+            where_clause(&[("a", false), ("b", true), ("c", true)]),
+            "WHERE b = $2 AND c = $3"
+        );
+        let filter = RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        };
+        assert!(list_sql(&filter).contains("WHERE status = $2 ORDER BY"));
+    }
+}

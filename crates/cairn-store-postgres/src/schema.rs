@@ -1,0 +1,236 @@
+//! The versioned schema, migrated on connect, and the check of schema names.
+//!
+//! The version lives in a one-row table `cairn_schema_version`. [`MIGRATIONS`] is the ordered
+//! list of scripts, script `n` taking the schema from version `n` to `n + 1`. They run in one
+//! transaction holding a transaction-scoped advisory lock keyed by the schema's name, so
+//! several workers starting at once migrate it exactly once (the others wait, then find it up
+//! to date), and a failed migration leaves the database as it was.
+
+use cairn_store::{StoreError, StoreResult};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use crate::error::{Result, sql_error};
+
+/// Version 1: runs, their logs and their hooks; the same tables and meaning as SQLite's.
+///
+/// `finished_at IS NULL` exactly while a run has not ended (checked), so the partial index
+/// `runs_claimable` holds only unended runs, ordered by when they may next be claimed. A
+/// leased run's `ready_at` is its lease's expiry, so "ready by now" alone finds queued runs,
+/// woken runs and lapsed leases. `n` numbers runs in insertion order (listings break ties of
+/// `created_at` with it, newest first). Payloads are `TEXT`: see `codec`.
+const V1: &str = "
+CREATE TABLE runs (
+    id               UUID PRIMARY KEY,
+    n                BIGINT GENERATED ALWAYS AS IDENTITY,
+    workflow         TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN
+                         ('queued', 'running', 'sleeping', 'waiting', 'succeeded', 'failed', 'canceled')),
+    input            TEXT NOT NULL,
+    output           TEXT,
+    error            TEXT,
+    idempotency_key  TEXT,
+    parent_run_id    UUID,
+    forked_from_run  UUID,
+    forked_from_step TEXT,
+    trigger          TEXT NOT NULL,
+    executions       BIGINT NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at BIGINT,
+    ready_at         BIGINT NOT NULL,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    finished_at      BIGINT,
+    last_seq         BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (workflow, idempotency_key),
+    CHECK ((finished_at IS NULL) = (status NOT IN ('succeeded', 'failed', 'canceled'))),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+CREATE INDEX runs_claimable ON runs (ready_at, workflow) WHERE finished_at IS NULL;
+CREATE INDEX runs_by_created ON runs (created_at, n);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at, n);
+CREATE INDEX runs_by_status ON runs (status, created_at, n);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at, n) WHERE parent_run_id IS NOT NULL;
+
+CREATE TABLE events (
+    run_id   UUID NOT NULL REFERENCES runs (id),
+    seq      BIGINT NOT NULL,
+    at       BIGINT NOT NULL,
+    type     TEXT NOT NULL,
+    step_key TEXT,
+    payload  TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+
+CREATE TABLE hooks (
+    token      TEXT PRIMARY KEY,
+    run_id     UUID NOT NULL REFERENCES runs (id),
+    step_key   TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('pending', 'resumed', 'timed_out', 'closed')),
+    schema     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    timeout_at BIGINT,
+    closed_at  BIGINT,
+    CHECK ((closed_at IS NULL) = (state = 'pending'))
+);
+CREATE INDEX hooks_by_run ON hooks (run_id, created_at);
+CREATE INDEX hooks_pending ON hooks (created_at) WHERE state = 'pending';
+";
+
+/// The migrations, oldest first. Append new ones; never edit a released one.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
+/// of the schema's name, so migrations of different schemas do not wait for each other.
+const MIGRATION_LOCK: i32 = 0x6361_6972;
+
+/// Longest identifier PostgreSQL keeps whole (`NAMEDATALEN - 1`).
+const MAX_IDENTIFIER: usize = 63;
+
+/// Checks a schema name given in the options: lowercase ASCII letters, digits and `_`, not
+/// starting with a digit, at most 63 bytes. Such a name needs no quoting anywhere (SQL, the
+/// `search_path` startup option), which is why nothing else is accepted.
+pub(crate) fn check_schema_name(name: &str) -> StoreResult<()> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_IDENTIFIER
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "{name:?} cannot be a Cairn schema name: use 1 to {MAX_IDENTIFIER} lowercase letters, digits \
+             and underscores, not starting with a digit"
+        )))
+    }
+}
+
+/// Creates `schema` if given (else uses the connection's current schema) and brings it up to
+/// [`MIGRATIONS`]`.len()`, all or nothing. Returns the schema the tables are in.
+pub(crate) async fn migrate(conn: &mut PgConnection, schema: Option<&str>) -> StoreResult<String> {
+    let mut tx = sqlx::Connection::begin(conn).await.map_err(sql_error)?;
+    let migrated = apply_missing(&mut tx, schema).await;
+    match migrated {
+        Ok(schema) => {
+            tx.commit().await.map_err(sql_error)?;
+            Ok(schema)
+        }
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(%rollback, "rolling back a failed migration failed");
+            }
+            Err(error.into())
+        }
+    }
+}
+
+async fn apply_missing(conn: &mut PgConnection, schema: Option<&str>) -> Result<String> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext(coalesce($2, current_schema(), '')))")
+        .bind(MIGRATION_LOCK)
+        .bind(schema)
+        .execute(&mut *conn)
+        .await?;
+    if let Some(schema) = schema {
+        check_schema_name(schema)?;
+        let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&mut *conn)
+            .await?;
+    }
+    let current: Option<String> = sqlx::query("SELECT current_schema()")
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    let Some(current) = current else {
+        return Err(StoreError::Unavailable(
+            "PostgreSQL has no schema to create Cairn's tables in (the search_path names none that exists); \
+             set PostgresOptions::schema or fix the search_path"
+                .into(),
+        )
+        .into());
+    };
+    if schema.is_some_and(|schema| schema != current) {
+        return Err(StoreError::Unavailable(format!(
+            "the connection's search_path does not start with schema {schema:?} (it resolves to {current:?}); \
+             do not override search_path when PostgresOptions::schema is set"
+        ))
+        .into());
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS cairn_schema_version (
+             singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+             version   BIGINT NOT NULL
+         )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied = schema_version(conn).await?;
+    let known = MIGRATIONS.len();
+    let Ok(applied) = usize::try_from(applied) else {
+        return Err(StoreError::Corrupt(format!(
+            "schema {current} has a negative Cairn schema version ({applied})"
+        ))
+        .into());
+    };
+    if applied > known {
+        return Err(StoreError::Corrupt(format!(
+            "schema {current} has Cairn schema version {applied}, newer than this build of Cairn understands \
+             ({known}); upgrade Cairn to use it"
+        ))
+        .into());
+    }
+    for script in &MIGRATIONS[applied..] {
+        sqlx::raw_sql(*script).execute(&mut *conn).await?;
+    }
+    if applied < known {
+        sqlx::query(
+            "INSERT INTO cairn_schema_version (version) VALUES ($1) \
+             ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version",
+        )
+        .bind(known as i64)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(current)
+}
+
+/// The schema version recorded in the current schema (0 before the first migration).
+pub(crate) async fn schema_version(conn: &mut PgConnection) -> Result<i64> {
+    let row = sqlx::query("SELECT version FROM cairn_schema_version")
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    })
+}
+
+#[cfg(test)]
+#[path = "schema_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_need_no_quoting() {
+        for good in ["cairn", "cairn_test_0193abc", "_x", &"a".repeat(63)] {
+            check_schema_name(good).expect(good);
+        }
+        for bad in [
+            "",
+            "1abc",
+            "Cairn",
+            "a-b",
+            "a b",
+            "x;drop",
+            "ü",
+            &"a".repeat(64),
+        ] {
+            let error = check_schema_name(bad).expect_err(bad);
+            assert!(error.to_string().contains("lowercase"), "{error}");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Tests of migrations against a real server: concurrent first connects, reconnecting, a
+//! schema newer than this build, and the indexes the hot queries go through.
+
+use cairn_core::RunStatus;
+use cairn_store::{NewRun, RunFilter, RunId, Store, StoreError};
+use serde_json::json;
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::MIGRATIONS;
+use crate::{PostgresStore, common::TestSchema, read};
+
+async fn version_of(conn: &mut PgConnection, schema: &str) -> i64 {
+    let sql = format!("SELECT version FROM {schema}.cairn_schema_version");
+    sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(conn)
+        .await
+        .expect("the version row")
+}
+
+fn run() -> NewRun {
+    NewRun {
+        id: RunId::new(),
+        workflow: "w".into(),
+        input: json!({}),
+        idempotency_key: None,
+        parent_run_id: None,
+        forked_from: None,
+        trigger: "test".into(),
+        history: Vec::new(),
+        lease: None,
+        now_ms: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_starting_at_once_migrate_the_schema_once() {
+    let schema = TestSchema::new();
+    let opens: Vec<_> = (0..6)
+        .map(|n| {
+            let (url, options) = (schema.url.clone(), schema.options(&format!("opener-{n}")));
+            tokio::spawn(async move { PostgresStore::connect_with(&url, options).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        let store = open
+            .await
+            .expect("an opener panicked")
+            .expect("every concurrent connect succeeds");
+        stores.push(store);
+    }
+    let mut raw = schema.raw().await;
+    assert_eq!(
+        version_of(&mut raw, &schema.name).await,
+        MIGRATIONS.len() as i64
+    );
+    let created = stores[0].create_run(run()).await.expect("create");
+    let again = schema.store().await;
+    assert!(
+        again
+            .get_run(created.run_id)
+            .await
+            .expect("get_run")
+            .is_some(),
+        "connecting to an up-to-date schema keeps its data"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&schema.name)
+    .fetch_one(&mut raw)
+    .await
+    .expect("count tables");
+    assert_eq!(tables, 4, "runs, events, hooks and the version");
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_this_build_is_refused() {
+    let schema = TestSchema::new();
+    drop(schema.store().await);
+    let mut raw = schema.raw().await;
+    let sql = format!(
+        "UPDATE {}.cairn_schema_version SET version = 99",
+        schema.name
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .execute(&mut raw)
+        .await
+        .expect("pretend a newer Cairn migrated it");
+    let error = PostgresStore::connect_with(&schema.url, schema.options("newer"))
+        .await
+        .expect_err("a newer schema must be refused");
+    assert!(
+        matches!(&error, StoreError::Corrupt(message) if message.contains("upgrade Cairn")),
+        "{error}"
+    );
+    assert_eq!(
+        version_of(&mut raw, &schema.name).await,
+        99,
+        "left as it was"
+    );
+}
+
+#[tokio::test]
+async fn bad_urls_and_schema_names_are_refused_before_connecting() {
+    let bad_url = PostgresStore::connect("mysql://nope").await;
+    assert!(
+        matches!(bad_url, Err(StoreError::Unavailable(_))),
+        "{bad_url:?}"
+    );
+    let schema = TestSchema::new();
+    let mut options = schema.options("bad-name");
+    options.schema = Some("Robert'); DROP TABLE runs;--".into());
+    let bad_name = PostgresStore::connect_with(&schema.url, options).await;
+    assert!(
+        matches!(&bad_name, Err(error) if error.to_string().contains("lowercase")),
+        "{bad_name:?}"
+    );
+}
+
+/// The plan of `sql` (its `params` typed placeholders bound to sample values), with
+/// sequential scans discouraged so that an unusable index shows as a scan.
+async fn plan(conn: &mut PgConnection, sql: &str, params: &str) -> String {
+    let explain =
+        format!("SET enable_seqscan = off; DEALLOCATE PREPARE ALL; PREPARE q({params}) AS {sql}");
+    sqlx::raw_sql(AssertSqlSafe(explain))
+        .execute(&mut *conn)
+        .await
+        .expect("prepare");
+    let values = params
+        .split(',')
+        .map(|kind| match kind.trim() {
+            "bigint" => "1000",
+            "text[]" => "'{w}'",
+            "uuid" => "'00000000-0000-0000-0000-000000000000'",
+            _ => "'w'",
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::raw_sql(AssertSqlSafe(format!("EXPLAIN EXECUTE q({values})")))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+    rows.iter()
+        .map(|row| row.try_get::<String, _>(0).expect("a plan line"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn claims_and_listings_go_through_indexes() {
+    let schema = TestSchema::new();
+    drop(schema.store().await);
+    let mut raw = schema.raw().await;
+    let search = format!("SET search_path TO {}", schema.name);
+    sqlx::raw_sql(AssertSqlSafe(search))
+        .execute(&mut raw)
+        .await
+        .expect("search_path");
+    let next = plan(&mut raw, read::NEXT_READY_SQL, "text[]").await;
+    assert!(next.contains("runs_claimable"), "{next}");
+    let claim = plan(
+        &mut raw,
+        "SELECT id FROM runs WHERE finished_at IS NULL AND ready_at <= $1 \
+         AND (lease_owner IS NULL OR lease_expires_at <= $1) AND workflow = ANY($2) \
+         ORDER BY ready_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+        "bigint, text[], bigint",
+    )
+    .await;
+    assert!(claim.contains("runs_claimable"), "{claim}");
+    let filters = [
+        (RunFilter::default(), "bigint", "runs_by_created"),
+        (
+            RunFilter {
+                workflow: Some("w".into()),
+                ..RunFilter::default()
+            },
+            "bigint, text",
+            "runs_by_workflow",
+        ),
+        (
+            RunFilter {
+                status: Some(RunStatus::Failed),
+                ..RunFilter::default()
+            },
+            "bigint, text",
+            "runs_by_status",
+        ),
+        (
+            RunFilter {
+                parent_run_id: Some(RunId::new()),
+                ..RunFilter::default()
+            },
+            "bigint, uuid",
+            "runs_by_parent",
+        ),
+    ];
+    for (filter, types, index) in filters {
+        let listing = plan(&mut raw, &read::list_sql(&filter), types).await;
+        assert!(listing.contains(index), "{filter:?}: {listing}");
+        assert!(!listing.contains("Sort"), "{filter:?} sorts: {listing}");
+    }
+}
+
+#[tokio::test]
+async fn pooled_connections_carry_the_schema_and_the_statement_timeout() {
+    let schema = TestSchema::new();
+    let mut options = schema.options("settings");
+    options.statement_timeout = std::time::Duration::from_millis(1_500);
+    let store = PostgresStore::connect_with(&schema.url, options)
+        .await
+        .expect("connect");
+    let mut conn = store.pool.acquire().await.expect("a pooled connection");
+    let search_path: String = sqlx::query_scalar("SHOW search_path")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("search_path");
+    assert_eq!(search_path, schema.name);
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut *conn)
+        .await
+        .expect("statement_timeout");
+    assert_eq!(timeout, "1500ms");
+    assert_eq!(store.schema(), schema.name);
+}

@@ -1,0 +1,358 @@
+//! [`PostgresStore`]: connecting (pool, migrations, write task, listener) and the [`Store`]
+//! methods, which queue writes for the write task and run reads on the pool.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cairn_core::{Event, EventRecord, RunStatus};
+use cairn_store::{
+    ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun, Park,
+    ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{
+    codec::{PreparedEvent, PreparedRun},
+    error::sql_error,
+    notify::{Notifications, ReadyWaiter},
+    read, schema, waits,
+    writer::{Op, Writer},
+};
+
+/// Knobs of a [`PostgresStore`]. The defaults suit most deployments.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The schema holding Cairn's tables, created if missing; every pooled connection's
+    /// `search_path` is set to it. `None` (the default) uses the connection's current schema
+    /// (normally `public`). Lowercase letters, digits and `_` only.
+    pub schema: Option<String>,
+    /// Most connections in the pool (reads run in parallel; writes use one at a time). The
+    /// `LISTEN` connection comes on top. Default 10.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection (or a new one) before the call fails with
+    /// [`StoreError::Unavailable`]. Default 5 s.
+    pub acquire_timeout: Duration,
+    /// Longest a single statement may run before PostgreSQL cancels it (the call then fails
+    /// with [`StoreError::Unavailable`]). Default 30 s.
+    pub statement_timeout: Duration,
+    /// Most write commands committed together in one transaction. Default 512.
+    pub max_batch: usize,
+    /// The `application_name` the connections show in `pg_stat_activity`. Default `cairn`.
+    pub application_name: String,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: None,
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            max_batch: 512,
+            application_name: "cairn".to_owned(),
+        }
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database, shared by any number of processes. See the
+/// [crate docs](crate) for how it works.
+///
+/// Needs a tokio runtime. Dropping it lets the writes already queued (background appends
+/// included) commit in the background while the runtime runs; [`flush`](Self::flush) first to
+/// wait for them.
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    pub(crate) schema: String,
+    writer: Writer,
+    notifications: Notifications,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database?…`) with the default
+    /// options and brings the schema up to date.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        PostgresStore::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with explicit options. Fails with
+    /// [`StoreError::Unavailable`] if the database cannot be reached (or the URL or schema
+    /// name is invalid) and [`StoreError::Corrupt`] if its schema is newer than this build.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> StoreResult<PostgresStore> {
+        if let Some(name) = &options.schema {
+            schema::check_schema_name(name)?;
+        }
+        let connect: PgConnectOptions = url.parse().map_err(|error| {
+            StoreError::Unavailable(format!("the PostgreSQL database URL is not valid: {error}"))
+        })?;
+        let mut settings = vec![(
+            "statement_timeout",
+            format!("{}ms", options.statement_timeout.as_millis()),
+        )];
+        if let Some(name) = &options.schema {
+            settings.push(("search_path", name.clone()));
+        }
+        let connect = connect
+            .application_name(&options.application_name)
+            .options(settings);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect.clone());
+        let schema = {
+            let mut conn = pool.acquire().await.map_err(sql_error)?;
+            schema::migrate(&mut conn, options.schema.as_deref()).await?
+        };
+        let listen_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect);
+        Ok(PostgresStore {
+            writer: Writer::spawn(pool.clone(), schema.clone(), options.max_batch),
+            notifications: Notifications::new(listen_pool, schema.clone()),
+            pool,
+            schema,
+        })
+    }
+
+    /// The schema holding the store's tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Waits until every write queued before this call (background appends included) has
+    /// been committed or has failed.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.writer.call(Op::Flush).await
+    }
+
+    /// A [`ReadyWaiter`] that wakes when a run of `workflows` becomes ready (created,
+    /// released, parked with a wake-up time, resumed or retried) in this store's schema, by
+    /// any process. The first call starts listening (`LISTEN cairn_ready` on a connection of
+    /// its own) and fails with [`StoreError::Unavailable`] if the database cannot be reached;
+    /// poll meanwhile and ask again later.
+    pub async fn ready_waiter(&self, workflows: &[String]) -> StoreResult<ReadyWaiter> {
+        self.notifications.waiter(workflows).await
+    }
+
+    /// Waits up to `timeout` for a run of `workflows` to become ready: `Ok(true)` when woken,
+    /// `Ok(false)` on timeout. Only notifications sent after the call are heard; a worker
+    /// loop should keep one [`ReadyWaiter`] instead (see there), so none falls between its
+    /// look for work and its wait.
+    pub async fn wait_for_work(
+        &self,
+        workflows: &[String],
+        timeout: Duration,
+    ) -> StoreResult<bool> {
+        Ok(self.ready_waiter(workflows).await?.wait(timeout).await)
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_run(&self, run: NewRun) -> StoreResult<CreateOutcome> {
+        let run = PreparedRun::new(run)?;
+        self.writer.call(Op::CreateRun(run)).await
+    }
+
+    async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
+        Ok(read::get_run(&self.pool, id).await?)
+    }
+
+    async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>> {
+        Ok(read::events(&self.pool, id).await?)
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        Ok(read::list_runs(&self.pool, filter).await?)
+    }
+
+    async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome> {
+        let lease = lease.clone();
+        self.writer.call(Op::ClaimRun { id, lease, now_ms }).await
+    }
+
+    async fn claim_ready(
+        &self,
+        workflows: &[String],
+        lease: &Lease,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<ClaimedRun>> {
+        if workflows.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (workflows, lease) = (workflows.to_vec(), lease.clone());
+        self.writer
+            .call(Op::ClaimReady {
+                workflows,
+                lease,
+                now_ms,
+                limit,
+            })
+            .await
+    }
+
+    async fn next_ready_at(&self, workflows: &[String]) -> StoreResult<Option<i64>> {
+        Ok(read::next_ready_at(&self.pool, workflows).await?)
+    }
+
+    async fn renew_lease(&self, id: RunId, lease: &Lease) -> StoreResult<()> {
+        let lease = lease.clone();
+        self.writer.call(Op::RenewLease { id, lease }).await
+    }
+
+    async fn release_lease(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        ready_at_ms: i64,
+    ) -> StoreResult<()> {
+        let worker = worker.clone();
+        self.writer
+            .call(Op::ReleaseLease {
+                id,
+                worker,
+                ready_at_ms,
+            })
+            .await
+    }
+
+    async fn append(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        events: Vec<Event>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let events = PreparedEvent::all(&events)?;
+        let worker = worker.clone();
+        self.writer
+            .call(Op::Append {
+                id,
+                worker,
+                events,
+                now_ms,
+            })
+            .await
+    }
+
+    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64) {
+        let queued = PreparedEvent::all(&events).and_then(|events| {
+            self.writer.send(Op::Append {
+                id,
+                worker: worker.clone(),
+                events,
+                now_ms,
+            })
+        });
+        if let Err(error) = queued {
+            tracing::warn!(run = %id, %error, "a background append was not recorded");
+        }
+    }
+
+    async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {
+        let canceled = PreparedEvent::new(&Event::RunCanceled {
+            reason: reason.to_owned(),
+        })?;
+        self.writer
+            .call(Op::CancelRun {
+                id,
+                canceled,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()> {
+        let retried = PreparedEvent::new(&Event::RunRetried)?;
+        self.writer
+            .call(Op::RetryRun {
+                id,
+                retried,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn park_run(
+        &self,
+        id: RunId,
+        worker: &WorkerId,
+        park: Park,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let worker = worker.clone();
+        self.writer
+            .call(Op::ParkRun {
+                id,
+                worker,
+                park,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn resume_hook(
+        &self,
+        token: &str,
+        payload: serde_json::Value,
+        now_ms: i64,
+    ) -> StoreResult<HookRecord> {
+        let token = token.to_owned();
+        self.writer
+            .call(Op::ResumeHook {
+                token,
+                payload,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn time_out_hook(
+        &self,
+        token: &str,
+        worker: &WorkerId,
+        timed_out: Event,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let timed_out = PreparedEvent::new(&timed_out)?;
+        let (token, worker) = (token.to_owned(), worker.clone());
+        self.writer
+            .call(Op::TimeOutHook {
+                token,
+                worker,
+                timed_out,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn get_hook(&self, token: &str) -> StoreResult<Option<HookRecord>> {
+        Ok(waits::load_hook(&self.pool, token).await?)
+    }
+
+    async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>> {
+        Ok(waits::list_hooks(&self.pool, filter).await?)
+    }
+
+    async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {
+        Ok(Some(Box::new(self.ready_waiter(workflows).await?)))
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        PostgresStore::flush(self).await
+    }
+}

@@ -1,0 +1,260 @@
+//! Durable waits in PostgreSQL: parking runs, and hooks (registered when their `HookCreated`
+//! event is appended, resumed by token, timed out by the executing worker). Writes run inside
+//! the writer's transaction, like `ops`; reads on any pooled connection.
+//!
+//! Lock order is always the run's row, then the hook's: an operation that starts from a
+//! token reads the hook unlocked to learn its run, locks the run, then locks and re-reads the
+//! hook. Appends that end a run (and close its hooks) take the same order, so the two never
+//! deadlock.
+
+use cairn_core::{Event, RunStatus, StepKey};
+use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId};
+use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::{
+    codec::{PreparedEvent, from_json},
+    error::Result,
+    ops::{fenced, state_of, write_events},
+    read::where_clause,
+    writer::Notes,
+};
+
+/// The columns a [`HookRecord`] is read from, by [`decode_hook`].
+const HOOK_COLUMNS: &str =
+    "token, run_id, step_key, state, schema, created_at, timeout_at, closed_at";
+
+/// Registers a pending hook (the effect of appending `HookCreated`).
+pub(crate) async fn register_hook(
+    conn: &mut PgConnection,
+    run: RunId,
+    step_key: &str,
+    token: &str,
+    schema: &str,
+    timeout_at: Option<i64>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at, timeout_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $5, $6)",
+    )
+    .bind(token)
+    .bind(run.0)
+    .bind(step_key)
+    .bind(schema)
+    .bind(now)
+    .bind(timeout_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Closes a run's pending hooks when the run ends.
+pub(crate) async fn close_hooks(conn: &mut PgConnection, run: RunId, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE hooks SET state = 'closed', closed_at = $2 WHERE run_id = $1 AND state = 'pending'",
+    )
+    .bind(run.0)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Parks a run, unless its log grew past what the parking worker knows (then it is made
+/// ready at once). Returns whether it was parked.
+pub(crate) async fn park_run(
+    conn: &mut PgConnection,
+    id: RunId,
+    worker: &WorkerId,
+    park: &Park,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<bool> {
+    debug_assert!(matches!(
+        park.status,
+        RunStatus::Sleeping | RunStatus::Waiting
+    ));
+    let state = fenced(conn, id, worker).await?;
+    let woken = u64::try_from(state.last_seq).unwrap_or(0) > park.known_seq;
+    let (status, ready_at) = if woken {
+        (RunStatus::Queued, now)
+    } else {
+        (park.status, park.wake_at_ms)
+    };
+    sqlx::query(
+        "UPDATE runs SET status = $2, ready_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(status.as_str())
+    .bind(ready_at)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if ready_at != cairn_store::NEVER {
+        notes.ready(&state.workflow);
+    }
+    Ok(!woken)
+}
+
+/// The hook `token`, read without a lock (to learn its run), or `HookNotFound`.
+async fn find_hook(conn: &mut PgConnection, token: &str) -> Result<HookRecord> {
+    load_hook(&mut *conn, token)
+        .await?
+        .ok_or_else(|| StoreError::HookNotFound.into())
+}
+
+/// Locks the hook's row (after its run's) and reads it again.
+async fn lock_hook(conn: &mut PgConnection, token: &str) -> Result<HookRecord> {
+    let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks WHERE token = $1 FOR UPDATE");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => decode_hook(&row),
+        None => Err(StoreError::HookNotFound.into()),
+    }
+}
+
+async fn set_hook_state(
+    conn: &mut PgConnection,
+    token: &str,
+    state: HookState,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE hooks SET state = $2, closed_at = $3 WHERE token = $1")
+        .bind(token)
+        .bind(state.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Resumes a pending hook: records `HookResumed` in its run's log (whoever holds the lease)
+/// and wakes a parked run.
+pub(crate) async fn resume_hook(
+    conn: &mut PgConnection,
+    token: &str,
+    payload: &serde_json::Value,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<HookRecord> {
+    let run_id = find_hook(conn, token).await?.run_id;
+    let run = state_of(conn, run_id).await?;
+    let mut hook = lock_hook(conn, token).await?;
+    if hook.state != HookState::Pending {
+        return Err(not_pending(&hook, hook.state).into());
+    }
+    if run.status.is_terminal() {
+        return Err(StoreError::RunEnded {
+            run: run_id,
+            status: run.status,
+        }
+        .into());
+    }
+    let resumed = PreparedEvent::new(&Event::HookResumed {
+        key: hook.step_key.clone(),
+        payload: payload.clone(),
+    })?;
+    write_events(conn, &run, std::slice::from_ref(&resumed), now, notes).await?;
+    set_hook_state(conn, token, HookState::Resumed, now).await?;
+    if run.lease_owner.is_none() {
+        sqlx::query("UPDATE runs SET status = 'queued', ready_at = $2 WHERE id = $1")
+            .bind(run_id.0)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        notes.ready(&run.workflow);
+    }
+    hook.state = HookState::Resumed;
+    hook.closed_at_ms = Some(now);
+    Ok(hook)
+}
+
+/// Times a pending hook out (fenced by its run's lease) with `timed_out` appended. `false`
+/// if it was resumed first.
+pub(crate) async fn time_out_hook(
+    conn: &mut PgConnection,
+    token: &str,
+    worker: &WorkerId,
+    timed_out: &PreparedEvent,
+    now: i64,
+    notes: &mut Notes,
+) -> Result<bool> {
+    let run_id = find_hook(conn, token).await?.run_id;
+    let run = fenced(conn, run_id, worker).await?;
+    let hook = lock_hook(conn, token).await?;
+    match hook.state {
+        HookState::Pending => {}
+        HookState::Resumed => return Ok(false),
+        state => return Err(not_pending(&hook, state).into()),
+    }
+    write_events(conn, &run, std::slice::from_ref(timed_out), now, notes).await?;
+    set_hook_state(conn, token, HookState::TimedOut, now).await?;
+    Ok(true)
+}
+
+fn not_pending(hook: &HookRecord, state: HookState) -> StoreError {
+    StoreError::HookNotPending {
+        run: hook.run_id,
+        step: hook.step_key.to_string(),
+        state,
+    }
+}
+
+/// One hook by token.
+pub(crate) async fn load_hook<'c>(
+    conn: impl PgExecutor<'c>,
+    token: &str,
+) -> Result<Option<HookRecord>> {
+    let sql = format!("SELECT {HOOK_COLUMNS} FROM hooks WHERE token = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(token)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode_hook).transpose()
+}
+
+/// Hooks matching `filter`, newest first (by run through `hooks_by_run`, pending ones
+/// through `hooks_pending`).
+pub(crate) async fn list_hooks<'c>(
+    conn: impl PgExecutor<'c>,
+    filter: &HookFilter,
+) -> Result<Vec<HookRecord>> {
+    let sql = format!(
+        "SELECT {HOOK_COLUMNS} FROM hooks {} ORDER BY created_at DESC, token LIMIT $1",
+        where_clause(&[
+            ("run_id", filter.run_id.is_some()),
+            ("state", filter.state.is_some()),
+        ])
+    );
+    let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(limit);
+    if let Some(run) = filter.run_id {
+        query = query.bind(run.0);
+    }
+    if let Some(state) = filter.state {
+        query = query.bind(state.as_str());
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter().map(decode_hook).collect()
+}
+
+fn decode_hook(row: &PgRow) -> Result<HookRecord> {
+    let state: String = row.try_get("state")?;
+    let schema: String = row.try_get("schema")?;
+    let run_id: Uuid = row.try_get("run_id")?;
+    Ok(HookRecord {
+        token: row.try_get("token")?,
+        run_id: RunId(run_id),
+        step_key: StepKey::custom(row.try_get::<String, _>("step_key")?),
+        state: state.parse().map_err(StoreError::Corrupt)?,
+        schema: from_json(&schema, "hook schema")?,
+        created_at_ms: row.try_get("created_at")?,
+        timeout_at_ms: row.try_get("timeout_at")?,
+        closed_at_ms: row.try_get("closed_at")?,
+    })
+}

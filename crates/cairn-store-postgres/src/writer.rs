@@ -1,0 +1,501 @@
+//! The write queue: one FIFO per store, consumed by one task, which commits whatever has
+//! queued up in one shared transaction (group commit).
+//!
+//! **Ordering.** Every write of the store (awaited or background) enters the queue, and the
+//! task commits the queue's commands in order, batch after batch. A background append is
+//! therefore committed in the same transaction as, or an earlier one than, every write queued
+//! after it: an awaited `append` of no events is a barrier. Per-run queues would allow more
+//! parallelism but not the trait's guarantee across runs (a recorded value of run A must be
+//! durable before a later step completion of run B that may depend on it), so there is one.
+//!
+//! **Group commit.** The task takes the first command and everything queued behind it (up to
+//! `max_batch`), runs them in one transaction and commits once; while it commits, new
+//! commands queue for the next batch. A batch first runs without savepoints (fewest round
+//! trips). If any command fails, the transaction is rolled back and the batch runs again
+//! with one savepoint per command, so a refused command (a fenced append that lost its lease)
+//! fails alone and the others commit; nothing was answered in between, so the rerun's
+//! results are the only ones anyone sees. If the connection is lost before `COMMIT` was sent
+//! (nothing committed), the batch runs once more on a fresh connection. A failure at `COMMIT`
+//! itself is reported as `Unavailable`: as with any database, the commit may or may not have
+//! happened.
+//!
+//! **Wake-ups.** Commands note the workflows whose runs they made ready (`Notes`); the
+//! batch sends one `pg_notify` per workflow just before `COMMIT`, so listeners hear of it
+//! exactly when the change is visible, and never for a command that was rolled back.
+
+use cairn_core::RunStatus;
+use cairn_store::{
+    ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError,
+    StoreResult, WorkerId,
+};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    codec::{PreparedEvent, PreparedRun},
+    error::{Error, Result},
+    notify::{CHANNEL, payload},
+    ops, waits,
+};
+
+/// Workflows whose runs became claimable (or claimable sooner) in a transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Notes {
+    workflows: Vec<String>,
+}
+
+impl Notes {
+    /// Notes that a run of `workflow` became ready.
+    pub(crate) fn ready(&mut self, workflow: &str) {
+        if !self.workflows.iter().any(|known| known == workflow) {
+            self.workflows.push(workflow.to_owned());
+        }
+    }
+
+    fn extend(&mut self, other: Notes) {
+        for workflow in other.workflows {
+            self.ready(&workflow);
+        }
+    }
+}
+
+/// A write, mirroring one `Store` method.
+pub(crate) enum Op {
+    CreateRun(PreparedRun),
+    ClaimRun {
+        id: RunId,
+        lease: Lease,
+        now_ms: i64,
+    },
+    ClaimReady {
+        workflows: Vec<String>,
+        lease: Lease,
+        now_ms: i64,
+        limit: usize,
+    },
+    RenewLease {
+        id: RunId,
+        lease: Lease,
+    },
+    ReleaseLease {
+        id: RunId,
+        worker: WorkerId,
+        ready_at_ms: i64,
+    },
+    Append {
+        id: RunId,
+        worker: WorkerId,
+        events: Vec<PreparedEvent>,
+        now_ms: i64,
+    },
+    CancelRun {
+        id: RunId,
+        canceled: PreparedEvent,
+        now_ms: i64,
+    },
+    RetryRun {
+        id: RunId,
+        retried: PreparedEvent,
+        now_ms: i64,
+    },
+    ParkRun {
+        id: RunId,
+        worker: WorkerId,
+        park: Park,
+        now_ms: i64,
+    },
+    ResumeHook {
+        token: String,
+        payload: serde_json::Value,
+        now_ms: i64,
+    },
+    TimeOutHook {
+        token: String,
+        worker: WorkerId,
+        timed_out: PreparedEvent,
+        now_ms: i64,
+    },
+    /// Writes nothing; answered once every command queued before it has committed.
+    Flush,
+}
+
+macro_rules! outputs {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        /// What a command returns, one variant per result type.
+        pub(crate) enum Output {
+            $($variant($ty)),+
+        }
+
+        /// A result type that an [`Output`] may carry.
+        pub(crate) trait FromOutput: Sized {
+            fn from_output(output: Output) -> Option<Self>;
+        }
+
+        $(
+            impl From<$ty> for Output {
+                fn from(value: $ty) -> Output {
+                    Output::$variant(value)
+                }
+            }
+
+            impl FromOutput for $ty {
+                fn from_output(output: Output) -> Option<Self> {
+                    match output {
+                        Output::$variant(value) => Some(value),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+        )+
+    };
+}
+
+outputs! {
+    Created(CreateOutcome),
+    Claim(ClaimOutcome),
+    Claimed(Vec<ClaimedRun>),
+    Done(()),
+    Status(RunStatus),
+    Flag(bool),
+    Hook(HookRecord),
+}
+
+impl Op {
+    fn is_flush(&self) -> bool {
+        matches!(self, Op::Flush)
+    }
+
+    /// Runs the operation inside the open transaction.
+    async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
+        Ok(match self {
+            Op::CreateRun(run) => ops::create_run(conn, run, notes).await?.into(),
+            Op::ClaimRun { id, lease, now_ms } => {
+                ops::claim_run(conn, *id, lease, *now_ms).await?.into()
+            }
+            Op::ClaimReady {
+                workflows,
+                lease,
+                now_ms,
+                limit,
+            } => ops::claim_ready(conn, workflows, lease, *now_ms, *limit)
+                .await?
+                .into(),
+            Op::RenewLease { id, lease } => ops::renew_lease(conn, *id, lease).await?.into(),
+            Op::ReleaseLease {
+                id,
+                worker,
+                ready_at_ms,
+            } => ops::release_lease(conn, *id, worker, *ready_at_ms, notes)
+                .await?
+                .into(),
+            Op::Append {
+                id,
+                worker,
+                events,
+                now_ms,
+            } => ops::append(conn, *id, worker, events, *now_ms, notes)
+                .await?
+                .into(),
+            Op::CancelRun {
+                id,
+                canceled,
+                now_ms,
+            } => ops::cancel_run(conn, *id, canceled, *now_ms, notes)
+                .await?
+                .into(),
+            Op::RetryRun {
+                id,
+                retried,
+                now_ms,
+            } => ops::retry_run(conn, *id, retried, *now_ms, notes)
+                .await?
+                .into(),
+            Op::ParkRun {
+                id,
+                worker,
+                park,
+                now_ms,
+            } => waits::park_run(conn, *id, worker, park, *now_ms, notes)
+                .await?
+                .into(),
+            Op::ResumeHook {
+                token,
+                payload,
+                now_ms,
+            } => waits::resume_hook(conn, token, payload, *now_ms, notes)
+                .await?
+                .into(),
+            Op::TimeOutHook {
+                token,
+                worker,
+                timed_out,
+                now_ms,
+            } => waits::time_out_hook(conn, token, worker, timed_out, *now_ms, notes)
+                .await?
+                .into(),
+            Op::Flush => ().into(),
+        })
+    }
+
+    /// The run a background append was for, for the log.
+    fn run_id(&self) -> Option<RunId> {
+        match self {
+            Op::Append { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// Where a command's result goes; `None` for a background append (failures are logged).
+pub(crate) type Reply = Option<oneshot::Sender<StoreResult<Output>>>;
+
+/// A queued write and where its answer goes.
+pub(crate) struct Command {
+    op: Op,
+    reply: Reply,
+}
+
+impl Command {
+    fn answer(self, result: StoreResult<Output>) {
+        match self.reply {
+            // The caller may have stopped waiting (its future was dropped): nothing to do.
+            Some(reply) => drop(reply.send(result)),
+            None => {
+                if let Err(error) = result {
+                    let run = self.op.run_id().map(|id| id.to_string());
+                    tracing::warn!(run = run.as_deref().unwrap_or("?"), %error, "a background append was not recorded");
+                }
+            }
+        }
+    }
+}
+
+/// How one try at a batch ended.
+enum Attempt {
+    /// Committed (or, for a lone failed command, rolled back): one result per command.
+    Done(Vec<StoreResult<Output>>),
+    /// A command failed in a batch without savepoints; the batch was rolled back.
+    CommandFailed,
+    /// The transaction itself failed. `committed_maybe` when it was `COMMIT` that failed.
+    Broken { error: Error, committed_maybe: bool },
+}
+
+/// The batch's connection and what it needs to send its wake-ups.
+struct Batch<'a> {
+    pool: &'a PgPool,
+    schema: &'a str,
+}
+
+impl Batch<'_> {
+    /// Runs `ops` in one transaction, retrying as the module docs describe. `Err` says why
+    /// the whole batch failed: every command is then `Unavailable` with that text.
+    async fn run(&self, ops: &[&Op]) -> std::result::Result<Vec<StoreResult<Output>>, String> {
+        if ops.iter().all(|op| op.is_flush()) {
+            return Ok(ops.iter().map(|_| Ok(().into())).collect());
+        }
+        let mut savepoints = false;
+        let mut reconnected = false;
+        loop {
+            match self.attempt(ops, savepoints).await {
+                Attempt::Done(results) => return Ok(results),
+                Attempt::CommandFailed => savepoints = true,
+                Attempt::Broken {
+                    error,
+                    committed_maybe: false,
+                } if !reconnected && error.is_connection_lost() => {
+                    tracing::info!(%error, "the write connection was lost; retrying the batch on a new one");
+                    reconnected = true;
+                }
+                Attempt::Broken {
+                    error,
+                    committed_maybe,
+                } => {
+                    let error = match StoreError::from(error) {
+                        StoreError::Unavailable(why) | StoreError::Corrupt(why) => why,
+                        other => other.to_string(),
+                    };
+                    return Err(if committed_maybe {
+                        format!("the write may or may not have been committed: {error}")
+                    } else {
+                        format!("the write was not committed: {error}")
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, ops: &[&Op], savepoints: bool) -> Attempt {
+        let broken = |error: Error| Attempt::Broken {
+            error,
+            committed_maybe: false,
+        };
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(error) => return broken(error.into()),
+        };
+        let mut results = Vec::with_capacity(ops.len());
+        let mut notes = Notes::default();
+        for op in ops {
+            let mut noted = Notes::default();
+            let result = if savepoints {
+                match in_savepoint(&mut tx, op, &mut noted).await {
+                    Ok(result) => result,
+                    Err(error) => return broken(error),
+                }
+            } else {
+                op.run(&mut tx, &mut noted).await
+            };
+            match result {
+                Ok(output) => {
+                    notes.extend(noted);
+                    results.push(Ok(output));
+                }
+                Err(error) if error.is_connection_lost() => return broken(error),
+                Err(error) => {
+                    if ops.len() > 1 && !savepoints {
+                        rollback(tx).await;
+                        return Attempt::CommandFailed;
+                    }
+                    results.push(Err(error.into()));
+                }
+            }
+        }
+        if ops.len() == 1 && !savepoints && results.iter().any(|result| result.is_err()) {
+            rollback(tx).await;
+            return Attempt::Done(results);
+        }
+        if let Err(error) = self.notify(&mut tx, &notes).await {
+            return broken(error.into());
+        }
+        match tx.commit().await {
+            Ok(()) => Attempt::Done(results),
+            Err(error) => Attempt::Broken {
+                error: error.into(),
+                committed_maybe: true,
+            },
+        }
+    }
+
+    /// One `pg_notify` per workflow noted, delivered by PostgreSQL at commit.
+    async fn notify(&self, conn: &mut PgConnection, notes: &Notes) -> sqlx::Result<()> {
+        if notes.workflows.is_empty() {
+            return Ok(());
+        }
+        let payloads: Vec<String> = notes
+            .workflows
+            .iter()
+            .map(|workflow| payload(self.schema, workflow))
+            .collect();
+        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
+            .bind(CHANNEL)
+            .bind(&payloads)
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+}
+
+async fn rollback(tx: sqlx::Transaction<'_, sqlx::Postgres>) {
+    if let Err(error) = tx.rollback().await {
+        tracing::debug!(%error, "rolling back a write batch failed (the connection is dropped)");
+    }
+}
+
+/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
+/// The outer error means the savepoint machinery itself failed: the transaction is broken.
+async fn in_savepoint(
+    conn: &mut PgConnection,
+    op: &Op,
+    notes: &mut Notes,
+) -> Result<Result<Output>> {
+    sqlx::raw_sql("SAVEPOINT command")
+        .execute(&mut *conn)
+        .await?;
+    match op.run(conn, notes).await {
+        Ok(output) => {
+            sqlx::raw_sql("RELEASE command").execute(&mut *conn).await?;
+            Ok(Ok(output))
+        }
+        Err(error) if error.is_connection_lost() => Err(error),
+        Err(error) => {
+            sqlx::raw_sql("ROLLBACK TO command; RELEASE command")
+                .execute(&mut *conn)
+                .await?;
+            *notes = Notes::default();
+            Ok(Err(error))
+        }
+    }
+}
+
+/// The queue into the writer task.
+pub(crate) struct Writer {
+    queue: mpsc::UnboundedSender<Command>,
+}
+
+impl Writer {
+    /// Starts the task that commits the queue's commands on `pool`, up to `max_batch` at a
+    /// time. It ends once the store (the queue's sender) is gone and the queue is drained.
+    pub(crate) fn spawn(pool: PgPool, schema: String, max_batch: usize) -> Writer {
+        let (queue, mut commands) = mpsc::unbounded_channel::<Command>();
+        let max_batch = max_batch.max(1);
+        tokio::spawn(async move {
+            let batch = Batch {
+                pool: &pool,
+                schema: &schema,
+            };
+            let mut queued = Vec::with_capacity(max_batch);
+            while commands.recv_many(&mut queued, max_batch).await > 0 {
+                let commands: Vec<Command> = std::mem::take(&mut queued);
+                let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
+                let outcome = batch.run(&ops).await;
+                match outcome {
+                    Ok(results) => {
+                        for (command, result) in commands.into_iter().zip(results) {
+                            command.answer(result);
+                        }
+                    }
+                    Err(why) => {
+                        for command in commands {
+                            command.answer(Err(StoreError::Unavailable(why.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Writer { queue }
+    }
+
+    /// Queues `op` without waiting; its failure is logged.
+    pub(crate) fn send(&self, op: Op) -> StoreResult<()> {
+        self.queue
+            .send(Command { op, reply: None })
+            .map_err(|_| stopped())
+    }
+
+    /// Queues `op` and waits for its result, after its batch committed.
+    pub(crate) async fn call<T: FromOutput>(&self, op: Op) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Command {
+                op,
+                reply: Some(reply),
+            })
+            .map_err(|_| stopped())?;
+        let output = answer.await.map_err(|_| stopped())??;
+        T::from_output(output).ok_or_else(|| {
+            StoreError::Corrupt("the PostgreSQL writer answered with the wrong type (a bug)".into())
+        })
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(
+        "the PostgreSQL write task has stopped (its tokio runtime shut down); reconnect the store"
+            .into(),
+    )
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

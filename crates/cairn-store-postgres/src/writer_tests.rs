@@ -1,0 +1,220 @@
+//! Unit tests of group commit: one batch, many commands, each failing or succeeding alone.
+
+use cairn_core::{Event, StepKey, StepKind};
+use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
+use serde_json::json;
+
+use super::{Batch, Op, Output};
+use crate::{
+    codec::{PreparedEvent, PreparedRun},
+    common::TestSchema,
+};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn leased_run(holder: &WorkerId) -> PreparedRun {
+    let run = NewRun {
+        id: RunId::new(),
+        workflow: "batch".into(),
+        input: json!({}),
+        idempotency_key: None,
+        parent_run_id: None,
+        forked_from: None,
+        trigger: "test".into(),
+        history: Vec::new(),
+        lease: Some(Lease {
+            worker: holder.clone(),
+            expires_at_ms: NOW + 60_000,
+        }),
+        now_ms: NOW,
+    };
+    PreparedRun::new(run).expect("encode the run")
+}
+
+fn append(id: RunId, worker: &WorkerId, events: &[Event]) -> Op {
+    Op::Append {
+        id,
+        worker: worker.clone(),
+        events: PreparedEvent::all(events).expect("encode the events"),
+        now_ms: NOW + 1,
+    }
+}
+
+fn completed(n: u32) -> Event {
+    Event::StepCompleted {
+        key: StepKey::numbered("step", n),
+        kind: StepKind::Action,
+        slug: "step".into(),
+        output: json!(n),
+    }
+}
+
+fn hook_created(n: u32, token: &str) -> Event {
+    Event::HookCreated {
+        key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
+        token: token.to_owned(),
+        schema: json!({}),
+        timeout_at_ms: None,
+    }
+}
+
+/// Runs `ops` as one batch on the store's pool, as the write task would.
+async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Output, StoreError>> {
+    let batch = Batch {
+        pool: &store.pool,
+        schema: &store.schema,
+    };
+    let ops: Vec<&Op> = ops.iter().collect();
+    batch.run(&ops).await.expect("the batch commits")
+}
+
+#[tokio::test]
+async fn a_refused_command_fails_alone_and_the_rest_commit_in_order() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let (w, stranger) = (WorkerId("w".into()), WorkerId("stranger".into()));
+    let first = leased_run(&w);
+    let (a, b) = (first.id, RunId::new());
+    let mut second = leased_run(&w);
+    second.id = b;
+    let ops = [
+        Op::CreateRun(first),
+        append(a, &w, &[completed(0)]),
+        append(a, &stranger, &[completed(1)]),
+        Op::CreateRun(second),
+        append(a, &w, &[completed(1)]),
+        append(b, &w, &[completed(0)]),
+        Op::Flush,
+    ];
+    let results = run_batch(&store, &ops).await;
+    let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+    assert_eq!(ok, [true, true, false, true, true, true, true]);
+    assert!(
+        matches!(&results[2], Err(StoreError::LeaseLost { worker, .. }) if *worker == stranger),
+        "the stranger's append is fenced off"
+    );
+    let log: Vec<Event> = store
+        .events(a)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|record| record.event)
+        .collect();
+    assert_eq!(&log[1..], &[completed(0), completed(1)]);
+    assert_eq!(store.events(b).await.expect("events").len(), 2);
+}
+
+#[tokio::test]
+async fn a_statement_error_rolls_back_only_its_own_command() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let w = WorkerId("w".into());
+    let (first, second) = (leased_run(&w), leased_run(&w));
+    let (a, b) = (first.id, second.id);
+    run_batch(&store, &[Op::CreateRun(first), Op::CreateRun(second)]).await;
+    // A second hook with a taken token violates the primary key: PostgreSQL aborts the
+    // statement, and without its savepoint the whole transaction would be lost.
+    let ops = [
+        append(a, &w, &[hook_created(0, "tok")]),
+        append(b, &w, &[hook_created(0, "tok")]),
+        append(b, &w, &[completed(0)]),
+    ];
+    let results = run_batch(&store, &ops).await;
+    assert!(results[0].is_ok(), "{:?}", results[0].as_ref().err());
+    assert!(
+        matches!(&results[1], Err(StoreError::Corrupt(message)) if message.contains("23505")),
+        "{:?}",
+        results[1].as_ref().err()
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2].as_ref().err());
+    assert_eq!(store.events(a).await.expect("events").len(), 2);
+    let log = store.events(b).await.expect("events");
+    assert_eq!(log.len(), 2, "b has RunCreated and the completion only");
+    assert_eq!(log[1].event, completed(0));
+}
+
+#[tokio::test]
+async fn a_lone_failing_command_writes_nothing() {
+    let schema = TestSchema::new();
+    let store = schema.store().await;
+    let w = WorkerId("w".into());
+    let run = leased_run(&w);
+    let id = run.id;
+    run_batch(&store, &[Op::CreateRun(run)]).await;
+    let results = run_batch(
+        &store,
+        &[append(
+            id,
+            &w,
+            &[Event::RunCompleted { output: json!(1) }, completed(1)],
+        )],
+    )
+    .await;
+    assert!(
+        matches!(results[0], Err(StoreError::RunEnded { .. })),
+        "nothing may follow a terminal event in one append"
+    );
+    assert_eq!(store.events(id).await.expect("events").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
+    let schema = TestSchema::new();
+    let app = format!("cairn-batch-{}", &schema.name[11..23]);
+    let store = std::sync::Arc::new(
+        crate::PostgresStore::connect_with(&schema.url, schema.options(&app))
+            .await
+            .expect("connect"),
+    );
+    let w = WorkerId("w".into());
+    let run = leased_run(&w);
+    let id = run.id;
+    run_batch(&store, &[Op::CreateRun(run)]).await;
+
+    // Hold the run's row so that the append's batch waits on it, then kill that batch's
+    // connection while it waits: nothing was committed, so the batch must run again.
+    let mut holder = schema.raw().await;
+    let lock = format!(
+        "BEGIN; SELECT 1 FROM {}.runs WHERE id = '{id}' FOR UPDATE",
+        schema.name
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+        .execute(&mut holder)
+        .await
+        .expect("lock the run");
+    let appending = {
+        let (store, w) = (std::sync::Arc::clone(&store), w.clone());
+        tokio::spawn(async move { store.append(id, &w, vec![completed(0)], NOW + 1).await })
+    };
+    let mut killer = schema.raw().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let killed: Option<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        )
+        .bind(&app)
+        .fetch_optional(&mut killer)
+        .await
+        .expect("terminate");
+        if killed == Some(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the append never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("unlock");
+    appending
+        .await
+        .expect("the appending task panicked")
+        .expect("the append succeeds on a new connection");
+    let log = store.events(id).await.expect("events");
+    assert_eq!(log.len(), 2, "appended exactly once: {log:?}");
+    assert_eq!(log[1].event, completed(0));
+}

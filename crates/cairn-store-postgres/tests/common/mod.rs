@@ -1,0 +1,119 @@
+//! Test databases: every test gets a schema of its own, freshly named, in the PostgreSQL
+//! server named by `CAIRN_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! dropped when the test ends (best effort). Shared by the crate's unit tests and its
+//! integration tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use cairn_store_postgres::{PostgresOptions, PostgresStore};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// The server the tests use when `CAIRN_TEST_DATABASE_URL` is not set.
+pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The test server's URL.
+pub fn database_url() -> String {
+    std::env::var("CAIRN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// A schema for one test, dropped (with everything in it) when this is dropped.
+pub struct TestSchema {
+    /// The server.
+    pub url: String,
+    /// The schema's name: `cairn_test_<uuid>`.
+    pub name: String,
+}
+
+impl TestSchema {
+    /// A new, unused name; the store creates the schema when it connects.
+    pub fn new() -> TestSchema {
+        TestSchema {
+            url: database_url(),
+            name: format!("cairn_test_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Store options for this schema, with a small pool and `application_name`.
+    pub fn options(&self, application_name: &str) -> PostgresOptions {
+        PostgresOptions {
+            schema: Some(self.name.clone()),
+            max_connections: 4,
+            application_name: application_name.to_owned(),
+            ..PostgresOptions::default()
+        }
+    }
+
+    /// A store on this schema.
+    pub async fn store(&self) -> PostgresStore {
+        PostgresStore::connect_with(&self.url, self.options("cairn-test"))
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot connect to the test database {} (set CAIRN_TEST_DATABASE_URL): {error}",
+                    self.url
+                )
+            })
+    }
+
+    /// A plain connection to the server, outside any store.
+    pub async fn raw(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+impl Default for TestSchema {
+    fn default() -> Self {
+        TestSchema::new()
+    }
+}
+
+impl Drop for TestSchema {
+    /// Drops the schema on a thread of its own (this may run inside the test's runtime,
+    /// which must not be blocked on), waiting at most a few seconds for locks.
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&url)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let sql = format!("SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {name} CASCADE");
+                sqlx::raw_sql(AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                conn.close().await.map_err(|error| error.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("could not drop test schema {}: {error}", self.name),
+            Err(_) => eprintln!("dropping test schema {} panicked", self.name),
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
