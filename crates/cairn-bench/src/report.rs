@@ -293,7 +293,11 @@ impl Report {
                 ),
                 p50,
                 p99,
-                format!("C callers loop start+execute; RSS {}", mib(level.rss_kib)),
+                format!(
+                    "C callers loop start+execute; {}; RSS {}",
+                    cpu(level),
+                    mib(level.rss_kib)
+                ),
             ]);
         }
         if let Some(drained) = &self.drained {

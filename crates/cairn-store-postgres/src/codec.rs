@@ -5,8 +5,11 @@
 //! object keys, normalises numbers and cannot hold `\u0000`, and the contract wants payloads
 //! back exactly as given.
 
-use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
-use cairn_store::{ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult, WorkerId};
+use cairn_core::{Event, EventRecord, RunStatus, StepKey};
+use cairn_store::{
+    ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult, WorkerId,
+    rules::{self, RunEffect},
+};
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
@@ -31,90 +34,10 @@ pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreRes
         .map_err(|error| StoreError::Corrupt(format!("stored {what} is not valid: {error}")))
 }
 
-/// What appending an event does to its run's row besides growing the log.
-pub(crate) enum Effect {
-    /// Nothing.
-    None,
-    /// The run ends: status, output or error, `finished_at`, lease freed, hooks closed.
-    End {
-        status: RunStatus,
-        output: Option<String>,
-        error: Option<String>,
-    },
-    /// The run goes back to the queue: the end is forgotten, ready now, lease freed.
-    Requeue,
-    /// The run moves to another unended status.
-    Status(RunStatus),
-    /// A hook is created: its token is registered, pending.
-    RegisterHook {
-        token: String,
-        schema: String,
-        timeout_at: Option<i64>,
-    },
-}
-
-impl Effect {
-    fn of(event: &Event) -> StoreResult<Effect> {
-        if let Event::HookCreated {
-            token,
-            schema,
-            timeout_at_ms,
-            ..
-        } = event
-        {
-            return Ok(Effect::RegisterHook {
-                token: token.clone(),
-                schema: to_json(schema, "a hook schema")?,
-                timeout_at: *timeout_at_ms,
-            });
-        }
-        let Some(status) = event.resulting_status() else {
-            return Ok(Effect::None);
-        };
-        Ok(match event {
-            Event::RunCompleted { output } => Effect::End {
-                status,
-                output: Some(to_json(output, "a run output")?),
-                error: None,
-            },
-            Event::RunFailed { error } => Effect::End {
-                status,
-                output: None,
-                error: Some(to_json(error, "a run error")?),
-            },
-            Event::RunCanceled { reason } => Effect::End {
-                status,
-                output: None,
-                error: Some(to_json(&canceled_error(reason), "a run error")?),
-            },
-            _ if status == RunStatus::Queued => Effect::Requeue,
-            _ if status.is_terminal() => Effect::End {
-                status,
-                output: None,
-                error: None,
-            },
-            _ => Effect::Status(status),
-        })
-    }
-
-    /// The status the run ends with, for a terminal event.
-    pub(crate) fn ends(&self) -> Option<RunStatus> {
-        match self {
-            Effect::End { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
-/// The error a canceled run carries: the reason, worded as in every backend.
-fn canceled_error(reason: &str) -> ErrorInfo {
-    let message = if reason.trim().is_empty() {
-        "run canceled".to_owned()
-    } else {
-        format!("run canceled: {reason}")
-    };
-    ErrorInfo::new(ErrorKind::Canceled, message)
-}
+/// What appending an event does to its run's row besides growing the log, as
+/// [`rules::run_effect`] decides it, with its payloads (output, error, hook schema) encoded as
+/// JSON text.
+pub(crate) type Effect = RunEffect<String, String, String>;
 
 /// An event encoded for the `events` table.
 pub(crate) struct PreparedEvent {
@@ -130,7 +53,11 @@ impl PreparedEvent {
             type_name: event.type_name(),
             step_key: event.step_key().map(|key| key.as_str().to_owned()),
             payload: to_json(event, "an event")?,
-            effect: Effect::of(event)?,
+            effect: rules::run_effect(event).try_map(
+                |output| to_json(&output, "a run output"),
+                |error| to_json(&error, "a run error"),
+                |schema| to_json(&schema, "a hook schema"),
+            )?,
         })
     }
 

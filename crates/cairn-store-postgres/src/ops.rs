@@ -10,7 +10,9 @@
 use std::collections::HashMap;
 
 use cairn_core::{EventRecord, RunStatus};
-use cairn_store::{ClaimOutcome, ClaimedRun, CreateOutcome, Lease, RunId, StoreError, WorkerId};
+use cairn_store::{
+    ClaimOutcome, ClaimedRun, CreateOutcome, Lease, RunId, StoreError, WorkerId, rules,
+};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -68,20 +70,7 @@ pub(crate) async fn fenced(
     worker: &WorkerId,
 ) -> Result<RunState> {
     let state = state_of(conn, id).await?;
-    if state.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
-    if state.lease_owner.as_deref() != Some(worker.0.as_str()) {
-        return Err(StoreError::LeaseLost {
-            run: id,
-            worker: worker.clone(),
-        }
-        .into());
-    }
+    rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)?;
     Ok(state)
 }
 
@@ -168,12 +157,14 @@ async fn apply_effect(
             notes.ready(&run.workflow);
         }
         Effect::RegisterHook {
+            key,
             token,
             schema,
-            timeout_at,
+            timeout_at_ms,
         } => {
-            let step_key = event.step_key.as_deref().unwrap_or_default();
-            waits::register_hook(conn, run.id, step_key, token, schema, *timeout_at, now).await?;
+            let step_key = key.as_str();
+            waits::register_hook(conn, run.id, step_key, token, schema, *timeout_at_ms, now)
+                .await?;
         }
         Effect::Status(status) => {
             sqlx::query("UPDATE runs SET status = $2 WHERE id = $1")
@@ -194,16 +185,8 @@ pub(crate) async fn create_run(
     run: &PreparedRun,
     notes: &mut Notes,
 ) -> Result<CreateOutcome> {
-    let (status, owner, expires, executions, ready_at) = match &run.lease {
-        Some(lease) => (
-            RunStatus::Running,
-            Some(lease.worker.0.as_str()),
-            Some(lease.expires_at_ms),
-            1_i64,
-            lease.expires_at_ms,
-        ),
-        None => (RunStatus::Queued, None, None, 0, run.now_ms),
-    };
+    let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
+    let owner = start.lease_owner.map(|owner| owner.0.as_str());
     let (forked_run, forked_step) = run
         .forked_from
         .as_ref()
@@ -216,17 +199,17 @@ pub(crate) async fn create_run(
     )
     .bind(run.id.0)
     .bind(&run.workflow)
-    .bind(status.as_str())
+    .bind(start.status.as_str())
     .bind(&run.input)
     .bind(&run.idempotency_key)
     .bind(run.parent_run_id)
     .bind(forked_run)
     .bind(forked_step)
     .bind(&run.trigger)
-    .bind(executions)
+    .bind(i64::from(start.executions))
     .bind(owner)
-    .bind(expires)
-    .bind(ready_at)
+    .bind(start.lease_expires_at_ms)
+    .bind(start.ready_at_ms)
     .bind(run.now_ms)
     .execute(&mut *conn)
     .await?
@@ -240,9 +223,9 @@ pub(crate) async fn create_run(
     let state = RunState {
         id: run.id,
         workflow: run.workflow.clone(),
-        status,
+        status: start.status,
         lease_owner: owner.map(str::to_owned),
-        lease_expires_at: expires,
+        lease_expires_at: start.lease_expires_at_ms,
         last_seq: 0,
     };
     write_events(conn, &state, &run.events, run.now_ms, notes).await?;
@@ -322,17 +305,11 @@ pub(crate) async fn claim_run(
     let Some(state) = lock_run(conn, id).await? else {
         return Ok(ClaimOutcome::NotFound);
     };
-    if state.status.is_terminal() {
-        return Ok(ClaimOutcome::Ended(state.status));
-    }
-    if let (Some(owner), Some(until_ms)) = (state.lease_owner, state.lease_expires_at)
-        && owner != lease.worker.0
-        && until_ms > now
+    let owner = state.lease_owner.as_deref();
+    if let Err(refusal) =
+        rules::check_claim(state.status, owner, state.lease_expires_at, lease, now)
     {
-        return Ok(ClaimOutcome::Held {
-            by: WorkerId(owner),
-            until_ms,
-        });
+        return Ok(refusal.into());
     }
     let claimed = take_lease(conn, id, lease, now).await?;
     Ok(ClaimOutcome::Claimed(Box::new(claimed)))
@@ -470,16 +447,7 @@ pub(crate) async fn append(
     };
     let status = parse_status(row.try_get("status")?)?;
     let owner: Option<&str> = row.try_get("lease_owner")?;
-    if status.is_terminal() {
-        return Err(StoreError::RunEnded { run: id, status }.into());
-    }
-    if owner != Some(worker.0.as_str()) {
-        return Err(StoreError::LeaseLost {
-            run: id,
-            worker: worker.clone(),
-        }
-        .into());
-    }
+    rules::check_fence(id, status, owner, worker)?;
     Ok(())
 }
 
@@ -501,13 +469,7 @@ pub(crate) async fn cancel_run(
     notes: &mut Notes,
 ) -> Result<RunStatus> {
     let state = state_of(conn, id).await?;
-    if state.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
+    rules::check_not_ended(id, state.status)?;
     write_events(conn, &state, std::slice::from_ref(canceled), now, notes).await?;
     Ok(state.status)
 }
@@ -521,12 +483,6 @@ pub(crate) async fn retry_run(
     notes: &mut Notes,
 ) -> Result<()> {
     let state = state_of(conn, id).await?;
-    if !matches!(state.status, RunStatus::Failed | RunStatus::Canceled) {
-        return Err(StoreError::NotRetryable {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
+    rules::check_retryable(id, state.status)?;
     write_events(conn, &state, std::slice::from_ref(retried), now, notes).await
 }

@@ -7,8 +7,8 @@
 //! hook. Appends that end a run (and close its hooks) take the same order, so the two never
 //! deadlock.
 
-use cairn_core::{Event, RunStatus, StepKey};
-use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId};
+use cairn_core::{Event, StepKey};
+use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId, rules};
 use sqlx::{AssertSqlSafe, PgConnection, PgExecutor, Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -71,31 +71,23 @@ pub(crate) async fn park_run(
     now: i64,
     notes: &mut Notes,
 ) -> Result<bool> {
-    debug_assert!(matches!(
-        park.status,
-        RunStatus::Sleeping | RunStatus::Waiting
-    ));
     let state = fenced(conn, id, worker).await?;
-    let woken = u64::try_from(state.last_seq).unwrap_or(0) > park.known_seq;
-    let (status, ready_at) = if woken {
-        (RunStatus::Queued, now)
-    } else {
-        (park.status, park.wake_at_ms)
-    };
+    let last_seq = u64::try_from(state.last_seq).unwrap_or(0);
+    let target = rules::park_target(park, last_seq, now);
     sqlx::query(
         "UPDATE runs SET status = $2, ready_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
          updated_at = $4 WHERE id = $1",
     )
     .bind(id.0)
-    .bind(status.as_str())
-    .bind(ready_at)
+    .bind(target.status.as_str())
+    .bind(target.ready_at_ms)
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    if ready_at != cairn_store::NEVER {
+    if target.ready_at_ms != cairn_store::NEVER {
         notes.ready(&state.workflow);
     }
-    Ok(!woken)
+    Ok(target.parked)
 }
 
 /// The hook `token`, read without a lock (to learn its run), or `HookNotFound`.
@@ -145,16 +137,7 @@ pub(crate) async fn resume_hook(
     let run_id = find_hook(conn, token).await?.run_id;
     let run = state_of(conn, run_id).await?;
     let mut hook = lock_hook(conn, token).await?;
-    if hook.state != HookState::Pending {
-        return Err(not_pending(&hook, hook.state).into());
-    }
-    if run.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: run_id,
-            status: run.status,
-        }
-        .into());
-    }
+    rules::check_resumable(&hook, run.status)?;
     let resumed = PreparedEvent::new(&Event::HookResumed {
         key: hook.step_key.clone(),
         payload: payload.clone(),
@@ -187,22 +170,12 @@ pub(crate) async fn time_out_hook(
     let run_id = find_hook(conn, token).await?.run_id;
     let run = fenced(conn, run_id, worker).await?;
     let hook = lock_hook(conn, token).await?;
-    match hook.state {
-        HookState::Pending => {}
-        HookState::Resumed => return Ok(false),
-        state => return Err(not_pending(&hook, state).into()),
+    if !rules::check_time_out(&hook)? {
+        return Ok(false);
     }
     write_events(conn, &run, std::slice::from_ref(timed_out), now, notes).await?;
     set_hook_state(conn, token, HookState::TimedOut, now).await?;
     Ok(true)
-}
-
-fn not_pending(hook: &HookRecord, state: HookState) -> StoreError {
-    StoreError::HookNotPending {
-        run: hook.run_id,
-        step: hook.step_key.to_string(),
-        state,
-    }
 }
 
 /// One hook by token.

@@ -2,10 +2,11 @@
 //! caller's task, so the single writer thread only runs SQL), rows decoded back, and the
 //! crate's internal error type with its mapping onto [`StoreError`].
 
-use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
+use cairn_core::{Event, EventRecord, RunStatus, StepKey};
 use cairn_store::{
     ClaimOutcome, ClaimedRun, ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult,
     WorkerId,
+    rules::{self, ClaimRefusal, RunEffect},
 };
 use rusqlite::{ErrorCode, Row};
 use serde::{Serialize, de::DeserializeOwned};
@@ -80,27 +81,9 @@ fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
         .map_err(|error| StoreError::Corrupt(format!("stored {what} is not valid: {error}")))
 }
 
-/// What an event does to its run's row besides growing the log (see `Event::resulting_status`).
-pub(crate) enum Effect {
-    /// Nothing.
-    None,
-    /// The run ends: status, output or error, `finished_at`, lease freed.
-    End {
-        status: RunStatus,
-        output: Option<String>,
-        error: Option<String>,
-    },
-    /// The run goes back to the queue: the end is forgotten, ready now, lease freed.
-    Requeue,
-    /// The run moves to another unended status (e.g. a parked one).
-    Status(RunStatus),
-    /// A hook is created: its token is registered, pending.
-    RegisterHook {
-        token: String,
-        schema: String,
-        timeout_at: Option<i64>,
-    },
-}
+/// What an event does to its run's row besides growing the log, as [`rules::run_effect`]
+/// decides it, with its payloads (output, error, hook schema) encoded as JSON text.
+pub(crate) type Effect = RunEffect<String, String, String>;
 
 /// An event encoded for the `events` table.
 pub(crate) struct PreparedEvent {
@@ -112,44 +95,11 @@ pub(crate) struct PreparedEvent {
 
 impl PreparedEvent {
     pub(crate) fn new(event: &Event) -> StoreResult<PreparedEvent> {
-        let effect = match (event, event.resulting_status()) {
-            (
-                Event::HookCreated {
-                    token,
-                    schema,
-                    timeout_at_ms,
-                    ..
-                },
-                _,
-            ) => Effect::RegisterHook {
-                token: token.clone(),
-                schema: to_json(schema, "a hook schema")?,
-                timeout_at: *timeout_at_ms,
-            },
-            (_, None) => Effect::None,
-            (Event::RunCompleted { output }, Some(status)) => Effect::End {
-                status,
-                output: Some(to_json(output, "a run output")?),
-                error: None,
-            },
-            (Event::RunFailed { error }, Some(status)) => Effect::End {
-                status,
-                output: None,
-                error: Some(to_json(error, "a run error")?),
-            },
-            (Event::RunCanceled { reason }, Some(status)) => Effect::End {
-                status,
-                output: None,
-                error: Some(to_json(&canceled_error(reason), "a run error")?),
-            },
-            (_, Some(RunStatus::Queued)) => Effect::Requeue,
-            (_, Some(status)) if status.is_terminal() => Effect::End {
-                status,
-                output: None,
-                error: None,
-            },
-            (_, Some(status)) => Effect::Status(status),
-        };
+        let effect = rules::run_effect(event).try_map(
+            |output| to_json(&output, "a run output"),
+            |error| to_json(&error, "a run error"),
+            |schema| to_json(&schema, "a hook schema"),
+        )?;
         Ok(PreparedEvent {
             type_name: event.type_name(),
             step_key: event.step_key().map(|key| key.as_str().to_owned()),
@@ -161,16 +111,6 @@ impl PreparedEvent {
     pub(crate) fn all(events: &[Event]) -> StoreResult<Vec<PreparedEvent>> {
         events.iter().map(PreparedEvent::new).collect()
     }
-}
-
-/// The error a canceled run carries.
-fn canceled_error(reason: &str) -> ErrorInfo {
-    let message = if reason.trim().is_empty() {
-        "run canceled".to_owned()
-    } else {
-        format!("run canceled: {reason}")
-    };
-    ErrorInfo::new(ErrorKind::Canceled, message)
 }
 
 /// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
@@ -353,8 +293,7 @@ impl RawClaimed {
 /// [`ClaimOutcome`] before decoding.
 pub(crate) enum RawClaimOutcome {
     Claimed(Box<RawClaimed>),
-    Held { by: WorkerId, until_ms: i64 },
-    Ended(RunStatus),
+    Refused(ClaimRefusal),
     NotFound,
 }
 
@@ -364,8 +303,7 @@ impl RawClaimOutcome {
             RawClaimOutcome::Claimed(claimed) => {
                 ClaimOutcome::Claimed(Box::new((*claimed).decode()?))
             }
-            RawClaimOutcome::Held { by, until_ms } => ClaimOutcome::Held { by, until_ms },
-            RawClaimOutcome::Ended(status) => ClaimOutcome::Ended(status),
+            RawClaimOutcome::Refused(refusal) => refusal.into(),
             RawClaimOutcome::NotFound => ClaimOutcome::NotFound,
         })
     }

@@ -4,7 +4,7 @@
 //! another, writes between the check and the write.
 
 use cairn_core::RunStatus;
-use cairn_store::{CreateOutcome, Lease, RunId, StoreError, WorkerId};
+use cairn_store::{CreateOutcome, Lease, RunId, StoreError, WorkerId, rules};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use crate::{
@@ -60,20 +60,7 @@ pub(crate) fn fenced(
     worker: &WorkerId,
 ) -> Result<RunState> {
     let state = state_of(conn, id, key)?;
-    if state.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
-    if state.lease_owner.as_deref() != Some(worker.0.as_str()) {
-        return Err(StoreError::LeaseLost {
-            run: id,
-            worker: worker.clone(),
-        }
-        .into());
-    }
+    rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)?;
     Ok(state)
 }
 
@@ -127,12 +114,21 @@ pub(crate) fn write_events(
                 .execute(params![key, now])?;
             }
             Effect::RegisterHook {
+                key: step_key,
                 token,
                 schema,
-                timeout_at,
+                timeout_at_ms,
             } => {
-                let step_key = event.step_key.as_deref().unwrap_or_default();
-                crate::waits::register_hook(conn, key, step_key, token, schema, *timeout_at, now)?;
+                let step_key = step_key.as_str();
+                crate::waits::register_hook(
+                    conn,
+                    key,
+                    step_key,
+                    token,
+                    schema,
+                    *timeout_at_ms,
+                    now,
+                )?;
             }
             Effect::Status(status) => {
                 conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
@@ -148,16 +144,7 @@ pub(crate) fn write_events(
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
 pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateOutcome> {
     let key = run.id.to_string();
-    let (status, owner, expires, executions, ready_at) = match &run.lease {
-        Some(lease) => (
-            RunStatus::Running,
-            Some(&lease.worker.0),
-            Some(lease.expires_at_ms),
-            1,
-            lease.expires_at_ms,
-        ),
-        None => (RunStatus::Queued, None, None, 0, run.now_ms),
-    };
+    let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
     let (forked_run, forked_step) = run
         .forked_from
         .as_ref()
@@ -172,17 +159,17 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
         .execute(params![
             key,
             run.workflow,
-            status.as_str(),
+            start.status.as_str(),
             run.input,
             run.idempotency_key,
             run.parent_run_id,
             forked_run,
             forked_step,
             run.trigger,
-            executions,
-            owner,
-            expires,
-            ready_at,
+            start.executions,
+            start.lease_owner.map(|owner| &owner.0),
+            start.lease_expires_at_ms,
+            start.ready_at_ms,
             run.now_ms,
         ])?;
     if inserted == 0 {
@@ -237,17 +224,11 @@ pub(crate) fn claim_run(
     let Some(state) = load_state(conn, &key)? else {
         return Ok(RawClaimOutcome::NotFound);
     };
-    if state.status.is_terminal() {
-        return Ok(RawClaimOutcome::Ended(state.status));
-    }
-    if let (Some(owner), Some(until_ms)) = (state.lease_owner, state.lease_expires_at)
-        && owner != lease.worker.0
-        && until_ms > now
+    let owner = state.lease_owner.as_deref();
+    if let Err(refusal) =
+        rules::check_claim(state.status, owner, state.lease_expires_at, lease, now)
     {
-        return Ok(RawClaimOutcome::Held {
-            by: WorkerId(owner),
-            until_ms,
-        });
+        return Ok(RawClaimOutcome::Refused(refusal));
     }
     let claimed = take_lease(conn, &key, lease, now)?;
     Ok(RawClaimOutcome::Claimed(Box::new(claimed)))
@@ -341,13 +322,7 @@ pub(crate) fn cancel_run(
 ) -> Result<RunStatus> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
-    if state.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
+    rules::check_not_ended(id, state.status)?;
     write_events(
         conn,
         id,
@@ -368,13 +343,7 @@ pub(crate) fn retry_run(
 ) -> Result<()> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
-    if !matches!(state.status, RunStatus::Failed | RunStatus::Canceled) {
-        return Err(StoreError::NotRetryable {
-            run: id,
-            status: state.status,
-        }
-        .into());
-    }
+    rules::check_retryable(id, state.status)?;
     write_events(
         conn,
         id,

@@ -2,8 +2,8 @@
 //! event is appended, resumed by token, timed out by the executing worker). Writes run on the
 //! writer's connection inside its transaction, like `ops`; reads on a pooled reader.
 
-use cairn_core::{Event, RunStatus, StepKey};
-use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId};
+use cairn_core::{Event, StepKey};
+use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, WorkerId, rules};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
@@ -51,24 +51,21 @@ pub(crate) fn park_run(
     park: &Park,
     now: i64,
 ) -> Result<bool> {
-    debug_assert!(matches!(
-        park.status,
-        RunStatus::Sleeping | RunStatus::Waiting
-    ));
     let key = id.to_string();
     let state = fenced(conn, id, &key, worker)?;
-    let woken = u64::try_from(state.last_seq).unwrap_or(0) > park.known_seq;
-    let (status, ready_at) = if woken {
-        (RunStatus::Queued, now)
-    } else {
-        (park.status, park.wake_at_ms)
-    };
+    let last_seq = u64::try_from(state.last_seq).unwrap_or(0);
+    let target = rules::park_target(park, last_seq, now);
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, ready_at = ?3, lease_owner = NULL, lease_expires_at = NULL, \
          updated_at = ?4 WHERE id = ?1",
     )?
-    .execute(params![key, status.as_str(), ready_at, now])?;
-    Ok(!woken)
+    .execute(params![
+        key,
+        target.status.as_str(),
+        target.ready_at_ms,
+        now
+    ])?;
+    Ok(target.parked)
 }
 
 /// Resumes a pending hook: records `HookResumed` in its run's log and wakes a parked run.
@@ -78,16 +75,10 @@ pub(crate) fn resume_hook(
     payload: &serde_json::Value,
     now: i64,
 ) -> Result<HookRecord> {
-    let mut hook = pending_hook(conn, token)?;
+    let mut hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
     let key = hook.run_id.to_string();
     let run = state_of(conn, hook.run_id, &key)?;
-    if run.status.is_terminal() {
-        return Err(StoreError::RunEnded {
-            run: hook.run_id,
-            status: run.status,
-        }
-        .into());
-    }
+    rules::check_resumable(&hook, run.status)?;
     let resumed = PreparedEvent::new(&Event::HookResumed {
         key: hook.step_key.clone(),
         payload: payload.clone(),
@@ -123,10 +114,8 @@ pub(crate) fn time_out_hook(
     let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
     let key = hook.run_id.to_string();
     let run = fenced(conn, hook.run_id, &key, worker)?;
-    match hook.state {
-        HookState::Pending => {}
-        HookState::Resumed => return Ok(false),
-        state => return Err(not_pending(&hook, state).into()),
+    if !rules::check_time_out(&hook)? {
+        return Ok(false);
     }
     write_events(
         conn,
@@ -139,22 +128,6 @@ pub(crate) fn time_out_hook(
     conn.prepare_cached("UPDATE hooks SET state = 'timed_out', closed_at = ?2 WHERE token = ?1")?
         .execute(params![token, now])?;
     Ok(true)
-}
-
-fn pending_hook(conn: &Connection, token: &str) -> Result<HookRecord> {
-    let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
-    match hook.state {
-        HookState::Pending => Ok(hook),
-        state => Err(not_pending(&hook, state).into()),
-    }
-}
-
-fn not_pending(hook: &HookRecord, state: HookState) -> StoreError {
-    StoreError::HookNotPending {
-        run: hook.run_id,
-        step: hook.step_key.to_string(),
-        state,
-    }
 }
 
 /// One hook by token.

@@ -3,7 +3,9 @@
 //! [`Store`] is the one trait every backend implements: the engine's real operations on runs
 //! and their append-only event logs (create with idempotency, claim under a lease, fenced
 //! append, cancel, retry), not a generic key-value API. [`conformance`] is the test suite
-//! written once that every backend runs, so what one backend guarantees, all do.
+//! written once that every backend runs, so what one backend guarantees, all do. [`rules`]
+//! holds the contract's backend-independent decisions (an event's effect on its run, fencing,
+//! claims, parking, retries, hooks), shared by backends so they decide alike.
 //!
 //! **Architecture invariant:** backend tricks (group commit, `SKIP LOCKED`, notifications)
 //! live in the backend crates; this crate knows no database.
@@ -13,6 +15,7 @@ mod memory;
 mod types;
 
 pub mod conformance;
+pub mod rules;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;

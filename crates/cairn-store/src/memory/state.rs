@@ -8,12 +8,12 @@
 
 use std::{cmp::Reverse, collections::HashMap};
 
-use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus};
-use serde_json::Value;
+use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
     ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, HookState, Lease, NewRun, RunFilter,
     RunId, RunRecord, StoreError, StoreResult, WorkerId,
+    rules::{self, RunEffect},
 };
 
 /// Hooks by token.
@@ -74,68 +74,13 @@ impl RunEntry {
     }
 }
 
-/// What one event does to its run's row besides growing the log (the SQLite codec's
-/// `Effect`, hooks aside).
-enum Change {
-    /// The run ends: status, output, error, `finished_at`; the lease is freed.
-    End {
-        status: RunStatus,
-        output: Option<Value>,
-        error: Option<ErrorInfo>,
-    },
-    /// The run goes back to the queue: the end is forgotten, ready now, the lease freed.
-    Requeue,
-    /// The run moves to another unended status.
-    Status(RunStatus),
-}
-
-impl Change {
-    fn of(event: &Event) -> Option<Change> {
-        let status = event.resulting_status()?;
-        Some(match event {
-            Event::RunCompleted { output } => Change::End {
-                status,
-                output: Some(output.clone()),
-                error: None,
-            },
-            Event::RunFailed { error } => Change::End {
-                status,
-                output: None,
-                error: Some(error.clone()),
-            },
-            Event::RunCanceled { reason } => Change::End {
-                status,
-                output: None,
-                error: Some(canceled_error(reason)),
-            },
-            _ if status == RunStatus::Queued => Change::Requeue,
-            _ if status.is_terminal() => Change::End {
-                status,
-                output: None,
-                error: None,
-            },
-            _ => Change::Status(status),
-        })
-    }
-}
-
-/// The error a canceled run carries (as the SQLite backend words it).
-fn canceled_error(reason: &str) -> ErrorInfo {
-    let message = if reason.trim().is_empty() {
-        "run canceled".to_owned()
-    } else {
-        format!("run canceled: {reason}")
-    };
-    ErrorInfo::new(ErrorKind::Canceled, message)
-}
-
 /// A batch of events worked out against a run, not yet written.
 #[derive(Default)]
 struct Staged {
     /// The events, numbered and stamped.
     records: Vec<EventRecord>,
-    /// Their effects on the run's row, in order.
-    changes: Vec<Change>,
+    /// Their effects on the run's row, in order (hooks aside).
+    changes: Vec<RunEffect>,
     /// The hooks their `HookCreated` events register.
     hooks: Vec<HookRecord>,
 }
@@ -155,35 +100,39 @@ fn stage(
         if let Some(status) = ended {
             return Err(StoreError::RunEnded { run: id, status });
         }
-        if let Event::HookCreated {
-            key,
-            token,
-            schema,
-            timeout_at_ms,
-        } = &event
-        {
-            if hooks.contains_key(token) || staged.hooks.iter().any(|hook| hook.token == *token) {
-                // SQLite refuses the duplicate primary key, which it reports as `Corrupt`.
-                return Err(StoreError::Corrupt(format!(
-                    "run {id} created a hook with a token another hook already has ({key}); \
-                     hook tokens must be unique"
-                )));
+        match rules::run_effect(&event) {
+            RunEffect::None => {}
+            RunEffect::RegisterHook {
+                key,
+                token,
+                schema,
+                timeout_at_ms,
+            } => {
+                if hooks.contains_key(&token) || staged.hooks.iter().any(|hook| hook.token == token)
+                {
+                    // SQLite refuses the duplicate primary key, which it reports as `Corrupt`.
+                    return Err(StoreError::Corrupt(format!(
+                        "run {id} created a hook with a token another hook already has ({key}); \
+                         hook tokens must be unique"
+                    )));
+                }
+                staged.hooks.push(HookRecord {
+                    token,
+                    run_id: id,
+                    step_key: key,
+                    state: HookState::Pending,
+                    schema,
+                    created_at_ms: now,
+                    timeout_at_ms,
+                    closed_at_ms: None,
+                });
             }
-            staged.hooks.push(HookRecord {
-                token: token.clone(),
-                run_id: id,
-                step_key: key.clone(),
-                state: HookState::Pending,
-                schema: schema.clone(),
-                created_at_ms: now,
-                timeout_at_ms: *timeout_at_ms,
-                closed_at_ms: None,
-            });
-        } else if let Some(change) = Change::of(&event) {
-            if let Change::End { status, .. } = &change {
-                ended = Some(*status);
+            effect => {
+                if let Some(status) = effect.ends() {
+                    ended = Some(status);
+                }
+                staged.changes.push(effect);
             }
-            staged.changes.push(change);
         }
         staged.records.push(EventRecord {
             seq,
@@ -204,7 +153,8 @@ fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) {
     let mut ended = false;
     for change in staged.changes {
         match change {
-            Change::End {
+            RunEffect::None | RunEffect::RegisterHook { .. } => {}
+            RunEffect::End {
                 status,
                 output,
                 error,
@@ -217,7 +167,7 @@ fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) {
                 record.lease_expires_at_ms = None;
                 ended = true;
             }
-            Change::Requeue => {
+            RunEffect::Requeue => {
                 record.status = RunStatus::Queued;
                 record.output = None;
                 record.error = None;
@@ -226,7 +176,7 @@ fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) {
                 record.lease_expires_at_ms = None;
                 record.ready_at_ms = now;
             }
-            Change::Status(status) => record.status = status,
+            RunEffect::Status(status) => record.status = status,
         }
     }
     record.updated_at_ms = now;
@@ -271,16 +221,9 @@ impl State {
     /// The fencing rule: `worker` holds the lease of run `id`, which has not ended.
     pub(super) fn fenced(&mut self, id: RunId, worker: &WorkerId) -> StoreResult<&mut RunEntry> {
         let entry = self.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
-        let status = entry.record.status;
-        if status.is_terminal() {
-            return Err(StoreError::RunEnded { run: id, status });
-        }
-        if entry.record.lease_owner.as_ref() != Some(worker) {
-            return Err(StoreError::LeaseLost {
-                run: id,
-                worker: worker.clone(),
-            });
-        }
+        let record = &entry.record;
+        let owner = record.lease_owner.as_ref().map(|owner| owner.0.as_str());
+        rules::check_fence(id, record.status, owner, worker)?;
         Ok(entry)
     }
 
@@ -329,17 +272,14 @@ impl State {
         events.extend(history);
         let staged = stage(&self.hooks, id, 0, events, now_ms)?;
 
-        let (status, executions, ready_at_ms) = match &lease {
-            Some(lease) => (RunStatus::Running, 1, lease.expires_at_ms),
-            None => (RunStatus::Queued, 0, now_ms),
-        };
+        let start = rules::new_run_state(lease.as_ref(), now_ms);
         if let Some(key) = &idempotency_key {
             self.keys.insert((workflow.clone(), key.clone()), id);
         }
         let record = RunRecord {
             run_id: id,
             workflow,
-            status,
+            status: start.status,
             input,
             output: None,
             error: None,
@@ -347,10 +287,10 @@ impl State {
             parent_run_id,
             forked_from,
             trigger,
-            executions,
-            lease_owner: lease.as_ref().map(|lease| lease.worker.clone()),
-            lease_expires_at_ms: lease.map(|lease| lease.expires_at_ms),
-            ready_at_ms,
+            executions: start.executions,
+            lease_owner: start.lease_owner.cloned(),
+            lease_expires_at_ms: start.lease_expires_at_ms,
+            ready_at_ms: start.ready_at_ms,
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
             finished_at_ms: None,
@@ -410,17 +350,11 @@ impl State {
             return ClaimOutcome::NotFound;
         };
         let record = &entry.record;
-        if record.status.is_terminal() {
-            return ClaimOutcome::Ended(record.status);
-        }
-        if let (Some(owner), Some(until_ms)) = (&record.lease_owner, record.lease_expires_at_ms)
-            && *owner != lease.worker
-            && until_ms > now
-        {
-            return ClaimOutcome::Held {
-                by: owner.clone(),
-                until_ms,
-            };
+        let owner = record.lease_owner.as_ref().map(|owner| owner.0.as_str());
+        let claim =
+            rules::check_claim(record.status, owner, record.lease_expires_at_ms, lease, now);
+        if let Err(refusal) = claim {
+            return refusal.into();
         }
         ClaimOutcome::Claimed(Box::new(entry.take_lease(lease, now)))
     }
@@ -513,9 +447,7 @@ impl State {
         now: i64,
     ) -> StoreResult<RunStatus> {
         let status = self.entry(id)?.record.status;
-        if status.is_terminal() {
-            return Err(StoreError::RunEnded { run: id, status });
-        }
+        rules::check_not_ended(id, status)?;
         let canceled = Event::RunCanceled {
             reason: reason.to_owned(),
         };
@@ -525,10 +457,7 @@ impl State {
 
     /// Sends a failed or canceled run back to the queue with `RunRetried`.
     pub(crate) fn retry_run(&mut self, id: RunId, now: i64) -> StoreResult<()> {
-        let status = self.entry(id)?.record.status;
-        if !matches!(status, RunStatus::Failed | RunStatus::Canceled) {
-            return Err(StoreError::NotRetryable { run: id, status });
-        }
+        rules::check_retryable(id, self.entry(id)?.record.status)?;
         self.write_events(id, vec![Event::RunRetried], now)
     }
 }

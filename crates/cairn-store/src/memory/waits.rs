@@ -7,7 +7,9 @@ use std::cmp::Reverse;
 use cairn_core::{Event, RunStatus};
 
 use super::state::{Hooks, State, append_to};
-use crate::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, StoreResult, WorkerId};
+use crate::{
+    HookFilter, HookRecord, HookState, Park, RunId, StoreError, StoreResult, WorkerId, rules,
+};
 
 /// Closes `run`'s pending hooks (the run ended at `now`).
 pub(super) fn close_hooks(hooks: &mut Hooks, run: RunId, now: i64) {
@@ -16,15 +18,6 @@ pub(super) fn close_hooks(hooks: &mut Hooks, run: RunId, now: i64) {
             hook.state = HookState::Closed;
             hook.closed_at_ms = Some(now);
         }
-    }
-}
-
-/// The refusal of a hook that is no longer pending.
-fn not_pending(hook: &HookRecord) -> StoreError {
-    StoreError::HookNotPending {
-        run: hook.run_id,
-        step: hook.step_key.to_string(),
-        state: hook.state,
     }
 }
 
@@ -46,24 +39,15 @@ impl State {
         park: Park,
         now: i64,
     ) -> StoreResult<bool> {
-        debug_assert!(matches!(
-            park.status,
-            RunStatus::Sleeping | RunStatus::Waiting
-        ));
         let entry = self.fenced(id, worker)?;
-        let woken = entry.last_seq() > park.known_seq;
-        let (status, ready_at_ms) = if woken {
-            (RunStatus::Queued, now)
-        } else {
-            (park.status, park.wake_at_ms)
-        };
+        let target = rules::park_target(&park, entry.last_seq(), now);
         let record = &mut entry.record;
-        record.status = status;
-        record.ready_at_ms = ready_at_ms;
+        record.status = target.status;
+        record.ready_at_ms = target.ready_at_ms;
         record.lease_owner = None;
         record.lease_expires_at_ms = None;
         record.updated_at_ms = now;
-        Ok(!woken)
+        Ok(target.parked)
     }
 
     /// Resumes a pending hook: records `HookResumed` in its run's log, marks the hook
@@ -79,16 +63,8 @@ impl State {
             .get(token)
             .ok_or(StoreError::HookNotFound)?
             .clone();
-        if hook.state != HookState::Pending {
-            return Err(not_pending(&hook));
-        }
         let run = &self.entry(hook.run_id)?.record;
-        if run.status.is_terminal() {
-            return Err(StoreError::RunEnded {
-                run: hook.run_id,
-                status: run.status,
-            });
-        }
+        rules::check_resumable(&hook, run.status)?;
         let leased = run.lease_owner.is_some();
         let resumed = Event::HookResumed {
             key: hook.step_key.clone(),
@@ -121,10 +97,8 @@ impl State {
             .ok_or(StoreError::HookNotFound)?
             .clone();
         self.fenced(hook.run_id, worker)?;
-        match hook.state {
-            HookState::Pending => {}
-            HookState::Resumed => return Ok(false),
-            _ => return Err(not_pending(&hook)),
+        if !rules::check_time_out(&hook)? {
+            return Ok(false);
         }
         let (entry, hooks) = self.entry_and_hooks(hook.run_id)?;
         append_to(entry, hooks, vec![timed_out], now)?;
