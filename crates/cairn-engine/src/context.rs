@@ -245,21 +245,27 @@ impl RunContext {
     }
 
     /// Appends `event` durably (fenced by the lease), retrying transient store errors.
-    pub(crate) async fn record(&self, event: Event) -> Result<(), StoreError> {
+    /// Returns the time it was appended at.
+    pub(crate) async fn record(&self, event: Event) -> Result<i64, StoreError> {
+        self.record_all(vec![event]).await
+    }
+
+    /// Appends `events` durably in one write, like [`record`](Self::record).
+    pub(crate) async fn record_all(&self, events: Vec<Event>) -> Result<i64, StoreError> {
         let mut delay_ms = 20;
         loop {
             let now = self.shared.clock.now_ms();
             let result = self
                 .shared
                 .store
-                .append(self.run_id, &self.shared.worker, vec![event.clone()], now)
+                .append(self.run_id, &self.shared.worker, events.clone(), now)
                 .await;
             match result {
                 Ok(()) => {
-                    self.known_seq.fetch_add(1, Ordering::SeqCst);
-                    self.journal().apply(&event);
-                    self.shared.publish(self.run_id, now, event);
-                    return Ok(());
+                    for event in events {
+                        self.note_appended(event, now);
+                    }
+                    return Ok(now);
                 }
                 Err(err) if err.is_transient() && delay_ms <= 2_000 => {
                     tracing::warn!(run = %self.run_id, error = %err, "store unavailable; retrying the append");
@@ -273,8 +279,13 @@ impl RunContext {
 
     /// Like [`record`](Self::record), but a failure aborts the execution.
     pub(crate) async fn append(&self, event: Event) -> Result<(), Halted> {
-        match self.record(event).await {
-            Ok(()) => Ok(()),
+        self.append_all(vec![event]).await
+    }
+
+    /// Like [`record_all`](Self::record_all), but a failure aborts the execution.
+    pub(crate) async fn append_all(&self, events: Vec<Event>) -> Result<(), Halted> {
+        match self.record_all(events).await {
+            Ok(_) => Ok(()),
             Err(err) => {
                 self.abort(abort_for(err));
                 Err(Halted)
@@ -282,8 +293,9 @@ impl RunContext {
         }
     }
 
-    /// Takes note of an event the store appended for this execution by another operation
-    /// (a hook's timeout).
+    /// Takes note of an event appended for this execution (by `record_all`, or by another
+    /// store operation such as a hook's timeout): the journal, the known log length, the
+    /// progress display.
     pub(crate) fn note_appended(&self, event: Event, now: i64) {
         self.known_seq.fetch_add(1, Ordering::SeqCst);
         self.journal().apply(&event);

@@ -11,7 +11,7 @@ use cairn_core::{
 };
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, Lease, NewRun, RunFilter, RunId,
-    RunRecord, Store, WorkerId,
+    RunRecord, Store, WorkerId, rules,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
@@ -136,7 +136,13 @@ pub(crate) struct Shared {
     pub(crate) new_work: Notify,
     events: broadcast::Sender<RunEvent>,
     running: Mutex<HashMap<RunId, Arc<RunContext>>>,
+    /// Claims of runs this process created under its lease, not executed yet.
+    fresh: Mutex<HashMap<RunId, ClaimedRun>>,
 }
+
+/// Most fresh claims kept in memory (runs started with `execute_here` but not executed yet);
+/// beyond it a run is read back from the store when executed.
+const MAX_FRESH_CLAIMS: usize = 10_000;
 
 impl Shared {
     pub(crate) fn publish(&self, run_id: RunId, at_ms: i64, event: Event) {
@@ -171,6 +177,20 @@ impl Shared {
             .remove(&run_id);
     }
 
+    fn remember_fresh(&self, claim: ClaimedRun) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        if fresh.len() < MAX_FRESH_CLAIMS {
+            fresh.insert(claim.run.run_id, claim);
+        }
+    }
+
+    fn take_fresh(&self, run_id: RunId) -> Option<ClaimedRun> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&run_id)
+    }
+
     fn executing(&self, run_id: RunId) -> Option<Arc<RunContext>> {
         self.running
             .lock()
@@ -186,6 +206,18 @@ impl Shared {
         run_id: RunId,
         workflow: Option<Arc<dyn ErasedWorkflow>>,
     ) -> Result<RunRecord, EngineError> {
+        if let Some(claimed) = self.take_fresh(run_id) {
+            match execute(self.clone(), claimed, workflow.clone()).await {
+                ExecEnd::Ended(Some(run)) => return Ok(*run),
+                ExecEnd::NotExecutable(workflow) => {
+                    return Err(EngineError::NotExecutable {
+                        run: run_id,
+                        workflow,
+                    });
+                }
+                _ => {}
+            }
+        }
         loop {
             let run = self
                 .store
@@ -226,7 +258,8 @@ impl Shared {
                         let run = self.store.get_run(run_id).await?;
                         return run.ok_or(EngineError::RunNotFound(run_id));
                     }
-                    ExecEnd::Ended | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
+                    ExecEnd::Ended(Some(run)) => return Ok(*run),
+                    ExecEnd::Ended(None) | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
                 },
                 None => {
                     // Parked runs wake at their time (or sooner, on a resume); others are
@@ -357,6 +390,7 @@ impl EngineBuilder {
                 new_work: Notify::new(),
                 events,
                 running: Mutex::new(HashMap::new()),
+                fresh: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -453,21 +487,24 @@ impl Engine {
                 "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
             )));
         }
-        let outcome = shared
-            .store
-            .create_run(NewRun {
-                id: RunId::new(),
-                workflow: slug.to_owned(),
-                input,
-                idempotency_key: options.idempotency_key,
-                parent_run_id: None,
-                forked_from: None,
-                trigger: options.trigger.unwrap_or_else(|| "api".to_owned()),
-                history: Vec::new(),
-                lease: options.execute_here.then(|| shared.lease()),
-                now_ms: shared.clock.now_ms(),
-            })
-            .await?;
+        let new = NewRun {
+            id: RunId::new(),
+            workflow: slug.to_owned(),
+            input,
+            idempotency_key: options.idempotency_key,
+            parent_run_id: None,
+            forked_from: None,
+            trigger: options.trigger.unwrap_or_else(|| "api".to_owned()),
+            history: Vec::new(),
+            lease: options.execute_here.then(|| shared.lease()),
+            now_ms: shared.clock.now_ms(),
+        };
+        // A run this process will execute needs no read-back: keep its claim in memory.
+        let claim = rules::created_claim(&new);
+        let outcome = shared.store.create_run(new).await?;
+        if let Some(claim) = claim.filter(|_| outcome.created) {
+            shared.remember_fresh(claim);
+        }
         shared.new_work.notify_waiters();
         Ok(Started {
             run_id: outcome.run_id,

@@ -16,8 +16,9 @@ use crate::{
 /// How an execution ended.
 #[derive(Debug)]
 pub(crate) enum ExecEnd {
-    /// The run ended (succeeded, failed or canceled) or this execution recorded its end.
-    Ended,
+    /// The run ended (succeeded, failed or canceled); with its final record when this
+    /// execution recorded the end.
+    Ended(Option<Box<cairn_store::RunRecord>>),
     /// The engine is stopping; the run went back to the queue.
     Released,
     /// Every path waits (a sleep, a hook): the run is parked in the store.
@@ -110,9 +111,11 @@ pub(crate) async fn execute(
     };
     drop(heartbeat);
     let end = match ending {
-        Some(event) => match ctx.record(event).await {
-            Ok(()) => ExecEnd::Ended,
-            Err(StoreError::RunEnded { .. }) => ExecEnd::Ended,
+        Some(event) => match ctx.record(event.clone()).await {
+            Ok(at_ms) => ExecEnd::Ended(
+                cairn_store::rules::ended_record(run.clone(), &event, at_ms).map(Box::new),
+            ),
+            Err(StoreError::RunEnded { .. }) => ExecEnd::Ended(None),
             Err(err) => {
                 tracing::warn!(run = %run.run_id, error = %err, "could not record the end of the run");
                 ExecEnd::Lost

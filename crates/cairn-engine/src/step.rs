@@ -320,15 +320,26 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         if run.flush_hooks().await.is_err() {
             return halt().await;
         }
-        let started = Event::StepStarted {
+        let mut started = Some(Event::StepStarted {
             key: key.clone(),
             kind: StepKind::Action,
             slug: slug.to_owned(),
             input: input.clone(),
             attempt,
+        });
+        let attempt_run = attempt_action(&action, &run, &key, &input, attempt);
+        tokio::pin!(attempt_run);
+        let result = tokio::select! {
+            biased;
+            result = &mut attempt_run => result,
+            () = tokio::time::sleep(STARTED_EVENT_DELAY) => {
+                // Still running: show it in flight now rather than with its outcome.
+                if let Some(started) = started.take() {
+                    run.append_in_background(started);
+                }
+                attempt_run.await
+            }
         };
-        run.append_in_background(started);
-        let result = attempt_action(&action, &run, &key, &input, attempt).await;
         let error = match result.and_then(|output| encode_output(&action, &run, &key, output)) {
             Ok((output, value)) => {
                 let done = Event::StepCompleted {
@@ -337,7 +348,11 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
                     slug: slug.to_owned(),
                     output: value,
                 };
-                if run.append(done).await.is_err() {
+                if run
+                    .append_all(started.into_iter().chain([done]).collect())
+                    .await
+                    .is_err()
+                {
                     return halt().await;
                 }
                 return Ok(output);
@@ -346,27 +361,49 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         };
         let retryable = error.retryable;
         let info = error.into_info();
-        if retryable && action.retry.allows_another(attempt) {
+        let (outcome, step_error) = if retryable && action.retry.allows_another(attempt) {
             let now = run.shared.clock.now_ms();
             let delay = action.retry.backoff(attempt, random_unit());
             let retry_at_ms = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             tracing::info!(run = %run.run_id, step = %key, attempt, error = %info.message, "step attempt failed; retrying");
-            let failed = Event::StepAttemptFailed {
-                key: key.clone(),
-                attempt,
-                error: info,
-                retry_at_ms,
-            };
-            if run.append(failed).await.is_err() {
-                return halt().await;
-            }
-            attempt += 1;
             not_before_ms = Some(retry_at_ms);
-            continue;
+            (
+                Event::StepAttemptFailed {
+                    key: key.clone(),
+                    attempt,
+                    error: info,
+                    retry_at_ms,
+                },
+                None,
+            )
+        } else {
+            let error = info.at_step(key.clone());
+            let failed = Event::StepFailed {
+                key: key.clone(),
+                kind: StepKind::Action,
+                slug: slug.to_owned(),
+                error: error.clone(),
+                attempts: attempt,
+            };
+            (failed, Some(StepError::new(error)))
+        };
+        if run
+            .append_all(started.into_iter().chain([outcome]).collect())
+            .await
+            .is_err()
+        {
+            return halt().await;
         }
-        return Err(fail_step(&run, &key, StepKind::Action, slug, info, attempt).await);
+        match step_error {
+            Some(err) => return Err(err),
+            None => attempt += 1,
+        }
     }
 }
+
+/// A step still running after this long has its `StepStarted` written at once, so inspection
+/// shows it in flight; a faster one writes it together with its outcome, in one commit.
+const STARTED_EVENT_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs one attempt of the action body on its own task, with its timeout and the run's
 /// cancellation signal.

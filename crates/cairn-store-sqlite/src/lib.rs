@@ -70,7 +70,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             max_batch: 512,
-            max_idle_readers: 4,
+            max_idle_readers: 32,
         }
     }
 }

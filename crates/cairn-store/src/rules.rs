@@ -8,10 +8,13 @@
 //! keep the storing: their SQL, their encoding of payloads, their locking. So a rule is
 //! written once, and the in-memory, SQLite and PostgreSQL backends cannot drift apart on it.
 
-use cairn_core::{ErrorInfo, ErrorKind, Event, RunStatus, StepKey};
+use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
 use serde_json::Value;
 
-use crate::{ClaimOutcome, HookRecord, HookState, Lease, Park, RunId, StoreError, WorkerId};
+use crate::{
+    ClaimOutcome, ClaimedRun, HookRecord, HookState, Lease, NewRun, Park, RunId, RunRecord, StoreError,
+    WorkerId,
+};
 
 /// What appending one event does to its run's row, besides growing the log.
 ///
@@ -263,6 +266,57 @@ pub fn new_run_state(lease: Option<&Lease>, now_ms: i64) -> NewRunState<'_> {
             ready_at_ms: now_ms,
         },
     }
+}
+
+/// The claim a run created under a lease starts with, exactly as a store would hand it out:
+/// its record and its log (`RunCreated`, then the history, numbered from 1). `None` for a run
+/// created without a lease. Lets the creating process execute the run without reading it
+/// back.
+pub fn created_claim(run: &NewRun) -> Option<ClaimedRun> {
+    let lease = run.lease.as_ref()?;
+    let state = new_run_state(Some(lease), run.now_ms);
+    let created = Event::RunCreated { workflow: run.workflow.clone(), input: run.input.clone() };
+    let events = std::iter::once(created)
+        .chain(run.history.iter().cloned())
+        .zip(1u64..)
+        .map(|(event, seq)| EventRecord { seq, at_ms: run.now_ms, event })
+        .collect();
+    let record = RunRecord {
+        run_id: run.id,
+        workflow: run.workflow.clone(),
+        status: state.status,
+        input: run.input.clone(),
+        output: None,
+        error: None,
+        idempotency_key: run.idempotency_key.clone(),
+        parent_run_id: run.parent_run_id,
+        forked_from: run.forked_from.clone(),
+        trigger: run.trigger.clone(),
+        executions: state.executions,
+        lease_owner: state.lease_owner.cloned(),
+        lease_expires_at_ms: state.lease_expires_at_ms,
+        ready_at_ms: state.ready_at_ms,
+        created_at_ms: run.now_ms,
+        updated_at_ms: run.now_ms,
+        finished_at_ms: None,
+    };
+    Some(ClaimedRun { run: record, events })
+}
+
+/// A run's record after `ending` (an event whose effect ends the run) was appended at
+/// `now_ms`, as the store now holds it. `None` if the event does not end a run.
+pub fn ended_record(mut run: RunRecord, ending: &Event, now_ms: i64) -> Option<RunRecord> {
+    let RunEffect::End { status, output, error } = run_effect(ending) else {
+        return None;
+    };
+    run.status = status;
+    run.output = output;
+    run.error = error;
+    run.finished_at_ms = Some(now_ms);
+    run.updated_at_ms = now_ms;
+    run.lease_owner = None;
+    run.lease_expires_at_ms = None;
+    Some(run)
 }
 
 /// What [`park_target`] decides: the status and `ready_at` a parked run gets (its lease is
