@@ -11,7 +11,7 @@ use cairn_store::{RunId, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{engine::Shared, error::StepError};
+use crate::{error::StepError, shared::Shared};
 
 /// How the message of a step that replay-only mode refused ends.
 pub const UNRECORDED: &str = "which the recorded history does not have";

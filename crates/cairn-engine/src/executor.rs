@@ -8,7 +8,7 @@ use cairn_store::{ClaimedRun, Park, StoreError};
 
 use crate::{
     context::{Abort, RunContext, Scope},
-    engine::Shared,
+    shared::Shared,
     step::json_size,
     workflow::{ErasedWorkflow, WorkflowCtx},
 };

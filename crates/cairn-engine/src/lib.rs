@@ -15,6 +15,7 @@ mod executor;
 mod registry;
 mod resume;
 mod schema;
+mod shared;
 mod step;
 mod wait;
 mod worker;
