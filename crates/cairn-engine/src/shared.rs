@@ -116,6 +116,10 @@ impl Shared {
                         workflow,
                     });
                 }
+                ExecEnd::Parked if self.config.return_when_parked => {
+                    let run = self.store.get_run(run_id).await?;
+                    return run.ok_or(EngineError::RunNotFound(run_id));
+                }
                 _ => {}
             }
         }
