@@ -110,12 +110,23 @@ fn a_worker_killed_mid_load_is_taken_over_without_repeating_completed_steps() {
     let total = 150;
     enqueue(&sandbox, "slow-steps", total);
     let mut victim = sandbox.spawn(&["worker", "--concurrency", "64"]);
-    // The victim takes most runs (64 at a time), so it holds some when it is killed.
+    let killed = victim.id().to_string();
+    let victim_steps = |sandbox: &Sandbox| {
+        sandbox
+            .ledger_lines()
+            .iter()
+            .filter(|line| line.ends_with(&format!("|{killed}")))
+            .count()
+    };
+    // The victim starts first and takes most runs (64 at a time), so it holds some when it
+    // is killed; another worker shares the load meanwhile.
+    wait_for("the victim to work", Duration::from_secs(60), || {
+        victim_steps(&sandbox) > 0
+    });
     let mut others = vec![sandbox.spawn(&["worker", "--concurrency", "4"])];
     wait_for("a third of the runs", Duration::from_secs(120), || {
         succeeded(&sandbox) >= total / 3
     });
-    let killed = victim.id().to_string();
     victim.kill().expect("kill -9");
     victim.wait().ok();
     others.push(sandbox.spawn(&["worker"]));

@@ -25,6 +25,16 @@ use crate::{
     workflow::ErasedWorkflow,
 };
 
+/// What `drive` does next.
+enum Step {
+    /// The run ended (or the engine is stopping): return it.
+    Done(RunRecord),
+    /// Execute it here.
+    Execute(ClaimedRun),
+    /// Wait until this time (unix ms), a wake-up, or the poll interval.
+    Wait(i64),
+}
+
 /// What every execution in this process shares.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
@@ -107,9 +117,29 @@ impl Shared {
         run_id: RunId,
         workflow: Option<Arc<dyn ErasedWorkflow>>,
     ) -> Result<RunRecord, EngineError> {
-        if let Some(claimed) = self.take_fresh(run_id) {
+        // A run this process just created is executed from memory, without reading it back.
+        let mut fresh = self.take_fresh(run_id);
+        loop {
+            let (claimed, wake) = match fresh.take() {
+                Some(claimed) => (Some(claimed), i64::MAX),
+                None => match self.claim_for_drive(run_id).await? {
+                    Step::Done(run) => return Ok(run),
+                    Step::Execute(claimed) => (Some(claimed), i64::MAX),
+                    Step::Wait(wake) => (None, wake),
+                },
+            };
+            let Some(claimed) = claimed else {
+                // Parked runs wake at their time (or sooner, on a resume); others are looked
+                // at again after the poll interval.
+                tokio::select! {
+                    () = self.clock.sleep_until(wake) => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    () = self.new_work.notified() => {}
+                    () = self.stopping.cancelled() => {}
+                }
+                continue;
+            };
             match execute(self.clone(), claimed, workflow.clone()).await {
-                ExecEnd::Ended(Some(run)) => return Ok(*run),
                 ExecEnd::NotExecutable(workflow) => {
                     return Err(EngineError::NotExecutable {
                         run: run_id,
@@ -120,63 +150,41 @@ impl Shared {
                     let run = self.store.get_run(run_id).await?;
                     return run.ok_or(EngineError::RunNotFound(run_id));
                 }
-                _ => {}
+                ExecEnd::Ended(Some(run)) => return Ok(*run),
+                ExecEnd::Ended(None) | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
             }
         }
-        loop {
-            let run = self
-                .store
-                .get_run(run_id)
-                .await?
-                .ok_or(EngineError::RunNotFound(run_id))?;
-            if run.status.is_terminal() || self.stopping.is_cancelled() {
-                return Ok(run);
-            }
-            let now = self.clock.now_ms();
-            let harness = self.config.return_when_parked;
-            let parked = !harness
-                && matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
-                && run.lease_owner.is_none()
-                && run.ready_at_ms > now;
-            let wake = if parked { run.ready_at_ms } else { i64::MAX };
-            let claimed = if parked || self.executing(run_id).is_some() {
-                None
-            } else if run.lease_owner.as_ref() == Some(&self.worker) {
-                let events = self.store.events(run_id).await?;
-                Some(ClaimedRun { run, events })
-            } else {
-                match self.store.claim_run(run_id, &self.lease(), now).await? {
-                    ClaimOutcome::Claimed(claimed) => Some(*claimed),
-                    ClaimOutcome::Held { .. } | ClaimOutcome::Ended(_) => None,
-                    ClaimOutcome::NotFound => return Err(EngineError::RunNotFound(run_id)),
-                }
-            };
-            match claimed {
-                Some(claimed) => match execute(self.clone(), claimed, workflow.clone()).await {
-                    ExecEnd::NotExecutable(workflow) => {
-                        return Err(EngineError::NotExecutable {
-                            run: run_id,
-                            workflow,
-                        });
-                    }
-                    ExecEnd::Parked if self.config.return_when_parked => {
-                        let run = self.store.get_run(run_id).await?;
-                        return run.ok_or(EngineError::RunNotFound(run_id));
-                    }
-                    ExecEnd::Ended(Some(run)) => return Ok(*run),
-                    ExecEnd::Ended(None) | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked => {}
-                },
-                None => {
-                    // Parked runs wake at their time (or sooner, on a resume); others are
-                    // looked at again after the poll interval.
-                    tokio::select! {
-                        () = self.clock.sleep_until(wake) => {}
-                        () = tokio::time::sleep(self.config.poll_interval) => {}
-                        () = self.new_work.notified() => {}
-                        () = self.stopping.cancelled() => {}
-                    }
-                }
-            }
+    }
+
+    /// What `drive` does next with a run, as the store has it.
+    async fn claim_for_drive(&self, run_id: RunId) -> Result<Step, EngineError> {
+        let run = self
+            .store
+            .get_run(run_id)
+            .await?
+            .ok_or(EngineError::RunNotFound(run_id))?;
+        if run.status.is_terminal() || self.stopping.is_cancelled() {
+            return Ok(Step::Done(run));
+        }
+        let now = self.clock.now_ms();
+        let parked = !self.config.return_when_parked
+            && matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
+            && run.lease_owner.is_none()
+            && run.ready_at_ms > now;
+        if parked {
+            return Ok(Step::Wait(run.ready_at_ms));
+        }
+        if self.executing(run_id).is_some() {
+            return Ok(Step::Wait(i64::MAX));
+        }
+        if run.lease_owner.as_ref() == Some(&self.worker) {
+            let events = self.store.events(run_id).await?;
+            return Ok(Step::Execute(ClaimedRun { run, events }));
+        }
+        match self.store.claim_run(run_id, &self.lease(), now).await? {
+            ClaimOutcome::Claimed(claimed) => Ok(Step::Execute(*claimed)),
+            ClaimOutcome::Held { .. } | ClaimOutcome::Ended(_) => Ok(Step::Wait(i64::MAX)),
+            ClaimOutcome::NotFound => Err(EngineError::RunNotFound(run_id)),
         }
     }
 
