@@ -3,7 +3,12 @@
 //!
 //! ```sh
 //! cargo run --release -p cairn-bench -- [--workflows N] [--steps K] [--concurrency 32,256]
+//! cargo run --release -p cairn-bench -- --store postgres [--database-url URL] [--pg-workers 1,2,4]
 //! ```
+//!
+//! With `--store postgres` the raw limit is the server's single-row commit rate and the
+//! throughput comes from W worker processes (this binary again, in the hidden
+//! `--worker-child` mode) draining a queue; see `cairn_bench::postgres`.
 //!
 //! Paths are relative to the current directory (run it from the workspace root). Each run
 //! works in a fresh sub-directory of `--data-dir`, removed at the end unless `--keep-data`.
@@ -18,6 +23,7 @@ use std::{
 use anyhow::{Context, ensure};
 use cairn_bench::{
     baseline::{self, BaselineOptions},
+    postgres::{self, PgOptions, child::ChildArgs},
     report::{Memory, Ratios, Report, Settings, check_targets},
     scenarios, system,
     workload::{noop_workflow, open_engine},
@@ -25,15 +31,16 @@ use cairn_bench::{
 use cairn_store_sqlite::SqliteOptions;
 use clap::{Parser, ValueEnum};
 
-/// Measures Cairn on the embedded SQLite store: raw limits, sequential latency, concurrent
-/// throughput, machine-independent ratios and memory.
+/// Measures Cairn on the embedded SQLite store (or PostgreSQL): raw limits, sequential
+/// latency, concurrent throughput, machine-independent ratios and memory.
 #[derive(Debug, Parser)]
 #[command(name = "cairn-bench", version)]
 struct Cli {
     /// Workflows run one after another in the sequential test.
     #[arg(long, default_value_t = 300)]
     workflows: usize,
-    /// Workflows per concurrent test (and for the worker mode) [default: 10 × --workflows].
+    /// Workflows per concurrent test (and for the worker mode; PostgreSQL: runs drained per
+    /// worker count) [default: 10 × --workflows; PostgreSQL: 30 × --workflows].
     #[arg(long)]
     concurrent_workflows: Option<usize>,
     /// No-op steps per workflow.
@@ -70,31 +77,67 @@ struct Cli {
     /// Skip the queue-drained worker mode.
     #[arg(long)]
     skip_worker: bool,
-    /// Keep this run's databases.
+    /// Keep this run's databases (PostgreSQL: its schemas).
     #[arg(long)]
     keep_data: bool,
+    /// PostgreSQL: the server (its schemas `cairn_bench_*` are made and dropped).
+    #[arg(long, env = "CAIRN_DATABASE_URL", default_value = postgres::DEFAULT_URL)]
+    database_url: String,
+    /// PostgreSQL: worker process counts, each draining a fresh queue of
+    /// --concurrent-workflows runs.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4])]
+    pg_workers: Vec<usize>,
+    /// PostgreSQL: most runs each worker executes at once (`max_concurrent_runs`).
+    #[arg(long, default_value_t = 256)]
+    worker_concurrency: usize,
+    /// PostgreSQL: clients of the concurrent raw-commit reference.
+    #[arg(long, default_value_t = 32)]
+    pg_clients: usize,
+    /// PostgreSQL: one-row transactions per client in that reference.
+    #[arg(long, default_value_t = 125)]
+    pg_client_commits: usize,
+    /// Internal: run as one worker process of the PostgreSQL measurement.
+    #[arg(long, hide = true)]
+    worker_child: bool,
+    /// Internal: the worker process's schema.
+    #[arg(long, hide = true, default_value = "")]
+    child_schema: String,
+    /// Internal: the worker process's index.
+    #[arg(long, hide = true, default_value_t = 0)]
+    child_index: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum StoreKind {
     /// The embedded SQLite store.
     Sqlite,
-    /// PostgreSQL (not available yet).
+    /// PostgreSQL (`--database-url`): raw commits, sequential latency, W worker processes.
     Postgres,
 }
+
+/// PostgreSQL's default runs drained per worker count, per sequential workflow: enough for
+/// the drains to last seconds, so the start (every worker claiming a full batch) weighs little.
+const PG_DRAINED_PER_WORKFLOW: usize = 30;
 
 /// The largest batch the SQLite writer commits at once (`SqliteOptions::max_batch`'s default).
 const WRITER_MAX_BATCH: usize = 512;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.store == StoreKind::Postgres {
-        eprintln!(
-            "error: --store postgres is not available yet: the PostgreSQL backend lands with issue 6; use --store sqlite"
-        );
-        return ExitCode::from(2);
-    }
-    match run(&cli) {
+    let result = if cli.worker_child {
+        postgres::child::child_main(&ChildArgs {
+            url: cli.database_url.clone(),
+            schema: cli.child_schema.clone(),
+            index: cli.child_index,
+            concurrency: cli.worker_concurrency,
+            steps: cli.steps,
+        })
+    } else if cli.store == StoreKind::Postgres {
+        run_postgres(&cli)
+    } else {
+        run(&cli)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -125,6 +168,31 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     let report = result?;
+    print!("{}", report.render());
+    report.write_json(&cli.json)?;
+    println!("results written to {}", cli.json.display());
+    Ok(())
+}
+
+fn run_postgres(cli: &Cli) -> anyhow::Result<()> {
+    let options = PgOptions {
+        url: cli.database_url.clone(),
+        workflows: cli.workflows,
+        warmup: cli.warmup,
+        drained_workflows: cli
+            .concurrent_workflows
+            .unwrap_or(cli.workflows * PG_DRAINED_PER_WORKFLOW),
+        steps: cli.steps,
+        workers: cli.pg_workers.clone(),
+        worker_concurrency: cli.worker_concurrency.max(1),
+        enqueue_concurrency: cli.concurrency.iter().copied().max().unwrap_or(1).max(1),
+        raw_commits: cli.baseline_commits.max(1),
+        raw_clients: cli.pg_clients.max(1),
+        raw_client_commits: cli.pg_client_commits.max(1),
+        exe: std::env::current_exe().context("finding this binary to start workers")?,
+        keep_data: cli.keep_data,
+    };
+    let report = postgres::measure(&options)?;
     print!("{}", report.render());
     report.write_json(&cli.json)?;
     println!("results written to {}", cli.json.display());

@@ -214,20 +214,20 @@ pub fn duration(us: f64) -> String {
     }
 }
 
-fn mib(kib: Option<u64>) -> String {
+pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(
         || "n/a".into(),
         |kib| format!("{:.1} MiB", kib as f64 / 1024.0),
     )
 }
 
-fn cpu(level: &Throughput) -> String {
+pub(crate) fn cpu(level: &Throughput) -> String {
     level
         .cpu_us_per_wf
         .map_or_else(|| "CPU n/a".into(), |us| format!("CPU {us:.0} µs/wf"))
 }
 
-fn percentiles(level: &Throughput) -> (String, String) {
+pub(crate) fn percentiles(level: &Throughput) -> (String, String) {
     level.latency.map_or_else(
         || ("—".into(), "—".into()),
         |l| (duration(l.p50_us), duration(l.p99_us)),

@@ -50,7 +50,8 @@ pub struct Throughput {
 }
 
 impl Throughput {
-    fn new(
+    /// The figures of `workflows` runs (of `steps` steps) measured since `clock` started.
+    pub fn new(
         workflows: usize,
         concurrency: usize,
         steps: usize,
@@ -78,13 +79,14 @@ impl Throughput {
 }
 
 /// When a measurement started, by the wall clock and by the process's CPU time.
-struct Clock {
+pub struct Clock {
     wall: Instant,
     cpu_us: Option<u64>,
 }
 
 impl Clock {
-    fn start() -> Clock {
+    /// Starts measuring now.
+    pub fn start() -> Clock {
         Clock {
             cpu_us: system::cpu_time_us(),
             wall: Instant::now(),
@@ -225,7 +227,7 @@ pub async fn drained(
 }
 
 /// Creates `workflows` queued runs with `concurrency` callers; returns their ids.
-async fn enqueue(
+pub async fn enqueue(
     engine: &Engine,
     workflow: &Workflow<Count, Count>,
     workflows: usize,

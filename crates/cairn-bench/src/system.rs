@@ -22,6 +22,35 @@ pub fn cpu_time_us() -> Option<u64> {
     parse_cpu_ticks(&stat).map(|ticks| ticks * 10_000)
 }
 
+/// The whole machine's CPU time so far, from the first line of `/proc/stat`, in ticks:
+/// `(busy, total)`, where idle and iowait count as not busy.
+pub fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_ticks(&stat)
+}
+
+/// `(busy, total)` ticks of the `cpu` line of a `/proc/stat` text.
+fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// The share of the machine's CPUs busy between two [`machine_cpu_ticks`] readings.
+pub fn busy_share(start: (u64, u64), end: (u64, u64)) -> Option<f64> {
+    let total = end.1.checked_sub(start.1)?;
+    let busy = end.0.checked_sub(start.0)?;
+    (total > 0).then(|| busy as f64 / total as f64)
+}
+
 /// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line, in ticks.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces: count after it.
@@ -128,6 +157,14 @@ mod tests {
         let stat = "1234 (cairn bench) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 3 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert!(cpu_time_us().is_some());
+    }
+
+    #[test]
+    fn machine_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n";
+        assert_eq!(parse_machine_ticks(stat), Some((160, 1000)));
+        assert_eq!(busy_share((160, 1000), (360, 1400)), Some(0.5));
+        assert!(machine_cpu_ticks().is_some());
     }
 
     #[test]

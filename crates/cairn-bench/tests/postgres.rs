@@ -1,0 +1,98 @@
+//! `--store postgres` end to end, with tiny sizes: the binary measures the raw commits, the
+//! sequential latency and two worker-process counts on the test server
+//! (`CAIRN_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`), writes its
+//! JSON and drops its schemas.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+
+fn database_url() -> String {
+    std::env::var("CAIRN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+#[test]
+fn a_tiny_postgres_run_reports_every_figure() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn-bench"))
+        .args(["--store", "postgres", "--database-url", &database_url()])
+        .args([
+            "--workflows",
+            "5",
+            "--warmup",
+            "2",
+            "--concurrent-workflows",
+            "40",
+        ])
+        .args(["--baseline-commits", "20", "--pg-clients", "4"])
+        .args(["--pg-client-commits", "5", "--pg-workers", "1,2"])
+        .args(["--worker-concurrency", "8", "--concurrency", "8"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run cairn-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cairn-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for row in [
+        "raw PG: 1 row",
+        "sequential: 5 wf",
+        "W=1 worker",
+        "W=2 worker",
+    ] {
+        assert!(stdout.contains(row), "no {row:?} row in:\n{stdout}");
+    }
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
+            .expect("valid JSON");
+    assert_eq!(report["settings"]["store"], "postgres");
+    assert_eq!(report["baseline"]["single"]["commits"], 20);
+    assert_eq!(report["baseline"]["concurrent"]["commits"], 20);
+    assert!(report["baseline"]["single"]["ops_per_sec"].as_f64() > Some(0.0));
+    assert_eq!(report["sequential"]["latency"]["count"], 5);
+    let workers = report["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2);
+    for (run, count) in workers.iter().zip([1, 2]) {
+        assert_eq!(run["workers"], count);
+        assert_eq!(run["drain"]["workflows"], 40);
+        assert!(run["drain"]["steps_per_sec"].as_f64() > Some(0.0));
+        let children = run["children"].as_array().expect("children");
+        assert_eq!(children.len(), count);
+        let pids: std::collections::HashSet<_> =
+            children.iter().map(|child| child["pid"].clone()).collect();
+        assert_eq!(pids.len(), count, "each worker is a process of its own");
+    }
+    let ratios = report["ratios"]["steps_per_sec_over_single_commits"]
+        .as_array()
+        .expect("ratios");
+    assert_eq!(ratios.len(), 2);
+
+    // The run's schemas are gone.
+    let prefix = report["settings"]["schema_prefix"]
+        .as_str()
+        .expect("schema prefix")
+        .to_owned();
+    assert!(prefix.starts_with("cairn_bench_"), "{prefix}");
+    let left = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let mut conn = PgConnection::connect(&database_url()).await?;
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, $1)",
+            )
+            .bind(format!("{prefix}_"))
+            .fetch_one(&mut conn)
+            .await
+        })
+        .expect("count schemas");
+    assert_eq!(left, 0, "schemas {prefix}_* were not dropped");
+}
