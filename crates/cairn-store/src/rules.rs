@@ -12,8 +12,8 @@ use cairn_core::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKey};
 use serde_json::Value;
 
 use crate::{
-    ClaimOutcome, ClaimedRun, HookRecord, HookState, Lease, NewRun, Park, RunId, RunRecord, StoreError,
-    WorkerId,
+    ClaimOutcome, ClaimedRun, HookRecord, HookState, Lease, NewRun, Park, RunId, RunRecord,
+    StoreError, WorkerId,
 };
 
 /// What appending one event does to its run's row, besides growing the log.
@@ -275,11 +275,18 @@ pub fn new_run_state(lease: Option<&Lease>, now_ms: i64) -> NewRunState<'_> {
 pub fn created_claim(run: &NewRun) -> Option<ClaimedRun> {
     let lease = run.lease.as_ref()?;
     let state = new_run_state(Some(lease), run.now_ms);
-    let created = Event::RunCreated { workflow: run.workflow.clone(), input: run.input.clone() };
+    let created = Event::RunCreated {
+        workflow: run.workflow.clone(),
+        input: run.input.clone(),
+    };
     let events = std::iter::once(created)
         .chain(run.history.iter().cloned())
         .zip(1u64..)
-        .map(|(event, seq)| EventRecord { seq, at_ms: run.now_ms, event })
+        .map(|(event, seq)| EventRecord {
+            seq,
+            at_ms: run.now_ms,
+            event,
+        })
         .collect();
     let record = RunRecord {
         run_id: run.id,
@@ -300,13 +307,21 @@ pub fn created_claim(run: &NewRun) -> Option<ClaimedRun> {
         updated_at_ms: run.now_ms,
         finished_at_ms: None,
     };
-    Some(ClaimedRun { run: record, events })
+    Some(ClaimedRun {
+        run: record,
+        events,
+    })
 }
 
 /// A run's record after `ending` (an event whose effect ends the run) was appended at
 /// `now_ms`, as the store now holds it. `None` if the event does not end a run.
 pub fn ended_record(mut run: RunRecord, ending: &Event, now_ms: i64) -> Option<RunRecord> {
-    let RunEffect::End { status, output, error } = run_effect(ending) else {
+    let RunEffect::End {
+        status,
+        output,
+        error,
+    } = run_effect(ending)
+    else {
         return None;
     };
     run.status = status;
