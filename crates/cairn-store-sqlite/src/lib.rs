@@ -2,8 +2,9 @@
 //!
 //! [`SqliteStore`] implements [`cairn_store::Store`] and passes its conformance suite.
 //!
-//! - **Durable**: WAL journal with `synchronous=FULL`; a write method returns only after its
-//!   transaction committed and the WAL was fsync'd, so it survives a power loss.
+//! - **Durable**: WAL journal; a write method returns only after its transaction committed
+//!   and the WAL was fdatasync'd (by the writer's sync thread: `synchronous=NORMAL` plus our
+//!   own sync, durable like `FULL`), so it survives a power loss.
 //! - **Cheap durability, by group commit**: every write (create, claim, renew, release,
 //!   append, cancel, retry) goes to one writer thread that commits whatever has queued up in
 //!   one transaction and one fsync, then answers all the waiters. Each command runs in its own
@@ -108,7 +109,7 @@ impl SqliteStore {
             })?;
         }
         let conn = schema::open_writer(&path, options.busy_timeout)?;
-        let writer = Writer::spawn(conn, options.max_batch)?;
+        let writer = Writer::spawn(conn, options.max_batch, &path)?;
         let readers = ReadPool::new(path.clone(), options.busy_timeout, options.max_idle_readers);
         Ok(SqliteStore {
             path,

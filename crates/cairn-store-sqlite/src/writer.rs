@@ -9,6 +9,8 @@
 //! event rate grows with the number of concurrent callers.
 
 use std::{
+    fs::{File, OpenOptions},
+    path::{Path, PathBuf},
     sync::mpsc,
     thread::{self, JoinHandle},
 };
@@ -103,9 +105,9 @@ pub(crate) enum Command {
 }
 
 /// Answers one command once its batch committed (`None`) or failed (`Some(why)`).
-type Answer = Box<dyn FnOnce(Option<&str>)>;
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-fn answer<T: 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
+fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
     Box::new(move |failure| {
         let result = match (result, failure) {
             (Ok(_), Some(why)) => Err(StoreError::Unavailable(why.to_owned())),
@@ -281,8 +283,28 @@ fn in_savepoint<T>(
     }
 }
 
-/// Runs `batch` in one transaction and answers every command after the commit.
-pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = Command>) {
+/// A batch run in one transaction: its waiters' answers, and why it failed, if it did.
+/// The answers go out once the commit is on disk (see [`Syncer`]).
+pub(crate) struct Committed {
+    answers: Vec<Answer>,
+    broken: Option<String>,
+}
+
+impl Committed {
+    /// Answers every waiter: the batch's own failure, else `sync_failure`, else success.
+    fn answer(self, sync_failure: Option<&str>) {
+        let why = self.broken.as_deref().or(sync_failure);
+        for answer in self.answers {
+            answer(why);
+        }
+    }
+}
+
+/// Runs `batch` in one transaction (committed without waiting for the disk).
+pub(crate) fn commit_batch(
+    conn: &Connection,
+    batch: impl IntoIterator<Item = Command>,
+) -> Committed {
     let mut broken = run_statement(conn, "BEGIN IMMEDIATE")
         .err()
         .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
@@ -307,8 +329,66 @@ pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = C
             }
         }
     }
-    for answer in answers {
-        answer(broken.as_deref());
+    Committed { answers, broken }
+}
+
+/// Runs `batch` and answers at once, without syncing: for tests of the batch logic.
+#[cfg(test)]
+pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = Command>) {
+    commit_batch(conn, batch).answer(None);
+}
+
+/// Makes commits durable before anyone hears of them: fdatasyncs the WAL file after one or
+/// more committed batches, then answers their waiters.
+///
+/// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
+/// `COMMIT` (it still syncs before every checkpoint); this thread does it instead. That takes
+/// the fsync off the SQL thread: batch N+1's SQL runs while batch N's commit is synced, and
+/// several batches share one sync. Every caller is answered only after a sync that followed
+/// its commit, exactly as with `synchronous=FULL`. Another connection may *read* a commit
+/// before it is synced; anything it then writes is synced after it (one WAL file).
+struct Syncer {
+    wal: PathBuf,
+    file: Option<File>,
+}
+
+impl Syncer {
+    fn sync(&mut self) -> std::result::Result<(), String> {
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&self.wal)
+                .map_err(|error| {
+                    format!("cannot open {} to sync it: {error}", self.wal.display())
+                })?;
+            self.file = Some(file);
+        }
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| "the WAL file is not open".to_owned())?;
+        file.sync_data().map_err(|error| {
+            format!(
+                "syncing {} failed, so commits may not be durable: {error}",
+                self.wal.display()
+            )
+        })
+    }
+
+    /// Answers committed batches as they come, one sync for everything queued.
+    fn run(mut self, committed: &mpsc::Receiver<Committed>) {
+        while let Ok(first) = committed.recv() {
+            let mut group = vec![first];
+            group.extend(committed.try_iter());
+            let needs_sync = group.iter().any(|batch| batch.broken.is_none());
+            let failure = if needs_sync { self.sync().err() } else { None };
+            if let Some(failure) = &failure {
+                tracing::error!(%failure, "the WAL could not be synced");
+            }
+            for batch in group {
+                batch.answer(failure.as_deref());
+            }
+        }
     }
 }
 
@@ -316,13 +396,32 @@ pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = C
 pub(crate) struct Writer {
     queue: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
+    syncer: Option<JoinHandle<()>>,
 }
 
 impl Writer {
     /// Starts the thread that owns `conn`, committing up to `max_batch` commands at a time.
-    pub(crate) fn spawn(conn: Connection, max_batch: usize) -> StoreResult<Writer> {
+    pub(crate) fn spawn(
+        conn: Connection,
+        max_batch: usize,
+        database: &Path,
+    ) -> StoreResult<Writer> {
         let (queue, commands) = mpsc::channel::<Command>();
+        let (to_syncer, committed) = mpsc::channel::<Committed>();
         let max_batch = max_batch.max(1);
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        let syncer = Syncer {
+            wal: PathBuf::from(wal),
+            file: None,
+        };
+        let cannot_start = |error: std::io::Error| {
+            StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
+        };
+        let syncer = thread::Builder::new()
+            .name("cairn-sqlite-sync".into())
+            .spawn(move || syncer.run(&committed))
+            .map_err(cannot_start)?;
         let thread = thread::Builder::new()
             .name("cairn-sqlite-writer".into())
             .spawn(move || {
@@ -330,18 +429,23 @@ impl Writer {
                 while let Ok(first) = commands.recv() {
                     batch.push(first);
                     batch.extend(commands.try_iter().take(max_batch - 1));
-                    execute_batch(&conn, batch.drain(..));
+                    if to_syncer
+                        .send(commit_batch(&conn, batch.drain(..)))
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
+                drop(to_syncer);
                 if let Err((_, error)) = conn.close() {
                     tracing::warn!(%error, "closing the SQLite write connection failed");
                 }
             })
-            .map_err(|error| {
-                StoreError::Unavailable(format!("cannot start the SQLite writer thread: {error}"))
-            })?;
+            .map_err(cannot_start)?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
+            syncer: Some(syncer),
         })
     }
 
@@ -373,6 +477,11 @@ impl Drop for Writer {
             && thread.join().is_err()
         {
             tracing::error!("the SQLite writer thread panicked");
+        }
+        if let Some(syncer) = self.syncer.take()
+            && syncer.join().is_err()
+        {
+            tracing::error!("the SQLite sync thread panicked");
         }
     }
 }
