@@ -221,6 +221,23 @@ pub(crate) fn mib(kib: Option<u64>) -> String {
     )
 }
 
+/// The table row of the sequential measurement (both stores print it the same way).
+pub(crate) fn sequential_row(s: &Throughput) -> [String; 6] {
+    let (p50, p99) = percentiles(s);
+    [
+        "2".into(),
+        format!("sequential: {} wf × {} steps", s.workflows, s.steps),
+        format!(
+            "{} wf/s, {} steps/s",
+            rate(s.wf_per_sec),
+            rate(s.steps_per_sec)
+        ),
+        p50,
+        p99,
+        format!("per wf: start + execute; {}", cpu(s)),
+    ]
+}
+
 pub(crate) fn cpu(level: &Throughput) -> String {
     level
         .cpu_us_per_wf
@@ -264,20 +281,7 @@ impl Report {
                 format!("{:.2} µs/row; p50/p99 per txn", batch.us_per_row),
             ]);
         }
-        let s = &self.sequential;
-        let (p50, p99) = percentiles(s);
-        table.add_row([
-            "2".into(),
-            format!("sequential: {} wf × {} steps", s.workflows, s.steps),
-            format!(
-                "{} wf/s, {} steps/s",
-                rate(s.wf_per_sec),
-                rate(s.steps_per_sec)
-            ),
-            p50,
-            p99,
-            format!("per wf: start + execute; {}", cpu(s)),
-        ]);
+        table.add_row(sequential_row(&self.sequential));
         for level in &self.concurrent {
             let (p50, p99) = percentiles(level);
             table.add_row([

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{PgOptions, child::ChildReport, raw::RawBaseline};
 use crate::{
-    report::{cpu, duration, mib, percentiles, rate},
+    report::{cpu, duration, mib, rate},
     scenarios::Throughput,
 };
 
@@ -216,20 +216,7 @@ impl PgReport {
             duration(many.latency.p99_us),
             format!("{} commits; for reference", many.commits),
         ]);
-        let s = &self.sequential;
-        let (p50, p99) = percentiles(s);
-        table.add_row([
-            "2".into(),
-            format!("sequential: {} wf × {} steps", s.workflows, s.steps),
-            format!(
-                "{} wf/s, {} steps/s",
-                rate(s.wf_per_sec),
-                rate(s.steps_per_sec)
-            ),
-            p50,
-            p99,
-            format!("per wf: start + execute; {}", cpu(s)),
-        ]);
+        table.add_row(crate::report::sequential_row(&self.sequential));
         for run in &self.workers {
             let (enqueue, drain) = (&run.enqueue, &run.drain);
             table.add_row([
