@@ -231,3 +231,45 @@ async fn two_engines_on_one_file_never_run_a_step_twice() {
     }
     assert_eq!(ledger.len(), total as usize * 3);
 }
+
+#[tokio::test]
+async fn a_step_in_flight_shows_as_running_before_it_finishes() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let slow = Action::new("slow").run(move |input: Num, _ctx: ActionCtx| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            Ok(input)
+        }
+    });
+    let workflow = Workflow::new("inspectable").run(move |input: Num, _ctx: WorkflowCtx| {
+        let slow = slow.clone();
+        async move { Ok(slow.run(input).await?) }
+    });
+    let (engine, _dir) = engine(Registry::new().workflow(&workflow));
+    let id = start(&engine, &workflow, Num { n: 1 }).await;
+    let execution = spawn_execute(&engine, id);
+    let shown = eventually(Duration::from_secs(10), async || {
+        let steps = engine.get_run(id).await.unwrap().steps;
+        steps
+            .first()
+            .is_some_and(|step| step.status == cairn_core::StepStatus::Running)
+    })
+    .await;
+    assert!(
+        shown,
+        "a step running longer than a moment is visible in flight"
+    );
+    release.notify_one();
+    assert_eq!(
+        execution.await.unwrap().unwrap().status,
+        RunStatus::Succeeded
+    );
+    let steps = engine.get_run(id).await.unwrap().steps;
+    assert_eq!(
+        (steps.len(), steps[0].attempts),
+        (1, 1),
+        "its start is recorded once"
+    );
+}
