@@ -10,6 +10,7 @@ use std::{
 use cairn_core::{ErrorInfo, Event, RunStatus, StepKey};
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, Lease, NewRun, RunId, RunRecord, Store, WorkerId,
+    rules,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
@@ -208,11 +209,15 @@ impl Shared {
             lease: Some(self.lease()),
             now_ms: self.clock.now_ms(),
         };
-        let CreateOutcome { run_id, .. } = self
+        let claim = rules::created_claim(&new);
+        let CreateOutcome { run_id, created } = self
             .store
             .create_run(new)
             .await
             .map_err(crate::context::abort_for)?;
+        if let Some(claim) = claim.filter(|_| created) {
+            self.remember_fresh(claim);
+        }
         let record = Box::pin(self.clone().drive(run_id, Some(workflow)))
             .await
             .map_err(|err| Abort::Store(err.to_string()))?;
