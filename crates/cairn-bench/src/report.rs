@@ -238,6 +238,26 @@ pub(crate) fn sequential_row(s: &Throughput) -> [String; 6] {
     ]
 }
 
+/// The table row of the sequential step latency measured in commit latencies (both stores).
+pub(crate) fn latency_ratio_row(
+    ratio: f64,
+    step_us: f64,
+    commit_us: f64,
+    commits_per_workflow: f64,
+) -> [String; 6] {
+    [
+        "4".into(),
+        "sequential step latency ÷ (1a) commit latency".into(),
+        format!("{ratio:.2}×"),
+        duration(step_us),
+        "—".into(),
+        format!(
+            "p50 wf ÷ steps vs p50 commit {}; one workflow = {commits_per_workflow:.1} commits",
+            duration(commit_us)
+        ),
+    ]
+}
+
 pub(crate) fn cpu(level: &Throughput) -> String {
     level
         .cpu_us_per_wf
@@ -338,18 +358,12 @@ impl Report {
             ]);
         }
         let r = &self.ratios;
-        table.add_row([
-            "4".into(),
-            "sequential step latency ÷ (1a) commit latency".into(),
-            format!("{:.2}×", r.sequential_step_latency_over_commit),
-            duration(r.sequential_step_latency_us),
-            "—".into(),
-            format!(
-                "p50 wf ÷ steps vs p50 commit {}; one workflow = {:.1} commits",
-                duration(r.commit_latency_us),
-                r.sequential_workflow_in_commits
-            ),
-        ]);
+        table.add_row(latency_ratio_row(
+            r.sequential_step_latency_over_commit,
+            r.sequential_step_latency_us,
+            r.commit_latency_us,
+            r.sequential_workflow_in_commits,
+        ));
         for level in &r.steps_per_sec_over_batched {
             table.add_row([
                 "4".into(),

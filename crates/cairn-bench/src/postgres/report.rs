@@ -245,18 +245,12 @@ impl PgReport {
             ]);
         }
         let r = &self.ratios;
-        table.add_row([
-            "4".into(),
-            "sequential step latency ÷ (1a) commit latency".into(),
-            format!("{:.2}×", r.sequential_step_latency_over_commit),
-            duration(r.sequential_step_latency_us),
-            "—".into(),
-            format!(
-                "p50 wf ÷ steps vs p50 commit {}; one workflow = {:.1} commits",
-                duration(r.commit_latency_us),
-                r.sequential_workflow_in_commits
-            ),
-        ]);
+        table.add_row(crate::report::latency_ratio_row(
+            r.sequential_step_latency_over_commit,
+            r.sequential_step_latency_us,
+            r.commit_latency_us,
+            r.sequential_workflow_in_commits,
+        ));
         for level in &r.steps_per_sec_over_single_commits {
             table.add_row([
                 "4".into(),
