@@ -234,7 +234,7 @@ pub(crate) fn sequential_row(s: &Throughput) -> [String; 6] {
         ),
         p50,
         p99,
-        format!("per wf: start + execute; {}", cpu(s)),
+        format!("per wf: Engine::run; {}", cpu(s)),
     ]
 }
 
@@ -318,7 +318,7 @@ impl Report {
                 p50,
                 p99,
                 format!(
-                    "C callers loop start+execute; {}; RSS {}",
+                    "C callers loop Engine::run; {}; RSS {}",
                     cpu(level),
                     mib(level.rss_kib)
                 ),

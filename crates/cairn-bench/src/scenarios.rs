@@ -1,5 +1,5 @@
 //! The engine measurements: sequential latency, concurrent throughput (C callers each looping
-//! start + execute), and a queue-drained mode (runs enqueued detached, then a worker drains
+//! `Engine::run`), and a queue-drained mode (runs enqueued detached, then a worker drains
 //! them).
 
 use std::{
@@ -113,7 +113,7 @@ pub async fn sequential(
     Ok(Throughput::new(workflows, 1, steps, &clock, Some(&latency)))
 }
 
-/// `workflows` runs executed by `concurrency` callers, each looping start + execute (after a
+/// `workflows` runs executed by `concurrency` callers, each looping `Engine::run` (after a
 /// warm-up of `concurrency` unmeasured runs).
 pub async fn concurrent(
     engine: &Engine,

@@ -77,16 +77,14 @@ pub async fn run_one(
     n: u64,
 ) -> anyhow::Result<std::time::Duration> {
     let started = Instant::now();
-    let options = StartOptions {
-        execute_here: true,
-        ..StartOptions::default()
-    };
-    let run_id = engine.start(workflow, &Count { n }, options).await?.run_id;
-    let run = engine.execute(run_id).await?;
+    let run = engine
+        .run(workflow, &Count { n }, StartOptions::default())
+        .await?;
     let took = started.elapsed();
     ensure!(
         run.status == RunStatus::Succeeded,
-        "run {run_id} ended {} instead of succeeding: {:?}",
+        "run {} ended {} instead of succeeding: {:?}",
+        run.run_id,
         run.status,
         run.error
     );

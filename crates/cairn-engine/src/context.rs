@@ -3,15 +3,15 @@
 
 use std::sync::{
     Arc, Mutex, PoisonError,
-    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
 };
 
 use cairn_core::{ErrorInfo, Event, Journal, RunStatus, StepKey};
-use cairn_store::{RunId, StoreError};
+use cairn_store::{NewRun, RunId, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::StepError, shared::Shared};
+use crate::{error::StepError, shared::Shared, writes::Unwritten};
 
 /// How the message of a step that replay-only mode refused ends.
 pub const UNRECORDED: &str = "which the recorded history does not have";
@@ -97,9 +97,12 @@ pub(crate) struct RunContext {
     idle: Notify,
     /// The `seq` of the last event this execution knows of in the run's log.
     known_seq: AtomicU64,
-    /// A hook was created since the last barrier: its token must be committed before an
-    /// action (which could hand it out) starts.
-    hook_unflushed: AtomicBool,
+    /// What was recorded but not written yet (see `writes`).
+    pub(crate) unwritten: Mutex<Unwritten>,
+    /// Held while writing, so writes reach the store in the order they were recorded.
+    pub(crate) write_lock: tokio::sync::Mutex<()>,
+    /// When the run was created by this execution's first write (`i64::MIN`: it was not).
+    created_at_ms: AtomicI64,
 }
 
 impl RunContext {
@@ -109,6 +112,7 @@ impl RunContext {
         shared: Arc<Shared>,
         journal: Journal,
         known_seq: u64,
+        create: Option<NewRun>,
     ) -> Self {
         RunContext {
             run_id,
@@ -121,13 +125,26 @@ impl RunContext {
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             known_seq: AtomicU64::new(known_seq),
-            hook_unflushed: AtomicBool::new(false),
+            unwritten: Mutex::new(Unwritten::new(create)),
+            write_lock: tokio::sync::Mutex::new(()),
+            created_at_ms: AtomicI64::new(i64::MIN),
         }
     }
 
     /// The `seq` of the last event this execution knows of.
     pub(crate) fn known_seq(&self) -> u64 {
         self.known_seq.load(Ordering::SeqCst)
+    }
+
+    /// Notes that this execution's first write created the run, at `at_ms`.
+    pub(crate) fn created_at(&self, at_ms: i64) {
+        self.created_at_ms.store(at_ms, Ordering::SeqCst);
+    }
+
+    /// When this execution's first write created the run, if it did.
+    pub(crate) fn created_here_at(&self) -> Option<i64> {
+        let at = self.created_at_ms.load(Ordering::SeqCst);
+        (at != i64::MIN).then_some(at)
     }
 
     /// Marks a step as doing work until the guard drops.
@@ -149,32 +166,6 @@ impl RunContext {
                 return;
             }
             notified.await;
-        }
-    }
-
-    /// Notes that a hook token was queued for commit.
-    pub(crate) fn hook_created(&self) {
-        self.hook_unflushed.store(true, Ordering::SeqCst);
-    }
-
-    /// Before work that could hand a hook token out: waits until every hook created so far
-    /// is committed (an empty append is a barrier behind background appends).
-    pub(crate) async fn flush_hooks(&self) -> Result<(), Halted> {
-        if !self.hook_unflushed.swap(false, Ordering::SeqCst) {
-            return Ok(());
-        }
-        let now = self.shared.clock.now_ms();
-        match self
-            .shared
-            .store
-            .append(self.run_id, &self.shared.worker, Vec::new(), now)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.abort(abort_for(err));
-                Err(Halted)
-            }
         }
     }
 
@@ -244,75 +235,12 @@ impl RunContext {
         self.shared.stopping.is_cancelled()
     }
 
-    /// Appends `event` durably (fenced by the lease), retrying transient store errors.
-    /// Returns the time it was appended at.
-    pub(crate) async fn record(&self, event: Event) -> Result<i64, StoreError> {
-        self.record_all(vec![event]).await
-    }
-
-    /// Appends `events` durably in one write, like [`record`](Self::record).
-    pub(crate) async fn record_all(&self, events: Vec<Event>) -> Result<i64, StoreError> {
-        let mut delay_ms = 20;
-        loop {
-            let now = self.shared.clock.now_ms();
-            let result = self
-                .shared
-                .store
-                .append(self.run_id, &self.shared.worker, events.clone(), now)
-                .await;
-            match result {
-                Ok(()) => {
-                    for event in events {
-                        self.note_appended(event, now);
-                    }
-                    return Ok(now);
-                }
-                Err(err) if err.is_transient() && delay_ms <= 2_000 => {
-                    tracing::warn!(run = %self.run_id, error = %err, "store unavailable; retrying the append");
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
-                    delay_ms *= 4;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-
-    /// Like [`record`](Self::record), but a failure aborts the execution.
-    pub(crate) async fn append(&self, event: Event) -> Result<(), Halted> {
-        self.append_all(vec![event]).await
-    }
-
-    /// Like [`record_all`](Self::record_all), but a failure aborts the execution.
-    pub(crate) async fn append_all(&self, events: Vec<Event>) -> Result<(), Halted> {
-        match self.record_all(events).await {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                self.abort(abort_for(err));
-                Err(Halted)
-            }
-        }
-    }
-
-    /// Takes note of an event appended for this execution (by `record_all`, or by another
-    /// store operation such as a hook's timeout): the journal, the known log length, the
-    /// progress display.
+    /// Takes note of an event recorded for this execution (by `defer`, or by another store
+    /// operation such as a hook's timeout): the journal, the known log length, the progress
+    /// display.
     pub(crate) fn note_appended(&self, event: Event, now: i64) {
         self.known_seq.fetch_add(1, Ordering::SeqCst);
         self.journal().apply(&event);
-        self.shared.publish(self.run_id, now, event);
-    }
-
-    /// Appends without waiting for the commit (events replay does not depend on).
-    pub(crate) fn append_in_background(&self, event: Event) {
-        let now = self.shared.clock.now_ms();
-        self.known_seq.fetch_add(1, Ordering::SeqCst);
-        self.journal().apply(&event);
-        self.shared.store.append_in_background(
-            self.run_id,
-            &self.shared.worker,
-            vec![event.clone()],
-            now,
-        );
         self.shared.publish(self.run_id, now, event);
     }
 }

@@ -258,6 +258,66 @@ impl Engine {
         options: StartOptions,
     ) -> Result<Started, EngineError> {
         let shared = &self.shared;
+        let new = self.new_run(slug, input, &options)?;
+        // A run this process will execute needs no read-back: keep its claim in memory.
+        let claim = rules::created_claim(&new);
+        let outcome = shared.store.create_run(new).await?;
+        if let Some(claim) = claim.filter(|_| outcome.created) {
+            shared.remember_fresh(claim);
+        }
+        shared.new_work.notify_waiters();
+        Ok(Started {
+            run_id: outcome.run_id,
+            created: outcome.created,
+        })
+    }
+
+    /// Starts a run and executes it here until it ends, then returns it: [`start`](Self::start)
+    /// and [`execute`](Self::execute) in one call, as a request handler awaiting a workflow
+    /// would. Without an idempotency key the run is created by its first write, in one commit
+    /// with its first steps (so it is visible once a step has run or has been running for
+    /// 20 ms, and its `created_at` is that write's time); with one, it is created first, so
+    /// a second caller finds it.
+    pub async fn run<I: Payload, O: Payload>(
+        &self,
+        workflow: &Workflow<I, O>,
+        input: &I,
+        options: StartOptions,
+    ) -> Result<RunRecord, EngineError> {
+        let input = serde_json::to_value(input).map_err(|err| EngineError::Unserializable {
+            workflow: workflow.slug().to_owned(),
+            message: err.to_string(),
+        })?;
+        self.run_json(workflow.slug(), input, options).await
+    }
+
+    /// [`run`](Self::run) with a JSON input, validated like [`start_json`](Self::start_json).
+    pub async fn run_json(
+        &self,
+        slug: &str,
+        input: Value,
+        options: StartOptions,
+    ) -> Result<RunRecord, EngineError> {
+        let options = StartOptions {
+            execute_here: true,
+            ..options
+        };
+        if options.idempotency_key.is_some() {
+            let started = self.start_json(slug, input, options).await?;
+            return self.execute(started.run_id).await;
+        }
+        let new = self.new_run(slug, input, &options)?;
+        self.shared.clone().drive_new(new).await
+    }
+
+    /// A new run of `slug`, its input and options checked.
+    fn new_run(
+        &self,
+        slug: &str,
+        input: Value,
+        options: &StartOptions,
+    ) -> Result<NewRun, EngineError> {
+        let shared = &self.shared;
         let workflow = shared
             .registry
             .get(slug)
@@ -283,28 +343,17 @@ impl Engine {
                 "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"
             )));
         }
-        let new = NewRun {
+        Ok(NewRun {
             id: RunId::new(),
             workflow: slug.to_owned(),
             input,
-            idempotency_key: options.idempotency_key,
+            idempotency_key: options.idempotency_key.clone(),
             parent_run_id: None,
             forked_from: None,
-            trigger: options.trigger.unwrap_or_else(|| "api".to_owned()),
+            trigger: options.trigger.clone().unwrap_or_else(|| "api".to_owned()),
             history: Vec::new(),
             lease: options.execute_here.then(|| shared.lease()),
             now_ms: shared.clock.now_ms(),
-        };
-        // A run this process will execute needs no read-back: keep its claim in memory.
-        let claim = rules::created_claim(&new);
-        let outcome = shared.store.create_run(new).await?;
-        if let Some(claim) = claim.filter(|_| outcome.created) {
-            shared.remember_fresh(claim);
-        }
-        shared.new_work.notify_waiters();
-        Ok(Started {
-            run_id: outcome.run_id,
-            created: outcome.created,
         })
     }
 

@@ -4,13 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
-use cairn_store::{ClaimedRun, Park, StoreError};
+use cairn_store::{ClaimedRun, NewRun, Park, StoreError};
 
 use crate::{
     context::{Abort, RunContext, Scope},
     shared::Shared,
     step::json_size,
     workflow::{ErasedWorkflow, WorkflowCtx},
+    writes::WriteWhenWaiting,
 };
 
 /// How an execution ended.
@@ -30,11 +31,13 @@ pub(crate) enum ExecEnd {
 }
 
 /// Executes a claimed run until it ends or must stop. `workflow` overrides the registry
-/// lookup (child runs carry their workflow with them).
+/// lookup (child runs carry their workflow with them). With `create`, the run is not in the
+/// store yet: its first write creates it (see `writes`).
 pub(crate) async fn execute(
     shared: Arc<Shared>,
     claimed: ClaimedRun,
     workflow: Option<Arc<dyn ErasedWorkflow>>,
+    create: Option<NewRun>,
 ) -> ExecEnd {
     let ClaimedRun { run, events } = claimed;
     let Some(workflow) = workflow.or_else(|| shared.registry.get(&run.workflow).cloned()) else {
@@ -59,12 +62,18 @@ pub(crate) async fn execute(
         shared.clone(),
         journal,
         known_seq,
+        create,
     ));
     shared.track(&ctx);
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(ctx.clone())));
 
-    let body = Scope::Workflow(ctx.clone())
-        .enter(workflow.call(run.input.clone(), WorkflowCtx { run: ctx.clone() }));
+    let body = WriteWhenWaiting {
+        run: ctx.clone(),
+        body: Box::pin(
+            Scope::Workflow(ctx.clone())
+                .enter(workflow.call(run.input.clone(), WorkflowCtx { run: ctx.clone() })),
+        ),
+    };
     let outcome = tokio::select! {
         biased;
         abort = ctx.aborted() => Err(abort),
@@ -83,16 +92,22 @@ pub(crate) async fn execute(
         }
         Err(Abort::Park { status, wake_at_ms }) => {
             drop(heartbeat);
-            let park = Park {
-                status,
-                wake_at_ms,
-                known_seq: ctx.known_seq(),
+            let parked = match ctx.write_and_hold().await {
+                Ok(_order) => {
+                    let park = Park {
+                        status,
+                        wake_at_ms,
+                        known_seq: ctx.known_seq(),
+                    };
+                    let now = shared.clock.now_ms();
+                    shared
+                        .store
+                        .park_run(run.run_id, &shared.worker, park, now)
+                        .await
+                }
+                Err(err) => Err(err),
             };
-            let end = match shared
-                .store
-                .park_run(run.run_id, &shared.worker, park, shared.clock.now_ms())
-                .await
-            {
+            let end = match parked {
                 Ok(_) => ExecEnd::Parked,
                 Err(err) => {
                     tracing::warn!(run = %run.run_id, error = %err, "could not park the run; its lease will lapse");
@@ -112,9 +127,14 @@ pub(crate) async fn execute(
     drop(heartbeat);
     let end = match ending {
         Some(event) => match ctx.record(event.clone()).await {
-            Ok(at_ms) => ExecEnd::Ended(
-                cairn_store::rules::ended_record(run.clone(), &event, at_ms).map(Box::new),
-            ),
+            Ok(at_ms) => {
+                let mut run = run.clone();
+                if let Some(created_at_ms) = ctx.created_here_at() {
+                    run.created_at_ms = created_at_ms;
+                }
+                let ended = cairn_store::rules::ended_record(run, &event, at_ms);
+                ExecEnd::Ended(ended.map(Box::new))
+            }
             Err(StoreError::RunEnded { .. }) => ExecEnd::Ended(None),
             Err(err) => {
                 tracing::warn!(run = %run.run_id, error = %err, "could not record the end of the run");
@@ -122,6 +142,10 @@ pub(crate) async fn execute(
             }
         },
         None => {
+            // Give back what this execution recorded too (it may even create the run).
+            if let Err(err) = ctx.write().await {
+                tracing::warn!(run = %run.run_id, error = %err, "could not write the last events before giving the run back");
+            }
             let now = shared.clock.now_ms();
             match shared
                 .store
@@ -168,6 +192,10 @@ async fn heartbeat(run: Arc<RunContext>) {
     let every = (shared.config.lease_ttl / 3).max(Duration::from_millis(10));
     loop {
         tokio::time::sleep(every).await;
+        if run.creation_pending() {
+            // Nothing to renew yet: the run is created, leased, by its first write.
+            continue;
+        }
         match shared.store.renew_lease(run.run_id, &shared.lease()).await {
             Ok(()) => {}
             Err(StoreError::LeaseLost { .. }) => {

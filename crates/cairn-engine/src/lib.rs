@@ -4,7 +4,8 @@
 //! A workflow body is plain async Rust. Each `action.run(input)` it awaits is a step: the
 //! executor asks the sans-IO [`Journal`](cairn_core::Journal) whether the run's history has
 //! the result (replay) or the step must execute; an executed step's result is appended to the
-//! run's log, durably, before the workflow moves on.
+//! run's log, durably, before anything outside the workflow can depend on it (the next
+//! step's start, the run's end: see `writes`).
 
 mod action;
 mod clock;
@@ -20,6 +21,7 @@ mod step;
 mod wait;
 mod worker;
 mod workflow;
+mod writes;
 
 pub use action::{Action, ActionBuilder, ActionCtx, ActionInfo, Payload};
 pub use cairn_core::RetryPolicy as Retry;

@@ -119,14 +119,34 @@ impl Shared {
         workflow: Option<Arc<dyn ErasedWorkflow>>,
     ) -> Result<RunRecord, EngineError> {
         // A run this process just created is executed from memory, without reading it back.
-        let mut fresh = self.take_fresh(run_id);
+        let fresh = self.take_fresh(run_id).map(|claim| (claim, None));
+        self.drive_from(run_id, workflow, fresh).await
+    }
+
+    /// Like [`drive`](Self::drive) for a run not in the store yet: `new` (leased to this
+    /// worker) is created by the execution's first write, with its first events.
+    pub(crate) async fn drive_new(self: Arc<Self>, new: NewRun) -> Result<RunRecord, EngineError> {
+        let run_id = new.id;
+        let claim = rules::created_claim(&new).ok_or_else(|| {
+            EngineError::BadRequest("a run created by its first write must be leased".into())
+        })?;
+        self.drive_from(run_id, None, Some((claim, Some(new))))
+            .await
+    }
+
+    async fn drive_from(
+        self: Arc<Self>,
+        run_id: RunId,
+        workflow: Option<Arc<dyn ErasedWorkflow>>,
+        mut fresh: Option<(ClaimedRun, Option<NewRun>)>,
+    ) -> Result<RunRecord, EngineError> {
         loop {
-            let (claimed, wake) = match fresh.take() {
-                Some(claimed) => (Some(claimed), i64::MAX),
+            let (claimed, create, wake) = match fresh.take() {
+                Some((claimed, create)) => (Some(claimed), create, i64::MAX),
                 None => match self.claim_for_drive(run_id).await? {
                     Step::Done(run) => return Ok(run),
-                    Step::Execute(claimed) => (Some(claimed), i64::MAX),
-                    Step::Wait(wake) => (None, wake),
+                    Step::Execute(claimed) => (Some(claimed), None, i64::MAX),
+                    Step::Wait(wake) => (None, None, wake),
                 },
             };
             let Some(claimed) = claimed else {
@@ -140,7 +160,7 @@ impl Shared {
                 }
                 continue;
             };
-            match execute(self.clone(), claimed, workflow.clone()).await {
+            match execute(self.clone(), claimed, workflow.clone(), create).await {
                 ExecEnd::NotExecutable(workflow) => {
                     return Err(EngineError::NotExecutable {
                         run: run_id,

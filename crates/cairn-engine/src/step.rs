@@ -317,7 +317,8 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             crate::wait::wait_or_park(&run, deadline, RunStatus::Sleeping).await;
         }
         let _busy = run.busy();
-        if run.flush_hooks().await.is_err() {
+        // The attempt's effects leave the process: what the body recorded must be durable.
+        if run.flush().await.is_err() {
             return halt().await;
         }
         let mut started = Some(Event::StepStarted {
@@ -334,8 +335,10 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             result = &mut attempt_run => result,
             () = tokio::time::sleep(STARTED_EVENT_DELAY) => {
                 // Still running: show it in flight now rather than with its outcome.
-                if let Some(started) = started.take() {
-                    run.append_in_background(started);
+                // (The attempt goes on on its own task meanwhile.)
+                run.defer(started.take());
+                if run.flush().await.is_err() {
+                    return halt().await;
                 }
                 attempt_run.await
             }
@@ -348,13 +351,8 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
                     slug: slug.to_owned(),
                     output: value,
                 };
-                if run
-                    .append_all(started.into_iter().chain([done]).collect())
-                    .await
-                    .is_err()
-                {
-                    return halt().await;
-                }
+                // Written by the next barrier (see `writes`): the body goes on from memory.
+                run.defer(started.into_iter().chain([done]));
                 return Ok(output);
             }
             Err(error) => error,

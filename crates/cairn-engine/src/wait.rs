@@ -134,9 +134,8 @@ impl WorkflowCtx {
                         input: json!({ "wakeAtMs": at }),
                         attempt: 1,
                     };
-                    if run.append(started).await.is_err() {
-                        return halt().await;
-                    }
+                    // Written before the run parks, or at once if it waits here.
+                    run.defer([started]);
                     at
                 }
             };
@@ -147,9 +146,7 @@ impl WorkflowCtx {
                 slug: SLEEP_SLUG.to_owned(),
                 output: Value::Null,
             };
-            if run.append(done).await.is_err() {
-                return halt().await;
-            }
+            run.defer([done]);
             Ok(())
         }
         .boxed()
@@ -214,13 +211,13 @@ impl WorkflowCtx {
                         run.shared.clock.now_ms()
                             + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2)
                     });
-                    run.append_in_background(Event::HookCreated {
+                    // Written before anything could hand the token out (see `writes`).
+                    run.defer([Event::HookCreated {
                         key: key.clone(),
                         token: token.clone(),
                         schema: schema.json().clone(),
                         timeout_at_ms,
-                    });
-                    run.hook_created();
+                    }]);
                     (token, timeout_at_ms, HookState::Pending)
                 }
             },
@@ -408,12 +405,16 @@ async fn time_out<T>(
         error: info.clone(),
         attempts: 1,
     };
-    match run
-        .shared
-        .store
-        .time_out_hook(token, &run.shared.worker, event.clone(), now)
-        .await
-    {
+    let timed_out = match run.write_and_hold().await {
+        Ok(_order) => {
+            let store = &run.shared.store;
+            store
+                .time_out_hook(token, &run.shared.worker, event.clone(), now)
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match timed_out {
         Ok(true) => {
             run.note_appended(event, now);
             Err(StepError::new(info))

@@ -44,7 +44,7 @@ impl Engine {
                         store_backoff = Duration::from_millis(50);
                         full_batch = claimed.len() == capacity;
                         for run in claimed {
-                            executions.spawn(execute(shared.clone(), run, None));
+                            executions.spawn(execute(shared.clone(), run, None, None));
                         }
                     }
                     Err(err) if err.is_transient() => {

@@ -281,8 +281,8 @@ impl WorkflowCtx {
             .unwrap_or_default()
     }
 
-    /// Replays a recorded value or produces and records a new one (without waiting for the
-    /// commit: a step completed after it is committed after it).
+    /// Replays a recorded value or produces and records a new one (written with the next
+    /// barrier, see `writes`).
     fn recorded(&self, kind: StepKind, slug: &str, produce: impl FnOnce() -> Value) -> Value {
         let run = &self.run;
         let key = run.journal().next_key(slug);
@@ -303,12 +303,12 @@ impl WorkflowCtx {
             cairn_core::Decision::Execute { .. } | cairn_core::Decision::ReplayError { .. } => {
                 run.refuse_unrecorded(&key, kind, slug);
                 let output = produce();
-                run.append_in_background(Event::StepCompleted {
+                run.defer([Event::StepCompleted {
                     key,
                     kind,
                     slug: slug.to_owned(),
                     output: output.clone(),
-                });
+                }]);
                 output
             }
         }
@@ -342,9 +342,9 @@ async fn execute_child<I: Payload, O: Payload>(
         input: input.clone(),
         attempt: 1,
     };
-    run.append_in_background(started);
+    run.defer([started]);
     let _busy = run.busy();
-    if run.flush_hooks().await.is_err() {
+    if run.flush().await.is_err() {
         return halt().await;
     }
     let erased: Arc<dyn ErasedWorkflow> = child.clone();
@@ -368,9 +368,8 @@ async fn execute_child<I: Payload, O: Payload>(
                 slug: slug.to_owned(),
                 output: output.clone(),
             };
-            if run.append(done).await.is_err() {
-                return halt().await;
-            }
+            // The child's own run holds its result durably; this is written by the next barrier.
+            run.defer([done]);
             decode_output(&child.output_schema, &key, output)
         }
         Err(child_error) => {

@@ -43,9 +43,9 @@ pub use control::{
     cancel_run_ends_the_run_with_the_reason, retry_run_requeues_failed_and_canceled_runs,
 };
 pub use create::{
-    create_run_records_run_created_and_history, create_run_with_a_lease_is_held_by_its_creator,
-    create_run_with_an_existing_id_writes_nothing, get_run_and_events_of_an_unknown_run,
-    idempotency_key_yields_one_run_per_workflow,
+    create_run_history_takes_effect_like_an_append, create_run_records_run_created_and_history,
+    create_run_with_a_lease_is_held_by_its_creator, create_run_with_an_existing_id_writes_nothing,
+    get_run_and_events_of_an_unknown_run, idempotency_key_yields_one_run_per_workflow,
 };
 pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
 pub use read::{
@@ -105,6 +105,7 @@ macro_rules! conformance_tests {
         $crate::__conformance_tests!(
             $factory;
             create_run_records_run_created_and_history,
+            create_run_history_takes_effect_like_an_append,
             idempotency_key_yields_one_run_per_workflow,
             create_run_with_an_existing_id_writes_nothing,
             create_run_with_a_lease_is_held_by_its_creator,

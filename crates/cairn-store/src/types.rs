@@ -90,7 +90,10 @@ pub struct NewRun {
     pub forked_from: Option<ForkOrigin>,
     /// What started it: `cli`, `api`, `child`, `rerun`, …
     pub trigger: String,
-    /// Events to record after `RunCreated` (a fork's copied steps).
+    /// Events to record after `RunCreated` (a fork's copied steps, an execution's first
+    /// events), in the same commit. They take effect as if appended by the run's creator
+    /// (see [`run_effect`](crate::rules::run_effect)): an ending event ends the run, a
+    /// `HookCreated` registers its hook.
     pub history: Vec<Event>,
     /// Create the run already leased to this worker (so nobody else claims it first).
     pub lease: Option<Lease>,

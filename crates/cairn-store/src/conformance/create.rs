@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use cairn_core::{RunStatus, StepKey};
+use cairn_core::{Event, RunStatus, StepKey};
 use serde_json::json;
 
 use super::support::{
-    LEASE_MS, T0, completed, create, create_leased, create_queued_at, events, get, lease, new_run,
-    run_created, started, worker,
+    LEASE_MS, T0, completed, create, create_leased, create_queued_at, events, get, hook_created,
+    lease, new_run, run_created, started, worker,
 };
-use crate::{ClaimOutcome, CreateOutcome, ForkOrigin, NewRun, RunFilter, RunId, Store};
+use crate::{ClaimOutcome, CreateOutcome, ForkOrigin, HookState, NewRun, RunFilter, RunId, Store};
 
 /// A new run is queued with every field as given, and its log is `RunCreated` followed by the
 /// history, all stamped with the creation time.
@@ -220,6 +220,60 @@ pub async fn create_run_with_a_lease_is_held_by_its_creator(store: Arc<dyn Store
         .await
         .expect("the creator may append");
     assert_eq!(events(store, id).await.len(), 2);
+}
+
+/// A creation's history takes effect as if its creator had appended it, in the same
+/// commit: a `HookCreated` registers its hook, and an ending event ends the run (status,
+/// output, `finished_at`, no lease, hooks closed).
+pub async fn create_run_history_takes_effect_like_an_append(store: Arc<dyn Store>) {
+    let store = &*store;
+    let w1 = worker("w1");
+    let waiting = NewRun {
+        history: vec![
+            completed("a", 0, json!(1)),
+            hook_created(0, "tok-created", None),
+        ],
+        lease: Some(lease(&w1, T0 + LEASE_MS)),
+        ..new_run("approve", json!({}))
+    };
+    let waiting = create(store, waiting).await;
+    let hook = store.get_hook("tok-created").await.expect("get_hook");
+    let hook = hook.expect("a HookCreated in the history registers the hook");
+    assert_eq!((hook.run_id, hook.state), (waiting, HookState::Pending));
+    assert_eq!(get(store, waiting).await.status, RunStatus::Running);
+
+    let ended = NewRun {
+        history: vec![
+            hook_created(0, "tok-ended", None),
+            completed("a", 0, json!(1)),
+            Event::RunCompleted {
+                output: json!({ "ok": true }),
+            },
+        ],
+        lease: Some(lease(&w1, T0 + LEASE_MS)),
+        now_ms: T0 + 3,
+        ..new_run("echo", json!({}))
+    };
+    let ended = create(store, ended).await;
+    let record = get(store, ended).await;
+    assert_eq!(
+        (record.status, record.output),
+        (RunStatus::Succeeded, Some(json!({ "ok": true }))),
+        "an ending event in the history ends the run"
+    );
+    assert_eq!(record.finished_at_ms, Some(T0 + 3));
+    assert_eq!(
+        (record.lease_owner, record.lease_expires_at_ms),
+        (None, None),
+        "an ended run holds no lease"
+    );
+    let hook = store.get_hook("tok-ended").await.expect("get_hook");
+    assert_eq!(
+        hook.expect("the hook exists").state,
+        HookState::Closed,
+        "the run's end closes its hooks"
+    );
+    assert_eq!(events(store, ended).await.len(), 4);
 }
 
 /// An unknown id has no run and an empty log (not an error).

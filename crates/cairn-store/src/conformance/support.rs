@@ -152,3 +152,13 @@ pub(crate) fn expect_claimed(outcome: ClaimOutcome, why: &str) -> ClaimedRun {
 pub(crate) fn ids(claimed: &[ClaimedRun]) -> Vec<RunId> {
     claimed.iter().map(|claimed| claimed.run.run_id).collect()
 }
+
+/// `HookCreated` for hook number `n` with `token`, accepting any object.
+pub(crate) fn hook_created(n: u32, token: &str, timeout_at_ms: Option<i64>) -> Event {
+    Event::HookCreated {
+        key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
+        token: token.to_owned(),
+        schema: json!({"type": "object"}),
+        timeout_at_ms,
+    }
+}

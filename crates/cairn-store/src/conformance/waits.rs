@@ -6,17 +6,8 @@ use std::sync::Arc;
 use cairn_core::{ErrorInfo, ErrorKind, Event, RunStatus, StepKey, StepKind};
 use serde_json::json;
 
-use super::support::{LEASE_MS, T0, create_leased, events, get, worker};
+use super::support::{LEASE_MS, T0, create_leased, events, get, hook_created, worker};
 use crate::{HookFilter, HookState, NEVER, Park, RunId, Store, StoreError, WorkerId};
-
-fn hook_created(n: u32, token: &str, timeout_at_ms: Option<i64>) -> Event {
-    Event::HookCreated {
-        key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
-        token: token.to_owned(),
-        schema: json!({"type": "object"}),
-        timeout_at_ms,
-    }
-}
 
 fn hook_timed_out(n: u32) -> Event {
     Event::StepFailed {

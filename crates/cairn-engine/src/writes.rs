@@ -1,0 +1,209 @@
+//! How an execution's events reach the store: recorded in the journal at once, written
+//! together at the last moment that keeps every guarantee.
+//!
+//! The rule: an event must be durable before anything outside the workflow body can depend
+//! on it. That is before an action attempt or a child run starts (their effects leave the
+//! process), before the run parks, releases its lease or ends, and before a hook can time
+//! out. Until then the body goes on from memory: a step completed just before the next one
+//! starts is written with that start's barrier, and the last step's result is written with
+//! the run's end, in one commit. When the body waits on something else (parallel steps in
+//! flight), whatever it recorded is written at once, in the background, so a long wait never
+//! leaves a result unwritten.
+//!
+//! A run started with [`Engine::run`](crate::Engine::run) (no idempotency key) is not even
+//! created until its first write: `RunCreated` and the first steps share one commit. Nobody
+//! else can know of the run before then: its id is fresh and nothing outside has seen it.
+//!
+//! Writes of one execution are serialized by `write_lock`, so they reach the store in the
+//! order the events were recorded.
+
+use std::sync::{Arc, PoisonError};
+
+use cairn_core::Event;
+use cairn_store::{NewRun, StoreError};
+
+use crate::context::{Halted, RunContext, abort_for};
+
+/// What an execution has recorded but not written yet.
+#[derive(Default)]
+pub(crate) struct Unwritten {
+    /// Events in the journal, not in the store.
+    events: Vec<Event>,
+    /// The run itself, when it is created by its first write.
+    create: Option<NewRun>,
+}
+
+impl Unwritten {
+    /// Starts with the run still to be created (or `None`: it exists).
+    pub(crate) fn new(create: Option<NewRun>) -> Self {
+        Unwritten {
+            events: Vec::new(),
+            create,
+        }
+    }
+}
+
+impl RunContext {
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, Unwritten> {
+        self.unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `events` in the journal now; they are written by the next barrier.
+    pub(crate) fn defer(&self, events: impl IntoIterator<Item = Event>) {
+        let now = self.shared.clock.now_ms();
+        let mut unwritten = self.unwritten();
+        for event in events {
+            unwritten.events.push(event.clone());
+            self.note_appended(event, now);
+        }
+    }
+
+    /// Whether the run is still to be created by its first write.
+    pub(crate) fn creation_pending(&self) -> bool {
+        self.unwritten().create.is_some()
+    }
+
+    /// Writes everything recorded so far (and waits for writes already under way), retrying
+    /// transient store errors. Returns the time of the write.
+    pub(crate) async fn write(&self) -> Result<i64, StoreError> {
+        let _order = self.write_lock.lock().await;
+        self.write_unlocked().await
+    }
+
+    /// [`write`](Self::write), then holds the write order until the guard drops: for a store
+    /// operation that appends on its own (parking, a hook's timeout), which must come after
+    /// everything recorded and before anything recorded later.
+    pub(crate) async fn write_and_hold(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
+        let order = self.write_lock.lock().await;
+        self.write_unlocked().await?;
+        Ok(order)
+    }
+
+    async fn write_unlocked(&self) -> Result<i64, StoreError> {
+        let Unwritten {
+            mut events,
+            mut create,
+        } = std::mem::take(&mut *self.unwritten());
+        let mut delay_ms = 20;
+        loop {
+            let now = self.shared.clock.now_ms();
+            match self.write_once(&mut create, &mut events, now).await {
+                Ok(()) => return Ok(now),
+                Err(err) if err.is_transient() && delay_ms <= 2_000 => {
+                    tracing::warn!(run = %self.run_id, error = %err, "store unavailable; retrying the write");
+                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    delay_ms *= 4;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One attempt at writing `events`, creating the run first if `create` holds it; what
+    /// is written leaves `create` and `events`, so a retry writes the rest.
+    async fn write_once(
+        &self,
+        create: &mut Option<NewRun>,
+        events: &mut Vec<Event>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let store = &self.shared.store;
+        if let Some(new) = create.as_ref() {
+            // The run's first events go in as its history: they take effect as if appended
+            // (an end ends it, a hook is registered), in the same commit.
+            let run = NewRun {
+                history: events.clone(),
+                lease: Some(self.shared.lease()),
+                now_ms: now,
+                ..new.clone()
+            };
+            let outcome = store.create_run(run).await?;
+            // The id is fresh and the run has no idempotency key: a conflict is this write's
+            // own earlier attempt, committed although its answer was lost.
+            if outcome.run_id != self.run_id {
+                return Err(StoreError::Corrupt(format!(
+                    "creating run {} answered with run {}",
+                    self.run_id, outcome.run_id
+                )));
+            }
+            *create = None;
+            events.clear();
+            self.created_at(now);
+            return Ok(());
+        }
+        if !events.is_empty() {
+            store
+                .append(self.run_id, &self.shared.worker, events.clone(), now)
+                .await?;
+            events.clear();
+        }
+        Ok(())
+    }
+
+    /// A barrier: everything recorded so far is durable when it returns `Ok`. A failure
+    /// aborts the execution.
+    pub(crate) async fn flush(&self) -> Result<(), Halted> {
+        match self.write().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.abort(abort_for(err));
+                Err(Halted)
+            }
+        }
+    }
+
+    /// Records `event` and writes it with everything before it; returns the time of the write.
+    pub(crate) async fn record(&self, event: Event) -> Result<i64, StoreError> {
+        self.defer([event]);
+        self.write().await
+    }
+
+    /// Records `events` and writes them; a failure aborts the execution.
+    pub(crate) async fn append_all(&self, events: Vec<Event>) -> Result<(), Halted> {
+        self.defer(events);
+        self.flush().await
+    }
+
+    /// Like [`append_all`](Self::append_all) for one event.
+    pub(crate) async fn append(&self, event: Event) -> Result<(), Halted> {
+        self.append_all(vec![event]).await
+    }
+
+    /// Starts writing what the body recorded, without waiting, if it recorded any event:
+    /// called when the body waits on something else.
+    pub(crate) fn write_soon(self: &Arc<Self>) {
+        if self.unwritten().events.is_empty() {
+            return;
+        }
+        let run = self.clone();
+        tokio::spawn(async move {
+            let _ = run.flush().await;
+        });
+    }
+}
+
+/// Polls a workflow body and, whenever it waits with events still unwritten, starts writing
+/// them (see the module docs).
+pub(crate) struct WriteWhenWaiting<F> {
+    pub(crate) run: Arc<RunContext>,
+    pub(crate) body: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for WriteWhenWaiting<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let polled = self.body.as_mut().poll(cx);
+        if polled.is_pending() {
+            self.run.write_soon();
+        }
+        polled
+    }
+}

@@ -1,0 +1,246 @@
+//! When an execution's events reach the store: each is durable before anything outside the
+//! workflow body can depend on it (an action starts, the run waits, parks or ends), and a
+//! step's result may share that write. `Engine::run` creates its run by its first write.
+
+mod support;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use cairn_core::{Event, RunStatus};
+use cairn_engine::{Action, ActionCtx, Engine, Registry, StartOptions, Workflow, WorkflowCtx};
+use cairn_store::{RunId, Store};
+use cairn_store_sqlite::SqliteStore;
+use serde_json::json;
+use support::{Num, eventually};
+use tempfile::TempDir;
+
+/// A store on a fresh SQLite file, and an engine over it.
+fn engine_and_store(registry: Registry) -> (Engine, Arc<dyn Store>, TempDir) {
+    let dir = TempDir::new().expect("temp dir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("store"));
+    (Engine::new(store.clone(), registry), store, dir)
+}
+
+/// The keys of the steps the store holds as completed for run `id` (none if it holds no run).
+async fn completed_keys(store: &dyn Store, id: RunId) -> Vec<String> {
+    let events = store.events(id).await.expect("events");
+    events
+        .into_iter()
+        .filter_map(|record| match record.event {
+            Event::StepCompleted { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What an action saw in the store when it ran: the run's status and its completed steps.
+type Sightings = Arc<Mutex<Vec<(Option<RunStatus>, Vec<String>)>>>;
+
+/// An action `probe` that notes what the store holds for its run, then doubles its input.
+fn probe(store: Arc<dyn Store>, seen: Sightings) -> Action<Num, Num> {
+    Action::new("probe").run(move |input: Num, ctx: ActionCtx| {
+        let (store, seen) = (store.clone(), seen.clone());
+        async move {
+            let run = store.get_run(ctx.run_id()).await.expect("get run");
+            let completed = completed_keys(&*store, ctx.run_id()).await;
+            seen.lock()
+                .unwrap()
+                .push((run.map(|run| run.status), completed));
+            Ok(Num { n: input.n * 2 })
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_run_exists_before_its_first_action_and_each_result_before_the_next_action() {
+    let dir = TempDir::new().expect("temp dir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("store"));
+    let seen = Sightings::default();
+    let probe = probe(store.clone(), seen.clone());
+    let workflow = Workflow::new("three-probes").run(move |input: Num, _ctx: WorkflowCtx| {
+        let probe = probe.clone();
+        async move {
+            let a = probe.run(input).await?;
+            let b = probe.run(a).await?;
+            Ok(probe.run(b).await?)
+        }
+    });
+    let engine = Engine::new(store.clone(), Registry::new().workflow(&workflow));
+
+    let run = engine
+        .run(&workflow, &Num { n: 1 }, StartOptions::default())
+        .await
+        .expect("run");
+
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.output, Some(json!({ "n": 8 })));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (Some(RunStatus::Running), vec![]),
+            (Some(RunStatus::Running), vec!["probe#0".to_owned()]),
+            (
+                Some(RunStatus::Running),
+                vec!["probe#0".to_owned(), "probe#1".to_owned()]
+            ),
+        ],
+        "the run is durable before its first action, and each step's result before the next \
+         action starts"
+    );
+    let stored = store
+        .get_run(run.run_id)
+        .await
+        .unwrap()
+        .expect("stored run");
+    assert_eq!(
+        stored, run,
+        "Engine::run returns the run as the store holds it"
+    );
+    assert_eq!(
+        completed_keys(&*store, run.run_id).await,
+        ["probe#0", "probe#1", "probe#2"]
+    );
+}
+
+#[tokio::test]
+async fn a_result_is_written_while_the_body_waits_on_something_else() {
+    let dir = TempDir::new().expect("temp dir");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("store"));
+    let probe = probe(store.clone(), Sightings::default());
+    // A wait the engine knows nothing of: only the body's being pending says it waits.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let body_gate = gate.clone();
+    let workflow = Workflow::new("probe-then-wait").run(move |input: Num, _ctx: WorkflowCtx| {
+        let (probe, gate) = (probe.clone(), body_gate.clone());
+        async move {
+            let out = probe.run(input).await?;
+            let _permit = gate.acquire().await.expect("gate");
+            Ok(out)
+        }
+    });
+    let engine = Engine::new(store.clone(), Registry::new().workflow(&workflow));
+    let runner = engine.clone();
+    let body = workflow.clone();
+    let running = tokio::spawn(async move {
+        runner
+            .run(&body, &Num { n: 5 }, StartOptions::default())
+            .await
+    });
+
+    let found = eventually(Duration::from_secs(10), async || {
+        let runs = store.list_runs(&Default::default()).await.expect("list");
+        match runs.first() {
+            Some(run) => completed_keys(&*store, run.run_id).await == ["probe#0"],
+            None => false,
+        }
+    })
+    .await;
+    assert!(
+        found,
+        "the step's result reaches the store while the body waits, before the run ends"
+    );
+    gate.add_permits(1);
+    let run = running.await.unwrap().expect("run");
+    assert_eq!(run.output, Some(json!({ "n": 10 })));
+}
+
+#[tokio::test]
+async fn a_run_without_steps_is_created_and_ended_by_one_write() {
+    let workflow = Workflow::new("echo")
+        .run(|input: Num, _ctx: WorkflowCtx| async move { Ok(Num { n: input.n + 1 }) });
+    let (engine, store, _dir) = engine_and_store(Registry::new().workflow(&workflow));
+
+    let run = engine
+        .run(&workflow, &Num { n: 41 }, StartOptions::default())
+        .await
+        .expect("run");
+
+    let stored = store
+        .get_run(run.run_id)
+        .await
+        .unwrap()
+        .expect("stored run");
+    assert_eq!(stored.status, RunStatus::Succeeded);
+    assert_eq!(stored.output, Some(json!({ "n": 42 })));
+    assert_eq!(stored.lease_owner, None, "an ended run holds no lease");
+    assert_eq!(stored, run, "Engine::run returns the run as stored");
+    let events: Vec<Event> = store
+        .events(run.run_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|record| record.event)
+        .collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::RunCreated { .. }, Event::RunCompleted { .. }]
+        ),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_awaited_first_thing_is_registered_when_the_run_is_created() {
+    let workflow = Workflow::new("wait-first").run(|_input: Num, ctx: WorkflowCtx| async move {
+        let hook = ctx.hook::<Num>();
+        Ok(hook.await?)
+    });
+    let (engine, store, _dir) = engine_and_store(Registry::new().workflow(&workflow));
+    let runner = engine.clone();
+    let body = workflow.clone();
+    let running = tokio::spawn(async move {
+        runner
+            .run(&body, &Num { n: 0 }, StartOptions::default())
+            .await
+    });
+
+    let mut token = None;
+    let registered = eventually(Duration::from_secs(10), async || {
+        let hooks = store.list_hooks(&Default::default()).await.expect("hooks");
+        token = hooks.first().map(|hook| hook.token.clone());
+        token.is_some()
+    })
+    .await;
+    assert!(registered, "the hook is registered, so it can be resumed");
+    engine
+        .resume_hook(&token.unwrap(), json!({ "n": 7 }))
+        .await
+        .expect("resume");
+    let run = running.await.unwrap().expect("run");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.output, Some(json!({ "n": 7 })));
+}
+
+#[tokio::test]
+async fn run_with_an_idempotency_key_executes_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let count = Action::new("count").run(move |input: Num, _ctx: ActionCtx| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move { Ok(input) }
+    });
+    let workflow = Workflow::new("keyed").run(move |input: Num, _ctx: WorkflowCtx| {
+        let count = count.clone();
+        async move { Ok(count.run(input).await?) }
+    });
+    let (engine, _store, _dir) = engine_and_store(Registry::new().workflow(&workflow));
+    let keyed = || StartOptions {
+        idempotency_key: Some("order-7".into()),
+        ..StartOptions::default()
+    };
+
+    let first = engine.run(&workflow, &Num { n: 7 }, keyed()).await.unwrap();
+    let second = engine.run(&workflow, &Num { n: 8 }, keyed()).await.unwrap();
+
+    assert_eq!(second.run_id, first.run_id, "one key, one run");
+    assert_eq!(second.output, Some(json!({ "n": 7 })));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the step ran once");
+}
