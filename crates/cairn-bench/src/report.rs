@@ -252,7 +252,7 @@ pub(crate) fn latency_ratio_row(
         duration(step_us),
         "—".into(),
         format!(
-            "p50 wf ÷ steps vs p50 commit {}; one workflow = {commits_per_workflow:.1} commits",
+            "p50 wf ÷ steps vs p50 commit {}; one workflow takes {commits_per_workflow:.1} commit latencies",
             duration(commit_us)
         ),
     ]
