@@ -60,9 +60,9 @@ impl Default for PostgresOptions {
 /// A [`Store`] in a PostgreSQL database, shared by any number of processes. See the
 /// [crate docs](crate) for how it works.
 ///
-/// Needs a tokio runtime. Dropping it lets the writes already queued (background appends
-/// included) commit in the background while the runtime runs; [`flush`](Self::flush) first to
-/// wait for them.
+/// Needs a tokio runtime. Dropping it lets the writes already queued (a caller may have
+/// stopped waiting for its own) commit in the background while the runtime runs;
+/// [`flush`](Self::flush) first to wait for them.
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) schema: String,
@@ -124,8 +124,8 @@ impl PostgresStore {
         &self.schema
     }
 
-    /// Waits until every write queued before this call (background appends included) has
-    /// been committed or has failed.
+    /// Waits until every write queued before this call (by any task) has been committed or
+    /// has failed.
     pub async fn flush(&self) -> StoreResult<()> {
         self.writer.call(Op::Flush).await
     }
@@ -247,20 +247,6 @@ impl Store for PostgresStore {
                 now_ms,
             })
             .await
-    }
-
-    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64) {
-        let queued = PreparedEvent::all(&events).and_then(|events| {
-            self.writer.send(Op::Append {
-                id,
-                worker: worker.clone(),
-                events,
-                now_ms,
-            })
-        });
-        if let Err(error) = queued {
-            tracing::warn!(run = %id, %error, "a background append was not recorded");
-        }
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {

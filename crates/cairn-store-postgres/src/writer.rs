@@ -1,12 +1,9 @@
 //! The write queue: one FIFO per store, consumed by one task, which commits whatever has
 //! queued up in one shared transaction (group commit).
 //!
-//! **Ordering.** Every write of the store (awaited or background) enters the queue, and the
-//! task commits the queue's commands in order, batch after batch. A background append is
-//! therefore committed in the same transaction as, or an earlier one than, every write queued
-//! after it: an awaited `append` of no events is a barrier. Per-run queues would allow more
-//! parallelism but not the trait's guarantee across runs (a recorded value of run A must be
-//! durable before a later step completion of run B that may depend on it), so there is one.
+//! **Ordering.** Every write of the store enters the queue, and the task commits the queue's
+//! commands in order, batch after batch: a write is committed in the same transaction as, or
+//! an earlier one than, every write queued after it.
 //!
 //! **Group commit.** The task takes the first command and everything queued behind it (up to
 //! `max_batch`), runs them in one transaction and commits once; while it commits, new
@@ -237,18 +234,10 @@ impl Op {
             Op::Flush => ().into(),
         })
     }
-
-    /// The run a background append was for, for the log.
-    fn run_id(&self) -> Option<RunId> {
-        match self {
-            Op::Append { id, .. } => Some(*id),
-            _ => None,
-        }
-    }
 }
 
-/// Where a command's result goes; `None` for a background append (failures are logged).
-pub(crate) type Reply = Option<oneshot::Sender<StoreResult<Output>>>;
+/// Where a command's result goes.
+pub(crate) type Reply = oneshot::Sender<StoreResult<Output>>;
 
 /// A queued write and where its answer goes.
 pub(crate) struct Command {
@@ -258,16 +247,8 @@ pub(crate) struct Command {
 
 impl Command {
     fn answer(self, result: StoreResult<Output>) {
-        match self.reply {
-            // The caller may have stopped waiting (its future was dropped): nothing to do.
-            Some(reply) => drop(reply.send(result)),
-            None => {
-                if let Err(error) = result {
-                    let run = self.op.run_id().map(|id| id.to_string());
-                    tracing::warn!(run = run.as_deref().unwrap_or("?"), %error, "a background append was not recorded");
-                }
-            }
-        }
+        // The caller may have stopped waiting (its future was dropped): nothing to do then.
+        let _ = self.reply.send(result);
     }
 }
 
@@ -466,21 +447,11 @@ impl Writer {
         Writer { queue }
     }
 
-    /// Queues `op` without waiting; its failure is logged.
-    pub(crate) fn send(&self, op: Op) -> StoreResult<()> {
-        self.queue
-            .send(Command { op, reply: None })
-            .map_err(|_| stopped())
-    }
-
     /// Queues `op` and waits for its result, after its batch committed.
     pub(crate) async fn call<T: FromOutput>(&self, op: Op) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Command {
-                op,
-                reply: Some(reply),
-            })
+            .send(Command { op, reply })
             .map_err(|_| stopped())?;
         let output = answer.await.map_err(|_| stopped())??;
         T::from_output(output).ok_or_else(|| {

@@ -156,8 +156,6 @@ async fn a_worker_that_lost_its_lease_to_another_process_cannot_commit() {
         matches!(late, Err(StoreError::LeaseLost { .. })),
         "{late:?}"
     );
-    a.append_in_background(id, &wa, vec![completed(1)], T0 + LEASE_MS + 1);
-    a.flush().await.expect("flush");
     b.append(id, &wb, vec![completed(1)], T0 + LEASE_MS + 2)
         .await
         .expect("the new holder appends");

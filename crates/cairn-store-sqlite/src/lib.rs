@@ -78,7 +78,8 @@ impl Default for SqliteOptions {
 
 /// A [`Store`] in one SQLite file. See the [crate docs](crate) for how it works.
 ///
-/// Dropping it waits for the writes already queued (background appends included) to commit.
+/// Dropping it waits for the writes already queued (a caller may have stopped waiting for its
+/// own) to commit.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
@@ -123,8 +124,8 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Waits until every write queued before this call (background appends included) has
-    /// been committed or has failed.
+    /// Waits until every write queued before this call (by any task) has been committed or
+    /// has failed.
     pub async fn flush(&self) -> StoreResult<()> {
         self.writer.call(|reply| Command::Flush { reply }).await
     }
@@ -248,24 +249,9 @@ impl Store for SqliteStore {
                 worker,
                 events,
                 now_ms,
-                reply: Some(reply),
+                reply,
             })
             .await
-    }
-
-    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64) {
-        let queued = PreparedEvent::all(&events).and_then(|events| {
-            self.writer.send(Command::Append {
-                id,
-                worker: worker.clone(),
-                events,
-                now_ms,
-                reply: None,
-            })
-        });
-        if let Err(error) = queued {
-            tracing::warn!(run = %id, %error, "a background append was not recorded");
-        }
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {

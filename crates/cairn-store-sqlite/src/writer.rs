@@ -60,13 +60,12 @@ pub(crate) enum Command {
         ready_at_ms: i64,
         reply: Reply<()>,
     },
-    /// `reply: None` is a background append: errors are logged, not returned.
     Append {
         id: RunId,
         worker: WorkerId,
         events: Vec<PreparedEvent>,
         now_ms: i64,
-        reply: Option<Reply<()>>,
+        reply: Reply<()>,
     },
     CancelRun {
         id: RunId,
@@ -115,17 +114,6 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer 
         };
         // The caller may have stopped waiting (its future was dropped): nothing to do then.
         let _ = reply.send(result);
-    })
-}
-
-fn log_failure(id: RunId, result: StoreResult<()>) -> Answer {
-    Box::new(move |failure| {
-        let error = match (result, failure) {
-            (Err(error), _) => error.to_string(),
-            (Ok(()), Some(why)) => why.to_owned(),
-            (Ok(()), None) => return,
-        };
-        tracing::warn!(run = %id, %error, "a background append was not recorded");
     })
 }
 
@@ -179,15 +167,12 @@ impl Command {
                 events,
                 now_ms,
                 reply,
-            } => {
-                let result = in_savepoint(conn, broken, |c| {
+            } => answer(
+                reply,
+                in_savepoint(conn, broken, |c| {
                     ops::append(c, id, &worker, &events, now_ms)
-                });
-                match reply {
-                    Some(reply) => answer(reply, result),
-                    None => log_failure(id, result),
-                }
-            }
+                }),
+            ),
             Command::CancelRun {
                 id,
                 canceled,
@@ -449,16 +434,11 @@ impl Writer {
         })
     }
 
-    /// Queues `command` without waiting.
-    pub(crate) fn send(&self, command: Command) -> StoreResult<()> {
-        let queue = self.queue.as_ref().ok_or_else(stopped)?;
-        queue.send(command).map_err(|_| stopped())
-    }
-
     /// Queues the command `make` builds around a reply channel and waits for its answer.
     pub(crate) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
-        self.send(make(reply))?;
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(make(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }

@@ -62,7 +62,7 @@ fn append(
             worker: worker.clone(),
             events,
             now_ms: NOW + 1,
-            reply: Some(reply),
+            reply,
         },
         answer,
     )

@@ -31,8 +31,8 @@ use std::{any::Any, sync::Arc};
 use crate::Store;
 
 pub use append::{
-    append_in_background_is_ordered_before_later_appends, append_is_fenced_by_the_lease,
-    concurrent_appends_to_many_runs_all_land, terminal_events_end_the_run,
+    append_is_fenced_by_the_lease, concurrent_appends_to_many_runs_all_land,
+    terminal_events_end_the_run,
 };
 pub use claim::{
     claim_ready_concurrent_calls_never_share_a_run, claim_ready_takes_ready_runs_oldest_first,
@@ -122,7 +122,6 @@ macro_rules! conformance_tests {
             release_lease_requeues_the_run_from_ready_at,
             append_is_fenced_by_the_lease,
             terminal_events_end_the_run,
-            append_in_background_is_ordered_before_later_appends,
             concurrent_appends_to_many_runs_all_land,
             cancel_run_ends_the_run_with_the_reason,
             retry_run_requeues_failed_and_canceled_runs,

@@ -105,12 +105,6 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<()>;
 
-    /// Appends without waiting for the commit: for events whose loss in a crash is harmless
-    /// (`StepStarted`, recorded values, `HookCreated`). Ordered before every later write from
-    /// this process, so an awaited `append` of no events is a barrier: when it returns, every
-    /// earlier background append is committed. Errors are logged and dropped.
-    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64);
-
     /// Ends a run that has not ended with `RunCanceled`, whoever holds its lease (the
     /// worker finds out at its next append or lease renewal). Returns the status it had.
     /// The run's `error` becomes an [`ErrorKind::Canceled`](cairn_core::ErrorKind) error
@@ -171,7 +165,7 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Waits until every write queued so far (background appends included) is committed.
+    /// Waits until every write queued so far (by any task) is committed or has failed.
     /// Call it before a process exits.
     async fn flush(&self) -> StoreResult<()> {
         Ok(())

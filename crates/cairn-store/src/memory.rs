@@ -4,8 +4,8 @@
 //! plain maps behind one mutex, and applies every operation with the same semantics, so a
 //! workflow behaves on it exactly as on disk, minus durability. Every method does its work
 //! synchronously under the lock (never held across an `await`), so operations are atomic
-//! and totally ordered; a background append is applied before `append_in_background`
-//! returns. Times are only ever the `now_ms` passed in, which suits a virtual clock.
+//! and totally ordered. Times are only ever the `now_ms` passed in, which suits a virtual
+//! clock.
 
 mod state;
 mod waits;
@@ -121,14 +121,6 @@ impl Store for MemoryStore {
         now_ms: i64,
     ) -> StoreResult<()> {
         self.state().append(id, worker, events, now_ms)
-    }
-
-    fn append_in_background(&self, id: RunId, worker: &WorkerId, events: Vec<Event>, now_ms: i64) {
-        // Applied at once, so it is trivially ordered before every later write.
-        let applied = self.state().append(id, worker, events, now_ms);
-        if let Err(error) = applied {
-            tracing::warn!(run = %id, %error, "a background append was not recorded");
-        }
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {

@@ -1,5 +1,5 @@
-//! Conformance: appending to logs (`append`, `append_in_background`), fencing and the
-//! terminal events that end a run.
+//! Conformance: appending to logs (`append`), fencing and the terminal events that end a
+//! run.
 
 use std::sync::Arc;
 
@@ -163,48 +163,6 @@ pub async fn terminal_events_end_the_run(store: Arc<dyn Store>) {
     );
 }
 
-/// A background append is ordered before every later append of the same store, of any run:
-/// when the later append returns, the earlier one is in the log. A failing background append
-/// disturbs nothing.
-pub async fn append_in_background_is_ordered_before_later_appends(store: Arc<dyn Store>) {
-    let store = &*store;
-    let (w, stranger) = (worker("w"), worker("stranger"));
-    let id = create_leased(store, "bg", &w, T0 + LEASE_MS).await;
-    let other = create_leased(store, "bg", &w, T0 + LEASE_MS).await;
-
-    store.append_in_background(id, &w, vec![started("a", 0)], T0 + 1);
-    store.append_in_background(id, &stranger, vec![started("evil", 0)], T0 + 1);
-    store.append_in_background(other, &w, vec![started("z", 0)], T0 + 1);
-    store.append_in_background(id, &w, vec![started("a", 1)], T0 + 2);
-    store
-        .append(
-            id,
-            &w,
-            vec![completed("a", 0, json!(0)), completed("a", 1, json!(1))],
-            T0 + 3,
-        )
-        .await
-        .expect("append");
-
-    let expected = vec![
-        run_created("bg", json!({})),
-        started("a", 0),
-        started("a", 1),
-        completed("a", 0, json!(0)),
-        completed("a", 1, json!(1)),
-    ];
-    assert_eq!(
-        events(store, id).await,
-        expected,
-        "background appends land first, the stranger's not at all"
-    );
-    assert_eq!(
-        events(store, other).await,
-        vec![run_created("bg", json!({})), started("z", 0)],
-        "any run"
-    );
-}
-
 /// Many tasks appending to many runs at once: every event lands, in order, in its own run.
 pub async fn concurrent_appends_to_many_runs_all_land(store: Arc<dyn Store>) {
     const RUNS: usize = 24;
@@ -220,7 +178,10 @@ pub async fn concurrent_appends_to_many_runs_all_land(store: Arc<dyn Store>) {
             let (store, w) = (Arc::clone(&store), w.clone());
             tokio::spawn(async move {
                 for n in 0..STEPS {
-                    store.append_in_background(id, &w, vec![started("step", n)], T0 + 1);
+                    store
+                        .append(id, &w, vec![started("step", n)], T0 + 1)
+                        .await
+                        .expect("append");
                     store
                         .append(id, &w, vec![completed("step", n, json!(n))], T0 + 2)
                         .await
