@@ -92,21 +92,17 @@ pub(crate) async fn execute(
         }
         Err(Abort::Park { status, wake_at_ms }) => {
             drop(heartbeat);
-            let parked = match ctx.write_and_hold().await {
-                Ok(_order) => {
+            let parked = ctx
+                .write_then(|| {
                     let park = Park {
                         status,
                         wake_at_ms,
                         known_seq: ctx.known_seq(),
                     };
                     let now = shared.clock.now_ms();
-                    shared
-                        .store
-                        .park_run(run.run_id, &shared.worker, park, now)
-                        .await
-                }
-                Err(err) => Err(err),
-            };
+                    shared.store.park_run(run.run_id, &shared.worker, park, now)
+                })
+                .await;
             let end = match parked {
                 Ok(_) => ExecEnd::Parked,
                 Err(err) => {

@@ -281,7 +281,7 @@ pub(crate) async fn fail_step(
         error: error.clone(),
         attempts,
     };
-    match run.append(event).await {
+    match run.append([event]).await {
         Ok(()) => StepError::new(error),
         Err(Halted) => halt().await,
     }
@@ -386,7 +386,7 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             (failed, Some(StepError::new(error)))
         };
         if run
-            .append_all(started.into_iter().chain([outcome]).collect())
+            .append(started.into_iter().chain([outcome]))
             .await
             .is_err()
         {

@@ -405,15 +405,12 @@ async fn time_out<T>(
         error: info.clone(),
         attempts: 1,
     };
-    let timed_out = match run.write_and_hold().await {
-        Ok(_order) => {
+    let timed_out = run
+        .write_then(|| {
             let store = &run.shared.store;
-            store
-                .time_out_hook(token, &run.shared.worker, event.clone(), now)
-                .await
-        }
-        Err(err) => Err(err),
-    };
+            store.time_out_hook(token, &run.shared.worker, event.clone(), now)
+        })
+        .await;
     match timed_out {
         Ok(true) => {
             run.note_appended(event, now);

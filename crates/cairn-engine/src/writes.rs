@@ -72,15 +72,15 @@ impl RunContext {
         self.write_unlocked().await
     }
 
-    /// [`write`](Self::write), then holds the write order until the guard drops: for a store
-    /// operation that appends on its own (parking, a hook's timeout), which must come after
-    /// everything recorded and before anything recorded later.
-    pub(crate) async fn write_and_hold(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, ()>, StoreError> {
-        let order = self.write_lock.lock().await;
+    /// [`write`](Self::write), then `op` before anything recorded later is written: for a
+    /// store operation that appends on its own (parking, a hook's timeout).
+    pub(crate) async fn write_then<T, F>(&self, op: impl FnOnce() -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let _order = self.write_lock.lock().await;
         self.write_unlocked().await?;
-        Ok(order)
+        op().await
     }
 
     async fn write_unlocked(&self) -> Result<i64, StoreError> {
@@ -163,14 +163,12 @@ impl RunContext {
     }
 
     /// Records `events` and writes them; a failure aborts the execution.
-    pub(crate) async fn append_all(&self, events: Vec<Event>) -> Result<(), Halted> {
+    pub(crate) async fn append(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+    ) -> Result<(), Halted> {
         self.defer(events);
         self.flush().await
-    }
-
-    /// Like [`append_all`](Self::append_all) for one event.
-    pub(crate) async fn append(&self, event: Event) -> Result<(), Halted> {
-        self.append_all(vec![event]).await
     }
 
     /// Starts writing what the body recorded, without waiting, if it recorded any event:
