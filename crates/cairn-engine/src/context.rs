@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use cairn_core::{ErrorInfo, Event, Journal, RunStatus, StepKey};
-use cairn_store::{NewRun, RunId, StoreError};
+use cairn_store::{NewRun, RunId, RunRecord, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +103,9 @@ pub(crate) struct RunContext {
     pub(crate) write_lock: tokio::sync::Mutex<()>,
     /// When the run was created by this execution's first write (`i64::MIN`: it was not).
     created_at_ms: AtomicI64,
+    /// When the lease this execution last wrote (creating the run or renewing its lease)
+    /// lapses: the run's `ready_at_ms` in the store (`i64::MIN`: as claimed).
+    leased_until_ms: AtomicI64,
 }
 
 impl RunContext {
@@ -128,6 +131,7 @@ impl RunContext {
             unwritten: Mutex::new(Unwritten::new(create)),
             write_lock: tokio::sync::Mutex::new(()),
             created_at_ms: AtomicI64::new(i64::MIN),
+            leased_until_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -136,15 +140,31 @@ impl RunContext {
         self.known_seq.load(Ordering::SeqCst)
     }
 
-    /// Notes that this execution's first write created the run, at `at_ms`.
-    pub(crate) fn created_at(&self, at_ms: i64) {
+    /// Notes that this execution's first write created the run, at `at_ms`, under a lease
+    /// lapsing at `leased_until_ms`.
+    pub(crate) fn created_at(&self, at_ms: i64, leased_until_ms: i64) {
         self.created_at_ms.store(at_ms, Ordering::SeqCst);
+        self.leased_at(leased_until_ms);
     }
 
-    /// When this execution's first write created the run, if it did.
-    pub(crate) fn created_here_at(&self) -> Option<i64> {
-        let at = self.created_at_ms.load(Ordering::SeqCst);
-        (at != i64::MIN).then_some(at)
+    /// Notes that the run's lease, as stored, now lapses at `until_ms`.
+    pub(crate) fn leased_at(&self, until_ms: i64) {
+        self.leased_until_ms.store(until_ms, Ordering::SeqCst);
+    }
+
+    /// The run's record as this execution last wrote it: `claimed`, with the creation time
+    /// and lease expiry (`ready_at_ms`) this execution wrote since.
+    pub(crate) fn as_written(&self, mut claimed: RunRecord) -> RunRecord {
+        let created_at = self.created_at_ms.load(Ordering::SeqCst);
+        if created_at != i64::MIN {
+            claimed.created_at_ms = created_at;
+        }
+        let leased_until = self.leased_until_ms.load(Ordering::SeqCst);
+        if leased_until != i64::MIN {
+            claimed.ready_at_ms = leased_until;
+            claimed.lease_expires_at_ms = Some(leased_until);
+        }
+        claimed
     }
 
     /// Marks a step as doing work until the guard drops.

@@ -124,10 +124,7 @@ pub(crate) async fn execute(
     let end = match ending {
         Some(event) => match ctx.record(event.clone()).await {
             Ok(at_ms) => {
-                let mut run = run.clone();
-                if let Some(created_at_ms) = ctx.created_here_at() {
-                    run.created_at_ms = created_at_ms;
-                }
+                let run = ctx.as_written(run.clone());
                 let ended = cairn_store::rules::ended_record(run, &event, at_ms);
                 ExecEnd::Ended(ended.map(Box::new))
             }
@@ -192,8 +189,9 @@ async fn heartbeat(run: Arc<RunContext>) {
             // Nothing to renew yet: the run is created, leased, by its first write.
             continue;
         }
-        match shared.store.renew_lease(run.run_id, &shared.lease()).await {
-            Ok(()) => {}
+        let lease = shared.lease();
+        match shared.store.renew_lease(run.run_id, &lease).await {
+            Ok(()) => run.leased_at(lease.expires_at_ms),
             Err(StoreError::LeaseLost { .. }) => {
                 tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
                 run.abort(Abort::LeaseLost);

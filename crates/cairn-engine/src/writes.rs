@@ -115,9 +115,11 @@ impl RunContext {
         if let Some(new) = create.as_ref() {
             // The run's first events go in as its history: they take effect as if appended
             // (an end ends it, a hook is registered), in the same commit.
+            let lease = self.shared.lease();
+            let leased_until = lease.expires_at_ms;
             let run = NewRun {
                 history: events.clone(),
-                lease: Some(self.shared.lease()),
+                lease: Some(lease),
                 now_ms: now,
                 ..new.clone()
             };
@@ -132,7 +134,7 @@ impl RunContext {
             }
             *create = None;
             events.clear();
-            self.created_at(now);
+            self.created_at(now, leased_until);
             return Ok(());
         }
         if !events.is_empty() {

@@ -7,15 +7,18 @@ mod support;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
 use cairn_core::{Event, RunStatus};
-use cairn_engine::{Action, ActionCtx, Engine, Registry, StartOptions, Workflow, WorkflowCtx};
+use cairn_engine::{
+    Action, ActionCtx, Clock, Engine, Registry, StartOptions, SystemClock, Workflow, WorkflowCtx,
+};
 use cairn_store::{RunId, Store};
 use cairn_store_sqlite::SqliteStore;
+use futures::future::BoxFuture;
 use serde_json::json;
 use support::{Num, eventually};
 use tempfile::TempDir;
@@ -25,6 +28,20 @@ fn engine_and_store(registry: Registry) -> (Engine, Arc<dyn Store>, TempDir) {
     let dir = TempDir::new().expect("temp dir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("store"));
     (Engine::new(store.clone(), registry), store, dir)
+}
+
+/// A clock that moves one millisecond every time it is read, so any two readings differ.
+struct TickingClock(AtomicI64);
+
+impl Clock for TickingClock {
+    fn now_ms(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
+        let wait = u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0);
+        Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
+    }
 }
 
 /// The keys of the steps the store holds as completed for run `id` (none if it holds no run).
@@ -155,7 +172,13 @@ async fn a_result_is_written_while_the_body_waits_on_something_else() {
 async fn a_run_without_steps_is_created_and_ended_by_one_write() {
     let workflow = Workflow::new("echo")
         .run(|input: Num, _ctx: WorkflowCtx| async move { Ok(Num { n: input.n + 1 }) });
-    let (engine, store, _dir) = engine_and_store(Registry::new().workflow(&workflow));
+    let (_, store, _dir) = engine_and_store(Registry::new());
+    // Every reading of this clock differs: the record Engine::run remembers must be the one
+    // its writes stored, not one built from an earlier reading.
+    let clock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
+    let engine = Engine::builder(store.clone(), Registry::new().workflow(&workflow))
+        .clock(clock)
+        .build();
 
     let run = engine
         .run(&workflow, &Num { n: 41 }, StartOptions::default())
