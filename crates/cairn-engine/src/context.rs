@@ -147,7 +147,7 @@ impl RunContext {
         self.leased_at(leased_until_ms);
     }
 
-    /// Notes that the run's lease, as stored, now lapses at `until_ms`.
+    /// Notes that the run's lease, as last written (or being written), lapses at `until_ms`.
     pub(crate) fn leased_at(&self, until_ms: i64) {
         self.leased_until_ms.store(until_ms, Ordering::SeqCst);
     }

@@ -190,8 +190,11 @@ async fn heartbeat(run: Arc<RunContext>) {
             continue;
         }
         let lease = shared.lease();
+        // Noted before asking: this task may be aborted (the run ending) after the store
+        // took the renewal but before it answered.
+        run.leased_at(lease.expires_at_ms);
         match shared.store.renew_lease(run.run_id, &lease).await {
-            Ok(()) => run.leased_at(lease.expires_at_ms),
+            Ok(()) => {}
             Err(StoreError::LeaseLost { .. }) => {
                 tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
                 run.abort(Abort::LeaseLost);

@@ -14,7 +14,8 @@ use std::{
 
 use cairn_core::{Event, RunStatus};
 use cairn_engine::{
-    Action, ActionCtx, Clock, Engine, Registry, StartOptions, SystemClock, Workflow, WorkflowCtx,
+    Action, ActionCtx, Clock, Engine, EngineConfig, Registry, StartOptions, SystemClock, Workflow,
+    WorkflowCtx,
 };
 use cairn_store::{RunId, Store};
 use cairn_store_sqlite::SqliteStore;
@@ -42,6 +43,18 @@ impl Clock for TickingClock {
         let wait = u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0);
         Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
     }
+}
+
+/// Like [`engine_and_store`], on a [`TickingClock`]: the record `Engine::run` returns must
+/// be the one its writes stored, not one built from an earlier reading of the clock.
+fn ticking_engine(registry: Registry, config: EngineConfig) -> (Engine, Arc<dyn Store>, TempDir) {
+    let (_, store, dir) = engine_and_store(Registry::new());
+    let clock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
+    let engine = Engine::builder(store.clone(), registry)
+        .config(config)
+        .clock(clock)
+        .build();
+    (engine, store, dir)
 }
 
 /// The keys of the steps the store holds as completed for run `id` (none if it holds no run).
@@ -172,13 +185,8 @@ async fn a_result_is_written_while_the_body_waits_on_something_else() {
 async fn a_run_without_steps_is_created_and_ended_by_one_write() {
     let workflow = Workflow::new("echo")
         .run(|input: Num, _ctx: WorkflowCtx| async move { Ok(Num { n: input.n + 1 }) });
-    let (_, store, _dir) = engine_and_store(Registry::new());
-    // Every reading of this clock differs: the record Engine::run remembers must be the one
-    // its writes stored, not one built from an earlier reading.
-    let clock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
-    let engine = Engine::builder(store.clone(), Registry::new().workflow(&workflow))
-        .clock(clock)
-        .build();
+    let (engine, store, _dir) =
+        ticking_engine(Registry::new().workflow(&workflow), EngineConfig::default());
 
     let run = engine
         .run(&workflow, &Num { n: 41 }, StartOptions::default())
@@ -266,4 +274,56 @@ async fn run_with_an_idempotency_key_executes_once() {
     assert_eq!(second.run_id, first.run_id, "one key, one run");
     assert_eq!(second.output, Some(json!({ "n": 7 })));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the step ran once");
+}
+
+/// When the lease of run `id` lapses, as stored.
+async fn lease_expiry(store: &dyn Store, id: RunId) -> Option<i64> {
+    let run = store.get_run(id).await.expect("get run");
+    run.and_then(|run| run.lease_expires_at_ms)
+}
+
+#[tokio::test]
+async fn a_run_that_renewed_its_lease_is_returned_as_stored() {
+    let store_slot: Arc<Mutex<Option<Arc<dyn Store>>>> = Arc::default();
+    let seen_store = store_slot.clone();
+    // Returns once the store shows the run's lease renewed by the heartbeat.
+    let outlast = Action::new("outlast").run(move |input: Num, ctx: ActionCtx| {
+        let store = seen_store.lock().unwrap().clone().expect("store");
+        async move {
+            let first = lease_expiry(&*store, ctx.run_id()).await;
+            assert!(first.is_some(), "the run is leased while its action runs");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while lease_expiry(&*store, ctx.run_id()).await <= first {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the heartbeat renews the lease"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(input)
+        }
+    });
+    let workflow = Workflow::new("long").run(move |input: Num, _ctx: WorkflowCtx| {
+        let outlast = outlast.clone();
+        async move { Ok(outlast.run(input).await?) }
+    });
+    let config = EngineConfig {
+        lease_ttl: Duration::from_millis(60),
+        ..EngineConfig::default()
+    };
+    let (engine, store, _dir) = ticking_engine(Registry::new().workflow(&workflow), config);
+    *store_slot.lock().unwrap() = Some(store.clone());
+
+    let run = engine
+        .run(&workflow, &Num { n: 5 }, StartOptions::default())
+        .await
+        .expect("run");
+
+    let stored = store
+        .get_run(run.run_id)
+        .await
+        .unwrap()
+        .expect("stored run");
+    assert_eq!(stored.status, RunStatus::Succeeded);
+    assert_eq!(stored, run, "Engine::run returns the run as stored");
 }
