@@ -17,7 +17,7 @@ use cairn_engine::{
     Action, ActionCtx, Clock, Engine, EngineConfig, Registry, StartOptions, SystemClock, Workflow,
     WorkflowCtx,
 };
-use cairn_store::{RunId, Store};
+use cairn_store::{RunId, RunRecord, Store};
 use cairn_store_sqlite::SqliteStore;
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -55,6 +55,26 @@ fn ticking_engine(registry: Registry, config: EngineConfig) -> (Engine, Arc<dyn 
         .clock(clock)
         .build();
     (engine, store, dir)
+}
+
+/// Runs `workflow` on `n` with `Engine::run` and checks it returned the run as stored.
+async fn run_as_stored(
+    engine: &Engine,
+    store: &dyn Store,
+    workflow: &Workflow<Num, Num>,
+    n: i64,
+) -> RunRecord {
+    let run = engine
+        .run(workflow, &Num { n }, StartOptions::default())
+        .await
+        .expect("run");
+    let stored = store
+        .get_run(run.run_id)
+        .await
+        .unwrap()
+        .expect("stored run");
+    assert_eq!(stored, run, "Engine::run returns the run as stored");
+    run
 }
 
 /// The keys of the steps the store holds as completed for run `id` (none if it holds no run).
@@ -188,20 +208,11 @@ async fn a_run_without_steps_is_created_and_ended_by_one_write() {
     let (engine, store, _dir) =
         ticking_engine(Registry::new().workflow(&workflow), EngineConfig::default());
 
-    let run = engine
-        .run(&workflow, &Num { n: 41 }, StartOptions::default())
-        .await
-        .expect("run");
+    let run = run_as_stored(&engine, &*store, &workflow, 41).await;
 
-    let stored = store
-        .get_run(run.run_id)
-        .await
-        .unwrap()
-        .expect("stored run");
-    assert_eq!(stored.status, RunStatus::Succeeded);
-    assert_eq!(stored.output, Some(json!({ "n": 42 })));
-    assert_eq!(stored.lease_owner, None, "an ended run holds no lease");
-    assert_eq!(stored, run, "Engine::run returns the run as stored");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.output, Some(json!({ "n": 42 })));
+    assert_eq!(run.lease_owner, None, "an ended run holds no lease");
     let events: Vec<Event> = store
         .events(run.run_id)
         .await
@@ -314,16 +325,7 @@ async fn a_run_that_renewed_its_lease_is_returned_as_stored() {
     let (engine, store, _dir) = ticking_engine(Registry::new().workflow(&workflow), config);
     *store_slot.lock().unwrap() = Some(store.clone());
 
-    let run = engine
-        .run(&workflow, &Num { n: 5 }, StartOptions::default())
-        .await
-        .expect("run");
+    let run = run_as_stored(&engine, &*store, &workflow, 5).await;
 
-    let stored = store
-        .get_run(run.run_id)
-        .await
-        .unwrap()
-        .expect("stored run");
-    assert_eq!(stored.status, RunStatus::Succeeded);
-    assert_eq!(stored, run, "Engine::run returns the run as stored");
+    assert_eq!(run.status, RunStatus::Succeeded);
 }
