@@ -243,36 +243,57 @@ impl RawRun {
     }
 }
 
-/// An `events` row as read.
+/// An `events` row as read: `count` events from `seq` on (see the schema's version 3).
 pub(crate) struct RawEvent {
     seq: i64,
     at: i64,
+    count: i64,
     payload: String,
 }
 
 impl RawEvent {
-    /// Reads `seq, at, payload`.
+    /// Reads `seq, at, count, payload`.
     pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<RawEvent> {
         Ok(RawEvent {
             seq: row.get(0)?,
             at: row.get(1)?,
-            payload: row.get(2)?,
+            count: row.get(2)?,
+            payload: row.get(3)?,
         })
     }
 
-    fn decode(self) -> StoreResult<EventRecord> {
+    /// Appends the row's events to `log`.
+    fn decode_into(self, log: &mut Vec<EventRecord>) -> StoreResult<()> {
         let seq = u64::try_from(self.seq)
             .map_err(|_| StoreError::Corrupt(format!("event seq {} is negative", self.seq)))?;
-        Ok(EventRecord {
+        let record = |(event, seq)| EventRecord {
             seq,
             at_ms: self.at,
-            event: from_json(&self.payload, "event")?,
-        })
+            event,
+        };
+        if self.count == 1 {
+            log.push(record((from_json(&self.payload, "event")?, seq)));
+            return Ok(());
+        }
+        let events: Vec<Event> = from_json(&self.payload, "events")?;
+        if i64::try_from(events.len()).ok() != Some(self.count) {
+            return Err(StoreError::Corrupt(format!(
+                "the events row at seq {seq} should hold {} events but holds {}",
+                self.count,
+                events.len()
+            )));
+        }
+        log.extend(events.into_iter().zip(seq..).map(record));
+        Ok(())
     }
 }
 
-pub(crate) fn decode_events(events: Vec<RawEvent>) -> StoreResult<Vec<EventRecord>> {
-    events.into_iter().map(RawEvent::decode).collect()
+pub(crate) fn decode_events(rows: Vec<RawEvent>) -> StoreResult<Vec<EventRecord>> {
+    let mut log = Vec::with_capacity(rows.len() * 2);
+    for row in rows {
+        row.decode_into(&mut log)?;
+    }
+    Ok(log)
 }
 
 /// A run the writer claimed, with its log as read in the claiming transaction.

@@ -3,6 +3,8 @@
 //! because the transaction is `BEGIN IMMEDIATE`: no other connection, in this process or
 //! another, writes between the check and the write.
 
+use std::borrow::Cow;
+
 use cairn_core::RunStatus;
 use cairn_store::{CreateOutcome, Lease, RunId, StoreError, WorkerId, rules};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
@@ -64,7 +66,7 @@ pub(crate) fn fenced(
     Ok(state)
 }
 
-/// Appends `events` after `last_seq` and applies their effects to the run's row.
+/// Appends `events` after `last_seq`, as one row, and applies their effects to the run's row.
 pub(crate) fn write_events(
     conn: &Connection,
     id: RunId,
@@ -73,72 +75,135 @@ pub(crate) fn write_events(
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO events (run_id, seq, at, type, step_key, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    let mut seq = last_seq;
     let mut ended = None;
     for event in events {
         if let Some(status) = ended {
             return Err(StoreError::RunEnded { run: id, status }.into());
         }
-        seq += 1;
-        insert.execute(params![
-            key,
-            seq,
-            now,
-            event.type_name,
-            event.step_key,
-            event.payload
-        ])?;
-        match &event.effect {
-            Effect::None => {}
-            Effect::End {
-                status,
-                output,
-                error,
-            } => {
-                ended = Some(*status);
-                conn.prepare_cached(
-                    "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, \
-                     lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
-                )?
-                .execute(params![key, status.as_str(), output, error, now])?;
-                crate::waits::close_hooks(conn, key, now)?;
-            }
-            Effect::Requeue => {
-                conn.prepare_cached(
-                    "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
-                     lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2 WHERE id = ?1",
-                )?
-                .execute(params![key, now])?;
-            }
-            Effect::RegisterHook {
-                key: step_key,
-                token,
-                schema,
-                timeout_at_ms,
-            } => {
-                let step_key = step_key.as_str();
-                crate::waits::register_hook(
-                    conn,
-                    key,
-                    step_key,
-                    token,
-                    schema,
-                    *timeout_at_ms,
-                    now,
-                )?;
-            }
-            Effect::Status(status) => {
-                conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
-                    .execute(params![key, status.as_str()])?;
-            }
+        if let Effect::End { status, .. } = &event.effect {
+            ended = Some(*status);
         }
+        apply_effect(conn, key, &event.effect, now)?;
     }
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    if let Some(row) = EventsRow::of(events) {
+        conn.prepare_cached(
+            "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            key,
+            last_seq + 1,
+            now,
+            row.types,
+            row.step_key,
+            count,
+            row.payload
+        ])?;
+    }
+    let seq = last_seq + count;
     conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![key, seq, now])?;
     Ok(())
+}
+
+/// Applies one event's effect on its run (and the run's hooks).
+fn apply_effect(conn: &Connection, key: &str, effect: &Effect, now: i64) -> Result<()> {
+    match effect {
+        Effect::None => {}
+        Effect::End {
+            status,
+            output,
+            error,
+        } => {
+            conn.prepare_cached(
+                "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, \
+                 lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
+            )?
+            .execute(params![key, status.as_str(), output, error, now])?;
+            crate::waits::close_hooks(conn, key, now)?;
+        }
+        Effect::Requeue => {
+            conn.prepare_cached(
+                "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
+                 lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2 WHERE id = ?1",
+            )?
+            .execute(params![key, now])?;
+        }
+        Effect::RegisterHook {
+            key: step_key,
+            token,
+            schema,
+            timeout_at_ms,
+        } => {
+            crate::waits::register_hook(
+                conn,
+                key,
+                step_key.as_str(),
+                token,
+                schema,
+                *timeout_at_ms,
+                now,
+            )?;
+        }
+        Effect::Status(status) => {
+            conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
+                .execute(params![key, status.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
+/// The columns of the `events` row that holds one write's events.
+struct EventsRow<'a> {
+    /// The events' types, comma-separated (for people reading the table).
+    types: Cow<'a, str>,
+    /// The first step key among the events (for people reading the table).
+    step_key: Option<&'a str>,
+    /// One event's JSON, or a JSON array of several.
+    payload: Cow<'a, str>,
+}
+
+impl<'a> EventsRow<'a> {
+    /// `None` for no events.
+    fn of(events: &'a [PreparedEvent]) -> Option<EventsRow<'a>> {
+        let step_key = events.iter().find_map(|event| event.step_key.as_deref());
+        match events {
+            [] => return None,
+            [only] => {
+                return Some(EventsRow {
+                    types: only.type_name.into(),
+                    step_key,
+                    payload: only.payload.as_str().into(),
+                });
+            }
+            _ => {}
+        }
+        let types = events
+            .iter()
+            .map(|event| event.type_name)
+            .collect::<Vec<_>>()
+            .join(",");
+        let length = events
+            .iter()
+            .map(|event| event.payload.len() + 1)
+            .sum::<usize>()
+            + 1;
+        let mut payload = String::with_capacity(length);
+        payload.push('[');
+        for (n, event) in events.iter().enumerate() {
+            if n > 0 {
+                payload.push(',');
+            }
+            payload.push_str(&event.payload);
+        }
+        payload.push(']');
+        Some(EventsRow {
+            types: types.into(),
+            step_key,
+            payload: payload.into(),
+        })
+    }
 }
 
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.

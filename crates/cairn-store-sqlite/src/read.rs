@@ -74,10 +74,11 @@ impl ReadPool {
     }
 }
 
-/// A run's whole log, in order, in one query.
+/// A run's whole log, in order, in one query (rows of one or more events each).
 pub(crate) fn load_events(conn: &Connection, key: &str) -> Result<Vec<RawEvent>> {
-    let mut statement =
-        conn.prepare_cached("SELECT seq, at, payload FROM events WHERE run_id = ?1 ORDER BY seq")?;
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, at, count, payload FROM events WHERE run_id = ?1 ORDER BY seq",
+    )?;
     let events = statement
         .query_map([key], RawEvent::from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -83,8 +83,16 @@ CREATE INDEX hooks_by_run ON hooks (run_id, created_at);
 CREATE INDEX hooks_pending ON hooks (created_at) WHERE state = 'pending';
 ";
 
+/// Version 3: one `events` row per write. A row holds the `count` consecutive events from
+/// `seq` on that one append (or one create) wrote: `payload` is the event's JSON when
+/// `count` is 1, else a JSON array of them. Fewer rows per workflow is fewer B-tree inserts
+/// on the writer thread, the store's bottleneck. Older rows all hold one event.
+const V3: &str = "
+ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -252,6 +260,36 @@ mod tests {
             sync, 1,
             "synchronous=NORMAL: the sync thread syncs the WAL before acks"
         );
+    }
+
+    #[test]
+    fn a_version_2_log_reads_the_same_after_the_upgrade() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cairn.db");
+        let old = Connection::open(&path).expect("create");
+        old.execute_batch(&format!("{V1}{V2}PRAGMA user_version = 2;"))
+            .expect("a version 2 file");
+        old.execute_batch(
+            "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, last_seq) \
+             VALUES ('01a21a74-415a-7499-bb4b-a136a9293b9c', 'w', 'queued', '{}', 'test', 0, 0, 0, 2); \
+             INSERT INTO events (run_id, seq, at, type, payload) VALUES \
+             ('01a21a74-415a-7499-bb4b-a136a9293b9c', 1, 5, 'run_created', \
+              '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'), \
+             ('01a21a74-415a-7499-bb4b-a136a9293b9c', 2, 6, 'run_canceled', \
+              '{\"type\":\"run_canceled\",\"reason\":\"test\"}');",
+        )
+        .expect("a version 2 log");
+        drop(old);
+
+        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+        assert_eq!(schema_version(&conn).expect("version"), 3);
+        let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b9c".parse().expect("id");
+        let seqs: Vec<(u64, i64, &str)> = read::events(&conn, id)
+            .expect("read the old log")
+            .iter()
+            .map(|record| (record.seq, record.at_ms, record.event.type_name()))
+            .collect();
+        assert_eq!(seqs, vec![(1, 5, "run_created"), (2, 6, "run_canceled")]);
     }
 
     #[test]

@@ -222,3 +222,77 @@ fn a_batch_that_cannot_start_answers_every_command_with_unavailable() {
             .created
     );
 }
+
+/// Creates a leased run and makes each of `appends` one append to it, in one batch.
+fn create_and_append(conn: &rusqlite::Connection, appends: &[&[Event]]) -> RunId {
+    let holder = WorkerId("holder".into());
+    let run = leased_run(&holder);
+    let id = run.id;
+    let (reply, _created) = oneshot::channel();
+    let mut batch = vec![Command::CreateRun { run, reply }];
+    batch.extend(appends.iter().map(|events| append(id, &holder, events).0));
+    execute_batch(conn, batch);
+    id
+}
+
+/// `(seq, count)` of each `events` row of run `id`, in order.
+fn event_rows(conn: &rusqlite::Connection, id: RunId) -> Vec<(i64, i64)> {
+    let mut rows = conn
+        .prepare("SELECT seq, count FROM events WHERE run_id = ?1 ORDER BY seq")
+        .expect("prepare");
+    rows.query_map([id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+#[test]
+fn each_write_is_one_row_and_the_log_reads_back_event_by_event() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let id = create_and_append(
+        &conn,
+        &[&[completed(0)], &[completed(1), completed(2), completed(3)]],
+    );
+
+    assert_eq!(
+        event_rows(&conn, id),
+        vec![(1, 1), (2, 1), (3, 3)],
+        "a row per write, numbered by its first event"
+    );
+    let log: Vec<(u64, Event)> = read::events(&conn, id)
+        .expect("read the log")
+        .into_iter()
+        .map(|record| (record.seq, record.event))
+        .collect();
+    assert_eq!(
+        log[1..].to_vec(),
+        (0..4)
+            .map(|n| (u64::from(n) + 2, completed(n)))
+            .collect::<Vec<_>>()
+    );
+    let record = read::get_run(&conn, id).expect("read").expect("the run");
+    assert_eq!(
+        record.updated_at_ms,
+        NOW + 1,
+        "the run row follows its last write"
+    );
+}
+
+#[test]
+fn a_row_whose_count_disagrees_with_its_events_is_reported_corrupt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let id = create_and_append(&conn, &[&[completed(0), completed(1)]]);
+    conn.execute(
+        "UPDATE events SET count = 3 WHERE run_id = ?1 AND seq = 2",
+        [id.to_string()],
+    )
+    .expect("tamper");
+
+    let read = read::events(&conn, id).map_err(StoreError::from);
+    assert!(
+        matches!(&read, Err(StoreError::Corrupt(why)) if why.contains("should hold 3 events but holds 2")),
+        "{read:?}"
+    );
+}
