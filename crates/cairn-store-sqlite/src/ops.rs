@@ -1,7 +1,7 @@
 //! The write operations, as SQL on the writer's connection inside its open transaction
-//! (each call inside its own savepoint, see `writer`). Every check-then-write here is safe
-//! because the transaction is `BEGIN IMMEDIATE`: no other connection, in this process or
-//! another, writes between the check and the write.
+//! (each in its own savepoint, or refusing only before it writes: see `writer`). Every
+//! check-then-write here is safe because the transaction is `BEGIN IMMEDIATE`: no other
+//! connection, in this process or another, writes between the check and the write.
 
 use std::borrow::Cow;
 
@@ -67,6 +67,7 @@ pub(crate) fn fenced(
 }
 
 /// Appends `events` after `last_seq`, as one row, and applies their effects to the run's row.
+/// Refuses (an event after the run's end) before writing anything.
 pub(crate) fn write_events(
     conn: &Connection,
     id: RunId,
@@ -75,14 +76,8 @@ pub(crate) fn write_events(
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
-    let mut ended = None;
+    check_order(id, events)?;
     for event in events {
-        if let Some(status) = ended {
-            return Err(StoreError::RunEnded { run: id, status }.into());
-        }
-        if let Effect::End { status, .. } = &event.effect {
-            ended = Some(*status);
-        }
         apply_effect(conn, key, &event.effect, now)?;
     }
     let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
@@ -105,6 +100,32 @@ pub(crate) fn write_events(
     conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![key, seq, now])?;
     Ok(())
+}
+
+/// Refuses `events` if any follows one that ends the run: checked before anything is
+/// written, so the refusal needs no undo.
+fn check_order(id: RunId, events: &[PreparedEvent]) -> Result<()> {
+    let mut effects = events.iter().map(|event| &event.effect);
+    let ending = effects.by_ref().find_map(|effect| match effect {
+        Effect::End { status, .. } => Some(*status),
+        _ => None,
+    });
+    match ending {
+        Some(status) if effects.next().is_some() => {
+            Err(StoreError::RunEnded { run: id, status }.into())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether writing `events` can fail only by refusing before it writes anything, or on an
+/// SQL failure that breaks the whole write batch anyway (I/O, a full disk): true unless one
+/// registers a hook, whose insert could meet a taken token. The writer runs such writes
+/// without a savepoint (see `writer::unguarded`).
+pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
+    !events
+        .iter()
+        .any(|event| matches!(event.effect, Effect::RegisterHook { .. }))
 }
 
 /// Applies one event's effect on its run (and the run's hooks).
@@ -207,7 +228,9 @@ impl<'a> EventsRow<'a> {
 }
 
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
+/// Refuses (out-of-order history) before writing anything.
 pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateOutcome> {
+    check_order(run.id, &run.events)?;
     let key = run.id.to_string();
     let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
     let (forked_run, forked_step) = run
@@ -366,6 +389,7 @@ pub(crate) fn release_lease(
     Ok(())
 }
 
+/// Appends `events` to a run `worker` holds. Refuses (fencing, order) before writing anything.
 pub(crate) fn append(
     conn: &Connection,
     id: RunId,

@@ -2,9 +2,12 @@
 //! one transaction, and one fsync, per batch.
 //!
 //! The thread blocks for a first command, drains whatever else is queued (up to the batch
-//! limit), runs them in order inside one `BEGIN IMMEDIATE … COMMIT`, each in its own
-//! savepoint so a refused command (a fenced append that lost its lease) rolls back alone and
-//! gets its own error, commits, and only then answers every waiter. While it fsyncs, new
+//! limit), runs them in order inside one `BEGIN IMMEDIATE … COMMIT`, commits, and only then
+//! answers every waiter. A refused command (a fenced append that lost its lease) fails alone:
+//! it runs in its own savepoint, or, for appends and creates, refuses before it writes
+//! anything (see [`unguarded`]; a savepoint copies every page it touches and was a quarter
+//! of the writer's time). An SQL failure part-way through an unguarded command rolls the
+//! whole batch back and every waiter is told `Unavailable`. While it fsyncs, new
 //! commands queue up for the next batch, so the commit rate stays at the disk's while the
 //! event rate grows with the number of concurrent callers.
 
@@ -23,7 +26,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::{
-    codec::{PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     ops, waits,
 };
 
@@ -121,10 +124,15 @@ impl Command {
     /// Runs the command in its own savepoint (or not at all once the batch is broken).
     fn execute(self, conn: &Connection, broken: &mut Option<String>) -> Answer {
         match self {
-            Command::CreateRun { run, reply } => answer(
-                reply,
-                in_savepoint(conn, broken, |c| ops::create_run(c, &run)),
-            ),
+            Command::CreateRun { run, reply } => {
+                let create = |c: &Connection| ops::create_run(c, &run);
+                let result = if ops::refuses_only_before_writing(&run.events) {
+                    unguarded(conn, broken, create)
+                } else {
+                    in_savepoint(conn, broken, create)
+                };
+                answer(reply, result)
+            }
             Command::ClaimRun {
                 id,
                 lease,
@@ -167,12 +175,15 @@ impl Command {
                 events,
                 now_ms,
                 reply,
-            } => answer(
-                reply,
-                in_savepoint(conn, broken, |c| {
-                    ops::append(c, id, &worker, &events, now_ms)
-                }),
-            ),
+            } => {
+                let append = |c: &Connection| ops::append(c, id, &worker, &events, now_ms);
+                let result = if ops::refuses_only_before_writing(&events) {
+                    unguarded(conn, broken, append)
+                } else {
+                    in_savepoint(conn, broken, append)
+                };
+                answer(reply, result)
+            }
             Command::CancelRun {
                 id,
                 canceled,
@@ -264,6 +275,30 @@ fn in_savepoint<T>(
                 fail(undo);
             }
             Err(error.into())
+        }
+    }
+}
+
+/// Runs `op` without a savepoint, for an operation that refuses (a contract error such as
+/// `LeaseLost`) only before it writes anything: a refusal needs no undo, and an SQL failure
+/// part-way — I/O, a full disk — breaks the batch, which is rolled back whole and every
+/// caller told `Unavailable` (writers retry that). The hot path (appends, creates) saves a
+/// savepoint's statements and its copy of every page it touches.
+fn unguarded<T>(
+    conn: &Connection,
+    broken: &mut Option<String>,
+    op: impl FnOnce(&Connection) -> Result<T>,
+) -> StoreResult<T> {
+    if let Some(why) = broken {
+        return Err(StoreError::Unavailable(why.clone()));
+    }
+    match op(conn) {
+        Ok(value) => Ok(value),
+        Err(Error::Store(refusal)) => Err(refusal),
+        Err(Error::Sql(error)) => {
+            let error = sql_error(error);
+            *broken = Some(format!("the write batch was rolled back: {error}"));
+            Err(error)
         }
     }
 }

@@ -223,6 +223,56 @@ fn a_batch_that_cannot_start_answers_every_command_with_unavailable() {
     );
 }
 
+#[test]
+fn an_sql_failure_part_way_through_an_append_rolls_the_whole_batch_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let id = create_and_append(&conn, &[]);
+    // Fails the events insert at seq 3: after the append ending the run updated its row.
+    conn.execute_batch(
+        "CREATE TEMP TRIGGER fail_seq_3 BEFORE INSERT ON events WHEN NEW.seq = 3 \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .expect("inject a failure");
+    let holder = WorkerId("holder".into());
+    let end = Event::RunCompleted { output: json!(1) };
+    let (before, before_answer) = append(id, &holder, &[completed(0)]);
+    let (ending, ending_answer) = append(id, &holder, std::slice::from_ref(&end));
+    let (after, after_answer) = append(id, &holder, &[completed(1)]);
+    execute_batch(&conn, vec![before, ending, after]);
+
+    let failed = ending_answer.blocking_recv().expect("answered");
+    assert!(
+        matches!(&failed, Err(error) if error.to_string().contains("injected failure")),
+        "the failing append gets its own error: {failed:?}"
+    );
+    for answer in [before_answer, after_answer] {
+        let error = answer
+            .blocking_recv()
+            .expect("answered")
+            .expect_err("the batch failed");
+        assert!(error.is_transient(), "writers retry it: {error}");
+    }
+    assert_eq!(event_rows(&conn, id), vec![(1, 1)], "no event of the batch");
+    let record = read::get_run(&conn, id).expect("read").expect("the run");
+    assert_eq!(
+        (record.status, record.finished_at_ms),
+        (RunStatus::Running, None),
+        "the end written before the failure was undone"
+    );
+
+    conn.execute_batch("DROP TRIGGER fail_seq_3")
+        .expect("end the failure");
+    let (retried, retried_answer) = append(id, &holder, &[completed(0), end]);
+    execute_batch(&conn, vec![retried]);
+    retried_answer
+        .blocking_recv()
+        .expect("answered")
+        .expect("the retry commits");
+    let record = read::get_run(&conn, id).expect("read").expect("the run");
+    assert_eq!(record.status, RunStatus::Succeeded);
+}
+
 /// Creates a leased run and makes each of `appends` one append to it, in one batch.
 fn create_and_append(conn: &rusqlite::Connection, appends: &[&[Event]]) -> RunId {
     let holder = WorkerId("holder".into());
