@@ -11,7 +11,7 @@ use crate::{
     ops::{fenced, state_of, write_events},
 };
 
-/// The columns a [`HookRecord`] is read from, in [`hook_from_row`]'s order.
+/// The columns a [`HookRecord`] is read from, in [`RawHook::from_row`]'s order.
 const HOOK_COLUMNS: &str =
     "token, run_id, step_key, state, schema, created_at, timeout_at, closed_at";
 

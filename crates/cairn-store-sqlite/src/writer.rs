@@ -254,14 +254,8 @@ fn in_savepoint<T>(
     broken: &mut Option<String>,
     op: impl FnOnce(&Connection) -> Result<T>,
 ) -> StoreResult<T> {
-    if let Some(why) = broken {
-        return Err(StoreError::Unavailable(why.clone()));
-    }
-    let mut fail = |error: rusqlite::Error| {
-        let error = sql_error(error);
-        *broken = Some(format!("the write batch was rolled back: {error}"));
-        error
-    };
+    still_whole(broken)?;
+    let mut fail = |error: rusqlite::Error| break_batch(broken, error);
     run_statement(conn, "SAVEPOINT command").map_err(&mut fail)?;
     match op(conn) {
         Ok(value) => {
@@ -289,18 +283,28 @@ fn unguarded<T>(
     broken: &mut Option<String>,
     op: impl FnOnce(&Connection) -> Result<T>,
 ) -> StoreResult<T> {
-    if let Some(why) = broken {
-        return Err(StoreError::Unavailable(why.clone()));
-    }
+    still_whole(broken)?;
     match op(conn) {
         Ok(value) => Ok(value),
         Err(Error::Store(refusal)) => Err(refusal),
-        Err(Error::Sql(error)) => {
-            let error = sql_error(error);
-            *broken = Some(format!("the write batch was rolled back: {error}"));
-            Err(error)
-        }
+        Err(Error::Sql(error)) => Err(break_batch(broken, error)),
     }
+}
+
+/// Refuses every command of a batch once it is broken.
+fn still_whole(broken: &Option<String>) -> StoreResult<()> {
+    match broken {
+        Some(why) => Err(StoreError::Unavailable(why.clone())),
+        None => Ok(()),
+    }
+}
+
+/// Marks the batch broken by `error` (it will be rolled back whole) and returns the error
+/// for the command that met it.
+fn break_batch(broken: &mut Option<String>, error: rusqlite::Error) -> StoreError {
+    let error = sql_error(error);
+    *broken = Some(format!("the write batch was rolled back: {error}"));
+    error
 }
 
 /// A batch run in one transaction: its waiters' answers, and why it failed, if it did.
