@@ -91,8 +91,34 @@ const V3: &str = "
 ALTER TABLE events ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
 ";
 
+/// Version 4: the same `CHECK` constraints on `runs.status` and `hooks.state`, written as
+/// `=`…`OR` chains. SQLite evaluates a constant `IN` list of more than two values by
+/// building a temporary B-tree, at every insert and every update of the column: the run's
+/// creation and end did that three times each, on the writer thread. A `CHECK` changes
+/// nothing on disk, so the stored `CREATE TABLE` text is edited in place as SQLite's
+/// documentation describes (`writable_schema`); the throwaway table bumps the schema cookie
+/// so other connections reload the schema, and `RESET` reloads this one's.
+const V4: &str = "
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema SET sql = replace(replace(sql,
+    'CHECK (status IN
+                         (''queued'', ''running'', ''sleeping'', ''waiting'', ''succeeded'', ''failed'', ''canceled''))',
+    'CHECK (status = ''queued'' OR status = ''running'' OR status = ''sleeping'' OR status = ''waiting''
+                         OR status = ''succeeded'' OR status = ''failed'' OR status = ''canceled'')'),
+    'CHECK ((finished_at IS NULL) = (status NOT IN (''succeeded'', ''failed'', ''canceled'')))',
+    'CHECK ((finished_at IS NULL) = NOT (status = ''succeeded'' OR status = ''failed'' OR status = ''canceled''))')
+WHERE type = 'table' AND name = 'runs';
+UPDATE sqlite_schema SET sql = replace(sql,
+    'CHECK (state IN (''pending'', ''resumed'', ''timed_out'', ''closed''))',
+    'CHECK (state = ''pending'' OR state = ''resumed'' OR state = ''timed_out'' OR state = ''closed'')')
+WHERE type = 'table' AND name = 'hooks';
+CREATE TABLE cairn_schema_changed (x);
+DROP TABLE cairn_schema_changed;
+PRAGMA writable_schema = RESET;
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -262,13 +288,93 @@ mod tests {
         );
     }
 
+    /// A new file at schema `version`, as an older Cairn left it.
+    fn file_at_version(path: &Path, version: usize) -> Connection {
+        let old = Connection::open(path).expect("create");
+        for script in &MIGRATIONS[..version] {
+            old.execute_batch(script).expect("an older migration");
+        }
+        old.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        old
+    }
+
+    /// Whether `sql` makes SQLite build a temporary B-tree each time it runs.
+    fn builds_temporary_btrees(conn: &Connection, sql: &str, params: usize) -> bool {
+        let mut statement = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+        let nulls = vec![rusqlite::types::Null; params];
+        let opcodes = statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(1)
+            })
+            .expect("program");
+        opcodes
+            .map(|opcode| opcode.expect("opcode"))
+            .any(|opcode| opcode == "OpenEphemeral")
+    }
+
+    /// The checks on statuses hold, and the hot writes don't build temporary B-trees for them.
+    fn assert_cheap_checks(conn: &Connection) {
+        let ending = "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1";
+        let creating = "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING";
+        let closing = "UPDATE hooks SET state = 'closed', closed_at = ?2 WHERE run_id = ?1";
+        for (sql, params) in [(ending, 3), (creating, 7), (closing, 2)] {
+            assert!(!builds_temporary_btrees(conn, sql, params), "{sql}");
+        }
+        let insert = |status: &str, finished_at: Option<i64>| {
+            conn.execute(
+                "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, finished_at) \
+                 VALUES (?1, 'w', ?2, '{}', 'test', 0, 0, 0, ?3)",
+                rusqlite::params![format!("{status}-{finished_at:?}"), status, finished_at],
+            )
+        };
+        insert("running", None).expect("a running run");
+        insert("canceled", Some(1)).expect("a canceled run");
+        for (status, finished_at) in [("bogus", None), ("failed", None), ("queued", Some(1))] {
+            let refused = insert(status, finished_at).expect_err("the checks hold");
+            assert!(refused.to_string().contains("CHECK"), "{refused}");
+        }
+        let bad_hook = conn.execute(
+            "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) \
+             VALUES ('t', 'running-None', 'k', 'bogus', '{}', 0)",
+            [],
+        );
+        assert!(
+            bad_hook.is_err(),
+            "a hook state outside the list is refused"
+        );
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .expect("integrity check");
+        assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn status_checks_hold_without_temporary_btrees_new_or_upgraded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fresh = open_writer(&dir.path().join("fresh.db"), TIMEOUT).expect("create");
+        assert_cheap_checks(&fresh);
+
+        let path = dir.path().join("upgraded.db");
+        let elsewhere = file_at_version(&path, 3);
+        assert!(
+            builds_temporary_btrees(&elsewhere, "UPDATE runs SET status = ?2 WHERE id = ?1", 2),
+            "version 3 checks statuses with a temporary B-tree"
+        );
+        let upgraded = open_writer(&path, TIMEOUT).expect("upgrade");
+        assert_cheap_checks(&upgraded);
+        drop(upgraded);
+        // A connection opened before the upgrade sees the new schema too.
+        elsewhere.execute("DELETE FROM runs", []).expect("clear");
+        assert_cheap_checks(&elsewhere);
+    }
+
     #[test]
     fn a_version_2_log_reads_the_same_after_the_upgrade() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("cairn.db");
-        let old = Connection::open(&path).expect("create");
-        old.execute_batch(&format!("{V1}{V2}PRAGMA user_version = 2;"))
-            .expect("a version 2 file");
+        let old = file_at_version(&path, 2);
         old.execute_batch(
             "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, last_seq) \
              VALUES ('01a21a74-415a-7499-bb4b-a136a9293b9c', 'w', 'queued', '{}', 'test', 0, 0, 0, 2); \
@@ -282,7 +388,10 @@ mod tests {
         drop(old);
 
         let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(schema_version(&conn).expect("version"), 3);
+        assert_eq!(
+            schema_version(&conn).expect("version"),
+            MIGRATIONS.len() as i64
+        );
         let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b9c".parse().expect("id");
         let seqs: Vec<(u64, i64, &str)> = read::events(&conn, id)
             .expect("read the old log")
