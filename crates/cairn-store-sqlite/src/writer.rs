@@ -120,17 +120,27 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer 
     })
 }
 
+/// Runs `op`, which writes `events`: [`unguarded`] when it refuses only before writing,
+/// else [`in_savepoint`].
+fn writing<T>(
+    events: &[PreparedEvent],
+    conn: &Connection,
+    broken: &mut Option<String>,
+    op: impl FnOnce(&Connection) -> Result<T>,
+) -> StoreResult<T> {
+    if ops::refuses_only_before_writing(events) {
+        unguarded(conn, broken, op)
+    } else {
+        in_savepoint(conn, broken, op)
+    }
+}
+
 impl Command {
     /// Runs the command in its own savepoint (or not at all once the batch is broken).
     fn execute(self, conn: &Connection, broken: &mut Option<String>) -> Answer {
         match self {
             Command::CreateRun { run, reply } => {
-                let create = |c: &Connection| ops::create_run(c, &run);
-                let result = if ops::refuses_only_before_writing(&run.events) {
-                    unguarded(conn, broken, create)
-                } else {
-                    in_savepoint(conn, broken, create)
-                };
+                let result = writing(&run.events, conn, broken, |c| ops::create_run(c, &run));
                 answer(reply, result)
             }
             Command::ClaimRun {
@@ -176,12 +186,9 @@ impl Command {
                 now_ms,
                 reply,
             } => {
-                let append = |c: &Connection| ops::append(c, id, &worker, &events, now_ms);
-                let result = if ops::refuses_only_before_writing(&events) {
-                    unguarded(conn, broken, append)
-                } else {
-                    in_savepoint(conn, broken, append)
-                };
+                let result = writing(&events, conn, broken, |c| {
+                    ops::append(c, id, &worker, &events, now_ms)
+                });
                 answer(reply, result)
             }
             Command::CancelRun {
