@@ -77,10 +77,24 @@ pub(crate) fn write_events(
     now: i64,
 ) -> Result<()> {
     check_order(id, events)?;
+    record_events(conn, key, last_seq, events, now)?;
+    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![key, last_seq + count_of(events), now])?;
+    Ok(())
+}
+
+/// Inserts the row holding `events` (numbered after `last_seq`) and applies their effects;
+/// the caller moves the run's `last_seq` and `updated_at` and has checked their order.
+fn record_events(
+    conn: &Connection,
+    key: &str,
+    last_seq: i64,
+    events: &[PreparedEvent],
+    now: i64,
+) -> Result<()> {
     for event in events {
         apply_effect(conn, key, &event.effect, now)?;
     }
-    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
     if let Some(row) = EventsRow::of(events) {
         conn.prepare_cached(
             "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \
@@ -92,14 +106,15 @@ pub(crate) fn write_events(
             now,
             row.types,
             row.step_key,
-            count,
+            count_of(events),
             row.payload
         ])?;
     }
-    let seq = last_seq + count;
-    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![key, seq, now])?;
     Ok(())
+}
+
+fn count_of(events: &[PreparedEvent]) -> i64 {
+    i64::try_from(events.len()).unwrap_or(i64::MAX)
 }
 
 /// Refuses `events` if any follows one that ends the run: checked before anything is
@@ -241,8 +256,9 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
     let inserted = conn
         .prepare_cached(
             "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) ON CONFLICT DO NOTHING",
+             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
+             last_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15) ON CONFLICT DO NOTHING",
         )?
         .execute(params![
             key,
@@ -259,6 +275,7 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
             start.lease_expires_at_ms,
             start.ready_at_ms,
             run.now_ms,
+            count_of(&run.events),
         ])?;
     if inserted == 0 {
         return Ok(CreateOutcome {
@@ -266,7 +283,7 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
             created: false,
         });
     }
-    write_events(conn, run.id, &key, 0, &run.events, run.now_ms)?;
+    record_events(conn, &key, 0, &run.events, run.now_ms)?;
     Ok(CreateOutcome {
         run_id: run.id,
         created: true,
@@ -397,9 +414,27 @@ pub(crate) fn append(
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
+    check_order(id, events)?;
     let key = id.to_string();
-    let state = fenced(conn, id, &key, worker)?;
-    write_events(conn, id, &key, state.last_seq, events, now)
+    let count = count_of(events);
+    // Fences and numbers in one statement: it changes the run only if `worker` holds it and
+    // it has not ended (`finished_at` is null exactly then), the rule `check_fence` states.
+    let last_seq: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE runs SET last_seq = last_seq + ?3, updated_at = ?4 \
+             WHERE id = ?1 AND lease_owner = ?2 AND finished_at IS NULL RETURNING last_seq",
+        )?
+        .query_row(params![key, worker.0, count, now], |row| row.get(0))
+        .optional()?;
+    let Some(last_seq) = last_seq else {
+        // Nothing was written: say why.
+        fenced(conn, id, &key, worker)?;
+        return Err(StoreError::Corrupt(format!(
+            "run {id} refused an append that its fencing check allows"
+        ))
+        .into());
+    };
+    record_events(conn, &key, last_seq - count, events, now)
 }
 
 /// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.
