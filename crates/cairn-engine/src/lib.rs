@@ -8,6 +8,7 @@
 //! step's start, the run's end: see `writes`).
 
 mod action;
+mod attempt;
 mod clock;
 mod context;
 mod engine;

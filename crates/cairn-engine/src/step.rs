@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use crate::{
     action::{ActionCtx, ActionInner, Payload},
+    attempt::InPlace,
     context::{Abort, Halted, RunContext, Scope, current_run},
     error::{ActionError, StepError},
     schema::Schema,
@@ -403,8 +404,8 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
 /// shows it in flight; a faster one writes it together with its outcome, in one commit.
 const STARTED_EVENT_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Runs one attempt of the action body on its own task, with its timeout and the run's
-/// cancellation signal.
+/// Runs one attempt of the action body (in place, see `attempt`), with its timeout and the
+/// run's cancellation signal.
 async fn attempt_action<I: Payload, O: Payload>(
     action: &Arc<ActionInner<I, O>>,
     run: &Arc<RunContext>,
@@ -440,25 +441,18 @@ async fn attempt_action<I: Payload, O: Payload>(
         slug: action.info.slug.clone(),
         key: key.clone(),
     };
-    let task = tokio::spawn(scope.enter(body).instrument(span));
-    let joined = match action.timeout {
-        None => task.await,
-        Some(limit) => match tokio::time::timeout(limit, task).await {
-            Ok(joined) => joined,
-            Err(_) => {
+    let running = InPlace::new(scope.enter(body).instrument(span));
+    match action.timeout {
+        None => running.await,
+        // On a timeout the attempt is dropped, which moves it onto a task of its own: it
+        // runs on, told to stop by its cancellation signal.
+        Some(limit) => tokio::time::timeout(limit, running)
+            .await
+            .unwrap_or_else(|_| {
                 cancel.cancel();
                 let message = format!("attempt {attempt} timed out after {}", humanize(limit));
-                return Err(ActionError::retryable(message).with_kind(ErrorKind::Timeout));
-            }
-        },
-    };
-    match joined {
-        Ok(result) => result,
-        Err(join) if join.is_panic() => Err(ActionError::retryable(format!(
-            "action panicked: {}",
-            panic_message(join)
-        ))),
-        Err(_) => Err(ActionError::retryable("action task was stopped")),
+                Err(ActionError::retryable(message).with_kind(ErrorKind::Timeout))
+            }),
     }
 }
 
@@ -494,13 +488,4 @@ pub(crate) fn random_unit() -> f64 {
 
 fn humanize(duration: std::time::Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
-}
-
-fn panic_message(join: tokio::task::JoinError) -> String {
-    let payload = join.into_panic();
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
