@@ -258,9 +258,9 @@ impl RunContext {
     /// Takes note of an event recorded for this execution (by `defer`, or by another store
     /// operation such as a hook's timeout): the journal, the known log length, the progress
     /// display.
-    pub(crate) fn note_appended(&self, event: Event, now: i64) {
+    pub(crate) fn note_appended(&self, event: &Event, now: i64) {
         self.known_seq.fetch_add(1, Ordering::SeqCst);
-        self.journal().apply(&event);
+        self.journal().apply(event);
         self.shared.publish(self.run_id, now, event);
     }
 }

@@ -57,12 +57,13 @@ pub(crate) struct Shared {
 const MAX_FRESH_CLAIMS: usize = 10_000;
 
 impl Shared {
-    pub(crate) fn publish(&self, run_id: RunId, at_ms: i64, event: Event) {
+    /// Tells subscribers (if any: the event is copied only then) that `event` was recorded.
+    pub(crate) fn publish(&self, run_id: RunId, at_ms: i64, event: &Event) {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(RunEvent {
                 run_id,
                 at_ms,
-                event,
+                event: event.clone(),
             });
         }
     }

@@ -413,7 +413,7 @@ async fn time_out<T>(
         .await;
     match timed_out {
         Ok(true) => {
-            run.note_appended(event, now);
+            run.note_appended(&event, now);
             Err(StepError::new(info))
         }
         Ok(false) => {

@@ -55,8 +55,8 @@ impl RunContext {
         let now = self.shared.clock.now_ms();
         let mut unwritten = self.unwritten();
         for event in events {
-            unwritten.events.push(event.clone());
-            self.note_appended(event, now);
+            self.note_appended(&event, now);
+            unwritten.events.push(event);
         }
     }
 
