@@ -274,10 +274,10 @@ impl Engine {
 
     /// Starts a run and executes it here until it ends, then returns it: [`start`](Self::start)
     /// and [`execute`](Self::execute) in one call, as a request handler awaiting a workflow
-    /// would. Without an idempotency key the run is created by its first write, in one commit
-    /// with its first steps (so it is visible once a step has run or has been running for
-    /// 20 ms, and its `created_at` is that write's time); with one, it is created first, so
-    /// a second caller finds it.
+    /// would. Without an idempotency key the run is created by its first write (before its
+    /// first action or child run starts, or when it first waits or ends), in one commit with
+    /// whatever the body recorded before; its `created_at` is that write's time. With one, it
+    /// is created first, so a second caller finds it.
     pub async fn run<I: Payload, O: Payload>(
         &self,
         workflow: &Workflow<I, O>,

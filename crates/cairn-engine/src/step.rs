@@ -335,13 +335,15 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             biased;
             result = &mut attempt_run => result,
             () = tokio::time::sleep(STARTED_EVENT_DELAY) => {
-                // Still running: show it in flight now rather than with its outcome.
-                // (The attempt goes on on its own task meanwhile.)
+                // Still running: show it in flight now rather than with its outcome. The
+                // attempt is polled in place, so it goes on while the start is written.
                 run.defer(started.take());
-                if run.flush().await.is_err() {
+                let (written, result) = tokio::join!(run.flush(), &mut attempt_run);
+                if written.is_err() {
+                    // The execution is being aborted, which drops this step.
                     return halt().await;
                 }
-                attempt_run.await
+                result
             }
         };
         let error = match result.and_then(|output| encode_output(&action, &run, &key, output)) {
