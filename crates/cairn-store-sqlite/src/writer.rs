@@ -7,14 +7,20 @@
 //! it runs in its own savepoint, or, for appends and creates, refuses before it writes
 //! anything (see [`unguarded`]; a savepoint copies every page it touches and was a quarter
 //! of the writer's time). An SQL failure part-way through an unguarded command rolls the
-//! whole batch back and every waiter is told `Unavailable`. While it fsyncs, new
-//! commands queue up for the next batch, so the commit rate stays at the disk's while the
-//! event rate grows with the number of concurrent callers.
+//! whole batch back and every waiter is told `Unavailable`. A sync thread fsyncs committed
+//! batches while the next batch's SQL runs, so the commit rate stays at the disk's while the
+//! event rate grows with the number of concurrent callers. When nothing is queued behind a
+//! batch and nothing is being synced, the writer syncs it itself ([`Settle`]): a lone
+//! caller's write then costs one thread wake-up fewer.
 
 use std::{
     fs::{File, OpenOptions},
     path::{Path, PathBuf},
-    sync::mpsc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     thread::{self, JoinHandle},
 };
 
@@ -373,9 +379,10 @@ pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = C
 /// more committed batches, then answers their waiters.
 ///
 /// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
-/// `COMMIT` (it still syncs before every checkpoint); this thread does it instead. That takes
-/// the fsync off the SQL thread: batch N+1's SQL runs while batch N's commit is synced, and
-/// several batches share one sync. Every caller is answered only after a sync that followed
+/// `COMMIT` (it still syncs before every checkpoint); the sync thread does it instead. That
+/// takes the fsync off the SQL thread: batch N+1's SQL runs while batch N's commit is synced,
+/// and several batches share one sync. (The writer thread has a `Syncer` of its own for a
+/// batch nobody waits behind, see [`Settle`].) Every caller is answered only after a sync that followed
 /// its commit, exactly as with `synchronous=FULL`. Another connection may *read* a commit
 /// before it is synced; anything it then writes is synced after it (one WAL file).
 struct Syncer {
@@ -384,6 +391,11 @@ struct Syncer {
 }
 
 impl Syncer {
+    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet).
+    fn new(wal: PathBuf) -> Syncer {
+        Syncer { wal, file: None }
+    }
+
     fn sync(&mut self) -> std::result::Result<(), String> {
         if self.file.is_none() {
             let file = OpenOptions::new()
@@ -406,20 +418,53 @@ impl Syncer {
         })
     }
 
-    /// Answers committed batches as they come, one sync for everything queued.
-    fn run(mut self, committed: &mpsc::Receiver<Committed>) {
+    /// Syncs once for `group` (unless every batch in it was rolled back) and answers it.
+    fn settle(&mut self, group: Vec<Committed>) {
+        let needs_sync = group.iter().any(|batch| batch.broken.is_none());
+        let failure = if needs_sync { self.sync().err() } else { None };
+        if let Some(failure) = &failure {
+            tracing::error!(%failure, "the WAL could not be synced");
+        }
+        for batch in group {
+            batch.answer(failure.as_deref());
+        }
+    }
+
+    /// Answers committed batches as they come, one sync for everything queued; `in_flight`
+    /// counts the batches handed over and not answered yet.
+    fn run(mut self, committed: &mpsc::Receiver<Committed>, in_flight: &AtomicUsize) {
         while let Ok(first) = committed.recv() {
             let mut group = vec![first];
             group.extend(committed.try_iter());
-            let needs_sync = group.iter().any(|batch| batch.broken.is_none());
-            let failure = if needs_sync { self.sync().err() } else { None };
-            if let Some(failure) = &failure {
-                tracing::error!(%failure, "the WAL could not be synced");
-            }
-            for batch in group {
-                batch.answer(failure.as_deref());
-            }
+            let settled = group.len();
+            self.settle(group);
+            in_flight.fetch_sub(settled, Ordering::Release);
         }
+    }
+}
+
+/// Where the writer thread sends each committed batch: to the sync thread, so the next
+/// batch's SQL runs during the sync, or, when nothing else is waiting, nowhere: it syncs
+/// and answers the batch itself, which spares a sequential caller a thread wake-up per
+/// write and changes nothing for concurrent ones.
+struct Settle {
+    /// The writer thread's own handle on the WAL, for syncing in place.
+    in_place: Syncer,
+    to_syncer: mpsc::Sender<Committed>,
+    /// Batches with the sync thread, not answered yet.
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Settle {
+    /// Hands `batch` on, unless `idle`: no command is queued behind it. It is synced in place
+    /// only when the sync thread holds no batch either, so answers keep their commit order.
+    fn batch(&mut self, batch: Committed, idle: bool) -> std::result::Result<(), ()> {
+        if idle && self.in_flight.load(Ordering::Acquire) == 0 {
+            self.in_place.settle(vec![batch]);
+            return Ok(());
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.to_syncer.send(batch).map_err(drop)
     }
 }
 
@@ -442,32 +487,36 @@ impl Writer {
         let max_batch = max_batch.max(1);
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
-        let syncer = Syncer {
-            wal: PathBuf::from(wal),
-            file: None,
+        let wal = PathBuf::from(wal);
+        let syncer = Syncer::new(wal.clone());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut settle = Settle {
+            in_place: Syncer::new(wal),
+            to_syncer,
+            in_flight: in_flight.clone(),
         };
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
         let syncer = thread::Builder::new()
             .name("cairn-sqlite-sync".into())
-            .spawn(move || syncer.run(&committed))
+            .spawn(move || syncer.run(&committed, &in_flight))
             .map_err(cannot_start)?;
         let thread = thread::Builder::new()
             .name("cairn-sqlite-writer".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(max_batch);
-                while let Ok(first) = commands.recv() {
+                let mut next = None;
+                while let Some(first) = next.take().or_else(|| commands.recv().ok()) {
                     batch.push(first);
                     batch.extend(commands.try_iter().take(max_batch - 1));
-                    if to_syncer
-                        .send(commit_batch(&conn, batch.drain(..)))
-                        .is_err()
-                    {
+                    let committed = commit_batch(&conn, batch.drain(..));
+                    next = commands.try_recv().ok();
+                    if settle.batch(committed, next.is_none()).is_err() {
                         break;
                     }
                 }
-                drop(to_syncer);
+                drop(settle);
                 if let Err((_, error)) = conn.close() {
                     tracing::warn!(%error, "closing the SQLite write connection failed");
                 }
