@@ -139,7 +139,7 @@ impl RunContext {
         }
         if !events.is_empty() {
             store
-                .append(self.run_id, &self.shared.worker, events.clone(), now)
+                .append(self.run_id, &self.shared.worker, events, now)
                 .await?;
             events.clear();
         }

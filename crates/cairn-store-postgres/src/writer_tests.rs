@@ -184,7 +184,7 @@ async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
         .expect("lock the run");
     let appending = {
         let (store, w) = (std::sync::Arc::clone(&store), w.clone());
-        tokio::spawn(async move { store.append(id, &w, vec![completed(0)], NOW + 1).await })
+        tokio::spawn(async move { store.append(id, &w, &[completed(0)], NOW + 1).await })
     };
     let mut killer = schema.raw().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -141,7 +141,7 @@ async fn a_worker_that_lost_its_lease_to_another_process_cannot_commit() {
     let (wa, wb) = (WorkerId("a".into()), WorkerId("b".into()));
     let claimed = a.claim_run(id, &lease("a", T0 + LEASE_MS), T0).await;
     assert!(matches!(claimed, Ok(ClaimOutcome::Claimed(_))));
-    a.append(id, &wa, vec![completed(0)], T0 + 1)
+    a.append(id, &wa, &[completed(0)], T0 + 1)
         .await
         .expect("the holder appends");
 
@@ -149,14 +149,12 @@ async fn a_worker_that_lost_its_lease_to_another_process_cannot_commit() {
         .claim_run(id, &lease("b", T0 + 3 * LEASE_MS), T0 + LEASE_MS)
         .await;
     assert!(matches!(taken, Ok(ClaimOutcome::Claimed(_))), "{taken:?}");
-    let late = a
-        .append(id, &wa, vec![completed(1)], T0 + LEASE_MS + 1)
-        .await;
+    let late = a.append(id, &wa, &[completed(1)], T0 + LEASE_MS + 1).await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { .. })),
         "{late:?}"
     );
-    b.append(id, &wb, vec![completed(1)], T0 + LEASE_MS + 2)
+    b.append(id, &wb, &[completed(1)], T0 + LEASE_MS + 2)
         .await
         .expect("the new holder appends");
     let log = b.events(id).await.expect("events");
@@ -177,7 +175,7 @@ async fn appends_racing_a_take_over_stop_at_the_take_over() {
         tokio::spawn(async move {
             let wa = WorkerId("a".into());
             for n in 0.. {
-                match a.append(id, &wa, vec![completed(n)], T0 + 1).await {
+                match a.append(id, &wa, &[completed(n)], T0 + 1).await {
                     Ok(()) => {}
                     Err(StoreError::LeaseLost { .. }) => return n,
                     Err(error) => panic!("append {n}: {error}"),
@@ -199,7 +197,7 @@ async fn appends_racing_a_take_over_stop_at_the_take_over() {
     b.append(
         id,
         &WorkerId("b".into()),
-        vec![marker.clone()],
+        std::slice::from_ref(&marker),
         T0 + LEASE_MS,
     )
     .await
@@ -308,7 +306,7 @@ async fn the_store_reconnects_after_its_connections_were_terminated() {
     // Every call succeeds again, at worst after one `Unavailable`.
     let (mut failed_writes, mut failed_reads) = (0, 0);
     for n in 0..2 {
-        if let Err(error) = store.append(id, &w, vec![completed(n)], T0 + 1).await {
+        if let Err(error) = store.append(id, &w, &[completed(n)], T0 + 1).await {
             assert!(error.is_transient(), "{error}");
             failed_writes += 1;
         }
@@ -378,7 +376,7 @@ async fn calls_are_unavailable_while_the_database_is_down_and_work_once_it_is_ba
         matches!(&read, Err(error) if error.is_transient()),
         "a read while the database is down: {read:?}"
     );
-    let write = store.append(id, &w, vec![completed(0)], T0 + 1).await;
+    let write = store.append(id, &w, &[completed(0)], T0 + 1).await;
     assert!(
         matches!(&write, Err(error) if error.is_transient()),
         "a write while the database is down: {write:?}"
@@ -388,7 +386,7 @@ async fn calls_are_unavailable_while_the_database_is_down_and_work_once_it_is_ba
     eventually(
         PROMPTLY,
         "the store to reach the database again",
-        || async { store.append(id, &w, vec![completed(0)], T0 + 2).await.ok() },
+        || async { store.append(id, &w, &[completed(0)], T0 + 2).await.ok() },
     )
     .await;
     assert_eq!(store.events(id).await.expect("events").len(), 2);

@@ -238,10 +238,10 @@ impl Store for SqliteStore {
         &self,
         id: RunId,
         worker: &WorkerId,
-        events: Vec<Event>,
+        events: &[Event],
         now_ms: i64,
     ) -> StoreResult<()> {
-        let events = PreparedEvent::all(&events)?;
+        let events = PreparedEvent::all(events)?;
         let worker = worker.clone();
         self.writer
             .call(|reply| Command::Append {

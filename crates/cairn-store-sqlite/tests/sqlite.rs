@@ -166,12 +166,12 @@ async fn runs_and_their_logs_survive_a_reopen() {
         .expect("create")
         .run_id;
     store
-        .append(id, &holder.worker, vec![started(0)], NOW + 1)
+        .append(id, &holder.worker, &[started(0)], NOW + 1)
         .await
         .expect("append");
     for n in 1..=20 {
         store
-            .append(id, &holder.worker, vec![started(n)], NOW + 2)
+            .append(id, &holder.worker, &[started(n)], NOW + 2)
             .await
             .expect("append");
     }

@@ -101,7 +101,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: RunId,
         worker: &WorkerId,
-        events: Vec<Event>,
+        events: &[Event],
         now_ms: i64,
     ) -> StoreResult<()>;
 

@@ -117,10 +117,10 @@ impl Store for MemoryStore {
         &self,
         id: RunId,
         worker: &WorkerId,
-        events: Vec<Event>,
+        events: &[Event],
         now_ms: i64,
     ) -> StoreResult<()> {
-        self.state().append(id, worker, events, now_ms)
+        self.state().append(id, worker, events.to_vec(), now_ms)
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {

@@ -18,7 +18,7 @@ pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
     let store = &*store;
     let (w1, w2) = (worker("w1"), worker("w2"));
     let unknown = store
-        .append(RunId::new(), &w1, vec![started("a", 0)], T0)
+        .append(RunId::new(), &w1, &[started("a", 0)], T0)
         .await;
     assert!(
         matches!(unknown, Err(StoreError::RunNotFound(_))),
@@ -26,9 +26,7 @@ pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
     );
 
     let queued = create_queued_at(store, "fence", T0).await;
-    let unleased = store
-        .append(queued, &w1, vec![started("a", 0)], T0 + 1)
-        .await;
+    let unleased = store.append(queued, &w1, &[started("a", 0)], T0 + 1).await;
     assert!(
         matches!(unleased, Err(StoreError::LeaseLost { .. })),
         "appending without a lease: {unleased:?}"
@@ -40,7 +38,7 @@ pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
         .append(
             held,
             &w2,
-            vec![started("a", 0), completed("a", 0, json!(1))],
+            &[started("a", 0), completed("a", 0, json!(1))],
             T0 + 1,
         )
         .await;
@@ -57,7 +55,7 @@ pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
         .append(
             held,
             &w1,
-            vec![started("a", 0), completed("a", 0, json!(1))],
+            &[started("a", 0), completed("a", 0, json!(1))],
             T0 + 2,
         )
         .await
@@ -99,12 +97,7 @@ pub async fn terminal_events_end_the_run(store: Arc<dyn Store>) {
         let id = create_leased(store, "end", &w, T0 + LEASE_MS).await;
         let at = T0 + 10 + n as i64;
         store
-            .append(
-                id,
-                &w,
-                vec![completed("a", 0, json!(1)), terminal.clone()],
-                at,
-            )
+            .append(id, &w, &[completed("a", 0, json!(1)), terminal.clone()], at)
             .await
             .expect("append");
 
@@ -140,7 +133,7 @@ pub async fn terminal_events_end_the_run(store: Arc<dyn Store>) {
                 );
             }
         }
-        let late = store.append(id, &w, vec![started("b", 0)], at + 1).await;
+        let late = store.append(id, &w, &[started("b", 0)], at + 1).await;
         assert!(
             matches!(late, Err(StoreError::RunEnded { run, status: s }) if run == id && s == status),
             "appending after {terminal:?}: {late:?}"
@@ -179,11 +172,11 @@ pub async fn concurrent_appends_to_many_runs_all_land(store: Arc<dyn Store>) {
             tokio::spawn(async move {
                 for n in 0..STEPS {
                     store
-                        .append(id, &w, vec![started("step", n)], T0 + 1)
+                        .append(id, &w, &[started("step", n)], T0 + 1)
                         .await
                         .expect("append");
                     store
-                        .append(id, &w, vec![completed("step", n, json!(n))], T0 + 2)
+                        .append(id, &w, &[completed("step", n, json!(n))], T0 + 2)
                         .await
                         .expect("append");
                 }
@@ -191,7 +184,7 @@ pub async fn concurrent_appends_to_many_runs_all_land(store: Arc<dyn Store>) {
                     .append(
                         id,
                         &w,
-                        vec![Event::RunCompleted {
+                        &[Event::RunCompleted {
                             output: json!(STEPS),
                         }],
                         T0 + 3,

@@ -90,12 +90,7 @@ pub async fn claim_run_outcomes(store: Arc<dyn Store>) {
     assert_eq!(again.run.executions, 2);
 
     store
-        .append(
-            id,
-            &w2,
-            vec![Event::RunCompleted { output: json!(1) }],
-            T0 + 3,
-        )
+        .append(id, &w2, &[Event::RunCompleted { output: json!(1) }], T0 + 3)
         .await
         .expect("complete");
     let outcome = store
@@ -122,7 +117,7 @@ pub async fn claim_run_takes_over_a_lapsed_lease(store: Arc<dyn Store>) {
         "w1",
     );
     store
-        .append(id, &w1, vec![started("a", 0)], T0 + 1)
+        .append(id, &w1, &[started("a", 0)], T0 + 1)
         .await
         .expect("w1 appends");
 
@@ -151,7 +146,7 @@ pub async fn claim_run_takes_over_a_lapsed_lease(store: Arc<dyn Store>) {
     );
 
     let refused = store
-        .append(id, &w1, vec![started("b", 0)], T0 + LEASE_MS + 1)
+        .append(id, &w1, &[started("b", 0)], T0 + LEASE_MS + 1)
         .await;
     assert!(
         matches!(refused, Err(StoreError::LeaseLost { run, worker }) if run == id && worker == w1)
@@ -162,7 +157,7 @@ pub async fn claim_run_takes_over_a_lapsed_lease(store: Arc<dyn Store>) {
         "renew after take-over: {refused:?}"
     );
     store
-        .append(id, &w2, vec![started("b", 0)], T0 + LEASE_MS + 2)
+        .append(id, &w2, &[started("b", 0)], T0 + LEASE_MS + 2)
         .await
         .expect("the new holder appends");
     assert_eq!(

@@ -61,7 +61,7 @@ pub async fn cancel_run_ends_the_run_with_the_reason(store: Arc<dyn Store>) {
         "cancel frees the lease"
     );
     let append = store
-        .append(running, &w, vec![completed("a", 0, json!(1))], T0 + 3)
+        .append(running, &w, &[completed("a", 0, json!(1))], T0 + 3)
         .await;
     assert!(
         matches!(append, Err(StoreError::RunEnded { run, status: RunStatus::Canceled }) if run == running),
@@ -109,7 +109,7 @@ pub async fn retry_run_requeues_failed_and_canceled_runs(store: Arc<dyn Store>) 
     let error = ErrorInfo::new(ErrorKind::Action, "upstream down");
     let history = vec![completed("a", 0, json!(1)), Event::RunFailed { error }];
     store
-        .append(failed, &w, history, T0 + 1)
+        .append(failed, &w, &history, T0 + 1)
         .await
         .expect("fail the run");
 
@@ -154,7 +154,7 @@ pub async fn retry_run_requeues_failed_and_canceled_runs(store: Arc<dyn Store>) 
         .append(
             failed,
             &w,
-            vec![Event::RunCompleted {
+            &[Event::RunCompleted {
                 output: json!("ok"),
             }],
             T0 + 51,

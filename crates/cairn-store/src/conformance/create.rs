@@ -216,7 +216,7 @@ pub async fn create_run_with_a_lease_is_held_by_its_creator(store: Arc<dyn Store
     );
 
     store
-        .append(id, &w1, vec![started("render", 0)], T0 + 2)
+        .append(id, &w1, &[started("render", 0)], T0 + 2)
         .await
         .expect("the creator may append");
     assert_eq!(events(store, id).await.len(), 2);

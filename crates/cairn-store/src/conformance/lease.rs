@@ -95,7 +95,7 @@ pub async fn release_lease_requeues_the_run_from_ready_at(store: Arc<dyn Store>)
         "w1",
     );
     store
-        .append(id, &w1, vec![started("a", 0)], T0 + 1)
+        .append(id, &w1, &[started("a", 0)], T0 + 1)
         .await
         .expect("append");
 
@@ -115,7 +115,7 @@ pub async fn release_lease_requeues_the_run_from_ready_at(store: Arc<dyn Store>)
         "the lease is gone"
     );
     assert_eq!((record.ready_at_ms, record.executions), (T0 + 100, 1));
-    let fenced = store.append(id, &w1, vec![started("b", 0)], T0 + 2).await;
+    let fenced = store.append(id, &w1, &[started("b", 0)], T0 + 2).await;
     assert!(
         matches!(fenced, Err(StoreError::LeaseLost { .. })),
         "a released lease fences: {fenced:?}"
@@ -157,7 +157,7 @@ pub async fn release_lease_requeues_the_run_from_ready_at(store: Arc<dyn Store>)
         .append(
             id,
             &w2,
-            vec![Event::RunCompleted {
+            &[Event::RunCompleted {
                 output: json!("done"),
             }],
             T0 + 101,

@@ -20,28 +20,28 @@ pub async fn events_are_numbered_in_order_without_gaps(store: Arc<dyn Store>) {
     let second = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
 
     store
-        .append(first, &w, vec![started("a", 0)], T0 + 1)
+        .append(first, &w, &[started("a", 0)], T0 + 1)
         .await
         .expect("append");
     store
-        .append(second, &w, vec![started("z", 0)], T0 + 1)
+        .append(second, &w, &[started("z", 0)], T0 + 1)
         .await
         .expect("append");
     store
         .append(
             first,
             &w,
-            vec![completed("a", 0, json!(1)), started("b", 0)],
+            &[completed("a", 0, json!(1)), started("b", 0)],
             T0 + 2,
         )
         .await
         .expect("append");
     store
-        .append(first, &w, vec![], T0 + 3)
+        .append(first, &w, &[], T0 + 3)
         .await
         .expect("an empty append is accepted");
     store
-        .append(first, &w, vec![completed("b", 0, json!(2))], T0 + 4)
+        .append(first, &w, &[completed("b", 0, json!(2))], T0 + 4)
         .await
         .expect("append");
 
@@ -211,14 +211,14 @@ pub async fn payloads_round_trip_exactly(store: Arc<dyn Store>) {
         completed("big", 0, big.clone()),
     ];
     store
-        .append(id, &w, appended, T0 + 1)
+        .append(id, &w, &appended, T0 + 1)
         .await
         .expect("append");
     store
         .append(
             id,
             &w,
-            vec![Event::RunCompleted {
+            &[Event::RunCompleted {
                 output: payload.clone(),
             }],
             T0 + 2,

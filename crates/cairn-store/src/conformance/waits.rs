@@ -29,7 +29,7 @@ async fn run_with_hook(
 ) -> (RunId, u64) {
     let id = create_leased(store, "wf", holder, T0 + LEASE_MS).await;
     store
-        .append(id, holder, vec![hook_created(0, token, timeout)], T0)
+        .append(id, holder, &[hook_created(0, token, timeout)], T0)
         .await
         .expect("append HookCreated");
     (id, events(store, id).await.len() as u64)
@@ -232,7 +232,7 @@ pub async fn time_out_hook_is_fenced_and_loses_to_a_resume(store: Arc<dyn Store>
     );
 
     store
-        .append(id, &w, vec![hook_created(1, "tok-4", Some(T0 + 50))], T0)
+        .append(id, &w, &[hook_created(1, "tok-4", Some(T0 + 50))], T0)
         .await
         .expect("second hook");
     store

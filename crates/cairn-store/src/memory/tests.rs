@@ -74,21 +74,16 @@ async fn a_refused_batch_writes_nothing() {
     let store = MemoryStore::new();
     let id = create(&store, run("a", T0, Some(lease(T0 + 100)))).await;
     store
-        .append(id, &worker(), vec![hook_created(0, "tok")], T0)
+        .append(id, &worker(), &[hook_created(0, "tok")], T0)
         .await
         .expect("first hook");
 
     let taken = store
-        .append(
-            id,
-            &worker(),
-            vec![started(0), hook_created(1, "tok")],
-            T0 + 1,
-        )
+        .append(id, &worker(), &[started(0), hook_created(1, "tok")], T0 + 1)
         .await;
     assert!(matches!(taken, Err(StoreError::Corrupt(_))), "{taken:?}");
     let twice = vec![started(0), hook_created(1, "x"), hook_created(2, "x")];
-    let twice = store.append(id, &worker(), twice, T0 + 1).await;
+    let twice = store.append(id, &worker(), &twice, T0 + 1).await;
     assert!(matches!(twice, Err(StoreError::Corrupt(_))), "{twice:?}");
 
     let failed = Event::RunFailed {
@@ -98,7 +93,7 @@ async fn a_refused_batch_writes_nothing() {
         .append(
             id,
             &worker(),
-            vec![hook_created(1, "new"), failed, started(1)],
+            &[hook_created(1, "new"), failed, started(1)],
             T0 + 2,
         )
         .await;

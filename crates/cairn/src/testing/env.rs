@@ -263,7 +263,7 @@ impl TestEnv {
         let worker = WorkerId("cairn-testing".to_owned());
         Ok(self
             .store
-            .append(run_id, &worker, vec![event], self.clock.now_ms())
+            .append(run_id, &worker, &[event], self.clock.now_ms())
             .await?)
     }
 
