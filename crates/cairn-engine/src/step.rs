@@ -322,28 +322,27 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         if run.flush().await.is_err() {
             return halt().await;
         }
-        let mut started = Some(Event::StepStarted {
-            key: key.clone(),
-            kind: StepKind::Action,
-            slug: slug.to_owned(),
-            input: input.clone(),
-            attempt,
-        });
-        let attempt_run = attempt_action(&action, &run, &key, &input, attempt);
-        tokio::pin!(attempt_run);
-        let result = tokio::select! {
-            biased;
-            result = &mut attempt_run => result,
-            () = tokio::time::sleep(STARTED_EVENT_DELAY) => {
-                // Still running: show it in flight now rather than with its outcome. The
-                // attempt is polled in place, so it goes on while the start is written.
-                run.defer(started.take());
-                let (written, result) = tokio::join!(run.flush(), &mut attempt_run);
-                if written.is_err() {
-                    // The execution is being aborted, which drops this step.
-                    return halt().await;
+        // The start is recorded with the outcome (the input moves into it then), or at once
+        // if the attempt runs long.
+        let mut start_recorded = false;
+        let result = {
+            let attempt_run = attempt_action(&action, &run, &key, &input, attempt);
+            tokio::pin!(attempt_run);
+            tokio::select! {
+                biased;
+                result = &mut attempt_run => result,
+                () = tokio::time::sleep(STARTED_EVENT_DELAY) => {
+                    // Still running: show it in flight now rather than with its outcome. The
+                    // attempt is polled in place, so it goes on while the start is written.
+                    run.defer([action_started(&key, slug, input.clone(), attempt)]);
+                    start_recorded = true;
+                    let (written, result) = tokio::join!(run.flush(), &mut attempt_run);
+                    if written.is_err() {
+                        // The execution is being aborted, which drops this step.
+                        return halt().await;
+                    }
+                    result
                 }
-                result
             }
         };
         let error = match result.and_then(|output| encode_output(&action, &run, &key, output)) {
@@ -355,6 +354,8 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
                     output: value,
                 };
                 // Written by the next barrier (see `writes`): the body goes on from memory.
+                let started =
+                    (!start_recorded).then(|| action_started(&key, slug, input, attempt));
                 run.defer(started.into_iter().chain([done]));
                 return Ok(output);
             }
@@ -388,6 +389,8 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             };
             (failed, Some(StepError::new(error)))
         };
+        let started =
+            (!start_recorded).then(|| action_started(&key, slug, input.clone(), attempt));
         if run
             .append(started.into_iter().chain([outcome]))
             .await
@@ -399,6 +402,17 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             Some(err) => return Err(err),
             None => attempt += 1,
         }
+    }
+}
+
+/// The `StepStarted` of an action's attempt.
+fn action_started(key: &StepKey, slug: &str, input: Value, attempt: u32) -> Event {
+    Event::StepStarted {
+        key: key.clone(),
+        kind: StepKind::Action,
+        slug: slug.to_owned(),
+        input,
+        attempt,
     }
 }
 
@@ -415,7 +429,7 @@ async fn attempt_action<I: Payload, O: Payload>(
     input: &Value,
     attempt: u32,
 ) -> Result<O, ActionError> {
-    let typed: I = serde_json::from_value(input.clone()).map_err(|err| {
+    let typed = I::deserialize(input).map_err(|err| {
         ActionError::fatal(format!("input does not fit the action's input type: {err}"))
             .with_kind(ErrorKind::InvalidInput)
     })?;
