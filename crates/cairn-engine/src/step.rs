@@ -354,8 +354,7 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
                     output: value,
                 };
                 // Written by the next barrier (see `writes`): the body goes on from memory.
-                let started =
-                    (!start_recorded).then(|| action_started(&key, slug, input, attempt));
+                let started = (!start_recorded).then(|| action_started(&key, slug, input, attempt));
                 run.defer(started.into_iter().chain([done]));
                 return Ok(output);
             }
@@ -389,8 +388,7 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
             };
             (failed, Some(StepError::new(error)))
         };
-        let started =
-            (!start_recorded).then(|| action_started(&key, slug, input.clone(), attempt));
+        let started = (!start_recorded).then(|| action_started(&key, slug, input.clone(), attempt));
         if run
             .append(started.into_iter().chain([outcome]))
             .await
