@@ -11,10 +11,10 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use crate::{
     codec::{
-        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, RawRun, Result, parse_id,
-        parse_status, run_columns,
+        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, parse_id,
+        parse_status,
     },
-    read::load_events,
+    read::{load_events, raw_run},
 };
 
 /// What the fencing checks need to know about a run.
@@ -304,17 +304,16 @@ fn existing_run(conn: &Connection, run: &PreparedRun) -> Result<RunId> {
     Ok(run.id)
 }
 
-/// Makes `lease` the run's lease and returns the run with its log.
+/// Makes `lease` the run's lease and returns the run with its log. (Read back rather than
+/// `RETURNING`, which SQLite buffers in a temporary B-tree built for every execution.)
 fn take_lease(conn: &Connection, key: &str, lease: &Lease, now: i64) -> Result<RawClaimed> {
-    let run = conn
-        .prepare_cached(concat!(
-            "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3, ready_at = ?3, \
-             executions = executions + 1, updated_at = ?4 WHERE id = ?1 RETURNING ",
-            run_columns!()
-        ))?
-        .query_row(params![key, lease.worker.0, lease.expires_at_ms, now], RawRun::from_row)?;
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3, ready_at = ?3, \
+         executions = executions + 1, updated_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![key, lease.worker.0, lease.expires_at_ms, now])?;
     Ok(RawClaimed {
-        run,
+        run: raw_run(conn, key)?,
         events: load_events(conn, key)?,
     })
 }
@@ -407,6 +406,11 @@ pub(crate) fn release_lease(
 }
 
 /// Appends `events` to a run `worker` holds. Refuses (fencing, order) before writing anything.
+///
+/// The fencing check reads the run's row and the write follows in the same `BEGIN IMMEDIATE`
+/// transaction, so nothing can change the row in between. (One `UPDATE … RETURNING` would
+/// fence and number in one statement, but SQLite buffers `RETURNING` rows in a temporary
+/// B-tree it builds for every execution, which costs more than the point read.)
 pub(crate) fn append(
     conn: &Connection,
     id: RunId,
@@ -414,27 +418,9 @@ pub(crate) fn append(
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
-    check_order(id, events)?;
     let key = id.to_string();
-    let count = count_of(events);
-    // Fences and numbers in one statement: it changes the run only if `worker` holds it and
-    // it has not ended (`finished_at` is null exactly then), the rule `check_fence` states.
-    let last_seq: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE runs SET last_seq = last_seq + ?3, updated_at = ?4 \
-             WHERE id = ?1 AND lease_owner = ?2 AND finished_at IS NULL RETURNING last_seq",
-        )?
-        .query_row(params![key, worker.0, count, now], |row| row.get(0))
-        .optional()?;
-    let Some(last_seq) = last_seq else {
-        // Nothing was written: say why.
-        fenced(conn, id, &key, worker)?;
-        return Err(StoreError::Corrupt(format!(
-            "run {id} refused an append that its fencing check allows"
-        ))
-        .into());
-    };
-    record_events(conn, &key, last_seq - count, events, now)
+    let state = fenced(conn, id, &key, worker)?;
+    write_events(conn, id, &key, state.last_seq, events, now)
 }
 
 /// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.

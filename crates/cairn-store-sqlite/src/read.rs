@@ -86,15 +86,18 @@ pub(crate) fn load_events(conn: &Connection, key: &str) -> Result<Vec<RawEvent>>
 }
 
 pub(crate) fn get_run(conn: &Connection, id: RunId) -> Result<Option<RunRecord>> {
-    let raw = conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs WHERE id = ?1"
-        ))?
-        .query_row([id.to_string()], RawRun::from_row)
-        .optional()?;
+    let raw = raw_run(conn, &id.to_string()).optional()?;
     Ok(raw.map(RawRun::decode).transpose()?)
+}
+
+/// The `runs` row of the run whose id is `key`, undecoded.
+pub(crate) fn raw_run(conn: &Connection, key: &str) -> rusqlite::Result<RawRun> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        run_columns!(),
+        " FROM runs WHERE id = ?1"
+    ))?
+    .query_row([key], RawRun::from_row)
 }
 
 pub(crate) fn events(conn: &Connection, id: RunId) -> Result<Vec<EventRecord>> {

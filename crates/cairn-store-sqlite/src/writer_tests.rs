@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicUsize, Ordering},
         mpsc,
     },
@@ -12,6 +12,7 @@ use std::{
 
 use cairn_core::{Event, RunStatus, StepKey, StepKind};
 use cairn_store::{NewRun, RunId, StoreError, WorkerId};
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -442,5 +443,71 @@ fn a_failed_sync_in_place_answers_unavailable() {
     match answer.try_recv().expect("answered") {
         Err(StoreError::Unavailable(why)) => assert!(why.contains("to sync it"), "{why}"),
         other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// The SQL of every statement run on a connection traced with [`note_statement`].
+static EXECUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn note_statement(event: TraceEvent<'_>) {
+    if let TraceEvent::Stmt(statement, _) = event {
+        EXECUTED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(statement.sql().into_owned());
+    }
+}
+
+/// SQLite builds a temporary B-tree for a `RETURNING` clause and for a constant `IN` list
+/// of more than two values, at every execution: on the writer thread, the store's
+/// bottleneck, no statement of a run's life may.
+#[test]
+fn no_write_of_a_runs_life_builds_a_temporary_btree() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(note_statement));
+    let holder = WorkerId("holder".into());
+    let ended = Event::RunCompleted { output: json!(2) };
+    let finished = create_and_append(&conn, &[&[completed(0)], &[completed(1), ended]]);
+    let mut queued = leased_run(&holder);
+    queued.lease = None;
+    let queued_id = queued.id;
+    let (create_reply, _created) = oneshot::channel();
+    let (claim_reply, claimed) = oneshot::channel();
+    let lease = cairn_store::Lease {
+        worker: holder,
+        expires_at_ms: NOW + 60_000,
+    };
+    execute_batch(
+        &conn,
+        vec![
+            Command::CreateRun {
+                run: queued,
+                reply: create_reply,
+            },
+            Command::ClaimRun {
+                id: queued_id,
+                lease,
+                now_ms: NOW + 1,
+                reply: claim_reply,
+            },
+        ],
+    );
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, None);
+
+    let finished = read::get_run(&conn, finished).expect("read").expect("run");
+    assert_eq!(finished.status, RunStatus::Succeeded);
+    let claimed = claimed.blocking_recv().expect("answered").expect("claimed");
+    assert!(matches!(claimed, crate::codec::RawClaimOutcome::Claimed(_)));
+    let mut executed =
+        std::mem::take(&mut *EXECUTED.lock().unwrap_or_else(PoisonError::into_inner));
+    executed.sort();
+    executed.dedup();
+    assert!(executed.len() > 5, "the trace saw the writes: {executed:?}");
+    for sql in executed {
+        assert!(
+            !crate::schema::tests::builds_temporary_btrees(&conn, &sql),
+            "builds a temporary B-tree every time it runs: {sql}"
+        );
     }
 }
