@@ -77,23 +77,31 @@ pub(crate) fn write_events(
     now: i64,
 ) -> Result<()> {
     check_order(id, events)?;
-    record_events(conn, key, last_seq, events, now)?;
-    conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![key, last_seq + count_of(events), now])?;
+    let row_written = record_events(conn, key, last_seq, events, now)?;
+    if !row_written {
+        conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![key, last_seq + count_of(events), now])?;
+    }
     Ok(())
 }
 
 /// Inserts the row holding `events` (numbered after `last_seq`) and applies their effects;
-/// the caller moves the run's `last_seq` and `updated_at` and has checked their order.
+/// the caller has checked their order. Returns whether an effect rewrote the run's row,
+/// which then holds its new `last_seq` and `updated_at`; else the caller moves them.
 fn record_events(
     conn: &Connection,
     key: &str,
     last_seq: i64,
     events: &[PreparedEvent],
     now: i64,
-) -> Result<()> {
+) -> Result<bool> {
+    let moved = Moved {
+        last_seq: last_seq + count_of(events),
+        now,
+    };
+    let mut row_written = false;
     for event in events {
-        apply_effect(conn, key, &event.effect, now)?;
+        row_written |= apply_effect(conn, key, &event.effect, &moved)?;
     }
     if let Some(row) = EventsRow::of(events) {
         conn.prepare_cached(
@@ -110,7 +118,13 @@ fn record_events(
             row.payload
         ])?;
     }
-    Ok(())
+    Ok(row_written)
+}
+
+/// The run's `last_seq` and `updated_at` once a write's events are in.
+struct Moved {
+    last_seq: i64,
+    now: i64,
 }
 
 fn count_of(events: &[PreparedEvent]) -> i64 {
@@ -143,28 +157,31 @@ pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
         .any(|event| matches!(event.effect, Effect::RegisterHook { .. }))
 }
 
-/// Applies one event's effect on its run (and the run's hooks).
-fn apply_effect(conn: &Connection, key: &str, effect: &Effect, now: i64) -> Result<()> {
+/// Applies one event's effect on its run (and the run's hooks). Returns whether it rewrote
+/// the run's row, which then carries `moved`'s `last_seq` and `updated_at` too.
+fn apply_effect(conn: &Connection, key: &str, effect: &Effect, moved: &Moved) -> Result<bool> {
+    let Moved { last_seq, now } = *moved;
     match effect {
-        Effect::None => {}
+        Effect::None => return Ok(false),
         Effect::End {
             status,
             output,
             error,
         } => {
             conn.prepare_cached(
-                "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, \
-                 lease_owner = NULL, lease_expires_at = NULL WHERE id = ?1",
+                "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5, \
+                 lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE id = ?1",
             )?
-            .execute(params![key, status.as_str(), output, error, now])?;
+            .execute(params![key, status.as_str(), output, error, now, last_seq])?;
             crate::waits::close_hooks(conn, key, now)?;
         }
         Effect::Requeue => {
             conn.prepare_cached(
                 "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
-                 lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2 WHERE id = ?1",
+                 lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, updated_at = ?2, \
+                 last_seq = ?3 WHERE id = ?1",
             )?
-            .execute(params![key, now])?;
+            .execute(params![key, now, last_seq])?;
         }
         Effect::RegisterHook {
             key: step_key,
@@ -181,13 +198,16 @@ fn apply_effect(conn: &Connection, key: &str, effect: &Effect, now: i64) -> Resu
                 *timeout_at_ms,
                 now,
             )?;
+            return Ok(false);
         }
         Effect::Status(status) => {
-            conn.prepare_cached("UPDATE runs SET status = ?2 WHERE id = ?1")?
-                .execute(params![key, status.as_str()])?;
+            conn.prepare_cached(
+                "UPDATE runs SET status = ?2, updated_at = ?3, last_seq = ?4 WHERE id = ?1",
+            )?
+            .execute(params![key, status.as_str(), now, last_seq])?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The columns of the `events` row that holds one write's events.
