@@ -382,9 +382,10 @@ pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = C
 /// `COMMIT` (it still syncs before every checkpoint); the sync thread does it instead. That
 /// takes the fsync off the SQL thread: batch N+1's SQL runs while batch N's commit is synced,
 /// and several batches share one sync. (The writer thread has a `Syncer` of its own for a
-/// batch nobody waits behind, see [`Settle`].) Every caller is answered only after a sync that followed
-/// its commit, exactly as with `synchronous=FULL`. Another connection may *read* a commit
-/// before it is synced; anything it then writes is synced after it (one WAL file).
+/// batch nobody waits behind, see [`Settle`].) Every caller is answered only after a sync
+/// that followed its commit, exactly as with `synchronous=FULL`. Another connection may
+/// *read* a commit before it is synced; anything it then writes is synced after it (one WAL
+/// file).
 struct Syncer {
     wal: PathBuf,
     file: Option<File>,
