@@ -3,8 +3,9 @@
 //! [`SqliteStore`] implements [`cairn_store::Store`] and passes its conformance suite.
 //!
 //! - **Durable**: WAL journal; a write method returns only after its transaction committed
-//!   and the WAL was fdatasync'd (by the writer's sync thread: `synchronous=NORMAL` plus our
-//!   own sync, durable like `FULL`), so it survives a power loss.
+//!   and the WAL was fdatasync'd (by the writer's sync thread, or by the writer thread itself
+//!   when nothing else waits: `synchronous=NORMAL` plus our own sync, durable like `FULL`),
+//!   so it survives a power loss.
 //! - **Cheap durability, by group commit**: every write (create, claim, renew, release,
 //!   append, cancel, retry) goes to one writer thread that commits whatever has queued up in
 //!   one transaction and one fsync, then answers all the waiters. One refused command fails

@@ -95,13 +95,10 @@ fn record_events(
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<bool> {
-    let moved = Moved {
-        last_seq: last_seq + count_of(events),
-        now,
-    };
+    let moved_to = last_seq + count_of(events);
     let mut row_written = false;
     for event in events {
-        row_written |= apply_effect(conn, key, &event.effect, &moved)?;
+        row_written |= apply_effect(conn, key, &event.effect, moved_to, now)?;
     }
     if let Some(row) = EventsRow::of(events) {
         conn.prepare_cached(
@@ -119,12 +116,6 @@ fn record_events(
         ])?;
     }
     Ok(row_written)
-}
-
-/// The run's `last_seq` and `updated_at` once a write's events are in.
-struct Moved {
-    last_seq: i64,
-    now: i64,
 }
 
 fn count_of(events: &[PreparedEvent]) -> i64 {
@@ -158,9 +149,14 @@ pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
 }
 
 /// Applies one event's effect on its run (and the run's hooks). Returns whether it rewrote
-/// the run's row, which then carries `moved`'s `last_seq` and `updated_at` too.
-fn apply_effect(conn: &Connection, key: &str, effect: &Effect, moved: &Moved) -> Result<bool> {
-    let Moved { last_seq, now } = *moved;
+/// the run's row, which then carries `last_seq` and `updated_at` (`now`) too.
+fn apply_effect(
+    conn: &Connection,
+    key: &str,
+    effect: &Effect,
+    last_seq: i64,
+    now: i64,
+) -> Result<bool> {
     match effect {
         Effect::None => return Ok(false),
         Effect::End {
