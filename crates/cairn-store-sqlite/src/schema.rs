@@ -141,7 +141,7 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Co
         )));
     }
     // NORMAL: SQLite does not sync the WAL at COMMIT (it still does before checkpoints); the
-    // writer's sync thread does, before any caller is answered (see `writer::Syncer`).
+    // writer's sync thread does, before any caller is answered (see `pipeline::Syncer`).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql_error)?;
     conn.pragma_update(None, "foreign_keys", true)

@@ -1,26 +1,18 @@
-//! Group commit: one thread owns the write connection and turns queued write commands into
-//! one transaction, and one fsync, per batch.
+//! Group commit: one thread owns the write connection and runs queued write commands,
+//! many to a transaction; answers wait until the transaction's commit is on disk.
 //!
-//! The thread blocks for a first command, drains whatever else is queued (up to the batch
-//! limit), runs them in order inside one `BEGIN IMMEDIATE … COMMIT`, commits, and only then
-//! answers every waiter. A refused command (a fenced append that lost its lease) fails alone:
-//! it runs in its own savepoint, or, for appends and creates, refuses before it writes
-//! anything (see [`unguarded`]; a savepoint copies every page it touches and was a quarter
-//! of the writer's time). An SQL failure part-way through an unguarded command rolls the
-//! whole batch back and every waiter is told `Unavailable`. A sync thread fsyncs committed
-//! batches while the next batch's SQL runs, so the commit rate stays at the disk's while the
-//! event rate grows with the number of concurrent callers. When nothing is queued behind a
-//! batch and nothing is being synced, the writer syncs it itself ([`Settle`]): a lone
-//! caller's write then costs one thread wake-up fewer.
+//! This file holds the commands, how one runs inside a batch's transaction, and the
+//! [`Writer`] handle (its queue and threads). When batches open, commit and sync is the
+//! writer thread's loop, in [`pipeline`](crate::pipeline). A refused command (a fenced
+//! append that lost its lease) fails alone: it runs in its own savepoint, or, for appends
+//! and creates, refuses before it writes anything (see [`unguarded`]; a savepoint copies
+//! every page it touches and was a quarter of the writer's time). An SQL failure part-way
+//! through an unguarded command rolls the whole batch back and every waiter is told
+//! `Unavailable`.
 
 use std::{
-    fs::{File, OpenOptions},
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
+    sync::mpsc,
     thread::{self, JoinHandle},
 };
 
@@ -33,7 +25,9 @@ use tokio::sync::oneshot;
 
 use crate::{
     codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
-    ops, waits,
+    ops,
+    pipeline::{Message, Pipeline, Syncer},
+    waits,
 };
 
 /// Where a command's result goes.
@@ -328,8 +322,19 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
+    /// Whether the batch was rolled back, so there is nothing of it to sync.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// How many commands the batch held.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.answers.len()
+    }
+
     /// Answers every waiter: the batch's own failure, else `sync_failure`, else success.
-    fn answer(self, sync_failure: Option<&str>) {
+    pub(crate) fn answer(self, sync_failure: Option<&str>) {
         let why = self.broken.as_deref().or(sync_failure);
         for answer in self.answers {
             answer(why);
@@ -337,191 +342,114 @@ impl Committed {
     }
 }
 
-/// Runs `batch` in one transaction (committed without waiting for the disk).
-pub(crate) fn commit_batch(
-    conn: &Connection,
-    batch: impl IntoIterator<Item = Command>,
-) -> Committed {
-    let mut broken = run_statement(conn, "BEGIN IMMEDIATE")
-        .err()
-        .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
-    let began = broken.is_none();
-    let answers: Vec<Answer> = batch
-        .into_iter()
-        .map(|command| command.execute(conn, &mut broken))
-        .collect();
-    if began {
-        let ended = match &broken {
-            None => run_statement(conn, "COMMIT"),
-            Some(_) => run_statement(conn, "ROLLBACK"),
-        };
-        if let Err(error) = ended {
-            broken.get_or_insert_with(|| {
-                format!("the write batch did not commit: {}", sql_error(error))
-            });
-            if !conn.is_autocommit()
-                && let Err(error) = run_statement(conn, "ROLLBACK")
-            {
-                tracing::warn!(%error, "rolling back a failed write batch failed");
+/// A write transaction being filled with commands, one savepoint (or none) each.
+pub(crate) struct Batch {
+    answers: Vec<Answer>,
+    broken: Option<String>,
+    began: bool,
+}
+
+impl Batch {
+    /// Opens the transaction (`BEGIN IMMEDIATE`); if that fails, every command added is
+    /// answered with why.
+    pub(crate) fn begin(conn: &Connection) -> Batch {
+        let broken = run_statement(conn, "BEGIN IMMEDIATE")
+            .err()
+            .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
+        Batch {
+            answers: Vec::new(),
+            began: broken.is_none(),
+            broken,
+        }
+    }
+
+    /// How many commands the transaction holds.
+    pub(crate) fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether it broke: it could not begin, or a failure rolled it back (or will).
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Runs `command` in the transaction; its answer waits for the commit.
+    pub(crate) fn execute(&mut self, conn: &Connection, command: Command) {
+        let answer = command.execute(conn, &mut self.broken);
+        self.answers.push(answer);
+    }
+
+    /// Commits the transaction (or rolls it back if it broke), without waiting for the disk.
+    pub(crate) fn commit(self, conn: &Connection) -> Committed {
+        let Batch {
+            answers,
+            mut broken,
+            began,
+        } = self;
+        if began {
+            let ended = match &broken {
+                None => run_statement(conn, "COMMIT"),
+                Some(_) => run_statement(conn, "ROLLBACK"),
+            };
+            if let Err(error) = ended {
+                broken.get_or_insert_with(|| {
+                    format!("the write batch did not commit: {}", sql_error(error))
+                });
+                if !conn.is_autocommit()
+                    && let Err(error) = run_statement(conn, "ROLLBACK")
+                {
+                    tracing::warn!(%error, "rolling back a failed write batch failed");
+                }
             }
         }
+        Committed { answers, broken }
     }
-    Committed { answers, broken }
 }
 
-/// Runs `batch` and answers at once, without syncing: for tests of the batch logic.
+/// Runs `batch` in one transaction and answers at once, without syncing: for tests of the
+/// batch logic.
 #[cfg(test)]
 pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = Command>) {
-    commit_batch(conn, batch).answer(None);
+    let mut open = Batch::begin(conn);
+    for command in batch {
+        open.execute(conn, command);
+    }
+    open.commit(conn).answer(None);
 }
 
-/// Makes commits durable before anyone hears of them: fdatasyncs the WAL file after one or
-/// more committed batches, then answers their waiters.
-///
-/// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
-/// `COMMIT` (it still syncs before every checkpoint); the sync thread does it instead. That
-/// takes the fsync off the SQL thread: batch N+1's SQL runs while batch N's commit is synced,
-/// and several batches share one sync. (The writer thread has a `Syncer` of its own for a
-/// batch nobody waits behind, see [`Settle`].) Every caller is answered only after a sync
-/// that followed its commit, exactly as with `synchronous=FULL`. Another connection may
-/// *read* a commit before it is synced; anything it then writes is synced after it (one WAL
-/// file).
-struct Syncer {
-    wal: PathBuf,
-    file: Option<File>,
-}
-
-impl Syncer {
-    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet).
-    fn new(wal: PathBuf) -> Syncer {
-        Syncer { wal, file: None }
-    }
-
-    fn sync(&mut self) -> std::result::Result<(), String> {
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&self.wal)
-                .map_err(|error| {
-                    format!("cannot open {} to sync it: {error}", self.wal.display())
-                })?;
-            self.file = Some(file);
-        }
-        let file = self
-            .file
-            .as_ref()
-            .ok_or_else(|| "the WAL file is not open".to_owned())?;
-        file.sync_data().map_err(|error| {
-            format!(
-                "syncing {} failed, so commits may not be durable: {error}",
-                self.wal.display()
-            )
-        })
-    }
-
-    /// Syncs once for `group` (unless every batch in it was rolled back) and answers it.
-    fn settle(&mut self, group: Vec<Committed>) {
-        let needs_sync = group.iter().any(|batch| batch.broken.is_none());
-        let failure = if needs_sync { self.sync().err() } else { None };
-        if let Some(failure) = &failure {
-            tracing::error!(%failure, "the WAL could not be synced");
-        }
-        for batch in group {
-            batch.answer(failure.as_deref());
-        }
-    }
-
-    /// Answers committed batches as they come, one sync for everything queued; `in_flight`
-    /// counts the batches handed over and not answered yet.
-    fn run(mut self, committed: &mpsc::Receiver<Committed>, in_flight: &AtomicUsize) {
-        while let Ok(first) = committed.recv() {
-            let mut group = vec![first];
-            group.extend(committed.try_iter());
-            let settled = group.len();
-            self.settle(group);
-            in_flight.fetch_sub(settled, Ordering::Release);
-        }
-    }
-}
-
-/// Where the writer thread sends each committed batch: to the sync thread, so the next
-/// batch's SQL runs during the sync, or, when nothing else is waiting, nowhere: it syncs
-/// and answers the batch itself, which spares a sequential caller a thread wake-up per
-/// write and changes nothing for concurrent ones.
-struct Settle {
-    /// The writer thread's own handle on the WAL, for syncing in place.
-    in_place: Syncer,
-    to_syncer: mpsc::Sender<Committed>,
-    /// Batches with the sync thread, not answered yet.
-    in_flight: Arc<AtomicUsize>,
-}
-
-impl Settle {
-    /// Hands `batch` on, unless `idle`: no command is queued behind it. It is synced in place
-    /// only when the sync thread holds no batch either, so answers keep their commit order.
-    fn batch(&mut self, batch: Committed, idle: bool) -> std::result::Result<(), ()> {
-        if idle && self.in_flight.load(Ordering::Acquire) == 0 {
-            self.in_place.settle(vec![batch]);
-            return Ok(());
-        }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.to_syncer.send(batch).map_err(drop)
-    }
-}
-
-/// The writer thread and the queue to it.
+/// The writer thread, the sync thread, and the queue to them.
 pub(crate) struct Writer {
-    queue: Option<mpsc::Sender<Command>>,
+    queue: Option<mpsc::Sender<Message>>,
     thread: Option<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the thread that owns `conn`, committing up to `max_batch` commands at a time.
+    /// Starts the thread that owns `conn`, committing up to `max_batch` commands at a time,
+    /// and the thread that syncs its commits.
     pub(crate) fn spawn(
         conn: Connection,
         max_batch: usize,
         database: &Path,
     ) -> StoreResult<Writer> {
-        let (queue, commands) = mpsc::channel::<Command>();
+        let (queue, messages) = mpsc::channel::<Message>();
         let (to_syncer, committed) = mpsc::channel::<Committed>();
-        let max_batch = max_batch.max(1);
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let syncer = Syncer::new(wal.clone());
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let mut settle = Settle {
-            in_place: Syncer::new(wal),
-            to_syncer,
-            in_flight: in_flight.clone(),
-        };
+        let pipeline = Pipeline::new(conn, max_batch, Syncer::new(wal), to_syncer);
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
+        let synced = queue.clone();
         let syncer = thread::Builder::new()
             .name("cairn-sqlite-sync".into())
-            .spawn(move || syncer.run(&committed, &in_flight))
+            .spawn(move || syncer.run(&committed, &synced))
             .map_err(cannot_start)?;
         let thread = thread::Builder::new()
             .name("cairn-sqlite-writer".into())
-            .spawn(move || {
-                let mut batch = Vec::with_capacity(max_batch);
-                let mut next = None;
-                while let Some(first) = next.take().or_else(|| commands.recv().ok()) {
-                    batch.push(first);
-                    batch.extend(commands.try_iter().take(max_batch - 1));
-                    let committed = commit_batch(&conn, batch.drain(..));
-                    next = commands.try_recv().ok();
-                    if settle.batch(committed, next.is_none()).is_err() {
-                        break;
-                    }
-                }
-                drop(settle);
-                if let Err((_, error)) = conn.close() {
-                    tracing::warn!(%error, "closing the SQLite write connection failed");
-                }
-            })
+            .spawn(move || pipeline.run(&messages))
             .map_err(cannot_start)?;
         Ok(Writer {
             queue: Some(queue),
@@ -534,7 +462,9 @@ impl Writer {
     pub(crate) async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
         let queue = self.queue.as_ref().ok_or_else(stopped)?;
-        queue.send(make(reply)).map_err(|_| stopped())?;
+        queue
+            .send(Message::Command(make(reply)))
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -546,9 +476,14 @@ fn stopped() -> StoreError {
 }
 
 impl Drop for Writer {
-    /// Closes the queue and waits for the thread to commit what was queued before.
+    /// Stops the writer thread once it has committed what was queued before, and waits for
+    /// the sync thread to answer it. (The sync thread holds a sender of the queue, so closing
+    /// the queue alone would not stop the writer.)
     fn drop(&mut self) {
-        drop(self.queue.take());
+        if let Some(queue) = self.queue.take() {
+            // Fails only if the thread has stopped already.
+            let _ = queue.send(Message::Stop);
+        }
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -564,4 +499,4 @@ impl Drop for Writer {
 
 #[cfg(test)]
 #[path = "writer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -1,12 +1,7 @@
-//! Unit tests of group commit: one batch, many commands, each failing or succeeding alone;
-//! and where a committed batch is synced.
+//! Unit tests of group commit: one batch, many commands, each failing or succeeding alone.
 
 use std::{
-    sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-        mpsc,
-    },
+    sync::{Mutex, PoisonError},
     time::Duration,
 };
 
@@ -16,7 +11,7 @@ use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Command, Committed, Settle, Syncer, commit_batch, execute_batch};
+use super::{Command, execute_batch};
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     read, schema,
@@ -24,12 +19,12 @@ use crate::{
 
 const NOW: i64 = 1_700_000_000_000;
 
-fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
+pub(crate) fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
     schema::open_writer(&dir.path().join("cairn.db"), Duration::from_secs(1))
         .expect("open the writer connection")
 }
 
-fn leased_run(holder: &WorkerId) -> PreparedRun {
+pub(crate) fn leased_run(holder: &WorkerId) -> PreparedRun {
     let run = NewRun {
         id: RunId::new(),
         workflow: "batch".into(),
@@ -48,7 +43,7 @@ fn leased_run(holder: &WorkerId) -> PreparedRun {
     PreparedRun::new(run).expect("encode the run")
 }
 
-fn completed(n: u32) -> Event {
+pub(crate) fn completed(n: u32) -> Event {
     let slug = "step".to_owned();
     Event::StepCompleted {
         key: StepKey::numbered(&slug, n),
@@ -58,7 +53,7 @@ fn completed(n: u32) -> Event {
     }
 }
 
-fn append(
+pub(crate) fn append(
     id: RunId,
     worker: &WorkerId,
     events: &[Event],
@@ -354,96 +349,6 @@ fn a_row_whose_count_disagrees_with_its_events_is_reported_corrupt() {
         matches!(&read, Err(StoreError::Corrupt(why)) if why.contains("should hold 3 events but holds 2")),
         "{read:?}"
     );
-}
-
-/// The writer thread's hand-over: a sync thread on `committed`, as `Writer::spawn` wires it.
-fn settle_for(dir: &tempfile::TempDir) -> (Settle, mpsc::Receiver<Committed>, Arc<AtomicUsize>) {
-    let wal = dir.path().join("cairn.db-wal");
-    let (to_syncer, committed) = mpsc::channel();
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let settle = Settle {
-        in_place: Syncer::new(wal),
-        to_syncer,
-        in_flight: in_flight.clone(),
-    };
-    (settle, committed, in_flight)
-}
-
-/// A committed batch of one `Flush`, and the receiver of its answer.
-fn flushed(
-    conn: &rusqlite::Connection,
-) -> (Committed, oneshot::Receiver<cairn_store::StoreResult<()>>) {
-    let (reply, answer) = oneshot::channel();
-    (commit_batch(conn, [Command::Flush { reply }]), answer)
-}
-
-#[test]
-fn an_idle_writer_syncs_and_answers_in_place() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let (mut settle, committed, in_flight) = settle_for(&dir);
-    let (batch, mut answer) = flushed(&conn);
-
-    settle.batch(batch, true).expect("settled");
-
-    assert!(
-        matches!(answer.try_recv(), Ok(Ok(()))),
-        "answered before returning"
-    );
-    assert!(
-        committed.try_recv().is_err(),
-        "nothing went to the sync thread"
-    );
-    assert_eq!(in_flight.load(Ordering::Acquire), 0);
-}
-
-#[test]
-fn a_batch_with_work_behind_it_or_a_sync_in_flight_goes_to_the_sync_thread() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let (mut settle, committed, in_flight) = settle_for(&dir);
-    let (busy, mut busy_answer) = flushed(&conn);
-    let (behind, mut behind_answer) = flushed(&conn);
-
-    settle.batch(busy, false).expect("handed over");
-    // Idle now, but the sync thread holds a batch committed earlier: answering this one
-    // first would answer out of commit order.
-    settle.batch(behind, true).expect("handed over");
-
-    assert!(
-        busy_answer.try_recv().is_err(),
-        "not answered before a sync"
-    );
-    assert!(
-        behind_answer.try_recv().is_err(),
-        "not answered before a sync"
-    );
-    assert_eq!(in_flight.load(Ordering::Acquire), 2);
-    drop(settle);
-    Syncer::new(dir.path().join("cairn.db-wal")).run(&committed, &in_flight);
-    assert!(matches!(busy_answer.try_recv(), Ok(Ok(()))), "answered");
-    assert!(matches!(behind_answer.try_recv(), Ok(Ok(()))), "answered");
-    assert_eq!(
-        in_flight.load(Ordering::Acquire),
-        0,
-        "the sync thread counts down"
-    );
-}
-
-#[test]
-fn a_failed_sync_in_place_answers_unavailable() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let (mut settle, _committed, _in_flight) = settle_for(&dir);
-    settle.in_place = Syncer::new(dir.path().join("missing").join("cairn.db-wal"));
-    let (batch, mut answer) = flushed(&conn);
-
-    settle.batch(batch, true).expect("settled");
-
-    match answer.try_recv().expect("answered") {
-        Err(StoreError::Unavailable(why)) => assert!(why.contains("to sync it"), "{why}"),
-        other => panic!("expected Unavailable, got {other:?}"),
-    }
 }
 
 /// The SQL of every statement run on a connection traced with [`note_statement`].

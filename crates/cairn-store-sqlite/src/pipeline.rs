@@ -1,0 +1,258 @@
+//! The writer thread's loop: when a batch's transaction opens, commits and is synced.
+//!
+//! Commits are made durable by a sync thread ([`Syncer`]) that fdatasyncs the WAL, so the
+//! next batch's SQL runs during a sync. While that thread is syncing, the writer keeps one
+//! transaction open and runs every command that arrives into it; when the sync is done, it
+//! commits that transaction and hands it over. So each sync covers exactly one commit, and
+//! each page the batch touched goes to the WAL once, however many commands touched it:
+//! committing every batch as it filled wrote the same hot pages (the runs table, its
+//! indexes' right edges) once per commit, and the sync time grows with the bytes written.
+//!
+//! When nothing is being synced and nothing is queued behind a batch, the writer commits
+//! and syncs it itself: a lone caller's write then costs no thread wake-up.
+//!
+//! Every caller is answered only after a sync that followed its commit, exactly as with
+//! `synchronous=FULL`, and in commit order.
+
+use std::{
+    fs::{File, OpenOptions},
+    path::PathBuf,
+    sync::mpsc,
+};
+
+use rusqlite::Connection;
+
+use crate::writer::{Batch, Command, Committed};
+
+/// What reaches the writer thread.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every message is a command; boxing it would allocate once per write"
+)]
+pub(crate) enum Message {
+    /// A caller's write.
+    Command(Command),
+    /// The sync thread answered this many batches and is free.
+    Synced(usize),
+    /// The store is closing: commit what came before, then stop.
+    Stop,
+}
+
+/// Makes commits durable before anyone hears of them: fdatasyncs the WAL file after one or
+/// more committed batches, then answers their waiters.
+///
+/// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
+/// `COMMIT` (it still syncs before every checkpoint); a `Syncer` does it instead. Another
+/// connection may *read* a commit before it is synced; anything it then writes is synced
+/// after it (one WAL file).
+pub(crate) struct Syncer {
+    wal: PathBuf,
+    file: Option<File>,
+}
+
+impl Syncer {
+    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet).
+    pub(crate) fn new(wal: PathBuf) -> Syncer {
+        Syncer { wal, file: None }
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            empty => empty.insert(OpenOptions::new().write(true).open(&self.wal).map_err(
+                |error| format!("cannot open {} to sync it: {error}", self.wal.display()),
+            )?),
+        };
+        file.sync_data().map_err(|error| {
+            format!(
+                "syncing {} failed, so commits may not be durable: {error}",
+                self.wal.display()
+            )
+        })
+    }
+
+    /// Syncs once for `group` (unless every batch in it was rolled back) and answers it.
+    pub(crate) fn settle(&mut self, group: Vec<Committed>) {
+        let needs_sync = group.iter().any(|batch| !batch.is_broken());
+        let failure = if needs_sync { self.sync().err() } else { None };
+        if let Some(failure) = &failure {
+            tracing::error!(%failure, "the WAL could not be synced");
+        }
+        for batch in group {
+            batch.answer(failure.as_deref());
+        }
+    }
+
+    /// The sync thread: answers committed batches as they come, one sync for everything
+    /// queued, and tells the writer thread each time it is free.
+    pub(crate) fn run(
+        mut self,
+        committed: &mpsc::Receiver<Committed>,
+        free: &mpsc::Sender<Message>,
+    ) {
+        while let Ok(first) = committed.recv() {
+            let mut group = vec![first];
+            group.extend(committed.try_iter());
+            let settled = group.len();
+            self.settle(group);
+            // Fails only once the writer thread has stopped, and then nobody needs to know.
+            let _ = free.send(Message::Synced(settled));
+        }
+    }
+}
+
+/// The writer thread's state: its connection, the transaction it is filling, and how many
+/// committed batches the sync thread holds.
+pub(crate) struct Pipeline {
+    conn: Connection,
+    /// The transaction commands go into, if one is open.
+    open: Option<Batch>,
+    /// Most commands in one transaction.
+    max_batch: usize,
+    /// The writer thread's own handle on the WAL, for syncing in place.
+    in_place: Syncer,
+    to_syncer: mpsc::Sender<Committed>,
+    /// Batches handed to the sync thread and not answered yet.
+    handed: usize,
+}
+
+/// Whether the loop goes on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl Pipeline {
+    /// A writer thread's state over `conn`, handing batches to the sync thread on `to_syncer`.
+    pub(crate) fn new(
+        conn: Connection,
+        max_batch: usize,
+        in_place: Syncer,
+        to_syncer: mpsc::Sender<Committed>,
+    ) -> Pipeline {
+        Pipeline {
+            conn,
+            open: None,
+            max_batch: max_batch.max(1),
+            in_place,
+            to_syncer,
+            handed: 0,
+        }
+    }
+
+    /// The loop: take every queued message, then settle the open batch if the sync thread
+    /// is free; block for the next message. Ends on [`Message::Stop`] or a closed queue.
+    pub(crate) fn run(mut self, messages: &mpsc::Receiver<Message>) {
+        let mut next = None;
+        'messages: while let Some(first) = next.take().or_else(|| messages.recv().ok()) {
+            if self.take(first) == Flow::Stop {
+                break;
+            }
+            while let Ok(message) = messages.try_recv() {
+                if self.take(message) == Flow::Stop {
+                    break 'messages;
+                }
+            }
+            next = self.settle_if_free(|| messages.try_recv().ok());
+        }
+        self.finish();
+    }
+
+    /// Takes one message: runs a command in the open transaction (opening one, or handing
+    /// over a full one first), or notes that the sync thread is free.
+    fn take(&mut self, message: Message) -> Flow {
+        match message {
+            Message::Command(command) => {
+                if self.open.as_ref().is_some_and(Batch::is_broken) {
+                    self.roll_back_broken();
+                } else if self
+                    .open
+                    .as_ref()
+                    .is_some_and(|open| open.len() >= self.max_batch)
+                {
+                    self.commit_and_hand_over();
+                }
+                let conn = &self.conn;
+                self.open
+                    .get_or_insert_with(|| Batch::begin(conn))
+                    .execute(conn, command);
+                Flow::Continue
+            }
+            Message::Synced(settled) => {
+                debug_assert!(
+                    settled <= self.handed,
+                    "more batches synced than handed over"
+                );
+                self.handed = self.handed.saturating_sub(settled);
+                Flow::Continue
+            }
+            Message::Stop => Flow::Stop,
+        }
+    }
+
+    /// Once the queue is empty: if the sync thread is free, commits the open transaction and
+    /// hands it over when `next` finds work behind it, else syncs and answers it here.
+    /// Returns the message `next` found. While a sync is under way, the transaction stays
+    /// open for what comes next.
+    fn settle_if_free(&mut self, next: impl FnOnce() -> Option<Message>) -> Option<Message> {
+        if self.handed > 0 {
+            return None;
+        }
+        let open = self.open.take()?;
+        let committed = open.commit(&self.conn);
+        let next = next();
+        if next.is_some() {
+            self.hand_over(committed);
+        } else {
+            self.in_place.settle(vec![committed]);
+        }
+        next
+    }
+
+    /// Ends a transaction that broke (it could not begin, or an SQL failure rolled it back)
+    /// and answers its commands with why at once: nothing of it was written, so there is
+    /// nothing to sync, and the next command gets a fresh transaction instead of joining a
+    /// broken one until the sync thread is free.
+    fn roll_back_broken(&mut self) {
+        if let Some(open) = self.open.take() {
+            open.commit(&self.conn).answer(None);
+        }
+    }
+
+    fn commit_and_hand_over(&mut self) {
+        if let Some(open) = self.open.take() {
+            let committed = open.commit(&self.conn);
+            self.hand_over(committed);
+        }
+    }
+
+    fn hand_over(&mut self, committed: Committed) {
+        match self.to_syncer.send(committed) {
+            Ok(()) => self.handed += 1,
+            Err(mpsc::SendError(committed)) => {
+                committed.answer(Some("the SQLite sync thread has stopped; reopen the store"));
+            }
+        }
+    }
+
+    /// Commits what is open, has it answered, and closes the connection.
+    fn finish(mut self) {
+        if let Some(open) = self.open.take() {
+            let committed = open.commit(&self.conn);
+            if self.handed == 0 {
+                self.in_place.settle(vec![committed]);
+            } else {
+                self.hand_over(committed);
+            }
+        }
+        let Pipeline { conn, .. } = self;
+        if let Err((_, error)) = conn.close() {
+            tracing::warn!(%error, "closing the SQLite write connection failed");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;

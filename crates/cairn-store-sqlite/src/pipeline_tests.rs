@@ -1,0 +1,253 @@
+//! Unit tests of the writer thread's loop: where a batch is synced, and the transaction kept
+//! open while a sync is under way.
+
+use std::{sync::mpsc, time::Duration};
+
+use cairn_store::{StoreError, StoreResult, WorkerId};
+use tokio::sync::oneshot;
+
+use super::{Message, Pipeline, Syncer};
+use crate::{
+    read, schema,
+    writer::{
+        Command, Committed,
+        tests::{append, completed, leased_run, writer_connection},
+    },
+};
+
+/// A writer thread's state over a fresh file, and the sync thread's end of the hand-over.
+fn pipeline(dir: &tempfile::TempDir, max_batch: usize) -> (Pipeline, mpsc::Receiver<Committed>) {
+    let (to_syncer, committed) = mpsc::channel();
+    let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
+    let pipeline = Pipeline::new(writer_connection(dir), max_batch, in_place, to_syncer);
+    (pipeline, committed)
+}
+
+/// A `Flush` command, and the receiver of its answer.
+fn flush() -> (Message, oneshot::Receiver<StoreResult<()>>) {
+    let (reply, answer) = oneshot::channel();
+    (Message::Command(Command::Flush { reply }), answer)
+}
+
+/// Runs a sync thread over everything handed over so far, as `Writer::spawn` wires one.
+fn sync_handed(dir: &tempfile::TempDir, committed: mpsc::Receiver<Committed>) -> Vec<Message> {
+    let (free, synced) = mpsc::channel();
+    let (to_syncer, for_syncer) = mpsc::channel();
+    for batch in committed.try_iter() {
+        to_syncer.send(batch).expect("queued");
+    }
+    drop(to_syncer);
+    Syncer::new(dir.path().join("cairn.db-wal")).run(&for_syncer, &free);
+    synced.try_iter().collect()
+}
+
+#[test]
+fn an_idle_writer_syncs_and_answers_in_place() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let (message, mut answer) = flush();
+
+    pipeline.take(message);
+    assert!(pipeline.settle_if_free(|| None).is_none());
+
+    assert!(
+        matches!(answer.try_recv(), Ok(Ok(()))),
+        "answered before returning"
+    );
+    assert!(
+        committed.try_recv().is_err(),
+        "nothing went to the sync thread"
+    );
+}
+
+#[test]
+fn a_batch_with_work_behind_it_goes_to_the_sync_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let (first, mut first_answer) = flush();
+    let (behind, _) = flush();
+
+    pipeline.take(first);
+    let next = pipeline.settle_if_free(|| Some(behind));
+
+    assert!(
+        matches!(next, Some(Message::Command(Command::Flush { .. }))),
+        "the work behind comes back to the loop"
+    );
+    assert!(
+        first_answer.try_recv().is_err(),
+        "not answered before a sync"
+    );
+    let synced = sync_handed(&dir, committed);
+    assert!(matches!(first_answer.try_recv(), Ok(Ok(()))), "answered");
+    assert!(
+        matches!(synced[..], [Message::Synced(1)]),
+        "the sync thread says it is free"
+    );
+}
+
+/// The heart of the pipeline: while a sync is under way, writes go into one open
+/// transaction, invisible and unanswered, committed as one when the sync thread is free.
+#[test]
+fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let holder = WorkerId("holder".into());
+    let run = leased_run(&holder);
+    let id = run.id;
+    let (reply, mut created) = oneshot::channel();
+    pipeline.take(Message::Command(Command::CreateRun { run, reply }));
+    let (behind, mut behind_answer) = flush();
+    let behind = pipeline
+        .settle_if_free(|| Some(behind))
+        .expect("handed over");
+    pipeline.take(behind);
+
+    let (first, mut first_answer) = append(id, &holder, &[completed(0)]);
+    pipeline.take(Message::Command(first));
+    assert!(pipeline.settle_if_free(|| None).is_none());
+    let (second, mut second_answer) = append(id, &holder, &[completed(1)]);
+    pipeline.take(Message::Command(second));
+    assert!(pipeline.settle_if_free(|| None).is_none());
+
+    assert!(
+        !pipeline.conn.is_autocommit(),
+        "the transaction stays open while the sync thread is busy"
+    );
+    let reader = schema::open_reader(&dir.path().join("cairn.db"), Duration::from_secs(1))
+        .expect("open a reader");
+    assert_eq!(
+        read::events(&reader, id).expect("read the log").len(),
+        1,
+        "nothing of the open transaction is visible"
+    );
+    for answer in [&mut first_answer, &mut second_answer, &mut behind_answer] {
+        assert!(answer.try_recv().is_err(), "not answered before a sync");
+    }
+
+    let synced = sync_handed(&dir, committed);
+    assert!(
+        matches!(created.try_recv(), Ok(Ok(_))),
+        "the create is answered"
+    );
+    assert!(
+        second_answer.try_recv().is_err(),
+        "still not answered: its commit has not been synced"
+    );
+    for message in synced {
+        pipeline.take(message);
+    }
+    assert!(pipeline.settle_if_free(|| None).is_none());
+
+    assert!(
+        pipeline.conn.is_autocommit(),
+        "committed once the sync thread is free"
+    );
+    for answer in [first_answer, second_answer, behind_answer] {
+        assert!(matches!(answer.blocking_recv(), Ok(Ok(()))), "answered");
+    }
+    assert_eq!(read::events(&reader, id).expect("read the log").len(), 3);
+}
+
+#[test]
+fn a_full_transaction_is_handed_over_even_while_a_sync_is_under_way() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, committed) = pipeline(&dir, 2);
+    let (first, _) = flush();
+    let (behind, _) = flush();
+    pipeline.take(first);
+    let behind = pipeline
+        .settle_if_free(|| Some(behind))
+        .expect("handed over");
+    pipeline.take(behind);
+    let (second, _) = flush();
+    let (third, _) = flush();
+
+    pipeline.take(second);
+    pipeline.take(third);
+
+    let handed: Vec<usize> = committed.try_iter().map(|batch| batch.len()).collect();
+    assert_eq!(
+        handed,
+        [1, 2],
+        "the full batch of two went to the sync thread"
+    );
+    assert_eq!(pipeline.open.as_ref().map(|open| open.len()), Some(1));
+}
+
+#[test]
+fn a_failed_sync_in_place_answers_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, _committed) = pipeline(&dir, 512);
+    pipeline.in_place = Syncer::new(dir.path().join("missing").join("cairn.db-wal"));
+    let (message, mut answer) = flush();
+
+    pipeline.take(message);
+    pipeline.settle_if_free(|| None);
+
+    match answer.try_recv().expect("answered") {
+        Err(StoreError::Unavailable(why)) => assert!(why.contains("to sync it"), "{why}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn stopping_commits_and_answers_what_is_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (pipeline, _committed) = pipeline(&dir, 512);
+    let (queue, messages) = mpsc::channel();
+    let (first, first_answer) = flush();
+    queue.send(first).expect("queued");
+    queue.send(Message::Stop).expect("queued");
+
+    pipeline.run(&messages);
+
+    assert!(
+        matches!(first_answer.blocking_recv(), Ok(Ok(()))),
+        "answered"
+    );
+}
+
+#[test]
+fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let conn = schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer");
+    let (to_syncer, _committed) = mpsc::channel();
+    let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
+    let mut pipeline = Pipeline::new(conn, 512, in_place, to_syncer);
+    let (first, _) = flush();
+    let (behind, _) = flush();
+    pipeline.take(first);
+    pipeline
+        .settle_if_free(|| Some(behind))
+        .expect("handed over");
+    let other_process = rusqlite::Connection::open(&path).expect("open a second connection");
+    other_process
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+
+    let (refused, mut refused_answer) = flush();
+    pipeline.take(refused);
+    other_process
+        .execute_batch("COMMIT")
+        .expect("release the write lock");
+    let (next, mut next_answer) = flush();
+    pipeline.take(next);
+
+    match refused_answer
+        .try_recv()
+        .expect("answered without waiting for a sync")
+    {
+        Err(error) => assert!(error.is_transient(), "{error}"),
+        Ok(()) => panic!("the transaction could not begin"),
+    }
+    assert!(
+        next_answer.try_recv().is_err(),
+        "the next command is in a fresh transaction, waiting for its sync"
+    );
+    assert!(
+        !pipeline.conn.is_autocommit(),
+        "the fresh transaction began"
+    );
+}
