@@ -17,8 +17,10 @@ use crate::{
     read::{load_events, raw_run},
 };
 
-/// What the fencing checks need to know about a run.
+/// What the fencing checks need to know about a run, and where its row is.
 pub(crate) struct RunState {
+    /// The row's `rowid`: updates find the row by it, with no seek in the `id` index.
+    pub(crate) rowid: i64,
     pub(crate) status: RunStatus,
     pub(crate) lease_owner: Option<String>,
     pub(crate) lease_expires_at: Option<i64>,
@@ -27,27 +29,46 @@ pub(crate) struct RunState {
 
 fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
     let mut statement = conn.prepare_cached(
-        "SELECT status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = ?1",
+        "SELECT rowid, status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = ?1",
     )?;
     let row = statement
         .query_row([key], |row| {
             Ok((
-                row.get::<_, String>(0)?,
-                row.get(1)?,
+                row.get(0)?,
+                row.get::<_, String>(1)?,
                 row.get(2)?,
                 row.get(3)?,
+                row.get(4)?,
             ))
         })
         .optional()?;
-    let Some((status, lease_owner, lease_expires_at, last_seq)) = row else {
+    let Some((rowid, status, lease_owner, lease_expires_at, last_seq)) = row else {
         return Ok(None);
     };
     Ok(Some(RunState {
+        rowid,
         status: parse_status(&status)?,
         lease_owner,
         lease_expires_at,
         last_seq,
     }))
+}
+
+impl RunState {
+    /// The run's row, `key` being its id as text.
+    pub(crate) fn row<'a>(&self, key: &'a str) -> RunRow<'a> {
+        RunRow {
+            key,
+            rowid: self.rowid,
+        }
+    }
+}
+
+/// A run's row: its id as text (what `events` and `hooks` rows name) and its `rowid`.
+#[derive(Clone, Copy)]
+pub(crate) struct RunRow<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) rowid: i64,
 }
 
 pub(crate) fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
@@ -71,16 +92,16 @@ pub(crate) fn fenced(
 pub(crate) fn write_events(
     conn: &Connection,
     id: RunId,
-    key: &str,
+    run: RunRow<'_>,
     last_seq: i64,
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
     check_order(id, events)?;
-    let row_written = record_events(conn, key, last_seq, events, now)?;
+    let row_written = record_events(conn, run, last_seq, events, now)?;
     if !row_written {
-        conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1")?
-            .execute(params![key, last_seq + count_of(events), now])?;
+        conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE rowid = ?1")?
+            .execute(params![run.rowid, last_seq + count_of(events), now])?;
     }
     Ok(())
 }
@@ -90,7 +111,7 @@ pub(crate) fn write_events(
 /// which then holds its new `last_seq` and `updated_at`; else the caller moves them.
 fn record_events(
     conn: &Connection,
-    key: &str,
+    run: RunRow<'_>,
     last_seq: i64,
     events: &[PreparedEvent],
     now: i64,
@@ -98,7 +119,7 @@ fn record_events(
     let moved_to = last_seq + count_of(events);
     let mut row_written = false;
     for event in events {
-        row_written |= apply_effect(conn, key, &event.effect, moved_to, now)?;
+        row_written |= apply_effect(conn, run, &event.effect, moved_to, now)?;
     }
     if let Some(row) = EventsRow::of(events) {
         conn.prepare_cached(
@@ -106,7 +127,7 @@ fn record_events(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            key,
+            run.key,
             last_seq + 1,
             now,
             row.types,
@@ -152,7 +173,7 @@ pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
 /// the run's row, which then carries `last_seq` and `updated_at` (`now`) too.
 fn apply_effect(
     conn: &Connection,
-    key: &str,
+    run: RunRow<'_>,
     effect: &Effect,
     last_seq: i64,
     now: i64,
@@ -166,18 +187,18 @@ fn apply_effect(
         } => {
             conn.prepare_cached(
                 "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5, \
-                 lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE id = ?1",
+                 lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE rowid = ?1",
             )?
-            .execute(params![key, status.as_str(), output, error, now, last_seq])?;
-            crate::waits::close_hooks(conn, key, now)?;
+            .execute(params![run.rowid, status.as_str(), output, error, now, last_seq])?;
+            crate::waits::close_hooks(conn, run.key, now)?;
         }
         Effect::Requeue => {
             conn.prepare_cached(
                 "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
                  lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, updated_at = ?2, \
-                 last_seq = ?3 WHERE id = ?1",
+                 last_seq = ?3 WHERE rowid = ?1",
             )?
-            .execute(params![key, now, last_seq])?;
+            .execute(params![run.rowid, now, last_seq])?;
         }
         Effect::RegisterHook {
             key: step_key,
@@ -187,7 +208,7 @@ fn apply_effect(
         } => {
             crate::waits::register_hook(
                 conn,
-                key,
+                run.key,
                 step_key.as_str(),
                 token,
                 schema,
@@ -198,9 +219,9 @@ fn apply_effect(
         }
         Effect::Status(status) => {
             conn.prepare_cached(
-                "UPDATE runs SET status = ?2, updated_at = ?3, last_seq = ?4 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, updated_at = ?3, last_seq = ?4 WHERE rowid = ?1",
             )?
-            .execute(params![key, status.as_str(), now, last_seq])?;
+            .execute(params![run.rowid, status.as_str(), now, last_seq])?;
         }
     }
     Ok(true)
@@ -299,7 +320,11 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
             created: false,
         });
     }
-    record_events(conn, &key, 0, &run.events, run.now_ms)?;
+    let row = RunRow {
+        key: &key,
+        rowid: conn.last_insert_rowid(),
+    };
+    record_events(conn, row, 0, &run.events, run.now_ms)?;
     Ok(CreateOutcome {
         run_id: run.id,
         created: true,
@@ -399,9 +424,9 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
 
 pub(crate) fn renew_lease(conn: &Connection, id: RunId, lease: &Lease) -> Result<()> {
     let key = id.to_string();
-    fenced(conn, id, &key, &lease.worker)?;
-    conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2, ready_at = ?2 WHERE id = ?1")?
-        .execute(params![key, lease.expires_at_ms])?;
+    let state = fenced(conn, id, &key, &lease.worker)?;
+    conn.prepare_cached("UPDATE runs SET lease_expires_at = ?2, ready_at = ?2 WHERE rowid = ?1")?
+        .execute(params![state.rowid, lease.expires_at_ms])?;
     Ok(())
 }
 
@@ -412,12 +437,12 @@ pub(crate) fn release_lease(
     ready_at: i64,
 ) -> Result<()> {
     let key = id.to_string();
-    fenced(conn, id, &key, worker)?;
+    let state = fenced(conn, id, &key, worker)?;
     conn.prepare_cached(
         "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, \
-         status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE id = ?1",
+         status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE rowid = ?1",
     )?
-    .execute(params![key, ready_at])?;
+    .execute(params![state.rowid, ready_at])?;
     Ok(())
 }
 
@@ -436,7 +461,7 @@ pub(crate) fn append(
 ) -> Result<()> {
     let key = id.to_string();
     let state = fenced(conn, id, &key, worker)?;
-    write_events(conn, id, &key, state.last_seq, events, now)
+    write_events(conn, id, state.row(&key), state.last_seq, events, now)
 }
 
 /// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.
@@ -452,7 +477,7 @@ pub(crate) fn cancel_run(
     write_events(
         conn,
         id,
-        &key,
+        state.row(&key),
         state.last_seq,
         std::slice::from_ref(canceled),
         now,
@@ -473,7 +498,7 @@ pub(crate) fn retry_run(
     write_events(
         conn,
         id,
-        &key,
+        state.row(&key),
         state.last_seq,
         std::slice::from_ref(retried),
         now,

@@ -57,10 +57,10 @@ pub(crate) fn park_run(
     let target = rules::park_target(park, last_seq, now);
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, ready_at = ?3, lease_owner = NULL, lease_expires_at = NULL, \
-         updated_at = ?4 WHERE id = ?1",
+         updated_at = ?4 WHERE rowid = ?1",
     )?
     .execute(params![
-        key,
+        state.rowid,
         target.status.as_str(),
         target.ready_at_ms,
         now
@@ -86,7 +86,7 @@ pub(crate) fn resume_hook(
     write_events(
         conn,
         hook.run_id,
-        &key,
+        run.row(&key),
         run.last_seq,
         std::slice::from_ref(&resumed),
         now,
@@ -94,8 +94,8 @@ pub(crate) fn resume_hook(
     conn.prepare_cached("UPDATE hooks SET state = 'resumed', closed_at = ?2 WHERE token = ?1")?
         .execute(params![token, now])?;
     if run.lease_owner.is_none() {
-        conn.prepare_cached("UPDATE runs SET status = 'queued', ready_at = ?2 WHERE id = ?1")?
-            .execute(params![key, now])?;
+        conn.prepare_cached("UPDATE runs SET status = 'queued', ready_at = ?2 WHERE rowid = ?1")?
+            .execute(params![run.rowid, now])?;
     }
     hook.state = HookState::Resumed;
     hook.closed_at_ms = Some(now);
@@ -120,7 +120,7 @@ pub(crate) fn time_out_hook(
     write_events(
         conn,
         hook.run_id,
-        &key,
+        run.row(&key),
         run.last_seq,
         std::slice::from_ref(timed_out),
         now,

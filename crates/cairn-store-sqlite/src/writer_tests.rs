@@ -416,3 +416,85 @@ fn no_write_of_a_runs_life_builds_a_temporary_btree() {
         );
     }
 }
+
+/// The SQL of every statement run on a connection traced with [`note_append_statement`].
+static APPEND_EXECUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn note_append_statement(event: TraceEvent<'_>) {
+    if let TraceEvent::Stmt(statement, _) = event {
+        APPEND_EXECUTED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(statement.sql().into_owned());
+    }
+}
+
+/// `EXPLAIN QUERY PLAN` of `sql`, its steps joined by newlines.
+fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
+    let mut statement = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .expect("explain");
+    let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+    let steps = statement
+        .query_map(rusqlite::params_from_iter(nulls), |row| {
+            row.get::<_, String>(3)
+        })
+        .expect("plan");
+    steps
+        .map(|step| step.expect("step"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An append finds its run once, by id, in the fencing read; the run's row is then updated
+/// by `rowid`, without a second seek in the `id` index (a text key: the costliest seek).
+#[test]
+fn an_append_seeks_its_run_by_id_once_and_updates_it_by_rowid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let id = create_and_append(&conn, &[]);
+    let holder = WorkerId("holder".into());
+    let ended = Event::RunCompleted { output: json!(1) };
+
+    conn.trace_v2(
+        TraceEventCodes::SQLITE_TRACE_STMT,
+        Some(note_append_statement),
+    );
+    let (step, _) = append(id, &holder, &[completed(0)]);
+    let (end, _) = append(id, &holder, &[completed(1), ended]);
+    execute_batch(&conn, [step, end]);
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, None);
+
+    let record = read::get_run(&conn, id).expect("read").expect("run");
+    assert_eq!(record.status, RunStatus::Succeeded);
+    assert_eq!(read::events(&conn, id).expect("read the log").len(), 4);
+    let mut executed = std::mem::take(
+        &mut *APPEND_EXECUTED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    executed.sort();
+    executed.dedup();
+    let updates: Vec<&String> = executed
+        .iter()
+        .filter(|sql| sql.starts_with("UPDATE runs"))
+        .collect();
+    assert_eq!(
+        updates.len(),
+        2,
+        "a step's update and the end's: {executed:?}"
+    );
+    for sql in updates {
+        let plan = query_plan(&conn, sql);
+        assert!(plan.contains("INTEGER PRIMARY KEY"), "{sql}: {plan}");
+    }
+    let seeks_by_id: Vec<&String> = executed
+        .iter()
+        .filter(|sql| query_plan(&conn, sql).contains("(id=?)"))
+        .collect();
+    assert_eq!(
+        seeks_by_id.len(),
+        1,
+        "only the fencing read: {seeks_by_id:?}"
+    );
+}
