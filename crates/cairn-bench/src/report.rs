@@ -271,6 +271,14 @@ pub(crate) fn percentiles(level: &Throughput) -> (String, String) {
     )
 }
 
+/// Measurements of one limit, before and after the engine's tests: `a / b`.
+fn each(runs: &[f64]) -> String {
+    runs.iter()
+        .map(|&per_sec| rate(per_sec))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 impl Report {
     /// The human-readable tables.
     pub fn render(&self) -> String {
@@ -289,16 +297,25 @@ impl Report {
             format!("{} ops/s", rate(single.ops_per_sec)),
             duration(single.latency.p50_us),
             duration(single.latency.p99_us),
-            format!("{} commits, SQLite {}", single.commits, b.sqlite_version),
+            format!(
+                "{} commits, SQLite {}; best of {}",
+                single.commits,
+                b.sqlite_version,
+                each(&b.single_ops_per_sec_each)
+            ),
         ]);
-        for (label, batch) in [("1b", batched), ("1b'", large)] {
+        for (label, batch, runs) in [
+            ("1b", batched, Some(&b.batched_rows_per_sec_each)),
+            ("1b'", large, None),
+        ] {
+            let runs = runs.map_or(String::new(), |runs| format!("; best of {}", each(runs)));
             table.add_row([
                 label.into(),
                 format!("raw SQLite: {} rows per txn", batch.batch),
                 format!("{} rows/s", rate(batch.rows_per_sec)),
                 duration(batch.commit_latency.p50_us),
                 duration(batch.commit_latency.p99_us),
-                format!("{:.2} µs/row; p50/p99 per txn", batch.us_per_row),
+                format!("{:.2} µs/row; p50/p99 per txn{runs}", batch.us_per_row),
             ]);
         }
         table.add_row(sequential_row(&self.sequential));
