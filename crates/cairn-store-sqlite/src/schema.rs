@@ -299,17 +299,26 @@ pub(crate) mod tests {
         old
     }
 
+    /// Column `column` of every row `{explain} {sql}` returns, parameters bound to NULL.
+    pub(crate) fn explained(
+        conn: &Connection,
+        explain: &str,
+        sql: &str,
+        column: usize,
+    ) -> Vec<String> {
+        let mut statement = conn.prepare(&format!("{explain} {sql}")).expect("explain");
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(column))
+            .expect("explain")
+            .collect::<rusqlite::Result<_>>()
+            .expect("explained")
+    }
+
     /// Whether `sql` makes SQLite build a temporary B-tree each time it runs.
     pub(crate) fn builds_temporary_btrees(conn: &Connection, sql: &str) -> bool {
-        let mut statement = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
-        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
-        let opcodes = statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(1)
-            })
-            .expect("program");
-        opcodes
-            .map(|opcode| opcode.expect("opcode"))
+        explained(conn, "EXPLAIN", sql, 1)
+            .iter()
             .any(|opcode| opcode == "OpenEphemeral")
     }
 

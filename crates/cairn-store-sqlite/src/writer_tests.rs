@@ -2,6 +2,7 @@
 
 use std::{
     sync::{Mutex, PoisonError},
+    thread::{self, ThreadId},
     time::Duration,
 };
 
@@ -351,16 +352,35 @@ fn a_row_whose_count_disagrees_with_its_events_is_reported_corrupt() {
     );
 }
 
-/// The SQL of every statement run on a connection traced with [`note_statement`].
-static EXECUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The SQL of every statement run on a connection traced with [`note_statement`], with the
+/// thread that ran it (tests run side by side; each takes its own thread's).
+static EXECUTED: Mutex<Vec<(ThreadId, String)>> = Mutex::new(Vec::new());
 
 fn note_statement(event: TraceEvent<'_>) {
     if let TraceEvent::Stmt(statement, _) = event {
         EXECUTED
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(statement.sql().into_owned());
+            .push((thread::current().id(), statement.sql().into_owned()));
     }
+}
+
+/// Runs `writes` with every statement on `conn` traced; returns what `writes` returned and
+/// the distinct statements.
+fn statements_of<T>(conn: &rusqlite::Connection, writes: impl FnOnce() -> T) -> (T, Vec<String>) {
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(note_statement));
+    let written = writes();
+    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, None);
+    let me = thread::current().id();
+    let mut executed: Vec<String> = EXECUTED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extract_if(.., |(thread, _)| *thread == me)
+        .map(|(_, sql)| sql)
+        .collect();
+    executed.sort();
+    executed.dedup();
+    (written, executed)
 }
 
 /// SQLite builds a temporary B-tree for a `RETURNING` clause and for a constant `IN` list
@@ -370,44 +390,41 @@ fn note_statement(event: TraceEvent<'_>) {
 fn no_write_of_a_runs_life_builds_a_temporary_btree() {
     let dir = tempfile::tempdir().expect("temp dir");
     let conn = writer_connection(&dir);
-    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(note_statement));
-    let holder = WorkerId("holder".into());
-    let ended = Event::RunCompleted { output: json!(2) };
-    let finished = create_and_append(&conn, &[&[completed(0)], &[completed(1), ended]]);
-    let mut queued = leased_run(&holder);
-    queued.lease = None;
-    let queued_id = queued.id;
-    let (create_reply, _created) = oneshot::channel();
-    let (claim_reply, claimed) = oneshot::channel();
-    let lease = cairn_store::Lease {
-        worker: holder,
-        expires_at_ms: NOW + 60_000,
-    };
-    execute_batch(
-        &conn,
-        vec![
-            Command::CreateRun {
-                run: queued,
-                reply: create_reply,
-            },
-            Command::ClaimRun {
-                id: queued_id,
-                lease,
-                now_ms: NOW + 1,
-                reply: claim_reply,
-            },
-        ],
-    );
-    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, None);
+    let ((finished, claimed), executed) = statements_of(&conn, || {
+        let holder = WorkerId("holder".into());
+        let ended = Event::RunCompleted { output: json!(2) };
+        let finished = create_and_append(&conn, &[&[completed(0)], &[completed(1), ended]]);
+        let mut queued = leased_run(&holder);
+        queued.lease = None;
+        let queued_id = queued.id;
+        let (create_reply, _created) = oneshot::channel();
+        let (claim_reply, claimed) = oneshot::channel();
+        let lease = cairn_store::Lease {
+            worker: holder,
+            expires_at_ms: NOW + 60_000,
+        };
+        execute_batch(
+            &conn,
+            vec![
+                Command::CreateRun {
+                    run: queued,
+                    reply: create_reply,
+                },
+                Command::ClaimRun {
+                    id: queued_id,
+                    lease,
+                    now_ms: NOW + 1,
+                    reply: claim_reply,
+                },
+            ],
+        );
+        (finished, claimed)
+    });
 
     let finished = read::get_run(&conn, finished).expect("read").expect("run");
     assert_eq!(finished.status, RunStatus::Succeeded);
     let claimed = claimed.blocking_recv().expect("answered").expect("claimed");
     assert!(matches!(claimed, crate::codec::RawClaimOutcome::Claimed(_)));
-    let mut executed =
-        std::mem::take(&mut *EXECUTED.lock().unwrap_or_else(PoisonError::into_inner));
-    executed.sort();
-    executed.dedup();
     assert!(executed.len() > 5, "the trace saw the writes: {executed:?}");
     for sql in executed {
         assert!(
@@ -417,33 +434,9 @@ fn no_write_of_a_runs_life_builds_a_temporary_btree() {
     }
 }
 
-/// The SQL of every statement run on a connection traced with [`note_append_statement`].
-static APPEND_EXECUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-fn note_append_statement(event: TraceEvent<'_>) {
-    if let TraceEvent::Stmt(statement, _) = event {
-        APPEND_EXECUTED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(statement.sql().into_owned());
-    }
-}
-
 /// `EXPLAIN QUERY PLAN` of `sql`, its steps joined by newlines.
 fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
-    let mut statement = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .expect("explain");
-    let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
-    let steps = statement
-        .query_map(rusqlite::params_from_iter(nulls), |row| {
-            row.get::<_, String>(3)
-        })
-        .expect("plan");
-    steps
-        .map(|step| step.expect("step"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::schema::tests::explained(conn, "EXPLAIN QUERY PLAN", sql, 3).join("\n")
 }
 
 /// An append finds its run once, by id, in the fencing read; the run's row is then updated
@@ -456,25 +449,15 @@ fn an_append_seeks_its_run_by_id_once_and_updates_it_by_rowid() {
     let holder = WorkerId("holder".into());
     let ended = Event::RunCompleted { output: json!(1) };
 
-    conn.trace_v2(
-        TraceEventCodes::SQLITE_TRACE_STMT,
-        Some(note_append_statement),
-    );
-    let (step, _) = append(id, &holder, &[completed(0)]);
-    let (end, _) = append(id, &holder, &[completed(1), ended]);
-    execute_batch(&conn, [step, end]);
-    conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, None);
+    let ((), executed) = statements_of(&conn, || {
+        let (step, _) = append(id, &holder, &[completed(0)]);
+        let (end, _) = append(id, &holder, &[completed(1), ended]);
+        execute_batch(&conn, [step, end]);
+    });
 
     let record = read::get_run(&conn, id).expect("read").expect("run");
     assert_eq!(record.status, RunStatus::Succeeded);
     assert_eq!(read::events(&conn, id).expect("read the log").len(), 4);
-    let mut executed = std::mem::take(
-        &mut *APPEND_EXECUTED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
-    executed.sort();
-    executed.dedup();
     let updates: Vec<&String> = executed
         .iter()
         .filter(|sql| sql.starts_with("UPDATE runs"))
