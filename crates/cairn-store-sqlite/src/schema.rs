@@ -117,8 +117,55 @@ DROP TABLE cairn_schema_changed;
 PRAGMA writable_schema = RESET;
 ";
 
+/// Version 5: the idempotency key's uniqueness as a partial index, over keyed runs only.
+/// The table constraint `UNIQUE (workflow, idempotency_key)` indexed every run, keyed or
+/// not: one more B-tree insert, and one more page in the WAL, for every run created without
+/// a key. A constraint cannot be dropped in place, so `runs` is rebuilt (with foreign keys
+/// off, see [`open_writer`]), keeping every `rowid`, and its indexes are made again.
+const V5: &str = "
+CREATE TABLE runs_v5 (
+    id               TEXT PRIMARY KEY NOT NULL,
+    workflow         TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status = 'queued' OR status = 'running' OR status = 'sleeping'
+                         OR status = 'waiting' OR status = 'succeeded' OR status = 'failed' OR status = 'canceled'),
+    input            TEXT NOT NULL,
+    output           TEXT,
+    error            TEXT,
+    idempotency_key  TEXT,
+    parent_run_id    TEXT,
+    forked_from_run  TEXT,
+    forked_from_step TEXT,
+    trigger          TEXT NOT NULL,
+    executions       INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER,
+    ready_at         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    last_seq         INTEGER NOT NULL DEFAULT 0,
+    CHECK ((finished_at IS NULL) = NOT (status = 'succeeded' OR status = 'failed' OR status = 'canceled')),
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+INSERT INTO runs_v5 (rowid, id, workflow, status, input, output, error, idempotency_key, parent_run_id,
+    forked_from_run, forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at,
+    created_at, updated_at, finished_at, last_seq)
+SELECT rowid, id, workflow, status, input, output, error, idempotency_key, parent_run_id,
+    forked_from_run, forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at,
+    created_at, updated_at, finished_at, last_seq
+FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v5 RENAME TO runs;
+CREATE UNIQUE INDEX runs_idempotency ON runs (workflow, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_claimable ON runs (ready_at, workflow) WHERE finished_at IS NULL;
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL;
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -144,9 +191,13 @@ pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> StoreResult<Co
     // writer's sync thread does, before any caller is answered (see `pipeline::Syncer`).
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(sql_error)?;
-    conn.pragma_update(None, "foreign_keys", true)
+    // Off while migrating (a migration may rebuild a table others reference: SQLite's own
+    // recipe), checked at the end of it, and on from then on.
+    conn.pragma_update(None, "foreign_keys", false)
         .map_err(sql_error)?;
     while_locked(busy_timeout, || migrate_once(&conn).map(Some))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(sql_error)?;
     Ok(conn)
 }
 
@@ -238,6 +289,17 @@ fn apply_missing(conn: &Connection) -> Result<()> {
         conn.execute_batch(script)?;
     }
     if applied < known {
+        let dangling: i64 =
+            conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })?;
+        if dangling > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "after upgrading the schema to version {known}, {dangling} rows reference runs that \
+                 do not exist; the upgrade was rolled back"
+            ))
+            .into());
+        }
         conn.pragma_update(None, "user_version", known as i64)?;
     }
     Ok(())
@@ -249,264 +311,5 @@ pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use cairn_core::RunStatus;
-    use cairn_store::{RunFilter, RunId};
-
-    use super::*;
-    use crate::{ops::claimable_sql, read};
-
-    const TIMEOUT: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn migrations_apply_once_and_reopening_is_idempotent() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cairn.db");
-        let first = open_writer(&path, TIMEOUT).expect("create");
-        first.execute("INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
-                       VALUES ('r', 'w', 'queued', '{}', 'test', 0, 0, 0)", []).expect("insert a run");
-        let second = open_writer(&path, TIMEOUT).expect("reopen while the first is open");
-        migrate_once(&second).expect("migrating an up-to-date file is a no-op");
-        assert_eq!(
-            schema_version(&second).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-        let runs: i64 = second
-            .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
-            .expect("count");
-        assert_eq!(runs, 1, "reopening keeps the data");
-        let mode: String = second
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-        let sync: i64 = second
-            .pragma_query_value(None, "synchronous", |row| row.get(0))
-            .expect("synchronous");
-        assert_eq!(
-            sync, 1,
-            "synchronous=NORMAL: the sync thread syncs the WAL before acks"
-        );
-    }
-
-    /// A new file at schema `version`, as an older Cairn left it.
-    fn file_at_version(path: &Path, version: usize) -> Connection {
-        let old = Connection::open(path).expect("create");
-        for script in &MIGRATIONS[..version] {
-            old.execute_batch(script).expect("an older migration");
-        }
-        old.pragma_update(None, "user_version", version as i64)
-            .expect("version");
-        old
-    }
-
-    /// Column `column` of every row `{explain} {sql}` returns, parameters bound to NULL.
-    pub(crate) fn explained(
-        conn: &Connection,
-        explain: &str,
-        sql: &str,
-        column: usize,
-    ) -> Vec<String> {
-        let mut statement = conn.prepare(&format!("{explain} {sql}")).expect("explain");
-        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
-        statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| row.get(column))
-            .expect("explain")
-            .collect::<rusqlite::Result<_>>()
-            .expect("explained")
-    }
-
-    /// Whether `sql` makes SQLite build a temporary B-tree each time it runs.
-    pub(crate) fn builds_temporary_btrees(conn: &Connection, sql: &str) -> bool {
-        explained(conn, "EXPLAIN", sql, 1)
-            .iter()
-            .any(|opcode| opcode == "OpenEphemeral")
-    }
-
-    /// The checks on statuses hold, and the hot writes don't build temporary B-trees for them.
-    fn assert_cheap_checks(conn: &Connection) {
-        let ending = "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1";
-        let creating = "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING";
-        let closing = "UPDATE hooks SET state = 'closed', closed_at = ?2 WHERE run_id = ?1";
-        for sql in [ending, creating, closing] {
-            assert!(!builds_temporary_btrees(conn, sql), "{sql}");
-        }
-        let insert = |status: &str, finished_at: Option<i64>| {
-            conn.execute(
-                "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, finished_at) \
-                 VALUES (?1, 'w', ?2, '{}', 'test', 0, 0, 0, ?3)",
-                rusqlite::params![format!("{status}-{finished_at:?}"), status, finished_at],
-            )
-        };
-        insert("running", None).expect("a running run");
-        insert("canceled", Some(1)).expect("a canceled run");
-        for (status, finished_at) in [("bogus", None), ("failed", None), ("queued", Some(1))] {
-            let refused = insert(status, finished_at).expect_err("the checks hold");
-            assert!(refused.to_string().contains("CHECK"), "{refused}");
-        }
-        let bad_hook = conn.execute(
-            "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) \
-             VALUES ('t', 'running-None', 'k', 'bogus', '{}', 0)",
-            [],
-        );
-        assert!(
-            bad_hook.is_err(),
-            "a hook state outside the list is refused"
-        );
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .expect("integrity check");
-        assert_eq!(check, "ok");
-    }
-
-    #[test]
-    fn status_checks_hold_without_temporary_btrees_new_or_upgraded() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let fresh = open_writer(&dir.path().join("fresh.db"), TIMEOUT).expect("create");
-        assert_cheap_checks(&fresh);
-
-        let path = dir.path().join("upgraded.db");
-        let elsewhere = file_at_version(&path, 3);
-        assert!(
-            builds_temporary_btrees(&elsewhere, "UPDATE runs SET status = ?2 WHERE id = ?1"),
-            "version 3 checks statuses with a temporary B-tree"
-        );
-        let upgraded = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_cheap_checks(&upgraded);
-        drop(upgraded);
-        // A connection opened before the upgrade sees the new schema too.
-        elsewhere.execute("DELETE FROM runs", []).expect("clear");
-        assert_cheap_checks(&elsewhere);
-    }
-
-    #[test]
-    fn a_version_2_log_reads_the_same_after_the_upgrade() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cairn.db");
-        let old = file_at_version(&path, 2);
-        old.execute_batch(
-            "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, last_seq) \
-             VALUES ('01a21a74-415a-7499-bb4b-a136a9293b9c', 'w', 'queued', '{}', 'test', 0, 0, 0, 2); \
-             INSERT INTO events (run_id, seq, at, type, payload) VALUES \
-             ('01a21a74-415a-7499-bb4b-a136a9293b9c', 1, 5, 'run_created', \
-              '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'), \
-             ('01a21a74-415a-7499-bb4b-a136a9293b9c', 2, 6, 'run_canceled', \
-              '{\"type\":\"run_canceled\",\"reason\":\"test\"}');",
-        )
-        .expect("a version 2 log");
-        drop(old);
-
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-        let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b9c".parse().expect("id");
-        let seqs: Vec<(u64, i64, &str)> = read::events(&conn, id)
-            .expect("read the old log")
-            .iter()
-            .map(|record| (record.seq, record.at_ms, record.event.type_name()))
-            .collect();
-        assert_eq!(seqs, vec![(1, 5, "run_created"), (2, 6, "run_canceled")]);
-    }
-
-    #[test]
-    fn a_schema_newer_than_this_build_is_refused() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cairn.db");
-        drop(open_writer(&path, TIMEOUT).expect("create"));
-        let raw = Connection::open(&path).expect("open");
-        raw.pragma_update(None, "user_version", 99)
-            .expect("pretend a newer Cairn wrote it");
-        let error = open_writer(&path, TIMEOUT).expect_err("a newer schema must be refused");
-        assert!(error.to_string().contains("upgrade Cairn"), "{error}");
-        assert_eq!(
-            schema_version(&raw).expect("version"),
-            99,
-            "the file is left as it was"
-        );
-    }
-
-    #[test]
-    fn concurrent_opens_of_a_new_file_all_succeed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("cairn.db");
-        let opened: Vec<_> = (0..4)
-            .map(|_| {
-                let path = path.clone();
-                std::thread::spawn(move || open_writer(&path, Duration::from_secs(5)).map(drop))
-            })
-            .collect();
-        for open in opened {
-            open.join()
-                .expect("an opener panicked")
-                .expect("every concurrent open succeeds");
-        }
-        let conn = open_reader(&path, TIMEOUT).expect("open");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-    }
-
-    /// The query plan of `sql`, one detail line per step.
-    fn plan(conn: &Connection, sql: &str, params: usize) -> Vec<String> {
-        let mut statement = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .expect("explain");
-        let nulls = vec![rusqlite::types::Null; params];
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(nulls), |row| {
-                row.get::<_, String>(3)
-            })
-            .expect("plan");
-        rows.collect::<rusqlite::Result<_>>().expect("plan rows")
-    }
-
-    fn assert_indexed(plan: &[String], what: &str) {
-        assert!(
-            plan.iter()
-                .all(|step| !step.starts_with("SCAN runs") || step.contains("USING")),
-            "{what} scans the runs table: {plan:?}"
-        );
-        assert!(
-            !plan.iter().any(|step| step.contains("TEMP B-TREE")),
-            "{what} sorts: {plan:?}"
-        );
-    }
-
-    #[test]
-    fn claims_and_listings_go_through_indexes() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let conn = open_writer(&dir.path().join("cairn.db"), TIMEOUT).expect("create");
-        let claim = plan(&conn, &claimable_sql(2), 4);
-        assert!(
-            claim.iter().any(|step| step.contains("runs_claimable")),
-            "{claim:?}"
-        );
-        assert_indexed(&claim, "claim_ready");
-        assert_indexed(&plan(&conn, &read::next_ready_sql(3), 3), "next_ready_at");
-        let filters = [
-            RunFilter::default(),
-            RunFilter {
-                workflow: Some("w".into()),
-                ..RunFilter::default()
-            },
-            RunFilter {
-                status: Some(RunStatus::Failed),
-                ..RunFilter::default()
-            },
-            RunFilter {
-                parent_run_id: Some(RunId::new()),
-                ..RunFilter::default()
-            },
-        ];
-        for filter in filters {
-            let (sql, values) = read::list_query(&filter);
-            assert_indexed(
-                &plan(&conn, &sql, values.len()),
-                &format!("list_runs {filter:?}"),
-            );
-        }
-    }
-}
+#[path = "schema_tests.rs"]
+pub(crate) mod tests;

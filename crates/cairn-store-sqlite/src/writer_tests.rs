@@ -436,7 +436,7 @@ fn no_write_of_a_runs_life_builds_a_temporary_btree() {
 
 /// `EXPLAIN QUERY PLAN` of `sql`, its steps joined by newlines.
 fn query_plan(conn: &rusqlite::Connection, sql: &str) -> String {
-    crate::schema::tests::explained(conn, "EXPLAIN QUERY PLAN", sql, 3).join("\n")
+    crate::schema::tests::plan(conn, sql).join("\n")
 }
 
 /// An append finds its run once, by id, in the fencing read; the run's row is then updated

@@ -1,0 +1,396 @@
+//! Tests of opening and migrating the SQLite file: versions, upgrades of populated files,
+//! and the plans of the hot statements.
+
+use cairn_core::RunStatus;
+use cairn_store::{RunFilter, RunId};
+
+use super::*;
+use crate::{ops::claimable_sql, read};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+#[test]
+fn migrations_apply_once_and_reopening_is_idempotent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let first = open_writer(&path, TIMEOUT).expect("create");
+    first.execute("INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
+                   VALUES ('r', 'w', 'queued', '{}', 'test', 0, 0, 0)", []).expect("insert a run");
+    let second = open_writer(&path, TIMEOUT).expect("reopen while the first is open");
+    migrate_once(&second).expect("migrating an up-to-date file is a no-op");
+    assert_eq!(
+        schema_version(&second).expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    let runs: i64 = second
+        .query_row("SELECT count(*) FROM runs", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(runs, 1, "reopening keeps the data");
+    let mode: String = second
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("mode");
+    assert_eq!(mode, "wal");
+    let sync: i64 = second
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .expect("synchronous");
+    assert_eq!(
+        sync, 1,
+        "synchronous=NORMAL: the sync thread syncs the WAL before acks"
+    );
+}
+
+/// A new file at schema `version`, as an older Cairn left it.
+fn file_at_version(path: &Path, version: usize) -> Connection {
+    let old = Connection::open(path).expect("create");
+    for script in &MIGRATIONS[..version] {
+        old.execute_batch(script).expect("an older migration");
+    }
+    old.pragma_update(None, "user_version", version as i64)
+        .expect("version");
+    old
+}
+
+/// Column `column` of every row `{explain} {sql}` returns, parameters bound to NULL.
+pub(crate) fn explained(conn: &Connection, explain: &str, sql: &str, column: usize) -> Vec<String> {
+    let mut statement = conn.prepare(&format!("{explain} {sql}")).expect("explain");
+    let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+    statement
+        .query_map(rusqlite::params_from_iter(nulls), |row| row.get(column))
+        .expect("explain")
+        .collect::<rusqlite::Result<_>>()
+        .expect("explained")
+}
+
+/// Whether `sql` makes SQLite build a temporary B-tree each time it runs.
+pub(crate) fn builds_temporary_btrees(conn: &Connection, sql: &str) -> bool {
+    explained(conn, "EXPLAIN", sql, 1)
+        .iter()
+        .any(|opcode| opcode == "OpenEphemeral")
+}
+
+/// The checks on statuses hold, and the hot writes don't build temporary B-trees for them.
+fn assert_cheap_checks(conn: &Connection) {
+    let ending = "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1";
+    let creating = "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT DO NOTHING";
+    let closing = "UPDATE hooks SET state = 'closed', closed_at = ?2 WHERE run_id = ?1";
+    for sql in [ending, creating, closing] {
+        assert!(!builds_temporary_btrees(conn, sql), "{sql}");
+    }
+    let insert = |status: &str, finished_at: Option<i64>| {
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, finished_at) \
+             VALUES (?1, 'w', ?2, '{}', 'test', 0, 0, 0, ?3)",
+            rusqlite::params![format!("{status}-{finished_at:?}"), status, finished_at],
+        )
+    };
+    insert("running", None).expect("a running run");
+    insert("canceled", Some(1)).expect("a canceled run");
+    for (status, finished_at) in [("bogus", None), ("failed", None), ("queued", Some(1))] {
+        let refused = insert(status, finished_at).expect_err("the checks hold");
+        assert!(refused.to_string().contains("CHECK"), "{refused}");
+    }
+    let bad_hook = conn.execute(
+        "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) \
+         VALUES ('t', 'running-None', 'k', 'bogus', '{}', 0)",
+        [],
+    );
+    assert!(
+        bad_hook.is_err(),
+        "a hook state outside the list is refused"
+    );
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .expect("integrity check");
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn status_checks_hold_without_temporary_btrees_new_or_upgraded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fresh = open_writer(&dir.path().join("fresh.db"), TIMEOUT).expect("create");
+    assert_cheap_checks(&fresh);
+
+    let path = dir.path().join("upgraded.db");
+    let elsewhere = file_at_version(&path, 3);
+    assert!(
+        builds_temporary_btrees(&elsewhere, "UPDATE runs SET status = ?2 WHERE id = ?1"),
+        "version 3 checks statuses with a temporary B-tree"
+    );
+    let upgraded = open_writer(&path, TIMEOUT).expect("upgrade");
+    assert_cheap_checks(&upgraded);
+    drop(upgraded);
+    // A connection opened before the upgrade sees the new schema too.
+    elsewhere.execute("DELETE FROM runs", []).expect("clear");
+    assert_cheap_checks(&elsewhere);
+}
+
+#[test]
+fn a_version_2_log_reads_the_same_after_the_upgrade() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let old = file_at_version(&path, 2);
+    old.execute_batch(
+        "INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at, last_seq) \
+         VALUES ('01a21a74-415a-7499-bb4b-a136a9293b9c', 'w', 'queued', '{}', 'test', 0, 0, 0, 2); \
+         INSERT INTO events (run_id, seq, at, type, payload) VALUES \
+         ('01a21a74-415a-7499-bb4b-a136a9293b9c', 1, 5, 'run_created', \
+          '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b9c', 2, 6, 'run_canceled', \
+          '{\"type\":\"run_canceled\",\"reason\":\"test\"}');",
+    )
+    .expect("a version 2 log");
+    drop(old);
+
+    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    assert_eq!(
+        schema_version(&conn).expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b9c".parse().expect("id");
+    let seqs: Vec<(u64, i64, &str)> = read::events(&conn, id)
+        .expect("read the old log")
+        .iter()
+        .map(|record| (record.seq, record.at_ms, record.event.type_name()))
+        .collect();
+    assert_eq!(seqs, vec![(1, 5, "run_created"), (2, 6, "run_canceled")]);
+}
+
+#[test]
+fn a_schema_newer_than_this_build_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    drop(open_writer(&path, TIMEOUT).expect("create"));
+    let raw = Connection::open(&path).expect("open");
+    raw.pragma_update(None, "user_version", 99)
+        .expect("pretend a newer Cairn wrote it");
+    let error = open_writer(&path, TIMEOUT).expect_err("a newer schema must be refused");
+    assert!(error.to_string().contains("upgrade Cairn"), "{error}");
+    assert_eq!(
+        schema_version(&raw).expect("version"),
+        99,
+        "the file is left as it was"
+    );
+}
+
+#[test]
+fn concurrent_opens_of_a_new_file_all_succeed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || open_writer(&path, Duration::from_secs(5)).map(drop))
+        })
+        .collect();
+    for open in opened {
+        open.join()
+            .expect("an opener panicked")
+            .expect("every concurrent open succeeds");
+    }
+    let conn = open_reader(&path, TIMEOUT).expect("open");
+    assert_eq!(
+        schema_version(&conn).expect("version"),
+        MIGRATIONS.len() as i64
+    );
+}
+
+/// The query plan of `sql`, one detail line per step.
+/// `EXPLAIN QUERY PLAN` of `sql`, one step per line.
+pub(crate) fn plan(conn: &Connection, sql: &str) -> Vec<String> {
+    explained(conn, "EXPLAIN QUERY PLAN", sql, 3)
+}
+
+fn assert_indexed(plan: &[String], what: &str) {
+    assert!(
+        plan.iter()
+            .all(|step| !step.starts_with("SCAN runs") || step.contains("USING")),
+        "{what} scans the runs table: {plan:?}"
+    );
+    assert!(
+        !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+        "{what} sorts: {plan:?}"
+    );
+}
+
+#[test]
+fn claims_and_listings_go_through_indexes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = open_writer(&dir.path().join("cairn.db"), TIMEOUT).expect("create");
+    let claim = plan(&conn, &claimable_sql(2));
+    assert!(
+        claim.iter().any(|step| step.contains("runs_claimable")),
+        "{claim:?}"
+    );
+    assert_indexed(&claim, "claim_ready");
+    assert_indexed(&plan(&conn, &read::next_ready_sql(3)), "next_ready_at");
+    let filters = [
+        RunFilter::default(),
+        RunFilter {
+            workflow: Some("w".into()),
+            ..RunFilter::default()
+        },
+        RunFilter {
+            status: Some(RunStatus::Failed),
+            ..RunFilter::default()
+        },
+        RunFilter {
+            parent_run_id: Some(RunId::new()),
+            ..RunFilter::default()
+        },
+    ];
+    for filter in filters {
+        let (sql, _) = read::list_query(&filter);
+        assert_indexed(&plan(&conn, &sql), &format!("list_runs {filter:?}"));
+    }
+}
+
+/// `(rowid, id, workflow, status, idempotency_key, last_seq)` of every run, by `rowid`.
+type RunRow = (i64, String, String, String, Option<String>, i64);
+
+fn all_runs(conn: &Connection) -> Vec<RunRow> {
+    let mut statement = conn
+        .prepare(
+            "SELECT rowid, id, workflow, status, idempotency_key, last_seq FROM runs ORDER BY rowid",
+        )
+        .expect("prepare");
+    statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("runs")
+}
+
+/// A version 4 file with keyed and unkeyed runs (one of them ended, one deleted and so
+/// leaving a gap in the `rowid`s), their logs and a hook.
+fn populated_version_4(path: &Path) -> Connection {
+    let old = file_at_version(path, 4);
+    old.execute_batch(
+        "INSERT INTO runs (id, workflow, status, input, idempotency_key, trigger, ready_at, created_at, updated_at, last_seq) VALUES \
+         ('01a21a74-415a-7499-bb4b-a136a9293b90', 'w', 'running', '{}', 'order-1', 'test', 0, 1, 1, 1), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b91', 'w', 'queued', '{}', NULL, 'test', 0, 2, 2, 1), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b92', 'w', 'queued', '{}', NULL, 'test', 0, 3, 3, 0), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b93', 'w', 'queued', '{}', NULL, 'test', 0, 4, 4, 1); \
+         DELETE FROM runs WHERE id = '01a21a74-415a-7499-bb4b-a136a9293b92'; \
+         UPDATE runs SET status = 'succeeded', finished_at = 5 WHERE id = '01a21a74-415a-7499-bb4b-a136a9293b93'; \
+         INSERT INTO events (run_id, seq, at, type, payload) VALUES \
+         ('01a21a74-415a-7499-bb4b-a136a9293b90', 1, 1, 'run_created', '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b91', 1, 2, 'run_created', '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'), \
+         ('01a21a74-415a-7499-bb4b-a136a9293b93', 1, 4, 'run_created', '{\"type\":\"run_created\",\"workflow\":\"w\",\"input\":{}}'); \
+         INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) VALUES \
+         ('token', '01a21a74-415a-7499-bb4b-a136a9293b90', 'hook#0', 'pending', '{}', 1);",
+    )
+    .expect("a version 4 file");
+    old
+}
+
+#[test]
+fn a_populated_version_4_file_upgrades_with_every_run_row_and_reference_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let old = populated_version_4(&path);
+    let before = all_runs(&old);
+    drop(old);
+
+    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+
+    assert_eq!(
+        schema_version(&conn).expect("version"),
+        MIGRATIONS.len() as i64
+    );
+    assert_eq!(
+        all_runs(&conn),
+        before,
+        "the same runs, with the same rowids"
+    );
+    let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b90".parse().expect("id");
+    assert_eq!(read::events(&conn, id).expect("read the log").len(), 1);
+    let foreign_keys: bool = conn
+        .pragma_query_value(None, "foreign_keys", |row| row.get(0))
+        .expect("pragma");
+    assert!(foreign_keys, "foreign keys are on again after the upgrade");
+    let orphan = conn.execute(
+        "INSERT INTO events (run_id, seq, at, type, payload) VALUES ('missing', 1, 1, 't', '{}')",
+        [],
+    );
+    assert!(orphan.is_err(), "events still reference runs");
+    assert_cheap_checks(&conn);
+}
+
+#[test]
+fn idempotency_keys_stay_unique_and_only_keyed_runs_are_indexed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    drop(populated_version_4(&path));
+    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    let insert = |id: &str, key: Option<&str>| {
+        conn.execute(
+            "INSERT INTO runs (id, workflow, status, input, idempotency_key, trigger, ready_at, created_at, updated_at) \
+             VALUES (?1, 'w', 'queued', '{}', ?2, 'test', 0, 9, 9) ON CONFLICT DO NOTHING",
+            rusqlite::params![id, key],
+        )
+        .expect("insert")
+    };
+
+    assert_eq!(insert("a", Some("order-1")), 0, "the key is taken");
+    assert_eq!(insert("b", Some("order-2")), 1);
+    assert_eq!(insert("c", None), 1);
+    assert_eq!(insert("d", None), 1, "any number of runs without a key");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).expect(sql) };
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM runs INDEXED BY runs_idempotency WHERE idempotency_key IS NOT NULL"
+        ),
+        2,
+        "order-1 and order-2"
+    );
+    let lookup = plan(
+        &conn,
+        "SELECT id FROM runs WHERE workflow = ?1 AND idempotency_key = ?2",
+    );
+    assert_indexed(&lookup, "finding a run by its key");
+    assert!(
+        lookup.iter().any(|step| step.contains("runs_idempotency")),
+        "{lookup:?}"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM pragma_index_list('runs') WHERE name LIKE 'sqlite_autoindex_%'"
+        ),
+        1,
+        "only the id's: no index over every run's key"
+    );
+}
+
+#[test]
+fn an_upgrade_that_would_leave_dangling_references_is_refused_and_rolled_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let old = populated_version_4(&path);
+    old.pragma_update(None, "foreign_keys", false)
+        .expect("foreign keys off");
+    old.execute(
+        "INSERT INTO events (run_id, seq, at, type, payload) VALUES ('missing', 1, 1, 't', '{}')",
+        [],
+    )
+    .expect("a dangling event, written with foreign keys off");
+    drop(old);
+
+    let error = open_writer(&path, TIMEOUT).expect_err("refused");
+
+    assert!(
+        matches!(&error, StoreError::Corrupt(why) if why.contains("reference runs that do not exist")),
+        "{error}"
+    );
+    let raw = Connection::open(&path).expect("open");
+    assert_eq!(schema_version(&raw).expect("version"), 4, "left as it was");
+}
