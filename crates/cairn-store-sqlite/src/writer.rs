@@ -2,13 +2,13 @@
 //! many to a transaction; answers wait until the transaction's commit is on disk.
 //!
 //! This file holds the commands, how one runs inside a batch's transaction, and the
-//! [`Writer`] handle (its queue and threads). When batches open, commit and sync is the
-//! writer thread's loop, in [`pipeline`](crate::pipeline). A refused command (a fenced
-//! append that lost its lease) fails alone: it runs in its own savepoint, or, for appends
-//! and creates, refuses before it writes anything (see [`unguarded`]; a savepoint copies
-//! every page it touches and was a quarter of the writer's time). An SQL failure part-way
-//! through an unguarded command rolls the whole batch back and every waiter is told
-//! `Unavailable`.
+//! [`Writer`] handle (its queue and threads). When a transaction opens, commits and is
+//! synced is up to the writer thread's loop, in [`pipeline`](crate::pipeline). A refused
+//! command (a fenced append that lost its lease) fails alone: it runs in its own savepoint,
+//! or, for appends and creates, refuses before it writes anything (see [`unguarded`]; a
+//! savepoint copies every page it touches and was a quarter of the writer's time). An SQL
+//! failure part-way through an unguarded command rolls the whole batch back and every
+//! waiter is told `Unavailable`.
 
 use std::{
     path::{Path, PathBuf},
