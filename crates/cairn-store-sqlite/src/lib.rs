@@ -9,8 +9,9 @@
 //! - **Cheap durability, by group commit**: every write (create, claim, renew, release,
 //!   append, cancel, retry) goes to one writer thread that commits whatever has queued up in
 //!   one transaction and one fsync, then answers all the waiters. While a sync is under
-//!   way, arriving writes fill one open transaction, committed when the sync is done. One refused command fails
-//!   alone: it refuses before writing (appends, creates) or runs in its own savepoint.
+//!   way, arriving writes fill one open transaction, committed when the sync is done. One
+//!   refused command fails alone: it refuses before writing (appends, creates) or runs in
+//!   its own savepoint.
 //! - **Reads don't wait for writes**: `get_run`, `events`, `list_runs` and `next_ready_at`
 //!   use a small pool of read-only connections; WAL lets them read the last commit while the
 //!   writer writes.
