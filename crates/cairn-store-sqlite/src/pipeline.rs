@@ -9,7 +9,11 @@
 //! indexes' right edges) once per commit, and the sync time grows with the bytes written.
 //!
 //! When nothing is being synced and nothing is queued behind a batch, the writer commits
-//! and syncs it itself: a lone caller's write then costs no thread wake-up.
+//! and syncs it itself: a lone caller's write then costs no thread wake-up. Once idle, the
+//! writer polls its queue for a short while ([`Pipeline::idle_spin`]) before it blocks: a
+//! lone caller's next write usually comes within it, and a blocked thread must be woken,
+//! which on a VM costs tens of microseconds per write (measured: the sequential workflow's
+//! p50 fell by about 15%).
 //!
 //! Every caller is answered only after a sync that followed its commit, exactly as with
 //! `synchronous=FULL`, and in commit order.
@@ -18,6 +22,7 @@ use std::{
     fs::{File, OpenOptions},
     path::PathBuf,
     sync::mpsc,
+    time::{Duration, Instant},
 };
 
 use rusqlite::Connection;
@@ -109,11 +114,45 @@ pub(crate) struct Pipeline {
     open: Option<Batch>,
     /// Most commands in one transaction.
     max_batch: usize,
+    /// How long an idle writer polls its queue before it blocks.
+    idle_spin: Duration,
     /// The writer thread's own handle on the WAL, for syncing in place.
     in_place: Syncer,
     to_syncer: mpsc::Sender<Committed>,
     /// Batches handed to the sync thread and not answered yet.
     handed: usize,
+}
+
+/// The writer's limits (see [`SqliteOptions`](crate::SqliteOptions)).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PipelineLimits {
+    /// Most commands in one transaction.
+    pub(crate) max_batch: usize,
+    /// How long an idle writer polls its queue before it blocks.
+    pub(crate) idle_spin: Duration,
+}
+
+/// What polling a queue found.
+#[derive(Debug)]
+pub(crate) enum Polled<T> {
+    Message(T),
+    Closed,
+    /// The window passed with the queue empty.
+    Nothing,
+}
+
+/// Polls `queue` until a message comes, it closes, or `window` has passed (at least once,
+/// even for a zero window), without blocking.
+pub(crate) fn poll_for<T>(queue: &mpsc::Receiver<T>, window: Duration) -> Polled<T> {
+    let start = Instant::now();
+    loop {
+        match queue.try_recv() {
+            Ok(message) => return Polled::Message(message),
+            Err(mpsc::TryRecvError::Disconnected) => return Polled::Closed,
+            Err(mpsc::TryRecvError::Empty) if start.elapsed() >= window => return Polled::Nothing,
+            Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
 }
 
 /// Whether the loop goes on.
@@ -127,14 +166,15 @@ impl Pipeline {
     /// A writer thread's state over `conn`, handing batches to the sync thread on `to_syncer`.
     pub(crate) fn new(
         conn: Connection,
-        max_batch: usize,
+        limits: PipelineLimits,
         in_place: Syncer,
         to_syncer: mpsc::Sender<Committed>,
     ) -> Pipeline {
         Pipeline {
             conn,
             open: None,
-            max_batch: max_batch.max(1),
+            max_batch: limits.max_batch.max(1),
+            idle_spin: limits.idle_spin,
             in_place,
             to_syncer,
             handed: 0,
@@ -142,10 +182,10 @@ impl Pipeline {
     }
 
     /// The loop: take every queued message, then settle the open batch if the sync thread
-    /// is free; block for the next message. Ends on [`Message::Stop`] or a closed queue.
+    /// is free; wait for the next message. Ends on [`Message::Stop`] or a closed queue.
     pub(crate) fn run(mut self, messages: &mpsc::Receiver<Message>) {
         let mut next = None;
-        'messages: while let Some(first) = next.take().or_else(|| messages.recv().ok()) {
+        'messages: while let Some(first) = next.take().or_else(|| self.wait(messages)) {
             if self.take(first) == Flow::Stop {
                 break;
             }
@@ -157,6 +197,28 @@ impl Pipeline {
             next = self.settle_if_free(|| messages.try_recv().ok());
         }
         self.finish();
+    }
+
+    /// The next message: polled for up to [`spin_window`](Self::spin_window), then waited
+    /// for. `None` once the queue is closed.
+    fn wait(&self, messages: &mpsc::Receiver<Message>) -> Option<Message> {
+        match poll_for(messages, self.spin_window()) {
+            Polled::Message(message) => Some(message),
+            Polled::Closed => None,
+            Polled::Nothing => messages.recv().ok(),
+        }
+    }
+
+    /// How long to poll the queue before blocking: [`idle_spin`](Pipeline::idle_spin) when
+    /// the writer is idle (nothing open, nothing being synced), so a lone caller's next write
+    /// finds it awake; zero when busy, where the cores are better left to the callers (the
+    /// message it waits for, a sync's end or more work, takes longer anyway).
+    pub(crate) fn spin_window(&self) -> Duration {
+        if self.open.is_none() && self.handed == 0 {
+            self.idle_spin
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// Takes one message: runs a command in the open transaction (opening one, or handing

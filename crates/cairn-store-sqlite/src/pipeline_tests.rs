@@ -1,12 +1,16 @@
 //! Unit tests of the writer thread's loop: where a batch is synced, and the transaction kept
 //! open while a sync is under way.
 
-use std::{sync::mpsc, time::Duration};
+use std::{
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use cairn_store::{StoreError, StoreResult, WorkerId};
 use tokio::sync::oneshot;
 
-use super::{Message, Pipeline, Syncer};
+use super::{Message, Pipeline, PipelineLimits, Polled, Syncer, poll_for};
 use crate::{
     read, schema,
     writer::{
@@ -15,11 +19,26 @@ use crate::{
     },
 };
 
+/// How long the tests' idle writer polls its queue.
+const IDLE_SPIN: Duration = Duration::from_millis(20);
+
+fn limits(max_batch: usize) -> PipelineLimits {
+    PipelineLimits {
+        max_batch,
+        idle_spin: IDLE_SPIN,
+    }
+}
+
 /// A writer thread's state over a fresh file, and the sync thread's end of the hand-over.
 fn pipeline(dir: &tempfile::TempDir, max_batch: usize) -> (Pipeline, mpsc::Receiver<Committed>) {
     let (to_syncer, committed) = mpsc::channel();
     let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
-    let pipeline = Pipeline::new(writer_connection(dir), max_batch, in_place, to_syncer);
+    let pipeline = Pipeline::new(
+        writer_connection(dir),
+        limits(max_batch),
+        in_place,
+        to_syncer,
+    );
     (pipeline, committed)
 }
 
@@ -215,7 +234,7 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
     let conn = schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer");
     let (to_syncer, _committed) = mpsc::channel();
     let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
-    let mut pipeline = Pipeline::new(conn, 512, in_place, to_syncer);
+    let mut pipeline = Pipeline::new(conn, limits(512), in_place, to_syncer);
     let (first, _) = flush();
     let (behind, _) = flush();
     pipeline.take(first);
@@ -250,4 +269,80 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
         !pipeline.conn.is_autocommit(),
         "the fresh transaction began"
     );
+}
+
+#[test]
+fn only_an_idle_writer_polls_its_queue_before_blocking() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut pipeline, committed) = pipeline(&dir, 512);
+    assert_eq!(pipeline.spin_window(), IDLE_SPIN, "idle");
+
+    let (first, _) = flush();
+    pipeline.take(first);
+    assert_eq!(
+        pipeline.spin_window(),
+        Duration::ZERO,
+        "a transaction is open"
+    );
+
+    let (behind, _) = flush();
+    let behind = pipeline
+        .settle_if_free(|| Some(behind))
+        .expect("handed over");
+    assert!(pipeline.open.is_none());
+    assert_eq!(
+        pipeline.spin_window(),
+        Duration::ZERO,
+        "a batch is being synced"
+    );
+
+    pipeline.take(behind);
+    pipeline.settle_if_free(|| None);
+    assert!(
+        pipeline.open.is_some(),
+        "kept open while the sync is under way"
+    );
+    for message in sync_handed(&dir, committed) {
+        pipeline.take(message);
+    }
+    pipeline.settle_if_free(|| None);
+    assert_eq!(
+        pipeline.spin_window(),
+        IDLE_SPIN,
+        "idle again once the last batch was synced in place"
+    );
+}
+
+#[test]
+fn polling_finds_a_message_sent_within_the_window_and_gives_up_after_it() {
+    let (queue, messages) = mpsc::channel();
+    let sender = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(5));
+        queue.send(7).expect("queued");
+        queue
+    });
+    match poll_for(&messages, Duration::from_secs(30)) {
+        Polled::Message(7) => {}
+        other => panic!("expected the message, got {other:?}"),
+    }
+    let queue = sender.join().expect("sender");
+
+    let start = Instant::now();
+    assert!(matches!(poll_for(&messages, IDLE_SPIN), Polled::Nothing));
+    assert!(start.elapsed() >= IDLE_SPIN, "polled for the whole window");
+    assert!(
+        matches!(poll_for(&messages, Duration::ZERO), Polled::Nothing),
+        "a zero window still looks once"
+    );
+    queue.send(8).expect("queued");
+    assert!(matches!(
+        poll_for(&messages, Duration::ZERO),
+        Polled::Message(8)
+    ));
+
+    drop(queue);
+    assert!(matches!(
+        poll_for(&messages, Duration::from_secs(30)),
+        Polled::Closed
+    ));
 }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::{
     codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     ops,
-    pipeline::{Message, Pipeline, Syncer},
+    pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     waits,
 };
 
@@ -425,11 +425,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread that owns `conn`, committing up to `max_batch` commands at a time,
-    /// and the thread that syncs its commits.
+    /// Starts the thread that owns `conn`, within `limits`, and the thread that syncs its
+    /// commits.
     pub(crate) fn spawn(
         conn: Connection,
-        max_batch: usize,
+        limits: PipelineLimits,
         database: &Path,
     ) -> StoreResult<Writer> {
         let (queue, messages) = mpsc::channel::<Message>();
@@ -438,7 +438,7 @@ impl Writer {
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let syncer = Syncer::new(wal.clone());
-        let pipeline = Pipeline::new(conn, max_batch, Syncer::new(wal), to_syncer);
+        let pipeline = Pipeline::new(conn, limits, Syncer::new(wal), to_syncer);
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
