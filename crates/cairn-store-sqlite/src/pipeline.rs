@@ -134,7 +134,7 @@ pub(crate) struct PipelineLimits {
 
 /// What polling a queue found.
 #[derive(Debug)]
-pub(crate) enum Polled<T> {
+enum Polled<T> {
     /// The next message.
     Message(T),
     /// Every sender is gone.
@@ -145,7 +145,7 @@ pub(crate) enum Polled<T> {
 
 /// Polls `queue` until a message comes, it closes, or `window` has passed (at least once,
 /// even for a zero window), without blocking.
-pub(crate) fn poll_for<T>(queue: &mpsc::Receiver<T>, window: Duration) -> Polled<T> {
+fn poll_for<T>(queue: &mpsc::Receiver<T>, window: Duration) -> Polled<T> {
     let start = Instant::now();
     loop {
         match queue.try_recv() {
@@ -215,7 +215,7 @@ impl Pipeline {
     /// the writer is idle (nothing open, nothing being synced), so a lone caller's next write
     /// finds it awake; zero when busy, where the cores are better left to the callers (the
     /// message it waits for, a sync's end or more work, takes longer anyway).
-    pub(crate) fn spin_window(&self) -> Duration {
+    fn spin_window(&self) -> Duration {
         if self.open.is_none() && self.handed == 0 {
             self.idle_spin
         } else {
