@@ -32,6 +32,7 @@ mod codec;
 mod ops;
 mod pipeline;
 mod read;
+mod run_cache;
 mod schema;
 mod waits;
 mod writer;

@@ -15,6 +15,7 @@ use crate::{
         parse_status,
     },
     read::{load_events, raw_run},
+    run_cache::RunCache,
 };
 
 /// What the fencing checks need to know about a run, and where its row is.
@@ -25,6 +26,10 @@ pub(crate) struct RunState {
     pub(crate) lease_owner: Option<String>,
     pub(crate) lease_expires_at: Option<i64>,
     pub(crate) last_seq: i64,
+    /// Whether the run may have pending hooks: false only when the writer knows it
+    /// registered none (it created the run and saw every event since), so its end need not
+    /// look for hooks to close.
+    pub(crate) may_have_hooks: bool,
 }
 
 fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
@@ -51,6 +56,7 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
         lease_owner,
         lease_expires_at,
         last_seq,
+        may_have_hooks: true,
     }))
 }
 
@@ -60,6 +66,7 @@ impl RunState {
         RunRow {
             key,
             rowid: self.rowid,
+            may_have_hooks: self.may_have_hooks,
         }
     }
 }
@@ -69,6 +76,8 @@ impl RunState {
 pub(crate) struct RunRow<'a> {
     pub(crate) key: &'a str,
     pub(crate) rowid: i64,
+    /// See [`RunState::may_have_hooks`].
+    pub(crate) may_have_hooks: bool,
 }
 
 pub(crate) fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
@@ -118,7 +127,10 @@ fn record_events(
 ) -> Result<bool> {
     let moved_to = last_seq + count_of(events);
     let mut row_written = false;
+    let mut run = run;
     for event in events {
+        // A hook registered here is one an end further on must close.
+        run.may_have_hooks |= matches!(event.effect, Effect::RegisterHook { .. });
         row_written |= apply_effect(conn, run, &event.effect, moved_to, now)?;
     }
     if let Some(row) = EventsRow::of(events) {
@@ -190,7 +202,9 @@ fn apply_effect(
                  lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE rowid = ?1",
             )?
             .execute(params![run.rowid, status.as_str(), output, error, now, last_seq])?;
-            crate::waits::close_hooks(conn, run.key, now)?;
+            if run.may_have_hooks {
+                crate::waits::close_hooks(conn, run.key, now)?;
+            }
         }
         Effect::Requeue => {
             conn.prepare_cached(
@@ -281,7 +295,11 @@ impl<'a> EventsRow<'a> {
 
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
 /// Refuses (out-of-order history) before writing anything.
-pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateOutcome> {
+pub(crate) fn create_run(
+    conn: &Connection,
+    runs: &mut RunCache,
+    run: &PreparedRun,
+) -> Result<CreateOutcome> {
     check_order(run.id, &run.events)?;
     let key = run.id.to_string();
     let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
@@ -320,11 +338,16 @@ pub(crate) fn create_run(conn: &Connection, run: &PreparedRun) -> Result<CreateO
             created: false,
         });
     }
-    let row = RunRow {
-        key: &key,
+    let state = RunState {
         rowid: conn.last_insert_rowid(),
+        status: start.status,
+        lease_owner: start.lease_owner.map(|owner| owner.0.clone()),
+        lease_expires_at: start.lease_expires_at_ms,
+        last_seq: 0,
+        may_have_hooks: false,
     };
-    record_events(conn, row, 0, &run.events, run.now_ms)?;
+    record_events(conn, state.row(&key), 0, &run.events, run.now_ms)?;
+    runs.keep_after(run.id, state, &run.events);
     Ok(CreateOutcome {
         run_id: run.id,
         created: true,
@@ -379,9 +402,11 @@ pub(crate) fn claim_run(
     Ok(RawClaimOutcome::Claimed(Box::new(claimed)))
 }
 
-/// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first.
+/// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first; `runs` forgets
+/// each.
 pub(crate) fn claim_ready(
     conn: &Connection,
+    runs: &mut RunCache,
     workflows: &[String],
     lease: &Lease,
     now: i64,
@@ -398,6 +423,12 @@ pub(crate) fn claim_ready(
         .prepare_cached(&sql)?
         .query_map(values.as_slice(), |row| row.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    for key in &keys {
+        match parse_id(key) {
+            Ok(id) => runs.forget(id),
+            Err(_) => runs.forget_all(),
+        }
+    }
     keys.iter()
         .map(|key| take_lease(conn, key, lease, now))
         .collect()
@@ -452,16 +483,30 @@ pub(crate) fn release_lease(
 /// transaction, so nothing can change the row in between. (One `UPDATE … RETURNING` would
 /// fence and number in one statement, but SQLite buffers `RETURNING` rows in a temporary
 /// B-tree it builds for every execution, which costs more than the point read.)
+///
+/// The run's row comes from `runs` when the writer remembers it (see [`RunCache`]), and
+/// is remembered as the append leaves it.
 pub(crate) fn append(
     conn: &Connection,
+    runs: &mut RunCache,
     id: RunId,
     worker: &WorkerId,
     events: &[PreparedEvent],
     now: i64,
 ) -> Result<()> {
     let key = id.to_string();
-    let state = fenced(conn, id, &key, worker)?;
-    write_events(conn, id, state.row(&key), state.last_seq, events, now)
+    let state = match runs.take(id) {
+        Some(state) => state,
+        None => state_of(conn, id, &key)?,
+    };
+    if let Err(refusal) = rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)
+    {
+        runs.keep(id, state);
+        return Err(refusal.into());
+    }
+    write_events(conn, id, state.row(&key), state.last_seq, events, now)?;
+    runs.keep_after(id, state, events);
+    Ok(())
 }
 
 /// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.

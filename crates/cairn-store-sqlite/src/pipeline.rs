@@ -27,7 +27,10 @@ use std::{
 
 use rusqlite::Connection;
 
-use crate::writer::{Batch, Command, Committed};
+use crate::{
+    run_cache::RunCache,
+    writer::{Batch, Command, Committed},
+};
 
 /// What reaches the writer thread.
 #[allow(
@@ -110,6 +113,8 @@ impl Syncer {
 /// committed batches the sync thread holds.
 pub(crate) struct Pipeline {
     conn: Connection,
+    /// What the writer remembers of the runs it writes.
+    runs: RunCache,
     /// The transaction commands go into, if one is open.
     open: Option<Batch>,
     /// Most commands in one transaction.
@@ -174,6 +179,7 @@ impl Pipeline {
     ) -> Pipeline {
         Pipeline {
             conn,
+            runs: RunCache::default(),
             open: None,
             max_batch: limits.max_batch.max(1),
             idle_spin: limits.idle_spin,
@@ -237,10 +243,10 @@ impl Pipeline {
                 {
                     self.commit_and_hand_over();
                 }
-                let conn = &self.conn;
+                let (conn, runs) = (&self.conn, &mut self.runs);
                 self.open
-                    .get_or_insert_with(|| Batch::begin(conn))
-                    .execute(conn, command);
+                    .get_or_insert_with(|| Batch::begin(conn, runs))
+                    .execute(conn, runs, command);
                 Flow::Continue
             }
             Message::Synced(settled) => {
@@ -264,7 +270,7 @@ impl Pipeline {
             return None;
         }
         let open = self.open.take()?;
-        let committed = open.commit(&self.conn);
+        let committed = open.commit(&self.conn, &mut self.runs);
         let next = next();
         if next.is_some() {
             self.hand_over(committed);
@@ -280,13 +286,13 @@ impl Pipeline {
     /// broken one until the sync thread is free.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
-            open.commit(&self.conn).answer(None);
+            open.commit(&self.conn, &mut self.runs).answer(None);
         }
     }
 
     fn commit_and_hand_over(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.conn);
+            let committed = open.commit(&self.conn, &mut self.runs);
             self.hand_over(committed);
         }
     }
@@ -303,7 +309,7 @@ impl Pipeline {
     /// Commits what is open, has it answered, and closes the connection.
     fn finish(mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.conn);
+            let committed = open.commit(&self.conn, &mut self.runs);
             if self.handed == 0 {
                 self.in_place.settle(vec![committed]);
             } else {

@@ -27,6 +27,7 @@ use crate::{
     codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     ops,
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
+    run_cache::RunCache,
     waits,
 };
 
@@ -137,10 +138,20 @@ fn writing<T>(
 
 impl Command {
     /// Runs the command in its own savepoint (or not at all once the batch is broken).
-    fn execute(self, conn: &Connection, broken: &mut Option<String>) -> Answer {
+    /// Creates and appends use and update `runs`; every other command forgets the runs it
+    /// may change before it runs (see [`RunCache`]).
+    fn execute(
+        self,
+        conn: &Connection,
+        runs: &mut RunCache,
+        broken: &mut Option<String>,
+    ) -> Answer {
+        self.forget_changed_runs(runs);
         match self {
             Command::CreateRun { run, reply } => {
-                let result = writing(&run.events, conn, broken, |c| ops::create_run(c, &run));
+                let result = writing(&run.events, conn, broken, |c| {
+                    ops::create_run(c, runs, &run)
+                });
                 answer(reply, result)
             }
             Command::ClaimRun {
@@ -161,7 +172,7 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    ops::claim_ready(c, &workflows, &lease, now_ms, limit)
+                    ops::claim_ready(c, runs, &workflows, &lease, now_ms, limit)
                 }),
             ),
             Command::RenewLease { id, lease, reply } => answer(
@@ -187,7 +198,7 @@ impl Command {
                 reply,
             } => {
                 let result = writing(&events, conn, broken, |c| {
-                    ops::append(c, id, &worker, &events, now_ms)
+                    ops::append(c, runs, id, &worker, &events, now_ms)
                 });
                 answer(reply, result)
             }
@@ -245,6 +256,23 @@ impl Command {
                 }),
             ),
             Command::Flush { reply } => answer(reply, Ok(())),
+        }
+    }
+
+    /// Forgets, in `runs`, every run this command may change other than through
+    /// [`RunCache`]'s own updates: the run it names, or every run when it names a hook.
+    fn forget_changed_runs(&self, runs: &mut RunCache) {
+        match self {
+            Command::CreateRun { .. } | Command::Append { .. } | Command::Flush { .. } => {}
+            Command::ClaimRun { id, .. }
+            | Command::RenewLease { id, .. }
+            | Command::ReleaseLease { id, .. }
+            | Command::CancelRun { id, .. }
+            | Command::RetryRun { id, .. }
+            | Command::ParkRun { id, .. } => runs.forget(*id),
+            // Forgets the runs it claims as it claims them.
+            Command::ClaimReady { .. } => {}
+            Command::ResumeHook { .. } | Command::TimeOutHook { .. } => runs.forget_all(),
         }
     }
 }
@@ -350,12 +378,15 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Opens the transaction (`BEGIN IMMEDIATE`); if that fails, every command added is
-    /// answered with why.
-    pub(crate) fn begin(conn: &Connection) -> Batch {
+    /// Opens the transaction (`BEGIN IMMEDIATE`) and has `runs` checked against it; if that
+    /// fails, every command added is answered with why.
+    pub(crate) fn begin(conn: &Connection, runs: &mut RunCache) -> Batch {
         let broken = run_statement(conn, "BEGIN IMMEDIATE")
             .err()
             .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
+        if broken.is_none() {
+            runs.revalidate(conn);
+        }
         Batch {
             answers: Vec::new(),
             began: broken.is_none(),
@@ -374,13 +405,14 @@ impl Batch {
     }
 
     /// Runs `command` in the transaction; its answer waits for the commit.
-    pub(crate) fn execute(&mut self, conn: &Connection, command: Command) {
-        let answer = command.execute(conn, &mut self.broken);
+    pub(crate) fn execute(&mut self, conn: &Connection, runs: &mut RunCache, command: Command) {
+        let answer = command.execute(conn, runs, &mut self.broken);
         self.answers.push(answer);
     }
 
-    /// Commits the transaction (or rolls it back if it broke), without waiting for the disk.
-    pub(crate) fn commit(self, conn: &Connection) -> Committed {
+    /// Commits the transaction (or rolls it back if it broke, and then `runs` forgets what
+    /// it learned), without waiting for the disk.
+    pub(crate) fn commit(self, conn: &Connection, runs: &mut RunCache) -> Committed {
         let Batch {
             answers,
             mut broken,
@@ -402,6 +434,9 @@ impl Batch {
                 }
             }
         }
+        if broken.is_some() {
+            runs.forget_all();
+        }
         Committed { answers, broken }
     }
 }
@@ -409,12 +444,16 @@ impl Batch {
 /// Runs `batch` in one transaction and answers at once, without syncing: for tests of the
 /// batch logic.
 #[cfg(test)]
-pub(crate) fn execute_batch(conn: &Connection, batch: impl IntoIterator<Item = Command>) {
-    let mut open = Batch::begin(conn);
+pub(crate) fn execute_batch(
+    conn: &Connection,
+    runs: &mut RunCache,
+    batch: impl IntoIterator<Item = Command>,
+) {
+    let mut open = Batch::begin(conn, runs);
     for command in batch {
-        open.execute(conn, command);
+        open.execute(conn, runs, command);
     }
-    open.commit(conn).answer(None);
+    open.commit(conn, runs).answer(None);
 }
 
 /// The writer thread, the sync thread, and the queue to them.
