@@ -230,13 +230,12 @@ impl Pipeline {
     }
 
     /// Takes one message: runs a command in the open transaction (opening one, or handing
-    /// over a full one first), or notes that the sync thread is free.
+    /// over a full one first; rolling it back at once if the command broke it), or notes
+    /// that the sync thread is free.
     fn take(&mut self, message: Message) -> Flow {
         match message {
             Message::Command(command) => {
-                if self.open.as_ref().is_some_and(Batch::is_broken) {
-                    self.roll_back_broken();
-                } else if self
+                if self
                     .open
                     .as_ref()
                     .is_some_and(|open| open.len() >= self.max_batch)
@@ -244,9 +243,11 @@ impl Pipeline {
                     self.commit_and_hand_over();
                 }
                 let (conn, runs) = (&self.conn, &mut self.runs);
-                self.open
-                    .get_or_insert_with(|| Batch::begin(conn, runs))
-                    .execute(conn, runs, command);
+                let open = self.open.get_or_insert_with(|| Batch::begin(conn, runs));
+                open.execute(conn, runs, command);
+                if open.is_broken() {
+                    self.roll_back_broken();
+                }
                 Flow::Continue
             }
             Message::Synced(settled) => {
@@ -282,8 +283,8 @@ impl Pipeline {
 
     /// Ends a transaction that broke (it could not begin, or an SQL failure rolled it back)
     /// and answers its commands with why at once: nothing of it was written, so there is
-    /// nothing to sync, and the next command gets a fresh transaction instead of joining a
-    /// broken one until the sync thread is free.
+    /// nothing to sync and nobody waits for the next command or a sync, and the next command
+    /// gets a fresh transaction instead of joining a broken one.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
             open.commit(&self.conn, &mut self.runs).answer(None);

@@ -248,19 +248,19 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
 
     let (refused, mut refused_answer) = flush();
     pipeline.take(refused);
+    match refused_answer
+        .try_recv()
+        .expect("answered at once, without waiting for a sync or the next command")
+    {
+        Err(error) => assert!(error.is_transient(), "{error}"),
+        Ok(()) => panic!("the transaction could not begin"),
+    }
     other_process
         .execute_batch("COMMIT")
         .expect("release the write lock");
     let (next, mut next_answer) = flush();
     pipeline.take(next);
 
-    match refused_answer
-        .try_recv()
-        .expect("answered without waiting for a sync")
-    {
-        Err(error) => assert!(error.is_transient(), "{error}"),
-        Ok(()) => panic!("the transaction could not begin"),
-    }
     assert!(
         next_answer.try_recv().is_err(),
         "the next command is in a fresh transaction, waiting for its sync"
