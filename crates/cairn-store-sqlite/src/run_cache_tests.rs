@@ -17,6 +17,15 @@ use crate::{
     },
 };
 
+/// A writer connection in a fresh directory, and a run leased by "holder" it remembers.
+fn remembered_run() -> (tempfile::TempDir, rusqlite::Connection, RunCache, RunId) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let mut runs = RunCache::default();
+    let id = create(&conn, &mut runs);
+    (dir, conn, runs, id)
+}
+
 /// Creates a run leased by "holder" in its own batch, so `runs` remembers it.
 fn create(conn: &rusqlite::Connection, runs: &mut RunCache) -> RunId {
     let run = leased_run(&WorkerId("holder".into()));
@@ -47,10 +56,7 @@ fn append_alone(
 
 #[test]
 fn a_commit_by_another_connection_makes_the_writer_forget_its_runs() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let mut runs = RunCache::default();
-    let id = create(&conn, &mut runs);
+    let (dir, conn, mut runs, id) = remembered_run();
     // Another process takes the lease over (as its claim of a lapsed lease would).
     let other_process =
         rusqlite::Connection::open(dir.path().join("cairn.db")).expect("open a second connection");
@@ -71,10 +77,7 @@ fn a_commit_by_another_connection_makes_the_writer_forget_its_runs() {
 
 #[test]
 fn a_claim_by_another_worker_makes_the_writer_forget_the_run() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let mut runs = RunCache::default();
-    let id = create(&conn, &mut runs);
+    let (_dir, conn, mut runs, id) = remembered_run();
     let (reply, claimed) = oneshot::channel();
     let lapsed = NOW + 120_000;
     let claim = Command::ClaimRun {
@@ -102,10 +105,8 @@ fn a_claim_by_another_worker_makes_the_writer_forget_the_run() {
 
 #[test]
 fn a_rolled_back_batch_makes_the_writer_forget_what_it_learned() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let mut runs = RunCache::default();
-    let (id, other) = (create(&conn, &mut runs), create(&conn, &mut runs));
+    let (_dir, conn, mut runs, id) = remembered_run();
+    let other = create(&conn, &mut runs);
     conn.execute(
         &format!(
             "CREATE TEMP TRIGGER fail_other BEFORE INSERT ON events WHEN NEW.run_id = '{other}' \
@@ -134,10 +135,7 @@ fn a_rolled_back_batch_makes_the_writer_forget_what_it_learned() {
 
 #[test]
 fn an_end_closes_a_hook_a_remembered_run_registered_after_its_creation() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let conn = writer_connection(&dir);
-    let mut runs = RunCache::default();
-    let id = create(&conn, &mut runs);
+    let (_dir, conn, mut runs, id) = remembered_run();
     let hook = Event::HookCreated {
         key: StepKey::numbered("approval", 0),
         token: "tok-remembered".into(),
