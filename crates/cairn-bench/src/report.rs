@@ -258,10 +258,15 @@ pub(crate) fn latency_ratio_row(
     ]
 }
 
+/// The CPU a workflow cost, and the part of it on the SQLite writer thread (the serial part).
 pub(crate) fn cpu(level: &Throughput) -> String {
-    level
+    let total = level
         .cpu_us_per_wf
-        .map_or_else(|| "CPU n/a".into(), |us| format!("CPU {us:.0} µs/wf"))
+        .map_or_else(|| "CPU n/a".into(), |us| format!("CPU {us:.0} µs/wf"));
+    match level.writer_cpu_us_per_wf {
+        Some(writer) => format!("{total} (writer thread {writer:.0})"),
+        None => total,
+    }
 }
 
 pub(crate) fn percentiles(level: &Throughput) -> (String, String) {

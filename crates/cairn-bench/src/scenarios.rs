@@ -45,6 +45,10 @@ pub struct Throughput {
     /// Process CPU time (all threads, user + system) per workflow, µs: how much machine a
     /// workflow costs, steadier than wall-clock figures on a noisy host.
     pub cpu_us_per_wf: Option<f64>,
+    /// CPU time of the SQLite store's writer thread per workflow, µs: the part of the work
+    /// one thread does for every workflow, so `1e6 ÷` it bounds the workflows per second
+    /// (absent for PostgreSQL).
+    pub writer_cpu_us_per_wf: Option<f64>,
     /// Resident set size at the end of the measurement, KiB.
     pub rss_kib: Option<u64>,
 }
@@ -59,10 +63,13 @@ impl Throughput {
         latency: Option<&Latencies>,
     ) -> Throughput {
         let elapsed = clock.wall.elapsed();
-        let cpu_us_per_wf = clock
-            .cpu_us
-            .zip(system::cpu_time_us())
-            .map(|(start, end)| end.saturating_sub(start) as f64 / workflows.max(1) as f64);
+        let per_wf = |start: Option<u64>, end: Option<u64>| {
+            start
+                .zip(end)
+                .map(|(start, end)| end.saturating_sub(start) as f64 / workflows.max(1) as f64)
+        };
+        let cpu_us_per_wf = per_wf(clock.cpu_us, system::cpu_time_us());
+        let writer_cpu_us_per_wf = per_wf(clock.writer_cpu_us, writer_cpu_time_us());
         let wf_per_sec = per_second(workflows, elapsed);
         Throughput {
             workflows,
@@ -73,15 +80,22 @@ impl Throughput {
             steps_per_sec: wf_per_sec * steps as f64,
             latency: latency.map(Latencies::summary),
             cpu_us_per_wf,
+            writer_cpu_us_per_wf,
             rss_kib: system::rss_kib(),
         }
     }
+}
+
+/// CPU time of every SQLite store's writer thread so far, µs (idle stores add nothing).
+fn writer_cpu_time_us() -> Option<u64> {
+    system::thread_cpu_time_us(cairn_store_sqlite::WRITER_THREAD_NAME)
 }
 
 /// When a measurement started, by the wall clock and by the process's CPU time.
 pub struct Clock {
     wall: Instant,
     cpu_us: Option<u64>,
+    writer_cpu_us: Option<u64>,
 }
 
 impl Clock {
@@ -89,6 +103,7 @@ impl Clock {
     pub fn start() -> Clock {
         Clock {
             cpu_us: system::cpu_time_us(),
+            writer_cpu_us: writer_cpu_time_us(),
             wall: Instant::now(),
         }
     }

@@ -22,6 +22,31 @@ pub fn cpu_time_us() -> Option<u64> {
     parse_cpu_ticks(&stat).map(|ticks| ticks * 10_000)
 }
 
+/// CPU time the threads of this process named `name` have used so far (user + system), in
+/// microseconds, from `/proc/self/task/*/stat`. Linux keeps a thread's first 15 bytes of
+/// name, so `name` matches on those. `None` if no thread has that name (or `/proc` is not
+/// there).
+pub fn thread_cpu_time_us(name: &str) -> Option<u64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let ticks: Vec<u64> = tasks
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| is_thread_named(comm.trim_end(), name))
+        })
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| parse_cpu_ticks(&stat))
+        .collect();
+    (!ticks.is_empty()).then(|| ticks.iter().sum::<u64>() * 10_000)
+}
+
+/// Whether a thread whose `/proc` name is `comm` was named `name` (which Linux truncates to
+/// its first 15 bytes).
+fn is_thread_named(comm: &str, name: &str) -> bool {
+    let kept = name.len().min(15);
+    name.is_char_boundary(kept) && comm == &name[..kept]
+}
+
 /// The whole machine's CPU time so far, from the first line of `/proc/stat`, in ticks:
 /// `(busy, total)`, where idle and iowait count as not busy.
 pub fn machine_cpu_ticks() -> Option<(u64, u64)> {
@@ -157,6 +182,35 @@ mod tests {
         let stat = "1234 (cairn bench) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 75 0 0 20 0 3 0";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert!(cpu_time_us().is_some());
+    }
+
+    #[test]
+    fn threads_are_told_apart_by_their_truncated_names() {
+        assert!(is_thread_named("cairn-sqlite-wr", "cairn-sqlite-writer"));
+        assert!(is_thread_named("tokio", "tokio"));
+        assert!(!is_thread_named("cairn-sqlite-sy", "cairn-sqlite-writer"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let spinning = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("bench-test-spin".into())
+                .spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+                .expect("spawn")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = 0;
+        while seen == 0 && std::time::Instant::now() < deadline {
+            // `None` until the new thread has named itself.
+            seen = thread_cpu_time_us("bench-test-spin").unwrap_or(0);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        spinning.join().expect("the thread ran");
+        assert!(seen > 0, "the spinning thread's CPU time was seen");
+        assert_eq!(thread_cpu_time_us("no-such-thread"), None);
     }
 
     #[test]

@@ -487,7 +487,7 @@ impl Writer {
             .spawn(move || syncer.run(&committed, &synced))
             .map_err(cannot_start)?;
         let thread = thread::Builder::new()
-            .name("cairn-sqlite-writer".into())
+            .name(crate::WRITER_THREAD_NAME.into())
             .spawn(move || pipeline.run(&messages))
             .map_err(cannot_start)?;
         Ok(Writer {

@@ -268,6 +268,7 @@ impl Run<'_> {
             steps_per_sec: wf_per_sec * o.steps as f64,
             latency: None,
             cpu_us_per_wf: cpu.map(|us| us as f64 / runs as f64),
+            writer_cpu_us_per_wf: None,
             rss_kib: children.iter().filter_map(|child| child.rss_kib).max(),
         };
         Ok(WorkerRun {
