@@ -1,5 +1,5 @@
 //! What only the SQLite backend promises, through its public API: several stores (as several
-//! processes would) sharing one file, a busy file reported as transient, data surviving a
+//! processes would) sharing one file, fencing included, a busy file reported as transient, data surviving a
 //! reopen, and queued writes committed when the store is dropped.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -107,6 +107,54 @@ async fn two_stores_on_one_file_never_claim_one_run_twice() {
             1
         );
     }
+}
+
+/// Each store's writer remembers the runs it writes (to skip the fencing read); a lease taken
+/// over through another store, as another process would, must still fence the old holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_taken_over_through_another_store_fences_the_old_holder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = SqliteStore::open_in_dir(dir.path()).expect("open the first store");
+    let second = SqliteStore::open_in_dir(dir.path()).expect("open the second store");
+    let holder = lease("holder");
+    let id = first
+        .create_run(new_run("shared", Some(holder.clone())))
+        .await
+        .expect("create")
+        .run_id;
+    first
+        .append(id, &holder.worker, &[started(0)], NOW + 1)
+        .await
+        .expect("the holder appends");
+
+    let lapsed = holder.expires_at_ms + 1;
+    let thief = Lease {
+        worker: WorkerId("thief".into()),
+        expires_at_ms: lapsed + 60_000,
+    };
+    let taken = second.claim_run(id, &thief, lapsed).await.expect("claim");
+    assert!(
+        matches!(taken, cairn_store::ClaimOutcome::Claimed(_)),
+        "the lease had lapsed"
+    );
+
+    let refused = first
+        .append(id, &holder.worker, &[started(1)], lapsed + 1)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { .. })),
+        "the old holder is fenced off: {refused:?}"
+    );
+    second
+        .append(id, &thief.worker, &[started(1)], lapsed + 2)
+        .await
+        .expect("the new holder appends");
+    let log = first.events(id).await.expect("read the log");
+    assert_eq!(
+        log.iter().map(|record| record.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3],
+        "one log, numbered without a gap or a repeat"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
