@@ -44,6 +44,20 @@ fn started(n: u32) -> Event {
     }
 }
 
+/// Creates a run of `workflow` leased by `holder` and appends its first step's start.
+async fn create_and_start(store: &SqliteStore, workflow: &str, holder: &Lease) -> RunId {
+    let id = store
+        .create_run(new_run(workflow, Some(holder.clone())))
+        .await
+        .expect("create")
+        .run_id;
+    store
+        .append(id, &holder.worker, &[started(0)], NOW + 1)
+        .await
+        .expect("the holder appends");
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_file_never_claim_one_run_twice() {
     const RUNS: usize = 120;
@@ -117,15 +131,7 @@ async fn a_lease_taken_over_through_another_store_fences_the_old_holder() {
     let first = SqliteStore::open_in_dir(dir.path()).expect("open the first store");
     let second = SqliteStore::open_in_dir(dir.path()).expect("open the second store");
     let holder = lease("holder");
-    let id = first
-        .create_run(new_run("shared", Some(holder.clone())))
-        .await
-        .expect("create")
-        .run_id;
-    first
-        .append(id, &holder.worker, &[started(0)], NOW + 1)
-        .await
-        .expect("the holder appends");
+    let id = create_and_start(&first, "shared", &holder).await;
 
     let lapsed = holder.expires_at_ms + 1;
     let thief = Lease {
@@ -208,15 +214,7 @@ async fn runs_and_their_logs_survive_a_reopen() {
     let path = dir.path().join("nested").join("deeper").join(DATABASE_FILE);
     let holder = lease("holder");
     let store = SqliteStore::open(&path).expect("open creates the parent directories");
-    let id = store
-        .create_run(new_run("durable", Some(holder.clone())))
-        .await
-        .expect("create")
-        .run_id;
-    store
-        .append(id, &holder.worker, &[started(0)], NOW + 1)
-        .await
-        .expect("append");
+    let id = create_and_start(&store, "durable", &holder).await;
     for n in 1..=20 {
         store
             .append(id, &holder.worker, &[started(n)], NOW + 2)
