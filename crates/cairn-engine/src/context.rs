@@ -3,7 +3,7 @@
 
 use std::sync::{
     Arc, Mutex, PoisonError,
-    atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
 };
 
 use cairn_core::{ErrorInfo, Event, Journal, RunStatus, StepKey};
@@ -106,6 +106,9 @@ pub(crate) struct RunContext {
     /// When the lease this execution last wrote (creating the run or renewing its lease)
     /// lapses: the run's `ready_at_ms` in the store (`i64::MIN`: as claimed).
     leased_until_ms: AtomicI64,
+    /// Whether the engine's heartbeat renews the run's lease: while the body runs (see
+    /// `heartbeat`).
+    renewing: AtomicBool,
 }
 
 impl RunContext {
@@ -132,7 +135,19 @@ impl RunContext {
             write_lock: tokio::sync::Mutex::new(()),
             created_at_ms: AtomicI64::new(i64::MIN),
             leased_until_ms: AtomicI64::new(i64::MIN),
+            renewing: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the engine's heartbeat renews this run's lease.
+    pub(crate) fn renews_lease(&self) -> bool {
+        self.renewing.load(Ordering::SeqCst)
+    }
+
+    /// Stops the heartbeat renewing this run's lease: the body is done (its end, parking or
+    /// release is written under the lease it holds), or the execution is over.
+    pub(crate) fn stop_renewing(&self) {
+        self.renewing.store(false, Ordering::SeqCst);
     }
 
     /// The `seq` of the last event this execution knows of.

@@ -20,6 +20,7 @@ use crate::{
     context::Abort,
     error::ActionError,
     error::EngineError,
+    heartbeat::Heartbeats,
     registry::Registry,
     shared::Shared,
     step::json_size,
@@ -187,6 +188,7 @@ impl EngineBuilder {
                 events,
                 running: Mutex::new(HashMap::new()),
                 fresh: Mutex::new(HashMap::new()),
+                heartbeats: Heartbeats::default(),
             }),
         }
     }

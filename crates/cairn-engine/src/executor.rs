@@ -1,7 +1,7 @@
 //! Executes one claimed run: replays its body against the journal, keeps the lease alive, and
 //! records how the run ended.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
 use cairn_store::{ClaimedRun, NewRun, Park, StoreError};
@@ -65,7 +65,8 @@ pub(crate) async fn execute(
         create,
     ));
     shared.track(&ctx);
-    let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(ctx.clone())));
+    shared.heartbeats.ensure_running(&shared);
+    let renewing = RenewingWhileAlive(ctx.clone());
 
     let body = WriteWhenWaiting {
         run: ctx.clone(),
@@ -91,7 +92,7 @@ pub(crate) async fn execute(
             None
         }
         Err(Abort::Park { status, wake_at_ms }) => {
-            drop(heartbeat);
+            drop(renewing);
             let parked = ctx
                 .write_then(|| {
                     let park = Park {
@@ -115,12 +116,12 @@ pub(crate) async fn execute(
             return end;
         }
         Err(Abort::LeaseLost | Abort::Ended) => {
-            drop(heartbeat);
+            drop(renewing);
             shared.untrack(run.run_id);
             return ExecEnd::Lost;
         }
     };
-    drop(heartbeat);
+    drop(renewing);
     let end = match ending {
         Some(event) => match ctx.record(event.clone()).await {
             Ok(at_ms) => {
@@ -178,46 +179,13 @@ fn completion(workflow: &dyn ErasedWorkflow, shared: &Shared, output: serde_json
     Event::RunCompleted { output }
 }
 
-/// Renews the run's lease every third of its lifetime; stops the execution when the lease is
-/// lost or the run was canceled elsewhere.
-async fn heartbeat(run: Arc<RunContext>) {
-    let shared = &run.shared;
-    let every = (shared.config.lease_ttl / 3).max(Duration::from_millis(10));
-    loop {
-        tokio::time::sleep(every).await;
-        if run.creation_pending() {
-            // Nothing to renew yet: the run is created, leased, by its first write.
-            continue;
-        }
-        let lease = shared.lease();
-        // Noted before asking: this task may be aborted (the run ending) after the store
-        // took the renewal but before it answered.
-        run.leased_at(lease.expires_at_ms);
-        match shared.store.renew_lease(run.run_id, &lease).await {
-            Ok(()) => {}
-            Err(StoreError::LeaseLost { .. }) => {
-                tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
-                run.abort(Abort::LeaseLost);
-                return;
-            }
-            Err(StoreError::RunEnded { status, .. }) => {
-                tracing::info!(run = %run.run_id, %status, "run ended elsewhere; stopping this execution");
-                run.cancel.cancel();
-                run.abort(Abort::Ended);
-                return;
-            }
-            Err(err) => {
-                tracing::warn!(run = %run.run_id, error = %err, "lease renewal failed; will try again")
-            }
-        }
-    }
-}
+/// Stops the heartbeat renewing the run's lease when dropped: when the body is done, and
+/// when the execution ends in any way (its future dropped included), so an abandoned run's
+/// lease lapses and another worker can take it.
+struct RenewingWhileAlive(Arc<RunContext>);
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
+impl Drop for RenewingWhileAlive {
     fn drop(&mut self) {
-        self.0.abort();
+        self.0.stop_renewing();
     }
 }

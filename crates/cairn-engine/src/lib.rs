@@ -14,6 +14,7 @@ mod context;
 mod engine;
 mod error;
 mod executor;
+mod heartbeat;
 mod registry;
 mod resume;
 mod schema;

@@ -22,6 +22,7 @@ use crate::{
     engine::{ActionOverride, EngineConfig, RunEvent},
     error::EngineError,
     executor::{ExecEnd, execute},
+    heartbeat::Heartbeats,
     registry::Registry,
     workflow::ErasedWorkflow,
 };
@@ -50,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<RunId, Arc<RunContext>>>,
     /// Claims of runs this process created under its lease, not executed yet.
     pub(crate) fresh: Mutex<HashMap<RunId, ClaimedRun>>,
+    /// The loop renewing the leases of the runs in `running`.
+    pub(crate) heartbeats: Heartbeats,
 }
 
 /// Most fresh claims kept in memory (runs started with `execute_here` but not executed yet);

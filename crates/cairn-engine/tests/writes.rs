@@ -293,6 +293,24 @@ async fn lease_expiry(store: &dyn Store, id: RunId) -> Option<i64> {
     run.and_then(|run| run.lease_expires_at_ms)
 }
 
+/// A workflow `slug` of one `action` step, and a ticking engine with a 60 ms lease (renewed
+/// every 20 ms) that executes it.
+fn short_lease_engine(
+    slug: &str,
+    action: Action<Num, Num>,
+) -> (Workflow<Num, Num>, Engine, Arc<dyn Store>, TempDir) {
+    let workflow = Workflow::new(slug).run(move |input: Num, _ctx: WorkflowCtx| {
+        let action = action.clone();
+        async move { Ok(action.run(input).await?) }
+    });
+    let config = EngineConfig {
+        lease_ttl: Duration::from_millis(60),
+        ..EngineConfig::default()
+    };
+    let (engine, store, dir) = ticking_engine(Registry::new().workflow(&workflow), config);
+    (workflow, engine, store, dir)
+}
+
 #[tokio::test]
 async fn a_run_that_renewed_its_lease_is_returned_as_stored() {
     let store_slot: Arc<Mutex<Option<Arc<dyn Store>>>> = Arc::default();
@@ -314,18 +332,69 @@ async fn a_run_that_renewed_its_lease_is_returned_as_stored() {
             Ok(input)
         }
     });
-    let workflow = Workflow::new("long").run(move |input: Num, _ctx: WorkflowCtx| {
-        let outlast = outlast.clone();
-        async move { Ok(outlast.run(input).await?) }
-    });
-    let config = EngineConfig {
-        lease_ttl: Duration::from_millis(60),
-        ..EngineConfig::default()
-    };
-    let (engine, store, _dir) = ticking_engine(Registry::new().workflow(&workflow), config);
+    let (workflow, engine, store, _dir) = short_lease_engine("long", outlast);
     *store_slot.lock().unwrap() = Some(store.clone());
 
     let run = run_as_stored(&engine, &*store, &workflow, 5).await;
 
     assert_eq!(run.status, RunStatus::Succeeded);
+}
+
+/// The engine's heartbeat renews a run's lease only while its execution is alive: an
+/// execution that is dropped (its caller gave up) stops renewing, so the lease lapses and
+/// another worker can take the run over.
+#[tokio::test]
+async fn a_dropped_execution_stops_renewing_its_lease() {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<RunId>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let stuck = Action::new("stuck").run(move |input: Num, ctx: ActionCtx| {
+        if let Some(started) = started_tx.lock().unwrap().take() {
+            let _ = started.send(ctx.run_id());
+        }
+        async move {
+            std::future::pending::<()>().await;
+            Ok(input)
+        }
+    });
+    let (workflow, engine, store, _dir) = short_lease_engine("stuck", stuck);
+    let caller = {
+        let engine = engine.clone();
+        let workflow = workflow.clone();
+        tokio::spawn(async move {
+            let _ = engine
+                .run(&workflow, &Num { n: 1 }, StartOptions::default())
+                .await;
+        })
+    };
+    let id = started_rx.await.expect("the action started");
+    let first = lease_expiry(&*store, id).await.expect("leased");
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            lease_expiry(&*store, id).await > Some(first)
+        })
+        .await,
+        "the heartbeat renews the lease while the execution is alive"
+    );
+
+    caller.abort();
+    let _ = caller.await;
+    // Renewals come every 20 ms: once the lease stops moving for ten of those, it has
+    // stopped for good (one already in flight may land first).
+    let mut last = lease_expiry(&*store, id).await;
+    let settled = eventually(Duration::from_secs(10), async || {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = lease_expiry(&*store, id).await;
+        std::mem::replace(&mut last, now) == now
+    })
+    .await;
+    assert!(
+        settled,
+        "the lease is no longer renewed once the execution is dropped"
+    );
+    let run = store.get_run(id).await.unwrap().expect("the run");
+    assert_eq!(
+        run.status,
+        RunStatus::Running,
+        "left for another worker to take over"
+    );
 }
