@@ -65,6 +65,7 @@ pub(crate) async fn execute(
         create,
     ));
     shared.track(&ctx);
+    let _tracked = TrackedWhileAlive(ctx.clone());
     shared.heartbeats.ensure_running(&shared);
     let renewing = RenewingWhileAlive(ctx.clone());
 
@@ -111,13 +112,13 @@ pub(crate) async fn execute(
                     ExecEnd::Lost
                 }
             };
-            shared.untrack(run.run_id);
+            shared.untrack(&ctx);
             shared.new_work.notify_waiters();
             return end;
         }
         Err(Abort::LeaseLost | Abort::Ended) => {
             drop(renewing);
-            shared.untrack(run.run_id);
+            shared.untrack(&ctx);
             return ExecEnd::Lost;
         }
     };
@@ -154,7 +155,7 @@ pub(crate) async fn execute(
             }
         }
     };
-    shared.untrack(run.run_id);
+    shared.untrack(&ctx);
     end
 }
 
@@ -187,5 +188,16 @@ struct RenewingWhileAlive(Arc<RunContext>);
 impl Drop for RenewingWhileAlive {
     fn drop(&mut self) {
         self.0.stop_renewing();
+    }
+}
+
+/// Forgets the execution when dropped, if nothing did before: an execution whose future is
+/// dropped (its caller gave up) must not look as if it still ran here, or driving the run
+/// again in this process would wait for it forever.
+struct TrackedWhileAlive(Arc<RunContext>);
+
+impl Drop for TrackedWhileAlive {
+    fn drop(&mut self) {
+        self.0.shared.untrack(&self.0);
     }
 }

@@ -86,11 +86,15 @@ impl Shared {
             .insert(run.run_id, run.clone());
     }
 
-    pub(crate) fn untrack(&self, run_id: RunId) {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&run_id);
+    /// Forgets `run`'s execution, unless a later execution of the same run took its place.
+    pub(crate) fn untrack(&self, run: &Arc<RunContext>) {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running
+            .get(&run.run_id)
+            .is_some_and(|tracked| Arc::ptr_eq(tracked, run))
+        {
+            running.remove(&run.run_id);
+        }
     }
 
     pub(crate) fn remember_fresh(&self, claim: ClaimedRun) {

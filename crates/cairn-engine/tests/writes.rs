@@ -342,17 +342,20 @@ async fn a_run_that_renewed_its_lease_is_returned_as_stored() {
 
 /// The engine's heartbeat renews a run's lease only while its execution is alive: an
 /// execution that is dropped (its caller gave up) stops renewing, so the lease lapses and
-/// another worker can take the run over.
+/// another worker can take the run over, and it no longer counts as running here, so this
+/// process can execute the run again.
 #[tokio::test]
-async fn a_dropped_execution_stops_renewing_its_lease() {
+async fn a_dropped_execution_stops_renewing_its_lease_and_can_be_executed_again() {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel::<RunId>();
     let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    // Hangs on its first call (which sends the run's id), returns on later ones.
     let stuck = Action::new("stuck").run(move |input: Num, ctx: ActionCtx| {
-        if let Some(started) = started_tx.lock().unwrap().take() {
-            let _ = started.send(ctx.run_id());
-        }
+        let first = started_tx.lock().unwrap().take();
         async move {
-            std::future::pending::<()>().await;
+            if let Some(started) = first {
+                let _ = started.send(ctx.run_id());
+                std::future::pending::<()>().await;
+            }
             Ok(input)
         }
     });
@@ -397,4 +400,10 @@ async fn a_dropped_execution_stops_renewing_its_lease() {
         RunStatus::Running,
         "left for another worker to take over"
     );
+
+    let again = tokio::time::timeout(Duration::from_secs(10), engine.execute(id))
+        .await
+        .expect("executed again, not waiting on the dropped execution")
+        .expect("execute");
+    assert_eq!(again.status, RunStatus::Succeeded);
 }
