@@ -1,5 +1,6 @@
-//! Executes one claimed run: replays its body against the journal, keeps the lease alive, and
-//! records how the run ended.
+//! Executes one claimed run: replays its body against the journal, has its lease renewed by
+//! the engine's heartbeat while the body runs (see `heartbeat`), and records how the run
+//! ended.
 
 use std::sync::Arc;
 

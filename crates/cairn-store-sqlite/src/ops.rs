@@ -151,7 +151,8 @@ fn record_events(
     Ok(row_written)
 }
 
-fn count_of(events: &[PreparedEvent]) -> i64 {
+/// How many `events`, as the `seq` numbers they take.
+pub(crate) fn count_of(events: &[PreparedEvent]) -> i64 {
     i64::try_from(events.len()).unwrap_or(i64::MAX)
 }
 

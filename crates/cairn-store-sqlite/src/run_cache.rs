@@ -23,7 +23,7 @@ use rusqlite::Connection;
 
 use crate::{
     codec::{Effect, PreparedEvent},
-    ops::RunState,
+    ops::{RunState, count_of},
 };
 
 /// Most runs remembered; at the limit the cache starts over. A live run costs one entry
@@ -76,7 +76,7 @@ impl RunCache {
     /// Remembers run `id`'s row as `state` became once `events` were written after it
     /// (forgetting it if they ended or requeued the run: its lease is gone).
     pub(crate) fn keep_after(&mut self, id: RunId, mut state: RunState, events: &[PreparedEvent]) {
-        state.last_seq += i64::try_from(events.len()).unwrap_or(i64::MAX);
+        state.last_seq += count_of(events);
         for event in events {
             match &event.effect {
                 Effect::None => {}
