@@ -29,6 +29,7 @@
 //! ```
 
 mod codec;
+mod held;
 mod ops;
 mod pipeline;
 mod read;

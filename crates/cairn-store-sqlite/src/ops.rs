@@ -14,6 +14,7 @@ use crate::{
         Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, parse_id,
         parse_status,
     },
+    held::{Hot, Sql},
     read::{load_events, raw_run},
     run_cache::RunCache,
 };
@@ -99,7 +100,7 @@ pub(crate) fn fenced(
 /// Appends `events` after `last_seq`, as one row, and applies their effects to the run's row.
 /// Refuses (an event after the run's end) before writing anything.
 pub(crate) fn write_events(
-    conn: &Connection,
+    conn: &Sql<'_>,
     id: RunId,
     run: RunRow<'_>,
     last_seq: i64,
@@ -109,8 +110,10 @@ pub(crate) fn write_events(
     check_order(id, events)?;
     let row_written = record_events(conn, run, last_seq, events, now)?;
     if !row_written {
-        conn.prepare_cached("UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE rowid = ?1")?
-            .execute(params![run.rowid, last_seq + count_of(events), now])?;
+        conn.execute(
+            Hot::MoveLastSeq,
+            params![run.rowid, last_seq + count_of(events), now],
+        )?;
     }
     Ok(())
 }
@@ -119,7 +122,7 @@ pub(crate) fn write_events(
 /// the caller has checked their order. Returns whether an effect rewrote the run's row,
 /// which then holds its new `last_seq` and `updated_at`; else the caller moves them.
 fn record_events(
-    conn: &Connection,
+    conn: &Sql<'_>,
     run: RunRow<'_>,
     last_seq: i64,
     events: &[PreparedEvent],
@@ -134,19 +137,18 @@ fn record_events(
         row_written |= apply_effect(conn, run, &event.effect, moved_to, now)?;
     }
     if let Some(row) = EventsRow::of(events) {
-        conn.prepare_cached(
-            "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            run.key,
-            last_seq + 1,
-            now,
-            row.types,
-            row.step_key,
-            count_of(events),
-            row.payload
-        ])?;
+        conn.execute(
+            Hot::InsertEvents,
+            params![
+                run.key,
+                last_seq + 1,
+                now,
+                row.types,
+                row.step_key,
+                count_of(events),
+                row.payload
+            ],
+        )?;
     }
     Ok(row_written)
 }
@@ -185,7 +187,7 @@ pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
 /// Applies one event's effect on its run (and the run's hooks). Returns whether it rewrote
 /// the run's row, which then carries `last_seq` and `updated_at` (`now`) too.
 fn apply_effect(
-    conn: &Connection,
+    conn: &Sql<'_>,
     run: RunRow<'_>,
     effect: &Effect,
     last_seq: i64,
@@ -198,11 +200,10 @@ fn apply_effect(
             output,
             error,
         } => {
-            conn.prepare_cached(
-                "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5, \
-                 lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE rowid = ?1",
-            )?
-            .execute(params![run.rowid, status.as_str(), output, error, now, last_seq])?;
+            conn.execute(
+                Hot::EndRun,
+                params![run.rowid, status.as_str(), output, error, now, last_seq],
+            )?;
             if run.may_have_hooks {
                 crate::waits::close_hooks(conn, run.key, now)?;
             }
@@ -297,7 +298,7 @@ impl<'a> EventsRow<'a> {
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
 /// Refuses (out-of-order history) before writing anything.
 pub(crate) fn create_run(
-    conn: &Connection,
+    conn: &Sql<'_>,
     runs: &mut RunCache,
     run: &PreparedRun,
 ) -> Result<CreateOutcome> {
@@ -309,14 +310,9 @@ pub(crate) fn create_run(
         .as_ref()
         .map(|(run, step)| (run, step))
         .unzip();
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
-             last_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15) ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
+    let inserted = conn.execute(
+        Hot::InsertRun,
+        params![
             key,
             run.workflow,
             start.status.as_str(),
@@ -332,7 +328,8 @@ pub(crate) fn create_run(
             start.ready_at_ms,
             run.now_ms,
             count_of(&run.events),
-        ])?;
+        ],
+    )?;
     if inserted == 0 {
         return Ok(CreateOutcome {
             run_id: existing_run(conn, run)?,
@@ -488,7 +485,7 @@ pub(crate) fn release_lease(
 /// The run's row comes from `runs` when the writer remembers it (see [`RunCache`]), and
 /// is remembered as the append leaves it.
 pub(crate) fn append(
-    conn: &Connection,
+    conn: &Sql<'_>,
     runs: &mut RunCache,
     id: RunId,
     worker: &WorkerId,
@@ -512,7 +509,7 @@ pub(crate) fn append(
 
 /// Appends `canceled` (a prepared `RunCanceled`) to a run that has not ended.
 pub(crate) fn cancel_run(
-    conn: &Connection,
+    conn: &Sql<'_>,
     id: RunId,
     canceled: &PreparedEvent,
     now: i64,
@@ -533,7 +530,7 @@ pub(crate) fn cancel_run(
 
 /// Appends `retried` (a prepared `RunRetried`) to a failed or canceled run.
 pub(crate) fn retry_run(
-    conn: &Connection,
+    conn: &Sql<'_>,
     id: RunId,
     retried: &PreparedEvent,
     now: i64,

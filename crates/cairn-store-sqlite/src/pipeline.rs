@@ -28,6 +28,7 @@ use std::{
 use rusqlite::Connection;
 
 use crate::{
+    held::Sql,
     run_cache::RunCache,
     writer::{Batch, Command, Committed},
 };
@@ -111,8 +112,9 @@ impl Syncer {
 
 /// The writer thread's state: its connection, the transaction it is filling, and how many
 /// committed batches the sync thread holds.
-pub(crate) struct Pipeline {
-    conn: Connection,
+pub(crate) struct Pipeline<'c> {
+    /// The write connection, with its hot statements held.
+    sql: Sql<'c>,
     /// What the writer remembers of the runs it writes.
     runs: RunCache,
     /// The transaction commands go into, if one is open.
@@ -169,16 +171,17 @@ enum Flow {
     Stop,
 }
 
-impl Pipeline {
+impl<'c> Pipeline<'c> {
     /// A writer thread's state over `conn`, handing batches to the sync thread on `to_syncer`.
+    /// The thread closes `conn` once [`run`](Self::run) returns.
     pub(crate) fn new(
-        conn: Connection,
+        conn: &'c Connection,
         limits: PipelineLimits,
         in_place: Syncer,
         to_syncer: mpsc::Sender<Committed>,
-    ) -> Pipeline {
+    ) -> Pipeline<'c> {
         Pipeline {
-            conn,
+            sql: Sql::new(conn),
             runs: RunCache::default(),
             open: None,
             max_batch: limits.max_batch.max(1),
@@ -242,7 +245,7 @@ impl Pipeline {
                 {
                     self.commit_and_hand_over();
                 }
-                let (conn, runs) = (&self.conn, &mut self.runs);
+                let (conn, runs) = (&self.sql, &mut self.runs);
                 let open = self.open.get_or_insert_with(|| Batch::begin(conn, runs));
                 open.execute(conn, runs, command);
                 if open.is_broken() {
@@ -271,7 +274,7 @@ impl Pipeline {
             return None;
         }
         let open = self.open.take()?;
-        let committed = open.commit(&self.conn, &mut self.runs);
+        let committed = open.commit(&self.sql, &mut self.runs);
         let next = next();
         if next.is_some() {
             self.hand_over(committed);
@@ -287,13 +290,13 @@ impl Pipeline {
     /// gets a fresh transaction instead of joining a broken one.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
-            open.commit(&self.conn, &mut self.runs).answer(None);
+            open.commit(&self.sql, &mut self.runs).answer(None);
         }
     }
 
     fn commit_and_hand_over(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.conn, &mut self.runs);
+            let committed = open.commit(&self.sql, &mut self.runs);
             self.hand_over(committed);
         }
     }
@@ -307,19 +310,15 @@ impl Pipeline {
         }
     }
 
-    /// Commits what is open, has it answered, and closes the connection.
+    /// Commits what is open and has it answered.
     fn finish(mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.conn, &mut self.runs);
+            let committed = open.commit(&self.sql, &mut self.runs);
             if self.handed == 0 {
                 self.in_place.settle(vec![committed]);
             } else {
                 self.hand_over(committed);
             }
-        }
-        let Pipeline { conn, .. } = self;
-        if let Err((_, error)) = conn.close() {
-            tracing::warn!(%error, "closing the SQLite write connection failed");
         }
     }
 }

@@ -29,16 +29,16 @@ fn limits(max_batch: usize) -> PipelineLimits {
     }
 }
 
-/// A writer thread's state over a fresh file, and the sync thread's end of the hand-over.
-fn pipeline(dir: &tempfile::TempDir, max_batch: usize) -> (Pipeline, mpsc::Receiver<Committed>) {
+/// A writer thread's state over `conn`, the writer connection of a fresh file in `dir`, and
+/// the sync thread's end of the hand-over.
+fn pipeline<'c>(
+    dir: &tempfile::TempDir,
+    conn: &'c rusqlite::Connection,
+    max_batch: usize,
+) -> (Pipeline<'c>, mpsc::Receiver<Committed>) {
     let (to_syncer, committed) = mpsc::channel();
     let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
-    let pipeline = Pipeline::new(
-        writer_connection(dir),
-        limits(max_batch),
-        in_place,
-        to_syncer,
-    );
+    let pipeline = Pipeline::new(conn, limits(max_batch), in_place, to_syncer);
     (pipeline, committed)
 }
 
@@ -63,7 +63,8 @@ fn sync_handed(dir: &tempfile::TempDir, committed: mpsc::Receiver<Committed>) ->
 #[test]
 fn an_idle_writer_syncs_and_answers_in_place() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, committed) = pipeline(&dir, &conn, 512);
     let (message, mut answer) = flush();
 
     pipeline.take(message);
@@ -82,7 +83,8 @@ fn an_idle_writer_syncs_and_answers_in_place() {
 #[test]
 fn a_batch_with_work_behind_it_goes_to_the_sync_thread() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, committed) = pipeline(&dir, &conn, 512);
     let (first, mut first_answer) = flush();
     let (behind, _) = flush();
 
@@ -110,7 +112,8 @@ fn a_batch_with_work_behind_it_goes_to_the_sync_thread() {
 #[test]
 fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, committed) = pipeline(&dir, &conn, 512);
     let holder = WorkerId("holder".into());
     let run = leased_run(&holder);
     let id = run.id;
@@ -130,7 +133,7 @@ fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
     assert!(pipeline.settle_if_free(|| None).is_none());
 
     assert!(
-        !pipeline.conn.is_autocommit(),
+        !pipeline.sql.is_autocommit(),
         "the transaction stays open while the sync thread is busy"
     );
     let reader = schema::open_reader(&dir.path().join("cairn.db"), Duration::from_secs(1))
@@ -159,7 +162,7 @@ fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
     assert!(pipeline.settle_if_free(|| None).is_none());
 
     assert!(
-        pipeline.conn.is_autocommit(),
+        pipeline.sql.is_autocommit(),
         "committed once the sync thread is free"
     );
     for answer in [first_answer, second_answer, behind_answer] {
@@ -171,7 +174,8 @@ fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
 #[test]
 fn a_full_transaction_is_handed_over_even_while_a_sync_is_under_way() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, committed) = pipeline(&dir, 2);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, committed) = pipeline(&dir, &conn, 2);
     let (first, _) = flush();
     let (behind, _) = flush();
     pipeline.take(first);
@@ -197,7 +201,8 @@ fn a_full_transaction_is_handed_over_even_while_a_sync_is_under_way() {
 #[test]
 fn a_failed_sync_in_place_answers_unavailable() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, _committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, _committed) = pipeline(&dir, &conn, 512);
     pipeline.in_place = Syncer::new(dir.path().join("missing").join("cairn.db-wal"));
     let (message, mut answer) = flush();
 
@@ -213,7 +218,8 @@ fn a_failed_sync_in_place_answers_unavailable() {
 #[test]
 fn stopping_commits_and_answers_what_is_open() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (pipeline, _committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (pipeline, _committed) = pipeline(&dir, &conn, 512);
     let (queue, messages) = mpsc::channel();
     let (first, first_answer) = flush();
     queue.send(first).expect("queued");
@@ -234,7 +240,7 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
     let conn = schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer");
     let (to_syncer, _committed) = mpsc::channel();
     let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
-    let mut pipeline = Pipeline::new(conn, limits(512), in_place, to_syncer);
+    let mut pipeline = Pipeline::new(&conn, limits(512), in_place, to_syncer);
     let (first, _) = flush();
     let (behind, _) = flush();
     pipeline.take(first);
@@ -265,16 +271,14 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
         next_answer.try_recv().is_err(),
         "the next command is in a fresh transaction, waiting for its sync"
     );
-    assert!(
-        !pipeline.conn.is_autocommit(),
-        "the fresh transaction began"
-    );
+    assert!(!pipeline.sql.is_autocommit(), "the fresh transaction began");
 }
 
 #[test]
 fn only_an_idle_writer_polls_its_queue_before_blocking() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut pipeline, committed) = pipeline(&dir, 512);
+    let conn = writer_connection(&dir);
+    let (mut pipeline, committed) = pipeline(&dir, &conn, 512);
     assert_eq!(pipeline.spin_window(), IDLE_SPIN, "idle");
 
     let (first, _) = flush();

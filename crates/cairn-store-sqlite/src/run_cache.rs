@@ -19,10 +19,10 @@
 use std::collections::HashMap;
 
 use cairn_store::RunId;
-use rusqlite::Connection;
 
 use crate::{
     codec::{Effect, PreparedEvent},
+    held::{Hot, Sql},
     ops::{RunState, count_of},
 };
 
@@ -41,10 +41,8 @@ pub(crate) struct RunCache {
 impl RunCache {
     /// At the start of a write transaction: forgets every run if another connection has
     /// committed since the last transaction (or if that cannot be told).
-    pub(crate) fn revalidate(&mut self, conn: &Connection) {
-        let version = conn
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)));
+    pub(crate) fn revalidate(&mut self, conn: &Sql<'_>) {
+        let version = conn.query_row(Hot::DataVersion, [], |row| row.get::<_, i64>(0));
         match version {
             Ok(version) if self.data_version == Some(version) => {}
             Ok(version) => {

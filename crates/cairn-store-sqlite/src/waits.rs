@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
     codec::{PreparedEvent, Result, parse_id},
+    held::Sql,
     ops::{fenced, state_of, write_events},
 };
 
@@ -70,7 +71,7 @@ pub(crate) fn park_run(
 
 /// Resumes a pending hook: records `HookResumed` in its run's log and wakes a parked run.
 pub(crate) fn resume_hook(
-    conn: &Connection,
+    conn: &Sql<'_>,
     token: &str,
     payload: &serde_json::Value,
     now: i64,
@@ -105,7 +106,7 @@ pub(crate) fn resume_hook(
 /// Times a pending hook out (fenced by its run's lease) with `timed_out` appended. `false`
 /// if it was resumed first.
 pub(crate) fn time_out_hook(
-    conn: &Connection,
+    conn: &Sql<'_>,
     token: &str,
     worker: &WorkerId,
     timed_out: &PreparedEvent,

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    held::{Hot, Sql},
     ops,
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     run_cache::RunCache,
@@ -125,9 +126,9 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer 
 /// else [`in_savepoint`].
 fn writing<T>(
     events: &[PreparedEvent],
-    conn: &Connection,
+    conn: &Sql<'_>,
     broken: &mut Option<String>,
-    op: impl FnOnce(&Connection) -> Result<T>,
+    op: impl FnOnce(&Sql<'_>) -> Result<T>,
 ) -> StoreResult<T> {
     if ops::refuses_only_before_writing(events) {
         unguarded(conn, broken, op)
@@ -140,12 +141,7 @@ impl Command {
     /// Runs the command in its own savepoint (or not at all once the batch is broken).
     /// Creates and appends use and update `runs`; every other command forgets the runs it
     /// may change before it runs (see [`RunCache`]).
-    fn execute(
-        self,
-        conn: &Connection,
-        runs: &mut RunCache,
-        broken: &mut Option<String>,
-    ) -> Answer {
+    fn execute(self, conn: &Sql<'_>, runs: &mut RunCache, broken: &mut Option<String>) -> Answer {
         self.forget_changed_runs(runs);
         match self {
             Command::CreateRun { run, reply } => {
@@ -277,29 +273,29 @@ impl Command {
     }
 }
 
-fn run_statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
+fn run_statement(conn: &Sql<'_>, which: Hot) -> rusqlite::Result<()> {
+    conn.execute(which, []).map(drop)
 }
 
 /// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
 /// If the savepoint machinery itself fails, the transaction can no longer be trusted:
 /// `broken` is set and the batch will be rolled back whole.
 fn in_savepoint<T>(
-    conn: &Connection,
+    conn: &Sql<'_>,
     broken: &mut Option<String>,
-    op: impl FnOnce(&Connection) -> Result<T>,
+    op: impl FnOnce(&Sql<'_>) -> Result<T>,
 ) -> StoreResult<T> {
     still_whole(broken)?;
     let mut fail = |error: rusqlite::Error| break_batch(broken, error);
-    run_statement(conn, "SAVEPOINT command").map_err(&mut fail)?;
+    run_statement(conn, Hot::Savepoint).map_err(&mut fail)?;
     match op(conn) {
         Ok(value) => {
-            run_statement(conn, "RELEASE command").map_err(&mut fail)?;
+            run_statement(conn, Hot::Release).map_err(&mut fail)?;
             Ok(value)
         }
         Err(error) => {
-            let undone = run_statement(conn, "ROLLBACK TO command")
-                .and_then(|()| run_statement(conn, "RELEASE command"));
+            let undone = run_statement(conn, Hot::RollbackTo)
+                .and_then(|()| run_statement(conn, Hot::Release));
             if let Err(undo) = undone {
                 fail(undo);
             }
@@ -314,9 +310,9 @@ fn in_savepoint<T>(
 /// caller told `Unavailable` (writers retry that). The hot path (appends, creates) saves a
 /// savepoint's statements and its copy of every page it touches.
 fn unguarded<T>(
-    conn: &Connection,
+    conn: &Sql<'_>,
     broken: &mut Option<String>,
-    op: impl FnOnce(&Connection) -> Result<T>,
+    op: impl FnOnce(&Sql<'_>) -> Result<T>,
 ) -> StoreResult<T> {
     still_whole(broken)?;
     match op(conn) {
@@ -380,8 +376,8 @@ pub(crate) struct Batch {
 impl Batch {
     /// Opens the transaction (`BEGIN IMMEDIATE`) and has `runs` checked against it; if that
     /// fails, every command added is answered with why.
-    pub(crate) fn begin(conn: &Connection, runs: &mut RunCache) -> Batch {
-        let broken = run_statement(conn, "BEGIN IMMEDIATE")
+    pub(crate) fn begin(conn: &Sql<'_>, runs: &mut RunCache) -> Batch {
+        let broken = run_statement(conn, Hot::Begin)
             .err()
             .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
         if broken.is_none() {
@@ -405,14 +401,14 @@ impl Batch {
     }
 
     /// Runs `command` in the transaction; its answer waits for the commit.
-    pub(crate) fn execute(&mut self, conn: &Connection, runs: &mut RunCache, command: Command) {
+    pub(crate) fn execute(&mut self, conn: &Sql<'_>, runs: &mut RunCache, command: Command) {
         let answer = command.execute(conn, runs, &mut self.broken);
         self.answers.push(answer);
     }
 
     /// Commits the transaction (or rolls it back if it broke, and then `runs` forgets what
     /// it learned), without waiting for the disk.
-    pub(crate) fn commit(self, conn: &Connection, runs: &mut RunCache) -> Committed {
+    pub(crate) fn commit(self, conn: &Sql<'_>, runs: &mut RunCache) -> Committed {
         let Batch {
             answers,
             mut broken,
@@ -420,15 +416,15 @@ impl Batch {
         } = self;
         if began {
             let ended = match &broken {
-                None => run_statement(conn, "COMMIT"),
-                Some(_) => run_statement(conn, "ROLLBACK"),
+                None => run_statement(conn, Hot::Commit),
+                Some(_) => run_statement(conn, Hot::Rollback),
             };
             if let Err(error) = ended {
                 broken.get_or_insert_with(|| {
                     format!("the write batch did not commit: {}", sql_error(error))
                 });
                 if !conn.is_autocommit()
-                    && let Err(error) = run_statement(conn, "ROLLBACK")
+                    && let Err(error) = run_statement(conn, Hot::Rollback)
                 {
                     tracing::warn!(%error, "rolling back a failed write batch failed");
                 }
@@ -449,11 +445,12 @@ pub(crate) fn execute_batch(
     runs: &mut RunCache,
     batch: impl IntoIterator<Item = Command>,
 ) {
-    let mut open = Batch::begin(conn, runs);
+    let sql = Sql::new(conn);
+    let mut open = Batch::begin(&sql, runs);
     for command in batch {
-        open.execute(conn, runs, command);
+        open.execute(&sql, runs, command);
     }
-    open.commit(conn, runs).answer(None);
+    open.commit(&sql, runs).answer(None);
 }
 
 /// The writer thread, the sync thread, and the queue to them.
@@ -477,7 +474,7 @@ impl Writer {
         wal.push("-wal");
         let wal = PathBuf::from(wal);
         let syncer = Syncer::new(wal.clone());
-        let pipeline = Pipeline::new(conn, limits, Syncer::new(wal), to_syncer);
+        let in_place = Syncer::new(wal);
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
@@ -488,7 +485,12 @@ impl Writer {
             .map_err(cannot_start)?;
         let thread = thread::Builder::new()
             .name(crate::WRITER_THREAD_NAME.into())
-            .spawn(move || pipeline.run(&messages))
+            .spawn(move || {
+                Pipeline::new(&conn, limits, in_place, to_syncer).run(&messages);
+                if let Err((_, error)) = conn.close() {
+                    tracing::warn!(%error, "closing the SQLite write connection failed");
+                }
+            })
             .map_err(cannot_start)?;
         Ok(Writer {
             queue: Some(queue),
