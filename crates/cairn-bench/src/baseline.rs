@@ -22,7 +22,8 @@ use serde::Serialize;
 
 use crate::stats::{Latencies, LatencySummary, per_second};
 
-/// The `events` table of the engine's schema (version 1), without its foreign key.
+/// The `events` table of the engine's schema: as version 1 made it, less its foreign key to
+/// `runs` (which version 6 dropped), and without the `count` column version 3 added.
 const EVENTS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS events (
     run_id   TEXT NOT NULL,

@@ -122,10 +122,10 @@ mod tests {
     use super::{Hot, Sql};
     use crate::writer::tests::writer_connection;
 
-    fn event_row(sql: &Sql<'_>, run: &str) -> rusqlite::Result<usize> {
+    fn event_row(sql: &Sql<'_>, seq: i64) -> rusqlite::Result<usize> {
         sql.execute(
             Hot::InsertEvents,
-            rusqlite::params![run, 1, 0, "step_completed", "a#0", 1, "{}"],
+            rusqlite::params!["run", seq, 0, "step_completed", "a#0", 1, "{}"],
         )
     }
 
@@ -133,21 +133,25 @@ mod tests {
     fn a_held_statement_that_failed_neither_blocks_the_commit_nor_its_next_use() {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = writer_connection(&dir);
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .expect("events of a run with no row");
         let sql = Sql::new(&conn);
         sql.execute(Hot::Begin, []).expect("begin");
-        event_row(&sql, "no-such-run").expect_err("the foreign key refuses an unknown run");
+        assert_eq!(event_row(&sql, 1).expect("inserted"), 1);
+        event_row(&sql, 1).expect_err("(run_id, seq) is taken");
         sql.execute(Hot::Commit, [])
             .expect("the failed statement was reset, so the transaction commits");
 
-        // A setting that expires every prepared statement: held ones are prepared again.
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .expect("foreign keys off");
+        // A schema change (another process's migration) expires every prepared statement:
+        // a held one is prepared again at its next use.
+        conn.execute_batch("CREATE TABLE schema_changed (x)")
+            .expect("change the schema");
         sql.execute(Hot::Begin, []).expect("begin again");
-        assert_eq!(event_row(&sql, "no-such-run").expect("inserted"), 1);
+        assert_eq!(event_row(&sql, 2).expect("inserted"), 1);
         sql.execute(Hot::Commit, []).expect("commit");
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
             .expect("count");
-        assert_eq!(rows, 1);
+        assert_eq!(rows, 2);
     }
 }

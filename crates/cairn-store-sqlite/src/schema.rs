@@ -164,8 +164,31 @@ CREATE INDEX runs_by_status ON runs (status, created_at);
 CREATE INDEX runs_by_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL;
 ";
 
+/// Version 6: `events` without its foreign key to `runs`. SQLite checked it with a seek in
+/// the runs' text `id` index at every event row inserted, four per 3-step workflow, on the
+/// writer thread; every write already reads or inserts its run's row first, in the same
+/// transaction, and runs are never deleted, so the key only repeated that check. The table
+/// is rebuilt (a key cannot be dropped in place) with the same columns, in the same order,
+/// and the same `rowid`s.
+const V6: &str = "
+CREATE TABLE events_v6 (
+    run_id   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    at       INTEGER NOT NULL,
+    type     TEXT NOT NULL,
+    step_key TEXT,
+    payload  TEXT NOT NULL,
+    count    INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1),
+    PRIMARY KEY (run_id, seq)
+);
+INSERT INTO events_v6 (rowid, run_id, seq, at, type, step_key, payload, count)
+SELECT rowid, run_id, seq, at, type, step_key, payload, count FROM events;
+DROP TABLE events;
+ALTER TABLE events_v6 RENAME TO events;
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;

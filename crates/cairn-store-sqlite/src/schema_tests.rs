@@ -319,11 +319,54 @@ fn a_populated_version_4_file_upgrades_with_every_run_row_and_reference_kept() {
         .expect("pragma");
     assert!(foreign_keys, "foreign keys are on again after the upgrade");
     let orphan = conn.execute(
-        "INSERT INTO events (run_id, seq, at, type, payload) VALUES ('missing', 1, 1, 't', '{}')",
+        "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) \
+         VALUES ('orphan', 'missing', 'k', 'pending', '{}', 1)",
         [],
     );
-    assert!(orphan.is_err(), "events still reference runs");
+    assert!(orphan.is_err(), "hooks still reference runs");
     assert_cheap_checks(&conn);
+}
+
+#[test]
+fn an_event_row_is_inserted_without_a_lookup_of_its_run_and_old_rows_are_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    let old = populated_version_4(&path);
+    let rows = |conn: &Connection| -> Vec<(i64, String, i64, i64)> {
+        conn.prepare("SELECT rowid, run_id, seq, count FROM events ORDER BY rowid")
+            .expect("prepare")
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    };
+    let before = rows(&old);
+    drop(old);
+
+    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+
+    assert_eq!(rows(&conn), before, "the same rows, with the same rowids");
+    let opcodes = explained(
+        &conn,
+        "EXPLAIN",
+        "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        1,
+    );
+    // A foreign key's check opens the parent's index for reading; the insert itself only
+    // opens `events` and its key for writing.
+    assert!(
+        !opcodes.iter().any(|opcode| opcode == "OpenRead"),
+        "no lookup of the run: {opcodes:?}"
+    );
+    let duplicate = conn.execute(
+        "INSERT INTO events (run_id, seq, at, type, payload) \
+         VALUES ('01a21a74-415a-7499-bb4b-a136a9293b90', 1, 1, 't', '{}')",
+        [],
+    );
+    assert!(duplicate.is_err(), "(run_id, seq) is still the key");
 }
 
 #[test]
@@ -379,10 +422,11 @@ fn an_upgrade_that_would_leave_dangling_references_is_refused_and_rolled_back() 
     old.pragma_update(None, "foreign_keys", false)
         .expect("foreign keys off");
     old.execute(
-        "INSERT INTO events (run_id, seq, at, type, payload) VALUES ('missing', 1, 1, 't', '{}')",
+        "INSERT INTO hooks (token, run_id, step_key, state, schema, created_at) \
+         VALUES ('dangling', 'missing', 'k', 'pending', '{}', 1)",
         [],
     )
-    .expect("a dangling event, written with foreign keys off");
+    .expect("a dangling hook, written with foreign keys off");
     drop(old);
 
     let error = open_writer(&path, TIMEOUT).expect_err("refused");
