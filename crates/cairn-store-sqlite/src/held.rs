@@ -133,8 +133,6 @@ mod tests {
     fn a_held_statement_that_failed_neither_blocks_the_commit_nor_its_next_use() {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = writer_connection(&dir);
-        conn.execute_batch("PRAGMA foreign_keys = OFF")
-            .expect("events of a run with no row");
         let sql = Sql::new(&conn);
         sql.execute(Hot::Begin, []).expect("begin");
         assert_eq!(event_row(&sql, 1).expect("inserted"), 1);
