@@ -65,8 +65,7 @@ pub(crate) async fn execute(
         known_seq,
         create,
     ));
-    shared.track(&ctx);
-    let _tracked = TrackedWhileAlive(ctx.clone());
+    let tracked = TrackedWhileAlive::track(&ctx);
     shared.heartbeats.ensure_running(&shared);
     let renewing = RenewingWhileAlive(ctx.clone());
 
@@ -113,13 +112,11 @@ pub(crate) async fn execute(
                     ExecEnd::Lost
                 }
             };
-            shared.untrack(&ctx);
+            drop(tracked);
             shared.new_work.notify_waiters();
             return end;
         }
         Err(Abort::LeaseLost | Abort::Ended) => {
-            drop(renewing);
-            shared.untrack(&ctx);
             return ExecEnd::Lost;
         }
     };
@@ -156,7 +153,7 @@ pub(crate) async fn execute(
             }
         }
     };
-    shared.untrack(&ctx);
+    drop(tracked);
     end
 }
 
@@ -192,10 +189,18 @@ impl Drop for RenewingWhileAlive {
     }
 }
 
-/// Forgets the execution when dropped, if nothing did before: an execution whose future is
-/// dropped (its caller gave up) must not look as if it still ran here, or driving the run
-/// again in this process would wait for it forever.
+/// Counts the execution as running in this process (`Shared::running`, which the heartbeat
+/// renews and `drive` waits on) until dropped: at every end of the execution, its future
+/// dropped included (its caller gave up), or driving the run again in this process would
+/// wait for it forever.
 struct TrackedWhileAlive(Arc<RunContext>);
+
+impl TrackedWhileAlive {
+    fn track(run: &Arc<RunContext>) -> TrackedWhileAlive {
+        run.shared.track(run);
+        TrackedWhileAlive(run.clone())
+    }
+}
 
 impl Drop for TrackedWhileAlive {
     fn drop(&mut self) {

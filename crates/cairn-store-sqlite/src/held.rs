@@ -11,7 +11,7 @@ use std::{cell::RefCell, ops::Deref};
 
 use rusqlite::{Connection, Params, Row, Statement};
 
-/// A statement the writer holds prepared.
+/// A statement the writer holds prepared. Keep `EndRun` last: [`Hot::COUNT`] counts up to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hot {
     Begin,

@@ -1,6 +1,6 @@
 //! What only the SQLite backend promises, through its public API: several stores (as several
-//! processes would) sharing one file, fencing included, a busy file reported as transient, data surviving a
-//! reopen, and queued writes committed when the store is dropped.
+//! processes would) sharing one file, fencing included, a busy file reported as transient,
+//! data surviving a reopen, and queued writes committed when the store is dropped.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
