@@ -11,15 +11,32 @@ use cairn_store::{
 use rusqlite::{ErrorCode, Row};
 use serde::{Serialize, de::DeserializeOwned};
 
-/// The columns of `runs` a [`RawRun`] is read from, in [`RawRun::from_row`]'s order.
+/// The columns of `runs` a [`RawRun`] is read from, in [`RawRun::from_row`]'s order. A run's
+/// `updated_at` is the later of its row's (rewritten when the run's state changes) and its
+/// last event row's `at` (an append that changes nothing else leaves the row alone: schema
+/// v7).
 macro_rules! run_columns {
     () => {
         "id, workflow, status, input, output, error, idempotency_key, parent_run_id, forked_from_run, \
          forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, \
-         updated_at, finished_at"
+         max(updated_at, coalesce((SELECT at FROM events WHERE run_id = runs.id ORDER BY seq DESC LIMIT 1), \
+         updated_at)), finished_at"
     };
 }
 pub(crate) use run_columns;
+
+/// The `seq` of the last event of the run whose id is the SQL expression `$run_id` (0 for
+/// none): the last `events` row's `seq + count - 1`, at the end of the `(run_id, seq)` key.
+macro_rules! last_seq_of {
+    ($run_id:literal) => {
+        concat!(
+            "coalesce((SELECT seq + count - 1 FROM events WHERE run_id = ",
+            $run_id,
+            " ORDER BY seq DESC LIMIT 1), 0)"
+        )
+    };
+}
+pub(crate) use last_seq_of;
 
 /// An operation's failure inside this crate: a contract outcome or a SQLite error, so `?`
 /// works on both. Converted to [`StoreError`] at the crate's edge.

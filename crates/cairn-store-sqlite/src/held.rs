@@ -2,10 +2,10 @@
 //!
 //! `prepare_cached` hashes the SQL text, takes the statement out of an LRU map and puts it
 //! back, allocating the map's node, at every use: measured at about 1,400 instructions a
-//! statement, 7% of the writer thread's instructions, with eight statements per 3-step
-//! workflow. [`Sql`] holds the statements of the hot path (transactions, creates, appends,
-//! ends) in an array indexed by [`Hot`]; everything else goes through `prepare_cached` on
-//! the connection `Sql` dereferences to.
+//! statement, 7% of the writer thread's instructions when a 3-step workflow ran eight.
+//! [`Sql`] holds the statements of the hot path (transactions, creates, appends, ends) in an
+//! array indexed by [`Hot`]; everything else goes through `prepare_cached` on the connection
+//! `Sql` dereferences to.
 
 use std::{cell::RefCell, ops::Deref};
 
@@ -24,8 +24,6 @@ pub(crate) enum Hot {
     DataVersion,
     InsertRun,
     InsertEvents,
-    /// An append that changes nothing else moves the run's `last_seq` and `updated_at`.
-    MoveLastSeq,
     /// An event that ends the run.
     EndRun,
 }
@@ -45,18 +43,16 @@ impl Hot {
             Hot::DataVersion => "PRAGMA data_version",
             Hot::InsertRun => {
                 "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-                 forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
-                 last_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15) ON CONFLICT DO NOTHING"
+                 forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) ON CONFLICT DO NOTHING"
             }
             Hot::InsertEvents => {
                 "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             }
-            Hot::MoveLastSeq => "UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE rowid = ?1",
             Hot::EndRun => {
                 "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at = ?5, updated_at = ?5, \
-                 lease_owner = NULL, lease_expires_at = NULL, last_seq = ?6 WHERE rowid = ?1"
+                 lease_owner = NULL, lease_expires_at = NULL WHERE rowid = ?1"
             }
         }
     }

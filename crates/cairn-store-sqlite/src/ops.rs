@@ -11,8 +11,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use crate::{
     codec::{
-        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, parse_id,
-        parse_status,
+        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, last_seq_of,
+        parse_id, parse_status,
     },
     held::{Hot, Sql},
     read::{load_events, raw_run},
@@ -34,9 +34,11 @@ pub(crate) struct RunState {
 }
 
 fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT rowid, status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = ?1",
-    )?;
+    let mut statement = conn.prepare_cached(concat!(
+        "SELECT rowid, status, lease_owner, lease_expires_at, ",
+        last_seq_of!("runs.id"),
+        " FROM runs WHERE id = ?1"
+    ))?;
     let row = statement
         .query_row([key], |row| {
             Ok((
@@ -108,33 +110,24 @@ pub(crate) fn write_events(
     now: i64,
 ) -> Result<()> {
     check_order(id, events)?;
-    let row_written = record_events(conn, run, last_seq, events, now)?;
-    if !row_written {
-        conn.execute(
-            Hot::MoveLastSeq,
-            params![run.rowid, last_seq + count_of(events), now],
-        )?;
-    }
-    Ok(())
+    record_events(conn, run, last_seq, events, now)
 }
 
 /// Inserts the row holding `events` (numbered after `last_seq`) and applies their effects;
-/// the caller has checked their order. Returns whether an effect rewrote the run's row,
-/// which then holds its new `last_seq` and `updated_at`; else the caller moves them.
+/// the caller has checked their order. The run's row is rewritten only by an effect: its
+/// `last_seq` and `updated_at` as read come from this row (see schema v7).
 fn record_events(
     conn: &Sql<'_>,
     run: RunRow<'_>,
     last_seq: i64,
     events: &[PreparedEvent],
     now: i64,
-) -> Result<bool> {
-    let moved_to = last_seq + count_of(events);
-    let mut row_written = false;
+) -> Result<()> {
     let mut run = run;
     for event in events {
         // A hook registered here is one an end further on must close.
         run.may_have_hooks |= matches!(event.effect, Effect::RegisterHook { .. });
-        row_written |= apply_effect(conn, run, &event.effect, moved_to, now)?;
+        apply_effect(conn, run, &event.effect, now)?;
     }
     if let Some(row) = EventsRow::of(events) {
         conn.execute(
@@ -150,7 +143,7 @@ fn record_events(
             ],
         )?;
     }
-    Ok(row_written)
+    Ok(())
 }
 
 /// How many `events`, as the `seq` numbers they take.
@@ -184,17 +177,10 @@ pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
         .any(|event| matches!(event.effect, Effect::RegisterHook { .. }))
 }
 
-/// Applies one event's effect on its run (and the run's hooks). Returns whether it rewrote
-/// the run's row, which then carries `last_seq` and `updated_at` (`now`) too.
-fn apply_effect(
-    conn: &Sql<'_>,
-    run: RunRow<'_>,
-    effect: &Effect,
-    last_seq: i64,
-    now: i64,
-) -> Result<bool> {
+/// Applies one event's effect on its run (and the run's hooks).
+fn apply_effect(conn: &Sql<'_>, run: RunRow<'_>, effect: &Effect, now: i64) -> Result<()> {
     match effect {
-        Effect::None => return Ok(false),
+        Effect::None => {}
         Effect::End {
             status,
             output,
@@ -202,7 +188,7 @@ fn apply_effect(
         } => {
             conn.execute(
                 Hot::EndRun,
-                params![run.rowid, status.as_str(), output, error, now, last_seq],
+                params![run.rowid, status.as_str(), output, error, now],
             )?;
             if run.may_have_hooks {
                 crate::waits::close_hooks(conn, run.key, now)?;
@@ -211,10 +197,9 @@ fn apply_effect(
         Effect::Requeue => {
             conn.prepare_cached(
                 "UPDATE runs SET status = 'queued', output = NULL, error = NULL, finished_at = NULL, \
-                 lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, updated_at = ?2, \
-                 last_seq = ?3 WHERE rowid = ?1",
+                 lease_owner = NULL, lease_expires_at = NULL, ready_at = ?2, updated_at = ?2 WHERE rowid = ?1",
             )?
-            .execute(params![run.rowid, now, last_seq])?;
+            .execute(params![run.rowid, now])?;
         }
         Effect::RegisterHook {
             key: step_key,
@@ -231,16 +216,13 @@ fn apply_effect(
                 *timeout_at_ms,
                 now,
             )?;
-            return Ok(false);
         }
         Effect::Status(status) => {
-            conn.prepare_cached(
-                "UPDATE runs SET status = ?2, updated_at = ?3, last_seq = ?4 WHERE rowid = ?1",
-            )?
-            .execute(params![run.rowid, status.as_str(), now, last_seq])?;
+            conn.prepare_cached("UPDATE runs SET status = ?2, updated_at = ?3 WHERE rowid = ?1")?
+                .execute(params![run.rowid, status.as_str(), now])?;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The columns of the `events` row that holds one write's events.
@@ -327,7 +309,6 @@ pub(crate) fn create_run(
             start.lease_expires_at_ms,
             start.ready_at_ms,
             run.now_ms,
-            count_of(&run.events),
         ],
     )?;
     if inserted == 0 {

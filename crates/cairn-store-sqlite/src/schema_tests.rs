@@ -248,11 +248,13 @@ fn claims_and_listings_go_through_indexes() {
 /// `(rowid, id, workflow, status, idempotency_key, last_seq)` of every run, by `rowid`.
 type RunRow = (i64, String, String, String, Option<String>, i64);
 
-fn all_runs(conn: &Connection) -> Vec<RunRow> {
+/// Every run, its `last_seq` read by the SQL expression `last_seq` (the column until schema
+/// v7, derived from `events` since).
+fn all_runs(conn: &Connection, last_seq: &str) -> Vec<RunRow> {
     let mut statement = conn
-        .prepare(
-            "SELECT rowid, id, workflow, status, idempotency_key, last_seq FROM runs ORDER BY rowid",
-        )
+        .prepare(&format!(
+            "SELECT rowid, id, workflow, status, idempotency_key, {last_seq} FROM runs ORDER BY rowid"
+        ))
         .expect("prepare");
     statement
         .query_map([], |row| {
@@ -298,7 +300,7 @@ fn a_populated_version_4_file_upgrades_with_every_run_row_and_reference_kept() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cairn.db");
     let old = populated_version_4(&path);
-    let before = all_runs(&old);
+    let before = all_runs(&old, "last_seq");
     drop(old);
 
     let conn = open_writer(&path, TIMEOUT).expect("upgrade");
@@ -308,9 +310,9 @@ fn a_populated_version_4_file_upgrades_with_every_run_row_and_reference_kept() {
         MIGRATIONS.len() as i64
     );
     assert_eq!(
-        all_runs(&conn),
+        all_runs(&conn, crate::codec::last_seq_of!("runs.id")),
         before,
-        "the same runs, with the same rowids"
+        "the same runs, with the same rowids and last seq"
     );
     let id: RunId = "01a21a74-415a-7499-bb4b-a136a9293b90".parse().expect("id");
     assert_eq!(read::events(&conn, id).expect("read the log").len(), 1);

@@ -31,8 +31,8 @@ use std::{any::Any, sync::Arc};
 use crate::Store;
 
 pub use append::{
-    append_is_fenced_by_the_lease, concurrent_appends_to_many_runs_all_land,
-    terminal_events_end_the_run,
+    an_append_moves_updated_at, append_is_fenced_by_the_lease,
+    concurrent_appends_to_many_runs_all_land, terminal_events_end_the_run,
 };
 pub use claim::{
     claim_ready_concurrent_calls_never_share_a_run, claim_ready_takes_ready_runs_oldest_first,
@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
             renew_lease_extends_and_is_fenced,
             release_lease_requeues_the_run_from_ready_at,
             append_is_fenced_by_the_lease,
+            an_append_moves_updated_at,
             terminal_events_end_the_run,
             concurrent_appends_to_many_runs_all_land,
             cancel_run_ends_the_run_with_the_reason,

@@ -63,6 +63,40 @@ pub async fn append_is_fenced_by_the_lease(store: Arc<dyn Store>) {
     assert_eq!(events(store, held).await.len(), 3);
 }
 
+/// Every append moves the run's `updated_at` to its time, one that changes nothing else
+/// about the run included; the run's other fields stay as they were.
+pub async fn an_append_moves_updated_at(store: Arc<dyn Store>) {
+    let store = &*store;
+    let w = worker("w");
+    let id = create_leased(store, "touch", &w, T0 + LEASE_MS).await;
+    let created = get(store, id).await;
+    assert_eq!(created.updated_at_ms, T0, "created at T0");
+
+    for (n, at) in [(0, T0 + 5), (1, T0 + 9)] {
+        store
+            .append(id, &w, &[started("a", n), completed("a", n, json!(n))], at)
+            .await
+            .expect("append");
+        let record = get(store, id).await;
+        assert_eq!(record.updated_at_ms, at, "step {n}'s append moved it");
+        assert_eq!(
+            (record.status, record.created_at_ms, record.lease_owner),
+            (
+                created.status,
+                created.created_at_ms,
+                created.lease_owner.clone()
+            ),
+            "nothing else changed"
+        );
+    }
+    let listed = store
+        .list_runs(&crate::RunFilter::default())
+        .await
+        .expect("list");
+    let listed = listed.iter().find(|run| run.run_id == id).expect("listed");
+    assert_eq!(listed.updated_at_ms, T0 + 9, "listing reads it the same");
+}
+
 /// `RunCompleted`, `RunFailed` and `RunCanceled` end the run: status, output or error and
 /// `finished_at` are set, the lease is freed, and later appends get `RunEnded`.
 pub async fn terminal_events_end_the_run(store: Arc<dyn Store>) {
