@@ -1,9 +1,11 @@
 //! The journal: given a run's recorded history and the step call being made now, decide
 //! whether to replay a recorded result, execute the step, or stop on non-determinism.
 //!
-//! One `Journal` lives for one execution of a workflow body. The engine asks
-//! [`Journal::next_key`] for a key when a call is *made*, then [`Journal::decide`] for what to
-//! do, and feeds every event it appends back through [`Journal::apply`].
+//! One `Journal` lives for one execution of a workflow body. It is built from the run's
+//! history as the execution found it; the engine asks [`Journal::next_key`] for a key when a
+//! call is *made*, then [`Journal::decide`] for what to do. A key is decided once per
+//! execution, so what the execution appends for it is never needed here: the next
+//! execution's journal reads it from the history.
 
 use std::collections::{HashMap, HashSet};
 
@@ -198,7 +200,8 @@ impl Journal {
         self.recorded.get(key).and_then(|step| step.input.as_ref())
     }
 
-    /// Folds one event into the journal (history on construction, new events as appended).
+    /// Folds one event of the run's history into the journal, as [`Journal::new`] does for
+    /// each.
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::StepStarted {

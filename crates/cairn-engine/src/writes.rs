@@ -1,4 +1,4 @@
-//! How an execution's events reach the store: recorded in the journal at once, written
+//! How an execution's events reach the store: recorded in memory at once, written
 //! together at the last moment that keeps every guarantee.
 //!
 //! The rule: an event must be durable before anything outside the workflow body can depend
@@ -27,7 +27,7 @@ use crate::context::{Halted, RunContext, abort_for};
 /// What an execution has recorded but not written yet.
 #[derive(Default)]
 pub(crate) struct Unwritten {
-    /// Events in the journal, not in the store.
+    /// Events recorded, not in the store yet.
     events: Vec<Event>,
     /// The run itself, when it is created by its first write.
     create: Option<NewRun>,
@@ -50,7 +50,7 @@ impl RunContext {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records `events` in the journal now; they are written by the next barrier.
+    /// Records `events` now; they are written by the next barrier.
     pub(crate) fn defer(&self, events: impl IntoIterator<Item = Event>) {
         let now = self.shared.clock.now_ms();
         let mut unwritten = self.unwritten();
