@@ -2,6 +2,8 @@
 //! caller's task, so the single writer thread only runs SQL), rows decoded back, and the
 //! crate's internal error type with its mapping onto [`StoreError`].
 
+use std::borrow::Cow;
+
 use cairn_core::{Event, EventRecord, RunStatus, StepKey};
 use cairn_store::{
     ClaimOutcome, ClaimedRun, ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult,
@@ -89,8 +91,7 @@ pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|error| StoreError::Corrupt(format!("cannot encode {what} as JSON: {error}")))
+    serde_json::to_string(value).map_err(|error| encoding(what, error))
 }
 
 fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
@@ -102,32 +103,89 @@ fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
 /// decides it, with its payloads (output, error, hook schema) encoded as JSON text.
 pub(crate) type Effect = RunEffect<String, String, String>;
 
-/// An event encoded for the `events` table.
-pub(crate) struct PreparedEvent {
-    pub(crate) type_name: &'static str,
+/// The events of one write, encoded on the caller's task as the one `events` row that holds
+/// them (schema v3), with what they do to their run: the writer thread only runs SQL.
+pub(crate) struct PreparedEvents {
+    /// How many events: the `seq` numbers they take.
+    pub(crate) count: i64,
+    /// Their types, comma-separated (for people reading the table).
+    pub(crate) types: Cow<'static, str>,
+    /// The first step key among them (for people reading the table).
     pub(crate) step_key: Option<String>,
+    /// One event's JSON, or a JSON array of several.
     pub(crate) payload: String,
-    pub(crate) effect: Effect,
+    /// Their effects other than [`RunEffect::None`], in order.
+    pub(crate) effects: Vec<Effect>,
+    /// The status of an end some event follows: the write is refused (`RunEnded`).
+    pub(crate) event_after_end: Option<RunStatus>,
 }
 
-impl PreparedEvent {
-    pub(crate) fn new(event: &Event) -> StoreResult<PreparedEvent> {
-        let effect = rules::run_effect(event).try_map(
-            |output| to_json(&output, "a run output"),
-            |error| to_json(&error, "a run error"),
-            |schema| to_json(&schema, "a hook schema"),
-        )?;
-        Ok(PreparedEvent {
-            type_name: event.type_name(),
-            step_key: event.step_key().map(|key| key.as_str().to_owned()),
-            payload: to_json(event, "an event")?,
-            effect,
-        })
+impl PreparedEvents {
+    /// Encodes `events`, in order, in one buffer.
+    pub(crate) fn new<'a>(events: impl IntoIterator<Item = &'a Event>) -> StoreResult<Self> {
+        let events = events.into_iter();
+        let mut payload = Vec::with_capacity(ENCODED_EVENT_GUESS * events.size_hint().0.max(1));
+        let mut prepared = PreparedEvents {
+            count: 0,
+            types: Cow::Borrowed(""),
+            step_key: None,
+            payload: String::new(),
+            effects: Vec::new(),
+            event_after_end: None,
+        };
+        let mut ended = None;
+        for event in events {
+            if prepared.count == 0 {
+                prepared.types = Cow::Borrowed(event.type_name());
+            } else {
+                payload.push(b',');
+                let types = prepared.types.to_mut();
+                types.push(',');
+                types.push_str(event.type_name());
+            }
+            serde_json::to_writer(&mut payload, event)
+                .map_err(|error| encoding("an event", error))?;
+            if prepared.step_key.is_none() {
+                prepared.step_key = event.step_key().map(|key| key.as_str().to_owned());
+            }
+            if let Some(status) = ended {
+                prepared.event_after_end.get_or_insert(status);
+            }
+            match rules::run_effect(event).try_map(
+                |output| to_json(&output, "a run output"),
+                |error| to_json(&error, "a run error"),
+                |schema| to_json(&schema, "a hook schema"),
+            )? {
+                RunEffect::None => {}
+                effect => {
+                    if let RunEffect::End { status, .. } = &effect {
+                        ended = Some(*status);
+                    }
+                    prepared.effects.push(effect);
+                }
+            }
+            prepared.count += 1;
+        }
+        if prepared.count > 1 {
+            payload.insert(0, b'[');
+            payload.push(b']');
+        }
+        prepared.payload =
+            String::from_utf8(payload).map_err(|error| encoding("an event", error))?;
+        Ok(prepared)
     }
 
-    pub(crate) fn all(events: &[Event]) -> StoreResult<Vec<PreparedEvent>> {
-        events.iter().map(PreparedEvent::new).collect()
+    /// Encodes one event.
+    pub(crate) fn one(event: &Event) -> StoreResult<Self> {
+        PreparedEvents::new([event])
     }
+}
+
+/// About how many bytes an event's JSON takes: the payload buffer's first size, per event.
+const ENCODED_EVENT_GUESS: usize = 192;
+
+fn encoding(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("cannot encode {what} as JSON: {error}"))
 }
 
 /// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
@@ -141,20 +199,17 @@ pub(crate) struct PreparedRun {
     pub(crate) trigger: String,
     pub(crate) lease: Option<Lease>,
     pub(crate) now_ms: i64,
-    pub(crate) events: Vec<PreparedEvent>,
+    pub(crate) events: PreparedEvents,
 }
 
 impl PreparedRun {
     pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
         let input = to_json(&run.input, "a run input")?;
-        let mut events = Vec::with_capacity(run.history.len() + 1);
-        events.push(PreparedEvent::new(&Event::RunCreated {
+        let created = Event::RunCreated {
             workflow: run.workflow.clone(),
             input: run.input,
-        })?);
-        for event in &run.history {
-            events.push(PreparedEvent::new(event)?);
-        }
+        };
+        let events = PreparedEvents::new(std::iter::once(&created).chain(&run.history))?;
         Ok(PreparedRun {
             id: run.id,
             input,
@@ -355,4 +410,72 @@ pub(crate) fn parse_id(text: &str) -> StoreResult<RunId> {
 pub(crate) fn parse_status(text: &str) -> StoreResult<RunStatus> {
     text.parse()
         .map_err(|error| StoreError::Corrupt(format!("stored run status: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::Event;
+    use cairn_store::rules::RunEffect;
+    use serde_json::{Value, json};
+
+    use super::PreparedEvents;
+    use crate::writer::tests::completed;
+
+    #[test]
+    fn one_write_is_one_row_whose_payload_reads_back_as_its_events() {
+        let events = [
+            completed(0),
+            completed(1),
+            Event::RunCompleted {
+                output: json!({ "n": 2 }),
+            },
+        ];
+
+        let prepared = PreparedEvents::new(&events).expect("encode");
+
+        assert_eq!(prepared.count, 3);
+        assert_eq!(
+            prepared.types,
+            "step_completed,step_completed,run_completed"
+        );
+        assert_eq!(
+            prepared.step_key.as_deref(),
+            Some("step#0"),
+            "the first key"
+        );
+        let payload: Value = serde_json::from_str(&prepared.payload).expect("JSON");
+        let expected: Vec<Value> = events
+            .iter()
+            .map(|event| serde_json::to_value(event).expect("encode"))
+            .collect();
+        assert_eq!(
+            payload,
+            Value::Array(expected),
+            "an array of the three events"
+        );
+        assert!(
+            matches!(prepared.effects.as_slice(), [RunEffect::End { .. }]),
+            "only the effect that does something is kept"
+        );
+        assert_eq!(prepared.event_after_end, None);
+
+        let single = PreparedEvents::one(&events[0]).expect("encode one");
+        let alone: Value = serde_json::from_str(&single.payload).expect("JSON");
+        assert_eq!(
+            alone,
+            serde_json::to_value(&events[0]).expect("encode"),
+            "not an array"
+        );
+        assert_eq!((single.count, single.types.as_ref()), (1, "step_completed"));
+    }
+
+    #[test]
+    fn an_event_after_an_end_is_noted_for_the_refusal() {
+        let ended = Event::RunCompleted { output: json!(1) };
+        let prepared = PreparedEvents::new(&[ended, completed(0)]).expect("encode");
+        assert_eq!(
+            prepared.event_after_end,
+            Some(cairn_core::RunStatus::Succeeded)
+        );
+    }
 }

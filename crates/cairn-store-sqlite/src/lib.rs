@@ -52,7 +52,7 @@ use cairn_store::{
 };
 
 use crate::{
-    codec::{PreparedEvent, PreparedRun, RawClaimed},
+    codec::{PreparedEvents, PreparedRun, RawClaimed},
     pipeline::PipelineLimits,
     read::ReadPool,
     writer::{Command, Writer},
@@ -263,7 +263,7 @@ impl Store for SqliteStore {
         events: &[Event],
         now_ms: i64,
     ) -> StoreResult<()> {
-        let events = PreparedEvent::all(events)?;
+        let events = PreparedEvents::new(events)?;
         let worker = worker.clone();
         self.writer
             .call(|reply| Command::Append {
@@ -277,7 +277,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {
-        let canceled = PreparedEvent::new(&Event::RunCanceled {
+        let canceled = PreparedEvents::one(&Event::RunCanceled {
             reason: reason.to_owned(),
         })?;
         self.writer
@@ -291,7 +291,7 @@ impl Store for SqliteStore {
     }
 
     async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()> {
-        let retried = PreparedEvent::new(&Event::RunRetried)?;
+        let retried = PreparedEvents::one(&Event::RunRetried)?;
         self.writer
             .call(|reply| Command::RetryRun {
                 id,
@@ -345,7 +345,7 @@ impl Store for SqliteStore {
         timed_out: Event,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        let timed_out = PreparedEvent::new(&timed_out)?;
+        let timed_out = PreparedEvents::one(&timed_out)?;
         let (token, worker) = (token.to_owned(), worker.clone());
         self.writer
             .call(|reply| Command::TimeOutHook {

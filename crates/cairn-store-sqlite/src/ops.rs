@@ -3,15 +3,13 @@
 //! check-then-write here is safe because the transaction is `BEGIN IMMEDIATE`: no other
 //! connection, in this process or another, writes between the check and the write.
 
-use std::borrow::Cow;
-
 use cairn_core::RunStatus;
 use cairn_store::{CreateOutcome, Lease, RunId, StoreError, WorkerId, rules};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 
 use crate::{
     codec::{
-        Effect, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, last_seq_of,
+        Effect, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, last_seq_of,
         parse_id, parse_status,
     },
     held::{Hot, Sql},
@@ -106,7 +104,7 @@ pub(crate) fn write_events(
     id: RunId,
     run: RunRow<'_>,
     last_seq: i64,
-    events: &[PreparedEvent],
+    events: &PreparedEvents,
     now: i64,
 ) -> Result<()> {
     check_order(id, events)?;
@@ -120,50 +118,38 @@ fn record_events(
     conn: &Sql<'_>,
     run: RunRow<'_>,
     last_seq: i64,
-    events: &[PreparedEvent],
+    events: &PreparedEvents,
     now: i64,
 ) -> Result<()> {
     let mut run = run;
-    for event in events {
+    for effect in &events.effects {
         // A hook registered here is one an end further on must close.
-        run.may_have_hooks |= matches!(event.effect, Effect::RegisterHook { .. });
-        apply_effect(conn, run, &event.effect, now)?;
+        run.may_have_hooks |= matches!(effect, Effect::RegisterHook { .. });
+        apply_effect(conn, run, effect, now)?;
     }
-    if let Some(row) = EventsRow::of(events) {
+    if events.count > 0 {
         conn.execute(
             Hot::InsertEvents,
             params![
                 run.key,
                 last_seq + 1,
                 now,
-                row.types,
-                row.step_key,
-                count_of(events),
-                row.payload
+                events.types,
+                events.step_key,
+                events.count,
+                events.payload
             ],
         )?;
     }
     Ok(())
 }
 
-/// How many `events`, as the `seq` numbers they take.
-pub(crate) fn count_of(events: &[PreparedEvent]) -> i64 {
-    i64::try_from(events.len()).unwrap_or(i64::MAX)
-}
-
 /// Refuses `events` if any follows one that ends the run: checked before anything is
 /// written, so the refusal needs no undo.
-fn check_order(id: RunId, events: &[PreparedEvent]) -> Result<()> {
-    let mut effects = events.iter().map(|event| &event.effect);
-    let ending = effects.by_ref().find_map(|effect| match effect {
-        Effect::End { status, .. } => Some(*status),
-        _ => None,
-    });
-    match ending {
-        Some(status) if effects.next().is_some() => {
-            Err(StoreError::RunEnded { run: id, status }.into())
-        }
-        _ => Ok(()),
+fn check_order(id: RunId, events: &PreparedEvents) -> Result<()> {
+    match events.event_after_end {
+        Some(status) => Err(StoreError::RunEnded { run: id, status }.into()),
+        None => Ok(()),
     }
 }
 
@@ -171,10 +157,11 @@ fn check_order(id: RunId, events: &[PreparedEvent]) -> Result<()> {
 /// SQL failure that breaks the whole write batch anyway (I/O, a full disk): true unless one
 /// registers a hook, whose insert could meet a taken token. The writer runs such writes
 /// without a savepoint (see `writer::unguarded`).
-pub(crate) fn refuses_only_before_writing(events: &[PreparedEvent]) -> bool {
+pub(crate) fn refuses_only_before_writing(events: &PreparedEvents) -> bool {
     !events
+        .effects
         .iter()
-        .any(|event| matches!(event.effect, Effect::RegisterHook { .. }))
+        .any(|effect| matches!(effect, Effect::RegisterHook { .. }))
 }
 
 /// Applies one event's effect on its run (and the run's hooks).
@@ -223,58 +210,6 @@ fn apply_effect(conn: &Sql<'_>, run: RunRow<'_>, effect: &Effect, now: i64) -> R
         }
     }
     Ok(())
-}
-
-/// The columns of the `events` row that holds one write's events.
-struct EventsRow<'a> {
-    /// The events' types, comma-separated (for people reading the table).
-    types: Cow<'a, str>,
-    /// The first step key among the events (for people reading the table).
-    step_key: Option<&'a str>,
-    /// One event's JSON, or a JSON array of several.
-    payload: Cow<'a, str>,
-}
-
-impl<'a> EventsRow<'a> {
-    /// `None` for no events.
-    fn of(events: &'a [PreparedEvent]) -> Option<EventsRow<'a>> {
-        let step_key = events.iter().find_map(|event| event.step_key.as_deref());
-        match events {
-            [] => return None,
-            [only] => {
-                return Some(EventsRow {
-                    types: only.type_name.into(),
-                    step_key,
-                    payload: only.payload.as_str().into(),
-                });
-            }
-            _ => {}
-        }
-        let types = events
-            .iter()
-            .map(|event| event.type_name)
-            .collect::<Vec<_>>()
-            .join(",");
-        let length = events
-            .iter()
-            .map(|event| event.payload.len() + 1)
-            .sum::<usize>()
-            + 1;
-        let mut payload = String::with_capacity(length);
-        payload.push('[');
-        for (n, event) in events.iter().enumerate() {
-            if n > 0 {
-                payload.push(',');
-            }
-            payload.push_str(&event.payload);
-        }
-        payload.push(']');
-        Some(EventsRow {
-            types: types.into(),
-            step_key,
-            payload: payload.into(),
-        })
-    }
 }
 
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
@@ -470,7 +405,7 @@ pub(crate) fn append(
     runs: &mut RunCache,
     id: RunId,
     worker: &WorkerId,
-    events: &[PreparedEvent],
+    events: &PreparedEvents,
     now: i64,
 ) -> Result<()> {
     let key = id.to_string();
@@ -492,20 +427,13 @@ pub(crate) fn append(
 pub(crate) fn cancel_run(
     conn: &Sql<'_>,
     id: RunId,
-    canceled: &PreparedEvent,
+    canceled: &PreparedEvents,
     now: i64,
 ) -> Result<RunStatus> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
     rules::check_not_ended(id, state.status)?;
-    write_events(
-        conn,
-        id,
-        state.row(&key),
-        state.last_seq,
-        std::slice::from_ref(canceled),
-        now,
-    )?;
+    write_events(conn, id, state.row(&key), state.last_seq, canceled, now)?;
     Ok(state.status)
 }
 
@@ -513,18 +441,11 @@ pub(crate) fn cancel_run(
 pub(crate) fn retry_run(
     conn: &Sql<'_>,
     id: RunId,
-    retried: &PreparedEvent,
+    retried: &PreparedEvents,
     now: i64,
 ) -> Result<()> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
     rules::check_retryable(id, state.status)?;
-    write_events(
-        conn,
-        id,
-        state.row(&key),
-        state.last_seq,
-        std::slice::from_ref(retried),
-        now,
-    )
+    write_events(conn, id, state.row(&key), state.last_seq, retried, now)
 }

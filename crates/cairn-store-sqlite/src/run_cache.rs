@@ -21,9 +21,9 @@ use std::collections::HashMap;
 use cairn_store::RunId;
 
 use crate::{
-    codec::{Effect, PreparedEvent},
+    codec::{Effect, PreparedEvents},
     held::{Hot, Sql},
-    ops::{RunState, count_of},
+    ops::RunState,
 };
 
 /// Most runs remembered; at the limit the cache starts over. A live run costs one entry
@@ -73,10 +73,10 @@ impl RunCache {
 
     /// Remembers run `id`'s row as `state` became once `events` were written after it
     /// (forgetting it if they ended or requeued the run: its lease is gone).
-    pub(crate) fn keep_after(&mut self, id: RunId, mut state: RunState, events: &[PreparedEvent]) {
-        state.last_seq += count_of(events);
-        for event in events {
-            match &event.effect {
+    pub(crate) fn keep_after(&mut self, id: RunId, mut state: RunState, events: &PreparedEvents) {
+        state.last_seq += events.count;
+        for effect in &events.effects {
+            match effect {
                 Effect::None => {}
                 Effect::Status(status) => state.status = *status,
                 Effect::RegisterHook { .. } => state.may_have_hooks = true,

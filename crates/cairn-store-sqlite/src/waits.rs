@@ -7,7 +7,7 @@ use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, Wo
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    codec::{PreparedEvent, Result, parse_id},
+    codec::{PreparedEvents, Result, parse_id},
     held::Sql,
     ops::{fenced, state_of, write_events},
 };
@@ -80,7 +80,7 @@ pub(crate) fn resume_hook(
     let key = hook.run_id.to_string();
     let run = state_of(conn, hook.run_id, &key)?;
     rules::check_resumable(&hook, run.status)?;
-    let resumed = PreparedEvent::new(&Event::HookResumed {
+    let resumed = PreparedEvents::one(&Event::HookResumed {
         key: hook.step_key.clone(),
         payload: payload.clone(),
     })?;
@@ -89,7 +89,7 @@ pub(crate) fn resume_hook(
         hook.run_id,
         run.row(&key),
         run.last_seq,
-        std::slice::from_ref(&resumed),
+        &resumed,
         now,
     )?;
     conn.prepare_cached("UPDATE hooks SET state = 'resumed', closed_at = ?2 WHERE token = ?1")?
@@ -109,7 +109,7 @@ pub(crate) fn time_out_hook(
     conn: &Sql<'_>,
     token: &str,
     worker: &WorkerId,
-    timed_out: &PreparedEvent,
+    timed_out: &PreparedEvents,
     now: i64,
 ) -> Result<bool> {
     let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
@@ -123,7 +123,7 @@ pub(crate) fn time_out_hook(
         hook.run_id,
         run.row(&key),
         run.last_seq,
-        std::slice::from_ref(timed_out),
+        timed_out,
         now,
     )?;
     conn.prepare_cached("UPDATE hooks SET state = 'timed_out', closed_at = ?2 WHERE token = ?1")?

@@ -24,7 +24,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::{
-    codec::{Error, PreparedEvent, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     held::{Hot, Sql},
     ops,
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
@@ -68,19 +68,19 @@ pub(crate) enum Command {
     Append {
         id: RunId,
         worker: WorkerId,
-        events: Vec<PreparedEvent>,
+        events: PreparedEvents,
         now_ms: i64,
         reply: Reply<()>,
     },
     CancelRun {
         id: RunId,
-        canceled: PreparedEvent,
+        canceled: PreparedEvents,
         now_ms: i64,
         reply: Reply<RunStatus>,
     },
     RetryRun {
         id: RunId,
-        retried: PreparedEvent,
+        retried: PreparedEvents,
         now_ms: i64,
         reply: Reply<()>,
     },
@@ -100,7 +100,7 @@ pub(crate) enum Command {
     TimeOutHook {
         token: String,
         worker: WorkerId,
-        timed_out: PreparedEvent,
+        timed_out: PreparedEvents,
         now_ms: i64,
         reply: Reply<bool>,
     },
@@ -125,7 +125,7 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer 
 /// Runs `op`, which writes `events`: [`unguarded`] when it refuses only before writing,
 /// else [`in_savepoint`].
 fn writing<T>(
-    events: &[PreparedEvent],
+    events: &PreparedEvents,
     conn: &Sql<'_>,
     broken: &mut Option<String>,
     op: impl FnOnce(&Sql<'_>) -> Result<T>,

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::{Command, execute_batch};
 use crate::{
-    codec::{PreparedEvent, PreparedRun},
+    codec::{PreparedEvents, PreparedRun},
     read,
     run_cache::RunCache,
     schema,
@@ -62,7 +62,7 @@ pub(crate) fn append(
     events: &[Event],
 ) -> (Command, oneshot::Receiver<cairn_store::StoreResult<()>>) {
     let (reply, answer) = oneshot::channel();
-    let events = PreparedEvent::all(events).expect("encode the events");
+    let events = PreparedEvents::new(events).expect("encode the events");
     (
         Command::Append {
             id,
