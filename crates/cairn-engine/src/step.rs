@@ -325,9 +325,13 @@ pub(crate) async fn execute_action<I: Payload, O: Payload>(
         // The start is recorded with the outcome (the input moves into it then), or at once
         // if the attempt runs long.
         let mut start_recorded = false;
-        let result = {
+        let result = 'attempt: {
             let attempt_run = attempt_action(&action, &run, &key, &input, attempt);
             tokio::pin!(attempt_run);
+            // Most attempts finish at their first poll: they arm no timer.
+            if let Poll::Ready(result) = futures::poll!(&mut attempt_run) {
+                break 'attempt result;
+            }
             tokio::select! {
                 biased;
                 result = &mut attempt_run => result,
@@ -431,7 +435,11 @@ async fn attempt_action<I: Payload, O: Payload>(
         ActionError::fatal(format!("input does not fit the action's input type: {err}"))
             .with_kind(ErrorKind::InvalidInput)
     })?;
-    let cancel = run.cancel.child_token();
+    // Only a timeout cancels an attempt on its own; without one, its signal is the run's.
+    let cancel = match action.timeout {
+        Some(_) => run.cancel.child_token(),
+        None => run.cancel.clone(),
+    };
     let span = tracing::info_span!("step", run = %run.run_id, step = %key, attempt);
     let ctx = ActionCtx {
         run_id: run.run_id,
