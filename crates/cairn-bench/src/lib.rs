@@ -15,6 +15,10 @@
 //! The binary is `src/main.rs`; the pieces live here so the micro-benchmarks in `benches/`
 //! share the workload.
 
+/// The global allocator the `cairn-bench` binary runs with (set in `src/main.rs`), named in
+/// its report: throughput figures depend on it.
+pub const ALLOCATOR: &str = "mimalloc";
+
 pub mod baseline;
 pub mod postgres;
 pub mod report;

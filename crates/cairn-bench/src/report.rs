@@ -27,6 +27,8 @@ pub const TARGET_STEP_SHARE: f64 = 0.5;
 pub struct Settings {
     /// Store backend.
     pub store: String,
+    /// The process's global allocator (see [`crate::ALLOCATOR`]).
+    pub allocator: &'static str,
     /// Sequential workflows.
     pub workflows: usize,
     /// Workflows per concurrent measurement.
@@ -426,8 +428,9 @@ impl Report {
         }
         let m = &self.machine;
         format!(
-            "Cairn benchmark: store {}, {} CPUs, data dir {} ({} on {})\n{table}\n{targets}\n",
+            "Cairn benchmark: store {}, allocator {}, {} CPUs, data dir {} ({} on {})\n{table}\n{targets}\n",
             self.settings.store,
+            self.settings.allocator,
             m.cpus,
             m.data_dir,
             m.data_dir_fs.as_deref().unwrap_or("unknown fs"),
