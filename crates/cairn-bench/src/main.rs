@@ -80,6 +80,10 @@ struct Cli {
     /// [default: the store's default].
     #[arg(long)]
     sqlite_readers: Option<usize>,
+    /// Worker threads of the tokio runtime [default: one fewer than the CPUs, at least one:
+    /// the SQLite store's writer thread gets a core of its own].
+    #[arg(long)]
+    tokio_workers: Option<usize>,
     /// Skip the queue-drained worker mode.
     #[arg(long)]
     skip_worker: bool,
@@ -221,6 +225,10 @@ fn measure(cli: &Cli, concurrent_workflows: usize, run_dir: &Path) -> anyhow::Re
     let settings = Settings {
         store: "sqlite".into(),
         allocator: cairn_bench::ALLOCATOR,
+        tokio_workers: cli
+            .tokio_workers
+            .unwrap_or_else(|| system::cpus().saturating_sub(1))
+            .max(1),
         workflows: cli.workflows,
         concurrent_workflows,
         steps: cli.steps,
@@ -239,6 +247,7 @@ fn measure(cli: &Cli, concurrent_workflows: usize, run_dir: &Path) -> anyhow::Re
     let baseline = baseline::measure(&run_dir.join("baseline"), settings.baseline)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.tokio_workers)
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

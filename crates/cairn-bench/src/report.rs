@@ -29,6 +29,8 @@ pub struct Settings {
     pub store: String,
     /// The process's global allocator (see [`crate::ALLOCATOR`]).
     pub allocator: &'static str,
+    /// Worker threads of the tokio runtime.
+    pub tokio_workers: usize,
     /// Sequential workflows.
     pub workflows: usize,
     /// Workflows per concurrent measurement.
@@ -428,10 +430,11 @@ impl Report {
         }
         let m = &self.machine;
         format!(
-            "Cairn benchmark: store {}, allocator {}, {} CPUs, data dir {} ({} on {})\n{table}\n{targets}\n",
+            "Cairn benchmark: store {}, allocator {}, {} CPUs, {} tokio workers, data dir {} ({} on {})\n{table}\n{targets}\n",
             self.settings.store,
             self.settings.allocator,
             m.cpus,
+            self.settings.tokio_workers,
             m.data_dir,
             m.data_dir_fs.as_deref().unwrap_or("unknown fs"),
             m.data_dir_device.as_deref().unwrap_or("unknown device"),

@@ -115,6 +115,11 @@ pub struct Machine {
     pub data_dir_device: Option<String>,
 }
 
+/// The CPUs this process may run on.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Machine {
     /// Describes this machine, with `data_dir` (which must exist) as the data directory.
     pub fn describe(data_dir: &Path) -> Machine {
@@ -122,7 +127,7 @@ impl Machine {
             .ok()
             .and_then(|path| mount_of(&path));
         Machine {
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpus: cpus(),
             data_dir: data_dir.display().to_string(),
             data_dir_fs: mount.as_ref().map(|mount| mount.fs_type.clone()),
             data_dir_device: mount.map(|mount| mount.source),
