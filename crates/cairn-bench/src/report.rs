@@ -430,7 +430,7 @@ impl Report {
         }
         let m = &self.machine;
         format!(
-            "Cairn benchmark: store {}, allocator {}, {} CPUs, {} tokio workers, data dir {} ({} on {})\n{table}\n{targets}\n",
+            "Cairn benchmark: store {}, allocator {}, {} CPUs, tokio workers {}, data dir {} ({} on {})\n{table}\n{targets}\n",
             self.settings.store,
             self.settings.allocator,
             m.cpus,
