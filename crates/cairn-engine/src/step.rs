@@ -435,11 +435,9 @@ async fn attempt_action<I: Payload, O: Payload>(
         ActionError::fatal(format!("input does not fit the action's input type: {err}"))
             .with_kind(ErrorKind::InvalidInput)
     })?;
-    // Only a timeout cancels an attempt on its own; without one, its signal is the run's.
-    let cancel = match action.timeout {
-        Some(_) => run.cancel.child_token(),
-        None => run.cancel.clone(),
-    };
+    // A token of the attempt's own: the action holds it (`ActionCtx::cancellation`), and
+    // cancelling it must not cancel the run.
+    let cancel = run.cancel.child_token();
     let span = tracing::info_span!("step", run = %run.run_id, step = %key, attempt);
     let ctx = ActionCtx {
         run_id: run.run_id,

@@ -162,6 +162,37 @@ async fn canceling_a_run_signals_the_step_in_flight() {
 }
 
 #[tokio::test]
+async fn an_action_that_cancels_its_own_signal_leaves_the_run_and_later_steps_alone() {
+    // The token an action holds is its attempt's: cancelling it (to stop its own helpers,
+    // say) must not cancel the run or reach the steps after it.
+    let quit = Action::new("quit-early").run(|input: Num, ctx: ActionCtx| async move {
+        ctx.cancellation().cancel();
+        Ok(input)
+    });
+    let probe = Action::new("probe").run(|_input: Num, ctx: ActionCtx| async move {
+        Ok(Num {
+            n: i64::from(ctx.is_canceled()),
+        })
+    });
+    let workflow = Workflow::new("self-cancel").run(move |input: Num, _ctx: WorkflowCtx| {
+        let (quit, probe) = (quit.clone(), probe.clone());
+        async move {
+            let value = quit.run(input).await?;
+            Ok(probe.run(value).await?)
+        }
+    });
+    let (engine, _dir) = engine(Registry::new().workflow(&workflow));
+    let id = start(&engine, &workflow, Num { n: 7 }).await;
+    let run = engine.execute(id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert_eq!(
+        run.output,
+        Some(json!({"n": 0})),
+        "the next step saw a cancellation signal"
+    );
+}
+
+#[tokio::test]
 async fn two_engines_on_one_file_never_run_a_step_twice() {
     let dir = tempfile::TempDir::new().unwrap();
     let ledger = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
