@@ -27,14 +27,15 @@ macro_rules! run_columns {
 }
 pub(crate) use run_columns;
 
-/// The `seq` of the last event of the run whose id is the SQL expression `$run_id` (0 for
-/// none): the last `events` row's `seq + count - 1`, at the end of the `(run_id, seq)` key.
+/// The `seq` of the last event of the run whose id is the SQL expression `$run_id`: the last
+/// `events` row's `seq + count - 1`, at the end of the `(run_id, seq)` key, or 1 with no
+/// row (every run has its `RunCreated`, seq 1, made from its row since schema v8).
 macro_rules! last_seq_of {
     ($run_id:literal) => {
         concat!(
             "coalesce((SELECT seq + count - 1 FROM events WHERE run_id = ",
             $run_id,
-            " ORDER BY seq DESC LIMIT 1), 0)"
+            " ORDER BY seq DESC LIMIT 1), 1)"
         )
     };
 }
@@ -188,7 +189,8 @@ fn encoding(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("cannot encode {what} as JSON: {error}"))
 }
 
-/// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
+/// A run to create, encoded: its row's values (which are its `RunCreated`) and the history
+/// it starts with.
 pub(crate) struct PreparedRun {
     pub(crate) id: RunId,
     pub(crate) workflow: String,
@@ -205,11 +207,8 @@ pub(crate) struct PreparedRun {
 impl PreparedRun {
     pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
         let input = to_json(&run.input, "a run input")?;
-        let created = Event::RunCreated {
-            workflow: run.workflow.clone(),
-            input: run.input,
-        };
-        let events = PreparedEvents::new(std::iter::once(&created).chain(&run.history))?;
+        // Its `RunCreated` (seq 1) is the row itself (schema v8): the history follows it.
+        let events = PreparedEvents::new(&run.history)?;
         Ok(PreparedRun {
             id: run.id,
             input,

@@ -17,6 +17,9 @@ use crate::{
     run_cache::RunCache,
 };
 
+/// The seq of a run's `RunCreated`, which its row stands for (schema v8).
+pub(crate) const CREATED_SEQ: i64 = 1;
+
 /// What the fencing checks need to know about a run, and where its row is.
 pub(crate) struct RunState {
     /// The row's `rowid`: updates find the row by it, with no seek in the `id` index.
@@ -257,10 +260,11 @@ pub(crate) fn create_run(
         status: start.status,
         lease_owner: start.lease_owner.map(|owner| owner.0.clone()),
         lease_expires_at: start.lease_expires_at_ms,
-        last_seq: 0,
+        // Its `RunCreated`, made from the row on reads (schema v8).
+        last_seq: CREATED_SEQ,
         may_have_hooks: false,
     };
-    record_events(conn, state.row(&key), 0, &run.events, run.now_ms)?;
+    record_events(conn, state.row(&key), CREATED_SEQ, &run.events, run.now_ms)?;
     runs.keep_after(run.id, state, &run.events);
     Ok(CreateOutcome {
         run_id: run.id,

@@ -74,11 +74,21 @@ impl ReadPool {
     }
 }
 
-/// A run's whole log, in order, in one query (rows of one or more events each).
+/// [`load_events`]' query: the made `RunCreated` merged with the `events` rows, both read
+/// in `seq` order off their keys.
+pub(crate) const LOAD_EVENTS: &str = "\
+    SELECT 1, created_at, 1, \
+        json_object('type', 'run_created', 'workflow', workflow, 'input', json(input)) \
+    FROM runs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND seq = 1) \
+    UNION ALL \
+    SELECT seq, at, count, payload FROM events WHERE run_id = ?1 \
+    ORDER BY 1";
+
+/// A run's whole log, in order, in one query (rows of one or more events each). Its
+/// `RunCreated` is made from its `runs` row unless an `events` row holds seq 1 (runs created
+/// before schema v8).
 pub(crate) fn load_events(conn: &Connection, key: &str) -> Result<Vec<RawEvent>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT seq, at, count, payload FROM events WHERE run_id = ?1 ORDER BY seq",
-    )?;
+    let mut statement = conn.prepare_cached(LOAD_EVENTS)?;
     let events = statement
         .query_map([key], RawEvent::from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;

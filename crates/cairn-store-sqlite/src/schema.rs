@@ -195,8 +195,18 @@ const V7: &str = "
 ALTER TABLE runs DROP COLUMN last_seq;
 ";
 
+/// Version 8: a run's `RunCreated` (its seq 1) is no longer stored as an `events` row; reads
+/// make it from the run's own row, which holds all it says (workflow, input, `created_at`),
+/// when no row has seq 1 (see `read::load_events`). That row, and its `(run_id, seq)` key,
+/// were a twelfth of the writer's instructions per 3-step workflow. Nothing on disk changes;
+/// the version moves so that an older build, which would read such a run's log without its
+/// first event, refuses the file.
+const V8: &str = "
+-- RunCreated is read from the run's row: see read::load_events.
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;

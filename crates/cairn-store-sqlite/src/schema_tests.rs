@@ -224,6 +224,12 @@ fn claims_and_listings_go_through_indexes() {
     );
     assert_indexed(&claim, "claim_ready");
     assert_indexed(&plan(&conn, &read::next_ready_sql(3)), "next_ready_at");
+    let log = plan(&conn, read::LOAD_EVENTS);
+    assert_indexed(&log, "a run's log");
+    assert!(
+        !log.iter().any(|step| step.starts_with("SCAN")),
+        "a run's log scans: {log:?}"
+    );
     let filters = [
         RunFilter::default(),
         RunFilter {

@@ -265,7 +265,7 @@ fn an_sql_failure_part_way_through_an_append_rolls_the_whole_batch_back() {
             .expect_err("the batch failed");
         assert!(error.is_transient(), "writers retry it: {error}");
     }
-    assert_eq!(event_rows(&conn, id), vec![(1, 1)], "no event of the batch");
+    assert_eq!(event_rows(&conn, id), vec![], "no event of the batch");
     let record = read::get_run(&conn, id).expect("read").expect("the run");
     assert_eq!(
         (record.status, record.finished_at_ms),
@@ -325,16 +325,24 @@ fn each_write_is_one_row_and_the_log_reads_back_event_by_event() {
 
     assert_eq!(
         event_rows(&conn, id),
-        vec![(1, 1), (2, 1), (3, 3)],
-        "a row per write, numbered by its first event"
+        vec![(2, 1), (3, 3)],
+        "a row per append, numbered by its first event; the create's RunCreated is its run's row"
     );
-    let log: Vec<(u64, Event)> = read::events(&conn, id)
+    let log: Vec<(u64, i64, Event)> = read::events(&conn, id)
         .expect("read the log")
         .into_iter()
-        .map(|record| (record.seq, record.event))
+        .map(|record| (record.seq, record.at_ms, record.event))
         .collect();
+    let created = Event::RunCreated {
+        workflow: "batch".into(),
+        input: json!({}),
+    };
+    assert_eq!(log[0], (1, NOW, created), "made from the run's row");
     assert_eq!(
-        log[1..].to_vec(),
+        log[1..]
+            .iter()
+            .map(|(seq, _, event)| (*seq, event.clone()))
+            .collect::<Vec<_>>(),
         (0..4)
             .map(|n| (u64::from(n) + 2, completed(n)))
             .collect::<Vec<_>>()
