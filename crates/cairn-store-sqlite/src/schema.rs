@@ -198,9 +198,9 @@ ALTER TABLE runs DROP COLUMN last_seq;
 /// Version 8: a run's `RunCreated` (its seq 1) is no longer stored as an `events` row; reads
 /// make it from the run's own row, which holds all it says (workflow, input, `created_at`),
 /// when no row has seq 1 (see `read::load_events`). That row, and its `(run_id, seq)` key,
-/// were a twelfth of the writer's instructions per 3-step workflow. Nothing on disk changes;
-/// the version moves so that an older build, which would read such a run's log without its
-/// first event, refuses the file.
+/// were about a ninth of the writer's instructions per 3-step workflow. Nothing on disk
+/// changes; the version moves so that an older build, which would read such a run's log
+/// without its first event, refuses the file.
 const V8: &str = "
 -- RunCreated is read from the run's row: see read::load_events.
 ";
