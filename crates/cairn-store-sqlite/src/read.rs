@@ -114,8 +114,9 @@ pub(crate) fn events(conn: &Connection, id: RunId) -> Result<Vec<EventRecord>> {
     Ok(decode_events(load_events(conn, &id.to_string())?)?)
 }
 
-/// Runs matching `filter`, newest first (ties: last inserted first); each filter narrows
-/// through its own index, already in order.
+/// Runs matching `filter`, newest first: by `rowid`, the order the store created them in
+/// (schema v9). Each filter narrows through an index whose entries are in that order, but
+/// for an unended status (see [`list_query`]).
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>> {
     let (sql, values) = list_query(filter);
     let raw = conn
@@ -129,6 +130,14 @@ pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<Run
 }
 
 /// The `list_runs` query for `filter`, and its parameters.
+///
+/// `runs_by_status` holds ended runs only, so a status filter says which side of
+/// `finished_at` it is on (what the table's `CHECK` makes true anyway), letting SQLite use the
+/// partial index that matches: `runs_by_status` for an ended status, `runs_claimable`, the
+/// unended runs, for another. The latter is named (unless a parent narrows further): the
+/// unended runs are the work in flight, few beside all runs, and they are sorted by
+/// `rowid` there, where a scan of the whole table newest first would find no end when fewer
+/// than `limit` runs match.
 pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
     let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
     let mut values = vec![Value::Integer(limit)];
@@ -150,18 +159,29 @@ pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
             clauses.push(format!("{column} = ?{}", values.len()));
         }
     }
+    let mut index = "";
+    match filter.status {
+        Some(status) if status.is_terminal() => clauses.push("finished_at IS NOT NULL".into()),
+        Some(_) => {
+            clauses.push("finished_at IS NULL".into());
+            if filter.parent_run_id.is_none() {
+                index = " INDEXED BY runs_claimable";
+            }
+        }
+        None => {}
+    }
     let filter_sql = if clauses.is_empty() {
         String::new()
     } else {
-        format!("WHERE {}", clauses.join(" AND "))
+        format!(" WHERE {}", clauses.join(" AND "))
     };
     let sql = format!(
         concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs {} ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+            " FROM runs{}{} ORDER BY rowid DESC LIMIT ?1"
         ),
-        filter_sql
+        index, filter_sql
     );
     (sql, values)
 }

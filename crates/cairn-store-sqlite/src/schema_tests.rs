@@ -230,24 +230,70 @@ fn claims_and_listings_go_through_indexes() {
         !log.iter().any(|step| step.starts_with("SCAN")),
         "a run's log scans: {log:?}"
     );
-    let filters = [
-        RunFilter::default(),
-        RunFilter {
-            workflow: Some("w".into()),
-            ..RunFilter::default()
-        },
-        RunFilter {
-            status: Some(RunStatus::Failed),
-            ..RunFilter::default()
-        },
-        RunFilter {
-            parent_run_id: Some(RunId::new()),
-            ..RunFilter::default()
-        },
+    // Each listing reads its runs newest first off one index (or, unfiltered, the table
+    // itself, from its end), stopping at the limit; an unended status reads the unended
+    // runs only, and sorts those.
+    let filter = |workflow: Option<&str>, status, parent_run_id| RunFilter {
+        workflow: workflow.map(str::to_owned),
+        status,
+        parent_run_id,
+        ..RunFilter::default()
+    };
+    let listings = [
+        (filter(None, None, None), "SCAN runs", false),
+        (filter(Some("w"), None, None), "runs_by_workflow", false),
+        (
+            filter(None, Some(RunStatus::Failed), None),
+            "runs_by_status",
+            false,
+        ),
+        (
+            filter(Some("w"), Some(RunStatus::Succeeded), None),
+            "runs_by_",
+            false,
+        ),
+        (
+            filter(None, Some(RunStatus::Running), None),
+            "runs_claimable",
+            true,
+        ),
+        (
+            filter(Some("w"), Some(RunStatus::Sleeping), None),
+            "runs_claimable",
+            true,
+        ),
+        (
+            filter(None, None, Some(RunId::new())),
+            "runs_by_parent",
+            false,
+        ),
+        (
+            filter(None, Some(RunStatus::Queued), Some(RunId::new())),
+            "runs_by_parent",
+            false,
+        ),
     ];
-    for filter in filters {
+    for (filter, reads, sorts) in listings {
         let (sql, _) = read::list_query(&filter);
-        assert_indexed(&plan(&conn, &sql), &format!("list_runs {filter:?}"));
+        let steps = plan(&conn, &sql);
+        let runs_step = steps
+            .iter()
+            .find(|step| step.contains(" runs"))
+            .expect("reads runs");
+        assert!(
+            runs_step.contains(reads),
+            "{filter:?} reads {reads}: {steps:?}"
+        );
+        let unfiltered = filter.status.is_none() && filter.workflow.is_none();
+        assert!(
+            runs_step.contains("USING") || unfiltered && filter.parent_run_id.is_none(),
+            "{filter:?} goes through an index: {steps:?}"
+        );
+        assert_eq!(
+            steps.iter().any(|step| step.contains("TEMP B-TREE")),
+            sorts,
+            "{filter:?} sorts: {steps:?}"
+        );
     }
 }
 
@@ -445,4 +491,43 @@ fn an_upgrade_that_would_leave_dangling_references_is_refused_and_rolled_back() 
     );
     let raw = Connection::open(&path).expect("open");
     assert_eq!(schema_version(&raw).expect("version"), 4, "left as it was");
+}
+
+#[test]
+fn runs_created_before_v9_list_by_status_and_newest_first_after_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cairn.db");
+    drop(populated_version_4(&path));
+    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    let list = |status: Option<RunStatus>| -> Vec<String> {
+        let filter = RunFilter {
+            status,
+            ..RunFilter::default()
+        };
+        read::list_runs(&conn, &filter)
+            .expect("list")
+            .into_iter()
+            .map(|run| run.run_id.to_string()[34..].to_owned())
+            .collect()
+    };
+
+    assert_eq!(list(None), ["93", "91", "90"], "newest first");
+    assert_eq!(
+        list(Some(RunStatus::Succeeded)),
+        ["93"],
+        "the ended run, indexed by the upgrade"
+    );
+    assert_eq!(list(Some(RunStatus::Queued)), ["91"]);
+    assert_eq!(list(Some(RunStatus::Running)), ["90"]);
+    let status_index: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'runs_by_status'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("runs_by_status");
+    assert!(
+        status_index.ends_with("WHERE finished_at IS NOT NULL"),
+        "only ended runs: an unended one costs it nothing: {status_index}"
+    );
 }
