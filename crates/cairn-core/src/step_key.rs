@@ -1,6 +1,6 @@
 //! Step identity: slugs and the `<slug>#<n>` keys that name a step inside a run.
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,19 +9,22 @@ use serde::{Deserialize, Serialize};
 /// Assigned when the step call is *made* (not when it is polled): `n` counts the earlier
 /// calls of the same slug in this execution of the workflow body, so adding or removing a
 /// call of a different slug never shifts a key. A caller may override it with a custom key.
+///
+/// Shared, not copied, when cloned: a step's key goes into its events, its journal entry and
+/// its error, each a clone, and a clone that allocates was ~20 allocations per 3-step run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct StepKey(String);
+pub struct StepKey(Arc<str>);
 
 impl StepKey {
     /// The automatic key of the `n`-th call (counting from 0) of `slug`.
     pub fn numbered(slug: &str, n: u32) -> StepKey {
-        StepKey(format!("{slug}#{n}"))
+        StepKey(format!("{slug}#{n}").into())
     }
 
     /// A key chosen by the workflow author (`.key("name")`).
     pub fn custom(name: impl Into<String>) -> StepKey {
-        StepKey(name.into())
+        StepKey(name.into().into())
     }
 
     /// The key as text.
@@ -38,7 +41,7 @@ impl fmt::Display for StepKey {
 
 impl From<&str> for StepKey {
     fn from(value: &str) -> Self {
-        StepKey(value.to_owned())
+        StepKey(value.into())
     }
 }
 

@@ -172,7 +172,7 @@ impl EngineBuilder {
         let worker = self.worker.unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
             let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
-            WorkerId(format!("{host}:{}:{suffix}", std::process::id()))
+            WorkerId(format!("{host}:{}:{suffix}", std::process::id()).into())
         });
         let (events, _) = broadcast::channel(4096);
         Engine {

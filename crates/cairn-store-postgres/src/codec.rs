@@ -151,7 +151,7 @@ pub(crate) fn decode_run(row: &PgRow) -> StoreResult<RunRecord> {
         trigger: get(row, "trigger")?,
         executions: u32::try_from(executions)
             .map_err(|_| StoreError::Corrupt(format!("run {id} has {executions} executions")))?,
-        lease_owner: get::<Option<String>>(row, "lease_owner")?.map(WorkerId),
+        lease_owner: get::<Option<String>>(row, "lease_owner")?.map(|owner| WorkerId(owner.into())),
         lease_expires_at_ms: get(row, "lease_expires_at")?,
         ready_at_ms: get(row, "ready_at")?,
         created_at_ms: get(row, "created_at")?,

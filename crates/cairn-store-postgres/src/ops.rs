@@ -186,7 +186,7 @@ pub(crate) async fn create_run(
     notes: &mut Notes,
 ) -> Result<CreateOutcome> {
     let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
-    let owner = start.lease_owner.map(|owner| owner.0.as_str());
+    let owner = start.lease_owner.map(|owner| owner.as_str());
     let (forked_run, forked_step) = run
         .forked_from
         .as_ref()

@@ -37,7 +37,7 @@ fn new_run(workflow: &str) -> NewRun {
 
 fn lease(worker: &str, expires_at_ms: i64) -> Lease {
     Lease {
-        worker: WorkerId(worker.to_owned()),
+        worker: WorkerId(worker.into()),
         expires_at_ms,
     }
 }

@@ -304,7 +304,7 @@ impl RawRun {
                     self.id, self.executions
                 ))
             })?,
-            lease_owner: self.lease_owner.map(WorkerId),
+            lease_owner: self.lease_owner.map(|owner| WorkerId(owner.into())),
             lease_expires_at_ms: self.lease_expires_at,
             ready_at_ms: self.ready_at,
             created_at_ms: self.created_at,

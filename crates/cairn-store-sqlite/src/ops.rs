@@ -258,7 +258,7 @@ pub(crate) fn create_run(
     let state = RunState {
         rowid: conn.last_insert_rowid(),
         status: start.status,
-        lease_owner: start.lease_owner.map(|owner| owner.0.clone()),
+        lease_owner: start.lease_owner.map(|owner| owner.as_str().to_owned()),
         lease_expires_at: start.lease_expires_at_ms,
         // Its `RunCreated`, made from the row on reads (schema v8).
         last_seq: CREATED_SEQ,

@@ -158,7 +158,7 @@ pub fn check_fence(
     worker: &WorkerId,
 ) -> Result<(), StoreError> {
     check_not_ended(run, status)?;
-    if lease_owner != Some(worker.0.as_str()) {
+    if lease_owner != Some(worker.as_str()) {
         return Err(StoreError::LeaseLost {
             run,
             worker: worker.clone(),
@@ -221,11 +221,11 @@ pub fn check_claim(
         return Err(ClaimRefusal::Ended(status));
     }
     if let (Some(owner), Some(until_ms)) = (lease_owner, lease_expires_at_ms)
-        && owner != lease.worker.0
+        && owner != lease.worker.as_str()
         && until_ms > now_ms
     {
         return Err(ClaimRefusal::Held {
-            by: WorkerId(owner.to_owned()),
+            by: WorkerId(owner.into()),
             until_ms,
         });
     }

@@ -7,7 +7,7 @@ use super::*;
 use crate::{HookRecord, HookState, Lease, Park, RunId, StoreError, WorkerId};
 
 fn worker(name: &str) -> WorkerId {
-    WorkerId(name.to_owned())
+    WorkerId(name.into())
 }
 
 fn hook(state: HookState) -> HookRecord {

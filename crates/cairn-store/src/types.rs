@@ -1,6 +1,6 @@
 //! Types shared by the store trait, its backends and the engine.
 
-use std::{fmt, str::FromStr};
+use std::{fmt, str::FromStr, sync::Arc};
 
 use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey};
 use serde::{Deserialize, Serialize};
@@ -43,10 +43,18 @@ impl FromStr for RunId {
     }
 }
 
-/// Who holds a lease: one engine instance (a process), e.g. `host:1234:0193…`.
+/// Who holds a lease: one engine instance (a process), e.g. `host:1234:0193…`. Shared, not
+/// copied, when cloned: every write of a run names its worker.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct WorkerId(pub String);
+pub struct WorkerId(pub Arc<str>);
+
+impl WorkerId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -71,7 +71,7 @@ pub fn child_main(args: &ChildArgs) -> anyhow::Result<()> {
         &args.schema,
         &workflow,
         args.concurrency,
-        Some(WorkerId(worker_id.clone())),
+        Some(WorkerId(worker_id.as_str().into())),
     ))?;
     let completed = Arc::new(AtomicU64::new(0));
     let lagged = Arc::new(AtomicBool::new(false));

@@ -296,7 +296,7 @@ pub async fn claim_ready_concurrent_calls_never_share_a_run(store: Arc<dyn Store
         .map(|n| {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
-                let me = lease(&WorkerId(format!("w{n}")), T0 + 10 * LEASE_MS);
+                let me = lease(&WorkerId(format!("w{n}").into()), T0 + 10 * LEASE_MS);
                 let mut mine = Vec::new();
                 loop {
                     let claimed = store

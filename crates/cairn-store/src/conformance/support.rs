@@ -12,7 +12,7 @@ pub(crate) const T0: i64 = 1_700_000_000_000;
 pub(crate) const LEASE_MS: i64 = 30_000;
 
 pub(crate) fn worker(name: &str) -> WorkerId {
-    WorkerId(name.to_owned())
+    WorkerId(name.into())
 }
 
 pub(crate) fn lease(worker: &WorkerId, expires_at_ms: i64) -> Lease {

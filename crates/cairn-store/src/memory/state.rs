@@ -222,7 +222,7 @@ impl State {
     pub(super) fn fenced(&mut self, id: RunId, worker: &WorkerId) -> StoreResult<&mut RunEntry> {
         let entry = self.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
         let record = &entry.record;
-        let owner = record.lease_owner.as_ref().map(|owner| owner.0.as_str());
+        let owner = record.lease_owner.as_ref().map(|owner| owner.as_str());
         rules::check_fence(id, record.status, owner, worker)?;
         Ok(entry)
     }
@@ -350,7 +350,7 @@ impl State {
             return ClaimOutcome::NotFound;
         };
         let record = &entry.record;
-        let owner = record.lease_owner.as_ref().map(|owner| owner.0.as_str());
+        let owner = record.lease_owner.as_ref().map(|owner| owner.as_str());
         let claim =
             rules::check_claim(record.status, owner, record.lease_expires_at_ms, lease, now);
         if let Err(refusal) = claim {

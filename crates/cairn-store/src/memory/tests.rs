@@ -11,7 +11,7 @@ use crate::{HookState, Lease, NEVER, NewRun, Park, RunFilter, RunId, Store, Stor
 const T0: i64 = 1_000;
 
 fn worker() -> WorkerId {
-    WorkerId("w".to_owned())
+    WorkerId("w".into())
 }
 
 fn lease(expires_at_ms: i64) -> Lease {

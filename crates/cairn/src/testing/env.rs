@@ -202,7 +202,7 @@ impl TestEnv {
         let mut builder = Engine::builder(self.store.clone(), registry)
             .config(self.config.clone())
             .clock(self.clock.clone())
-            .worker_id(WorkerId("cairn-testing".to_owned()));
+            .worker_id(WorkerId("cairn-testing".into()));
         for (slug, stand_in) in lock(&self.overrides).iter() {
             builder = builder.override_action(slug.clone(), stand_in.clone());
         }
@@ -260,7 +260,7 @@ impl TestEnv {
             slug,
             output,
         };
-        let worker = WorkerId("cairn-testing".to_owned());
+        let worker = WorkerId("cairn-testing".into());
         Ok(self
             .store
             .append(run_id, &worker, &[event], self.clock.now_ms())
