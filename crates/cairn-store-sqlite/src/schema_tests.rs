@@ -213,6 +213,10 @@ fn assert_indexed(plan: &[String], what: &str) {
     );
 }
 
+/// A listing's filter (workflow, status, whether a parent is named), the index its plan
+/// reads, and whether it sorts.
+type Listing<'a> = (Option<&'a str>, Option<RunStatus>, bool, &'a str, bool);
+
 #[test]
 fn claims_and_listings_go_through_indexes() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -233,47 +237,24 @@ fn claims_and_listings_go_through_indexes() {
     // Each listing reads its runs newest first off one index (or, unfiltered, the table
     // itself, from its end), stopping at the limit; an unended status reads the unended
     // runs only, and sorts those.
-    let filter = |workflow: Option<&str>, status, parent_run_id| RunFilter {
-        workflow: workflow.map(str::to_owned),
-        status,
-        parent_run_id,
-        ..RunFilter::default()
-    };
-    let listings = [
-        (filter(None, None, None), "SCAN runs", false),
-        (filter(Some("w"), None, None), "runs_by_workflow", false),
-        (
-            filter(None, Some(RunStatus::Failed), None),
-            "runs_by_status",
-            false,
-        ),
-        (
-            filter(Some("w"), Some(RunStatus::Succeeded), None),
-            "runs_by_",
-            false,
-        ),
-        (
-            filter(None, Some(RunStatus::Running), None),
-            "runs_claimable",
-            true,
-        ),
-        (
-            filter(Some("w"), Some(RunStatus::Sleeping), None),
-            "runs_claimable",
-            true,
-        ),
-        (
-            filter(None, None, Some(RunId::new())),
-            "runs_by_parent",
-            false,
-        ),
-        (
-            filter(None, Some(RunStatus::Queued), Some(RunId::new())),
-            "runs_by_parent",
-            false,
-        ),
+    #[rustfmt::skip]
+    let listings: [Listing<'_>; 8] = [
+        (None, None, false, "SCAN runs", false),
+        (Some("w"), None, false, "runs_by_workflow", false),
+        (None, Some(RunStatus::Failed), false, "runs_by_status", false),
+        (Some("w"), Some(RunStatus::Succeeded), false, "runs_by_", false),
+        (None, Some(RunStatus::Running), false, "runs_claimable", true),
+        (Some("w"), Some(RunStatus::Sleeping), false, "runs_claimable", true),
+        (None, None, true, "runs_by_parent", false),
+        (None, Some(RunStatus::Queued), true, "runs_by_parent", false),
     ];
-    for (filter, reads, sorts) in listings {
+    for (workflow, status, parent, reads, sorts) in listings {
+        let filter = RunFilter {
+            workflow: workflow.map(str::to_owned),
+            status,
+            parent_run_id: parent.then(RunId::new),
+            ..RunFilter::default()
+        };
         let (sql, _) = read::list_query(&filter);
         let steps = plan(&conn, &sql);
         let runs_step = steps
@@ -423,12 +404,18 @@ fn an_event_row_is_inserted_without_a_lookup_of_its_run_and_old_rows_are_kept() 
     assert!(duplicate.is_err(), "(run_id, seq) is still the key");
 }
 
-#[test]
-fn idempotency_keys_stay_unique_and_only_keyed_runs_are_indexed() {
+/// [`populated_version_4`], upgraded by opening it (keep the directory while using it).
+fn upgraded_version_4() -> (tempfile::TempDir, Connection) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cairn.db");
     drop(populated_version_4(&path));
     let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    (dir, conn)
+}
+
+#[test]
+fn idempotency_keys_stay_unique_and_only_keyed_runs_are_indexed() {
+    let (_dir, conn) = upgraded_version_4();
     let insert = |id: &str, key: Option<&str>| {
         conn.execute(
             "INSERT INTO runs (id, workflow, status, input, idempotency_key, trigger, ready_at, created_at, updated_at) \
@@ -495,10 +482,7 @@ fn an_upgrade_that_would_leave_dangling_references_is_refused_and_rolled_back() 
 
 #[test]
 fn runs_created_before_v9_list_by_status_and_newest_first_after_it() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("cairn.db");
-    drop(populated_version_4(&path));
-    let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    let (_dir, conn) = upgraded_version_4();
     let list = |status: Option<RunStatus>| -> Vec<String> {
         let filter = RunFilter {
             status,
