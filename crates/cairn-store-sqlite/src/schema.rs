@@ -206,9 +206,10 @@ const V8: &str = "
 ";
 
 /// Version 9: the listing indexes cost a run's creation and end less. Every run's insert
-/// wrote five B-trees for listings alone, and its end moved its `runs_by_status` entry from
-/// `running`, in the middle of the index, to its final status: about a tenth of the writer
-/// thread's instructions per 3-step workflow, and their pages in every commit.
+/// wrote three B-trees for listings alone (`runs_by_created`, `runs_by_workflow`,
+/// `runs_by_status`), and its end moved its `runs_by_status` entry from `running`, in the
+/// middle of the index, to its final status: about a tenth of the writer thread's
+/// instructions per 3-step workflow, and their pages in every commit.
 /// - Listings are newest first by `rowid`, the order the store created the runs in (runs
 ///   are never deleted, so each new row takes the largest `rowid`): `runs_by_created` goes,
 ///   and the filter indexes key on the filter alone, their entries already in `rowid`
