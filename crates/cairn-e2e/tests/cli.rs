@@ -60,6 +60,17 @@ fn run_json_prints_one_object_and_runs_get_shows_every_step() {
         String::from_utf8_lossy(&out.stdout).contains(run_id),
         "the table lists the run"
     );
+    let out = sandbox.output(&["runs", "list", "--status", "succeeded"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(run_id),
+        "an ended status lists it"
+    );
+    let out = sandbox.output(&["runs", "list", "--status", "running"]);
+    let none = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        none.contains("no runs match") && !none.contains(run_id),
+        "an empty filtered listing says the filter matched nothing: {none}"
+    );
     let out = sandbox.output(&["runs", "get", run_id]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("record#2"));
     let out = sandbox.output(&["workflows", "list", "--json"]);

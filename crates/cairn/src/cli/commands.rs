@@ -37,6 +37,10 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
             let runs = engine.list_runs(&filter).await?;
             if json {
                 print_json(&Value::Array(runs.iter().map(view::run_json).collect()));
+            } else if runs.is_empty() && (filter.workflow.is_some() || filter.status.is_some()) {
+                println!(
+                    "no runs match --workflow/--status; `runs list` without them lists every run"
+                );
             } else if runs.is_empty() {
                 println!("no runs yet; start one with `run <workflow> --input '<json>'`");
             } else {
