@@ -25,7 +25,7 @@ pub(crate) struct RunState {
     /// The row's `rowid`: updates find the row by it, with no seek in the `id` index.
     pub(crate) rowid: i64,
     pub(crate) status: RunStatus,
-    pub(crate) lease_owner: Option<String>,
+    pub(crate) lease_owner: Option<WorkerId>,
     pub(crate) lease_expires_at: Option<i64>,
     pub(crate) last_seq: i64,
     /// Whether the run may have pending hooks: false only when the writer knows it
@@ -45,7 +45,7 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
             Ok((
                 row.get(0)?,
                 row.get::<_, String>(1)?,
-                row.get(2)?,
+                row.get::<_, Option<String>>(2)?,
                 row.get(3)?,
                 row.get(4)?,
             ))
@@ -57,7 +57,7 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
     Ok(Some(RunState {
         rowid,
         status: parse_status(&status)?,
-        lease_owner,
+        lease_owner: lease_owner.map(|owner| WorkerId(owner.into())),
         lease_expires_at,
         last_seq,
         may_have_hooks: true,
@@ -96,7 +96,12 @@ pub(crate) fn fenced(
     worker: &WorkerId,
 ) -> Result<RunState> {
     let state = state_of(conn, id, key)?;
-    rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)?;
+    rules::check_fence(
+        id,
+        state.status,
+        state.lease_owner.as_ref().map(WorkerId::as_str),
+        worker,
+    )?;
     Ok(state)
 }
 
@@ -243,7 +248,7 @@ pub(crate) fn create_run(
             forked_step,
             run.trigger,
             start.executions,
-            start.lease_owner.map(|owner| &owner.0),
+            start.lease_owner.map(WorkerId::as_str),
             start.lease_expires_at_ms,
             start.ready_at_ms,
             run.now_ms,
@@ -258,7 +263,7 @@ pub(crate) fn create_run(
     let state = RunState {
         rowid: conn.last_insert_rowid(),
         status: start.status,
-        lease_owner: start.lease_owner.map(|owner| owner.as_str().to_owned()),
+        lease_owner: start.lease_owner.cloned(),
         lease_expires_at: start.lease_expires_at_ms,
         // Its `RunCreated`, made from the row on reads (schema v8).
         last_seq: CREATED_SEQ,
@@ -310,7 +315,7 @@ pub(crate) fn claim_run(
     let Some(state) = load_state(conn, &key)? else {
         return Ok(RawClaimOutcome::NotFound);
     };
-    let owner = state.lease_owner.as_deref();
+    let owner = state.lease_owner.as_ref().map(WorkerId::as_str);
     if let Err(refusal) =
         rules::check_claim(state.status, owner, state.lease_expires_at, lease, now)
     {
@@ -417,8 +422,12 @@ pub(crate) fn append(
         Some(state) => state,
         None => state_of(conn, id, &key)?,
     };
-    if let Err(refusal) = rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)
-    {
+    if let Err(refusal) = rules::check_fence(
+        id,
+        state.status,
+        state.lease_owner.as_ref().map(WorkerId::as_str),
+        worker,
+    ) {
         runs.keep(id, state);
         return Err(refusal.into());
     }

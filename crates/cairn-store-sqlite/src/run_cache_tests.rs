@@ -159,7 +159,7 @@ fn a_full_cache_starts_over_instead_of_growing() {
     let state = |rowid| RunState {
         rowid,
         status: cairn_core::RunStatus::Running,
-        lease_owner: Some("holder".into()),
+        lease_owner: Some(WorkerId("holder".into())),
         lease_expires_at: None,
         last_seq: 1,
         may_have_hooks: false,
