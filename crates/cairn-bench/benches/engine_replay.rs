@@ -46,7 +46,8 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let workflow = replayed_workflow(steps);
         let store = SqliteStore::open_in_dir(dir.path()).expect("store");
-        let engine = Engine::new(Arc::new(store), Registry::new().workflow(&workflow));
+        let engine = Engine::new(Arc::new(store), Registry::new().workflow(&workflow))
+            .expect("valid registry");
         let original = runtime.block_on(async {
             let options = StartOptions {
                 execute_here: true,

@@ -65,7 +65,8 @@ pub fn open_engine(
     Ok(
         Engine::builder(Arc::new(store), Registry::new().workflow(workflow))
             .config(config)
-            .build(),
+            .build()
+            .expect("valid registry"),
     )
 }
 

@@ -7,7 +7,7 @@
 //! ```
 //! Under `cargo test --benches` each case runs once, as a smoke test.
 
-use cairn_core::{Decision, Event, Journal, StepCall, StepKey, StepKind};
+use cairn_core::{Call, Decision, Event, Journal, StepKey, StepKind};
 use divan::{Bencher, black_box, counter::ItemsCount};
 use serde_json::{Value, json};
 
@@ -60,7 +60,7 @@ fn step_key_assignment(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = empty_journal();
         for _ in 0..STEPS {
-            black_box(journal.next_key(black_box(SLUG)));
+            black_box(journal.make_call(black_box(SLUG), None));
         }
     });
 }
@@ -72,8 +72,8 @@ fn key_and_decide_new_step(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = empty_journal();
         for _ in 0..STEPS {
-            let key = journal.next_key(SLUG);
-            let decision = journal.decide(StepCall {
+            let key = journal.make_call(SLUG, None);
+            let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
@@ -94,8 +94,8 @@ fn key_decide_and_encode_step(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = empty_journal();
         for _ in 0..STEPS {
-            let key = journal.next_key(SLUG);
-            black_box(journal.decide(StepCall {
+            let key = journal.make_call(SLUG, None);
+            black_box(journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
@@ -132,8 +132,8 @@ fn replay_1000_steps_in_memory(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = Journal::new(&events, false);
         for input in &inputs {
-            let key = journal.next_key(SLUG);
-            let decision = journal.decide(StepCall {
+            let key = journal.make_call(SLUG, None);
+            let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,

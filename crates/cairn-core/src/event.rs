@@ -121,6 +121,12 @@ impl StepKind {
         }
     }
 
+    /// Whether the step does work outside the workflow body (an action attempt, a child
+    /// run). Such a step is never started while the execution is stopping or suspending.
+    pub fn does_work(self) -> bool {
+        matches!(self, StepKind::Action | StepKind::Workflow)
+    }
+
     /// Whether replay compares a call's input with the recorded one. Waits record their
     /// wake-up time or token as input, which a new call cannot know, so they are not compared.
     pub fn compares_input(self) -> bool {
@@ -150,6 +156,9 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// Replay met a recorded step that differs from the call being made.
     NonDeterminism,
+    /// Replaying a recorded history (`cairn::testing::replay`) reached a step the history
+    /// does not have.
+    Unrecorded,
     /// A child workflow run failed.
     ChildFailed,
     /// The workflow body returned an error of its own.

@@ -2,7 +2,7 @@
 //! whether to replay a recorded result, execute the step, or stop on non-determinism.
 //!
 //! One `Journal` lives for one execution of a workflow body. It is built from the run's
-//! history as the execution found it; the engine asks [`Journal::next_key`] for a key when a
+//! history as the execution found it; the engine asks [`Journal::make_call`] for a key when a
 //! call is *made*, then [`Journal::decide`] for what to do. A key is decided once per
 //! execution, so what the execution appends for it is never needed here: the next
 //! execution's journal reads it from the history.
@@ -13,9 +13,9 @@ use serde_json::Value;
 
 use crate::{ErrorInfo, Event, StepKey, StepKind};
 
-/// A step call as the workflow body makes it.
+/// A step call as the workflow body makes it, as the journal needs it.
 #[derive(Clone, Copy, Debug)]
-pub struct StepCall<'a> {
+pub struct Call<'a> {
     /// The key assigned to the call.
     pub key: &'a StepKey,
     /// What kind of step it is.
@@ -108,6 +108,7 @@ struct Recorded {
 pub struct Journal {
     recorded: HashMap<StepKey, Recorded>,
     counters: HashMap<String, u32>,
+    made: usize,
     called: HashSet<StepKey>,
     strict_inputs: bool,
 }
@@ -128,22 +129,26 @@ impl Journal {
         journal
     }
 
-    /// Assigns the key of the next call of `slug`: `<slug>#<n>` where `n` counts the earlier
-    /// calls of `slug` in this execution.
-    pub fn next_key(&mut self, slug: &str) -> StepKey {
+    /// Makes a call of `slug` and assigns its key: `custom` if given, else `<slug>#<n>` where
+    /// `n` counts the earlier calls of `slug` in this execution that took no custom key.
+    pub fn make_call(&mut self, slug: &str, custom: Option<StepKey>) -> StepKey {
+        self.made += 1;
+        if let Some(key) = custom {
+            return key;
+        }
         let n = self.counters.entry(slug.to_owned()).or_insert(0);
         let key = StepKey::numbered(slug, *n);
         *n += 1;
         key
     }
 
-    /// How many distinct step keys this execution has called.
+    /// How many calls this execution has made.
     pub fn calls_made(&self) -> usize {
-        self.called.len()
+        self.made
     }
 
     /// Decides what to do with `call`. Each key may be decided once per execution.
-    pub fn decide(&mut self, call: StepCall<'_>) -> Decision {
+    pub fn decide(&mut self, call: Call<'_>) -> Decision {
         if !self.called.insert(call.key.clone()) {
             return Decision::NonDeterminism(NonDeterminism::DuplicateKey {
                 key: call.key.clone(),
@@ -256,8 +261,13 @@ impl Journal {
             } => {
                 let step = self.recorded.entry(key.clone()).or_default();
                 step.kind_slug = Some((StepKind::Hook, crate::HOOK_SLUG.to_owned()));
-                step.input =
-                    Some(serde_json::json!({ "token": token, "timeoutAtMs": timeout_at_ms }));
+                step.input = Some(
+                    crate::HookInput {
+                        token: token.clone(),
+                        timeout_at_ms: *timeout_at_ms,
+                    }
+                    .to_value(),
+                );
                 step.attempts = step.attempts.max(1);
             }
             Event::HookResumed { key, payload } => {

@@ -47,8 +47,8 @@ fn failed(k: &str, slug: &str, attempts: u32) -> Event {
     }
 }
 
-fn call<'a>(key: &'a StepKey, slug: &'a str, input: &'a Value) -> StepCall<'a> {
-    StepCall {
+fn call<'a>(key: &'a StepKey, slug: &'a str, input: &'a Value) -> Call<'a> {
+    Call {
         key,
         kind: StepKind::Action,
         slug,
@@ -61,7 +61,7 @@ fn keys_count_calls_per_slug() {
     let mut journal = Journal::default();
     let keys: Vec<String> = ["a", "b", "a", "a", "b"]
         .iter()
-        .map(|slug| journal.next_key(slug).to_string())
+        .map(|slug| journal.make_call(slug, None).to_string())
         .collect();
     assert_eq!(keys, ["a#0", "b#0", "a#1", "a#2", "b#1"]);
 }
@@ -170,7 +170,7 @@ fn a_different_kind_at_the_same_key_is_non_determinism() {
     let history = [completed("x#0", "x", json!(1))];
     let mut journal = Journal::new(&history, false);
     let k = key("x#0");
-    let decision = journal.decide(StepCall {
+    let decision = journal.decide(Call {
         key: &k,
         kind: StepKind::Workflow,
         slug: "x",
@@ -207,7 +207,7 @@ fn strict_journals_fail_on_changed_input() {
 #[test]
 fn one_key_is_decided_once_per_execution() {
     let mut journal = Journal::default();
-    let k = key("custom");
+    let k = journal.make_call("a", Some(key("custom")));
     assert!(matches!(
         journal.decide(call(&k, "a", &Value::Null)),
         Decision::Execute { .. }
@@ -242,7 +242,7 @@ fn hooks_replay_their_payload_once_resumed_and_keep_their_token_while_pending() 
         schema: json!({}),
         timeout_at_ms: Some(9),
     };
-    let call = StepCall {
+    let call = Call {
         key: &k,
         kind: StepKind::Hook,
         slug: crate::HOOK_SLUG,

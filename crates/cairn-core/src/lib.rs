@@ -15,13 +15,15 @@ mod limits;
 mod retry;
 mod step_key;
 mod summary;
+mod waits;
 
 pub use duration::{InvalidDuration, parse_duration};
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKind};
-pub use journal::{Decision, Journal, NonDeterminism, StepCall};
+pub use journal::{Call, Decision, Journal, NonDeterminism};
 pub use limits::{LimitExceeded, Limits};
 pub use retry::RetryPolicy;
 pub use step_key::{
     HOOK_SLUG, InvalidSlug, NOW_SLUG, RANDOM_SLUG, SLEEP_SLUG, StepKey, UUID_SLUG, validate_slug,
 };
-pub use summary::{StepStatus, StepSummary, summarize_steps};
+pub use summary::{AttemptError, StepStatus, StepSummary, summarize_steps};
+pub use waits::{HookInput, SleepInput};

@@ -83,6 +83,20 @@ impl StepSummary {
         }
     }
 
+    /// When a sleep step wakes, as it recorded it.
+    pub fn sleep_input(&self) -> Option<crate::SleepInput> {
+        (self.kind == StepKind::Sleep)
+            .then(|| self.input.as_ref().and_then(crate::SleepInput::from_value))
+            .flatten()
+    }
+
+    /// A hook step's token and timeout, as it recorded them.
+    pub fn hook_input(&self) -> Option<crate::HookInput> {
+        (self.kind == StepKind::Hook)
+            .then(|| self.input.as_ref().and_then(crate::HookInput::from_value))
+            .flatten()
+    }
+
     /// How long the step took, from its first attempt to its end (ms), once it has ended.
     pub fn duration_ms(&self) -> Option<i64> {
         self.finished_at_ms.map(|end| end - self.started_at_ms)
@@ -162,8 +176,13 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 let step = fold.step(key, StepKind::Hook, crate::HOOK_SLUG, at);
                 step.status = StepStatus::Waiting;
                 step.attempts = 1;
-                step.input =
-                    Some(serde_json::json!({ "token": token, "timeoutAtMs": timeout_at_ms }));
+                step.input = Some(
+                    crate::HookInput {
+                        token: token.clone(),
+                        timeout_at_ms: *timeout_at_ms,
+                    }
+                    .to_value(),
+                );
             }
             Event::HookResumed { key, payload } => {
                 let step = fold.step(key, StepKind::Hook, crate::HOOK_SLUG, at);

@@ -20,7 +20,7 @@ fn with_engine<T>(sandbox: &Sandbox, work: impl AsyncFnOnce(&Engine) -> T) -> T 
         let store = PostgresStore::connect_with(&url, options)
             .await
             .expect("connect");
-        let engine = Engine::new(Arc::new(store), cairn_e2e::registry());
+        let engine = Engine::new(Arc::new(store), cairn_e2e::registry()).expect("valid registry");
         let result = work(&engine).await;
         engine.store().flush().await.expect("flush");
         result

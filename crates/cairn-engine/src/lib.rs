@@ -5,38 +5,54 @@
 //! executor asks the sans-IO [`Journal`](cairn_core::Journal) whether the run's history has
 //! the result (replay) or the step must execute; an executed step's result is appended to the
 //! run's log, durably, before anything outside the workflow can depend on it (the next
-//! step's start, the run's end: see `writes`).
+//! step's start, the run's end: see `run::writes`).
+//!
+//! The crate is built in layers; a module uses only the layers below its own (checked by
+//! `tests/layers.rs`):
+//!
+//! 1. `base`: errors, schemas, the clock, entropy, configuration, resources.
+//! 2. `run`: one execution ([`RunContext`](run::RunContext)), its stop reasons and its
+//!    deferred writes, over a narrow environment (`run::env`).
+//! 3. `call`: the one path every kind of step is made through (key, limits, replay or
+//!    execute, the stop rule), payload codecs, action attempts, waiting and suspending.
+//! 4. `steps`: actions, workflows and child runs, recorded values, sleeps, hooks.
+//! 5. `registry`: what a binary offers, and the resources its actions share.
+//! 6. `runtime`: driving runs, the executor, the heartbeat; runs child runs for layer 4
+//!    through the `ChildRuns` trait of layer 2.
+//! 7. `api`: [`Engine`], the worker loop, resuming hooks, views.
 
-mod action;
-mod attempt;
-mod clock;
-mod context;
-mod engine;
-mod error;
-mod executor;
-mod heartbeat;
+mod api;
+mod base;
+mod call;
 mod registry;
-mod resume;
-mod schema;
-mod shared;
-mod step;
-mod wait;
-mod worker;
-mod workflow;
-mod writes;
+mod run;
+mod runtime;
+mod steps;
 
-pub use action::{Action, ActionBuilder, ActionCtx, ActionInfo, Payload};
-pub use cairn_core::RetryPolicy as Retry;
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use context::UNRECORDED;
-pub use engine::{
-    ActionOverride, Engine, EngineBuilder, EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, RunDetail,
-    RunEvent, StartOptions, Started,
+pub use api::{
+    engine::{Engine, EngineBuilder, RunDetail, StartOptions, Started},
+    view::{RunDetailView, RunView, StepView, timestamp},
 };
-pub use error::{ActionError, EngineError, StepError, WorkflowError};
+pub use base::{
+    clock::{Clock, ManualClock, SystemClock},
+    config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, MAX_STEP_KEY_LEN},
+    entropy::{Entropy, OsEntropy, SeededEntropy},
+    error::{ActionError, EngineError, ErrorClass, StepError, WorkflowError},
+    info::{ActionInfo, WorkflowInfo},
+    schema::{Payload, Violation, Violations},
+};
+pub use cairn_core::RetryPolicy as Retry;
+pub use call::StepCall;
 pub use registry::Registry;
-pub use schema::{Violation, Violations};
-pub use step::StepCall;
+pub use run::{
+    action_ctx::ActionCtx,
+    body::WorkflowCtx,
+    env::{ActionOverride, RunEvent},
+};
+pub use steps::{
+    action::{Action, ActionBuilder},
+    hook::{Hook, HookOptions},
+    sleep::SleepFor,
+    workflow::{Workflow, WorkflowBuilder},
+};
 pub use tokio_util::sync::CancellationToken;
-pub use wait::{Hook, HookOptions, SleepFor};
-pub use workflow::{Workflow, WorkflowBuilder, WorkflowCtx, WorkflowInfo};

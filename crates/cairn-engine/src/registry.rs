@@ -1,18 +1,31 @@
-//! The registry: which workflows and actions a binary offers, by slug.
+//! Layer 5, the registry: which workflows and actions a binary offers, by slug, and the
+//! resources its actions share. Uses layers 1 to 4.
 
 use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
-    action::{Action, ActionInfo, Payload},
-    workflow::{ErasedWorkflow, Workflow, WorkflowInfo},
+    base::{
+        error::EngineError,
+        info::{ActionInfo, WorkflowInfo},
+        resources::Resources,
+        schema::Payload,
+    },
+    run::body::ErasedWorkflow,
+    steps::{action::Action, workflow::Workflow},
 };
 
-/// The workflows (and, for listings and tools, actions) a binary registers. A worker only
-/// claims runs of the workflows its registry has.
+/// The workflows (and, for listings and tools, actions) a binary registers, and the
+/// resources its actions use. A worker only claims runs of the workflows its registry has.
+///
+/// A definition that cannot be used (a bad slug, two different definitions under one slug)
+/// is reported by [`check`](Registry::check), which building an engine calls: the mistake
+/// shows when the binary starts, not at the first run.
 #[derive(Clone, Default)]
 pub struct Registry {
     workflows: BTreeMap<String, Arc<dyn ErasedWorkflow>>,
     actions: BTreeMap<String, ActionInfo>,
+    pub(crate) resources: Resources,
+    problems: Vec<String>,
 }
 
 impl Registry {
@@ -22,37 +35,59 @@ impl Registry {
     }
 
     /// Registers a workflow.
-    ///
-    /// # Panics
-    /// If a different workflow with the same slug is registered already.
     pub fn workflow<I: Payload, O: Payload>(mut self, workflow: &Workflow<I, O>) -> Self {
+        if let Some(invalid) = workflow.invalid() {
+            self.problems.push(invalid.to_owned());
+            return self;
+        }
         let erased = workflow.erased();
-        if let Some(existing) = self.workflows.get(workflow.slug()) {
-            assert!(
-                Arc::ptr_eq(existing, &erased),
-                "two different workflows are registered with the slug {:?}",
+        if let Some(existing) = self.workflows.get(workflow.slug())
+            && !Arc::ptr_eq(existing, &erased)
+        {
+            self.problems.push(format!(
+                "two different workflows are registered with the slug {:?}; give each its own slug",
                 workflow.slug()
-            );
+            ));
+            return self;
         }
         self.workflows.insert(workflow.slug().to_owned(), erased);
         self
     }
 
     /// Registers an action (for `workflows list` and tool use; workflows call actions directly).
-    ///
-    /// # Panics
-    /// If a different action with the same slug is registered already.
     pub fn action<I: Payload, O: Payload>(mut self, action: &Action<I, O>) -> Self {
-        if let Some(existing) = self.actions.get(action.slug()) {
-            assert!(
-                existing == action.info(),
-                "two different actions are registered with the slug {:?}",
+        if let Some(invalid) = &action.inner.invalid {
+            self.problems.push(invalid.clone());
+            return self;
+        }
+        if let Some(existing) = self.actions.get(action.slug())
+            && existing != action.info()
+        {
+            self.problems.push(format!(
+                "two different actions are registered with the slug {:?}; give each its own slug",
                 action.slug()
-            );
+            ));
+            return self;
         }
         self.actions
             .insert(action.slug().to_owned(), action.info().clone());
         self
+    }
+
+    /// Shares `value` with every action: an action reads it with
+    /// [`ActionCtx::resource`](crate::ActionCtx::resource). One value per type; a second
+    /// value of the same type replaces the first.
+    pub fn resource<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.resources.insert(value);
+        self
+    }
+
+    /// `Ok` if every registered definition can be used; else what is wrong with them.
+    pub fn check(&self) -> Result<(), EngineError> {
+        if self.problems.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Registry(self.problems.join("; ")))
     }
 
     /// The registered workflows, by slug.
@@ -79,6 +114,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
             .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .field("resources", &self.resources)
             .finish()
     }
 }

@@ -224,6 +224,7 @@ async fn two_engines_on_one_file_never_run_a_step_twice() {
         Engine::builder(Arc::new(store), Registry::new().workflow(&workflow))
             .config(config.clone())
             .build()
+            .expect("valid registry")
     };
     let (first, second) = (make(), make());
     let total = 40;

@@ -28,7 +28,11 @@ use tempfile::TempDir;
 fn engine_and_store(registry: Registry) -> (Engine, Arc<dyn Store>, TempDir) {
     let dir = TempDir::new().expect("temp dir");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("store"));
-    (Engine::new(store.clone(), registry), store, dir)
+    (
+        Engine::new(store.clone(), registry).expect("valid registry"),
+        store,
+        dir,
+    )
 }
 
 /// A clock that moves one millisecond every time it is read, so any two readings differ.
@@ -53,7 +57,8 @@ fn ticking_engine(registry: Registry, config: EngineConfig) -> (Engine, Arc<dyn 
     let engine = Engine::builder(store.clone(), registry)
         .config(config)
         .clock(clock)
-        .build();
+        .build()
+        .expect("valid registry");
     (engine, store, dir)
 }
 
@@ -121,7 +126,8 @@ async fn a_run_exists_before_its_first_action_and_each_result_before_the_next_ac
             Ok(probe.run(b).await?)
         }
     });
-    let engine = Engine::new(store.clone(), Registry::new().workflow(&workflow));
+    let engine =
+        Engine::new(store.clone(), Registry::new().workflow(&workflow)).expect("valid registry");
 
     let run = engine
         .run(&workflow, &Num { n: 1 }, StartOptions::default())
@@ -175,7 +181,8 @@ async fn a_result_is_written_while_the_body_waits_on_something_else() {
             Ok(out)
         }
     });
-    let engine = Engine::new(store.clone(), Registry::new().workflow(&workflow));
+    let engine =
+        Engine::new(store.clone(), Registry::new().workflow(&workflow)).expect("valid registry");
     let runner = engine.clone();
     let body = workflow.clone();
     let running = tokio::spawn(async move {

@@ -7,7 +7,7 @@
 //! ```
 //! Under `cargo test --benches` each case runs once, as a smoke test.
 
-use cairn_core::{Decision, Event, Journal, StepCall, StepKey, StepKind};
+use cairn_core::{Call, Decision, Event, Journal, StepKey, StepKind};
 use cairn_store::{NewRun, RunId, Store};
 use cairn_store_sqlite::SqliteStore;
 use divan::{Bencher, black_box, counter::ItemsCount};
@@ -109,8 +109,8 @@ fn replay_1000_steps_from_store(bencher: Bencher) {
         let events = fixture.load();
         let mut journal = Journal::new(events.iter().map(|record| &record.event), false);
         for input in &inputs {
-            let key = journal.next_key(SLUG);
-            let decision = journal.decide(StepCall {
+            let key = journal.make_call(SLUG, None);
+            let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,

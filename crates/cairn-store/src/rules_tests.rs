@@ -208,6 +208,7 @@ fn parking_yields_to_a_log_that_grew() {
         status: RunStatus::Waiting,
         wake_at_ms: crate::NEVER,
         known_seq: 4,
+        child: None,
     };
     assert_eq!(
         park_target(&park, 4, 10),

@@ -221,6 +221,9 @@ pub struct Park {
     pub wake_at_ms: i64,
     /// The `seq` of the last event the parking worker knows of.
     pub known_seq: u64,
+    /// A child run the parked run waits for: if it has ended by the time the run is parked,
+    /// the run is made ready instead.
+    pub child: Option<RunId>,
 }
 
 /// Where a hook is.

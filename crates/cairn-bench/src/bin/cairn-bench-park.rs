@@ -95,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
     let engine = Engine::builder(store.clone(), Registry::new().workflow(&workflow))
         .config(config)
         .clock(clock.clone())
-        .build();
+        .build()
+        .expect("valid registry");
     let rss_before = rss_kib().unwrap_or(0);
 
     let started = Instant::now();

@@ -104,7 +104,7 @@ pub async fn open_engine(
     if let Some(worker) = worker {
         builder = builder.worker_id(worker);
     }
-    Ok(builder.build())
+    Ok(builder.build()?)
 }
 
 /// Runs every measurement and drops the schemas it made.

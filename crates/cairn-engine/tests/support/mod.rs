@@ -26,7 +26,8 @@ pub fn engine_with(registry: Registry, mut config: EngineConfig) -> (Engine, Tem
     (
         Engine::builder(Arc::new(store), registry)
             .config(config)
-            .build(),
+            .build()
+            .expect("valid registry"),
         dir,
     )
 }

@@ -46,6 +46,7 @@ pub async fn park_run_frees_the_lease_until_the_wake_time(store: Arc<dyn Store>)
         status: RunStatus::Sleeping,
         wake_at_ms: T0 + 5_000,
         known_seq: known,
+        child: None,
     };
     assert!(
         store.park_run(id, &w, park, T0).await.expect("park_run"),
@@ -97,6 +98,7 @@ pub async fn resume_hook_records_the_payload_once_and_wakes_the_run(store: Arc<d
         status: RunStatus::Waiting,
         wake_at_ms: NEVER,
         known_seq: known,
+        child: None,
     };
     assert!(store.park_run(id, &w, park, T0).await.expect("park_run"));
     assert_eq!(get(store, id).await.status, RunStatus::Waiting);
@@ -178,6 +180,7 @@ pub async fn a_resume_before_parking_is_not_lost(store: Arc<dyn Store>) {
         status: RunStatus::Waiting,
         wake_at_ms: NEVER,
         known_seq: known,
+        child: None,
     };
     let parked = store
         .park_run(id, &w, park, T0 + 20)

@@ -187,6 +187,7 @@ async fn a_run_waiting_without_timeout_counts_as_never_in_next_ready_at() {
         status: RunStatus::Waiting,
         wake_at_ms: NEVER,
         known_seq: 1,
+        child: None,
     };
     assert!(store.park_run(id, &worker(), park, T0).await.expect("park"));
     let workflows = ["a".to_owned()];

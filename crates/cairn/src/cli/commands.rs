@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use cairn_core::{RunStatus, StepKey};
 use cairn_engine::CancellationToken;
-use cairn_engine::{Engine, StartOptions};
+use cairn_engine::{Engine, RunDetailView, RunView, StartOptions};
 use cairn_store::{RunFilter, RunId, RunRecord};
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
             };
             let runs = engine.list_runs(&filter).await?;
             if json {
-                print_json(&Value::Array(runs.iter().map(view::run_json).collect()));
+                print_json(&runs.iter().map(RunView::from).collect::<Vec<_>>());
             } else if runs.is_empty() && (filter.workflow.is_some() || filter.status.is_some()) {
                 println!(
                     "no runs match --workflow/--status; `runs list` without them lists every run"
@@ -51,7 +51,7 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
         Command::Runs(RunsCommand::Get { run_id, json }) => {
             let detail = engine.get_run(parse_id(&run_id)?).await?;
             if json {
-                print_json(&view::detail_json(&detail));
+                print_json(&RunDetailView::from(&detail));
             } else {
                 println!("{}", view::detail_text(&detail));
             }
@@ -248,7 +248,7 @@ pub(crate) fn parse_id(text: &str) -> Result<RunId, CliError> {
     text.parse().map_err(CliError::Usage)
 }
 
-pub(crate) fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()

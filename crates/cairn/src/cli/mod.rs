@@ -72,21 +72,7 @@ fn report(err: CliError) -> ExitCode {
     eprintln!("error: {err}");
     let user_error = match &err {
         CliError::Usage(_) => true,
-        CliError::Engine(engine) => matches!(
-            engine,
-            EngineError::UnknownWorkflow { .. }
-                | EngineError::InvalidInput { .. }
-                | EngineError::Limit(_)
-                | EngineError::RunNotFound(_)
-                | EngineError::StepNotFound { .. }
-                | EngineError::BadRequest(_)
-                | EngineError::InvalidPayload { .. }
-                | EngineError::Store(cairn_store::StoreError::HookNotFound)
-                | EngineError::Store(cairn_store::StoreError::HookNotPending { .. })
-                | EngineError::Store(cairn_store::StoreError::RunNotFound(_))
-                | EngineError::Store(cairn_store::StoreError::NotRetryable { .. })
-                | EngineError::Store(cairn_store::StoreError::RunEnded { .. })
-        ),
+        CliError::Engine(engine) => engine.class().is_caller_error(),
         CliError::Open(_) => false,
     };
     ExitCode::from(if user_error { 2 } else { 1 })
@@ -113,7 +99,7 @@ async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> 
     {
         config.max_concurrent_runs = (*concurrency).max(1);
     }
-    Ok(Engine::builder(store, registry).config(config).build())
+    Ok(Engine::builder(store, registry).config(config).build()?)
 }
 
 /// PostgreSQL when a database URL is given, else the embedded SQLite file in the data dir.

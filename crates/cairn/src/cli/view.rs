@@ -1,18 +1,13 @@
-//! How runs and steps are shown: camelCase JSON objects and comfy-table tables.
+//! How runs and steps are shown on a terminal: comfy-table tables and short texts. The JSON
+//! shapes are the engine's views (`cairn_engine::RunView`, `RunDetailView`), shared with the
+//! HTTP API and the testing harness.
 
-use std::time::{Duration, UNIX_EPOCH};
-
-use cairn_core::{ErrorInfo, StepStatus, StepSummary};
+use cairn_core::{ErrorInfo, StepStatus};
 use cairn_engine::RunDetail;
+pub(crate) use cairn_engine::timestamp;
 use cairn_store::RunRecord;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
-
-/// A unix-ms time as RFC 3339 (UTC, milliseconds).
-pub(crate) fn timestamp(ms: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
-}
 
 /// Milliseconds as a short human duration (`12 ms`, `1.5 s`, `3 min`).
 pub(crate) fn duration(ms: i64) -> String {
@@ -31,52 +26,6 @@ pub(crate) fn outcome_json(run: &RunRecord) -> Value {
         "output": run.output,
         "error": run.error,
     })
-}
-
-/// A run without its steps.
-pub(crate) fn run_json(run: &RunRecord) -> Value {
-    json!({
-        "runId": run.run_id,
-        "workflow": run.workflow,
-        "status": run.status,
-        "input": run.input,
-        "output": run.output,
-        "error": run.error,
-        "idempotencyKey": run.idempotency_key,
-        "parentRunId": run.parent_run_id,
-        "forkedFrom": run.forked_from,
-        "trigger": run.trigger,
-        "executions": run.executions,
-        "createdAt": timestamp(run.created_at_ms),
-        "finishedAt": run.finished_at_ms.map(timestamp),
-        "durationMs": run.finished_at_ms.map(|end| end - run.created_at_ms),
-    })
-}
-
-/// One step.
-pub(crate) fn step_json(step: &StepSummary) -> Value {
-    json!({
-        "key": step.key,
-        "kind": step.kind,
-        "slug": step.slug,
-        "status": step.status,
-        "attempts": step.attempts,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "attemptErrors": step.attempt_errors,
-        "startedAt": timestamp(step.started_at_ms),
-        "finishedAt": step.finished_at_ms.map(timestamp),
-        "durationMs": step.duration_ms(),
-    })
-}
-
-/// A run with its steps in execution order.
-pub(crate) fn detail_json(detail: &RunDetail) -> Value {
-    let mut run = run_json(&detail.run);
-    run["steps"] = detail.steps.iter().map(step_json).collect();
-    run["events"] = serde_json::to_value(&detail.events).unwrap_or_default();
-    run
 }
 
 fn table() -> Table {
@@ -162,17 +111,16 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
         "OUTPUT / ERROR",
     ]);
     for step in &detail.steps {
-        let input = step.input.as_ref();
         let result = match (&step.output, &step.error, step.status) {
             (_, Some(error), _) => error.message.clone(),
             (Some(output), None, _) => output.to_string(),
-            (None, None, StepStatus::Sleeping) => input
-                .and_then(|input| input["wakeAtMs"].as_i64())
-                .map(|at| format!("until {}", timestamp(at)))
+            (None, None, StepStatus::Sleeping) => step
+                .sleep_input()
+                .map(|sleep| format!("until {}", timestamp(sleep.wake_at_ms)))
                 .unwrap_or_default(),
-            (None, None, StepStatus::Waiting) => input
-                .and_then(|input| input["token"].as_str())
-                .map(|token| format!("waiting for `hooks resume {token}`"))
+            (None, None, StepStatus::Waiting) => step
+                .hook_input()
+                .map(|hook| format!("waiting for `hooks resume {}`", hook.token))
                 .unwrap_or_default(),
             (None, None, _) => String::new(),
         };

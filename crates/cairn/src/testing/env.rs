@@ -1,4 +1,6 @@
-//! [`TestEnv`]: an engine on an in-memory store and a virtual clock, with mocks.
+//! [`TestEnv`]: an engine on an in-memory store and a virtual clock, with mocks. It drives
+//! the engine's real loop: runs are executed by [`Engine::execute_ready`], as a worker would,
+//! until nothing is ready; mocks run where the action's body would.
 
 use std::{
     collections::HashMap,
@@ -13,11 +15,13 @@ use cairn_core::{
     ErrorInfo, ErrorKind, Event, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
 };
 use cairn_engine::{
-    Action, ActionError, ActionOverride, Clock, Engine, EngineConfig, EngineError, ManualClock,
-    Payload, Registry, RunDetail, StartOptions, Workflow,
+    Action, ActionError, ActionOverride, Clock, Engine, EngineConfig, EngineError, Payload,
+    Registry, RunDetail, RunDetailView, SeededEntropy, StartOptions, Workflow,
 };
-use cairn_store::{MemoryStore, RunFilter, RunId, RunRecord, Store, WorkerId};
+use cairn_store::{ClaimOutcome, Lease, MemoryStore, RunFilter, RunId, RunRecord, Store, WorkerId};
 use futures::FutureExt;
+
+use super::clock::TestClock;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -92,15 +96,25 @@ pub enum Wait {
 }
 
 /// A workflow test environment: in-memory store, virtual clock (retry backoffs and sleeps
-/// take no wall-clock time), mocked actions. Unmocked actions run for real.
+/// take no wall-clock time), seeded randomness (the same test makes the same run ids and hook
+/// tokens), mocked actions. Unmocked actions run for real.
+///
+/// Run the test on tokio's paused time (`#[tokio::test(start_paused = true)]`) and the
+/// virtual clock drives tokio's timers too: an action `.timeout()` or a `tokio::time::sleep`
+/// inside an action takes no wall-clock time. On a normal runtime the clock moves only when
+/// the harness skips it.
 pub struct TestEnv {
     store: Arc<dyn Store>,
-    clock: Arc<ManualClock>,
+    clock: TestClock,
+    seed: u64,
     registry: Mutex<Registry>,
     overrides: Mutex<HashMap<String, ActionOverride>>,
     runs: Mutex<Vec<RunId>>,
     config: EngineConfig,
 }
+
+/// The lease holder the harness executes and seeds runs as.
+const WORKER: &str = "cairn-testing";
 
 impl Default for TestEnv {
     fn default() -> Self {
@@ -118,7 +132,6 @@ impl TestEnv {
     pub(crate) fn new_config() -> EngineConfig {
         EngineConfig {
             in_process_wait_limit: Duration::ZERO,
-            return_when_parked: true,
             lease_ttl: Duration::from_secs(365 * 86_400),
             poll_interval: Duration::from_millis(1),
             ..EngineConfig::default()
@@ -128,12 +141,20 @@ impl TestEnv {
     pub(crate) fn with_config(config: EngineConfig) -> TestEnv {
         TestEnv {
             store: Arc::new(MemoryStore::new()),
-            clock: Arc::new(ManualClock::new(START_MS)),
+            clock: TestClock::new(START_MS),
+            seed: 0,
             registry: Mutex::new(Registry::new()),
             overrides: Mutex::new(HashMap::new()),
             runs: Mutex::new(Vec::new()),
             config,
         }
+    }
+
+    /// Seeds the environment's randomness (run ids, hook tokens, `ctx.random()`,
+    /// `ctx.uuid()`, backoff jitter); the default seed is 0.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
     /// Replaces `action`'s body with `mock` (its output is still checked against the schema).
@@ -197,16 +218,23 @@ impl TestEnv {
     }
 
     /// The engine of this environment (to use the full API in a test).
+    ///
+    /// # Panics
+    /// If the registered workflows cannot be used (a bad slug, two definitions under one
+    /// slug): the message says which.
     pub fn engine(&self) -> Engine {
         let registry = lock(&self.registry).clone();
         let mut builder = Engine::builder(self.store.clone(), registry)
             .config(self.config.clone())
-            .clock(self.clock.clone())
-            .worker_id(WorkerId("cairn-testing".into()));
+            .clock(Arc::new(self.clock.clone()))
+            .entropy(Arc::new(SeededEntropy::new(self.seed)))
+            .worker_id(WorkerId(WORKER.into()));
         for (slug, stand_in) in lock(&self.overrides).iter() {
             builder = builder.override_action(slug.clone(), stand_in.clone());
         }
-        builder.build()
+        builder
+            .build()
+            .unwrap_or_else(|err| panic!("TestEnv: {err}"))
     }
 
     /// Starts `workflow` and executes it until it completes, fails, or every path waits.
@@ -231,7 +259,6 @@ impl TestEnv {
     ) -> Result<RunId, EngineError> {
         self.add(workflow);
         let options = StartOptions {
-            execute_here: true,
             trigger: Some("test".into()),
             ..StartOptions::default()
         };
@@ -260,11 +287,25 @@ impl TestEnv {
             slug,
             output,
         };
-        let worker = WorkerId("cairn-testing".into());
-        Ok(self
-            .store
-            .append(run_id, &worker, &[event], self.clock.now_ms())
-            .await?)
+        // Recorded as the harness's worker would: under the run's lease.
+        let now = self.clock.now_ms();
+        let lease = Lease {
+            worker: WorkerId(WORKER.into()),
+            expires_at_ms: now + 60_000,
+        };
+        match self.store.claim_run(run_id, &lease, now).await? {
+            ClaimOutcome::Claimed(_) => {}
+            ClaimOutcome::NotFound => return Err(EngineError::RunNotFound(run_id)),
+            ClaimOutcome::Held { .. } | ClaimOutcome::Ended(_) => {
+                return Err(EngineError::BadRequest(format!(
+                    "run {run_id} is executing or has ended; seed steps right after `start`"
+                )));
+            }
+        }
+        self.store
+            .append(run_id, &lease.worker, &[event], now)
+            .await?;
+        Ok(self.store.release_lease(run_id, &lease.worker, now).await?)
     }
 
     /// Executes `run_id` as far as it goes and says how it stands. Retry backoffs are
@@ -278,11 +319,33 @@ impl TestEnv {
         }
     }
 
+    /// Executes every ready run until none is, skipping the virtual clock to retry backoffs
+    /// of `run_id` and its child runs, then returns `run_id` as it stands.
     async fn drive(&self, run_id: RunId) -> Result<RunDetail, EngineError> {
         let engine = self.engine();
         loop {
-            let run = engine.execute(run_id).await?;
+            while engine.execute_ready().await? > 0 {}
             let detail = engine.get_run(run_id).await?;
+            if detail.run.status.is_terminal() {
+                return Ok(detail);
+            }
+            match self.next_retry(&engine, detail.clone()).await? {
+                Some(at_ms) => self.clock.skip_to(at_ms).await,
+                None => return Ok(detail),
+            }
+        }
+    }
+
+    /// When the earliest retry backoff of `detail`'s run or its unended child runs ends: a
+    /// run retries when a step is retrying and none waits on a sleep or a hook.
+    async fn next_retry(
+        &self,
+        engine: &Engine,
+        detail: RunDetail,
+    ) -> Result<Option<i64>, EngineError> {
+        let mut earliest = None::<i64>;
+        let mut pending = vec![detail];
+        while let Some(detail) = pending.pop() {
             let retrying = detail
                 .steps
                 .iter()
@@ -291,11 +354,26 @@ impl TestEnv {
                 .steps
                 .iter()
                 .any(|s| matches!(s.status, StepStatus::Sleeping | StepStatus::Waiting));
-            if run.status.is_terminal() || !retrying || waiting {
-                return Ok(detail);
+            if retrying && !waiting && !detail.run.status.is_terminal() {
+                let at = detail.run.ready_at_ms;
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
-            self.clock.advance_to(run.ready_at_ms);
+            for child in self.children(detail.run.run_id).await {
+                if !child.status.is_terminal() {
+                    pending.push(engine.get_run(child.run_id).await?);
+                }
+            }
         }
+        Ok(earliest)
+    }
+
+    async fn children(&self, run_id: RunId) -> Vec<RunRecord> {
+        let filter = RunFilter {
+            parent_run_id: Some(run_id),
+            limit: 1_000,
+            ..RunFilter::default()
+        };
+        self.store.list_runs(&filter).await.unwrap_or_default()
     }
 
     /// What a suspended run waits for, its child runs' waits included.
@@ -304,15 +382,17 @@ impl TestEnv {
         let mut pending = vec![detail.clone()];
         while let Some(detail) = pending.pop() {
             for step in &detail.steps {
-                let input = step.input.clone().unwrap_or(Value::Null);
                 match step.status {
-                    StepStatus::Sleeping => waits.push(Wait::Sleep {
-                        key: step.key.clone(),
-                        until: UNIX_EPOCH
-                            + Duration::from_millis(input["wakeAtMs"].as_u64().unwrap_or(0)),
-                    }),
+                    StepStatus::Sleeping => {
+                        let wake_at_ms = step.sleep_input().map_or(0, |sleep| sleep.wake_at_ms);
+                        waits.push(Wait::Sleep {
+                            key: step.key.clone(),
+                            until: UNIX_EPOCH
+                                + Duration::from_millis(u64::try_from(wake_at_ms).unwrap_or(0)),
+                        });
+                    }
                     StepStatus::Waiting => {
-                        let token = input["token"].as_str().unwrap_or_default().to_owned();
+                        let token = step.hook_input().map(|hook| hook.token).unwrap_or_default();
                         let hook = self.store.get_hook(&token).await.ok().flatten();
                         let schema = hook.map(|hook| hook.schema).unwrap_or_default();
                         waits.push(Wait::Hook {
@@ -324,12 +404,7 @@ impl TestEnv {
                     _ => {}
                 }
             }
-            let filter = RunFilter {
-                parent_run_id: Some(detail.run.run_id),
-                limit: 1_000,
-                ..RunFilter::default()
-            };
-            for child in self.store.list_runs(&filter).await.unwrap_or_default() {
+            for child in self.children(detail.run.run_id).await {
                 if !child.status.is_terminal()
                     && let Ok(child) = self.run(child.run_id).await
                 {
@@ -343,18 +418,17 @@ impl TestEnv {
     /// Moves the virtual clock forward and executes every run of this environment whose
     /// sleep is now over.
     pub async fn skip_time(&self, by: Duration) {
-        self.clock.advance(by);
-        let now = self.clock.now_ms();
+        self.clock.skip(by).await;
         let runs = lock(&self.runs).clone();
         for run_id in runs {
-            let due = self
+            let unended = self
                 .store
                 .get_run(run_id)
                 .await
                 .ok()
                 .flatten()
-                .is_some_and(|run| due(&run, now));
-            if due {
+                .is_some_and(|run| !run.status.is_terminal());
+            if unended {
                 let _ = self.drive(run_id).await;
             }
         }
@@ -400,7 +474,8 @@ impl TestEnv {
     /// The run as `runs get <id> --json` prints it (with its `events`): what
     /// [`replay`](super::replay) takes.
     pub async fn export(&self, run_id: RunId) -> Result<Value, EngineError> {
-        Ok(crate::cli::view::detail_json(&self.run(run_id).await?))
+        let view = RunDetailView::from(&self.run(run_id).await?);
+        serde_json::to_value(view).map_err(|err| EngineError::BadRequest(err.to_string()))
     }
 
     /// The run started last.
@@ -416,10 +491,6 @@ impl TestEnv {
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
-}
-
-fn due(run: &RunRecord, now: i64) -> bool {
-    !run.status.is_terminal() && run.ready_at_ms <= now
 }
 
 fn outcome_of<O: Payload>(detail: &RunDetail, waits: Vec<Wait>) -> Outcome<O> {

@@ -29,8 +29,10 @@
 //! # }
 //! ```
 
+mod clock;
 mod env;
 mod replay;
 
+pub use clock::TestClock;
 pub use env::{Outcome, TestEnv, Wait};
 pub use replay::{ReplayError, replay};

@@ -18,8 +18,8 @@ use cairn_store::StoreError;
 use tokio::task::JoinHandle;
 
 use crate::{
-    context::{Abort, RunContext},
-    shared::Shared,
+    run::{RunContext, Stop},
+    runtime::Runtime,
 };
 
 /// The engine's renewal loop, started by its first execution (on that execution's
@@ -32,13 +32,13 @@ pub(crate) struct Heartbeats {
 impl Heartbeats {
     /// Starts the loop unless it is running (it stops with the runtime it was started on, so
     /// an engine used on a later runtime starts it again).
-    pub(crate) fn ensure_running(&self, shared: &Arc<Shared>) {
+    pub(crate) fn ensure_running(&self, runtime: &Arc<Runtime>) {
         let mut task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
         if task.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
-        let every = (shared.config.lease_ttl / 3).max(Duration::from_millis(10));
-        *task = Some(tokio::spawn(renew_every(Arc::downgrade(shared), every)));
+        let every = (runtime.env.config.lease_ttl / 3).max(Duration::from_millis(10));
+        *task = Some(tokio::spawn(renew_every(Arc::downgrade(runtime), every)));
     }
 }
 
@@ -51,22 +51,20 @@ impl Drop for Heartbeats {
     }
 }
 
-/// Every `every`, renews the lease of each run `shared` executes, all at once; ends when the
+/// Every `every`, renews the lease of each run `runtime` executes, all at once; ends when the
 /// engine is gone.
-async fn renew_every(shared: Weak<Shared>, every: Duration) {
+async fn renew_every(runtime: Weak<Runtime>, every: Duration) {
     loop {
-        tokio::time::sleep(every).await;
-        let Some(shared) = shared.upgrade() else {
+        let tick = match runtime.upgrade() {
+            Some(runtime) => runtime.env.clock.sleep(every),
+            None => return,
+        };
+        tick.await;
+        let Some(runtime) = runtime.upgrade() else {
             return;
         };
-        let runs: Vec<Arc<RunContext>> = shared
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|run| run.renews_lease())
-            .cloned()
-            .collect();
+        let runs = runtime.renewing();
+        drop(runtime);
         futures::future::join_all(runs.iter().map(|run| renew(run))).await;
     }
 }
@@ -78,12 +76,12 @@ async fn renew(run: &RunContext) {
         // Nothing to renew yet: the run is created, leased, by its first write.
         return;
     }
-    let shared = &run.shared;
-    let lease = shared.lease();
+    let env = &run.env;
+    let lease = env.lease();
     // Noted before asking: the body may finish, and the run end, after the store took the
     // renewal but before it answered.
     run.leased_at(lease.expires_at_ms);
-    let renewed = shared.store.renew_lease(run.run_id, &lease).await;
+    let renewed = env.store.renew_lease(run.run_id, &lease).await;
     if !run.renews_lease() {
         // The body finished meanwhile: what it writes next settles the run.
         return;
@@ -93,13 +91,13 @@ async fn renew(run: &RunContext) {
         Err(StoreError::LeaseLost { .. }) => {
             tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
             run.stop_renewing();
-            run.abort(Abort::LeaseLost);
+            run.stop(Stop::LeaseLost);
         }
         Err(StoreError::RunEnded { status, .. }) => {
             tracing::info!(run = %run.run_id, %status, "run ended elsewhere; stopping this execution");
             run.stop_renewing();
             run.cancel.cancel();
-            run.abort(Abort::Ended);
+            run.stop(Stop::Ended);
         }
         Err(err) => {
             tracing::warn!(run = %run.run_id, error = %err, "lease renewal failed; will try again");

@@ -4,7 +4,13 @@
 use cairn_store::{HookFilter, HookRecord, HookState, StoreError};
 use serde_json::Value;
 
-use crate::{engine::Engine, error::EngineError, schema::Schema, step::json_size};
+use crate::{
+    api::engine::Engine,
+    base::{
+        error::EngineError,
+        schema::{Schema, json_size},
+    },
+};
 
 impl Engine {
     /// Resumes the pending hook `token` with `payload`. The payload is checked against the
@@ -16,8 +22,8 @@ impl Engine {
         token: &str,
         payload: Value,
     ) -> Result<HookRecord, EngineError> {
-        let shared = &self.shared;
-        let hook = shared
+        let env = &self.runtime.env;
+        let hook = env
             .store
             .get_hook(token)
             .await?
@@ -38,23 +44,19 @@ impl Engine {
                 violations,
             })?;
         let what = || format!("payload of hook {}", hook.step_key);
-        shared
-            .config
-            .limits
-            .check_payload(what, json_size(&payload))?;
-        let resumed = shared
+        env.config.limits.check_payload(what, json_size(&payload))?;
+        let resumed = env
             .store
-            .resume_hook(token, payload, shared.clock.now_ms())
+            .resume_hook(token, payload, env.clock.now_ms())
             .await?;
-        shared.new_work.notify_waiters();
+        self.runtime.new_work.notify_waiters();
         Ok(resumed)
     }
 
     /// One hook by token.
     pub async fn get_hook(&self, token: &str) -> Result<HookRecord, EngineError> {
         Ok(self
-            .shared
-            .store
+            .store()
             .get_hook(token)
             .await?
             .ok_or(StoreError::HookNotFound)?)
@@ -62,6 +64,6 @@ impl Engine {
 
     /// Hooks matching `filter`, newest first.
     pub async fn list_hooks(&self, filter: &HookFilter) -> Result<Vec<HookRecord>, EngineError> {
-        Ok(self.shared.store.list_hooks(filter).await?)
+        Ok(self.store().list_hooks(filter).await?)
     }
 }

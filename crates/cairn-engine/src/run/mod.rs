@@ -1,62 +1,27 @@
-//! Where a step call finds its run: the task-local scope a workflow body (or an action) runs
-//! in, and the per-execution [`RunContext`] that records events and carries abort signals.
+//! Layer 2, the run: one execution of one run ([`RunContext`]), how it stops, and how what it
+//! records reaches the store (`writes`), over a narrow environment (`env`). Uses layer 1 only.
+
+pub(crate) mod action_ctx;
+pub(crate) mod body;
+pub(crate) mod env;
+pub(crate) mod scope;
+pub(crate) mod writes;
 
 use std::sync::{
     Arc, Mutex, PoisonError,
     atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
 };
 
-use cairn_core::{ErrorInfo, Event, Journal, RunStatus, StepKey};
+use cairn_core::{ErrorInfo, Journal, RunStatus};
 use cairn_store::{NewRun, RunId, RunRecord, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{error::StepError, shared::Shared, writes::Unwritten};
+use crate::run::{env::RunEnv, writes::Unwritten};
 
-/// How the message of a step that replay-only mode refused ends.
-pub const UNRECORDED: &str = "which the recorded history does not have";
-
-tokio::task_local! {
-    static SCOPE: Scope;
-}
-
-/// What the current task is executing.
-#[derive(Clone)]
-pub(crate) enum Scope {
-    /// A workflow body: step calls are recorded in this run.
-    Workflow(Arc<RunContext>),
-    /// An action's `run`: step calls are refused.
-    Action {
-        /// The action's slug.
-        slug: String,
-        /// The step executing it.
-        key: StepKey,
-    },
-}
-
-impl Scope {
-    /// Runs `future` inside this scope.
-    pub(crate) async fn enter<F: Future>(self, future: F) -> F::Output {
-        SCOPE.scope(self, future).await
-    }
-}
-
-/// The run a step call of `slug` belongs to, or why it cannot be made here.
-pub(crate) fn current_run(slug: &str) -> Result<Arc<RunContext>, StepError> {
-    match SCOPE.try_with(Scope::clone) {
-        Ok(Scope::Workflow(run)) => Ok(run),
-        Ok(Scope::Action { slug: caller, key }) => Err(StepError::misuse(format!(
-            "`{slug}` was called from inside action `{caller}` (step {key}); an action cannot call another action or workflow: call both from the workflow, one after the other"
-        ))),
-        Err(_) => Err(StepError::misuse(format!(
-            "`{slug}`.run() was called outside a workflow; call it from a workflow's body, or start a run with Engine::start"
-        ))),
-    }
-}
-
-/// Why an execution must stop before its body finished.
+/// Why an execution stops before its body finished.
 #[derive(Clone, Debug)]
-pub(crate) enum Abort {
+pub(crate) enum Stop {
     /// Fail the run with this error (non-determinism, a misuse the body cannot catch).
     Fail(ErrorInfo),
     /// Another worker took the run over.
@@ -66,17 +31,38 @@ pub(crate) enum Abort {
     /// The engine is shutting down: give the run back to the queue.
     Shutdown,
     /// The store kept failing: give the run back and let a later execution go on.
-    Store(String),
-    /// Every path is waiting: park the run (no memory held) until `wake_at_ms` or a resume.
-    Park {
+    StoreFailing(String),
+    /// Every path of the body waits: suspend the run (park it, holding nothing) until
+    /// `wake_at_ms`, a hook's resume, or the end of a child run.
+    Suspend {
         /// `Sleeping` or `Waiting`.
         status: RunStatus,
         /// When to wake it (unix ms), or `cairn_store::NEVER`.
         wake_at_ms: i64,
+        /// A child run it waits for: if that run has ended by the time the run is parked,
+        /// the run is made ready instead.
+        child: Option<RunId>,
     },
 }
 
-/// Returned by operations after which the step must not go on (the run is being aborted).
+impl Stop {
+    /// What a failed write means for the execution.
+    pub(crate) fn of(err: StoreError) -> Stop {
+        match err {
+            StoreError::LeaseLost { .. } => Stop::LeaseLost,
+            StoreError::RunEnded { .. } => Stop::Ended,
+            other => Stop::StoreFailing(other.to_string()),
+        }
+    }
+
+    /// Whether the execution is merely suspending (its waits may still record when they
+    /// wake), as opposed to ending for good.
+    pub(crate) fn is_suspend(&self) -> bool {
+        matches!(self, Stop::Suspend { .. })
+    }
+}
+
+/// Returned by operations after which the step must not go on (the execution is stopping).
 #[derive(Debug)]
 pub(crate) struct Halted;
 
@@ -84,19 +70,19 @@ pub(crate) struct Halted;
 pub(crate) struct RunContext {
     pub(crate) run_id: RunId,
     pub(crate) workflow: String,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) journal: Mutex<Journal>,
+    pub(crate) env: Arc<RunEnv>,
+    journal: Mutex<Journal>,
     /// Fired when the run is canceled: actions in flight see it through `ActionCtx`.
     pub(crate) cancel: CancellationToken,
-    abort: CancellationToken,
-    abort_reason: Mutex<Option<Abort>>,
-    /// Steps of this execution doing work now (actions, child runs): a wait parks the run
+    stop: CancellationToken,
+    stop_reason: Mutex<Option<Stop>>,
+    /// Steps of this execution doing work now (actions, child runs): a wait suspends the run
     /// only when there are none.
     in_flight: AtomicUsize,
     /// Notified whenever `in_flight` drops to zero.
     idle: Notify,
-    /// The `seq` of the last event this execution knows of in the run's log.
-    known_seq: AtomicU64,
+    /// The `seq` of the last event of the run's log this execution knows is committed.
+    written_seq: AtomicU64,
     /// What was recorded but not written yet (see `writes`).
     pub(crate) unwritten: Mutex<Unwritten>,
     /// Held while writing, so writes reach the store in the order they were recorded.
@@ -106,8 +92,7 @@ pub(crate) struct RunContext {
     /// When the lease this execution last wrote (creating the run or renewing its lease)
     /// lapses: the run's `ready_at_ms` in the store (`i64::MIN`: as claimed).
     leased_until_ms: AtomicI64,
-    /// Whether the engine's heartbeat renews the run's lease: while the body runs (see
-    /// `heartbeat`).
+    /// Whether the engine's heartbeat renews the run's lease: while the body runs.
     renewing: AtomicBool,
 }
 
@@ -115,22 +100,22 @@ impl RunContext {
     pub(crate) fn new(
         run_id: RunId,
         workflow: String,
-        shared: Arc<Shared>,
+        env: Arc<RunEnv>,
         journal: Journal,
-        known_seq: u64,
+        written_seq: u64,
         create: Option<NewRun>,
     ) -> Self {
         RunContext {
             run_id,
             workflow,
-            shared,
+            env,
             journal: Mutex::new(journal),
             cancel: CancellationToken::new(),
-            abort: CancellationToken::new(),
-            abort_reason: Mutex::new(None),
+            stop: CancellationToken::new(),
+            stop_reason: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
-            known_seq: AtomicU64::new(known_seq),
+            written_seq: AtomicU64::new(written_seq),
             unwritten: Mutex::new(Unwritten::new(create)),
             write_lock: tokio::sync::Mutex::new(()),
             created_at_ms: AtomicI64::new(i64::MIN),
@@ -150,9 +135,15 @@ impl RunContext {
         self.renewing.store(false, Ordering::SeqCst);
     }
 
-    /// The `seq` of the last event this execution knows of.
-    pub(crate) fn known_seq(&self) -> u64 {
-        self.known_seq.load(Ordering::SeqCst)
+    /// The `seq` of the last event this execution knows is committed.
+    pub(crate) fn written_seq(&self) -> u64 {
+        self.written_seq.load(Ordering::SeqCst)
+    }
+
+    /// Notes that `count` more events were committed after [`written_seq`](Self::written_seq)
+    /// and returns the `seq` of the first of them.
+    pub(crate) fn committed(&self, count: u64) -> u64 {
+        self.written_seq.fetch_add(count, Ordering::SeqCst) + 1
     }
 
     /// Notes that this execution's first write created the run, at `at_ms`, under a lease
@@ -209,86 +200,64 @@ impl RunContext {
         self.journal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops the execution; the first reason given wins, except that parking waits combine
-    /// (the run wakes at the earliest of them).
-    pub(crate) fn abort(&self, reason: Abort) {
+    /// Stops the execution; the first reason given wins, except that suspensions combine
+    /// (the run wakes at the earliest of them) and any other reason overrides a suspension.
+    pub(crate) fn stop(&self, reason: Stop) {
         let mut slot = self
-            .abort_reason
+            .stop_reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match (&mut *slot, reason) {
             (None, reason) => *slot = Some(reason),
             (
-                Some(Abort::Park { status, wake_at_ms }),
-                Abort::Park {
+                Some(Stop::Suspend {
+                    status,
+                    wake_at_ms,
+                    child,
+                }),
+                Stop::Suspend {
                     status: other_status,
                     wake_at_ms: other_wake,
+                    child: other_child,
                 },
             ) => {
                 if other_wake < *wake_at_ms {
                     (*status, *wake_at_ms) = (other_status, other_wake);
                 }
+                *child = child.or(other_child);
             }
-            (Some(Abort::Park { .. }), reason) => *slot = Some(reason),
+            (Some(Stop::Suspend { .. }), reason) => *slot = Some(reason),
             (Some(_), _) => {}
         }
-        self.abort.cancel();
+        self.stop.cancel();
     }
 
-    /// Completes with the reason once the execution is aborted.
-    pub(crate) async fn aborted(&self) -> Abort {
-        self.abort.cancelled().await;
-        self.abort_reason
+    /// The reason the execution is stopping, if it is.
+    pub(crate) fn stopping(&self) -> Option<Stop> {
+        if !self.stop.is_cancelled() {
+            return None;
+        }
+        self.stop_reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or(Abort::Ended)
     }
 
-    /// In replay-only mode, a step that would execute is not in the history: fail the run.
-    /// Returns whether the execution was aborted.
-    pub(crate) fn refuse_unrecorded(
-        &self,
-        key: &StepKey,
-        kind: cairn_core::StepKind,
-        slug: &str,
-    ) -> bool {
-        if !self.shared.config.replay_only {
-            return false;
-        }
-        let message = format!(
-            "non-determinism at step {key}: the workflow now makes {kind} `{slug}`, {UNRECORDED}"
-        );
-        self.abort(Abort::Fail(
-            ErrorInfo::new(cairn_core::ErrorKind::NonDeterminism, message).at_step(key.clone()),
-        ));
-        true
+    /// Whether the execution is stopping for good (not merely suspending): nothing more is
+    /// recorded then.
+    pub(crate) fn is_ending(&self) -> bool {
+        self.stopping().is_some_and(|stop| !stop.is_suspend())
     }
 
-    /// Whether the step about to start should not (the engine is stopping).
-    pub(crate) fn should_stop(&self) -> bool {
-        self.shared.stopping.is_cancelled()
+    /// Completes with the reason once the execution is stopping.
+    pub(crate) async fn stopped(&self) -> Stop {
+        self.stop.cancelled().await;
+        self.stopping().unwrap_or(Stop::Ended)
     }
 
-    /// Takes note of an event recorded for this execution (by `defer`, or by another store
-    /// operation such as a hook's timeout): the known log length, the progress display.
-    ///
-    /// Not the journal: this execution records events only for keys it has decided, and a
-    /// key is decided once per execution, so the journal would never read them back (a
-    /// later execution replays them from the store). Folding them in cloned every step's
-    /// key, input and output, a tenth of the engine's allocations per workflow.
-    pub(crate) fn note_appended(&self, event: &Event, now: i64) {
-        self.known_seq.fetch_add(1, Ordering::SeqCst);
-        self.shared.publish(self.run_id, now, event);
-    }
-}
-
-/// What a failed append means for the execution.
-pub(crate) fn abort_for(err: StoreError) -> Abort {
-    match err {
-        StoreError::LeaseLost { .. } => Abort::LeaseLost,
-        StoreError::RunEnded { .. } => Abort::Ended,
-        other => Abort::Store(other.to_string()),
+    /// Stops the execution after a failed write (see [`Stop::of`]).
+    pub(crate) fn stop_for(&self, err: StoreError) {
+        self.stop(Stop::of(err));
     }
 }
 

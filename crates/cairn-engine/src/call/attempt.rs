@@ -21,9 +21,13 @@ use std::{
     task::{Context, Poll},
 };
 
-use futures::{FutureExt, future::CatchUnwind};
+use std::time::Duration;
 
-use crate::error::ActionError;
+use cairn_core::ErrorKind;
+use futures::{FutureExt, future::CatchUnwind};
+use tokio_util::sync::CancellationToken;
+
+use crate::base::{clock::Clock, error::ActionError};
 
 type Body<O> = CatchUnwind<AssertUnwindSafe<Pin<Box<dyn Future<Output = O> + Send>>>>;
 
@@ -82,4 +86,30 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-text panic payload".to_owned())
+}
+
+/// Runs one attempt of an action's body in place, with the action's timeout measured on the
+/// engine's clock. On a timeout, `cancel` is fired and the attempt fails, retryably.
+pub(crate) async fn run_attempt<O: Send + 'static>(
+    clock: &dyn Clock,
+    body: impl Future<Output = Result<O, ActionError>> + Send + 'static,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    attempt: u32,
+) -> Result<O, ActionError> {
+    let running = InPlace::new(body);
+    let Some(limit) = timeout else {
+        return running.await;
+    };
+    // On a timeout the attempt is dropped, which moves it onto a task of its own: it runs
+    // on, told to stop by its cancellation signal.
+    tokio::select! {
+        biased;
+        result = running => result,
+        () = clock.sleep(limit) => {
+            cancel.cancel();
+            let message = format!("attempt {attempt} timed out after {:.3}s", limit.as_secs_f64());
+            Err(ActionError::retryable(message).with_kind(ErrorKind::Timeout))
+        }
+    }
 }

@@ -8,11 +8,14 @@ use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
 use cairn_store::{ClaimedRun, NewRun, Park, StoreError};
 
 use crate::{
-    context::{Abort, RunContext, Scope},
-    shared::Shared,
-    step::json_size,
-    workflow::{ErasedWorkflow, WorkflowCtx},
-    writes::WriteWhenWaiting,
+    base::schema::json_size,
+    run::{
+        RunContext, Stop,
+        body::{ErasedWorkflow, WorkflowCtx},
+        scope::Scope,
+        writes::WriteWhenWaiting,
+    },
+    runtime::Runtime,
 };
 
 /// How an execution ended.
@@ -23,8 +26,12 @@ pub(crate) enum ExecEnd {
     Ended(Option<Box<cairn_store::RunRecord>>),
     /// The engine is stopping; the run went back to the queue.
     Released,
-    /// Every path waits (a sleep, a hook): the run is parked in the store.
-    Parked,
+    /// Every path waits (a sleep, a hook, a child run): the run is parked in the store,
+    /// due at `wake_at_ms`.
+    Parked {
+        /// When it wakes unless something wakes it sooner (unix ms).
+        wake_at_ms: i64,
+    },
     /// Another worker took the run over, or the store failed; nothing more was recorded.
     Lost,
     /// This binary does not register the run's workflow.
@@ -35,19 +42,16 @@ pub(crate) enum ExecEnd {
 /// lookup (child runs carry their workflow with them). With `create`, the run is not in the
 /// store yet: its first write creates it (see `writes`).
 pub(crate) async fn execute(
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     claimed: ClaimedRun,
     workflow: Option<Arc<dyn ErasedWorkflow>>,
     create: Option<NewRun>,
 ) -> ExecEnd {
     let ClaimedRun { run, events } = claimed;
-    let Some(workflow) = workflow.or_else(|| shared.registry.get(&run.workflow).cloned()) else {
-        let now = shared.clock.now_ms();
-        if let Err(err) = shared
-            .store
-            .release_lease(run.run_id, &shared.worker, now)
-            .await
-        {
+    let env = runtime.env.clone();
+    let Some(workflow) = workflow.or_else(|| runtime.registry.get(&run.workflow).cloned()) else {
+        let now = env.clock.now_ms();
+        if let Err(err) = env.store.release_lease(run.run_id, &env.worker, now).await {
             tracing::warn!(run = %run.run_id, error = %err, "could not release the lease of a run this binary cannot execute");
         }
         return ExecEnd::NotExecutable(run.workflow);
@@ -56,17 +60,17 @@ pub(crate) async fn execute(
         events.iter().map(|record| &record.event),
         workflow.strict_inputs(),
     );
-    let known_seq = events.last().map_or(0, |record| record.seq);
+    let written_seq = events.last().map_or(0, |record| record.seq);
     let ctx = Arc::new(RunContext::new(
         run.run_id,
         run.workflow.clone(),
-        shared.clone(),
+        env.clone(),
         journal,
-        known_seq,
+        written_seq,
         create,
     ));
-    let tracked = TrackedWhileAlive::track(&ctx);
-    shared.heartbeats.ensure_running(&shared);
+    let tracked = TrackedWhileAlive::track(&runtime, &ctx);
+    runtime.heartbeats.ensure_running(&runtime);
     let renewing = RenewingWhileAlive(ctx.clone());
 
     let body = WriteWhenWaiting {
@@ -78,45 +82,54 @@ pub(crate) async fn execute(
     };
     let outcome = tokio::select! {
         biased;
-        abort = ctx.aborted() => Err(abort),
+        stop = ctx.stopped() => Err(stop),
         result = body => Ok(result),
     };
     let ending = match outcome {
-        Ok(Ok(output)) => Some(completion(&*workflow, &shared, output)),
+        Ok(Ok(output)) => Some(completion(&*workflow, &ctx, output)),
         Ok(Err(error)) => Some(Event::RunFailed {
             error: error.into_info(),
         }),
-        Err(Abort::Fail(error)) => Some(Event::RunFailed { error }),
-        Err(Abort::Shutdown) => None,
-        Err(Abort::Store(message)) => {
+        Err(Stop::Fail(error)) => Some(Event::RunFailed { error }),
+        Err(Stop::Shutdown) => None,
+        Err(Stop::StoreFailing(message)) => {
             tracing::warn!(run = %run.run_id, error = %message, "store kept failing; giving the run back to the queue");
             None
         }
-        Err(Abort::Park { status, wake_at_ms }) => {
+        Err(Stop::Suspend {
+            status,
+            wake_at_ms,
+            child,
+        }) => {
             drop(renewing);
             let parked = ctx
                 .write_then(|| {
                     let park = Park {
                         status,
                         wake_at_ms,
-                        known_seq: ctx.known_seq(),
+                        known_seq: ctx.written_seq(),
+                        child,
                     };
-                    let now = shared.clock.now_ms();
-                    shared.store.park_run(run.run_id, &shared.worker, park, now)
+                    let now = env.clock.now_ms();
+                    env.store.park_run(run.run_id, &env.worker, park, now)
                 })
                 .await;
             let end = match parked {
-                Ok(_) => ExecEnd::Parked,
+                Ok(true) => ExecEnd::Parked { wake_at_ms },
+                // Woken while parking (a resume landed, the child ended): due now.
+                Ok(false) => ExecEnd::Parked {
+                    wake_at_ms: env.clock.now_ms(),
+                },
                 Err(err) => {
                     tracing::warn!(run = %run.run_id, error = %err, "could not park the run; its lease will lapse");
                     ExecEnd::Lost
                 }
             };
             drop(tracked);
-            shared.new_work.notify_waiters();
+            runtime.new_work.notify_waiters();
             return end;
         }
-        Err(Abort::LeaseLost | Abort::Ended) => {
+        Err(Stop::LeaseLost | Stop::Ended) => {
             return ExecEnd::Lost;
         }
     };
@@ -139,12 +152,8 @@ pub(crate) async fn execute(
             if let Err(err) = ctx.write().await {
                 tracing::warn!(run = %run.run_id, error = %err, "could not write the last events before giving the run back");
             }
-            let now = shared.clock.now_ms();
-            match shared
-                .store
-                .release_lease(run.run_id, &shared.worker, now)
-                .await
-            {
+            let now = env.clock.now_ms();
+            match env.store.release_lease(run.run_id, &env.worker, now).await {
                 Ok(()) => ExecEnd::Released,
                 Err(err) => {
                     tracing::warn!(run = %run.run_id, error = %err, "could not release the lease; it will lapse");
@@ -159,7 +168,7 @@ pub(crate) async fn execute(
 
 /// The event that ends a run whose body returned `output`: checked against the output schema
 /// and the payload limit first.
-fn completion(workflow: &dyn ErasedWorkflow, shared: &Shared, output: serde_json::Value) -> Event {
+fn completion(workflow: &dyn ErasedWorkflow, run: &RunContext, output: serde_json::Value) -> Event {
     let slug = &workflow.info().slug;
     if let Err(violations) = workflow.output_schema().validate(&output) {
         let message = format!("output of workflow {slug} does not match its schema: {violations}");
@@ -167,7 +176,7 @@ fn completion(workflow: &dyn ErasedWorkflow, shared: &Shared, output: serde_json
             error: ErrorInfo::new(ErrorKind::InvalidOutput, message),
         };
     }
-    let limits = &shared.config.limits;
+    let limits = &run.env.config.limits;
     if let Err(err) =
         limits.check_payload(|| format!("output of workflow {slug}"), json_size(&output))
     {
@@ -189,21 +198,21 @@ impl Drop for RenewingWhileAlive {
     }
 }
 
-/// Counts the execution as running in this process (`Shared::running`, which the heartbeat
-/// renews and `drive` waits on) until dropped: at every end of the execution, its future
-/// dropped included (its caller gave up), or driving the run again in this process would
-/// wait for it forever.
-struct TrackedWhileAlive(Arc<RunContext>);
+/// Counts the execution as running in this process (`Runtime::running`, which the
+/// heartbeat renews and `drive` waits on) until dropped: at every end of the execution, its
+/// future dropped included (its caller gave up), or driving the run again in this process
+/// would wait for it forever.
+struct TrackedWhileAlive(Arc<Runtime>, Arc<RunContext>);
 
 impl TrackedWhileAlive {
-    fn track(run: &Arc<RunContext>) -> TrackedWhileAlive {
-        run.shared.track(run);
-        TrackedWhileAlive(run.clone())
+    fn track(runtime: &Arc<Runtime>, run: &Arc<RunContext>) -> TrackedWhileAlive {
+        runtime.track(run);
+        TrackedWhileAlive(runtime.clone(), run.clone())
     }
 }
 
 impl Drop for TrackedWhileAlive {
     fn drop(&mut self) {
-        self.0.shared.untrack(&self.0);
+        self.0.untrack(&self.1);
     }
 }

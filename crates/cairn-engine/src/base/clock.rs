@@ -1,4 +1,5 @@
-//! Time as the engine sees it. Injected so tests (and the testing harness) can control it.
+//! Time as the engine sees it: every reading of the time and every timer of the engine goes
+//! through an injected [`Clock`], so tests (and the testing harness) can control it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +12,12 @@ pub trait Clock: Send + Sync + 'static {
 
     /// Completes at or after `deadline_ms` (unix milliseconds).
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()>;
+
+    /// Completes after `duration` has passed on this clock.
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        let duration = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4);
+        self.sleep_until(self.now_ms().saturating_add(duration))
+    }
 }
 
 /// The machine's wall clock and tokio's timers.
@@ -28,6 +35,10 @@ impl Clock for SystemClock {
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
         let wait = u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0);
         Box::pin(tokio::time::sleep(Duration::from_millis(wait)))
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 

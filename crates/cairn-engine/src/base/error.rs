@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use cairn_core::{ErrorInfo, ErrorKind, LimitExceeded, StepKey};
 use cairn_store::{RunId, StoreError};
 
-use crate::schema::Violations;
+use super::schema::Violations;
 
 /// Why an engine operation (start, inspect, retry, cancel…) failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +67,75 @@ pub enum EngineError {
     /// A request was malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The registry is not usable: a bad slug, or two different definitions with one slug.
+    #[error("{0}")]
+    Registry(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Whose fault an [`EngineError`] is and what kind of answer it deserves: one classification
+/// for every interface (the CLI's exit codes, the HTTP API's statuses, the web UI's messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The request itself is wrong (malformed, schema violation, bad option): fix it and
+    /// send it again. CLI exit 2, HTTP 400/422.
+    Invalid,
+    /// What the request names does not exist (workflow, run, step, hook). CLI exit 2,
+    /// HTTP 404.
+    NotFound,
+    /// The request is valid but the state does not allow it now (retry of a running run,
+    /// cancel of an ended run, a second resume). CLI exit 2, HTTP 409.
+    Conflict,
+    /// A payload is over a limit. CLI exit 2, HTTP 413.
+    TooLarge,
+    /// The store is unreachable or busy: try again later. CLI exit 1, HTTP 503.
+    Unavailable,
+    /// Something inside Cairn or the application failed. CLI exit 1, HTTP 500.
+    Internal,
+}
+
+impl ErrorClass {
+    /// Whether the caller's request was at fault (the CLI's exit code 2).
+    pub fn is_caller_error(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Invalid
+                | ErrorClass::NotFound
+                | ErrorClass::Conflict
+                | ErrorClass::TooLarge
+        )
+    }
+}
+
+impl EngineError {
+    /// The error's class (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            EngineError::UnknownWorkflow { .. }
+            | EngineError::RunNotFound(_)
+            | EngineError::StepNotFound { .. }
+            | EngineError::Store(StoreError::RunNotFound(_) | StoreError::HookNotFound) => {
+                ErrorClass::NotFound
+            }
+            EngineError::InvalidInput { .. }
+            | EngineError::Unserializable { .. }
+            | EngineError::InvalidPayload { .. }
+            | EngineError::BadRequest(_) => ErrorClass::Invalid,
+            EngineError::Limit(LimitExceeded::Payload { .. }) => ErrorClass::TooLarge,
+            EngineError::Limit(LimitExceeded::Steps { .. }) => ErrorClass::Invalid,
+            EngineError::NotExecutable { .. }
+            | EngineError::Store(
+                StoreError::HookNotPending { .. }
+                | StoreError::NotRetryable { .. }
+                | StoreError::RunEnded { .. }
+                | StoreError::LeaseLost { .. },
+            ) => ErrorClass::Conflict,
+            EngineError::Store(StoreError::Unavailable(_)) => ErrorClass::Unavailable,
+            EngineError::Registry(_) | EngineError::Store(_) => ErrorClass::Internal,
+        }
+    }
 }
 
 /// The error a step hands back to the workflow: retries exhausted, a fatal action error, an

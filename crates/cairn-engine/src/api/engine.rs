@@ -1,78 +1,34 @@
-//! The engine: starts runs, executes them in this process, and answers questions about them.
+//! Layer 7, the API: the [`Engine`] starts runs, executes them in this process, and answers
+//! questions about them; `worker` executes queued runs; `resume` resumes hooks from outside;
+//! `view` shapes what every interface shows. Uses every layer below.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{Arc, Weak},
 };
 
-use cairn_core::{Event, EventRecord, Limits, RunStatus, StepKey, StepSummary, summarize_steps};
+use cairn_core::{Event, EventRecord, RunStatus, StepKey, StepSummary, summarize_steps};
 use cairn_store::{ForkOrigin, NewRun, RunFilter, RunId, RunRecord, Store, WorkerId, rules};
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use futures::future::BoxFuture;
-
 use crate::{
-    action::{ActionCtx, Payload},
-    clock::{Clock, SystemClock},
-    context::Abort,
-    error::ActionError,
-    error::EngineError,
-    heartbeat::Heartbeats,
+    base::{
+        clock::{Clock, SystemClock},
+        config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN},
+        entropy::{Entropy, EntropyExt, OsEntropy},
+        error::EngineError,
+        schema::{Payload, json_size},
+    },
     registry::Registry,
-    shared::Shared,
-    step::json_size,
-    workflow::Workflow,
+    run::{
+        Stop,
+        env::{ActionOverride, ChildRuns, RunEnv, RunEvent},
+    },
+    runtime::Runtime,
+    steps::workflow::Workflow,
 };
-
-/// How the engine behaves. The defaults suit a single machine.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// How long a run's lease lasts without a heartbeat. A crashed worker's runs are taken
-    /// over this long after its last heartbeat. Default 15 s.
-    pub lease_ttl: Duration,
-    /// How often an idle worker looks for ready runs (runs started in this process wake it at
-    /// once). Default 250 ms.
-    pub poll_interval: Duration,
-    /// Most runs one worker executes at once. Default 256.
-    pub max_concurrent_runs: usize,
-    /// Payload and history limits.
-    pub limits: Limits,
-    /// How long a stopping worker waits for steps in flight before it lets go. Default 30 s.
-    pub shutdown_grace: Duration,
-    /// Waits (sleeps, hooks) up to this long are waited in-process, holding the lease;
-    /// longer ones park the run. Default 1 s.
-    pub in_process_wait_limit: Duration,
-    /// For harnesses (`cairn::testing`): `Engine::execute` executes a run at once even if it
-    /// is parked and not due, and returns as soon as it parks again, instead of waiting for
-    /// its wake-up. Default false.
-    pub return_when_parked: bool,
-    /// For replaying a recorded history against current code (`cairn::testing::replay`):
-    /// a step that is not in the history fails the run with a non-determinism error instead
-    /// of executing. Default false.
-    pub replay_only: bool,
-    /// The base of hooks' resume URLs (`<public_url>/hooks/<token>`): where the HTTP server
-    /// is reachable. Default `http://127.0.0.1:3000`.
-    pub public_url: String,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        EngineConfig {
-            lease_ttl: Duration::from_secs(15),
-            poll_interval: Duration::from_millis(250),
-            max_concurrent_runs: 256,
-            limits: Limits::default(),
-            shutdown_grace: Duration::from_secs(30),
-            in_process_wait_limit: Duration::from_secs(1),
-            return_when_parked: false,
-            replay_only: false,
-            public_url: "http://127.0.0.1:3000".to_owned(),
-        }
-    }
-}
 
 /// How to start a run.
 #[derive(Clone, Debug, Default)]
@@ -95,17 +51,6 @@ pub struct Started {
     pub created: bool,
 }
 
-/// An event appended to a run by this process, for live progress displays.
-#[derive(Clone, Debug)]
-pub struct RunEvent {
-    /// The run.
-    pub run_id: RunId,
-    /// When it was appended (unix ms).
-    pub at_ms: i64,
-    /// The event.
-    pub event: Event,
-}
-
 /// A run with its steps and its whole log.
 #[derive(Clone, Debug)]
 pub struct RunDetail {
@@ -117,13 +62,11 @@ pub struct RunDetail {
     pub events: Vec<EventRecord>,
 }
 
-/// The longest idempotency key accepted.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
-
-/// The durable workflow engine of one process: a store, a registry and a clock.
+/// The durable workflow engine of one process: a store, a registry, a clock and a source of
+/// randomness.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Arc<Runtime>,
 }
 
 /// Builds an [`Engine`].
@@ -132,14 +75,10 @@ pub struct EngineBuilder {
     registry: Registry,
     config: EngineConfig,
     clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
     worker: Option<WorkerId>,
     overrides: HashMap<String, ActionOverride>,
 }
-
-/// A stand-in for an action's body, on JSON values (the testing harness's mocks). Its
-/// output is still validated against the action's output schema.
-pub type ActionOverride =
-    Arc<dyn Fn(Value, ActionCtx) -> BoxFuture<'static, Result<Value, ActionError>> + Send + Sync>;
 
 impl EngineBuilder {
     /// Sets the configuration.
@@ -148,9 +87,18 @@ impl EngineBuilder {
         self
     }
 
-    /// Sets the clock (tests and the testing harness inject one).
+    /// Sets the clock: every reading of the time and every timer of the engine goes through
+    /// it (tests and the testing harness inject a virtual one).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Sets the source of randomness: run ids, hook tokens, `ctx.random()`/`ctx.uuid()`, the
+    /// worker id, backoff jitter (default: the operating system's CSPRNG; tests pass a
+    /// [`SeededEntropy`](crate::SeededEntropy) to make them repeatable).
+    pub fn entropy(mut self, entropy: Arc<dyn Entropy>) -> Self {
+        self.entropy = entropy;
         self
     }
 
@@ -167,36 +115,40 @@ impl EngineBuilder {
         self
     }
 
-    /// The engine.
-    pub fn build(self) -> Engine {
+    /// The engine, or why the registry cannot be used (a bad slug, two definitions under
+    /// one slug).
+    pub fn build(self) -> Result<Engine, EngineError> {
+        self.registry.check()?;
         let worker = self.worker.unwrap_or_else(|| {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".to_owned());
-            let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
-            WorkerId(format!("{host}:{}:{suffix}", std::process::id()).into())
+            let suffix = self.entropy.next_u64() & 0xffff_ffff_ffff;
+            WorkerId(format!("{host}:{}:{suffix:012x}", std::process::id()).into())
         });
         let (events, _) = broadcast::channel(4096);
-        Engine {
-            shared: Arc::new(Shared {
+        let runtime = Arc::new_cyclic(|runtime: &Weak<Runtime>| {
+            let children: Weak<dyn ChildRuns> = runtime.clone();
+            let env = RunEnv {
                 store: self.store,
                 clock: self.clock,
-                registry: self.registry,
+                entropy: self.entropy,
                 config: self.config,
                 worker,
-                overrides: self.overrides,
                 stopping: CancellationToken::new(),
-                new_work: Notify::new(),
                 events,
-                running: Mutex::new(HashMap::new()),
-                fresh: Mutex::new(HashMap::new()),
-                heartbeats: Heartbeats::default(),
-            }),
-        }
+                resources: self.registry.resources.clone(),
+                overrides: self.overrides,
+                children,
+            };
+            Runtime::new(Arc::new(env), self.registry)
+        });
+        Ok(Engine { runtime })
     }
 }
 
 impl Engine {
-    /// An engine with the default configuration and the system clock.
-    pub fn new(store: Arc<dyn Store>, registry: Registry) -> Engine {
+    /// An engine with the default configuration, the system clock and the OS's randomness,
+    /// or why the registry cannot be used.
+    pub fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Engine, EngineError> {
         Engine::builder(store, registry).build()
     }
 
@@ -207,6 +159,7 @@ impl Engine {
             registry,
             config: EngineConfig::default(),
             clock: Arc::new(SystemClock),
+            entropy: Arc::new(OsEntropy),
             worker: None,
             overrides: HashMap::new(),
         }
@@ -214,27 +167,33 @@ impl Engine {
 
     /// The registered workflows and actions.
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        &self.runtime.registry
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.shared.store
+        &self.runtime.env.store
     }
 
     /// This engine's identity as a lease holder.
     pub fn worker_id(&self) -> &WorkerId {
-        &self.shared.worker
+        &self.runtime.env.worker
     }
 
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
-        &self.shared.config
+        &self.runtime.env.config
     }
 
-    /// Events appended by this process, as they are appended (for live progress).
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.runtime.env.clock
+    }
+
+    /// Events this process committed, as they are committed, with their `seq` (for live
+    /// progress). Another process's events are read with [`follow`](Self::follow).
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
-        self.shared.events.subscribe()
+        self.runtime.env.events.subscribe()
     }
 
     /// Starts a run of a registered workflow with a typed input.
@@ -259,15 +218,21 @@ impl Engine {
         input: Value,
         options: StartOptions,
     ) -> Result<Started, EngineError> {
-        let shared = &self.shared;
+        let runtime = &self.runtime;
         let new = self.new_run(slug, input, &options)?;
         // A run this process will execute needs no read-back: keep its claim in memory.
         let claim = rules::created_claim(&new);
-        let outcome = shared.store.create_run(new).await?;
-        if let Some(claim) = claim.filter(|_| outcome.created) {
-            shared.remember_fresh(claim);
+        let published = runtime.env.has_subscribers().then(|| new.clone());
+        let outcome = runtime.env.store.create_run(new).await?;
+        if outcome.created {
+            if let Some(new) = published {
+                runtime.env.publish_created(&new, new.now_ms);
+            }
+            if let Some(claim) = claim {
+                runtime.remember_fresh(claim);
+            }
         }
-        shared.new_work.notify_waiters();
+        runtime.new_work.notify_waiters();
         Ok(Started {
             run_id: outcome.run_id,
             created: outcome.created,
@@ -309,7 +274,7 @@ impl Engine {
             return self.execute(started.run_id).await;
         }
         let new = self.new_run(slug, input, &options)?;
-        self.shared.clone().drive_new(new).await
+        self.runtime.clone().drive_new(new).await
     }
 
     /// A new run of `slug`, its input and options checked.
@@ -319,13 +284,14 @@ impl Engine {
         input: Value,
         options: &StartOptions,
     ) -> Result<NewRun, EngineError> {
-        let shared = &self.shared;
-        let workflow = shared
+        let runtime = &self.runtime;
+        let env = &runtime.env;
+        let workflow = runtime
             .registry
             .get(slug)
             .ok_or_else(|| EngineError::UnknownWorkflow {
                 slug: slug.to_owned(),
-                known: shared.registry.slugs().join(", "),
+                known: runtime.registry.slugs().join(", "),
             })?;
         workflow
             .input_schema()
@@ -334,8 +300,7 @@ impl Engine {
                 workflow: slug.to_owned(),
                 violations,
             })?;
-        shared
-            .config
+        env.config
             .limits
             .check_payload(|| format!("input of workflow {slug}"), json_size(&input))?;
         if let Some(key) = &options.idempotency_key
@@ -346,7 +311,7 @@ impl Engine {
             )));
         }
         Ok(NewRun {
-            id: RunId::new(),
+            id: env.new_run_id(),
             workflow: slug.to_owned(),
             input,
             idempotency_key: options.idempotency_key.clone(),
@@ -354,20 +319,20 @@ impl Engine {
             forked_from: None,
             trigger: options.trigger.clone().unwrap_or_else(|| "api".to_owned()),
             history: Vec::new(),
-            lease: options.execute_here.then(|| shared.lease()),
-            now_ms: shared.clock.now_ms(),
+            lease: options.execute_here.then(|| env.lease()),
+            now_ms: env.clock.now_ms(),
         })
     }
 
     /// Executes a run in this process until it ends, then returns it. If another worker holds
     /// it, waits for that worker (and takes it over if its lease lapses).
     pub async fn execute(&self, run_id: RunId) -> Result<RunRecord, EngineError> {
-        self.shared.clone().drive(run_id, None).await
+        self.runtime.clone().drive(run_id).await
     }
 
     /// A run with its steps and log.
     pub async fn get_run(&self, run_id: RunId) -> Result<RunDetail, EngineError> {
-        let store = &self.shared.store;
+        let store = self.store();
         let run = store
             .get_run(run_id)
             .await?
@@ -379,17 +344,15 @@ impl Engine {
 
     /// Runs matching `filter`, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, EngineError> {
-        Ok(self.shared.store.list_runs(filter).await?)
+        Ok(self.store().list_runs(filter).await?)
     }
 
     /// Sends a failed or canceled run back to the queue: its completed steps are replayed,
     /// the rest run again. Follow with [`Engine::execute`] to run it here.
     pub async fn retry(&self, run_id: RunId) -> Result<(), EngineError> {
-        self.shared
-            .store
-            .retry_run(run_id, self.shared.clock.now_ms())
-            .await?;
-        self.shared.new_work.notify_waiters();
+        let env = &self.runtime.env;
+        env.store.retry_run(run_id, env.clock.now_ms()).await?;
+        self.runtime.new_work.notify_waiters();
         Ok(())
     }
 
@@ -427,47 +390,48 @@ impl Engine {
             })
             .map(|record| record.event.clone())
             .collect();
-        let shared = &self.shared;
-        let outcome = shared
-            .store
-            .create_run(NewRun {
-                id: RunId::new(),
-                workflow: detail.run.workflow.clone(),
-                input: detail.run.input.clone(),
-                idempotency_key: options.idempotency_key,
-                parent_run_id: None,
-                forked_from: Some(ForkOrigin {
-                    run_id,
-                    step: step.clone(),
-                }),
-                trigger: options.trigger.unwrap_or_else(|| "rerun".to_owned()),
-                history,
-                lease: options.execute_here.then(|| shared.lease()),
-                now_ms: shared.clock.now_ms(),
-            })
-            .await?;
-        shared.new_work.notify_waiters();
+        let env = &self.runtime.env;
+        let new = NewRun {
+            id: env.new_run_id(),
+            workflow: detail.run.workflow.clone(),
+            input: detail.run.input.clone(),
+            idempotency_key: options.idempotency_key,
+            parent_run_id: None,
+            forked_from: Some(ForkOrigin {
+                run_id,
+                step: step.clone(),
+            }),
+            trigger: options.trigger.unwrap_or_else(|| "rerun".to_owned()),
+            history,
+            lease: options.execute_here.then(|| env.lease()),
+            now_ms: env.clock.now_ms(),
+        };
+        let outcome = env.store.create_run(new.clone()).await?;
+        if outcome.created {
+            env.publish_created(&new, new.now_ms);
+        }
+        self.runtime.new_work.notify_waiters();
         Ok(outcome.run_id)
     }
 
     /// Cancels a run that has not ended (and its unended child runs). A step in flight sees
     /// its cancellation signal. Returns the status the run had.
     pub async fn cancel(&self, run_id: RunId, reason: &str) -> Result<RunStatus, EngineError> {
-        let shared = &self.shared;
-        let previous = shared
+        let env = &self.runtime.env;
+        let previous = env
             .store
-            .cancel_run(run_id, reason, shared.clock.now_ms())
+            .cancel_run(run_id, reason, env.clock.now_ms())
             .await?;
-        if let Some(run) = shared.executing(run_id) {
+        if let Some(run) = self.runtime.executing(run_id) {
             run.cancel.cancel();
-            run.abort(Abort::Ended);
+            run.stop(Stop::Ended);
         }
         let children = RunFilter {
             parent_run_id: Some(run_id),
             limit: 10_000,
             ..RunFilter::default()
         };
-        for child in shared.store.list_runs(&children).await? {
+        for child in env.store.list_runs(&children).await? {
             if !child.status.is_terminal() {
                 Box::pin(self.cancel(child.run_id, "parent run canceled"))
                     .await
@@ -480,15 +444,15 @@ impl Engine {
     /// Asks every execution in this process to stop at its next step boundary and give its
     /// run back to the queue.
     pub fn stop(&self) {
-        self.shared.stopping.cancel();
+        self.runtime.env.stopping.cancel();
     }
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
-            .field("worker", &self.shared.worker)
-            .field("registry", &self.shared.registry)
+            .field("worker", &self.runtime.env.worker)
+            .field("registry", &self.runtime.registry)
             .finish()
     }
 }

@@ -10,19 +10,20 @@
 //! flight), whatever it recorded is written at once, in the background, so a long wait never
 //! leaves a result unwritten.
 //!
-//! A run started with [`Engine::run`](crate::Engine::run) (no idempotency key) is not even
+//! A run started with `Engine::run` (no idempotency key) is not even
 //! created until its first write: `RunCreated` and the first steps share one commit. Nobody
 //! else can know of the run before then: its id is fresh and nothing outside has seen it.
 //!
 //! Writes of one execution are serialized by `write_lock`, so they reach the store in the
-//! order the events were recorded.
+//! order the events were recorded. Once committed, events are published with their `seq`
+//! (see `RunEvent`); an execution that is stopping for good records nothing more.
 
 use std::sync::{Arc, PoisonError};
 
 use cairn_core::Event;
 use cairn_store::{NewRun, StoreError};
 
-use crate::context::{Halted, RunContext, abort_for};
+use crate::run::{Halted, RunContext};
 
 /// What an execution has recorded but not written yet.
 #[derive(Default)]
@@ -43,6 +44,12 @@ impl Unwritten {
     }
 }
 
+/// How long the first retry of a write that met a transient store error waits; each later
+/// retry waits four times longer, up to [`MAX_WRITE_RETRY_DELAY_MS`].
+const FIRST_WRITE_RETRY_DELAY_MS: u64 = 20;
+/// After a wait this long, a write gives up and the execution lets the run go.
+const MAX_WRITE_RETRY_DELAY_MS: u64 = 2_000;
+
 impl RunContext {
     fn unwritten(&self) -> std::sync::MutexGuard<'_, Unwritten> {
         self.unwritten
@@ -50,14 +57,13 @@ impl RunContext {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records `events` now; they are written by the next barrier.
+    /// Records `events` now; they are written by the next barrier. An execution stopping
+    /// for good records nothing.
     pub(crate) fn defer(&self, events: impl IntoIterator<Item = Event>) {
-        let now = self.shared.clock.now_ms();
-        let mut unwritten = self.unwritten();
-        for event in events {
-            self.note_appended(&event, now);
-            unwritten.events.push(event);
+        if self.is_ending() {
+            return;
         }
+        self.unwritten().events.extend(events);
     }
 
     /// Whether the run is still to be created by its first write.
@@ -84,18 +90,18 @@ impl RunContext {
     }
 
     async fn write_unlocked(&self) -> Result<i64, StoreError> {
-        let Unwritten {
-            mut events,
-            mut create,
-        } = std::mem::take(&mut *self.unwritten());
-        let mut delay_ms = 20;
+        let Unwritten { events, create } = std::mem::take(&mut *self.unwritten());
+        let mut delay_ms = FIRST_WRITE_RETRY_DELAY_MS;
         loop {
-            let now = self.shared.clock.now_ms();
-            match self.write_once(&mut create, &mut events, now).await {
+            let now = self.env.clock.now_ms();
+            match self.write_once(create.as_ref(), &events, now).await {
                 Ok(()) => return Ok(now),
-                Err(err) if err.is_transient() && delay_ms <= 2_000 => {
+                Err(err) if err.is_transient() && delay_ms <= MAX_WRITE_RETRY_DELAY_MS => {
                     tracing::warn!(run = %self.run_id, error = %err, "store unavailable; retrying the write");
-                    tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    self.env
+                        .clock
+                        .sleep(std::time::Duration::from_millis(delay_ms))
+                        .await;
                     delay_ms *= 4;
                 }
                 Err(err) => return Err(err),
@@ -103,27 +109,27 @@ impl RunContext {
         }
     }
 
-    /// One attempt at writing `events`, creating the run first if `create` holds it; what
-    /// is written leaves `create` and `events`, so a retry writes the rest.
+    /// One attempt at writing `events`, creating the run first if `create` holds it (all or
+    /// nothing, so a retry writes the same again); publishes them once committed.
     async fn write_once(
         &self,
-        create: &mut Option<NewRun>,
-        events: &mut Vec<Event>,
+        create: Option<&NewRun>,
+        events: &[Event],
         now: i64,
     ) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        if let Some(new) = create.as_ref() {
+        let env = &self.env;
+        if let Some(new) = create {
             // The run's first events go in as its history: they take effect as if appended
             // (an end ends it, a hook is registered), in the same commit.
-            let lease = self.shared.lease();
+            let lease = env.lease();
             let leased_until = lease.expires_at_ms;
             let run = NewRun {
-                history: events.clone(),
+                history: events.to_vec(),
                 lease: Some(lease),
                 now_ms: now,
                 ..new.clone()
             };
-            let outcome = store.create_run(run).await?;
+            let outcome = env.store.create_run(run).await?;
             // The id is fresh and the run has no idempotency key: a conflict is this write's
             // own earlier attempt, committed although its answer was lost.
             if outcome.run_id != self.run_id {
@@ -132,27 +138,32 @@ impl RunContext {
                     self.run_id, outcome.run_id
                 )));
             }
-            *create = None;
-            events.clear();
             self.created_at(now, leased_until);
+            // The execution started from the claim made in memory, whose log has the
+            // `RunCreated` (seq 1) now written with the history.
+            let first = self.committed(events.len() as u64);
+            debug_assert_eq!(first, 2);
+            env.publish_created(new, now);
+            env.publish(self.run_id, first, now, events);
             return Ok(());
         }
         if !events.is_empty() {
-            store
-                .append(self.run_id, &self.shared.worker, events, now)
+            env.store
+                .append(self.run_id, &env.worker, events, now)
                 .await?;
-            events.clear();
+            let first = self.committed(events.len() as u64);
+            env.publish(self.run_id, first, now, events);
         }
         Ok(())
     }
 
     /// A barrier: everything recorded so far is durable when it returns `Ok`. A failure
-    /// aborts the execution.
+    /// stops the execution.
     pub(crate) async fn flush(&self) -> Result<(), Halted> {
         match self.write().await {
             Ok(_) => Ok(()),
             Err(err) => {
-                self.abort(abort_for(err));
+                self.stop_for(err);
                 Err(Halted)
             }
         }
@@ -164,7 +175,7 @@ impl RunContext {
         self.write().await
     }
 
-    /// Records `events` and writes them; a failure aborts the execution.
+    /// Records `events` and writes them; a failure stops the execution.
     pub(crate) async fn append(
         &self,
         events: impl IntoIterator<Item = Event>,

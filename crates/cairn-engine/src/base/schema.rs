@@ -8,7 +8,13 @@ use std::{
 };
 
 use schemars::JsonSchema;
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
+
+/// A type that can be a step's or a run's input or output: JSON with a schema.
+pub trait Payload: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> Payload for T {}
 
 /// A JSON Schema generated from a Rust type and compiled into a validator.
 pub(crate) struct Schema {
@@ -119,6 +125,24 @@ impl fmt::Display for Violations {
         }
         Ok(())
     }
+}
+
+/// The serialized size of a JSON value in bytes.
+pub(crate) fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, value)
+        .map(|()| counter.0)
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

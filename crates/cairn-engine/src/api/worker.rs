@@ -1,0 +1,144 @@
+//! The worker loop: claims ready runs of the registered workflows and executes them, up to a
+//! concurrency limit, until told to stop.
+
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{api::engine::Engine, base::error::EngineError, runtime::executor::execute};
+
+/// The first wait after the store failed to answer a claim; doubled per failure up to
+/// [`MAX_STORE_BACKOFF`].
+const FIRST_STORE_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(5);
+/// How long one wait on the store's wake-up watch may last; the engine's clock bounds the
+/// real wait (see `idle_wait`).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+impl Engine {
+    /// Executes ready runs until `shutdown` fires. Then stops claiming, lets each execution
+    /// finish its step in flight (up to `shutdown_grace`) and gives unfinished runs back to
+    /// the queue; whatever is cut off is resumed by the next worker, nothing completed is lost.
+    pub async fn run_worker(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let runtime = self.runtime.clone();
+        let env = runtime.env.clone();
+        let slugs = runtime.registry.slugs();
+        let mut executions = JoinSet::new();
+        // Wake-ups from other processes (PostgreSQL's NOTIFY); without them, poll.
+        let mut watch = match env.store.watch_ready(&slugs).await {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for wake-ups; polling instead");
+                None
+            }
+        };
+        let mut store_backoff = FIRST_STORE_BACKOFF;
+        tracing::info!(worker = %env.worker, workflows = ?slugs, "worker started");
+        while !shutdown.is_cancelled() {
+            while executions.try_join_next().is_some() {}
+            let capacity = env
+                .config
+                .max_concurrent_runs
+                .saturating_sub(executions.len());
+            let mut full_batch = false;
+            if capacity > 0 {
+                let now = env.clock.now_ms();
+                match env
+                    .store
+                    .claim_ready(&slugs, &env.lease(), now, capacity)
+                    .await
+                {
+                    Ok(claimed) => {
+                        store_backoff = FIRST_STORE_BACKOFF;
+                        full_batch = claimed.len() == capacity;
+                        for run in claimed {
+                            executions.spawn(execute(runtime.clone(), run, None, None));
+                        }
+                    }
+                    Err(err) if err.is_transient() => {
+                        tracing::warn!(error = %err, "store unavailable; the worker will try again");
+                        env.clock.sleep(store_backoff).await;
+                        store_backoff = (store_backoff * 2).min(MAX_STORE_BACKOFF);
+                        continue;
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            if full_batch {
+                continue;
+            }
+            let wait = self.idle_wait(&slugs).await;
+            let woken = async {
+                match watch.as_mut() {
+                    Some(watch) => drop(watch.wait(WATCH_TIMEOUT).await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = executions.join_next(), if !executions.is_empty() => {}
+                () = runtime.new_work.notified() => {}
+                () = woken => {}
+                () = env.clock.sleep(wait) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        tracing::info!(in_flight = executions.len(), "worker stopping");
+        self.stop();
+        let grace = env.config.shutdown_grace;
+        let drained = async { while executions.join_next().await.is_some() {} };
+        let in_time = tokio::select! {
+            () = drained => true,
+            () = env.clock.sleep(grace) => false,
+        };
+        if !in_time {
+            tracing::warn!(
+                left = executions.len(),
+                "steps still in flight after the grace period; their runs resume when their leases lapse"
+            );
+            executions.abort_all();
+        }
+        Ok(())
+    }
+
+    /// Claims every run of the registered workflows that is ready now (up to
+    /// `max_concurrent_runs` at once) and executes each as far as it goes: until it ends,
+    /// parks, or lets go. Returns how many runs it executed (0: nothing was ready). A harness
+    /// or a one-shot job calls it until it returns 0.
+    pub async fn execute_ready(&self) -> Result<usize, EngineError> {
+        let runtime = &self.runtime;
+        let env = &runtime.env;
+        let slugs = runtime.registry.slugs();
+        let claimed = env
+            .store
+            .claim_ready(
+                &slugs,
+                &env.lease(),
+                env.clock.now_ms(),
+                env.config.max_concurrent_runs,
+            )
+            .await?;
+        let count = claimed.len();
+        futures::future::join_all(
+            claimed
+                .into_iter()
+                .map(|run| execute(runtime.clone(), run, None, None)),
+        )
+        .await;
+        Ok(count)
+    }
+
+    /// How long an idle worker may wait before looking again: until the next run is due,
+    /// at most the poll interval (other processes may add runs at any time).
+    async fn idle_wait(&self, slugs: &[String]) -> Duration {
+        let env = &self.runtime.env;
+        let poll = env.config.poll_interval;
+        match env.store.next_ready_at(slugs).await {
+            Ok(Some(at)) => {
+                let until = u64::try_from(at - env.clock.now_ms()).unwrap_or(0);
+                Duration::from_millis(until).min(poll)
+            }
+            _ => poll,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! What is known of a workflow or an action without its types: for listings, the API and
+//! agents' tool descriptions.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A workflow's slug, name, description and schemas.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowInfo {
+    /// Stable identifier.
+    pub slug: String,
+    /// Human name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: Value,
+    /// JSON Schema of its output.
+    pub output_schema: Value,
+}
+
+/// An action's slug, name, description and schemas.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionInfo {
+    /// Stable identifier.
+    pub slug: String,
+    /// Human name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its input.
+    pub input_schema: Value,
+    /// JSON Schema of its output.
+    pub output_schema: Value,
+}

@@ -1,0 +1,10 @@
+//! Layer 1, the foundation: errors, schemas, time, randomness, configuration, and the
+//! descriptions of workflows and actions. Uses nothing else of the crate.
+
+pub(crate) mod clock;
+pub(crate) mod config;
+pub(crate) mod entropy;
+pub(crate) mod error;
+pub(crate) mod info;
+pub(crate) mod resources;
+pub(crate) mod schema;

@@ -1,0 +1,373 @@
+//! Actions: typed leaf units of work. Calling one from a workflow is a durable step: replayed
+//! from the journal, or executed with retries and its result recorded before the workflow
+//! moves on.
+
+use std::{fmt, marker::PhantomData, sync::Arc, task::Poll, time::Duration};
+
+use cairn_core::{ErrorKind, Event, RetryPolicy, RunStatus, StepKind, validate_slug};
+use futures::{FutureExt, future::BoxFuture};
+use serde_json::Value;
+use tracing::Instrument;
+
+use crate::{
+    base::{
+        entropy::EntropyExt,
+        error::{ActionError, StepError},
+        info::ActionInfo,
+        schema::{Payload, Schema},
+    },
+    call::{Begin, Call, StepCall, attempt::run_attempt, halt, wait::wait_until},
+    run::{action_ctx::ActionCtx, scope::Scope},
+};
+
+type ActionFn<I, O> =
+    dyn Fn(I, ActionCtx) -> BoxFuture<'static, Result<O, ActionError>> + Send + Sync;
+
+/// A typed action with a stable slug. Define it once (usually in a `static LazyLock`) and call
+/// [`Action::run`] from workflows.
+///
+/// ```
+/// # use std::sync::LazyLock;
+/// # use cairn_engine::{Action, ActionCtx, ActionError, Retry};
+/// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)] struct Signup { name: String }
+/// # #[derive(serde::Serialize, serde::Deserialize, schemars::JsonSchema)] struct Brief { brief: String }
+/// pub static RESEARCH: LazyLock<Action<Signup, Brief>> = LazyLock::new(|| {
+///     Action::new("research-signup")
+///         .description("Look up the company behind a signup")
+///         .retry(Retry::exponential().max_attempts(5))
+///         .run(|input: Signup, _ctx: ActionCtx| async move {
+///             Ok(Brief { brief: format!("{} looks promising", input.name) })
+///         })
+/// });
+/// ```
+pub struct Action<I, O> {
+    pub(crate) inner: Arc<ActionInner<I, O>>,
+}
+
+impl<I, O> Clone for Action<I, O> {
+    fn clone(&self) -> Self {
+        Action {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub(crate) struct ActionInner<I, O> {
+    pub(crate) info: ActionInfo,
+    slug: Arc<str>,
+    /// Why the definition is unusable (a bad slug), if it is: reported when the action is
+    /// registered or called.
+    pub(crate) invalid: Option<String>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    input_schema: Schema,
+    output_schema: Schema,
+    body: Box<ActionFn<I, O>>,
+}
+
+impl<I: Payload, O: Payload> Action<I, O> {
+    /// Starts defining the action `slug` (1–64 of `a-z 0-9 - _`; a bad slug is reported when
+    /// the action is registered or called).
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "the builder pattern of the spec: Action::new(..)...run(..)"
+    )]
+    pub fn new(slug: &str) -> ActionBuilder<I, O> {
+        ActionBuilder {
+            slug: slug.to_owned(),
+            name: None,
+            description: String::new(),
+            retry: RetryPolicy::default(),
+            timeout: None,
+            types: PhantomData,
+        }
+    }
+
+    /// Calls the action as a durable step of the current workflow. The step key is assigned
+    /// now; `.key("name")` overrides it. Await the call to run (or replay) the step.
+    pub fn run(&self, input: I) -> StepCall<O> {
+        let inner = self.inner.clone();
+        StepCall::new(StepKind::Action, &self.inner.slug, move |call| {
+            execute_action(inner, call, input).boxed()
+        })
+    }
+
+    /// The action's slug.
+    pub fn slug(&self) -> &str {
+        &self.inner.info.slug
+    }
+
+    /// Name, description and schemas.
+    pub fn info(&self) -> &ActionInfo {
+        &self.inner.info
+    }
+}
+
+impl<I, O> fmt::Debug for Action<I, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Action")
+            .field("slug", &self.inner.info.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Action`]; finish with [`ActionBuilder::run`].
+#[must_use = "an action is defined by calling .run(..) at the end"]
+pub struct ActionBuilder<I, O> {
+    slug: String,
+    name: Option<String>,
+    description: String,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    types: PhantomData<fn(I) -> O>,
+}
+
+impl<I: Payload, O: Payload> ActionBuilder<I, O> {
+    /// A human name (defaults to the slug).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// What the action does (shown in listings, and to LLMs when it is a tool).
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// How failed attempts are retried (default: 3 attempts, 1 s then 2 s).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Fails an attempt that runs longer than `timeout` (retryable), measured on the engine's
+    /// clock.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The action's body. It receives the validated input and an [`ActionCtx`]; its output is
+    /// validated against the output schema before it is recorded.
+    pub fn run<F, Fut>(self, body: F) -> Action<I, O>
+    where
+        F: Fn(I, ActionCtx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ActionError>> + Send + 'static,
+    {
+        let invalid = validate_slug(&self.slug)
+            .err()
+            .map(|err| format!("action {err}"));
+        let input_schema = Schema::of::<I>();
+        let output_schema = Schema::of::<O>();
+        let info = ActionInfo {
+            name: self.name.unwrap_or_else(|| self.slug.clone()),
+            slug: self.slug.clone(),
+            description: self.description,
+            input_schema: input_schema.json().clone(),
+            output_schema: output_schema.json().clone(),
+        };
+        Action {
+            inner: Arc::new(ActionInner {
+                info,
+                slug: self.slug.into(),
+                invalid,
+                retry: self.retry,
+                timeout: self.timeout,
+                input_schema,
+                output_schema,
+                body: Box::new(move |input, ctx| body(input, ctx).boxed()),
+            }),
+        }
+    }
+}
+
+/// A step still running after this long has its `StepStarted` written at once, so inspection
+/// shows it in flight; a faster one writes it together with its outcome, in one commit.
+const STARTED_EVENT_DELAY: Duration = Duration::from_millis(20);
+
+/// Replays or executes one action step.
+async fn execute_action<I: Payload, O: Payload>(
+    action: Arc<ActionInner<I, O>>,
+    call: Call,
+    input: I,
+) -> Result<O, StepError> {
+    if let Some(invalid) = &action.invalid {
+        return Err(StepError::misuse(invalid.clone()));
+    }
+    let run = &call.run;
+    let input = call.encode_input(&input)?;
+    let (mut attempt, mut not_before_ms) = match call.begin(&input).await {
+        Begin::Replayed(result) => return call.decode_output(&action.output_schema, result?),
+        Begin::Execute {
+            attempt,
+            not_before_ms,
+        } => (attempt, not_before_ms),
+    };
+    if let Err(violations) = action.input_schema.validate(&input) {
+        let error = call.error(
+            ErrorKind::InvalidInput,
+            format!(
+                "input does not match the schema of action {}: {violations}",
+                call.slug
+            ),
+        );
+        return Err(call.fail(error, 0).await);
+    }
+    loop {
+        if let Some(deadline) = not_before_ms {
+            // A long backoff parks the run like a sleep; the attempt count is in the log.
+            wait_until(run, deadline, RunStatus::Sleeping).await;
+        }
+        let _busy = run.busy();
+        // The attempt's effects leave the process: what the body recorded must be durable.
+        if run.flush().await.is_err() {
+            return halt().await;
+        }
+        // The start is recorded with the outcome (the input moves into it then), or at once
+        // if the attempt runs long.
+        let mut start_recorded = false;
+        let result = 'attempt: {
+            let attempt_run = attempt_action(&action, &call, &input, attempt);
+            tokio::pin!(attempt_run);
+            // Most attempts finish at their first poll: they arm no timer.
+            if let Poll::Ready(result) = futures::poll!(&mut attempt_run) {
+                break 'attempt result;
+            }
+            tokio::select! {
+                biased;
+                result = &mut attempt_run => result,
+                () = run.env.clock.sleep(STARTED_EVENT_DELAY) => {
+                    // Still running: show it in flight now rather than with its outcome. The
+                    // attempt is polled in place, so it goes on while the start is written.
+                    run.defer([call.started(input.clone(), attempt)]);
+                    start_recorded = true;
+                    let (written, result) = tokio::join!(run.flush(), &mut attempt_run);
+                    if written.is_err() {
+                        // The execution is stopping, which drops this step.
+                        return halt().await;
+                    }
+                    result
+                }
+            }
+        };
+        let error = match result.and_then(|output| encode_output(&action, &call, output)) {
+            Ok((output, value)) => {
+                // Written by the next barrier (see `writes`): the body goes on from memory.
+                let started = (!start_recorded).then(|| call.started(input, attempt));
+                run.defer(started.into_iter().chain([call.completed(value)]));
+                return Ok(output);
+            }
+            Err(error) => error,
+        };
+        let retryable = error.retryable;
+        let info = error.into_info();
+        let (outcome, step_error) = if retryable && action.retry.allows_another(attempt) {
+            let env = &run.env;
+            let delay = action.retry.backoff(attempt, env.entropy.unit());
+            let retry_at_ms =
+                env.clock.now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+            tracing::info!(run = %run.run_id, step = %call.key, attempt, error = %info.message, "step attempt failed; retrying");
+            not_before_ms = Some(retry_at_ms);
+            let failed = Event::StepAttemptFailed {
+                key: call.key.clone(),
+                attempt,
+                error: info,
+                retry_at_ms,
+            };
+            (failed, None)
+        } else {
+            let error = info.at_step(call.key.clone());
+            (
+                call.failed(error.clone(), attempt),
+                Some(StepError::new(error)),
+            )
+        };
+        let started = (!start_recorded).then(|| call.started(input.clone(), attempt));
+        if run
+            .append(started.into_iter().chain([outcome]))
+            .await
+            .is_err()
+        {
+            return halt().await;
+        }
+        match step_error {
+            Some(err) => return Err(err),
+            None => attempt += 1,
+        }
+    }
+}
+
+/// Runs one attempt of the action body (or its stand-in), in place, with its timeout and the
+/// run's cancellation signal.
+async fn attempt_action<I: Payload, O: Payload>(
+    action: &Arc<ActionInner<I, O>>,
+    call: &Call,
+    input: &Value,
+    attempt: u32,
+) -> Result<O, ActionError> {
+    let run = &call.run;
+    // A token of the attempt's own: the action holds it (`ActionCtx::cancellation`), and
+    // cancelling it must not cancel the run.
+    let cancel = run.cancel.child_token();
+    let span = tracing::info_span!("step", run = %run.run_id, step = %call.key, attempt);
+    let ctx = ActionCtx {
+        run_id: run.run_id,
+        step_key: call.key.clone(),
+        attempt,
+        cancel: cancel.clone(),
+        span: span.clone(),
+        resources: run.env.resources.clone(),
+    };
+    let body: BoxFuture<'static, Result<O, ActionError>> =
+        match run.env.overrides.get(&action.info.slug) {
+            Some(stand_in) => {
+                let output = stand_in(input.clone(), ctx);
+                async move {
+                    serde_json::from_value(output.await?).map_err(|err| {
+                        ActionError::fatal(format!(
+                            "the stand-in's output does not fit the output type: {err}"
+                        ))
+                        .with_kind(ErrorKind::InvalidOutput)
+                    })
+                }
+                .boxed()
+            }
+            None => {
+                let typed = I::deserialize(input).map_err(|err| {
+                    ActionError::fatal(format!("input does not fit the action's input type: {err}"))
+                        .with_kind(ErrorKind::InvalidInput)
+                })?;
+                (action.body)(typed, ctx)
+            }
+        };
+    let scope = Scope::Action {
+        slug: action.info.slug.clone(),
+        key: call.key.clone(),
+    };
+    let body = scope.enter(body).instrument(span);
+    run_attempt(&*run.env.clock, body, action.timeout, &cancel, attempt).await
+}
+
+/// Serializes and validates an action's output; a violation is fatal (retrying the same code
+/// would not fix it).
+fn encode_output<I, O: Payload>(
+    action: &ActionInner<I, O>,
+    call: &Call,
+    output: O,
+) -> Result<(O, Value), ActionError> {
+    let value = serde_json::to_value(&output).map_err(|err| {
+        ActionError::fatal(format!("output cannot be serialized to JSON: {err}"))
+            .with_kind(ErrorKind::InvalidOutput)
+    })?;
+    if let Err(violations) = action.output_schema.validate(&value) {
+        let message = format!(
+            "output does not match the schema of action {}: {violations}",
+            action.info.slug
+        );
+        return Err(ActionError::fatal(message).with_kind(ErrorKind::InvalidOutput));
+    }
+    call.check_size("output", &value)
+        .map_err(|err| ActionError::fatal(err.message()).with_kind(ErrorKind::PayloadTooLarge))?;
+    Ok((output, value))
+}

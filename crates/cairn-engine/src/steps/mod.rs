@@ -1,0 +1,9 @@
+//! Layer 4, the steps a workflow makes: actions, child workflows, recorded values, sleeps
+//! and hooks, each made through the one call path of layer 3. Uses layers 1 to 3.
+
+pub(crate) mod action;
+pub(crate) mod child;
+pub(crate) mod hook;
+pub(crate) mod recorded;
+pub(crate) mod sleep;
+pub(crate) mod workflow;
