@@ -166,3 +166,66 @@ async fn the_replayer_accepts_an_unfinished_history_and_rejects_a_changed_step()
         Err(ReplayError::BadExport(_))
     ));
 }
+
+static SLOW: LazyLock<Action<N, N>> = LazyLock::new(|| {
+    Action::new("slow")
+        .timeout(Duration::from_secs(30))
+        .retry(cairn::Retry::default().max_attempts(2).jitter(0.0))
+        .run(|i: N, _ctx: ActionCtx| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(i)
+        })
+});
+
+static SLOW_ONCE: LazyLock<Workflow<N, N>> = LazyLock::new(|| {
+    Workflow::new("slow-once").run(|i: N, _ctx: WorkflowCtx| async move { Ok(SLOW.run(i).await?) })
+});
+
+#[tokio::test(start_paused = true)]
+async fn an_action_timeout_and_its_retry_follow_virtual_time() {
+    let wall = std::time::Instant::now();
+    let env = TestEnv::new();
+    let started = env.now();
+    let error = env
+        .execute_workflow(&SLOW_ONCE, N { n: 1 })
+        .await
+        .failed()
+        .unwrap();
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
+    let step = &env.steps(env.last_run().unwrap()).await[0];
+    assert_eq!(step.attempts, 2);
+    let virtual_time = env.now().duration_since(started).unwrap();
+    assert!(
+        virtual_time >= Duration::from_secs(60),
+        "two 30 s timeouts and a backoff passed on the virtual clock: {virtual_time:?}"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(10),
+        "not on the wall clock: {:?}",
+        wall.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_mock_runs_where_the_action_would_so_its_panic_is_a_failed_attempt() {
+    let env = TestEnv::new().mock(&DOUBLE, |_: N| -> Result<N, ActionError> {
+        panic!("the mock blew up")
+    });
+    let error = env.execute_workflow(&CHILD, N { n: 1 }).await;
+    assert!(
+        matches!(error, Outcome::Suspended { .. }),
+        "parked on the sleep first"
+    );
+    env.skip_time(Duration::from_secs(3600)).await;
+    let error = env
+        .outcome::<N>(env.last_run().unwrap())
+        .await
+        .failed()
+        .unwrap();
+    assert!(error.message.contains("the mock blew up"), "{error}");
+    let step = &env.steps(env.last_run().unwrap()).await[1];
+    assert_eq!(
+        step.attempts, 3,
+        "a panic is retryable, as in a real action"
+    );
+}

@@ -10,9 +10,12 @@
 //! cargo run -p signup-pipeline -- runs get <run-id>
 //! ```
 
-use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
+use std::{io::Write, path::Path, sync::LazyLock, time::Duration};
 
-use cairn::{Action, ActionCtx, ActionError, HookOptions, Registry, Retry, Workflow, WorkflowCtx};
+use cairn::{
+    Action, ActionCtx, ActionError, HookOptions, Registry, Retry, Workflow, WorkflowCtx,
+    cli::DataDir,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -116,7 +119,7 @@ pub static POST_BRIEF: LazyLock<Action<PostBrief, Posted>> = LazyLock::new(|| {
         .name("Post brief")
         .description("Post the brief to the team's channel (here: append it to an outbox file)")
         .run(|input: PostBrief, ctx: ActionCtx| async move {
-            let path = outbox_path();
+            let path = ctx.resource::<DataDir>()?.0.join("outbox.log");
             let line = append_line(
                 &path,
                 &format!("[{}] {}", ctx.idempotency_key(), input.text),
@@ -189,16 +192,8 @@ pub fn registry() -> Registry {
         .action(&POST_BRIEF)
 }
 
-/// The outbox lives next to the store: `$CAIRN_DATA_DIR/outbox.log` (default `.cairn/`).
-fn outbox_path() -> PathBuf {
-    let dir = std::env::var_os("CAIRN_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".cairn"));
-    dir.join("outbox.log")
-}
-
 /// Appends a line (one write call, fsync'd) and returns its number.
-fn append_line(path: &PathBuf, text: &str) -> std::io::Result<usize> {
+fn append_line(path: &Path, text: &str) -> std::io::Result<usize> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -133,8 +133,8 @@ impl Call {
             } => {
                 if run.env.config.replay_only {
                     let message = format!(
-                        "the workflow now makes {} `{}` at step {}, which the recorded history does not have",
-                        self.kind, self.slug, self.key
+                        "non-determinism at step {}: the workflow now makes {} `{}`, which the recorded history does not have",
+                        self.key, self.kind, self.slug
                     );
                     run.stop(Stop::Fail(self.error(ErrorKind::Unrecorded, message)));
                     return None;

@@ -78,7 +78,14 @@ fn report(err: CliError) -> ExitCode {
     ExitCode::from(if user_error { 2 } else { 1 })
 }
 
+/// The data directory (`--data-dir`, `CAIRN_DATA_DIR`, default `.cairn`), shared with every
+/// action as a resource: `ctx.resource::<DataDir>()` gives where to keep files next to the
+/// embedded store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir(pub std::path::PathBuf);
+
 async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> {
+    let registry = registry.resource(DataDir(cli.data_dir.clone()));
     let store = open_store(cli).await?;
     let mut config = EngineConfig::default();
     if let Some(ttl) = cli.lease_ttl {

@@ -106,7 +106,8 @@ pub enum Wait {
 pub struct TestEnv {
     store: Arc<dyn Store>,
     clock: TestClock,
-    seed: u64,
+    /// One generator for every engine the environment builds, so their draws never repeat.
+    entropy: Arc<SeededEntropy>,
     registry: Mutex<Registry>,
     overrides: Mutex<HashMap<String, ActionOverride>>,
     runs: Mutex<Vec<RunId>>,
@@ -142,7 +143,7 @@ impl TestEnv {
         TestEnv {
             store: Arc::new(MemoryStore::new()),
             clock: TestClock::new(START_MS),
-            seed: 0,
+            entropy: Arc::new(SeededEntropy::new(0)),
             registry: Mutex::new(Registry::new()),
             overrides: Mutex::new(HashMap::new()),
             runs: Mutex::new(Vec::new()),
@@ -153,7 +154,7 @@ impl TestEnv {
     /// Seeds the environment's randomness (run ids, hook tokens, `ctx.random()`,
     /// `ctx.uuid()`, backoff jitter); the default seed is 0.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
+        self.entropy = Arc::new(SeededEntropy::new(seed));
         self
     }
 
@@ -205,6 +206,14 @@ impl TestEnv {
         })
     }
 
+    /// Shares `value` with the actions that run for real, as `Registry::resource` does.
+    pub fn resource<T: Send + Sync + 'static>(self, value: T) -> Self {
+        let mut registry = lock(&self.registry);
+        *registry = registry.clone().resource(value);
+        drop(registry);
+        self
+    }
+
     /// Registers a workflow (workflows passed to `execute_workflow`/`start` are registered
     /// for you).
     pub fn register<I: Payload, O: Payload>(self, workflow: &Workflow<I, O>) -> Self {
@@ -227,7 +236,7 @@ impl TestEnv {
         let mut builder = Engine::builder(self.store.clone(), registry)
             .config(self.config.clone())
             .clock(Arc::new(self.clock.clone()))
-            .entropy(Arc::new(SeededEntropy::new(self.seed)))
+            .entropy(self.entropy.clone())
             .worker_id(WorkerId(WORKER.into()));
         for (slug, stand_in) in lock(&self.overrides).iter() {
             builder = builder.override_action(slug.clone(), stand_in.clone());
