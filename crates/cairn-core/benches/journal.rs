@@ -7,7 +7,7 @@
 //! ```
 //! Under `cargo test --benches` each case runs once, as a smoke test.
 
-use cairn_core::{Call, Decision, Event, Journal, StepKey, StepKind};
+use cairn_core::{Call, ChangedInput, Decision, Event, Journal, StepKey, StepKind};
 use divan::{Bencher, black_box, counter::ItemsCount};
 use serde_json::{Value, json};
 
@@ -21,11 +21,12 @@ const STEPS: usize = 1_000;
 const SLUG: &str = "noop";
 
 fn empty_journal() -> Journal {
-    Journal::new(std::iter::empty::<&Event>(), false)
+    Journal::new(std::iter::empty::<&Event>(), ChangedInput::Fail)
 }
 
 fn started(key: &StepKey, input: &Value) -> Event {
     Event::StepStarted {
+        call: None,
         key: key.clone(),
         kind: StepKind::Action,
         slug: SLUG.to_owned(),
@@ -36,6 +37,7 @@ fn started(key: &StepKey, input: &Value) -> Event {
 
 fn completed(key: &StepKey, output: &Value) -> Event {
     Event::StepCompleted {
+        call: None,
         key: key.clone(),
         kind: StepKind::Action,
         slug: SLUG.to_owned(),
@@ -72,12 +74,13 @@ fn key_and_decide_new_step(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = empty_journal();
         for _ in 0..STEPS {
-            let key = journal.make_call(SLUG, None);
+            let (key, position) = journal.make_call(SLUG, None);
             let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
                 input: &input,
+                position,
             });
             debug_assert!(matches!(decision, Decision::Execute { .. }));
             black_box(decision);
@@ -94,12 +97,13 @@ fn key_decide_and_encode_step(bencher: Bencher) {
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let mut journal = empty_journal();
         for _ in 0..STEPS {
-            let key = journal.make_call(SLUG, None);
+            let (key, position) = journal.make_call(SLUG, None);
             black_box(journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
                 input: &value,
+                position,
             }));
             for event in [started(&key, &value), completed(&key, &value)] {
                 black_box(serde_json::to_string(&event).expect("encodes"));
@@ -130,14 +134,15 @@ fn replay_1000_steps_in_memory(bencher: Bencher) {
     let events = history(STEPS);
     let inputs: Vec<Value> = (0..STEPS).map(|n| json!({ "n": n })).collect();
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
-        let mut journal = Journal::new(&events, false);
+        let mut journal = Journal::new(&events, ChangedInput::Fail);
         for input in &inputs {
-            let key = journal.make_call(SLUG, None);
+            let (key, position) = journal.make_call(SLUG, None);
             let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
                 input,
+                position,
             });
             debug_assert!(matches!(decision, Decision::Replay { .. }));
             black_box(decision);

@@ -105,6 +105,8 @@ pub enum StepKind {
     Sleep,
     /// A durable wait for a hook to be resumed.
     Hook,
+    /// A `ctx.patched(id)` marker: this run took the new code path at this point.
+    Patch,
 }
 
 impl StepKind {
@@ -118,6 +120,7 @@ impl StepKind {
             StepKind::Uuid => "uuid",
             StepKind::Sleep => "sleep",
             StepKind::Hook => "hook",
+            StepKind::Patch => "patch",
         }
     }
 
@@ -167,7 +170,14 @@ pub enum ErrorKind {
     Misuse,
     /// The run or step was canceled.
     Canceled,
-    /// Something inside Cairn went wrong (a store error, a panic in user code).
+    /// A workflow body panicked.
+    Panic,
+    /// An attempt was cut off: its worker stopped (crash, kill) before it finished. Not the
+    /// action's failure: it does not count against the retry policy.
+    Interrupted,
+    /// A step's attempts were interrupted too often (a step that takes its worker down).
+    Recoveries,
+    /// Something inside Cairn went wrong (a store error).
     Internal,
 }
 
@@ -242,6 +252,11 @@ pub enum Event {
         input: Value,
         /// Attempt number, from 1.
         attempt: u32,
+        /// The call's position in the order the workflow body makes its step calls (from
+        /// 0): replay checks that the n-th call is the one recorded n-th. Absent in runs
+        /// recorded before positions were kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
     },
     /// An attempt failed and another will follow at `retry_at_ms`.
     StepAttemptFailed {
@@ -264,6 +279,11 @@ pub enum Event {
         slug: String,
         /// Its recorded output.
         output: Value,
+        /// The call's position in the order the workflow body makes its step calls (from
+        /// 0): replay checks that the n-th call is the one recorded n-th. Absent in runs
+        /// recorded before positions were kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
     },
     /// The step failed for good (retries exhausted or a fatal error); replay returns the error.
     StepFailed {
@@ -277,6 +297,11 @@ pub enum Event {
         error: ErrorInfo,
         /// How many attempts were made.
         attempts: u32,
+        /// The call's position in the order the workflow body makes its step calls (from
+        /// 0): replay checks that the n-th call is the one recorded n-th. Absent in runs
+        /// recorded before positions were kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
     },
     /// A hook was created: `token` resumes it. The store registers the token when it appends
     /// this event.
@@ -289,6 +314,11 @@ pub enum Event {
         schema: Value,
         /// When waiting on it gives up (unix ms), if ever.
         timeout_at_ms: Option<i64>,
+        /// The call's position in the order the workflow body makes its step calls (from
+        /// 0): replay checks that the n-th call is the one recorded n-th. Absent in runs
+        /// recorded before positions were kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
     },
     /// A hook was resumed with `payload` (written by the store's resume, not by a worker).
     HookResumed {
@@ -296,6 +326,14 @@ pub enum Event {
         key: StepKey,
         /// The (validated) payload.
         payload: Value,
+    },
+    /// A replayed step's recorded input differs from the input the workflow passes now, and
+    /// the workflow allows it (`ChangedInput::UseRecorded`): the recorded output was used.
+    StepWarning {
+        /// The step.
+        key: StepKey,
+        /// What differs.
+        message: String,
     },
     /// The run finished with this (validated) output.
     RunCompleted {
@@ -328,6 +366,7 @@ impl Event {
             Event::StepFailed { .. } => "step_failed",
             Event::HookCreated { .. } => "hook_created",
             Event::HookResumed { .. } => "hook_resumed",
+            Event::StepWarning { .. } => "step_warning",
             Event::RunCompleted { .. } => "run_completed",
             Event::RunFailed { .. } => "run_failed",
             Event::RunCanceled { .. } => "run_canceled",
@@ -343,7 +382,8 @@ impl Event {
             | Event::StepCompleted { key, .. }
             | Event::StepFailed { key, .. }
             | Event::HookCreated { key, .. }
-            | Event::HookResumed { key, .. } => Some(key),
+            | Event::HookResumed { key, .. }
+            | Event::StepWarning { key, .. } => Some(key),
             _ => None,
         }
     }
@@ -380,6 +420,7 @@ mod tests {
     #[test]
     fn events_round_trip_as_tagged_json() {
         let event = Event::StepCompleted {
+            call: None,
             key: StepKey::numbered("a", 0),
             kind: StepKind::Action,
             slug: "a".into(),

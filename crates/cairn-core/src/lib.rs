@@ -12,6 +12,7 @@ mod duration;
 mod event;
 mod journal;
 mod limits;
+mod patch;
 mod retry;
 mod step_key;
 mod summary;
@@ -19,8 +20,9 @@ mod waits;
 
 pub use duration::{InvalidDuration, parse_duration};
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKind};
-pub use journal::{Call, Decision, Journal, NonDeterminism};
+pub use journal::{Call, CallName, ChangedInput, Decision, Journal, NonDeterminism, Patched};
 pub use limits::{LimitExceeded, Limits};
+pub use patch::{PATCH_SLUG, patch_key};
 pub use retry::RetryPolicy;
 pub use step_key::{
     HOOK_SLUG, InvalidSlug, NOW_SLUG, RANDOM_SLUG, SLEEP_SLUG, StepKey, UUID_SLUG, validate_slug,

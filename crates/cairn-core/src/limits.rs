@@ -11,6 +11,10 @@ pub struct Limits {
     pub max_steps_per_run: usize,
     /// Most attempts a retry policy may ask for. Default 1,000.
     pub max_attempts: u32,
+    /// Most times one step's attempts may be interrupted (its worker stopped mid-attempt:
+    /// crash, kill, lost lease) before the step fails: a guard against a step that takes
+    /// its worker down every time. Default 5.
+    pub max_step_recoveries: u32,
 }
 
 impl Default for Limits {
@@ -19,6 +23,7 @@ impl Default for Limits {
             max_payload_bytes: 1024 * 1024,
             max_steps_per_run: 10_000,
             max_attempts: 1_000,
+            max_step_recoveries: 5,
         }
     }
 }

@@ -58,8 +58,11 @@ pub struct StepSummary {
     pub output: Option<Value>,
     /// The final error, when it failed; else the last attempt's error while retrying.
     pub error: Option<ErrorInfo>,
-    /// Every failed attempt, in order.
+    /// Every failed (or interrupted) attempt, in order.
     pub attempt_errors: Vec<AttemptError>,
+    /// Warnings recorded on replay (a changed input the workflow allowed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When its first attempt began (unix ms).
     pub started_at_ms: i64,
     /// When it completed or failed for good (unix ms).
@@ -78,6 +81,7 @@ impl StepSummary {
             output: None,
             error: None,
             attempt_errors: Vec::new(),
+            warnings: Vec::new(),
             started_at_ms: at_ms,
             finished_at_ms: None,
         }
@@ -115,6 +119,7 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 slug,
                 input,
                 attempt,
+                ..
             } => {
                 debug_assert!(*attempt >= 1);
                 let step = fold.step(key, *kind, slug, at);
@@ -147,6 +152,7 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 kind,
                 slug,
                 output,
+                ..
             } => {
                 let step = fold.step(key, *kind, slug, at);
                 step.status = StepStatus::Completed;
@@ -183,6 +189,11 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                     }
                     .to_value(),
                 );
+            }
+            Event::StepWarning { key, message } => {
+                if let Some(step) = fold.existing(key) {
+                    step.warnings.push(message.clone());
+                }
             }
             Event::HookResumed { key, payload } => {
                 let step = fold.step(key, StepKind::Hook, crate::HOOK_SLUG, at);
@@ -238,6 +249,7 @@ mod tests {
         let a = StepKey::from("a#0");
         let b = StepKey::from("b#0");
         let started = |key: &StepKey, slug: &str, attempt| Event::StepStarted {
+            call: None,
             key: key.clone(),
             kind: StepKind::Action,
             slug: slug.into(),
@@ -261,6 +273,7 @@ mod tests {
                 4,
                 250,
                 Event::StepCompleted {
+                    call: None,
                     key: a.clone(),
                     kind: StepKind::Action,
                     slug: "a".into(),

@@ -265,7 +265,7 @@ async fn a_different_step_at_a_recorded_key_is_non_determinism() {
     let error = run.error.unwrap();
     assert_eq!(error.kind, ErrorKind::NonDeterminism);
     assert!(
-        error.message.contains("`left`") && error.message.contains("`right`"),
+        error.message.contains("action left") && error.message.contains("action right"),
         "{error}"
     );
     assert_eq!(

@@ -42,6 +42,7 @@ fn append(id: RunId, worker: &WorkerId, events: &[Event]) -> Op {
 
 fn completed(n: u32) -> Event {
     Event::StepCompleted {
+        call: None,
         key: StepKey::numbered("step", n),
         kind: StepKind::Action,
         slug: "step".into(),
@@ -51,6 +52,7 @@ fn completed(n: u32) -> Event {
 
 fn hook_created(n: u32, token: &str) -> Event {
     Event::HookCreated {
+        call: None,
         key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
         token: token.to_owned(),
         schema: json!({}),

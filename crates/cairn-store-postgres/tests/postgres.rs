@@ -44,6 +44,7 @@ fn lease(worker: &str, expires_at_ms: i64) -> Lease {
 
 fn completed(n: u32) -> Event {
     Event::StepCompleted {
+        call: None,
         key: StepKey::numbered("step", n),
         kind: StepKind::Action,
         slug: "step".into(),

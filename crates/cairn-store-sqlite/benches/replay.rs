@@ -7,7 +7,7 @@
 //! ```
 //! Under `cargo test --benches` each case runs once, as a smoke test.
 
-use cairn_core::{Call, Decision, Event, Journal, StepKey, StepKind};
+use cairn_core::{Call, ChangedInput, Decision, Event, Journal, StepKey, StepKind};
 use cairn_store::{NewRun, RunId, Store};
 use cairn_store_sqlite::SqliteStore;
 use divan::{Bencher, black_box, counter::ItemsCount};
@@ -44,6 +44,7 @@ impl Fixture {
                 let key = StepKey::numbered(SLUG, u32::try_from(n).expect("few steps"));
                 [
                     Event::StepStarted {
+                        call: None,
                         key: key.clone(),
                         kind: StepKind::Action,
                         slug: SLUG.to_owned(),
@@ -51,6 +52,7 @@ impl Fixture {
                         attempt: 1,
                     },
                     Event::StepCompleted {
+                        call: None,
                         key,
                         kind: StepKind::Action,
                         slug: SLUG.to_owned(),
@@ -107,14 +109,18 @@ fn replay_1000_steps_from_store(bencher: Bencher) {
     let inputs: Vec<Value> = (0..STEPS).map(|n| json!({ "n": n })).collect();
     bencher.counter(ItemsCount::new(STEPS)).bench_local(|| {
         let events = fixture.load();
-        let mut journal = Journal::new(events.iter().map(|record| &record.event), false);
+        let mut journal = Journal::new(
+            events.iter().map(|record| &record.event),
+            ChangedInput::Fail,
+        );
         for input in &inputs {
-            let key = journal.make_call(SLUG, None);
+            let (key, position) = journal.make_call(SLUG, None);
             let decision = journal.decide(Call {
                 key: &key,
                 kind: StepKind::Action,
                 slug: SLUG,
                 input,
+                position,
             });
             debug_assert!(matches!(decision, Decision::Replay { .. }));
             black_box(decision);

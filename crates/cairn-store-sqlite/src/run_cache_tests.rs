@@ -137,6 +137,7 @@ fn a_rolled_back_batch_makes_the_writer_forget_what_it_learned() {
 fn an_end_closes_a_hook_a_remembered_run_registered_after_its_creation() {
     let (_dir, conn, mut runs, id) = remembered_run();
     let hook = Event::HookCreated {
+        call: None,
         key: StepKey::numbered("approval", 0),
         token: "tok-remembered".into(),
         schema: json!({}),

@@ -49,6 +49,7 @@ pub(crate) fn leased_run(holder: &WorkerId) -> PreparedRun {
 pub(crate) fn completed(n: u32) -> Event {
     let slug = "step".to_owned();
     Event::StepCompleted {
+        call: None,
         key: StepKey::numbered(&slug, n),
         kind: StepKind::Action,
         slug,

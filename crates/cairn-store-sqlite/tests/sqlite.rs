@@ -36,6 +36,7 @@ fn lease(worker: &str) -> Lease {
 fn started(n: u32) -> Event {
     let slug = "step".to_owned();
     Event::StepStarted {
+        call: None,
         key: StepKey::numbered(&slug, n),
         kind: StepKind::Action,
         slug,

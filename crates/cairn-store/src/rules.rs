@@ -109,6 +109,7 @@ pub fn run_effect(event: &Event) -> RunEffect {
         token,
         schema,
         timeout_at_ms,
+        ..
     } = event
     {
         return RunEffect::RegisterHook {

@@ -70,6 +70,7 @@ fn retries_requeue_hooks_register_and_steps_change_nothing() {
     assert_eq!(run_effect(&Event::RunRetried).ends(), None);
     let key = StepKey::numbered(cairn_core::HOOK_SLUG, 0);
     let created = Event::HookCreated {
+        call: None,
         key: key.clone(),
         token: "t".to_owned(),
         schema: json!({"type": "object"}),
@@ -85,6 +86,7 @@ fn retries_requeue_hooks_register_and_steps_change_nothing() {
         }
     );
     let started = Event::StepStarted {
+        call: None,
         key: StepKey::numbered("a", 0),
         kind: StepKind::Action,
         slug: "a".to_owned(),

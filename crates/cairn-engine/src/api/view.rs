@@ -87,8 +87,10 @@ pub struct StepView {
     pub output: Option<Value>,
     /// The final error, or the last attempt's while retrying.
     pub error: Option<ErrorInfo>,
-    /// Every failed attempt, in order.
+    /// Every failed (or interrupted) attempt, in order.
     pub attempt_errors: Vec<AttemptError>,
+    /// Warnings recorded on replay (a changed input the workflow allowed).
+    pub warnings: Vec<String>,
     /// When its first attempt began (RFC 3339, UTC).
     pub started_at: String,
     /// When it completed or failed for good (RFC 3339, UTC).
@@ -109,6 +111,7 @@ impl From<&StepSummary> for StepView {
             output: step.output.clone(),
             error: step.error.clone(),
             attempt_errors: step.attempt_errors.clone(),
+            warnings: step.warnings.clone(),
             started_at: timestamp(step.started_at_ms),
             finished_at: step.finished_at_ms.map(timestamp),
             duration_ms: step.duration_ms(),

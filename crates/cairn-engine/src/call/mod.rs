@@ -21,6 +21,7 @@ use std::{
 };
 
 use cairn_core::{Decision, ErrorInfo, ErrorKind, Event, LimitExceeded, StepKey, StepKind};
+use cairn_store::RunId;
 use futures::future::{self, BoxFuture};
 use serde_json::Value;
 
@@ -33,6 +34,8 @@ use crate::{
 pub(crate) struct Call {
     pub(crate) run: Arc<RunContext>,
     pub(crate) key: StepKey,
+    /// Its position in the order the body makes calls (see `cairn_core::Journal`).
+    pub(crate) position: u32,
     pub(crate) kind: StepKind,
     pub(crate) slug: Arc<str>,
 }
@@ -42,12 +45,22 @@ pub(crate) enum Begin {
     /// The history has the result.
     Replayed(Result<Value, StepError>),
     /// Execute it now.
-    Execute {
-        /// The attempt to make (earlier failed attempts are counted, across restarts).
-        attempt: u32,
-        /// Not before this time (unix ms): the backoff of a failed attempt.
-        not_before_ms: Option<i64>,
-    },
+    Execute(Execute),
+}
+
+/// How to execute a call the history has no result for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Execute {
+    /// The attempt to make (earlier attempts are counted, across restarts).
+    pub(crate) attempt: u32,
+    /// Not before this time (unix ms): the backoff of a failed attempt.
+    pub(crate) not_before_ms: Option<i64>,
+    /// Attempts that failed (interrupted ones excluded): what the retry policy counts.
+    pub(crate) failures: u32,
+    /// Attempts interrupted so far, the one in `interrupted` included.
+    pub(crate) recoveries: u32,
+    /// The last attempt, if it was started and never finished (its worker stopped).
+    pub(crate) interrupted: Option<u32>,
 }
 
 impl Call {
@@ -66,11 +79,12 @@ impl Call {
             let error = LimitExceeded::Steps { limit }.to_string();
             return Err(StepError::new(ErrorInfo::new(ErrorKind::Misuse, error)));
         }
-        let key = journal.make_call(&slug, custom);
+        let (key, position) = journal.make_call(&slug, custom);
         drop(journal);
         Ok(Call {
             run,
             key,
+            position,
             kind,
             slug,
         })
@@ -115,14 +129,16 @@ impl Call {
             kind: self.kind,
             slug: &self.slug,
             input,
+            position: self.position,
         });
         match decision {
-            Decision::Replay {
-                output,
-                input_changed,
-            } => {
-                if input_changed {
-                    tracing::warn!(run = %run.run_id, step = %self.key, "replayed step was recorded with a different input; the recorded output is used");
+            Decision::Replay { output, warning } => {
+                if let Some(message) = warning {
+                    tracing::warn!(run = %run.run_id, step = %self.key, "{message}");
+                    run.defer([Event::StepWarning {
+                        key: self.key.clone(),
+                        message,
+                    }]);
                 }
                 Some(Begin::Replayed(Ok(output)))
             }
@@ -130,6 +146,9 @@ impl Call {
             Decision::Execute {
                 attempt,
                 not_before_ms,
+                failures,
+                recoveries,
+                interrupted,
             } => {
                 if run.env.config.replay_only {
                     let message = format!(
@@ -143,15 +162,19 @@ impl Call {
                     run.stop(Stop::Shutdown);
                     return None;
                 }
-                Some(Begin::Execute {
+                Some(Begin::Execute(Execute {
                     attempt,
                     not_before_ms,
-                })
+                    failures,
+                    recoveries,
+                    interrupted,
+                }))
             }
             Decision::NonDeterminism(err) => {
-                run.stop(Stop::Fail(
-                    self.error(ErrorKind::NonDeterminism, err.to_string()),
-                ));
+                run.stop(Stop::Fail(self.error(
+                    ErrorKind::NonDeterminism,
+                    non_determinism_message(&err, run.run_id),
+                )));
                 None
             }
         }
@@ -171,6 +194,7 @@ impl Call {
     /// The `StepStarted` of an attempt of this call.
     pub(crate) fn started(&self, input: Value, attempt: u32) -> Event {
         Event::StepStarted {
+            call: Some(self.position),
             key: self.key.clone(),
             kind: self.kind,
             slug: self.slug.to_string(),
@@ -182,6 +206,7 @@ impl Call {
     /// The `StepCompleted` of this call.
     pub(crate) fn completed(&self, output: Value) -> Event {
         Event::StepCompleted {
+            call: Some(self.position),
             key: self.key.clone(),
             kind: self.kind,
             slug: self.slug.to_string(),
@@ -192,6 +217,7 @@ impl Call {
     /// The `StepFailed` of this call.
     pub(crate) fn failed(&self, error: ErrorInfo, attempts: u32) -> Event {
         Event::StepFailed {
+            call: Some(self.position),
             key: self.key.clone(),
             kind: self.kind,
             slug: self.slug.to_string(),
@@ -213,6 +239,11 @@ impl Call {
             Err(Halted) => halt().await,
         }
     }
+}
+
+/// A non-determinism error's message, with the run's id in the fix it suggests.
+pub(crate) fn non_determinism_message(err: &cairn_core::NonDeterminism, run: RunId) -> String {
+    err.to_string().replace("<run-id>", &run.to_string())
 }
 
 /// A custom step key, checked.

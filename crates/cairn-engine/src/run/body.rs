@@ -15,7 +15,7 @@ use crate::{
 /// A workflow with its types erased, as the registry and the executor hold it.
 pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn info(&self) -> &WorkflowInfo;
-    fn strict_inputs(&self) -> bool;
+    fn changed_input(&self) -> cairn_core::ChangedInput;
     fn input_schema(&self) -> &Schema;
     fn output_schema(&self) -> &Schema;
     fn call(

@@ -2,13 +2,15 @@
 //! the engine's heartbeat while the body runs (see `heartbeat`), and records how the run
 //! ended.
 
-use std::sync::Arc;
+use std::{panic::AssertUnwindSafe, sync::Arc};
 
 use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
 use cairn_store::{ClaimedRun, NewRun, Park, StoreError};
+use futures::FutureExt;
 
 use crate::{
-    base::schema::json_size,
+    base::{error::WorkflowError, schema::json_size},
+    call::{attempt::panic_message, non_determinism_message},
     run::{
         RunContext, Stop,
         body::{ErasedWorkflow, WorkflowCtx},
@@ -58,7 +60,7 @@ pub(crate) async fn execute(
     };
     let journal = Journal::new(
         events.iter().map(|record| &record.event),
-        workflow.strict_inputs(),
+        workflow.changed_input(),
     );
     let written_seq = events.last().map_or(0, |record| record.seq);
     let ctx = Arc::new(RunContext::new(
@@ -80,16 +82,15 @@ pub(crate) async fn execute(
                 .enter(workflow.call(run.input.clone(), WorkflowCtx { run: ctx.clone() })),
         ),
     };
+    // A panicking body fails its run like an error would; the worker goes on.
+    let body = AssertUnwindSafe(body).catch_unwind();
     let outcome = tokio::select! {
         biased;
         stop = ctx.stopped() => Err(stop),
         result = body => Ok(result),
     };
     let ending = match outcome {
-        Ok(Ok(output)) => Some(completion(&*workflow, &ctx, output)),
-        Ok(Err(error)) => Some(Event::RunFailed {
-            error: error.into_info(),
-        }),
+        Ok(returned) => Some(body_end(&*workflow, &ctx, returned)),
         Err(Stop::Fail(error)) => Some(Event::RunFailed { error }),
         Err(Stop::Shutdown) => None,
         Err(Stop::StoreFailing(message)) => {
@@ -164,6 +165,44 @@ pub(crate) async fn execute(
     };
     drop(tracked);
     end
+}
+
+/// The event that ends a run whose body returned (or panicked): a call its history has and
+/// the body no longer made fails it with non-determinism; else its output, checked, or its
+/// error.
+fn body_end(
+    workflow: &dyn ErasedWorkflow,
+    run: &RunContext,
+    returned: std::thread::Result<Result<serde_json::Value, WorkflowError>>,
+) -> Event {
+    let slug = &workflow.info().slug;
+    let returned = match returned {
+        Ok(returned) => returned,
+        Err(panic) => {
+            let message = format!(
+                "workflow {slug} panicked: {}; fix the code, then `runs retry {}`",
+                panic_message(&*panic),
+                run.run_id
+            );
+            return Event::RunFailed {
+                error: ErrorInfo::new(ErrorKind::Panic, message),
+            };
+        }
+    };
+    let unmade = run.journal().unmade();
+    if let Some(removed) = unmade {
+        let error = ErrorInfo::new(
+            ErrorKind::NonDeterminism,
+            non_determinism_message(&removed, run.run_id),
+        );
+        return Event::RunFailed { error };
+    }
+    match returned {
+        Ok(output) => completion(workflow, run, output),
+        Err(error) => Event::RunFailed {
+            error: error.into_info(),
+        },
+    }
 }
 
 /// The event that ends a run whose body returned `output`: checked against the output schema

@@ -16,7 +16,7 @@ use crate::{
         info::ActionInfo,
         schema::{Payload, Schema},
     },
-    call::{Begin, Call, StepCall, attempt::run_attempt, halt, wait::wait_until},
+    call::{Begin, Call, Execute, StepCall, attempt::run_attempt, halt, wait::wait_until},
     run::{action_ctx::ActionCtx, scope::Scope},
 };
 
@@ -197,12 +197,15 @@ async fn execute_action<I: Payload, O: Payload>(
     }
     let run = &call.run;
     let input = call.encode_input(&input)?;
-    let (mut attempt, mut not_before_ms) = match call.begin(&input).await {
+    let Execute {
+        mut attempt,
+        mut not_before_ms,
+        mut failures,
+        recoveries,
+        interrupted,
+    } = match call.begin(&input).await {
         Begin::Replayed(result) => return call.decode_output(&action.output_schema, result?),
-        Begin::Execute {
-            attempt,
-            not_before_ms,
-        } => (attempt, not_before_ms),
+        Begin::Execute(execute) => execute,
     };
     if let Err(violations) = action.input_schema.validate(&input) {
         let error = call.error(
@@ -213,6 +216,23 @@ async fn execute_action<I: Payload, O: Payload>(
             ),
         );
         return Err(call.fail(error, 0).await);
+    }
+    if let Some(cut_off) = interrupted {
+        // Its worker stopped mid-attempt: not the action's failure, but a step that keeps
+        // taking its worker down is given up on.
+        run.defer([interrupted_attempt(&call, cut_off, run.env.clock.now_ms())]);
+        not_before_ms = None;
+        let limit = run.env.config.limits.max_step_recoveries;
+        if recoveries >= limit {
+            let error = call.error(
+                ErrorKind::Recoveries,
+                format!(
+                    "step {} was interrupted {recoveries} times (its worker stopped before the attempt finished: a crash, a kill, or a step that takes its worker down); giving up after {limit} (Limits::max_step_recoveries)",
+                    call.key
+                ),
+            );
+            return Err(call.fail(error, attempt - 1).await);
+        }
     }
     loop {
         if let Some(deadline) = not_before_ms {
@@ -262,9 +282,10 @@ async fn execute_action<I: Payload, O: Payload>(
         };
         let retryable = error.retryable;
         let info = error.into_info();
-        let (outcome, step_error) = if retryable && action.retry.allows_another(attempt) {
+        failures += 1;
+        let (outcome, step_error) = if retryable && action.retry.allows_another(failures) {
             let env = &run.env;
-            let delay = action.retry.backoff(attempt, env.entropy.unit());
+            let delay = action.retry.backoff(failures, env.entropy.unit());
             let retry_at_ms =
                 env.clock.now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             tracing::info!(run = %run.run_id, step = %call.key, attempt, error = %info.message, "step attempt failed; retrying");
@@ -295,6 +316,19 @@ async fn execute_action<I: Payload, O: Payload>(
             Some(err) => return Err(err),
             None => attempt += 1,
         }
+    }
+}
+
+/// The record of an attempt its worker never finished.
+fn interrupted_attempt(call: &Call, attempt: u32, now_ms: i64) -> Event {
+    let message = format!(
+        "attempt {attempt} was interrupted: its worker stopped (a crash, a kill, a lost lease) before it finished; not counted against the retry policy"
+    );
+    Event::StepAttemptFailed {
+        key: call.key.clone(),
+        attempt,
+        error: call.error(ErrorKind::Interrupted, message),
+        retry_at_ms: now_ms,
     }
 }
 

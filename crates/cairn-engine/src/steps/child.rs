@@ -30,7 +30,7 @@ pub(crate) async fn execute_child<I: Payload, O: Payload>(
     let input = call.encode_input(&input)?;
     let attempt = match call.begin(&input).await {
         Begin::Replayed(result) => return call.decode_output(&child.output_schema, result?),
-        Begin::Execute { attempt, .. } => attempt,
+        Begin::Execute(execute) => execute.attempt,
     };
     if let Err(violations) = child.input_schema.validate(&input) {
         let error = call.error(

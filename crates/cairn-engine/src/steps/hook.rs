@@ -116,7 +116,7 @@ fn hook_state(call: &Call, schema: &Schema, timeout: Option<Duration>) -> HookSt
         None => HookState::Failed(StepError::new(
             call.error(ErrorKind::Canceled, "the execution is stopping"),
         )),
-        Some(Begin::Execute { .. }) => match recorded {
+        Some(Begin::Execute(_)) => match recorded {
             Some(input) => HookState::Pending(input),
             None => {
                 let env = &call.run.env;
@@ -129,6 +129,7 @@ fn hook_state(call: &Call, schema: &Schema, timeout: Option<Duration>) -> HookSt
                 };
                 // Written before anything could hand the token out (see `writes`).
                 call.run.defer([Event::HookCreated {
+                    call: Some(call.position),
                     key: call.key.clone(),
                     token: input.token.clone(),
                     schema: schema.json().clone(),

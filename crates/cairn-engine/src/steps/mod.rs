@@ -4,6 +4,7 @@
 pub(crate) mod action;
 pub(crate) mod child;
 pub(crate) mod hook;
+pub(crate) mod patch;
 pub(crate) mod recorded;
 pub(crate) mod sleep;
 pub(crate) mod workflow;

@@ -62,7 +62,7 @@ impl WorkflowCtx {
         match call.decide(&Value::Null) {
             Some(Begin::Replayed(Ok(output))) => output,
             Some(Begin::Replayed(Err(_))) | None => unrecorded(kind),
-            Some(Begin::Execute { .. }) => {
+            Some(Begin::Execute(_)) => {
                 let output = produce();
                 call.run.defer([call.completed(output.clone())]);
                 output

@@ -3,7 +3,7 @@
 
 use std::{fmt, marker::PhantomData, sync::Arc};
 
-use cairn_core::{ErrorInfo, ErrorKind, StepKind, validate_slug};
+use cairn_core::{ChangedInput, ErrorInfo, ErrorKind, StepKind, validate_slug};
 use futures::{FutureExt, future::BoxFuture};
 use serde_json::Value;
 
@@ -41,7 +41,7 @@ pub(crate) struct WorkflowInner<I, O> {
     /// Why the definition is unusable (a bad slug), if it is: reported when the workflow is
     /// registered or called as a child.
     pub(crate) invalid: Option<String>,
-    strict_inputs: bool,
+    changed_input: ChangedInput,
     pub(crate) input_schema: Schema,
     pub(crate) output_schema: Schema,
     body: Box<WorkflowFn<I, O>>,
@@ -52,8 +52,8 @@ impl<I: Payload, O: Payload> ErasedWorkflow for WorkflowInner<I, O> {
         &self.info
     }
 
-    fn strict_inputs(&self) -> bool {
-        self.strict_inputs
+    fn changed_input(&self) -> ChangedInput {
+        self.changed_input
     }
 
     fn input_schema(&self) -> &Schema {
@@ -105,7 +105,7 @@ impl<I: Payload, O: Payload> Workflow<I, O> {
             slug: slug.to_owned(),
             name: None,
             description: String::new(),
-            strict_inputs: false,
+            changed_input: ChangedInput::Fail,
             types: PhantomData,
         }
     }
@@ -153,7 +153,7 @@ pub struct WorkflowBuilder<I, O> {
     slug: String,
     name: Option<String>,
     description: String,
-    strict_inputs: bool,
+    changed_input: ChangedInput,
     types: PhantomData<fn(I) -> O>,
 }
 
@@ -170,10 +170,12 @@ impl<I: Payload, O: Payload> WorkflowBuilder<I, O> {
         self
     }
 
-    /// Makes a replayed step whose recorded input differs from the new input a
-    /// non-determinism error (by default it is a warning and the recorded output is used).
-    pub fn strict_inputs(mut self) -> Self {
-        self.strict_inputs = true;
+    /// What a replayed step whose recorded input differs from the input the workflow passes
+    /// now does: by default ([`ChangedInput::Fail`]) the run fails with a non-determinism
+    /// error (the fix: `runs rerun <id> --from <step>`); [`ChangedInput::UseRecorded`] uses
+    /// the recorded output and records a warning on the step, which `runs get` shows.
+    pub fn on_changed_input(mut self, changed_input: ChangedInput) -> Self {
+        self.changed_input = changed_input;
         self
     }
 
@@ -200,7 +202,7 @@ impl<I: Payload, O: Payload> WorkflowBuilder<I, O> {
                 info,
                 slug: self.slug.into(),
                 invalid,
-                strict_inputs: self.strict_inputs,
+                changed_input: self.changed_input,
                 input_schema,
                 output_schema,
                 body: Box::new(move |input, ctx| body(input, ctx).boxed()),

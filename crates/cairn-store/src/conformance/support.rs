@@ -122,6 +122,7 @@ pub(crate) fn run_created(workflow: &str, input: Value) -> Event {
 /// `StepStarted` of the `n`-th call of `slug`.
 pub(crate) fn started(slug: &str, n: u32) -> Event {
     Event::StepStarted {
+        call: None,
         key: StepKey::numbered(slug, n),
         kind: StepKind::Action,
         slug: slug.to_owned(),
@@ -133,6 +134,7 @@ pub(crate) fn started(slug: &str, n: u32) -> Event {
 /// `StepCompleted` of the `n`-th call of `slug` with `output`.
 pub(crate) fn completed(slug: &str, n: u32, output: Value) -> Event {
     Event::StepCompleted {
+        call: None,
         key: StepKey::numbered(slug, n),
         kind: StepKind::Action,
         slug: slug.to_owned(),
@@ -156,6 +158,7 @@ pub(crate) fn ids(claimed: &[ClaimedRun]) -> Vec<RunId> {
 /// `HookCreated` for hook number `n` with `token`, accepting any object.
 pub(crate) fn hook_created(n: u32, token: &str, timeout_at_ms: Option<i64>) -> Event {
     Event::HookCreated {
+        call: None,
         key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
         token: token.to_owned(),
         schema: json!({"type": "object"}),

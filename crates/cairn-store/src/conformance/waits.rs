@@ -11,6 +11,7 @@ use crate::{HookFilter, HookState, NEVER, Park, RunId, Store, StoreError, Worker
 
 fn hook_timed_out(n: u32) -> Event {
     Event::StepFailed {
+        call: None,
         key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
         kind: StepKind::Hook,
         slug: cairn_core::HOOK_SLUG.to_owned(),

@@ -38,6 +38,7 @@ fn run(workflow: &str, now_ms: i64, lease: Option<Lease>) -> NewRun {
 
 fn hook_created(n: u32, token: &str) -> Event {
     Event::HookCreated {
+        call: None,
         key: StepKey::numbered(cairn_core::HOOK_SLUG, n),
         token: token.to_owned(),
         schema: json!({}),
@@ -47,6 +48,7 @@ fn hook_created(n: u32, token: &str) -> Event {
 
 fn started(n: u32) -> Event {
     Event::StepStarted {
+        call: None,
         key: StepKey::numbered("a", n),
         kind: StepKind::Action,
         slug: "a".to_owned(),

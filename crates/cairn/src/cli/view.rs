@@ -133,7 +133,13 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
             short(&result, 70),
         ]);
     }
-    out + &steps.to_string()
+    out += &steps.to_string();
+    for step in &detail.steps {
+        for warning in &step.warnings {
+            out += &format!("\nwarning   step {}: {warning}", step.key);
+        }
+    }
+    out
 }
 
 /// `workflows list` as a table.

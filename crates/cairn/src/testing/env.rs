@@ -291,6 +291,7 @@ impl TestEnv {
             .map_or(key, |(slug, _)| slug)
             .to_owned();
         let event = Event::StepCompleted {
+            call: None,
             key: StepKey::custom(key),
             kind: StepKind::Action,
             slug,
