@@ -254,7 +254,9 @@ impl Journal {
                 key: call.key.clone(),
             });
         }
-        self.unplaced.remove(call.key);
+        if !self.unplaced.is_empty() {
+            self.unplaced.remove(call.key);
+        }
         if let Some(Some(recorded)) = self.order.get(call.position as usize)
             && (recorded.key != *call.key
                 || recorded.kind != call.kind
