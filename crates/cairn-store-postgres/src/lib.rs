@@ -16,6 +16,12 @@
 //! - **Wake-ups**: transactions that make a run ready send `NOTIFY cairn_ready`;
 //!   [`PostgresStore::ready_waiter`] gives idle workers a [`ReadyWaiter`] that wakes on them.
 //!   Polling stays the fallback.
+//! - **Change watches**: transactions that change runs send `NOTIFY cairn_changes` with the
+//!   run ids; [`Store::watch_changes`](cairn_store::Store::watch_changes) hears this store's
+//!   commits at once and other processes' through one `LISTEN` connection per store
+//!   (`Unknown` after it reconnects, as notifications may have been lost).
+//! - **Child runs**: a write that may end a child run locks its parent's row first, so a
+//!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
 //!   workers may start at once.
 //! - **Transient trouble** (connection refused or reset, the server restarting, deadlocks,
@@ -59,6 +65,7 @@
 
 mod codec;
 mod error;
+mod lock;
 mod notify;
 mod ops;
 mod read;

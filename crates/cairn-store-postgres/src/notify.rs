@@ -1,20 +1,23 @@
-//! Wake-ups through `LISTEN/NOTIFY`: idle workers learn at once that a run became ready
-//! (created, released, parked with a wake time, resumed, retried), instead of waiting for
-//! their next poll.
+//! `LISTEN/NOTIFY`: idle workers learn at once that a run became ready (created, released,
+//! parked with a wake time, resumed, retried), instead of waiting for their next poll; change
+//! watches learn which runs another process changed.
 //!
 //! Writes send `pg_notify('cairn_ready', '["<schema>","<workflow>"]')` in the transaction
-//! that made the run ready (see `writer`), so the notification arrives once the change is
-//! visible. Channels are database-wide, so the payload names the schema and each store keeps
-//! only its own. One task per store (started by the first [`ReadyWaiter`]) holds a
-//! `LISTEN` connection from a pool of its own and fans notifications out to the waiters.
+//! that made the run ready, and `pg_notify('cairn_changes', '["<schema>","<instance>",
+//! ["<run id>",…]]')` in every transaction that changed runs (see `writer`), so the
+//! notification arrives once the change is visible. Channels are database-wide, so the
+//! payload names the schema and each store keeps only its own; a store skips its own changes
+//! (named by its instance id), which its writer hands to its watches at once. One task per
+//! store (started by the first [`ReadyWaiter`] or change watch) holds a `LISTEN` connection
+//! from a pool of its own and fans notifications out.
 //!
-//! Notifications are a hint, never the only way to find work: one sent while the listening
-//! connection was down is lost. When the task reconnects it wakes every waiter (as if every
-//! workflow had work), and callers keep polling `claim_ready`/`next_ready_at` with a timeout.
+//! A notification sent while the listening connection was down is lost. When the task
+//! reconnects it wakes every waiter (as if every workflow had work) and tells every change
+//! watch `Unknown`; idle workers keep polling `claim_ready`/`next_ready_at` with a timeout.
 
 use std::{collections::HashSet, time::Duration};
 
-use cairn_store::StoreResult;
+use cairn_store::{ChangeWatch, RunId, StoreResult, watch::ChangeHub};
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::{
     sync::{OnceCell, broadcast},
@@ -23,8 +26,15 @@ use tokio::{
 
 use crate::error::sql_error;
 
-/// The channel every Cairn store notifies on.
+/// The channel every Cairn store announces ready runs on.
 pub(crate) const CHANNEL: &str = "cairn_ready";
+
+/// The channel every Cairn store announces changed runs on.
+pub(crate) const CHANGES_CHANNEL: &str = "cairn_changes";
+
+/// Most run ids in one change notification (PostgreSQL refuses payloads of 8000 bytes or
+/// more; an id takes 39 with its quotes and comma).
+const IDS_PER_NOTIFICATION: usize = 150;
 
 /// How many wake-ups may wait for a slow waiter before it is told it lagged (and wakes).
 const FAN_OUT: usize = 1024;
@@ -41,6 +51,24 @@ pub(crate) fn payload(schema: &str, workflow: &str) -> String {
 fn workflow_of(payload: &str, schema: &str) -> Option<String> {
     let (of, workflow): (String, String) = serde_json::from_str(payload).ok()?;
     (of == schema).then_some(workflow)
+}
+
+/// The payloads announcing that `runs` (each once) changed in `schema` by the store
+/// `instance`: as few as fit.
+pub(crate) fn changes_payloads(schema: &str, instance: &str, runs: &[RunId]) -> Vec<String> {
+    let mut runs = runs.to_vec();
+    runs.sort_unstable();
+    runs.dedup();
+    runs.chunks(IDS_PER_NOTIFICATION)
+        .map(|chunk| serde_json::json!([schema, instance, chunk]).to_string())
+        .collect()
+}
+
+/// The runs a change payload announces, if it is about `schema` and from another store
+/// than `instance`.
+fn changes_of(payload: &str, schema: &str, instance: &str) -> Option<Vec<RunId>> {
+    let (of, by, runs): (String, String, Vec<RunId>) = serde_json::from_str(payload).ok()?;
+    (of == schema && by != instance).then_some(runs)
 }
 
 /// What the listening task tells waiters.
@@ -64,13 +92,41 @@ impl Drop for Listener {
     }
 }
 
+/// Where the listening task sends what it hears: this store's schema and instance, its
+/// ready waiters and its change watches.
+struct Relay {
+    schema: String,
+    instance: String,
+    signals: broadcast::Sender<Signal>,
+    changes: ChangeHub,
+}
+
+impl Relay {
+    fn heard(&self, channel: &str, payload: &str) {
+        if channel == CHANGES_CHANNEL {
+            if let Some(runs) = changes_of(payload, &self.schema, &self.instance) {
+                self.changes.publish(&runs);
+            }
+        } else if let Some(workflow) = workflow_of(payload, &self.schema) {
+            // No waiter right now is fine: a later one starts by looking for work.
+            let _ = self.signals.send(Signal::Ready(workflow));
+        }
+    }
+
+    /// Notifications may have been lost.
+    fn resync(&self) {
+        let _ = self.signals.send(Signal::Resync);
+        self.changes.publish_unknown();
+    }
+}
+
 impl Listener {
     /// Connects, `LISTEN`s, and starts the task. Fails (`Unavailable`) if the database cannot
     /// be reached now.
-    async fn start(pool: PgPool, schema: String) -> StoreResult<Listener> {
+    async fn start(pool: PgPool, relay: Relay) -> StoreResult<Listener> {
         let listener = listen(&pool).await.map_err(sql_error)?;
-        let (signals, _) = broadcast::channel(FAN_OUT);
-        let task = tokio::spawn(relay(pool, listener, schema, signals.clone()));
+        let signals = relay.signals.clone();
+        let task = tokio::spawn(relay.run(pool, listener));
         Ok(Listener { signals, task })
     }
 }
@@ -78,37 +134,29 @@ impl Listener {
 async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.ignore_pool_close_event(true);
-    listener.listen(CHANNEL).await?;
+    listener.listen_all([CHANNEL, CHANGES_CHANNEL]).await?;
     Ok(listener)
 }
 
-/// Forwards this schema's notifications to the waiters, reconnecting (with a growing pause)
-/// when the connection fails, and resyncing the waiters after every reconnect.
-async fn relay(
-    pool: PgPool,
-    mut listener: PgListener,
-    schema: String,
-    signals: broadcast::Sender<Signal>,
-) {
-    loop {
-        match listener.try_recv().await {
-            Ok(Some(notification)) => {
-                if let Some(workflow) = workflow_of(notification.payload(), &schema) {
-                    // No waiter right now is fine: a later one starts by looking for work.
-                    let _ = signals.send(Signal::Ready(workflow));
+impl Relay {
+    /// Forwards this schema's notifications, reconnecting (with a growing pause) when the
+    /// connection fails, and resyncing after every reconnect.
+    async fn run(self, pool: PgPool, mut listener: PgListener) {
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    self.heard(notification.channel(), notification.payload());
                 }
-            }
-            // Lost and already re-established (sqlx reconnects eagerly).
-            Ok(None) => {
-                let _ = signals.send(Signal::Resync);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
-                // Give the (possibly still checked-out) connection back to the listener's
-                // pool of one first, or the reconnect would wait for it forever.
-                drop(listener);
-                listener = reconnect(&pool).await;
-                let _ = signals.send(Signal::Resync);
+                // Lost and already re-established (sqlx reconnects eagerly).
+                Ok(None) => self.resync(),
+                Err(error) => {
+                    tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
+                    // Give the (possibly still checked-out) connection back to the listener's
+                    // pool of one first, or the reconnect would wait for it forever.
+                    drop(listener);
+                    listener = reconnect(&pool).await;
+                    self.resync();
+                }
             }
         }
     }
@@ -129,10 +177,13 @@ async fn reconnect(pool: &PgPool) -> PgListener {
     }
 }
 
-/// The store's listener, started on first use.
+/// The store's listener, started on first use, and its change watches.
 pub(crate) struct Notifications {
     pool: PgPool,
     schema: String,
+    /// This store's id in change notifications, so it skips its own.
+    pub(crate) instance: String,
+    pub(crate) changes: ChangeHub,
     listener: OnceCell<Listener>,
 }
 
@@ -141,20 +192,48 @@ impl Notifications {
         Notifications {
             pool,
             schema,
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            changes: ChangeHub::new(),
             listener: OnceCell::new(),
         }
     }
 
+    /// The listener; starts listening if nobody did yet.
+    async fn listener(&self) -> StoreResult<&Listener> {
+        self.listener
+            .get_or_try_init(|| {
+                let relay = Relay {
+                    schema: self.schema.clone(),
+                    instance: self.instance.clone(),
+                    signals: broadcast::channel(FAN_OUT).0,
+                    changes: self.changes.clone(),
+                };
+                Listener::start(self.pool.clone(), relay)
+            })
+            .await
+    }
+
     /// A waiter for runs of `workflows`; starts listening if nobody did yet.
     pub(crate) async fn waiter(&self, workflows: &[String]) -> StoreResult<ReadyWaiter> {
-        let listener = self
-            .listener
-            .get_or_try_init(|| Listener::start(self.pool.clone(), self.schema.clone()))
-            .await?;
+        let listener = self.listener().await?;
         Ok(ReadyWaiter {
             signals: listener.signals.subscribe(),
             workflows: workflows.iter().cloned().collect(),
         })
+    }
+
+    /// A change watch: it hears this store's commits from now on (its writer publishes
+    /// them), and other stores' once `LISTEN` is on, which it is before this returns.
+    pub(crate) async fn watch(&self) -> StoreResult<Box<dyn ChangeWatch>> {
+        let watch = self.changes.watch();
+        self.listener().await?;
+        Ok(Box::new(watch))
+    }
+}
+
+impl Drop for Notifications {
+    fn drop(&mut self) {
+        self.changes.close();
     }
 }
 
@@ -203,6 +282,28 @@ impl cairn_store::ReadyWatch for ReadyWaiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_payloads_fit_name_each_run_once_and_skip_the_own_store() {
+        let runs: Vec<RunId> = (0..400).map(|_| RunId::new()).collect();
+        let mut twice = runs.clone();
+        twice.extend(&runs);
+        let payloads = changes_payloads("cairn_a", "me", &twice);
+        assert_eq!(payloads.len(), 3, "400 ids, 150 a notification");
+        let mut heard: Vec<RunId> = payloads
+            .iter()
+            .flat_map(|payload| {
+                assert!(payload.len() < 8000, "{} bytes", payload.len());
+                changes_of(payload, "cairn_a", "other").expect("about cairn_a")
+            })
+            .collect();
+        heard.sort_unstable();
+        let mut expected = runs;
+        expected.sort_unstable();
+        assert_eq!(heard, expected);
+        assert_eq!(changes_of(&payloads[0], "cairn_a", "me"), None, "own");
+        assert_eq!(changes_of(&payloads[0], "cairn_b", "other"), None, "schema");
+    }
 
     #[test]
     fn payloads_name_schema_and_workflow_and_are_filtered_by_schema() {

@@ -21,58 +21,10 @@ use crate::{
         Effect, PreparedEvent, PreparedRun, decode_event, decode_run, parse_status, run_columns,
     },
     error::Result,
+    lock::{RunState, ends, fenced, lock_parent, lock_run, state_of, wake_parent},
     waits,
     writer::Notes,
 };
-
-/// What the fencing checks need to know about a run, read from its locked row.
-pub(crate) struct RunState {
-    pub(crate) id: RunId,
-    pub(crate) workflow: String,
-    pub(crate) status: RunStatus,
-    pub(crate) lease_owner: Option<String>,
-    pub(crate) lease_expires_at: Option<i64>,
-    pub(crate) last_seq: i64,
-}
-
-/// Locks the run's row (`FOR UPDATE`) until the transaction ends and reads its state.
-async fn lock_run(conn: &mut PgConnection, id: RunId) -> Result<Option<RunState>> {
-    let row = sqlx::query(
-        "SELECT workflow, status, lease_owner, lease_expires_at, last_seq FROM runs WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    Ok(Some(RunState {
-        id,
-        workflow: row.try_get("workflow")?,
-        status: parse_status(row.try_get("status")?)?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        last_seq: row.try_get("last_seq")?,
-    }))
-}
-
-/// The locked state of a run that must exist.
-pub(crate) async fn state_of(conn: &mut PgConnection, id: RunId) -> Result<RunState> {
-    lock_run(conn, id)
-        .await?
-        .ok_or_else(|| StoreError::RunNotFound(id).into())
-}
-
-/// The fencing rule: `worker` holds the lease of a run that has not ended.
-pub(crate) async fn fenced(
-    conn: &mut PgConnection,
-    id: RunId,
-    worker: &WorkerId,
-) -> Result<RunState> {
-    let state = state_of(conn, id).await?;
-    rules::check_fence(id, state.status, state.lease_owner.as_deref(), worker)?;
-    Ok(state)
-}
 
 /// Appends `events` after `run.last_seq` (one statement for the events and the run's
 /// `last_seq`/`updated_at`) and applies their effects to the run's row.
@@ -115,6 +67,7 @@ pub(crate) async fn write_events(
     for event in events {
         apply_effect(conn, run, event, now, notes).await?;
     }
+    notes.changed(run.id);
     Ok(())
 }
 
@@ -144,6 +97,7 @@ async fn apply_effect(
             .execute(&mut *conn)
             .await?;
             waits::close_hooks(conn, run.id, now).await?;
+            wake_parent(conn, run, now, notes).await?;
         }
         Effect::Requeue => {
             sqlx::query(
@@ -185,6 +139,12 @@ pub(crate) async fn create_run(
     run: &PreparedRun,
     notes: &mut Notes,
 ) -> Result<CreateOutcome> {
+    // A child created ended wakes its parent: lock that first (see `lock`).
+    let parent = if ends(&run.events) {
+        lock_parent(conn, run.parent_run_id).await?
+    } else {
+        None
+    };
     let start = rules::new_run_state(run.lease.as_ref(), run.now_ms);
     let owner = start.lease_owner.map(|owner| owner.as_str());
     let (forked_run, forked_step) = run
@@ -227,6 +187,7 @@ pub(crate) async fn create_run(
         lease_owner: owner.map(str::to_owned),
         lease_expires_at: start.lease_expires_at_ms,
         last_seq: 0,
+        parent,
     };
     write_events(conn, &state, &run.events, run.now_ms, notes).await?;
     if run.lease.is_none() {
@@ -301,8 +262,9 @@ pub(crate) async fn claim_run(
     id: RunId,
     lease: &Lease,
     now: i64,
+    notes: &mut Notes,
 ) -> Result<ClaimOutcome> {
-    let Some(state) = lock_run(conn, id).await? else {
+    let Some(state) = lock_run(conn, id, false).await? else {
         return Ok(ClaimOutcome::NotFound);
     };
     let owner = state.lease_owner.as_deref();
@@ -312,6 +274,7 @@ pub(crate) async fn claim_run(
         return Ok(refusal.into());
     }
     let claimed = take_lease(conn, id, lease, now).await?;
+    notes.changed(id);
     Ok(ClaimOutcome::Claimed(Box::new(claimed)))
 }
 
@@ -324,6 +287,7 @@ pub(crate) async fn claim_ready(
     lease: &Lease,
     now: i64,
     limit: usize,
+    notes: &mut Notes,
 ) -> Result<Vec<ClaimedRun>> {
     if workflows.is_empty() || limit == 0 {
         return Ok(Vec::new());
@@ -357,6 +321,9 @@ pub(crate) async fn claim_ready(
     }
     runs.sort_by_key(|(order, _)| *order);
     let ids: Vec<Uuid> = runs.iter().map(|(_, run)| run.run_id.0).collect();
+    for (_, run) in &runs {
+        notes.changed(run.run_id);
+    }
     let mut logs = logs_of(conn, &ids).await?;
     Ok(runs
         .into_iter()
@@ -368,7 +335,7 @@ pub(crate) async fn claim_ready(
 }
 
 pub(crate) async fn renew_lease(conn: &mut PgConnection, id: RunId, lease: &Lease) -> Result<()> {
-    fenced(conn, id, &lease.worker).await?;
+    fenced(conn, id, &lease.worker, false).await?;
     sqlx::query("UPDATE runs SET lease_expires_at = $2, ready_at = $2 WHERE id = $1")
         .bind(id.0)
         .bind(lease.expires_at_ms)
@@ -384,7 +351,7 @@ pub(crate) async fn release_lease(
     ready_at: i64,
     notes: &mut Notes,
 ) -> Result<()> {
-    let state = fenced(conn, id, worker).await?;
+    let state = fenced(conn, id, worker, false).await?;
     sqlx::query(
         "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, ready_at = $2, \
          status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE id = $1",
@@ -394,6 +361,7 @@ pub(crate) async fn release_lease(
     .execute(&mut *conn)
     .await?;
     notes.ready(&state.workflow);
+    notes.changed(id);
     Ok(())
 }
 
@@ -409,7 +377,7 @@ pub(crate) async fn append(
         .iter()
         .any(|event| !matches!(event.effect, Effect::None))
     {
-        let state = fenced(conn, id, worker).await?;
+        let state = fenced(conn, id, worker, ends(events)).await?;
         return write_events(conn, &state, events, now, notes).await;
     }
     // The hot path (step starts, attempts, completions: events that change nothing but the
@@ -448,6 +416,7 @@ pub(crate) async fn append(
     let status = parse_status(row.try_get("status")?)?;
     let owner: Option<&str> = row.try_get("lease_owner")?;
     rules::check_fence(id, status, owner, worker)?;
+    notes.changed(id);
     Ok(())
 }
 
@@ -468,7 +437,7 @@ pub(crate) async fn cancel_run(
     now: i64,
     notes: &mut Notes,
 ) -> Result<RunStatus> {
-    let state = state_of(conn, id).await?;
+    let state = state_of(conn, id, true).await?;
     rules::check_not_ended(id, state.status)?;
     write_events(conn, &state, std::slice::from_ref(canceled), now, notes).await?;
     Ok(state.status)
@@ -482,7 +451,7 @@ pub(crate) async fn retry_run(
     now: i64,
     notes: &mut Notes,
 ) -> Result<()> {
-    let state = state_of(conn, id).await?;
+    let state = state_of(conn, id, false).await?;
     rules::check_retryable(id, state.status)?;
     write_events(conn, &state, std::slice::from_ref(retried), now, notes).await
 }

@@ -41,10 +41,25 @@ pub(crate) async fn get_run<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<
 
 /// A run's whole log, in order, in one query.
 pub(crate) async fn events<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<Vec<EventRecord>> {
-    let rows = sqlx::query("SELECT seq, at, payload FROM events WHERE run_id = $1 ORDER BY seq")
-        .bind(id.0)
-        .fetch_all(conn)
-        .await?;
+    events_after(conn, id, 0).await
+}
+
+/// The run's events with `seq > after`, in order, in one query.
+pub(crate) async fn events_after<'c>(
+    conn: impl PgExecutor<'c>,
+    id: RunId,
+    after: u64,
+) -> Result<Vec<EventRecord>> {
+    let Ok(after) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(
+        "SELECT seq, at, payload FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+    )
+    .bind(id.0)
+    .bind(after)
+    .fetch_all(conn)
+    .await?;
     Ok(rows.iter().map(decode_event).collect::<StoreResult<_>>()?)
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun, Park,
-    ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
+    Park, ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -111,9 +111,17 @@ impl PostgresStore {
             .idle_timeout(None)
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect);
+        let notifications = Notifications::new(listen_pool, schema.clone());
+        let writer = Writer::spawn(
+            pool.clone(),
+            schema.clone(),
+            notifications.instance.clone(),
+            notifications.changes.clone(),
+            options.max_batch,
+        );
         Ok(PostgresStore {
-            writer: Writer::spawn(pool.clone(), schema.clone(), options.max_batch),
-            notifications: Notifications::new(listen_pool, schema.clone()),
+            writer,
+            notifications,
             pool,
             schema,
         })
@@ -173,6 +181,14 @@ impl Store for PostgresStore {
 
     async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>> {
         Ok(read::events(&self.pool, id).await?)
+    }
+
+    async fn events_after(&self, id: RunId, after_seq: u64) -> StoreResult<Vec<EventRecord>> {
+        Ok(read::events_after(&self.pool, id, after_seq).await?)
+    }
+
+    async fn watch_changes(&self) -> StoreResult<Box<dyn ChangeWatch>> {
+        self.notifications.watch().await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {

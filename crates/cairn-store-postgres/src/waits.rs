@@ -15,7 +15,8 @@ use uuid::Uuid;
 use crate::{
     codec::{PreparedEvent, from_json},
     error::Result,
-    ops::{fenced, state_of, write_events},
+    lock::{ends, fenced, state_of, status_of},
+    ops::write_events,
     read::where_clause,
     writer::Notes,
 };
@@ -61,8 +62,8 @@ pub(crate) async fn close_hooks(conn: &mut PgConnection, run: RunId, now: i64) -
     Ok(())
 }
 
-/// Parks a run, unless its log grew past what the parking worker knows (then it is made
-/// ready at once). Returns whether it was parked.
+/// Parks a run, unless its log grew past what the parking worker knows or the child it waits
+/// for has ended (then it is made ready at once). Returns whether it was parked.
 pub(crate) async fn park_run(
     conn: &mut PgConnection,
     id: RunId,
@@ -71,9 +72,15 @@ pub(crate) async fn park_run(
     now: i64,
     notes: &mut Notes,
 ) -> Result<bool> {
-    let state = fenced(conn, id, worker).await?;
+    let state = fenced(conn, id, worker, false).await?;
+    // Read after the run's own row is locked: see `lock` for why that orders it with the
+    // child's end.
+    let child_status = match park.child {
+        Some(child) => Some(status_of(conn, child).await?),
+        None => None,
+    };
     let last_seq = u64::try_from(state.last_seq).unwrap_or(0);
-    let target = rules::park_target(park, last_seq, now);
+    let target = rules::park_target(park, last_seq, child_status, now);
     sqlx::query(
         "UPDATE runs SET status = $2, ready_at = $3, lease_owner = NULL, lease_expires_at = NULL, \
          updated_at = $4 WHERE id = $1",
@@ -87,6 +94,7 @@ pub(crate) async fn park_run(
     if target.ready_at_ms != cairn_store::NEVER {
         notes.ready(&state.workflow);
     }
+    notes.changed(id);
     Ok(target.parked)
 }
 
@@ -135,7 +143,7 @@ pub(crate) async fn resume_hook(
     notes: &mut Notes,
 ) -> Result<HookRecord> {
     let run_id = find_hook(conn, token).await?.run_id;
-    let run = state_of(conn, run_id).await?;
+    let run = state_of(conn, run_id, false).await?;
     let mut hook = lock_hook(conn, token).await?;
     rules::check_resumable(&hook, run.status)?;
     let resumed = PreparedEvent::new(&Event::HookResumed {
@@ -168,7 +176,8 @@ pub(crate) async fn time_out_hook(
     notes: &mut Notes,
 ) -> Result<bool> {
     let run_id = find_hook(conn, token).await?.run_id;
-    let run = fenced(conn, run_id, worker).await?;
+    let ending = ends(std::slice::from_ref(timed_out));
+    let run = fenced(conn, run_id, worker, ending).await?;
     let hook = lock_hook(conn, token).await?;
     if !rules::check_time_out(&hook)? {
         return Ok(false);

@@ -16,14 +16,17 @@
 //! itself is reported as `Unavailable`: as with any database, the commit may or may not have
 //! happened.
 //!
-//! **Wake-ups.** Commands note the workflows whose runs they made ready (`Notes`); the
-//! batch sends one `pg_notify` per workflow just before `COMMIT`, so listeners hear of it
-//! exactly when the change is visible, and never for a command that was rolled back.
+//! **Wake-ups and changes.** Commands note the workflows whose runs they made ready and the
+//! runs they changed (`Notes`); the batch sends one `pg_notify` per workflow and one per
+//! (up to) 150 changed runs just before `COMMIT`, so listeners hear of it exactly when the
+//! change is visible, and never for a command that was rolled back. Once committed, the
+//! batch hands its changed runs to this store's change watches at once (a commit that may or
+//! may not have happened is `Unknown` to them).
 
 use cairn_core::RunStatus;
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError,
-    StoreResult, WorkerId,
+    StoreResult, WorkerId, watch::ChangeHub,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
@@ -31,14 +34,16 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     error::{Error, Result},
-    notify::{CHANNEL, payload},
+    notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload},
     ops, waits,
 };
 
-/// Workflows whose runs became claimable (or claimable sooner) in a transaction.
+/// What a transaction's listeners hear of: the workflows whose runs became claimable (or
+/// claimable sooner), and the runs it changed.
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
     workflows: Vec<String>,
+    runs: Vec<RunId>,
 }
 
 impl Notes {
@@ -49,10 +54,16 @@ impl Notes {
         }
     }
 
+    /// Notes that run `id` changed (see `Store::watch_changes`).
+    pub(crate) fn changed(&mut self, id: RunId) {
+        self.runs.push(id);
+    }
+
     fn extend(&mut self, other: Notes) {
         for workflow in other.workflows {
             self.ready(&workflow);
         }
+        self.runs.extend(other.runs);
     }
 }
 
@@ -167,15 +178,15 @@ impl Op {
     async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
         Ok(match self {
             Op::CreateRun(run) => ops::create_run(conn, run, notes).await?.into(),
-            Op::ClaimRun { id, lease, now_ms } => {
-                ops::claim_run(conn, *id, lease, *now_ms).await?.into()
-            }
+            Op::ClaimRun { id, lease, now_ms } => ops::claim_run(conn, *id, lease, *now_ms, notes)
+                .await?
+                .into(),
             Op::ClaimReady {
                 workflows,
                 lease,
                 now_ms,
                 limit,
-            } => ops::claim_ready(conn, workflows, lease, *now_ms, *limit)
+            } => ops::claim_ready(conn, workflows, lease, *now_ms, *limit, notes)
                 .await?
                 .into(),
             Op::RenewLease { id, lease } => ops::renew_lease(conn, *id, lease).await?.into(),
@@ -262,10 +273,14 @@ enum Attempt {
     Broken { error: Error, committed_maybe: bool },
 }
 
-/// The batch's connection and what it needs to send its wake-ups.
+/// The batch's connection and what it needs to send its wake-ups and changes.
 struct Batch<'a> {
     pool: &'a PgPool,
     schema: &'a str,
+    /// This store's id in change notifications.
+    instance: &'a str,
+    /// This store's change watches.
+    changes: &'a ChangeHub,
 }
 
 impl Batch<'_> {
@@ -350,26 +365,38 @@ impl Batch<'_> {
             return broken(error.into());
         }
         match tx.commit().await {
-            Ok(()) => Attempt::Done(results),
-            Err(error) => Attempt::Broken {
-                error: error.into(),
-                committed_maybe: true,
-            },
+            Ok(()) => {
+                self.changes.publish(&notes.runs);
+                Attempt::Done(results)
+            }
+            Err(error) => {
+                self.changes.publish_unknown();
+                Attempt::Broken {
+                    error: error.into(),
+                    committed_maybe: true,
+                }
+            }
         }
     }
 
-    /// One `pg_notify` per workflow noted, delivered by PostgreSQL at commit.
+    /// One `pg_notify` per workflow noted and per (up to) 150 runs changed, delivered by
+    /// PostgreSQL at commit.
     async fn notify(&self, conn: &mut PgConnection, notes: &Notes) -> sqlx::Result<()> {
-        if notes.workflows.is_empty() {
+        let mut channels = Vec::new();
+        let mut payloads = Vec::new();
+        for workflow in &notes.workflows {
+            channels.push(CHANNEL);
+            payloads.push(payload(self.schema, workflow));
+        }
+        for changes in changes_payloads(self.schema, self.instance, &notes.runs) {
+            channels.push(CHANGES_CHANNEL);
+            payloads.push(changes);
+        }
+        if payloads.is_empty() {
             return Ok(());
         }
-        let payloads: Vec<String> = notes
-            .workflows
-            .iter()
-            .map(|workflow| payload(self.schema, workflow))
-            .collect();
-        sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
-            .bind(CHANNEL)
+        sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)")
+            .bind(&channels)
             .bind(&payloads)
             .execute(conn)
             .await
@@ -416,14 +443,23 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the task that commits the queue's commands on `pool`, up to `max_batch` at a
-    /// time. It ends once the store (the queue's sender) is gone and the queue is drained.
-    pub(crate) fn spawn(pool: PgPool, schema: String, max_batch: usize) -> Writer {
+    /// time, announcing changes as the store `instance` and handing them to `changes`. It
+    /// ends once the store (the queue's sender) is gone and the queue is drained.
+    pub(crate) fn spawn(
+        pool: PgPool,
+        schema: String,
+        instance: String,
+        changes: ChangeHub,
+        max_batch: usize,
+    ) -> Writer {
         let (queue, mut commands) = mpsc::unbounded_channel::<Command>();
         let max_batch = max_batch.max(1);
         tokio::spawn(async move {
             let batch = Batch {
                 pool: &pool,
                 schema: &schema,
+                instance: &instance,
+                changes: &changes,
             };
             let mut queued = Vec::with_capacity(max_batch);
             while commands.recv_many(&mut queued, max_batch).await > 0 {

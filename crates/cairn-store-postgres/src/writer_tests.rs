@@ -62,9 +62,12 @@ fn hook_created(n: u32, token: &str) -> Event {
 
 /// Runs `ops` as one batch on the store's pool, as the write task would.
 async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Output, StoreError>> {
+    let changes = cairn_store::watch::ChangeHub::new();
     let batch = Batch {
         pool: &store.pool,
         schema: &store.schema,
+        instance: "writer-tests",
+        changes: &changes,
     };
     let ops: Vec<&Op> = ops.iter().collect();
     batch.run(&ops).await.expect("the batch commits")

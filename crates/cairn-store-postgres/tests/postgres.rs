@@ -13,7 +13,6 @@ use cairn_store::{ClaimOutcome, Lease, NewRun, RunId, Store, StoreError, WorkerI
 use cairn_store_postgres::PostgresStore;
 use common::{TestSchema, eventually};
 use serde_json::json;
-use sqlx::Connection;
 
 const T0: i64 = 1_700_000_000_000;
 const LEASE_MS: i64 = 30_000;
@@ -52,21 +51,11 @@ fn completed(n: u32) -> Event {
     }
 }
 
-/// Two stores on one schema, as two worker processes would have.
-async fn two_stores(schema: &TestSchema) -> (Arc<PostgresStore>, Arc<PostgresStore>) {
-    let connect = |name: &str| PostgresStore::connect_with(&schema.url, schema.options(name));
-    let (a, b) = tokio::join!(connect("worker-a"), connect("worker-b"));
-    (
-        Arc::new(a.expect("connect a")),
-        Arc::new(b.expect("connect b")),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_claiming_at_once_never_share_a_run() {
     const RUNS: usize = 60;
     let schema = TestSchema::new();
-    let (a, b) = two_stores(&schema).await;
+    let (a, b) = schema.two_stores().await;
     let mut created = HashSet::new();
     for n in 0..RUNS {
         let run = NewRun {
@@ -112,7 +101,7 @@ async fn two_processes_claiming_at_once_never_share_a_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_race_of_two_starts_with_one_key_yields_one_run() {
     let schema = TestSchema::new();
-    let (a, b) = two_stores(&schema).await;
+    let (a, b) = schema.two_stores().await;
     for n in 0..20 {
         let keyed = || NewRun {
             idempotency_key: Some(format!("order-{n}")),
@@ -137,7 +126,7 @@ async fn a_race_of_two_starts_with_one_key_yields_one_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_lost_its_lease_to_another_process_cannot_commit() {
     let schema = TestSchema::new();
-    let (a, b) = two_stores(&schema).await;
+    let (a, b) = schema.two_stores().await;
     let id = a.create_run(new_run("sync")).await.expect("create").run_id;
     let (wa, wb) = (WorkerId("a".into()), WorkerId("b".into()));
     let claimed = a.claim_run(id, &lease("a", T0 + LEASE_MS), T0).await;
@@ -165,7 +154,7 @@ async fn a_worker_that_lost_its_lease_to_another_process_cannot_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_racing_a_take_over_stop_at_the_take_over() {
     let schema = TestSchema::new();
-    let (a, b) = two_stores(&schema).await;
+    let (a, b) = schema.two_stores().await;
     let id = a.create_run(new_run("sync")).await.expect("create").run_id;
     assert!(matches!(
         a.claim_run(id, &lease("a", T0 + LEASE_MS), T0).await,
@@ -218,7 +207,7 @@ async fn appends_racing_a_take_over_stop_at_the_take_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_wakes_waiters_of_other_processes_promptly() {
     let schema = TestSchema::new();
-    let (a, b) = two_stores(&schema).await;
+    let (a, b) = schema.two_stores().await;
     let mut waiter = b.ready_waiter(&["mail".to_owned()]).await.expect("listen");
 
     // Sent before the wait: the waiter, made first, still hears it.
@@ -263,27 +252,10 @@ async fn notify_wakes_waiters_of_other_processes_promptly() {
     assert!(!woken, "nothing new since");
 }
 
-/// Terminates every backend of `application_name` and waits until they are gone.
-async fn terminate(schema: &TestSchema, application_name: &str) -> usize {
-    let mut raw = schema.raw().await;
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(application_name)
-    .fetch_all(&mut raw)
-    .await
-    .expect("terminate the store's connections");
-    raw.close().await.expect("close");
-    killed.into_iter().filter(|killed| *killed).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_reconnects_after_its_connections_were_terminated() {
     let schema = TestSchema::new();
-    let app = format!("cairn-kill-{}", &schema.name[11..23]);
-    let store = PostgresStore::connect_with(&schema.url, schema.options(&app))
-        .await
-        .expect("connect");
+    let (store, app) = schema.store_named("cairn-kill").await;
     let other = schema.store().await;
     let mut waiter = store
         .ready_waiter(&["job".to_owned()])
@@ -300,7 +272,7 @@ async fn the_store_reconnects_after_its_connections_were_terminated() {
         .run_id;
     store.get_run(id).await.expect("read");
     assert!(
-        terminate(&schema, &app).await >= 2,
+        schema.terminate(&app, "%").await >= 2,
         "the pool's and the listener's connections were open"
     );
 

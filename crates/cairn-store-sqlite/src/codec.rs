@@ -197,6 +197,8 @@ pub(crate) struct PreparedRun {
     pub(crate) input: String,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) parent_run_id: Option<String>,
+    /// The parent as an id, which the writer remembers (see `ops::RunState::parent`).
+    pub(crate) parent: Option<RunId>,
     pub(crate) forked_from: Option<(String, String)>,
     pub(crate) trigger: String,
     pub(crate) lease: Option<Lease>,
@@ -215,6 +217,7 @@ impl PreparedRun {
             workflow: run.workflow,
             idempotency_key: run.idempotency_key,
             parent_run_id: run.parent_run_id.map(|id| id.to_string()),
+            parent: run.parent_run_id,
             forked_from: run
                 .forked_from
                 .map(|origin| (origin.run_id.to_string(), origin.step.as_str().to_owned())),

@@ -19,6 +19,9 @@
 //!   with `BEGIN IMMEDIATE` (waiting up to the busy timeout, then failing with
 //!   [`StoreError::Unavailable`]), so claims stay exclusive across processes.
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
+//! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
+//!   their runs, and other connections' commits (other processes) within
+//!   [`OTHER_COMMITS_POLL`], through `PRAGMA data_version`, as `Unknown`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_store::StoreError> {
@@ -36,6 +39,7 @@ mod read;
 mod run_cache;
 mod schema;
 mod waits;
+mod watch;
 mod writer;
 
 use std::{
@@ -47,14 +51,16 @@ use std::{
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun, Park,
-    RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
+    Park, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 
+pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     pipeline::PipelineLimits,
     read::ReadPool,
+    watch::Watches,
     writer::{Command, Writer},
 };
 
@@ -97,11 +103,12 @@ impl Default for SqliteOptions {
 /// A [`Store`] in one SQLite file. See the [crate docs](crate) for how it works.
 ///
 /// Dropping it waits for the writes already queued (a caller may have stopped waiting for its
-/// own) to commit.
+/// own) to commit, and ends its change watches.
 pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
     readers: Arc<ReadPool>,
+    watches: Arc<Watches>,
 }
 
 impl SqliteStore {
@@ -132,12 +139,14 @@ impl SqliteStore {
             max_batch: options.max_batch,
             idle_spin: options.writer_idle_spin,
         };
-        let writer = Writer::spawn(conn, limits, &path)?;
+        let watches = Arc::new(Watches::default());
+        let writer = Writer::spawn(conn, limits, &path, &watches.changes)?;
         let readers = ReadPool::new(path.clone(), options.busy_timeout, options.max_idle_readers);
         Ok(SqliteStore {
             path,
             writer,
             readers,
+            watches,
         })
     }
 
@@ -150,6 +159,12 @@ impl SqliteStore {
     /// has failed.
     pub async fn flush(&self) -> StoreResult<()> {
         self.writer.call(|reply| Command::Flush { reply }).await
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.watches.changes.close();
     }
 }
 
@@ -176,6 +191,16 @@ impl Store for SqliteStore {
 
     async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>> {
         self.readers.read(move |conn| read::events(conn, id)).await
+    }
+
+    async fn events_after(&self, id: RunId, after_seq: u64) -> StoreResult<Vec<EventRecord>> {
+        self.readers
+            .read(move |conn| read::events_after(conn, id, after_seq))
+            .await
+    }
+
+    async fn watch_changes(&self) -> StoreResult<Box<dyn ChangeWatch>> {
+        self.watches.watch(&self.writer).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {

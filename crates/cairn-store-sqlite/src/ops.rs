@@ -20,6 +20,42 @@ use crate::{
 /// The seq of a run's `RunCreated`, which its row stands for (schema v8).
 pub(crate) const CREATED_SEQ: i64 = 1;
 
+/// What a write changed beyond its answer: the runs (for the change watches, collected only
+/// while someone watches) and the parents its ends woke (which the run cache forgets).
+#[derive(Debug, Default)]
+pub(crate) struct Changed {
+    /// Whether to collect `runs`: someone watches the store's changes.
+    pub(crate) watching: bool,
+    /// The runs changed, in the order written (a run may repeat).
+    pub(crate) runs: Vec<RunId>,
+    /// The parents woken by their child's end, not yet forgotten by the run cache.
+    pub(crate) woken: Vec<RunId>,
+}
+
+impl Changed {
+    /// A collector of changed runs if `watching`, else of woken parents only.
+    pub(crate) fn new(watching: bool) -> Changed {
+        Changed {
+            watching,
+            ..Changed::default()
+        }
+    }
+
+    /// Run `id` changed.
+    pub(crate) fn run(&mut self, id: RunId) {
+        if self.watching {
+            self.runs.push(id);
+        }
+    }
+
+    /// Makes `runs` forget the parents woken since the last call (their rows changed).
+    pub(crate) fn forget_woken(&mut self, runs: &mut RunCache) {
+        for parent in self.woken.drain(..) {
+            runs.forget(parent);
+        }
+    }
+}
+
 /// What the fencing checks need to know about a run, and where its row is.
 pub(crate) struct RunState {
     /// The row's `rowid`: updates find the row by it, with no seek in the `id` index.
@@ -32,11 +68,13 @@ pub(crate) struct RunState {
     /// registered none (it created the run and saw every event since), so its end need not
     /// look for hooks to close.
     pub(crate) may_have_hooks: bool,
+    /// The run that started this one as a child step: its end may wake it.
+    pub(crate) parent: Option<RunId>,
 }
 
 fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
     let mut statement = conn.prepare_cached(concat!(
-        "SELECT rowid, status, lease_owner, lease_expires_at, ",
+        "SELECT rowid, status, lease_owner, lease_expires_at, parent_run_id, ",
         last_seq_of!("runs.id"),
         " FROM runs WHERE id = ?1"
     ))?;
@@ -47,11 +85,12 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
                 row.get::<_, String>(1)?,
                 row.get::<_, Option<String>>(2)?,
                 row.get(3)?,
-                row.get(4)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get(5)?,
             ))
         })
         .optional()?;
-    let Some((rowid, status, lease_owner, lease_expires_at, last_seq)) = row else {
+    let Some((rowid, status, lease_owner, lease_expires_at, parent, last_seq)) = row else {
         return Ok(None);
     };
     Ok(Some(RunState {
@@ -61,6 +100,7 @@ fn load_state(conn: &Connection, key: &str) -> Result<Option<RunState>> {
         lease_expires_at,
         last_seq,
         may_have_hooks: true,
+        parent: parent.as_deref().map(parse_id).transpose()?,
     }))
 }
 
@@ -71,6 +111,7 @@ impl RunState {
             key,
             rowid: self.rowid,
             may_have_hooks: self.may_have_hooks,
+            parent: self.parent,
         }
     }
 }
@@ -82,6 +123,8 @@ pub(crate) struct RunRow<'a> {
     pub(crate) rowid: i64,
     /// See [`RunState::may_have_hooks`].
     pub(crate) may_have_hooks: bool,
+    /// See [`RunState::parent`].
+    pub(crate) parent: Option<RunId>,
 }
 
 pub(crate) fn state_of(conn: &Connection, id: RunId, key: &str) -> Result<RunState> {
@@ -114,27 +157,35 @@ pub(crate) fn write_events(
     last_seq: i64,
     events: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<()> {
     check_order(id, events)?;
-    record_events(conn, run, last_seq, events, now)
+    record_events(conn, id, run, last_seq, events, now, changed)
 }
 
 /// Inserts the row holding `events` (numbered after `last_seq`) and applies their effects;
 /// the caller has checked their order. The run's row is rewritten only by an effect: its
 /// `last_seq` and `updated_at` as read come from this row (see schema v7).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the writer's hot path: a struct would be built and taken apart per write"
+)]
 fn record_events(
     conn: &Sql<'_>,
+    id: RunId,
     run: RunRow<'_>,
     last_seq: i64,
     events: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<()> {
     let mut run = run;
     for effect in &events.effects {
         // A hook registered here is one an end further on must close.
         run.may_have_hooks |= matches!(effect, Effect::RegisterHook { .. });
-        apply_effect(conn, run, effect, now)?;
+        apply_effect(conn, run, effect, now, changed)?;
     }
+    changed.run(id);
     if events.count > 0 {
         conn.execute(
             Hot::InsertEvents,
@@ -172,8 +223,14 @@ pub(crate) fn refuses_only_before_writing(events: &PreparedEvents) -> bool {
         .any(|effect| matches!(effect, Effect::RegisterHook { .. }))
 }
 
-/// Applies one event's effect on its run (and the run's hooks).
-fn apply_effect(conn: &Sql<'_>, run: RunRow<'_>, effect: &Effect, now: i64) -> Result<()> {
+/// Applies one event's effect on its run (and the run's hooks, and its parked parent).
+fn apply_effect(
+    conn: &Sql<'_>,
+    run: RunRow<'_>,
+    effect: &Effect,
+    now: i64,
+    changed: &mut Changed,
+) -> Result<()> {
     match effect {
         Effect::None => {}
         Effect::End {
@@ -187,6 +244,9 @@ fn apply_effect(conn: &Sql<'_>, run: RunRow<'_>, effect: &Effect, now: i64) -> R
             )?;
             if run.may_have_hooks {
                 crate::waits::close_hooks(conn, run.key, now)?;
+            }
+            if let Some(parent) = run.parent {
+                wake_parent(conn, parent, now, changed)?;
             }
         }
         Effect::Requeue => {
@@ -220,12 +280,40 @@ fn apply_effect(conn: &Sql<'_>, run: RunRow<'_>, effect: &Effect, now: i64) -> R
     Ok(())
 }
 
+/// The child-run rule: a child of `parent` ended at `now`, so `parent`, if parked, becomes
+/// queued and ready now.
+fn wake_parent(conn: &Connection, parent: RunId, now: i64, changed: &mut Changed) -> Result<()> {
+    let found = conn
+        .prepare_cached("SELECT rowid, status, lease_owner FROM runs WHERE id = ?1")?
+        .query_row([parent.to_string()], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((rowid, status, lease_owner)) = found else {
+        return Ok(());
+    };
+    if rules::wakes_parent(parse_status(&status)?, lease_owner.as_deref()) {
+        conn.prepare_cached(
+            "UPDATE runs SET status = 'queued', ready_at = ?2, updated_at = ?2 WHERE rowid = ?1",
+        )?
+        .execute(params![rowid, now])?;
+        changed.woken.push(parent);
+        changed.run(parent);
+    }
+    Ok(())
+}
+
 /// Inserts the run and its first events, unless its id or its idempotency key is taken.
 /// Refuses (out-of-order history) before writing anything.
 pub(crate) fn create_run(
     conn: &Sql<'_>,
     runs: &mut RunCache,
     run: &PreparedRun,
+    changed: &mut Changed,
 ) -> Result<CreateOutcome> {
     check_order(run.id, &run.events)?;
     let key = run.id.to_string();
@@ -268,8 +356,17 @@ pub(crate) fn create_run(
         // Its `RunCreated`, made from the row on reads (schema v8).
         last_seq: CREATED_SEQ,
         may_have_hooks: false,
+        parent: run.parent,
     };
-    record_events(conn, state.row(&key), CREATED_SEQ, &run.events, run.now_ms)?;
+    record_events(
+        conn,
+        run.id,
+        state.row(&key),
+        CREATED_SEQ,
+        &run.events,
+        run.now_ms,
+        changed,
+    )?;
     runs.keep_after(run.id, state, &run.events);
     Ok(CreateOutcome {
         run_id: run.id,
@@ -310,6 +407,7 @@ pub(crate) fn claim_run(
     id: RunId,
     lease: &Lease,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<RawClaimOutcome> {
     let key = id.to_string();
     let Some(state) = load_state(conn, &key)? else {
@@ -322,11 +420,16 @@ pub(crate) fn claim_run(
         return Ok(RawClaimOutcome::Refused(refusal));
     }
     let claimed = take_lease(conn, &key, lease, now)?;
+    changed.run(id);
     Ok(RawClaimOutcome::Claimed(Box::new(claimed)))
 }
 
 /// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first; `runs` forgets
 /// each.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one per input of the claim, plus the writer's cache and change collector"
+)]
 pub(crate) fn claim_ready(
     conn: &Connection,
     runs: &mut RunCache,
@@ -334,6 +437,7 @@ pub(crate) fn claim_ready(
     lease: &Lease,
     now: i64,
     limit: usize,
+    changed: &mut Changed,
 ) -> Result<Vec<RawClaimed>> {
     if workflows.is_empty() || limit == 0 {
         return Ok(Vec::new());
@@ -348,7 +452,10 @@ pub(crate) fn claim_ready(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for key in &keys {
         match parse_id(key) {
-            Ok(id) => runs.forget(id),
+            Ok(id) => {
+                runs.forget(id);
+                changed.run(id);
+            }
             Err(_) => runs.forget_all(),
         }
     }
@@ -389,6 +496,7 @@ pub(crate) fn release_lease(
     id: RunId,
     worker: &WorkerId,
     ready_at: i64,
+    changed: &mut Changed,
 ) -> Result<()> {
     let key = id.to_string();
     let state = fenced(conn, id, &key, worker)?;
@@ -397,6 +505,7 @@ pub(crate) fn release_lease(
          status = CASE status WHEN 'running' THEN 'queued' ELSE status END WHERE rowid = ?1",
     )?
     .execute(params![state.rowid, ready_at])?;
+    changed.run(id);
     Ok(())
 }
 
@@ -409,6 +518,10 @@ pub(crate) fn release_lease(
 ///
 /// The run's row comes from `runs` when the writer remembers it (see [`RunCache`]), and
 /// is remembered as the append leaves it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the writer's hot path: a struct would be built and taken apart per append"
+)]
 pub(crate) fn append(
     conn: &Sql<'_>,
     runs: &mut RunCache,
@@ -416,6 +529,7 @@ pub(crate) fn append(
     worker: &WorkerId,
     events: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<()> {
     let key = id.to_string();
     let state = match runs.take(id) {
@@ -431,7 +545,15 @@ pub(crate) fn append(
         runs.keep(id, state);
         return Err(refusal.into());
     }
-    write_events(conn, id, state.row(&key), state.last_seq, events, now)?;
+    write_events(
+        conn,
+        id,
+        state.row(&key),
+        state.last_seq,
+        events,
+        now,
+        changed,
+    )?;
     runs.keep_after(id, state, events);
     Ok(())
 }
@@ -442,11 +564,13 @@ pub(crate) fn cancel_run(
     id: RunId,
     canceled: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<RunStatus> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
     rules::check_not_ended(id, state.status)?;
-    write_events(conn, id, state.row(&key), state.last_seq, canceled, now)?;
+    let (row, last_seq) = (state.row(&key), state.last_seq);
+    write_events(conn, id, row, last_seq, canceled, now, changed)?;
     Ok(state.status)
 }
 
@@ -456,9 +580,11 @@ pub(crate) fn retry_run(
     id: RunId,
     retried: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<()> {
     let key = id.to_string();
     let state = state_of(conn, id, &key)?;
     rules::check_retryable(id, state.status)?;
-    write_events(conn, id, state.row(&key), state.last_seq, retried, now)
+    let (row, last_seq) = (state.row(&key), state.last_seq);
+    write_events(conn, id, row, last_seq, retried, now, changed)
 }

@@ -25,10 +25,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cairn_store::{StoreResult, watch::ChangeHub};
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use crate::{
-    held::Sql,
+    codec::sql_error,
+    held::{Hot, Sql},
     run_cache::RunCache,
     writer::{Batch, Command, Committed},
 };
@@ -43,6 +46,8 @@ pub(crate) enum Message {
     Command(Command),
     /// The sync thread answered this many batches and is free.
     Synced(usize),
+    /// Asks for the write connection's `PRAGMA data_version` (see `writer::DataVersions`).
+    DataVersion(oneshot::Sender<StoreResult<i64>>),
     /// The store is closing: commit what came before, then stop.
     Stop,
 }
@@ -57,12 +62,19 @@ pub(crate) enum Message {
 pub(crate) struct Syncer {
     wal: PathBuf,
     file: Option<File>,
+    /// The store's change watches, told of each batch once it is synced.
+    changes: ChangeHub,
 }
 
 impl Syncer {
-    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet).
-    pub(crate) fn new(wal: PathBuf) -> Syncer {
-        Syncer { wal, file: None }
+    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet),
+    /// telling `changes` of what it synced.
+    pub(crate) fn new(wal: PathBuf, changes: ChangeHub) -> Syncer {
+        Syncer {
+            wal,
+            file: None,
+            changes,
+        }
     }
 
     fn sync(&mut self) -> Result<(), String> {
@@ -80,6 +92,11 @@ impl Syncer {
         })
     }
 
+    /// Whether anyone watches the store's changes (a batch begun now collects its runs).
+    fn watching(&self) -> bool {
+        self.changes.watching()
+    }
+
     /// Syncs once for `group` (unless every batch in it was rolled back) and answers it.
     pub(crate) fn settle(&mut self, group: Vec<Committed>) {
         let needs_sync = group.iter().any(|batch| !batch.is_broken());
@@ -88,7 +105,7 @@ impl Syncer {
             tracing::error!(%failure, "the WAL could not be synced");
         }
         for batch in group {
-            batch.answer(failure.as_deref());
+            batch.answer(failure.as_deref(), &self.changes);
         }
     }
 
@@ -249,7 +266,10 @@ impl<'c> Pipeline<'c> {
                     self.commit_and_hand_over();
                 }
                 let (conn, runs) = (&self.sql, &mut self.runs);
-                let open = self.open.get_or_insert_with(|| Batch::begin(conn, runs));
+                let watching = self.in_place.watching();
+                let open = self
+                    .open
+                    .get_or_insert_with(|| Batch::begin(conn, runs, watching));
                 open.execute(conn, runs, command);
                 if open.is_broken() {
                     self.roll_back_broken();
@@ -262,6 +282,15 @@ impl<'c> Pipeline<'c> {
                     "more batches synced than handed over"
                 );
                 self.handed = self.handed.saturating_sub(settled);
+                Flow::Continue
+            }
+            Message::DataVersion(reply) => {
+                let version = self
+                    .sql
+                    .query_row(Hot::DataVersion, [], |row| row.get(0))
+                    .map_err(sql_error);
+                // The asker may have given up: nothing to do then.
+                let _ = reply.send(version);
                 Flow::Continue
             }
             Message::Stop => Flow::Stop,
@@ -293,7 +322,8 @@ impl<'c> Pipeline<'c> {
     /// gets a fresh transaction instead of joining a broken one.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
-            open.commit(&self.sql, &mut self.runs).answer(None);
+            let committed = open.commit(&self.sql, &mut self.runs);
+            committed.answer(None, &self.in_place.changes);
         }
     }
 
@@ -308,7 +338,8 @@ impl<'c> Pipeline<'c> {
         match self.to_syncer.send(committed) {
             Ok(()) => self.handed += 1,
             Err(mpsc::SendError(committed)) => {
-                committed.answer(Some("the SQLite sync thread has stopped; reopen the store"));
+                let why = "the SQLite sync thread has stopped; reopen the store";
+                committed.answer(Some(why), &self.in_place.changes);
             }
         }
     }

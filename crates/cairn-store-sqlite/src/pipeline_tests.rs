@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cairn_store::{StoreError, StoreResult, WorkerId};
+use cairn_store::{StoreError, StoreResult, WorkerId, watch::ChangeHub};
 use tokio::sync::oneshot;
 
 use super::{Message, Pipeline, PipelineLimits, Polled, Syncer, poll_for};
@@ -37,7 +37,7 @@ fn pipeline<'c>(
     max_batch: usize,
 ) -> (Pipeline<'c>, mpsc::Receiver<Committed>) {
     let (to_syncer, committed) = mpsc::channel();
-    let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
+    let in_place = Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new());
     let pipeline = Pipeline::new(conn, limits(max_batch), in_place, to_syncer);
     (pipeline, committed)
 }
@@ -56,7 +56,7 @@ fn sync_handed(dir: &tempfile::TempDir, committed: mpsc::Receiver<Committed>) ->
         to_syncer.send(batch).expect("queued");
     }
     drop(to_syncer);
-    Syncer::new(dir.path().join("cairn.db-wal")).run(&for_syncer, &free);
+    Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new()).run(&for_syncer, &free);
     synced.try_iter().collect()
 }
 
@@ -203,7 +203,10 @@ fn a_failed_sync_in_place_answers_unavailable() {
     let dir = tempfile::tempdir().expect("temp dir");
     let conn = writer_connection(&dir);
     let (mut pipeline, _committed) = pipeline(&dir, &conn, 512);
-    pipeline.in_place = Syncer::new(dir.path().join("missing").join("cairn.db-wal"));
+    pipeline.in_place = Syncer::new(
+        dir.path().join("missing").join("cairn.db-wal"),
+        ChangeHub::new(),
+    );
     let (message, mut answer) = flush();
 
     pipeline.take(message);
@@ -239,7 +242,7 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
     let path = dir.path().join("cairn.db");
     let conn = schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer");
     let (to_syncer, _committed) = mpsc::channel();
-    let in_place = Syncer::new(dir.path().join("cairn.db-wal"));
+    let in_place = Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new());
     let mut pipeline = Pipeline::new(&conn, limits(512), in_place, to_syncer);
     let (first, _) = flush();
     let (behind, _) = flush();

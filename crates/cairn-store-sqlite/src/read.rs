@@ -10,7 +10,7 @@ use std::{
 
 use cairn_core::EventRecord;
 use cairn_store::{RunFilter, RunId, RunRecord, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, ToSql, params_from_iter, types::Value};
+use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter, types::Value};
 
 use crate::{
     codec::{RawEvent, RawRun, Result, decode_events, run_columns},
@@ -112,6 +112,35 @@ pub(crate) fn raw_run(conn: &Connection, key: &str) -> rusqlite::Result<RawRun> 
 
 pub(crate) fn events(conn: &Connection, id: RunId) -> Result<Vec<EventRecord>> {
     Ok(decode_events(load_events(conn, &id.to_string())?)?)
+}
+
+/// [`events_after`]' query (`?1` the run, `?2` the seq): the `events` rows from the one
+/// holding `?2` on (one row may hold several events), read off their key, with the made
+/// `RunCreated` first when `?2` is 0.
+pub(crate) const LOAD_EVENTS_AFTER: &str = "\
+    SELECT 1, created_at, 1, \
+        json_object('type', 'run_created', 'workflow', workflow, 'input', json(input)) \
+    FROM runs WHERE ?2 < 1 AND id = ?1 \
+        AND NOT EXISTS (SELECT 1 FROM events WHERE run_id = ?1 AND seq = 1) \
+    UNION ALL \
+    SELECT seq, at, count, payload FROM events WHERE run_id = ?1 AND seq >= coalesce( \
+        (SELECT seq FROM events WHERE run_id = ?1 AND seq <= ?2 ORDER BY seq DESC LIMIT 1), 0) \
+    ORDER BY 1";
+
+/// The run's events with `seq > after`, in order, in one query.
+pub(crate) fn events_after(conn: &Connection, id: RunId, after: u64) -> Result<Vec<EventRecord>> {
+    let Ok(after_sql) = i64::try_from(after) else {
+        return Ok(Vec::new());
+    };
+    let rows = conn
+        .prepare_cached(LOAD_EVENTS_AFTER)?
+        .query_map(params![id.to_string(), after_sql], RawEvent::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut log = decode_events(rows)?;
+    // The first row may hold events up to `after` too.
+    let first_new = log.partition_point(|record| record.seq <= after);
+    log.drain(..first_new);
+    Ok(log)
 }
 
 /// Runs matching `filter`, newest first: by `rowid`, the order the store created them in

@@ -164,6 +164,7 @@ fn a_full_cache_starts_over_instead_of_growing() {
         lease_expires_at: None,
         last_seq: 1,
         may_have_hooks: false,
+        parent: None,
     };
     for rowid in 0..RUN_CACHE_CAPACITY {
         runs.keep(RunId::new(), state(i64::try_from(rowid).expect("small")));

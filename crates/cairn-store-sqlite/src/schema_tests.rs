@@ -154,6 +154,12 @@ fn a_version_2_log_reads_the_same_after_the_upgrade() {
         .map(|record| (record.seq, record.at_ms, record.event.type_name()))
         .collect();
     assert_eq!(seqs, vec![(1, 5, "run_created"), (2, 6, "run_canceled")]);
+    // Its stored `RunCreated` is read once, not merged with a made one.
+    let log = read::events(&conn, id).expect("read the old log");
+    for after in 0..=3 {
+        let tail = read::events_after(&conn, id, after).expect("read after");
+        assert_eq!(tail, log[(after as usize).min(2)..], "after {after}");
+    }
 }
 
 #[test]
@@ -228,12 +234,17 @@ fn claims_and_listings_go_through_indexes() {
     );
     assert_indexed(&claim, "claim_ready");
     assert_indexed(&plan(&conn, &read::next_ready_sql(3)), "next_ready_at");
-    let log = plan(&conn, read::LOAD_EVENTS);
-    assert_indexed(&log, "a run's log");
-    assert!(
-        !log.iter().any(|step| step.starts_with("SCAN")),
-        "a run's log scans: {log:?}"
-    );
+    for (sql, what) in [
+        (read::LOAD_EVENTS, "a run's log"),
+        (read::LOAD_EVENTS_AFTER, "a run's log after a seq"),
+    ] {
+        let log = plan(&conn, sql);
+        assert_indexed(&log, what);
+        assert!(
+            !log.iter().any(|step| step.starts_with("SCAN")),
+            "{what} scans: {log:?}"
+        );
+    }
     // Each listing reads its runs newest first off one index (or, unfiltered, the table
     // itself, from its end), stopping at the limit; an unended status reads the unended
     // runs only, and sorts those.

@@ -7,9 +7,10 @@ use cairn_store::{HookFilter, HookRecord, HookState, Park, RunId, StoreError, Wo
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
+    codec::parse_status,
     codec::{PreparedEvents, Result, parse_id},
     held::Sql,
-    ops::{fenced, state_of, write_events},
+    ops::{Changed, fenced, state_of, write_events},
 };
 
 /// The columns a [`HookRecord`] is read from, in [`RawHook::from_row`]'s order.
@@ -43,19 +44,23 @@ pub(crate) fn close_hooks(conn: &Connection, run_key: &str, now: i64) -> Result<
     Ok(())
 }
 
-/// Parks a run, unless its log grew past what the parking worker knows (then it is made
-/// ready at once). Returns whether it was parked.
+/// Parks a run, unless its log grew past what the parking worker knows or the child it waits
+/// for has ended (then it is made ready at once). Returns whether it was parked. (The
+/// writer's transaction is `BEGIN IMMEDIATE`: the child cannot end between the look at it
+/// and the park.)
 pub(crate) fn park_run(
     conn: &Connection,
     id: RunId,
     worker: &WorkerId,
     park: &Park,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<bool> {
     let key = id.to_string();
     let state = fenced(conn, id, &key, worker)?;
+    let child_status = park.child.map(|child| status_of(conn, child)).transpose()?;
     let last_seq = u64::try_from(state.last_seq).unwrap_or(0);
-    let target = rules::park_target(park, last_seq, now);
+    let target = rules::park_target(park, last_seq, child_status, now);
     conn.prepare_cached(
         "UPDATE runs SET status = ?2, ready_at = ?3, lease_owner = NULL, lease_expires_at = NULL, \
          updated_at = ?4 WHERE rowid = ?1",
@@ -66,7 +71,18 @@ pub(crate) fn park_run(
         target.ready_at_ms,
         now
     ])?;
+    changed.run(id);
     Ok(target.parked)
+}
+
+/// The status of run `id`, or `RunNotFound`.
+fn status_of(conn: &Connection, id: RunId) -> Result<cairn_core::RunStatus> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM runs WHERE id = ?1")?
+        .query_row([id.to_string()], |row| row.get(0))
+        .optional()?;
+    let status = status.ok_or(StoreError::RunNotFound(id))?;
+    Ok(parse_status(&status)?)
 }
 
 /// Resumes a pending hook: records `HookResumed` in its run's log and wakes a parked run.
@@ -75,6 +91,7 @@ pub(crate) fn resume_hook(
     token: &str,
     payload: &serde_json::Value,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<HookRecord> {
     let mut hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
     let key = hook.run_id.to_string();
@@ -91,6 +108,7 @@ pub(crate) fn resume_hook(
         run.last_seq,
         &resumed,
         now,
+        changed,
     )?;
     conn.prepare_cached("UPDATE hooks SET state = 'resumed', closed_at = ?2 WHERE token = ?1")?
         .execute(params![token, now])?;
@@ -111,6 +129,7 @@ pub(crate) fn time_out_hook(
     worker: &WorkerId,
     timed_out: &PreparedEvents,
     now: i64,
+    changed: &mut Changed,
 ) -> Result<bool> {
     let hook = load_hook(conn, token)?.ok_or(StoreError::HookNotFound)?;
     let key = hook.run_id.to_string();
@@ -125,6 +144,7 @@ pub(crate) fn time_out_hook(
         run.last_seq,
         timed_out,
         now,
+        changed,
     )?;
     conn.prepare_cached("UPDATE hooks SET state = 'timed_out', closed_at = ?2 WHERE token = ?1")?
         .execute(params![token, now])?;

@@ -19,6 +19,7 @@ use std::{
 use cairn_core::RunStatus;
 use cairn_store::{
     CreateOutcome, HookRecord, Lease, Park, RunId, StoreError, StoreResult, WorkerId,
+    watch::ChangeHub,
 };
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -26,10 +27,11 @@ use tokio::sync::oneshot;
 use crate::{
     codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     held::{Hot, Sql},
-    ops,
+    ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     run_cache::RunCache,
     waits,
+    watch::DataVersions,
 };
 
 /// Where a command's result goes.
@@ -138,15 +140,22 @@ fn writing<T>(
 }
 
 impl Command {
-    /// Runs the command in its own savepoint (or not at all once the batch is broken).
-    /// Creates and appends use and update `runs`; every other command forgets the runs it
-    /// may change before it runs (see [`RunCache`]).
-    fn execute(self, conn: &Sql<'_>, runs: &mut RunCache, broken: &mut Option<String>) -> Answer {
+    /// Runs the command in its own savepoint (or not at all once the batch is broken),
+    /// noting in `changed` the runs it changed. Creates and appends use and update `runs`;
+    /// every other command forgets the runs it may change before it runs, and parents woken
+    /// by a child's end are forgotten after (see [`RunCache`]).
+    fn execute(
+        self,
+        conn: &Sql<'_>,
+        runs: &mut RunCache,
+        broken: &mut Option<String>,
+        changed: &mut Changed,
+    ) -> Answer {
         self.forget_changed_runs(runs);
-        match self {
+        let answer = match self {
             Command::CreateRun { run, reply } => {
                 let result = writing(&run.events, conn, broken, |c| {
-                    ops::create_run(c, runs, &run)
+                    ops::create_run(c, runs, &run, changed)
                 });
                 answer(reply, result)
             }
@@ -157,7 +166,9 @@ impl Command {
                 reply,
             } => answer(
                 reply,
-                in_savepoint(conn, broken, |c| ops::claim_run(c, id, &lease, now_ms)),
+                in_savepoint(conn, broken, |c| {
+                    ops::claim_run(c, id, &lease, now_ms, changed)
+                }),
             ),
             Command::ClaimReady {
                 workflows,
@@ -168,7 +179,7 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    ops::claim_ready(c, runs, &workflows, &lease, now_ms, limit)
+                    ops::claim_ready(c, runs, &workflows, &lease, now_ms, limit, changed)
                 }),
             ),
             Command::RenewLease { id, lease, reply } => answer(
@@ -183,7 +194,7 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    ops::release_lease(c, id, &worker, ready_at_ms)
+                    ops::release_lease(c, id, &worker, ready_at_ms, changed)
                 }),
             ),
             Command::Append {
@@ -194,7 +205,7 @@ impl Command {
                 reply,
             } => {
                 let result = writing(&events, conn, broken, |c| {
-                    ops::append(c, runs, id, &worker, &events, now_ms)
+                    ops::append(c, runs, id, &worker, &events, now_ms, changed)
                 });
                 answer(reply, result)
             }
@@ -205,7 +216,9 @@ impl Command {
                 reply,
             } => answer(
                 reply,
-                in_savepoint(conn, broken, |c| ops::cancel_run(c, id, &canceled, now_ms)),
+                in_savepoint(conn, broken, |c| {
+                    ops::cancel_run(c, id, &canceled, now_ms, changed)
+                }),
             ),
             Command::RetryRun {
                 id,
@@ -214,7 +227,9 @@ impl Command {
                 reply,
             } => answer(
                 reply,
-                in_savepoint(conn, broken, |c| ops::retry_run(c, id, &retried, now_ms)),
+                in_savepoint(conn, broken, |c| {
+                    ops::retry_run(c, id, &retried, now_ms, changed)
+                }),
             ),
             Command::ParkRun {
                 id,
@@ -225,7 +240,7 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    waits::park_run(c, id, &worker, &park, now_ms)
+                    waits::park_run(c, id, &worker, &park, now_ms, changed)
                 }),
             ),
             Command::ResumeHook {
@@ -236,7 +251,7 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    waits::resume_hook(c, &token, &payload, now_ms)
+                    waits::resume_hook(c, &token, &payload, now_ms, changed)
                 }),
             ),
             Command::TimeOutHook {
@@ -248,11 +263,13 @@ impl Command {
             } => answer(
                 reply,
                 in_savepoint(conn, broken, |c| {
-                    waits::time_out_hook(c, &token, &worker, &timed_out, now_ms)
+                    waits::time_out_hook(c, &token, &worker, &timed_out, now_ms, changed)
                 }),
             ),
             Command::Flush { reply } => answer(reply, Ok(())),
-        }
+        };
+        changed.forget_woken(runs);
+        answer
     }
 
     /// Forgets, in `runs`, every run this command may change other than through
@@ -338,11 +355,12 @@ fn break_batch(broken: &mut Option<String>, error: rusqlite::Error) -> StoreErro
     error
 }
 
-/// A batch run in one transaction: its waiters' answers, and why it failed, if it did.
-/// The answers go out once the commit is on disk (see [`Syncer`]).
+/// A batch run in one transaction: its waiters' answers, why it failed, if it did, and the
+/// runs it changed. The answers go out once the commit is on disk (see [`Syncer`]).
 pub(crate) struct Committed {
     answers: Vec<Answer>,
     broken: Option<String>,
+    changed: Changed,
 }
 
 impl Committed {
@@ -357,8 +375,17 @@ impl Committed {
         self.answers.len()
     }
 
-    /// Answers every waiter: the batch's own failure, else `sync_failure`, else success.
-    pub(crate) fn answer(self, sync_failure: Option<&str>) {
+    /// Tells the change watches of `changes` what the batch changed (unless it was rolled
+    /// back), then answers every waiter: the batch's own failure, else `sync_failure`, else
+    /// success. Watches made after the batch began collecting nothing hear `Unknown`.
+    pub(crate) fn answer(self, sync_failure: Option<&str>, changes: &ChangeHub) {
+        if self.broken.is_none() && changes.watching() {
+            if self.changed.watching {
+                changes.publish(&self.changed.runs);
+            } else {
+                changes.publish_unknown();
+            }
+        }
         let why = self.broken.as_deref().or(sync_failure);
         for answer in self.answers {
             answer(why);
@@ -371,12 +398,14 @@ pub(crate) struct Batch {
     answers: Vec<Answer>,
     broken: Option<String>,
     began: bool,
+    changed: Changed,
 }
 
 impl Batch {
     /// Opens the transaction (`BEGIN IMMEDIATE`) and has `runs` checked against it; if that
-    /// fails, every command added is answered with why.
-    pub(crate) fn begin(conn: &Sql<'_>, runs: &mut RunCache) -> Batch {
+    /// fails, every command added is answered with why. It collects the runs it changes if
+    /// `watching`.
+    pub(crate) fn begin(conn: &Sql<'_>, runs: &mut RunCache, watching: bool) -> Batch {
         let broken = run_statement(conn, Hot::Begin)
             .err()
             .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
@@ -387,6 +416,7 @@ impl Batch {
             answers: Vec::new(),
             began: broken.is_none(),
             broken,
+            changed: Changed::new(watching),
         }
     }
 
@@ -402,7 +432,7 @@ impl Batch {
 
     /// Runs `command` in the transaction; its answer waits for the commit.
     pub(crate) fn execute(&mut self, conn: &Sql<'_>, runs: &mut RunCache, command: Command) {
-        let answer = command.execute(conn, runs, &mut self.broken);
+        let answer = command.execute(conn, runs, &mut self.broken, &mut self.changed);
         self.answers.push(answer);
     }
 
@@ -413,6 +443,7 @@ impl Batch {
             answers,
             mut broken,
             began,
+            changed,
         } = self;
         if began {
             let ended = match &broken {
@@ -433,7 +464,11 @@ impl Batch {
         if broken.is_some() {
             runs.forget_all();
         }
-        Committed { answers, broken }
+        Committed {
+            answers,
+            broken,
+            changed,
+        }
     }
 }
 
@@ -446,11 +481,11 @@ pub(crate) fn execute_batch(
     batch: impl IntoIterator<Item = Command>,
 ) {
     let sql = Sql::new(conn);
-    let mut open = Batch::begin(&sql, runs);
+    let mut open = Batch::begin(&sql, runs, false);
     for command in batch {
         open.execute(&sql, runs, command);
     }
-    open.commit(&sql, runs).answer(None);
+    open.commit(&sql, runs).answer(None, &ChangeHub::new());
 }
 
 /// The writer thread, the sync thread, and the queue to them.
@@ -467,14 +502,15 @@ impl Writer {
         conn: Connection,
         limits: PipelineLimits,
         database: &Path,
+        changes: &ChangeHub,
     ) -> StoreResult<Writer> {
         let (queue, messages) = mpsc::channel::<Message>();
         let (to_syncer, committed) = mpsc::channel::<Committed>();
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
-        let syncer = Syncer::new(wal.clone());
-        let in_place = Syncer::new(wal);
+        let syncer = Syncer::new(wal.clone(), changes.clone());
+        let in_place = Syncer::new(wal, changes.clone());
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
@@ -508,9 +544,15 @@ impl Writer {
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// A handle that asks the writer thread for its connection's `PRAGMA data_version`.
+    pub(crate) fn data_versions(&self) -> StoreResult<DataVersions> {
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        Ok(DataVersions::new(queue.clone()))
+    }
 }
 
-fn stopped() -> StoreError {
+pub(crate) fn stopped() -> StoreError {
     StoreError::Unavailable(
         "the SQLite writer thread has stopped (see the log for why); reopen the store".into(),
     )

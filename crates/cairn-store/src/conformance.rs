@@ -18,9 +18,12 @@
 //! ```
 
 mod append;
+mod children;
 mod claim;
 mod control;
 mod create;
+mod follow;
+mod instances;
 mod lease;
 mod read;
 mod support;
@@ -34,6 +37,10 @@ pub use append::{
     an_append_moves_updated_at, append_is_fenced_by_the_lease,
     concurrent_appends_to_many_runs_all_land, terminal_events_end_the_run,
 };
+pub use children::{
+    a_child_end_leaves_a_running_parent_alone, a_child_end_wakes_its_parked_parent,
+    park_with_a_child_depends_on_the_child,
+};
 pub use claim::{
     claim_ready_concurrent_calls_never_share_a_run, claim_ready_takes_ready_runs_oldest_first,
     claim_run_outcomes, claim_run_takes_over_a_lapsed_lease,
@@ -46,6 +53,13 @@ pub use create::{
     create_run_history_takes_effect_like_an_append, create_run_records_run_created_and_history,
     create_run_with_a_lease_is_held_by_its_creator, create_run_with_an_existing_id_writes_nothing,
     get_run_and_events_of_an_unknown_run, idempotency_key_yields_one_run_per_workflow,
+};
+pub use follow::{
+    a_watch_reports_every_kind_of_change, events_after_returns_the_events_that_follow_a_seq,
+    every_watch_sees_a_change,
+};
+pub use instances::{
+    a_follower_sees_every_event_once_in_order, a_watch_sees_another_instances_commits,
 };
 pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
 pub use read::{
@@ -131,6 +145,12 @@ macro_rules! conformance_tests {
             a_resume_before_parking_is_not_lost,
             time_out_hook_is_fenced_and_loses_to_a_resume,
             hooks_close_with_their_run_and_list_by_run_and_state,
+            events_after_returns_the_events_that_follow_a_seq,
+            a_watch_reports_every_kind_of_change,
+            every_watch_sees_a_change,
+            a_child_end_wakes_its_parked_parent,
+            a_child_end_leaves_a_running_parent_alone,
+            park_with_a_child_depends_on_the_child,
         );
     };
 }

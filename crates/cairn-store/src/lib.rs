@@ -16,6 +16,7 @@ mod types;
 
 pub mod conformance;
 pub mod rules;
+pub mod watch;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
@@ -23,6 +24,7 @@ pub use types::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
     NEVER, NewRun, Park, RunFilter, RunId, RunRecord, WorkerId,
 };
+pub use watch::{ChangeWatch, Changes};
 
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
@@ -57,6 +59,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// A run's whole log in order (one query). Empty if the run does not exist.
     async fn events(&self, id: RunId) -> StoreResult<Vec<EventRecord>>;
+
+    /// The run's events with `seq > after_seq`, in order (one query): what a follower of the
+    /// run has not seen yet. Empty for an unknown run or when nothing is newer.
+    async fn events_after(&self, id: RunId, after_seq: u64) -> StoreResult<Vec<EventRecord>>;
+
+    /// A watch that completes when runs changed after it was made, by a commit of this store
+    /// instance or of any other process sharing the database: a create, an append, a claim,
+    /// a park, a release, a cancel, a retry, a hook's resume or time-out, a parent woken by
+    /// its child's end. (A lease renewal need not be reported.) With
+    /// [`events_after`](Store::events_after) driven by it, a follower sees each event of a
+    /// run once, in order. Create it *before* reading what you follow, so no change falls
+    /// between the read and the wait.
+    async fn watch_changes(&self) -> StoreResult<Box<dyn ChangeWatch>>;
 
     /// Runs matching `filter`, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
@@ -118,8 +133,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Parks a run (fenced by the lease): frees the lease and sets the status to `sleeping` or
     /// `waiting`, ready at `wake_at_ms` ([`NEVER`] for a hook without timeout). If the log has
-    /// grown past `park.known_seq` (a hook was resumed meanwhile), the run is instead made
-    /// `queued` and ready at `now_ms`, so no wake-up is lost. Returns whether it was parked.
+    /// grown past `park.known_seq` (a hook was resumed meanwhile), or `park.child` has already
+    /// ended, the run is instead made `queued` and ready at `now_ms`, so no wake-up is lost.
+    /// Returns whether it was parked. `RunNotFound` (naming the child) if `park.child` does
+    /// not exist; nothing is written then.
+    ///
+    /// **Child-run rule:** whenever a run with a `parent_run_id` ends (an append, a cancel, a
+    /// create whose history ends it), a parked parent (sleeping or waiting, no lease) becomes
+    /// `queued` and ready now in the same transaction, as a resumed hook makes its run ready.
+    /// So a parent waits for its child as a parked row, not as a task.
     async fn park_run(
         &self,
         id: RunId,

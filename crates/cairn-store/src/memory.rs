@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun, Park,
-    RunFilter, RunId, RunRecord, Store, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
+    Park, RunFilter, RunId, RunRecord, Store, StoreResult, WorkerId, watch::ChangeHub,
 };
 
 use self::state::State;
@@ -28,7 +28,8 @@ use self::state::State;
 /// A [`Store`] in memory: nothing survives the process, everything else is as in the SQLite
 /// backend (it passes the same conformance suite).
 ///
-/// Clones share one state, so a test can keep a handle next to the engine's.
+/// Clones share one state, so a test can keep a handle next to the engine's. Its change
+/// watches see the commits of every clone (there is no other process).
 ///
 /// ```
 /// # async fn demo() -> Result<(), cairn_store::StoreError> {
@@ -40,7 +41,20 @@ use self::state::State;
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a store share: the tables and the change watches.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    changes: ChangeHub,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.changes.close();
+    }
 }
 
 impl MemoryStore {
@@ -52,7 +66,20 @@ impl MemoryStore {
     /// The state, locked. A panic while the lock was held cannot leave it half-written
     /// (writes are worked out before anything is changed), so a poisoned lock is taken over.
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the write `op` under the lock and tells the change watches which runs it changed
+    /// (in the order writes happen: still under the lock).
+    fn write<T>(&self, op: impl FnOnce(&mut State) -> T) -> T {
+        let mut state = self.state();
+        let result = op(&mut state);
+        self.shared.changes.publish(&state.touched);
+        state.touched.clear();
+        result
     }
 }
 
@@ -67,7 +94,7 @@ impl std::fmt::Debug for MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn create_run(&self, run: NewRun) -> StoreResult<CreateOutcome> {
-        self.state().create_run(run)
+        self.write(|state| state.create_run(run))
     }
 
     async fn get_run(&self, id: RunId) -> StoreResult<Option<RunRecord>> {
@@ -78,12 +105,20 @@ impl Store for MemoryStore {
         Ok(self.state().events(id))
     }
 
+    async fn events_after(&self, id: RunId, after_seq: u64) -> StoreResult<Vec<EventRecord>> {
+        Ok(self.state().events_after(id, after_seq))
+    }
+
+    async fn watch_changes(&self) -> StoreResult<Box<dyn ChangeWatch>> {
+        Ok(Box::new(self.shared.changes.watch()))
+    }
+
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
         Ok(self.state().list_runs(filter))
     }
 
     async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome> {
-        Ok(self.state().claim_run(id, lease, now_ms))
+        Ok(self.write(|state| state.claim_run(id, lease, now_ms)))
     }
 
     async fn claim_ready(
@@ -93,7 +128,7 @@ impl Store for MemoryStore {
         now_ms: i64,
         limit: usize,
     ) -> StoreResult<Vec<ClaimedRun>> {
-        Ok(self.state().claim_ready(workflows, lease, now_ms, limit))
+        Ok(self.write(|state| state.claim_ready(workflows, lease, now_ms, limit)))
     }
 
     async fn next_ready_at(&self, workflows: &[String]) -> StoreResult<Option<i64>> {
@@ -110,7 +145,7 @@ impl Store for MemoryStore {
         worker: &WorkerId,
         ready_at_ms: i64,
     ) -> StoreResult<()> {
-        self.state().release_lease(id, worker, ready_at_ms)
+        self.write(|state| state.release_lease(id, worker, ready_at_ms))
     }
 
     async fn append(
@@ -120,15 +155,15 @@ impl Store for MemoryStore {
         events: &[Event],
         now_ms: i64,
     ) -> StoreResult<()> {
-        self.state().append(id, worker, events.to_vec(), now_ms)
+        self.write(|state| state.append(id, worker, events.to_vec(), now_ms))
     }
 
     async fn cancel_run(&self, id: RunId, reason: &str, now_ms: i64) -> StoreResult<RunStatus> {
-        self.state().cancel_run(id, reason, now_ms)
+        self.write(|state| state.cancel_run(id, reason, now_ms))
     }
 
     async fn retry_run(&self, id: RunId, now_ms: i64) -> StoreResult<()> {
-        self.state().retry_run(id, now_ms)
+        self.write(|state| state.retry_run(id, now_ms))
     }
 
     async fn park_run(
@@ -138,7 +173,7 @@ impl Store for MemoryStore {
         park: Park,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        self.state().park_run(id, worker, park, now_ms)
+        self.write(|state| state.park_run(id, worker, park, now_ms))
     }
 
     async fn resume_hook(
@@ -147,7 +182,7 @@ impl Store for MemoryStore {
         payload: serde_json::Value,
         now_ms: i64,
     ) -> StoreResult<HookRecord> {
-        self.state().resume_hook(token, payload, now_ms)
+        self.write(|state| state.resume_hook(token, payload, now_ms))
     }
 
     async fn time_out_hook(
@@ -157,7 +192,7 @@ impl Store for MemoryStore {
         timed_out: Event,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        self.state().time_out_hook(token, worker, timed_out, now_ms)
+        self.write(|state| state.time_out_hook(token, worker, timed_out, now_ms))
     }
 
     async fn get_hook(&self, token: &str) -> StoreResult<Option<HookRecord>> {

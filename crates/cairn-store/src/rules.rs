@@ -348,14 +348,21 @@ pub struct ParkTarget {
 }
 
 /// Parking a run whose log ends at `last_seq`: if the log grew past what the parking worker
-/// knows (`park.known_seq`: a hook was resumed meanwhile), the run is made ready at once
-/// instead, so no wake-up is lost.
-pub fn park_target(park: &Park, last_seq: u64, now_ms: i64) -> ParkTarget {
+/// knows (`park.known_seq`: a hook was resumed meanwhile), or the child it waits for has
+/// ended (`child_status`, the status of `park.child` as read in the parking transaction),
+/// the run is made ready at once instead, so no wake-up is lost.
+pub fn park_target(
+    park: &Park,
+    last_seq: u64,
+    child_status: Option<RunStatus>,
+    now_ms: i64,
+) -> ParkTarget {
     debug_assert!(matches!(
         park.status,
         RunStatus::Sleeping | RunStatus::Waiting
     ));
-    if last_seq > park.known_seq {
+    let child_ended = child_status.is_some_and(RunStatus::is_terminal);
+    if last_seq > park.known_seq || child_ended {
         ParkTarget {
             status: RunStatus::Queued,
             ready_at_ms: now_ms,
@@ -368,6 +375,15 @@ pub fn park_target(park: &Park, last_seq: u64, now_ms: i64) -> ParkTarget {
             parked: true,
         }
     }
+}
+
+/// The child-run rule: whether a child's end wakes its parent, whose `status` and
+/// `lease_owner` were read in the child's ending transaction. Only a parked parent (sleeping
+/// or waiting, no lease) is woken; it becomes `queued` and ready at the child's end, as a
+/// resumed hook makes its run ready. A parent that runs finds the child ended when it parks
+/// (see [`park_target`]).
+pub fn wakes_parent(status: RunStatus, lease_owner: Option<&str>) -> bool {
+    matches!(status, RunStatus::Sleeping | RunStatus::Waiting) && lease_owner.is_none()
 }
 
 /// Whether `hook` may be resumed, its run having `run_status`: `HookNotPending` once it was

@@ -205,29 +205,51 @@ fn a_new_run_starts_queued_or_as_if_claimed() {
 }
 
 #[test]
-fn parking_yields_to_a_log_that_grew() {
+fn parking_yields_to_a_log_that_grew_and_to_an_ended_child() {
     let park = Park {
         status: RunStatus::Waiting,
         wake_at_ms: crate::NEVER,
         known_seq: 4,
         child: None,
     };
-    assert_eq!(
-        park_target(&park, 4, 10),
-        ParkTarget {
-            status: RunStatus::Waiting,
-            ready_at_ms: crate::NEVER,
-            parked: true,
-        }
-    );
-    assert_eq!(
-        park_target(&park, 5, 10),
-        ParkTarget {
-            status: RunStatus::Queued,
-            ready_at_ms: 10,
-            parked: false,
-        }
-    );
+    let parked = ParkTarget {
+        status: RunStatus::Waiting,
+        ready_at_ms: crate::NEVER,
+        parked: true,
+    };
+    let ready_now = ParkTarget {
+        status: RunStatus::Queued,
+        ready_at_ms: 10,
+        parked: false,
+    };
+    assert_eq!(park_target(&park, 4, None, 10), parked);
+    assert_eq!(park_target(&park, 5, None, 10), ready_now);
+    for unended in [RunStatus::Queued, RunStatus::Running, RunStatus::Waiting] {
+        assert_eq!(
+            park_target(&park, 4, Some(unended), 10),
+            parked,
+            "{unended}"
+        );
+    }
+    for ended in [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Canceled] {
+        assert_eq!(park_target(&park, 4, Some(ended), 10), ready_now, "{ended}");
+    }
+}
+
+#[test]
+fn a_child_end_wakes_only_a_parked_parent() {
+    assert!(wakes_parent(RunStatus::Sleeping, None));
+    assert!(wakes_parent(RunStatus::Waiting, None));
+    assert!(!wakes_parent(RunStatus::Waiting, Some("w1")), "leased");
+    for status in [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Canceled,
+    ] {
+        assert!(!wakes_parent(status, None), "{status}");
+    }
 }
 
 #[test]

@@ -221,8 +221,9 @@ pub struct Park {
     pub wake_at_ms: i64,
     /// The `seq` of the last event the parking worker knows of.
     pub known_seq: u64,
-    /// A child run the parked run waits for: if it has ended by the time the run is parked,
-    /// the run is made ready instead.
+    /// The child run the parked run waits for, if any. If it has already ended, the run is
+    /// made `queued` and ready at once instead of parked; if it ends later, its end makes the
+    /// parked run ready (see [`Store::park_run`](crate::Store::park_run)).
     pub child: Option<RunId>,
 }
 

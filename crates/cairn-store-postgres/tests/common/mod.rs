@@ -4,7 +4,10 @@
 //! integration tests.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use cairn_store_postgres::{PostgresOptions, PostgresStore};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -54,6 +57,44 @@ impl TestSchema {
                     self.url
                 )
             })
+    }
+
+    /// A store on this schema whose connections alone carry an `application_name` made of
+    /// `prefix` and the schema's name, and that name (to find them in `pg_stat_activity`).
+    pub async fn store_named(&self, prefix: &str) -> (PostgresStore, String) {
+        let app = format!("{prefix}-{}", &self.name[11..23]);
+        let store = PostgresStore::connect_with(&self.url, self.options(&app))
+            .await
+            .expect("connect");
+        (store, app)
+    }
+
+    /// Two stores on this schema, as two worker processes would have: `worker-a` and
+    /// `worker-b` in `pg_stat_activity`.
+    pub async fn two_stores(&self) -> (Arc<PostgresStore>, Arc<PostgresStore>) {
+        let connect = |name: &str| PostgresStore::connect_with(&self.url, self.options(name));
+        let (a, b) = tokio::join!(connect("worker-a"), connect("worker-b"));
+        (
+            Arc::new(a.expect("connect a")),
+            Arc::new(b.expect("connect b")),
+        )
+    }
+
+    /// Terminates the backends of `application_name` whose current query is `LIKE query`
+    /// (`%` for all), waiting until they are gone; returns how many there were.
+    pub async fn terminate(&self, application_name: &str, query: &str) -> usize {
+        let mut raw = self.raw().await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
+             WHERE application_name = $1 AND query LIKE $2",
+        )
+        .bind(application_name)
+        .bind(query)
+        .fetch_all(&mut raw)
+        .await
+        .expect("terminate the store's connections");
+        raw.close().await.expect("close");
+        killed.into_iter().filter(|killed| *killed).count()
     }
 
     /// A plain connection to the server, outside any store.

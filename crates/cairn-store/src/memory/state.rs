@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub(super) hooks: Hooks,
     /// The insertion number the next run gets.
     next_row: u64,
+    /// The runs the operation under way changed, for the store's change watches.
+    pub(super) touched: Vec<RunId>,
 }
 
 /// One run: its columns, its log and when it was inserted.
@@ -144,8 +146,8 @@ fn stage(
 }
 
 /// Writes a staged batch: registers its hooks, applies its changes, grows the log, and
-/// closes the run's pending hooks if it ended.
-fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) {
+/// closes the run's pending hooks if it ended. Returns whether it ended the run.
+fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) -> bool {
     for hook in staged.hooks {
         hooks.insert(hook.token.clone(), hook);
     }
@@ -184,18 +186,19 @@ fn apply(entry: &mut RunEntry, hooks: &mut Hooks, staged: Staged, now: i64) {
     if ended {
         super::waits::close_hooks(hooks, entry.record.run_id, now);
     }
+    ended
 }
 
-/// Appends `events` to `entry`'s log and applies their effects, or writes nothing.
+/// Appends `events` to `entry`'s log and applies their effects, or writes nothing. Returns
+/// whether they ended the run.
 pub(super) fn append_to(
     entry: &mut RunEntry,
     hooks: &mut Hooks,
     events: Vec<Event>,
     now: i64,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let staged = stage(hooks, entry.record.run_id, entry.last_seq(), events, now)?;
-    apply(entry, hooks, staged, now);
-    Ok(())
+    Ok(apply(entry, hooks, staged, now))
 }
 
 impl State {
@@ -227,10 +230,36 @@ impl State {
         Ok(entry)
     }
 
-    /// Appends `events` to run `id`'s log (unfenced), or writes nothing.
+    /// Appends `events` to run `id`'s log (unfenced), or writes nothing; a child's end
+    /// wakes its parked parent.
     fn write_events(&mut self, id: RunId, events: Vec<Event>, now: i64) -> StoreResult<()> {
         let (entry, hooks) = self.entry_and_hooks(id)?;
-        append_to(entry, hooks, events, now)
+        let ended = append_to(entry, hooks, events, now)?;
+        self.touched.push(id);
+        if ended {
+            self.wake_parent_of(id, now);
+        }
+        Ok(())
+    }
+
+    /// The child-run rule: run `id` has just ended at `now`, so its parent, if parked,
+    /// becomes queued and ready now.
+    fn wake_parent_of(&mut self, id: RunId, now: i64) {
+        let parent = self
+            .runs
+            .get(&id)
+            .and_then(|entry| entry.record.parent_run_id);
+        let Some(entry) = parent.and_then(|parent| self.runs.get_mut(&parent)) else {
+            return;
+        };
+        let record = &mut entry.record;
+        let owner = record.lease_owner.as_ref().map(WorkerId::as_str);
+        if rules::wakes_parent(record.status, owner) {
+            record.status = RunStatus::Queued;
+            record.ready_at_ms = now;
+            record.updated_at_ms = now;
+            self.touched.push(record.run_id);
+        }
     }
 
     /// Inserts the run with `RunCreated` and its history, unless its id or its idempotency
@@ -302,7 +331,11 @@ impl State {
             log: Vec::new(),
             row,
         });
-        apply(entry, &mut self.hooks, staged, now_ms);
+        let ended = apply(entry, &mut self.hooks, staged, now_ms);
+        self.touched.push(id);
+        if ended {
+            self.wake_parent_of(id, now_ms);
+        }
         Ok(CreateOutcome {
             run_id: id,
             created: true,
@@ -314,10 +347,16 @@ impl State {
     }
 
     pub(crate) fn events(&self, id: RunId) -> Vec<EventRecord> {
-        self.runs
-            .get(&id)
-            .map(|entry| entry.log.clone())
-            .unwrap_or_default()
+        self.events_after(id, 0)
+    }
+
+    /// The run's events with `seq > after_seq`, in order.
+    pub(crate) fn events_after(&self, id: RunId, after_seq: u64) -> Vec<EventRecord> {
+        let Some(entry) = self.runs.get(&id) else {
+            return Vec::new();
+        };
+        let from = entry.log.partition_point(|record| record.seq <= after_seq);
+        entry.log[from..].to_vec()
     }
 
     /// Runs matching `filter`, newest first (ties: last inserted first).
@@ -356,6 +395,7 @@ impl State {
         if let Err(refusal) = claim {
             return refusal.into();
         }
+        self.touched.push(id);
         ClaimOutcome::Claimed(Box::new(entry.take_lease(lease, now)))
     }
 
@@ -387,6 +427,7 @@ impl State {
             .collect();
         ready.sort_unstable();
         let chosen: Vec<RunId> = ready.into_iter().take(limit).map(|(.., id)| id).collect();
+        self.touched.extend(&chosen);
         chosen
             .into_iter()
             .filter_map(|id| Some(self.runs.get_mut(&id)?.take_lease(lease, now)))
@@ -425,6 +466,7 @@ impl State {
         if record.status == RunStatus::Running {
             record.status = RunStatus::Queued;
         }
+        self.touched.push(id);
         Ok(())
     }
 

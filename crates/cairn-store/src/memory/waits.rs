@@ -30,8 +30,8 @@ fn close_hook(hooks: &mut Hooks, token: &str, state: HookState, now: i64) {
 }
 
 impl State {
-    /// Parks a run, unless its log grew past what the parking worker knows (then it is made
-    /// ready at once). Returns whether it was parked.
+    /// Parks a run, unless its log grew past what the parking worker knows or the child it
+    /// waits for has ended (then it is made ready at once). Returns whether it was parked.
     pub(crate) fn park_run(
         &mut self,
         id: RunId,
@@ -39,8 +39,14 @@ impl State {
         park: Park,
         now: i64,
     ) -> StoreResult<bool> {
+        self.fenced(id, worker)?;
+        let child_status = match park.child {
+            Some(child) => Some(self.entry(child)?.record.status),
+            None => None,
+        };
+        self.touched.push(id);
         let entry = self.fenced(id, worker)?;
-        let target = rules::park_target(&park, entry.last_seq(), now);
+        let target = rules::park_target(&park, entry.last_seq(), child_status, now);
         let record = &mut entry.record;
         record.status = target.status;
         record.ready_at_ms = target.ready_at_ms;
@@ -77,6 +83,7 @@ impl State {
             entry.record.status = RunStatus::Queued;
             entry.record.ready_at_ms = now;
         }
+        self.touched.push(hook.run_id);
         hook.state = HookState::Resumed;
         hook.closed_at_ms = Some(now);
         Ok(hook)
@@ -103,6 +110,7 @@ impl State {
         let (entry, hooks) = self.entry_and_hooks(hook.run_id)?;
         append_to(entry, hooks, vec![timed_out], now)?;
         close_hook(hooks, token, HookState::TimedOut, now);
+        self.touched.push(hook.run_id);
         Ok(true)
     }
 
