@@ -203,6 +203,7 @@ pub async fn a_watch_reports_every_kind_of_change(store: Arc<dyn Store>) {
         .expect("append HookCreated");
     drain(watch).await;
     let timed_out = Event::StepFailed {
+        call: None,
         key: cairn_core::StepKey::numbered(cairn_core::HOOK_SLUG, 0),
         kind: cairn_core::StepKind::Hook,
         slug: cairn_core::HOOK_SLUG.to_owned(),
