@@ -277,3 +277,58 @@ async fn actions_read_registered_resources_and_a_missing_one_is_a_fatal_error() 
     assert!(error.message.contains("Greeting"), "{error}");
     assert_eq!(detail.steps[0].attempts, 1, "fatal: not retried");
 }
+
+#[tokio::test]
+async fn a_follower_on_another_store_instance_sees_every_event_once_in_order() {
+    let echo = Action::new("echo").run(|input: Num, _ctx: ActionCtx| async move { Ok(input) });
+    let workflow = Workflow::new("followed").run(move |input: Num, ctx: WorkflowCtx| {
+        let echo = echo.clone();
+        async move {
+            let n = echo.run(input).await?;
+            ctx.sleep(Duration::from_millis(30)).await?;
+            Ok(echo.run(n).await?)
+        }
+    });
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let open = || -> Arc<dyn cairn_store::Store> {
+        Arc::new(cairn_store_sqlite::SqliteStore::open_in_dir(dir.path()).expect("open"))
+    };
+    let registry = Registry::new().workflow(&workflow);
+    let executing = Engine::new(open(), registry.clone()).expect("engine");
+    let following = Engine::new(open(), registry).expect("engine");
+    let started = executing
+        .start(&workflow, &Num { n: 1 }, StartOptions::default())
+        .await
+        .expect("start");
+    let follow = following.follow(started.run_id, 0);
+    let collected = tokio::spawn(futures::StreamExt::collect::<Vec<_>>(follow));
+    executing.execute(started.run_id).await.expect("execute");
+    let seen: Vec<_> = tokio::time::timeout(Duration::from_secs(10), collected)
+        .await
+        .expect("the follower saw the end in time")
+        .expect("follower task")
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("no error");
+    let stored = executing
+        .store()
+        .events(started.run_id)
+        .await
+        .expect("events");
+    assert_eq!(seen, stored, "every committed event, once, in order");
+    assert!(matches!(
+        seen.last().map(|r| &r.event),
+        Some(Event::RunCompleted { .. })
+    ));
+
+    // Following from the middle hands out the rest; an ended run's stream ends at once.
+    let rest: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(following.follow(started.run_id, 3)).await;
+    assert_eq!(rest.len(), stored.len() - 3);
+    let unknown: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(following.follow(cairn_store::RunId::new(), 0)).await;
+    assert!(matches!(
+        unknown.as_slice(),
+        [Err(EngineError::RunNotFound(_))]
+    ));
+}

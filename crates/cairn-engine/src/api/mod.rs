@@ -2,6 +2,7 @@
 //! resumed from outside, and the views every interface shows. Uses every layer below.
 
 pub(crate) mod engine;
+pub(crate) mod follow;
 pub(crate) mod resume;
 pub(crate) mod view;
 pub(crate) mod worker;
