@@ -1,6 +1,6 @@
 //! `--store postgres` end to end, with tiny sizes: the binary measures the raw commits, the
 //! sequential latency and two worker-process counts on the test server
-//! (`CAIRN_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`), writes its
+//! (`CAIRN_TEST_DATABASE_URL`, see `cairn_test_support::postgres_url`), writes its
 //! JSON and drops its schemas.
 
 use std::process::Command;
@@ -8,17 +8,15 @@ use std::process::Command;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-fn database_url() -> String {
-    std::env::var("CAIRN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 #[test]
 fn a_tiny_postgres_run_reports_every_figure() {
+    let Some(database_url) = cairn_test_support::postgres_url() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_cairn-bench"))
-        .args(["--store", "postgres", "--database-url", &database_url()])
+        .args(["--store", "postgres", "--database-url", &database_url])
         .args([
             "--workflows",
             "5",
@@ -85,7 +83,7 @@ fn a_tiny_postgres_run_reports_every_figure() {
         .build()
         .expect("runtime")
         .block_on(async {
-            let mut conn = PgConnection::connect(&database_url()).await?;
+            let mut conn = PgConnection::connect(&database_url).await?;
             sqlx::query_scalar::<_, i64>(
                 "SELECT count(*) FROM pg_namespace WHERE starts_with(nspname, $1)",
             )

@@ -75,7 +75,9 @@ async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Outpu
 
 #[tokio::test]
 async fn a_refused_command_fails_alone_and_the_rest_commit_in_order() {
-    let schema = TestSchema::new();
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
     let store = schema.store().await;
     let (w, stranger) = (WorkerId("w".into()), WorkerId("stranger".into()));
     let first = leased_run(&w);
@@ -111,7 +113,9 @@ async fn a_refused_command_fails_alone_and_the_rest_commit_in_order() {
 
 #[tokio::test]
 async fn a_statement_error_rolls_back_only_its_own_command() {
-    let schema = TestSchema::new();
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
     let store = schema.store().await;
     let w = WorkerId("w".into());
     let (first, second) = (leased_run(&w), leased_run(&w));
@@ -140,7 +144,9 @@ async fn a_statement_error_rolls_back_only_its_own_command() {
 
 #[tokio::test]
 async fn a_lone_failing_command_writes_nothing() {
-    let schema = TestSchema::new();
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
     let store = schema.store().await;
     let w = WorkerId("w".into());
     let run = leased_run(&w);
@@ -164,7 +170,9 @@ async fn a_lone_failing_command_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
-    let schema = TestSchema::new();
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
     let app = format!("cairn-batch-{}", &schema.name[11..23]);
     let store = std::sync::Arc::new(
         crate::PostgresStore::connect_with(&schema.url, schema.options(&app))

@@ -27,12 +27,6 @@ pub struct Sandbox {
     pub lease_ttl: &'static str,
 }
 
-/// The test database (`CAIRN_TEST_DATABASE_URL`).
-pub fn test_database_url() -> String {
-    std::env::var("CAIRN_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned())
-}
-
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if let Some((url, schema)) = &self.postgres {
@@ -66,16 +60,19 @@ impl Sandbox {
         }
     }
 
-    /// A sandbox whose processes share a fresh schema of the test PostgreSQL database.
-    pub fn postgres() -> Sandbox {
+    /// A sandbox whose processes share a fresh schema of the test PostgreSQL database
+    /// (`CAIRN_TEST_DATABASE_URL`). `None` when the test command found no PostgreSQL: the
+    /// test has been reported as not run and returns.
+    pub fn postgres() -> Option<Sandbox> {
+        let url = cairn_test_support::postgres_url()?;
         let schema = format!("cairn_e2e_{}", uuid::Uuid::new_v4().simple());
-        Sandbox {
+        Some(Sandbox {
             dir: tempfile::TempDir::new().expect("temp dir"),
-            postgres: Some((test_database_url(), schema)),
+            postgres: Some((url, schema)),
             // Several worker processes and PostgreSQL share 2 cores in CI: a 1 s lease could
             // lapse under load (legal, but it makes steps in flight run twice).
             lease_ttl: "5s",
-        }
+        })
     }
 
     /// The data dir the fixture uses.

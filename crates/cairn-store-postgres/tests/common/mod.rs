@@ -1,5 +1,5 @@
 //! Test databases: every test gets a schema of its own, freshly named, in the PostgreSQL
-//! server named by `CAIRN_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! server named by `CAIRN_TEST_DATABASE_URL` (see `cairn_test_support::postgres_url`),
 //! dropped when the test ends (best effort). Shared by the crate's unit tests and its
 //! integration tests.
 #![allow(dead_code)]
@@ -12,14 +12,6 @@ use std::{
 use cairn_store_postgres::{PostgresOptions, PostgresStore};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-/// The server the tests use when `CAIRN_TEST_DATABASE_URL` is not set.
-pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// The test server's URL.
-pub fn database_url() -> String {
-    std::env::var("CAIRN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
 /// A schema for one test, dropped (with everything in it) when this is dropped.
 pub struct TestSchema {
     /// The server.
@@ -29,12 +21,13 @@ pub struct TestSchema {
 }
 
 impl TestSchema {
-    /// A new, unused name; the store creates the schema when it connects.
-    pub fn new() -> TestSchema {
-        TestSchema {
-            url: database_url(),
+    /// A new, unused name; the store creates the schema when it connects. `None` when the
+    /// test command found no PostgreSQL: the test has been reported as not run and returns.
+    pub fn new() -> Option<TestSchema> {
+        Some(TestSchema {
+            url: cairn_test_support::postgres_url()?,
             name: format!("cairn_test_{}", uuid::Uuid::new_v4().simple()),
-        }
+        })
     }
 
     /// Store options for this schema, with a small pool and `application_name`.
@@ -102,12 +95,6 @@ impl TestSchema {
         PgConnection::connect(&self.url)
             .await
             .expect("connect to the test database")
-    }
-}
-
-impl Default for TestSchema {
-    fn default() -> Self {
-        TestSchema::new()
     }
 }
 
