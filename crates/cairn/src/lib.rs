@@ -44,7 +44,26 @@
 //! The binary then has the whole CLI: `run signup-pipeline --input '{…}'`, `runs list`,
 //! `runs get <id>`, `runs retry`, `runs rerun --from`, `runs cancel`, `worker`,
 //! `workflows list`. Runs live in a SQLite file under `.cairn/` (no server to start).
+//!
+//! ## Cargo features
+//!
+//! A binary compiles only what it enables, as with tokio and sqlx:
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `sqlite` | yes | `SqliteStore`, the embedded store: one SQLite file, bundled, nothing to install |
+//! | `cli` | yes | `cairn::cli`, the embedded command line (`cairn::cli::main`) |
+//! | `postgres` | no | `PostgresStore` and the CLI's `--database-url`, for workers on several machines (sqlx, rustls) |
+//!
+//! `cairn = { version = "…", features = ["postgres"] }` adds PostgreSQL to the defaults;
+//! `default-features = false, features = ["postgres", "cli"]` leaves SQLite out. A CLI built
+//! without `postgres` refuses `--database-url` (or `CAIRN_DATABASE_URL`) with a message saying
+//! which feature to enable, and one without `sqlite` requires it. The engine, the actions and
+//! workflows, and [`testing`] (in memory) are always there. Parts still to come get a feature
+//! of their own, off by default: `server` (the HTTP API and pages), `actions` (ready-made
+//! integrations) and `llm` (model providers).
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod testing;
 
@@ -61,5 +80,7 @@ pub use cairn_engine::{
 pub use cairn_store::{
     HookFilter, HookRecord, HookState, RunFilter, RunId, RunRecord, Store, StoreError,
 };
+#[cfg(feature = "postgres")]
 pub use cairn_store_postgres::{PostgresOptions, PostgresStore};
+#[cfg(feature = "sqlite")]
 pub use cairn_store_sqlite::SqliteStore;

@@ -12,7 +12,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAIRN_DATA_DIR", default_value = ".cairn")]
     pub data_dir: PathBuf,
     /// Use PostgreSQL at this URL instead of the embedded SQLite file (several workers on
-    /// several machines share one database).
+    /// several machines share one database; needs cairn's `postgres` feature).
     #[arg(long, global = true, env = "CAIRN_DATABASE_URL")]
     pub database_url: Option<String>,
     /// PostgreSQL schema to keep Cairn's tables in (created if missing; default: the

@@ -16,8 +16,6 @@ use clap::Parser;
 
 use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
 use cairn_store::Store;
-use cairn_store_postgres::{PostgresOptions, PostgresStore};
-use cairn_store_sqlite::SqliteStore;
 
 pub use args::Cli;
 
@@ -111,23 +109,61 @@ async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> 
 
 /// PostgreSQL when a database URL is given, else the embedded SQLite file in the data dir.
 async fn open_store(cli: &Cli) -> Result<Arc<dyn Store>, CliError> {
-    if let Some(url) = &cli.database_url {
-        let options = PostgresOptions {
-            schema: cli.database_schema.clone(),
-            ..PostgresOptions::default()
-        };
-        let store = PostgresStore::connect_with(url, options)
-            .await
-            .map_err(|err| CliError::Open(format!("PostgreSQL ({}): {err}", redact_url(url))))?;
-        return Ok(Arc::new(store));
+    match &cli.database_url {
+        Some(url) => open_postgres(url, cli.database_schema.clone()).await,
+        None => open_sqlite(&cli.data_dir),
     }
-    let data_dir: &Path = &cli.data_dir;
-    let store = SqliteStore::open_in_dir(data_dir)
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, schema: Option<String>) -> Result<Arc<dyn Store>, CliError> {
+    use cairn_store_postgres::{PostgresOptions, PostgresStore};
+    let options = PostgresOptions {
+        schema,
+        ..PostgresOptions::default()
+    };
+    let store = PostgresStore::connect_with(url, options)
+        .await
+        .map_err(|err| CliError::Open(format!("PostgreSQL ({}): {err}", redact_url(url))))?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, _schema: Option<String>) -> Result<Arc<dyn Store>, CliError> {
+    let otherwise = if cfg!(feature = "sqlite") {
+        ", or leave the URL out to use the SQLite file in --data-dir"
+    } else {
+        ""
+    };
+    Err(CliError::Usage(format!(
+        "--database-url (or CAIRN_DATABASE_URL) asks for PostgreSQL, but this binary was built \
+         without cairn's `postgres` feature: add `features = [\"postgres\"]` to its cairn \
+         dependency{otherwise}"
+    )))
+}
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    let store = cairn_store_sqlite::SqliteStore::open_in_dir(data_dir)
         .map_err(|err| CliError::Open(format!("{}: {err}", data_dir.display())))?;
     Ok(Arc::new(store))
 }
 
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    let otherwise = if cfg!(feature = "postgres") {
+        "pass --database-url (or set CAIRN_DATABASE_URL) to use PostgreSQL, or "
+    } else {
+        ""
+    };
+    Err(CliError::Usage(format!(
+        "this binary was built without cairn's `sqlite` feature, so it has no embedded store: \
+         {otherwise}add `features = [\"sqlite\"]` to its cairn dependency"
+    )))
+}
+
 /// A database URL without its password, for messages.
+#[cfg(feature = "postgres")]
 fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
@@ -147,4 +183,35 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(all(test, not(feature = "postgres")))]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, CliError, open_store};
+
+    #[tokio::test]
+    async fn a_database_url_without_the_postgres_feature_is_refused_and_creates_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let cli = Cli::parse_from([
+            "app".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--database-url".as_ref(),
+            "postgres://cairn@127.0.0.1:1/cairn".as_ref(),
+            "runs".as_ref(),
+            "list".as_ref(),
+        ]);
+        let error = open_store(&cli).await.err().expect("refused");
+        let CliError::Usage(message) = error else {
+            panic!("a usage error (exit 2), not {error:?}");
+        };
+        assert!(
+            message.contains("`postgres` feature") && message.contains("--database-url"),
+            "the message names the option and the feature: {message}"
+        );
+        assert!(!data_dir.exists(), "no SQLite file was made instead");
+    }
 }
