@@ -3,10 +3,7 @@
 
 mod support;
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{Sandbox, wait_for};
@@ -64,20 +61,9 @@ fn a_sleeping_run_killed_with_kill_9_wakes_in_a_new_worker() {
 #[test]
 fn a_waiting_run_is_resumed_from_another_process() {
     let sandbox = Sandbox::new();
-    let runner = sandbox
-        .command(&["run", "approval", "--input", r#"{"tag":"deal"}"#, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn run");
-    let mut hooks = Value::Null;
-    wait_for("a pending hook", Duration::from_secs(60), || {
-        let out = sandbox.output(&["hooks", "list", "--json"]);
-        hooks = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        hooks.as_array().is_some_and(|hooks| hooks.len() == 1)
-    });
-    let token = hooks[0]["token"].as_str().expect("a token").to_owned();
-    let run_id = hooks[0]["runId"].as_str().expect("a run").to_owned();
+    let (runner, hook) = sandbox.start_approval("deal");
+    let token = hook["token"].as_str().expect("a token").to_owned();
+    let run_id = hook["runId"].as_str().expect("a run").to_owned();
     wait_for("the run to park", Duration::from_secs(30), || {
         sandbox.run_json(&run_id)["status"] == "waiting"
     });
@@ -128,7 +114,7 @@ fn a_waiting_run_is_resumed_from_another_process() {
         "second resume is refused"
     );
 
-    let out = runner.wait_with_output().expect("the run command ends");
+    let out = runner.wait_with_output();
     assert!(out.status.success());
     let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(result["status"], "succeeded");

@@ -139,6 +139,26 @@ impl Sandbox {
         read_lines(&self.ledger())
     }
 
+    /// Starts `run approval` (stdout piped, `--json`) and waits for its hook to be pending:
+    /// the process and the hook as `hooks list --json` shows it.
+    pub fn start_approval(&self, tag: &str) -> (KillOnDrop, Value) {
+        let input = serde_json::json!({ "tag": tag }).to_string();
+        let runner = KillOnDrop::new(
+            self.command(&["run", "approval", "--input", &input, "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn run"),
+        );
+        let mut hooks = Value::Null;
+        wait_for("a pending hook", Duration::from_secs(60), || {
+            let out = self.output(&["hooks", "list", "--json"]);
+            hooks = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            hooks.as_array().is_some_and(|hooks| hooks.len() == 1)
+        });
+        (runner, hooks[0].clone())
+    }
+
     /// `runs get <id> --json`, parsed.
     pub fn run_json(&self, run_id: &str) -> Value {
         let out = self.output(&["runs", "get", run_id, "--json"]);
@@ -148,6 +168,32 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("runs get --json prints JSON")
+    }
+}
+
+/// A child process that is killed (and reaped) if dropped before it was waited for, so a
+/// failing test leaves no process behind.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Guards `child`.
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// Waits for the process to end and collects its output.
+    pub fn wait_with_output(mut self) -> Output {
+        let child = self.0.take().expect("not waited for yet");
+        child.wait_with_output().expect("wait for the process")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
     }
 }
 

@@ -74,7 +74,7 @@ pub enum HooksCommand {
     Resume {
         /// The hook's token.
         token: String,
-        /// The payload as JSON.
+        /// The payload: JSON, `@path` to read a file, or `-` to read stdin.
         #[arg(long, default_value = "{}")]
         payload: String,
         /// Print JSON.
@@ -88,7 +88,7 @@ pub enum HooksCommand {
 pub struct RunArgs {
     /// The workflow's slug.
     pub workflow: String,
-    /// The run's input as JSON.
+    /// The run's input: JSON, `@path` to read a file, or `-` to read stdin.
     #[arg(long, default_value = "{}")]
     pub input: String,
     /// Starting again with the same key returns (and resumes) the same run.

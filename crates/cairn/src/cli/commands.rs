@@ -14,10 +14,15 @@ use super::{
     progress, view,
 };
 
-/// Runs `command` and returns the process exit code.
-pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCode, CliError> {
+/// Runs `command` with its JSON argument (`run --input`, `hooks resume --payload`, already
+/// read and parsed) and returns the process exit code.
+pub(crate) async fn dispatch(
+    engine: &Engine,
+    command: Command,
+    json: Value,
+) -> Result<ExitCode, CliError> {
     match command {
-        Command::Run(args) => start(engine, args).await,
+        Command::Run(args) => start(engine, args, json).await,
         Command::Runs(RunsCommand::List {
             workflow,
             status,
@@ -99,7 +104,7 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => worker(engine).await,
-        Command::Hooks(command) => super::hooks::dispatch(engine, command).await,
+        Command::Hooks(command) => super::hooks::dispatch(engine, command, json).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
             if json {
@@ -114,13 +119,8 @@ pub(crate) async fn dispatch(engine: &Engine, command: Command) -> Result<ExitCo
     }
 }
 
-/// `run`: start (or find, by idempotency key) a run and execute it here.
-async fn start(engine: &Engine, args: RunArgs) -> Result<ExitCode, CliError> {
-    let input: Value = serde_json::from_str(&args.input).map_err(|err| {
-        CliError::Usage(format!(
-            "--input is not valid JSON ({err}); pass an object such as '{{\"name\": \"Ada\"}}'"
-        ))
-    })?;
+/// `run`: start (or find, by idempotency key) a run with `input` and execute it here.
+async fn start(engine: &Engine, args: RunArgs, input: Value) -> Result<ExitCode, CliError> {
     let options = StartOptions {
         idempotency_key: args.idempotency_key,
         trigger: Some("cli".into()),

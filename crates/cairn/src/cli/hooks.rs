@@ -14,8 +14,12 @@ use super::{
     view::timestamp,
 };
 
-/// Runs a `hooks` command.
-pub(crate) async fn dispatch(engine: &Engine, command: HooksCommand) -> Result<ExitCode, CliError> {
+/// Runs a `hooks` command; `payload` is `resume`'s, already read and parsed.
+pub(crate) async fn dispatch(
+    engine: &Engine,
+    command: HooksCommand,
+    payload: Value,
+) -> Result<ExitCode, CliError> {
     match command {
         HooksCommand::List { run, all, json } => {
             let run_id = run.as_deref().map(parse_id).transpose()?;
@@ -36,13 +40,7 @@ pub(crate) async fn dispatch(engine: &Engine, command: HooksCommand) -> Result<E
             }
             Ok(ExitCode::SUCCESS)
         }
-        HooksCommand::Resume {
-            token,
-            payload,
-            json,
-        } => {
-            let payload: Value = serde_json::from_str(&payload)
-                .map_err(|err| CliError::Usage(format!("--payload is not valid JSON ({err})")))?;
+        HooksCommand::Resume { token, json, .. } => {
             let hook = engine.resume_hook(&token, payload).await?;
             if json {
                 print_json(&hook_json(&hook));

@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod hooks;
+mod input;
 mod progress;
 pub(crate) mod view;
 
@@ -38,11 +39,16 @@ pub fn main(registry: Registry) -> ExitCode {
 
 /// Runs one parsed command against `registry`.
 pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
+    // Before the store is opened: bad input changes nothing.
+    let json = match input::read(&cli.command) {
+        Ok(json) => json,
+        Err(err) => return report(err),
+    };
     let engine = match open_engine(&cli, registry).await {
         Ok(engine) => engine,
         Err(err) => return report(err),
     };
-    let code = match commands::dispatch(&engine, cli.command).await {
+    let code = match commands::dispatch(&engine, cli.command, json).await {
         Ok(code) => code,
         Err(err) => report(err),
     };
