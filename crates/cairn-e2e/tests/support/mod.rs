@@ -93,8 +93,34 @@ impl Sandbox {
     /// A command for the fixture with this sandbox's environment and a short lease.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(fixture_bin());
+        command.args(args);
+        self.environment(command)
+    }
+
+    /// The fixture run on a terminal: a pseudo-terminal from util-linux's `script`, whose
+    /// stdout carries everything the fixture wrote to the terminal (stdout and stderr).
+    pub fn command_on_a_terminal(&self, args: &[&str]) -> Command {
+        let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+        let line: Vec<String> = std::iter::once(fixture_bin().display().to_string())
+            .chain(args.iter().map(|arg| arg.to_string()))
+            .map(|word| quote(&word))
+            .collect();
+        let mut command = Command::new("script");
         command
-            .args(args)
+            .args([
+                "--quiet",
+                "--return",
+                "--command",
+                &line.join(" "),
+                "/dev/null",
+            ])
+            .env("SHELL", "/bin/sh");
+        self.environment(command)
+    }
+
+    /// `command` with this sandbox's environment and a short lease.
+    fn environment(&self, mut command: Command) -> Command {
+        command
             .env("CAIRN_DATA_DIR", self.data_dir())
             .env("CAIRN_LEASE_TTL", self.lease_ttl)
             .env("CAIRN_POLL_INTERVAL", "50ms")

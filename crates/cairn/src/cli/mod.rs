@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod hooks;
 mod input;
+mod logs;
 mod progress;
 pub(crate) mod view;
 
@@ -23,7 +24,7 @@ pub use args::Cli;
 /// Parses the process arguments and runs the command. Use it as your binary's `main`.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    logs::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -179,16 +180,6 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 #[cfg(all(test, not(feature = "postgres")))]
