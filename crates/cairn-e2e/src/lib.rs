@@ -5,6 +5,10 @@
 //! (`$FIXTURE_LEDGER`), and a step blocks until `$FIXTURE_GO_FILE` exists so a test can kill
 //! the process at a known point. The `cairn-fixture` binary (`src/bin/`) is the user binary
 //! the tests in `tests/` drive; tests also use [`registry`] to start runs in-process.
+//! `$FIXTURE_VERSION` (`v1`, the default, or `v2`) picks which code some workflows register
+//! under their slug, as if the binary had been replaced (see `versions`).
+
+mod versions;
 
 use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
 
@@ -23,20 +27,23 @@ fn env_path(name: &str) -> PathBuf {
 
 /// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
 fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
+    Ok(ledger_line(
+        &ctx.run_id().to_string(),
+        ctx.step_key().as_str(),
+        what,
+    )?)
+}
+
+/// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
+fn ledger_line(run: &str, step: &str, what: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(env_path("FIXTURE_LEDGER"))?;
     // One write call per line: O_APPEND keeps lines from concurrent steps whole.
-    let line = format!(
-        "{}|{}|{what}|{}\n",
-        ctx.run_id(),
-        ctx.step_key(),
-        std::process::id()
-    );
+    let line = format!("{run}|{step}|{what}|{}\n", std::process::id());
     file.write_all(line.as_bytes())?;
-    file.sync_data()?;
-    Ok(())
+    file.sync_data()
 }
 
 static RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
@@ -188,9 +195,9 @@ static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
-/// Every workflow and action of the fixture.
+/// Every workflow and action of the fixture (the versioned ones as `$FIXTURE_VERSION` says).
 pub fn registry() -> Registry {
-    Registry::new()
+    versions::register(Registry::new())
         .workflow(&CRASH_PIPELINE)
         .workflow(&BACKOFF_PIPELINE)
         .workflow(&THREE_STEPS)

@@ -39,6 +39,7 @@ pub use base::{
     entropy::{Entropy, OsEntropy, SeededEntropy},
     error::{ActionError, EngineError, ErrorClass, StepError, WorkflowError},
     info::{ActionInfo, WorkflowInfo},
+    panics::panic_is_caught,
     schema::{Payload, Violation, Violations},
 };
 pub use cairn_core::RetryPolicy as Retry;

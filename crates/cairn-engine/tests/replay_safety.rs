@@ -102,6 +102,12 @@ async fn reordered_calls_fail_the_retry_before_any_step_runs_again() {
         "says how to fix it: {error}"
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2, "nothing ran again");
+    let stored = engine.get_run(run.run_id).await.expect("get").run;
+    assert_eq!(stored.status, RunStatus::Failed, "the failure is recorded");
+    assert_eq!(
+        stored.error.map(|e| e.kind),
+        Some(ErrorKind::NonDeterminism)
+    );
 }
 
 #[tokio::test]

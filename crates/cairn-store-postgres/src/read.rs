@@ -65,17 +65,39 @@ pub(crate) async fn events_after<'c>(
 
 /// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
+    let equalities = [
+        ("workflow", filter.workflow.is_some()),
+        ("status", filter.status.is_some()),
+        ("parent_run_id", filter.parent_run_id.is_some()),
+    ];
+    let mut clauses = where_clause(&equalities);
+    let mut and = |clause: &str| {
+        clauses.push_str(if clauses.is_empty() {
+            "WHERE "
+        } else {
+            " AND "
+        });
+        clauses.push_str(clause);
+    };
+    if filter.unended {
+        and("finished_at IS NULL");
+    }
+    if let Some(patch) = &filter.patch {
+        // The marker's JSON, bound after the equalities' values.
+        let at = 2 + equalities.iter().filter(|(_, set)| *set).count();
+        let exists = if patch.wants_marker() { "" } else { "NOT " };
+        and(&format!(
+            "{exists}EXISTS (SELECT 1 FROM events e WHERE e.run_id = runs.id \
+             AND strpos(e.payload, ${at}) > 0)"
+        ));
+    }
     format!(
         concat!(
             "SELECT ",
             run_columns!(),
             " FROM runs {} ORDER BY created_at DESC, n DESC LIMIT $1"
         ),
-        where_clause(&[
-            ("workflow", filter.workflow.is_some()),
-            ("status", filter.status.is_some()),
-            ("parent_run_id", filter.parent_run_id.is_some()),
-        ])
+        clauses
     )
 }
 
@@ -94,6 +116,9 @@ pub(crate) async fn list_runs<'c>(
     }
     if let Some(parent) = filter.parent_run_id {
         query = query.bind(parent.0);
+    }
+    if let Some(patch) = &filter.patch {
+        query = query.bind(patch.marker_json());
     }
     let rows = query.fetch_all(conn).await?;
     Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use cairn_core::EventRecord;
+use cairn_core::{EventRecord, RunStatus};
 use cairn_store::{RunFilter, RunId, RunRecord, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter, types::Value};
 
@@ -189,15 +189,26 @@ pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
         }
     }
     let mut index = "";
-    match filter.status {
-        Some(status) if status.is_terminal() => clauses.push("finished_at IS NOT NULL".into()),
-        Some(_) => {
-            clauses.push("finished_at IS NULL".into());
-            if filter.parent_run_id.is_none() {
-                index = " INDEXED BY runs_claimable";
-            }
+    let unended_status = filter.status.is_some_and(|status| !status.is_terminal());
+    if filter.status.is_some_and(RunStatus::is_terminal) {
+        clauses.push("finished_at IS NOT NULL".into());
+    }
+    if unended_status || filter.unended {
+        clauses.push("finished_at IS NULL".into());
+        if filter.parent_run_id.is_none() {
+            index = " INDEXED BY runs_claimable";
         }
-        None => {}
+    }
+    if let Some(patch) = &filter.patch {
+        // A marker may share its events row with other events (schema v3), so the row's
+        // JSON is searched; `instr` has no wildcards to escape.
+        values.push(Value::Text(patch.marker_json()));
+        let exists = if patch.wants_marker() { "" } else { "NOT " };
+        clauses.push(format!(
+            "{exists}EXISTS (SELECT 1 FROM events WHERE events.run_id = runs.id \
+             AND instr(events.payload, ?{}) > 0)",
+            values.len()
+        ));
     }
     let filter_sql = if clauses.is_empty() {
         String::new()

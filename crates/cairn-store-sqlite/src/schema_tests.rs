@@ -2,7 +2,7 @@
 //! and the plans of the hot statements.
 
 use cairn_core::RunStatus;
-use cairn_store::{RunFilter, RunId};
+use cairn_store::{PatchFilter, RunFilter, RunId};
 
 use super::*;
 use crate::{ops::claimable_sql, read};
@@ -287,6 +287,29 @@ fn claims_and_listings_go_through_indexes() {
             "{filter:?} sorts: {steps:?}"
         );
     }
+    // A patch filter reads the unended runs (as an unended status does), and each one's log
+    // through the log's key, never the whole log table.
+    let filter = RunFilter {
+        workflow: Some("w".into()),
+        unended: true,
+        patch: Some(PatchFilter::Without("p".into())),
+        ..RunFilter::default()
+    };
+    let steps = plan(&conn, &read::list_query(&filter).0);
+    assert!(
+        steps.iter().any(|step| step.contains("runs_claimable")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|step| step.contains("SEARCH events USING") && step.contains("run_id=?")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|step| step.contains("SCAN events")),
+        "{steps:?}"
+    );
 }
 
 /// `(rowid, id, workflow, status, idempotency_key, last_seq)` of every run, by `rowid`.

@@ -64,7 +64,7 @@ pub use instances::{
 pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
 pub use read::{
     events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
-    payloads_round_trip_exactly,
+    list_runs_filters_by_patch_marker_and_unended, payloads_round_trip_exactly,
 };
 pub use waits::{
     a_resume_before_parking_is_not_lost, hooks_close_with_their_run_and_list_by_run_and_state,
@@ -128,6 +128,7 @@ macro_rules! conformance_tests {
             get_run_and_events_of_an_unknown_run,
             events_are_numbered_in_order_without_gaps,
             list_runs_filters_and_orders_newest_first,
+            list_runs_filters_by_patch_marker_and_unended,
             payloads_round_trip_exactly,
             claim_run_outcomes,
             claim_run_takes_over_a_lapsed_lease,

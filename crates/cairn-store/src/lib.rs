@@ -22,7 +22,7 @@ pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use types::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
-    NEVER, NewRun, Park, RunFilter, RunId, RunRecord, WorkerId,
+    NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, WorkerId,
 };
 pub use watch::{ChangeWatch, Changes};
 

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr, sync::Arc};
 
-use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey};
+use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey, StepKind, patch_key};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -196,6 +196,47 @@ pub struct RunFilter {
     pub parent_run_id: Option<RunId>,
     /// At most this many (0 means the default, 50).
     pub limit: usize,
+    /// Only runs that have not ended (queued, running, sleeping or waiting).
+    pub unended: bool,
+    /// Only runs whose history has, or lacks, a patch's marker.
+    pub patch: Option<PatchFilter>,
+}
+
+/// Runs whose history has, or lacks, the marker `ctx.patched(id)` records (a `patch` step
+/// keyed `cairn.patch:<id>`): which runs still replay the old code path of a patch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatchFilter {
+    /// Only runs whose history has the marker of patch `id`.
+    With(String),
+    /// Only runs whose history lacks the marker of patch `id`.
+    Without(String),
+}
+
+impl PatchFilter {
+    /// Whether the filter keeps the runs that have the marker.
+    pub fn wants_marker(&self) -> bool {
+        matches!(self, PatchFilter::With(_))
+    }
+
+    /// The patch's id.
+    pub fn id(&self) -> &str {
+        match self {
+            PatchFilter::With(id) | PatchFilter::Without(id) => id,
+        }
+    }
+
+    /// Whether `event` is the marker of this filter's patch.
+    pub fn is_marker(&self, event: &Event) -> bool {
+        matches!(event, Event::StepCompleted { key, kind: StepKind::Patch, .. }
+            if key.as_str() == patch_key(self.id()))
+    }
+
+    /// How the marker's JSON (as `serde_json` writes an [`Event`]) begins: a stored log whose
+    /// text contains it holds the marker. For backends that keep events as JSON text.
+    pub fn marker_json(&self) -> String {
+        let key = serde_json::Value::from(patch_key(self.id()));
+        format!(r#"{{"type":"step_completed","key":{key},"kind":"patch""#)
+    }
 }
 
 impl RunFilter {
@@ -318,6 +359,33 @@ impl HookFilter {
             50
         } else {
             self.limit.min(10_000)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_core::{Event, StepKey, StepKind, patch_key};
+
+    use super::PatchFilter;
+
+    #[test]
+    fn a_marker_event_is_found_by_its_json_and_no_other_patch_is() {
+        for id in ["sms", "with \"quotes\" and ünïcode", "a%_b"] {
+            let marker = Event::StepCompleted {
+                key: StepKey::custom(patch_key(id)),
+                kind: StepKind::Patch,
+                slug: cairn_core::PATCH_SLUG.to_owned(),
+                output: id.into(),
+                call: Some(3),
+            };
+            let json = serde_json::to_string(&marker).expect("json");
+            let filter = PatchFilter::With(id.to_owned());
+            assert!(json.starts_with(&filter.marker_json()), "{json}");
+            assert!(filter.is_marker(&marker));
+            let other = PatchFilter::Without(format!("{id}-2"));
+            assert!(!json.contains(&other.marker_json()), "{json}");
+            assert!(!other.is_marker(&marker));
         }
     }
 }

@@ -68,17 +68,18 @@ pub mod cli;
 pub mod testing;
 
 pub use cairn_core::{
-    ErrorInfo, ErrorKind, Event, EventRecord, Limits, RunStatus, StepKey, StepKind, StepStatus,
-    StepSummary,
+    ChangedInput, ErrorInfo, ErrorKind, Event, EventRecord, Limits, RunStatus, StepKey, StepKind,
+    StepStatus, StepSummary,
 };
 pub use cairn_engine::{
     Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, Clock, Engine,
     EngineBuilder, EngineConfig, EngineError, Hook, HookOptions, Payload, Registry, Retry,
     RunDetail, RunEvent, SleepFor, StartOptions, Started, StepCall, StepError, SystemClock,
     Violation, Violations, Workflow, WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo,
+    panic_is_caught,
 };
 pub use cairn_store::{
-    HookFilter, HookRecord, HookState, RunFilter, RunId, RunRecord, Store, StoreError,
+    HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, Store, StoreError,
 };
 #[cfg(feature = "postgres")]
 pub use cairn_store_postgres::{PostgresOptions, PostgresStore};

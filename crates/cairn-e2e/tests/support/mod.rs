@@ -143,16 +143,38 @@ impl Sandbox {
     /// Starts the fixture in the background: stdout discarded, stderr appended to
     /// `processes.log` in the sandbox (see [`Sandbox::process_log`]).
     pub fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_with(args, &[])
+    }
+
+    /// [`Sandbox::spawn`] with more environment variables (e.g. `FIXTURE_VERSION`).
+    pub fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("processes.log"))
             .expect("process log");
         self.command(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn fixture")
+    }
+
+    /// Runs the fixture to completion with more environment variables.
+    pub fn output_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run fixture")
+    }
+
+    /// The ledger lines that contain `needle`.
+    pub fn ledger_count(&self, needle: &str) -> usize {
+        self.ledger_lines()
+            .iter()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// What the background processes wrote to stderr.

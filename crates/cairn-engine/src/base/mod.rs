@@ -6,5 +6,6 @@ pub(crate) mod config;
 pub(crate) mod entropy;
 pub(crate) mod error;
 pub(crate) mod info;
+pub(crate) mod panics;
 pub(crate) mod resources;
 pub(crate) mod schema;

@@ -14,9 +14,7 @@
 //! `tokio::task::spawn_blocking`, as anywhere in async Rust.
 
 use std::{
-    any::Any,
     future::Future,
-    panic::AssertUnwindSafe,
     pin::Pin,
     task::{Context, Poll},
 };
@@ -24,12 +22,16 @@ use std::{
 use std::time::Duration;
 
 use cairn_core::ErrorKind;
-use futures::{FutureExt, future::CatchUnwind};
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::base::{clock::Clock, error::ActionError};
+use crate::base::{
+    clock::Clock,
+    error::ActionError,
+    panics::{Caught, panic_message},
+};
 
-type Body<O> = CatchUnwind<AssertUnwindSafe<Pin<Box<dyn Future<Output = O> + Send>>>>;
+type Body<O> = Caught<Pin<Box<dyn Future<Output = O> + Send>>>;
 
 /// An action attempt polled in place (see the module docs). Resolves to the body's result,
 /// or to a retryable error if the body panicked.
@@ -41,7 +43,7 @@ impl<O: Send + 'static> InPlace<O> {
     pub(crate) fn new(body: impl Future<Output = Result<O, ActionError>> + Send + 'static) -> Self {
         let body: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(body);
         InPlace {
-            body: Some(AssertUnwindSafe(body).catch_unwind()),
+            body: Some(Caught::new(body)),
         }
     }
 }
@@ -77,15 +79,6 @@ impl<O: Send + 'static> Drop for InPlace<O> {
             runtime.spawn(body.map(drop));
         }
     }
-}
-
-/// The text of a panic's payload.
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-text panic payload".to_owned())
 }
 
 /// Runs one attempt of an action's body in place, with the action's timeout measured on the

@@ -94,6 +94,9 @@ pub(crate) struct RunContext {
     leased_until_ms: AtomicI64,
     /// Whether the engine's heartbeat renews the run's lease: while the body runs.
     renewing: AtomicBool,
+    /// Whether the run was executed before this execution (it was parked, retried, handed
+    /// back, or its worker died): an attempt it left in flight may have been cut off.
+    pub(crate) executed_before: bool,
 }
 
 impl RunContext {
@@ -104,6 +107,7 @@ impl RunContext {
         journal: Journal,
         written_seq: u64,
         create: Option<NewRun>,
+        executed_before: bool,
     ) -> Self {
         RunContext {
             run_id,
@@ -121,6 +125,7 @@ impl RunContext {
             created_at_ms: AtomicI64::new(i64::MIN),
             leased_until_ms: AtomicI64::new(i64::MIN),
             renewing: AtomicBool::new(true),
+            executed_before,
         }
     }
 

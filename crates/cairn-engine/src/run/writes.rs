@@ -66,6 +66,13 @@ impl RunContext {
         self.unwritten().events.extend(events);
     }
 
+    /// Whether the next write has something to write (events, or the run's creation): an
+    /// event recorded now rides along in its commit.
+    pub(crate) fn write_pending(&self) -> bool {
+        let unwritten = self.unwritten();
+        !unwritten.events.is_empty() || unwritten.create.is_some()
+    }
+
     /// Whether the run is still to be created by its first write.
     pub(crate) fn creation_pending(&self) -> bool {
         self.unwritten().create.is_some()
@@ -169,9 +176,11 @@ impl RunContext {
         }
     }
 
-    /// Records `event` and writes it with everything before it; returns the time of the write.
-    pub(crate) async fn record(&self, event: Event) -> Result<i64, StoreError> {
-        self.defer([event]);
+    /// Records the event that ends the run and writes it with everything recorded before it.
+    /// Unlike [`defer`](Self::defer), it records even when the execution is stopping for
+    /// good (a non-determinism, a misuse): the run's end is what such a stop records.
+    pub(crate) async fn record_end(&self, event: Event) -> Result<i64, StoreError> {
+        self.unwritten().events.push(event);
         self.write().await
     }
 

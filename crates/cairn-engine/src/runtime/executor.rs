@@ -2,15 +2,18 @@
 //! the engine's heartbeat while the body runs (see `heartbeat`), and records how the run
 //! ended.
 
-use std::{panic::AssertUnwindSafe, sync::Arc};
+use std::sync::Arc;
 
 use cairn_core::{ErrorInfo, ErrorKind, Event, Journal};
 use cairn_store::{ClaimedRun, NewRun, Park, StoreError};
-use futures::FutureExt;
 
 use crate::{
-    base::{error::WorkflowError, schema::json_size},
-    call::{attempt::panic_message, non_determinism_message},
+    base::{
+        error::WorkflowError,
+        panics::{Caught, panic_message},
+        schema::json_size,
+    },
+    call::non_determinism_message,
     run::{
         RunContext, Stop,
         body::{ErasedWorkflow, WorkflowCtx},
@@ -70,6 +73,7 @@ pub(crate) async fn execute(
         journal,
         written_seq,
         create,
+        run.executions > 1,
     ));
     let tracked = TrackedWhileAlive::track(&runtime, &ctx);
     runtime.heartbeats.ensure_running(&runtime);
@@ -83,7 +87,7 @@ pub(crate) async fn execute(
         ),
     };
     // A panicking body fails its run like an error would; the worker goes on.
-    let body = AssertUnwindSafe(body).catch_unwind();
+    let body = Caught::new(body);
     let outcome = tokio::select! {
         biased;
         stop = ctx.stopped() => Err(stop),
@@ -136,7 +140,7 @@ pub(crate) async fn execute(
     };
     drop(renewing);
     let end = match ending {
-        Some(event) => match ctx.record(event.clone()).await {
+        Some(event) => match ctx.record_end(event.clone()).await {
             Ok(at_ms) => {
                 let run = ctx.as_written(run.clone());
                 let ended = cairn_store::rules::ended_record(run, &event, at_ms);

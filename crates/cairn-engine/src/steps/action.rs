@@ -240,19 +240,29 @@ async fn execute_action<I: Payload, O: Payload>(
             wait_until(run, deadline, RunStatus::Sleeping).await;
         }
         let _busy = run.busy();
+        // The start is written before the attempt when that costs no commit of its own (this
+        // write has other events, or the run's creation, to write anyway: the common case),
+        // and when an earlier execution of the run may have died mid-attempt: then a step
+        // that takes its process down is known as interrupted however soon it does so (see
+        // `Limits::max_step_recoveries`). Else it is recorded with the outcome (the input
+        // moves into it then), or at once if the attempt runs long.
+        let mut start_recorded = run.executed_before || run.write_pending();
+        if start_recorded {
+            run.defer([call.started(input.clone(), attempt)]);
+        }
         // The attempt's effects leave the process: what the body recorded must be durable.
         if run.flush().await.is_err() {
             return halt().await;
         }
-        // The start is recorded with the outcome (the input moves into it then), or at once
-        // if the attempt runs long.
-        let mut start_recorded = false;
         let result = 'attempt: {
             let attempt_run = attempt_action(&action, &call, &input, attempt);
             tokio::pin!(attempt_run);
             // Most attempts finish at their first poll: they arm no timer.
             if let Poll::Ready(result) = futures::poll!(&mut attempt_run) {
                 break 'attempt result;
+            }
+            if start_recorded {
+                break 'attempt attempt_run.await;
             }
             tokio::select! {
                 biased;

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use cairn_core::{Event, RunStatus};
+use cairn_core::{Event, PATCH_SLUG, RunStatus, StepKey, StepKind, patch_key};
 use serde_json::{Value, json};
 
 use super::support::{
     LEASE_MS, T0, completed, create, create_leased, create_queued_at, events, expect_claimed, get,
     lease, new_run, run_created, started, worker,
 };
-use crate::{NewRun, RunFilter, RunId, Store};
+use crate::{NewRun, PatchFilter, RunFilter, RunId, Store};
 
 /// Each run's log is numbered 1..=n in append order, however appends are batched and
 /// interleaved with other runs' appends, and each event keeps the time of its append.
@@ -104,6 +104,7 @@ pub async fn list_runs_filters_and_orders_newest_first(store: Arc<dyn Store>) {
             status,
             parent_run_id,
             limit,
+            ..RunFilter::default()
         };
         async move {
             let runs = store.list_runs(&filter).await.expect("list_runs");
@@ -179,6 +180,104 @@ pub async fn list_runs_filters_and_orders_newest_first(store: Arc<dyn Store>) {
         "limit 0 means 50"
     );
     assert_eq!(list(Some("bulk"), None, None, 51).await.len(), 51);
+}
+
+/// `list_runs` keeps the runs whose history has (or lacks) a patch's marker, wherever the
+/// marker is in the log (written alone, among other events, or in the history a run was
+/// created with), and no other patch's; `unended` keeps the runs that have not ended. Both
+/// combine with the other filters and the limit.
+pub async fn list_runs_filters_by_patch_marker_and_unended(store: Arc<dyn Store>) {
+    let store = &*store;
+    let w = worker("w");
+    let marker = |id: &str, call: u32| Event::StepCompleted {
+        key: StepKey::custom(patch_key(id)),
+        kind: StepKind::Patch,
+        slug: PATCH_SLUG.to_owned(),
+        output: json!(id),
+        call: Some(call),
+    };
+    let append = async |run: RunId, events: &[Event]| {
+        store.append(run, &w, events, T0 + 1).await.expect("append");
+    };
+    let step_a = [started("a", 0), completed("a", 0, json!(1))];
+    let unmarked = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
+    append(unmarked, &step_a).await;
+    let alone = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
+    append(alone, &step_a).await;
+    append(alone, &[marker("sms", 1)]).await;
+    let among = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
+    let mut events = step_a.to_vec();
+    events.extend([marker("sms", 1), started("b", 0)]);
+    append(among, &events).await;
+    let other_patch = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
+    append(other_patch, &[marker("sms-2", 0), marker("sm", 1)]).await;
+    let forked = NewRun {
+        history: vec![marker("sms", 0)],
+        ..new_run("etl", json!({}))
+    };
+    let forked = create(store, forked).await;
+    let ended = create_leased(store, "etl", &w, T0 + LEASE_MS).await;
+    let output = json!({"done": true});
+    append(ended, &[marker("sms", 0), Event::RunCompleted { output }]).await;
+    let elsewhere = create_queued_at(store, "other", T0).await;
+
+    let list = |patch: Option<PatchFilter>, unended: bool, workflow: Option<&str>| {
+        let filter = RunFilter {
+            workflow: workflow.map(str::to_owned),
+            unended,
+            patch,
+            ..RunFilter::default()
+        };
+        async move {
+            let runs = store.list_runs(&filter).await.expect("list_runs");
+            runs.into_iter().map(|run| run.run_id).collect::<Vec<_>>()
+        }
+    };
+    let with = || Some(PatchFilter::With("sms".into()));
+    let without = || Some(PatchFilter::Without("sms".into()));
+    assert_eq!(
+        list(with(), false, None).await,
+        vec![ended, forked, among, alone],
+        "runs with the marker, newest first"
+    );
+    assert_eq!(
+        list(without(), false, None).await,
+        vec![elsewhere, other_patch, unmarked],
+        "runs without it; another patch's marker is not it"
+    );
+    assert_eq!(
+        list(with(), true, None).await,
+        vec![forked, among, alone],
+        "unended runs with the marker"
+    );
+    assert_eq!(
+        list(without(), true, Some("etl")).await,
+        vec![other_patch, unmarked],
+        "filters combine"
+    );
+    assert_eq!(
+        list(None, true, None).await,
+        vec![elsewhere, forked, other_patch, among, alone, unmarked],
+        "unended runs"
+    );
+    let newest = RunFilter {
+        patch: with(),
+        status: Some(RunStatus::Running),
+        limit: 2,
+        ..RunFilter::default()
+    };
+    let newest: Vec<RunId> = store
+        .list_runs(&newest)
+        .await
+        .expect("list_runs")
+        .into_iter()
+        .map(|run| run.run_id)
+        .collect();
+    assert_eq!(newest, vec![among, alone], "status and limit combine");
+    assert_eq!(
+        list(Some(PatchFilter::With("nothing".into())), false, None).await,
+        Vec::<RunId>::new()
+    );
 }
 
 /// JSON payloads come back exactly as given (nested values, unicode and escapes, extreme

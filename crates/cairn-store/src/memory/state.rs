@@ -374,6 +374,11 @@ impl State {
                     && filter
                         .parent_run_id
                         .is_none_or(|parent| Some(parent) == record.parent_run_id)
+                    && !(filter.unended && record.status.is_terminal())
+                    && filter.patch.as_ref().is_none_or(|patch| {
+                        let marked = entry.log.iter().any(|r| patch.is_marker(&r.event));
+                        marked == patch.wants_marker()
+                    })
             })
             .collect();
         matching.sort_unstable_by_key(|entry| Reverse((entry.record.created_at_ms, entry.row)));

@@ -32,6 +32,10 @@ pub struct Cli {
     /// Largest JSON payload accepted, in bytes (default 1 MiB).
     #[arg(long, global = true, env = "CAIRN_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// How many times a step's attempt may be cut off by its worker stopping (a crash, a
+    /// kill) before the run fails with a `Recoveries` error (default 5).
+    #[arg(long, global = true, env = "CAIRN_MAX_STEP_RECOVERIES")]
+    pub max_step_recoveries: Option<u32>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -116,6 +120,15 @@ pub enum RunsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only runs whose history has the marker of `ctx.patched(ID)`; unended runs only,
+        /// unless --status says otherwise.
+        #[arg(long, value_name = "ID", conflicts_with = "without_patch")]
+        with_patch: Option<String>,
+        /// Only runs of --workflow whose history lacks the marker of `ctx.patched(ID)`: the
+        /// runs that still replay the old code path. Unended runs only, unless --status says
+        /// otherwise.
+        #[arg(long, value_name = "ID")]
+        without_patch: Option<String>,
         /// Print a JSON array.
         #[arg(long)]
         json: bool,

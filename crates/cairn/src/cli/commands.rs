@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use cairn_core::{RunStatus, StepKey};
 use cairn_engine::CancellationToken;
 use cairn_engine::{Engine, RunDetailView, RunView, StartOptions};
-use cairn_store::{RunFilter, RunId, RunRecord};
+use cairn_store::{PatchFilter, RunFilter, RunId, RunRecord};
 use serde_json::Value;
 
 use super::{
@@ -27,21 +27,30 @@ pub(crate) async fn dispatch(
             workflow,
             status,
             limit,
+            with_patch,
+            without_patch,
             json,
         }) => {
             let status = status
                 .map(|s| s.parse::<RunStatus>())
                 .transpose()
                 .map_err(CliError::Usage)?;
+            let patch = patch_filter(with_patch, without_patch, workflow.as_deref())?;
             let filter = RunFilter {
                 workflow,
                 status,
-                parent_run_id: None,
                 limit,
+                // What retiring a patch asks about: the runs that will still replay.
+                unended: patch.is_some() && status.is_none(),
+                patch,
+                ..RunFilter::default()
             };
             let runs = engine.list_runs(&filter).await?;
             if json {
                 print_json(&runs.iter().map(RunView::from).collect::<Vec<_>>());
+            } else if runs.is_empty() && filter.patch.is_some() {
+                let which = if filter.unended { "unended " } else { "" };
+                println!("no {which}runs match --with-patch/--without-patch");
             } else if runs.is_empty() && (filter.workflow.is_some() || filter.status.is_some()) {
                 println!(
                     "no runs match --workflow/--status; `runs list` without them lists every run"
@@ -116,6 +125,24 @@ pub(crate) async fn dispatch(
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The patch filter of `runs list`. Every run of another workflow lacks a patch's marker, so
+/// `--without-patch` needs `--workflow`.
+fn patch_filter(
+    with: Option<String>,
+    without: Option<String>,
+    workflow: Option<&str>,
+) -> Result<Option<PatchFilter>, CliError> {
+    match (with, without) {
+        (Some(id), _) => Ok(Some(PatchFilter::With(id))),
+        (None, Some(id)) if workflow.is_none() => Err(CliError::Usage(format!(
+            "--without-patch {id} needs --workflow <slug>: the workflow whose code calls \
+             ctx.patched({id:?}) (runs of every other workflow lack the marker too)"
+        ))),
+        (None, Some(id)) => Ok(Some(PatchFilter::Without(id))),
+        (None, None) => Ok(None),
     }
 }
 

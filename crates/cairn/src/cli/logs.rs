@@ -1,6 +1,8 @@
 //! Log lines on stderr (`CAIRN_LOG`, default `warn`): coloured on a terminal, plain when stderr
 //! is a file or a pipe or when `NO_COLOR` is set (<https://no-color.org>), so captured logs
-//! carry no escape codes.
+//! carry no escape codes. Panics the engine catches are not printed as the default
+//! "thread … panicked" report: the run's recorded error (`Panic`, or the attempt's error)
+//! says what happened, in one line.
 
 use std::{ffi::OsString, io::IsTerminal};
 
@@ -19,6 +21,28 @@ pub(crate) fn init() {
         .with_target(false)
         .with_ansi(colour)
         .try_init();
+}
+
+/// Installs a panic hook that keeps the panics the engine catches (a workflow body's, an
+/// action attempt's) off stderr, but for a `debug` log line with the panic's location
+/// (`CAIRN_LOG=debug`); every other panic goes to the hook installed before (Rust's default:
+/// the message, the location, and a backtrace on request).
+pub(crate) fn quiet_caught_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if cairn_engine::panic_is_caught() {
+            let location = info.location().map(ToString::to_string).unwrap_or_default();
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("non-text panic payload");
+            tracing::debug!(%location, "caught a panic (recorded on its run): {message}");
+        } else {
+            report(info);
+        }
+    }));
 }
 
 /// Whether log lines get colours: only on a terminal, and not when `NO_COLOR` holds any

@@ -25,6 +25,7 @@ pub use args::Cli;
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
     logs::init();
+    logs::quiet_caught_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,6 +105,9 @@ async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> 
     }
     if let Some(bytes) = cli.max_payload_bytes {
         config.limits.max_payload_bytes = bytes;
+    }
+    if let Some(recoveries) = cli.max_step_recoveries {
+        config.limits.max_step_recoveries = recoveries;
     }
     if let args::Command::Worker(args::WorkerArgs {
         concurrency: Some(concurrency),

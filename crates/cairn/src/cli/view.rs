@@ -135,6 +135,14 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
     }
     out += &steps.to_string();
     for step in &detail.steps {
+        // Failed and interrupted attempts (a step that ended well may have had some).
+        for failed in &step.attempt_errors {
+            let kind = format!("{:?}", failed.error.kind).to_lowercase();
+            out += &format!(
+                "\nattempt   step {} attempt {} ({kind}): {}",
+                step.key, failed.attempt, failed.error.message
+            );
+        }
         for warning in &step.warnings {
             out += &format!("\nwarning   step {}: {warning}", step.key);
         }
