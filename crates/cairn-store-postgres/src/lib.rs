@@ -63,6 +63,8 @@
 //! # Ok(()) }
 //! ```
 
+mod append;
+mod batch;
 mod codec;
 mod error;
 mod lock;

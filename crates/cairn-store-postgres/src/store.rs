@@ -66,6 +66,10 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) schema: String,
+    /// How the writer connects (its connections are its own, not the pool's); the writer
+    /// tests run batches with it.
+    #[cfg(test)]
+    pub(crate) connect: PgConnectOptions,
     writer: Writer,
     notifications: Notifications,
 }
@@ -110,16 +114,21 @@ impl PostgresStore {
             .max_lifetime(None)
             .idle_timeout(None)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         let notifications = Notifications::new(listen_pool, schema.clone());
+        // The writer connects on its first write: a command that only reads makes one
+        // connection (the pool's, which migrated), a worker two.
         let writer = Writer::spawn(
-            pool.clone(),
+            connect.clone(),
+            None,
             schema.clone(),
             notifications.instance.clone(),
             notifications.changes.clone(),
             options.max_batch,
         );
         Ok(PostgresStore {
+            #[cfg(test)]
+            connect,
             writer,
             notifications,
             pool,

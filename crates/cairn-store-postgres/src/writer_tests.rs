@@ -4,7 +4,8 @@ use cairn_core::{Event, StepKey, StepKind};
 use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
 use serde_json::json;
 
-use super::{Batch, Op, Output};
+use super::{Op, Output};
+use crate::batch::Batch;
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     common::TestSchema,
@@ -64,13 +65,13 @@ fn hook_created(n: u32, token: &str) -> Event {
 async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Output, StoreError>> {
     let changes = cairn_store::watch::ChangeHub::new();
     let batch = Batch {
-        pool: &store.pool,
+        connect: &store.connect,
         schema: &store.schema,
         instance: "writer-tests",
         changes: &changes,
     };
     let ops: Vec<&Op> = ops.iter().collect();
-    batch.run(&ops).await.expect("the batch commits")
+    batch.run(&mut None, &ops).await.expect("the batch commits")
 }
 
 #[tokio::test]
