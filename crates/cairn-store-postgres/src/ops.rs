@@ -49,6 +49,18 @@ pub(crate) async fn write_events(
         }
         .into());
     }
+    if let Some((last, rest)) = events.split_last()
+        && rest
+            .iter()
+            .all(|event| matches!(event.effect, Effect::None))
+        && let Effect::End {
+            status,
+            output,
+            error,
+        } = &last.effect
+    {
+        return end_run(conn, run, events, (status, output, error), now, notes).await;
+    }
     let (types, keys, payloads) = columns(events);
     sqlx::query(
         "INSERT INTO events (run_id, seq, at, type, step_key, payload) \
@@ -66,6 +78,45 @@ pub(crate) async fn write_events(
     for event in events {
         apply_effect(conn, run, event, now, notes).await?;
     }
+    notes.changed(run.id);
+    Ok(())
+}
+
+/// [`write_events`] for the common end of a run (its last step's result, then the event
+/// that ends it): the events, the closing of its pending hooks and its row's new state in
+/// one statement, then the parent's wake-up.
+async fn end_run(
+    conn: &mut PgConnection,
+    run: &RunState,
+    events: &[PreparedEvent],
+    (status, output, error): (&RunStatus, &Option<String>, &Option<String>),
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    let (types, keys, payloads) = columns(events);
+    sqlx::query(
+        "WITH appended AS ( \
+             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+             SELECT $1, coalesce((SELECT max(seq) FROM events WHERE run_id = $1), 1) + e.ord, $2, \
+                 e.type, e.step_key, e.payload \
+             FROM UNNEST($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
+         ), closed AS ( \
+             UPDATE hooks SET state = 'closed', closed_at = $2 WHERE run_id = $1 AND state = 'pending' \
+         ) \
+         UPDATE runs SET status = $6, output = $7, error = $8, finished_at = $2, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+    )
+    .bind(run.id.0)
+    .bind(now)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(status.as_str())
+    .bind(output)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    wake_parent(conn, run, now, notes).await?;
     notes.changed(run.id);
     Ok(())
 }

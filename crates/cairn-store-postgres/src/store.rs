@@ -116,11 +116,9 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         let notifications = Notifications::new(listen_pool, schema.clone());
-        // The writer connects on its first write: a command that only reads makes one
-        // connection (the pool's, which migrated), a worker two.
         let writer = Writer::spawn(
             connect.clone(),
-            None,
+            pool.clone(),
             schema.clone(),
             notifications.instance.clone(),
             notifications.changes.clone(),

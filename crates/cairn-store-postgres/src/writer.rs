@@ -28,7 +28,7 @@ use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError,
     StoreResult, WorkerId, watch::ChangeHub,
 };
-use sqlx::{PgConnection, postgres::PgConnectOptions};
+use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -275,13 +275,15 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the task that commits the queue's commands on a connection of its own (`conn`
-    /// at first, then new ones made with `connect` whenever one fails), up to `max_batch` at
-    /// a time, announcing changes as the store `instance` and handing them to `changes`. It
-    /// ends once the store (the queue's sender) is gone and the queue is drained.
+    /// Starts the task that commits the queue's commands on a connection of its own (at its
+    /// first write, one taken out of `pool`, so that a one-shot command that migrated on the
+    /// pool's connection and then writes makes one connection; then new ones made with
+    /// `connect` whenever one fails), up to `max_batch` at a time, announcing changes as the
+    /// store `instance` and handing them to `changes`. It ends once the store (the queue's
+    /// sender) is gone and the queue is drained.
     pub(crate) fn spawn(
         connect: PgConnectOptions,
-        conn: Option<PgConnection>,
+        pool: PgPool,
         schema: String,
         instance: String,
         changes: ChangeHub,
@@ -296,10 +298,16 @@ impl Writer {
                 instance: &instance,
                 changes: &changes,
             };
-            let mut conn = conn;
+            let mut conn: Option<PgConnection> = None;
+            let mut adopt = Some(pool);
             let mut queued = Vec::with_capacity(max_batch);
             while commands.recv_many(&mut queued, max_batch).await > 0 {
                 let commands: Vec<Command> = std::mem::take(&mut queued);
+                if commands.iter().any(|command| !command.op.is_flush())
+                    && let Some(pool) = adopt.take()
+                {
+                    conn = pool.acquire().await.ok().map(PoolConnection::detach);
+                }
                 let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
                 let outcome = batch.run(&mut conn, &ops).await;
                 match outcome {
