@@ -107,7 +107,12 @@ impl PostgresStore {
             .connect_lazy_with(connect.clone());
         let schema = {
             let mut conn = pool.acquire().await.map_err(sql_error)?;
-            schema::migrate(&mut conn, options.schema.as_deref()).await?
+            let schema = schema::migrate(&mut conn, options.schema.as_deref()).await?;
+            // Back in the pool before this returns (dropping it would return it from a task
+            // spawned for that, maybe after the first read had opened a second connection):
+            // a one-shot command then makes one connection, and one TLS handshake.
+            conn.return_to_pool().await;
+            schema
         };
         let listen_pool = PgPoolOptions::new()
             .max_connections(1)
