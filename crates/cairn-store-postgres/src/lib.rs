@@ -53,7 +53,7 @@
 //!   where SQLite's single write lock makes such calls wait (up to its busy timeout).
 //! - **One write transaction at a time per store**: the ordering guarantee needs one queue,
 //!   so a process's writes are serialised through one connection (and batched); reads use
-//!   the rest of the pool. Several worker processes write in parallel.
+//!   the pool. Several worker processes write in parallel.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_store::StoreError> {

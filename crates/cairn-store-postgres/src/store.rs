@@ -29,8 +29,9 @@ pub struct PostgresOptions {
     /// `search_path` is set to it. `None` (the default) uses the connection's current schema
     /// (normally `public`). Lowercase letters, digits and `_` only.
     pub schema: Option<String>,
-    /// Most connections in the pool (reads run in parallel; writes use one at a time). The
-    /// `LISTEN` connection comes on top. Default 10.
+    /// Most connections in the pool, for reads (they run in parallel). The writer's
+    /// connection (its first is taken out of the pool) and the `LISTEN` connection come on
+    /// top. Default 10.
     pub max_connections: u32,
     /// How long to wait for a pooled connection (or a new one) before the call fails with
     /// [`StoreError::Unavailable`]. Default 5 s.
