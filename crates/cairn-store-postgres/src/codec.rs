@@ -14,12 +14,15 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{Row, postgres::PgRow};
 use uuid::Uuid;
 
-/// The columns of `runs` a [`RunRecord`] is read from, in [`decode_run`]'s order.
+/// The columns of `runs` a [`RunRecord`] is read from, in [`decode_run`]'s order. A run's
+/// `updated_at` is the later of its row's and its last event's `at`: a step's append writes
+/// no `runs` row (schema v2).
 macro_rules! run_columns {
     () => {
         "id, workflow, status, input, output, error, idempotency_key, parent_run_id, \
          forked_from_run, forked_from_step, trigger, executions, lease_owner, lease_expires_at, \
-         ready_at, created_at, updated_at, finished_at"
+         ready_at, created_at, finished_at, greatest(updated_at, (SELECT events.at FROM events \
+         WHERE events.run_id = runs.id ORDER BY events.seq DESC LIMIT 1)) AS updated_at"
     };
 }
 pub(crate) use run_columns;
@@ -66,7 +69,8 @@ impl PreparedEvent {
     }
 }
 
-/// A run to create, encoded: its row's values and its first events (`RunCreated`, history).
+/// A run to create, encoded: its row's values and the history it starts with (its
+/// `RunCreated` is not stored: reads make it from the row, see [`decode_event`]).
 pub(crate) struct PreparedRun {
     pub(crate) id: RunId,
     pub(crate) workflow: String,
@@ -83,12 +87,7 @@ pub(crate) struct PreparedRun {
 impl PreparedRun {
     pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
         let input = to_json(&run.input, "a run input")?;
-        let mut events = Vec::with_capacity(run.history.len() + 1);
-        events.push(PreparedEvent::new(&Event::RunCreated {
-            workflow: run.workflow.clone(),
-            input: run.input,
-        })?);
-        events.extend(PreparedEvent::all(&run.history)?);
+        let events = PreparedEvent::all(&run.history)?;
         Ok(PreparedRun {
             id: run.id,
             workflow: run.workflow,
@@ -160,14 +159,38 @@ pub(crate) fn decode_run(row: &PgRow) -> StoreResult<RunRecord> {
     })
 }
 
-/// Decodes a row of `seq, at, payload` from `events`.
+/// The `UNION ALL` branch of a log query that makes each run's `RunCreated` (seq 1) from its
+/// row, for runs `runs.id = ANY($1)` without a stored one (runs created before schema v2
+/// have it in `events`). Its columns are those of [`LOG_COLUMNS`].
+macro_rules! made_run_created {
+    () => {
+        "SELECT id AS run_id, 1::bigint AS seq, created_at AS at, input AS payload, workflow \
+         FROM runs WHERE id = ANY($1) \
+         AND NOT EXISTS (SELECT 1 FROM events WHERE events.run_id = runs.id AND events.seq = 1)"
+    };
+}
+pub(crate) use made_run_created;
+
+/// The columns of a log query's stored events, as [`decode_event`] reads them.
+pub(crate) const LOG_COLUMNS: &str = "run_id, seq, at, payload, NULL::text AS workflow";
+
+/// Decodes a row of a log query: `seq, at, payload, workflow`, where `workflow` is set only
+/// for a `RunCreated` made from the run's row (whose `payload` is then the run's input).
 pub(crate) fn decode_event(row: &PgRow) -> StoreResult<EventRecord> {
     let seq: i64 = get(row, "seq")?;
+    let payload: String = get(row, "payload")?;
+    let event = match get::<Option<String>>(row, "workflow")? {
+        Some(workflow) => Event::RunCreated {
+            workflow,
+            input: from_json(&payload, "run input")?,
+        },
+        None => from_json(&payload, "event")?,
+    };
     Ok(EventRecord {
         seq: u64::try_from(seq)
             .map_err(|_| StoreError::Corrupt(format!("event seq {seq} is negative")))?,
         at_ms: get(row, "at")?,
-        event: from_json(&get::<String>(row, "payload")?, "event")?,
+        event,
     })
 }
 

@@ -39,6 +39,21 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether this is the `events` key refusing a `seq` that another process took while the
+    /// statement waited for its run's row (see `append`): running the command again, in a
+    /// new statement, succeeds.
+    pub(crate) fn is_seq_race(&self) -> bool {
+        match self {
+            Error::Sql(sqlx::Error::Database(error)) => {
+                error.code().as_deref() == Some("23505")
+                    && error.constraint() == Some("events_pkey")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The SQLSTATE of a database error, if it is one.
 fn sqlstate(error: &sqlx::Error) -> Option<String> {
     match error {

@@ -9,10 +9,15 @@
 //!   (`SELECT … FOR UPDATE`) and checks the lease owner and status in the transaction that
 //!   writes, so a worker that lost its lease cannot commit anything.
 //! - **Group commit, in order**: every write of a store goes through one FIFO queue consumed
-//!   by one task, which commits whatever has queued in one transaction (one savepoint per
-//!   command when one of them fails, so it fails alone). Background appends are therefore
-//!   ordered before every later write of the process, as the trait requires, and step
-//!   completions of many runs share transactions.
+//!   by one task, which commits whatever has queued in one transaction on a connection of its
+//!   own (one savepoint per command when one of them fails, so it fails alone). Background
+//!   appends are therefore ordered before every later write of the process, as the trait
+//!   requires, and step completions of many runs share transactions, and one statement: a
+//!   batch of step appends is three round trips (`BEGIN`, the statement, the notifications
+//!   with `COMMIT`).
+//! - **A step's append writes only its `events` rows** (schema v2): a run's last `seq` is
+//!   read from `events`, its `RunCreated` is made from its row when read, its `updated_at`
+//!   is the later of the row's and its last event's.
 //! - **Wake-ups**: transactions that make a run ready send `NOTIFY cairn_ready`;
 //!   [`PostgresStore::ready_waiter`] gives idle workers a [`ReadyWaiter`] that wakes on them.
 //!   Polling stays the fallback.
@@ -48,7 +53,7 @@
 //!   where SQLite's single write lock makes such calls wait (up to its busy timeout).
 //! - **One write transaction at a time per store**: the ordering guarantee needs one queue,
 //!   so a process's writes are serialised through one connection (and batched); reads use
-//!   the rest of the pool. Several worker processes write in parallel.
+//!   the pool. Several worker processes write in parallel.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), cairn_store::StoreError> {
@@ -63,6 +68,8 @@
 //! # Ok(()) }
 //! ```
 
+mod append;
+mod batch;
 mod codec;
 mod error;
 mod lock;

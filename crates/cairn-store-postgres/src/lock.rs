@@ -31,7 +31,6 @@ pub(crate) struct RunState {
     pub(crate) status: RunStatus,
     pub(crate) lease_owner: Option<String>,
     pub(crate) lease_expires_at: Option<i64>,
-    pub(crate) last_seq: i64,
     /// The run's parent, locked before it, when the write may end the run (see the module
     /// docs); `None` otherwise and for a run without a parent.
     pub(crate) parent: Option<Box<RunState>>,
@@ -40,7 +39,7 @@ pub(crate) struct RunState {
 /// The columns [`decode_state`] reads.
 macro_rules! state_columns {
     () => {
-        "id, workflow, status, lease_owner, lease_expires_at, last_seq"
+        "id, workflow, status, lease_owner, lease_expires_at"
     };
 }
 
@@ -51,7 +50,6 @@ fn decode_state(row: &PgRow) -> Result<RunState> {
         status: parse_status(row.try_get("status")?)?,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: row.try_get("lease_expires_at")?,
-        last_seq: row.try_get("last_seq")?,
         parent: None,
     })
 }

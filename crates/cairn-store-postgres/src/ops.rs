@@ -13,12 +13,13 @@ use cairn_core::{EventRecord, RunStatus};
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, Lease, RunId, StoreError, WorkerId, rules,
 };
-use sqlx::{PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::{
     codec::{
-        Effect, PreparedEvent, PreparedRun, decode_event, decode_run, parse_status, run_columns,
+        Effect, LOG_COLUMNS, PreparedEvent, PreparedRun, decode_event, decode_run,
+        made_run_created, run_columns,
     },
     error::Result,
     lock::{RunState, ends, fenced, lock_parent, lock_run, state_of, wake_parent},
@@ -26,8 +27,9 @@ use crate::{
     writer::Notes,
 };
 
-/// Appends `events` after `run.last_seq` (one statement for the events and the run's
-/// `last_seq`/`updated_at`) and applies their effects to the run's row.
+/// Appends `events` after the run's last `seq` and applies their effects to the run's row.
+/// The run's row must be locked already, by an earlier statement: this statement's snapshot
+/// then holds every event committed before (see `append` for why that matters).
 pub(crate) async fn write_events(
     conn: &mut PgConnection,
     run: &RunState,
@@ -47,17 +49,26 @@ pub(crate) async fn write_events(
         }
         .into());
     }
+    if let Some((last, rest)) = events.split_last()
+        && rest
+            .iter()
+            .all(|event| matches!(event.effect, Effect::None))
+        && let Effect::End {
+            status,
+            output,
+            error,
+        } = &last.effect
+    {
+        return end_run(conn, run, events, (status, output, error), now, notes).await;
+    }
     let (types, keys, payloads) = columns(events);
     sqlx::query(
-        "WITH appended AS ( \
-             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
-             SELECT $1, $2 + e.ord, $3, e.type, e.step_key, e.payload \
-             FROM UNNEST($4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
-         ) \
-         UPDATE runs SET last_seq = $2 + cardinality($4::text[]), updated_at = $3 WHERE id = $1",
+        "INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+         SELECT $1, coalesce((SELECT max(seq) FROM events WHERE run_id = $1), 1) + e.ord, $2, \
+             e.type, e.step_key, e.payload \
+         FROM UNNEST($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord)",
     )
     .bind(run.id.0)
-    .bind(run.last_seq)
     .bind(now)
     .bind(&types)
     .bind(&keys)
@@ -67,6 +78,45 @@ pub(crate) async fn write_events(
     for event in events {
         apply_effect(conn, run, event, now, notes).await?;
     }
+    notes.changed(run.id);
+    Ok(())
+}
+
+/// [`write_events`] for the common end of a run (its last step's result, then the event
+/// that ends it): the events, the closing of its pending hooks and its row's new state in
+/// one statement, then the parent's wake-up.
+async fn end_run(
+    conn: &mut PgConnection,
+    run: &RunState,
+    events: &[PreparedEvent],
+    (status, output, error): (&RunStatus, &Option<String>, &Option<String>),
+    now: i64,
+    notes: &mut Notes,
+) -> Result<()> {
+    let (types, keys, payloads) = columns(events);
+    sqlx::query(
+        "WITH appended AS ( \
+             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+             SELECT $1, coalesce((SELECT max(seq) FROM events WHERE run_id = $1), 1) + e.ord, $2, \
+                 e.type, e.step_key, e.payload \
+             FROM UNNEST($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
+         ), closed AS ( \
+             UPDATE hooks SET state = 'closed', closed_at = $2 WHERE run_id = $1 AND state = 'pending' \
+         ) \
+         UPDATE runs SET status = $6, output = $7, error = $8, finished_at = $2, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+    )
+    .bind(run.id.0)
+    .bind(now)
+    .bind(&types)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(status.as_str())
+    .bind(output)
+    .bind(error)
+    .execute(&mut *conn)
+    .await?;
+    wake_parent(conn, run, now, notes).await?;
     notes.changed(run.id);
     Ok(())
 }
@@ -152,10 +202,26 @@ pub(crate) async fn create_run(
         .as_ref()
         .map(|(run, step)| (*run, step.as_str()))
         .unzip();
-    let inserted = sqlx::query(
-        "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-         forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING",
+    // A history that changes nothing but the log (the first step's start) is inserted in the
+    // same statement as the run; one with effects after it, by `write_events`.
+    let plain = run
+        .events
+        .iter()
+        .all(|event| matches!(event.effect, Effect::None));
+    let (types, keys, payloads) = columns(if plain { &run.events } else { &[] });
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH run AS ( \
+             INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
+             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING \
+             RETURNING id \
+         ), history AS ( \
+             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
+             SELECT run.id, 1 + e.ord, $14, e.type, e.step_key, e.payload \
+             FROM run, UNNEST($15::text[], $16::text[], $17::text[]) \
+                 WITH ORDINALITY AS e(type, step_key, payload, ord) \
+         ) \
+         SELECT count(*) FROM run",
     )
     .bind(run.id.0)
     .bind(&run.workflow)
@@ -171,9 +237,11 @@ pub(crate) async fn create_run(
     .bind(start.lease_expires_at_ms)
     .bind(start.ready_at_ms)
     .bind(run.now_ms)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .bind(&types)
+    .bind(&keys)
+    .bind(&payloads)
+    .fetch_one(&mut *conn)
+    .await?;
     if inserted == 0 {
         return Ok(CreateOutcome {
             run_id: existing_run(conn, run).await?,
@@ -186,10 +254,13 @@ pub(crate) async fn create_run(
         status: start.status,
         lease_owner: owner.map(str::to_owned),
         lease_expires_at: start.lease_expires_at_ms,
-        last_seq: 0,
         parent,
     };
-    write_events(conn, &state, &run.events, run.now_ms, notes).await?;
+    if plain {
+        notes.changed(run.id);
+    } else {
+        write_events(conn, &state, &run.events, run.now_ms, notes).await?;
+    }
     if run.lease.is_none() {
         notes.ready(&run.workflow);
     }
@@ -215,14 +286,17 @@ async fn existing_run(conn: &mut PgConnection, run: &PreparedRun) -> Result<RunI
     Ok(run.id)
 }
 
-/// Runs' whole logs, by run, in order (one query).
+/// Runs' whole logs, by run, in order (one query; `RunCreated` made from the row where it
+/// is not stored).
 async fn logs_of(conn: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<EventRecord>>> {
-    let rows = sqlx::query(
-        "SELECT run_id, seq, at, payload FROM events WHERE run_id = ANY($1) ORDER BY run_id, seq",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let sql = format!(
+        "SELECT {LOG_COLUMNS} FROM events WHERE run_id = ANY($1) UNION ALL {} ORDER BY run_id, seq",
+        made_run_created!()
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut logs: HashMap<Uuid, Vec<EventRecord>> = HashMap::new();
     for row in &rows {
         let run: Uuid = row.try_get("run_id")?;
@@ -365,6 +439,7 @@ pub(crate) async fn release_lease(
     Ok(())
 }
 
+/// Appends `events`, some of which change the run (an end, a status, a hook), fenced.
 pub(crate) async fn append(
     conn: &mut PgConnection,
     id: RunId,
@@ -373,51 +448,9 @@ pub(crate) async fn append(
     now: i64,
     notes: &mut Notes,
 ) -> Result<()> {
-    if events
-        .iter()
-        .any(|event| !matches!(event.effect, Effect::None))
-    {
-        let state = fenced(conn, id, worker, ends(events)).await?;
-        return write_events(conn, &state, events, now, notes).await;
-    }
-    // The hot path (step starts, attempts, completions: events that change nothing but the
-    // log): lock, fence, append and bump `last_seq` in one statement. The inserts and the
-    // update only see `holder`, which is empty unless the locked row passes the fence; the
-    // row read back says which refusal it was.
-    let (types, keys, payloads) = columns(events);
-    let row = sqlx::query(
-        "WITH run AS ( \
-             SELECT id, status, lease_owner, last_seq FROM runs WHERE id = $1 FOR UPDATE \
-         ), holder AS ( \
-             SELECT id, last_seq FROM run \
-             WHERE lease_owner = $2 AND status NOT IN ('succeeded', 'failed', 'canceled') \
-         ), appended AS ( \
-             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
-             SELECT holder.id, holder.last_seq + e.ord, $3, e.type, e.step_key, e.payload \
-             FROM holder, UNNEST($4::text[], $5::text[], $6::text[]) \
-                 WITH ORDINALITY AS e(type, step_key, payload, ord) \
-         ), bumped AS ( \
-             UPDATE runs SET last_seq = holder.last_seq + cardinality($4::text[]), updated_at = $3 \
-             FROM holder WHERE runs.id = holder.id \
-         ) \
-         SELECT status, lease_owner FROM run",
-    )
-    .bind(id.0)
-    .bind(&worker.0)
-    .bind(now)
-    .bind(&types)
-    .bind(&keys)
-    .bind(&payloads)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else {
-        return Err(StoreError::RunNotFound(id).into());
-    };
-    let status = parse_status(row.try_get("status")?)?;
-    let owner: Option<&str> = row.try_get("lease_owner")?;
-    rules::check_fence(id, status, owner, worker)?;
-    notes.changed(id);
-    Ok(())
+    // Appends that change nothing but the log take `append::append_steps` (see `writer`).
+    let state = fenced(conn, id, worker, ends(events)).await?;
+    write_events(conn, &state, events, now, notes).await
 }
 
 /// The `events` columns of `events`, as arrays for `UNNEST`.

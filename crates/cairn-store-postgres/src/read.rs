@@ -6,7 +6,7 @@ use cairn_store::{RunFilter, RunId, RunRecord, StoreResult};
 use sqlx::{AssertSqlSafe, PgExecutor};
 
 use crate::{
-    codec::{decode_event, decode_run, run_columns},
+    codec::{LOG_COLUMNS, decode_event, decode_run, made_run_created, run_columns},
     error::Result,
 };
 
@@ -44,7 +44,8 @@ pub(crate) async fn events<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<V
     events_after(conn, id, 0).await
 }
 
-/// The run's events with `seq > after`, in order, in one query.
+/// The run's events with `seq > after`, in order, in one query (with the `RunCreated` made
+/// from the run's row when `after` is 0, see `codec::made_run_created`).
 pub(crate) async fn events_after<'c>(
     conn: impl PgExecutor<'c>,
     id: RunId,
@@ -53,13 +54,20 @@ pub(crate) async fn events_after<'c>(
     let Ok(after) = i64::try_from(after) else {
         return Ok(Vec::new());
     };
-    let rows = sqlx::query(
-        "SELECT seq, at, payload FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-    )
-    .bind(id.0)
-    .bind(after)
-    .fetch_all(conn)
-    .await?;
+    let sql = if after == 0 {
+        format!(
+            "SELECT {LOG_COLUMNS} FROM events WHERE run_id = ANY($1) AND seq > $2 \
+             UNION ALL {} ORDER BY seq",
+            made_run_created!()
+        )
+    } else {
+        format!("SELECT {LOG_COLUMNS} FROM events WHERE run_id = ANY($1) AND seq > $2 ORDER BY seq")
+    };
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind([id.0])
+        .bind(after)
+        .fetch_all(conn)
+        .await?;
     Ok(rows.iter().map(decode_event).collect::<StoreResult<_>>()?)
 }
 

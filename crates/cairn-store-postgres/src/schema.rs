@@ -76,8 +76,19 @@ CREATE INDEX hooks_by_run ON hooks (run_id, created_at);
 CREATE INDEX hooks_pending ON hooks (created_at) WHERE state = 'pending';
 ";
 
+/// Version 2: a step's append writes only its `events` rows. `runs.last_seq` goes (a run's
+/// last `seq` is its highest `events` row's, and its `updated_at` as read is the later of the
+/// row's and its last event's `at`), runs created from now on store no `RunCreated` (reads
+/// make it from the row when no `events` row has seq 1; older runs keep theirs), and
+/// `events` loses its foreign key (the store inserts events only for a run whose row it
+/// holds locked). Decision record 0032.
+const V2: &str = "
+ALTER TABLE events DROP CONSTRAINT events_run_id_fkey;
+ALTER TABLE runs DROP COLUMN last_seq;
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
@@ -109,6 +120,9 @@ pub(crate) fn check_schema_name(name: &str) -> StoreResult<()> {
 /// Creates `schema` if given (else uses the connection's current schema) and brings it up to
 /// [`MIGRATIONS`]`.len()`, all or nothing. Returns the schema the tables are in.
 pub(crate) async fn migrate(conn: &mut PgConnection, schema: Option<&str>) -> StoreResult<String> {
+    if let Some(current) = up_to_date(conn, schema).await {
+        return Ok(current);
+    }
     let mut tx = sqlx::Connection::begin(conn).await.map_err(sql_error)?;
     let migrated = apply_missing(&mut tx, schema).await;
     match migrated {
@@ -123,6 +137,21 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: Option<&str>) -> St
             Err(error.into())
         }
     }
+}
+
+/// The schema the tables are in, if they are there and at this build's version: one round
+/// trip, no transaction, no lock, which is what a connection of a one-shot command needs.
+/// `None` means "migrate" (also when the schema or its version table does not exist yet, and
+/// PostgreSQL refused the query).
+async fn up_to_date(conn: &mut PgConnection, schema: Option<&str>) -> Option<String> {
+    let row = sqlx::query("SELECT current_schema(), (SELECT version FROM cairn_schema_version)")
+        .fetch_one(&mut *conn)
+        .await
+        .ok()?;
+    let current: String = row.try_get::<Option<String>, _>(0).ok()??;
+    let version: Option<i64> = row.try_get(1).ok()?;
+    let known = i64::try_from(MIGRATIONS.len()).ok()?;
+    (version == Some(known) && schema.is_none_or(|schema| schema == current)).then_some(current)
 }
 
 async fn apply_missing(conn: &mut PgConnection, schema: Option<&str>) -> Result<String> {

@@ -233,3 +233,147 @@ async fn pooled_connections_carry_the_schema_and_the_statement_timeout() {
     assert_eq!(timeout, "1500ms");
     assert_eq!(store.schema(), schema.name);
 }
+
+/// A v1 schema holding a run as v1 wrote it: a stored `RunCreated` (at 5, not the row's
+/// `created_at` 1), a step's start (seq 2), `last_seq` 2, leased to `w`.
+async fn v1_schema_with_a_run(schema: &TestSchema, id: RunId) {
+    let mut raw = schema.raw().await;
+    let name = &schema.name;
+    let created = serde_json::to_string(&cairn_core::Event::RunCreated {
+        workflow: "w".into(),
+        input: json!({"v": 1}),
+    })
+    .expect("encode");
+    let started = serde_json::to_string(&started(0)).expect("encode");
+    let sql = format!(
+        "CREATE SCHEMA {name}; SET search_path TO {name}; {v1}
+         CREATE TABLE cairn_schema_version (singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), \
+             version BIGINT NOT NULL);
+         INSERT INTO cairn_schema_version (version) VALUES (1);
+         INSERT INTO runs (id, workflow, status, input, trigger, executions, lease_owner, lease_expires_at, \
+             ready_at, created_at, updated_at, last_seq) \
+             VALUES ('{id}', 'w', 'running', '{{\"v\":1}}', 'test', 1, 'w', 99999, 99999, 1, 7, 2);
+         INSERT INTO events (run_id, seq, at, type, step_key, payload) VALUES \
+             ('{id}', 1, 5, 'run_created', NULL, '{created}'), \
+             ('{id}', 2, 7, 'step_started', 'step#0', '{started}');",
+        v1 = MIGRATIONS[0],
+        id = id.0,
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut raw)
+        .await
+        .expect("make a v1 schema");
+}
+
+fn started(n: u32) -> cairn_core::Event {
+    cairn_core::Event::StepStarted {
+        call: None,
+        key: cairn_core::StepKey::numbered("step", n),
+        kind: cairn_core::StepKind::Action,
+        slug: "step".into(),
+        input: json!(n),
+        attempt: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_v1_schema_is_upgraded_and_its_runs_read_and_grow_as_before() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let id = RunId::new();
+    v1_schema_with_a_run(&schema, id).await;
+    let store = schema.store().await;
+    let mut raw = schema.raw().await;
+    assert_eq!(
+        version_of(&mut raw, &schema.name).await,
+        MIGRATIONS.len() as i64
+    );
+    let log = store.events(id).await.expect("events");
+    let seqs: Vec<(u64, i64)> = log
+        .iter()
+        .map(|record| (record.seq, record.at_ms))
+        .collect();
+    assert_eq!(
+        seqs,
+        [(1, 5), (2, 7)],
+        "the stored RunCreated is read, not made"
+    );
+    let worker = cairn_store::WorkerId("w".into());
+    store
+        .append(id, &worker, &[started(1)], 11)
+        .await
+        .expect("append after the upgrade");
+    let log = store.events(id).await.expect("events");
+    assert_eq!(log.len(), 3);
+    assert_eq!((log[2].seq, &log[2].event), (3, &started(1)));
+    let run = store.get_run(id).await.expect("get_run").expect("the run");
+    assert_eq!(run.updated_at_ms, 11, "the last event's time");
+}
+
+#[tokio::test]
+async fn a_step_append_writes_only_events_and_a_new_run_stores_no_run_created() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let store = schema.store().await;
+    let worker = cairn_store::WorkerId("w".into());
+    let id = RunId::new();
+    let new = NewRun {
+        id,
+        history: vec![started(0)],
+        lease: Some(cairn_store::Lease {
+            worker: worker.clone(),
+            expires_at_ms: 99_999,
+        }),
+        ..run()
+    };
+    store.create_run(new).await.expect("create");
+    let mut raw = schema.raw().await;
+    let row_version = format!(
+        "SELECT xmin::text || updated_at::text FROM {}.runs WHERE id = $1",
+        schema.name
+    );
+    let before: String = sqlx::query_scalar(AssertSqlSafe(row_version.clone()))
+        .bind(id.0)
+        .fetch_one(&mut raw)
+        .await
+        .expect("the run's row");
+    store
+        .append(id, &worker, &[started(1)], 50)
+        .await
+        .expect("append");
+    let after: String = sqlx::query_scalar(AssertSqlSafe(row_version))
+        .bind(id.0)
+        .fetch_one(&mut raw)
+        .await
+        .expect("the run's row");
+    assert_eq!(
+        before, after,
+        "a step's append does not rewrite the run's row"
+    );
+    let stored: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT seq FROM {}.events WHERE run_id = $1 ORDER BY seq",
+        schema.name
+    )))
+    .bind(id.0)
+    .fetch_all(&mut raw)
+    .await
+    .expect("events rows");
+    assert_eq!(stored, [2, 3], "no RunCreated row");
+    let log = store.events(id).await.expect("events");
+    assert!(
+        matches!(&log[0].event, cairn_core::Event::RunCreated { workflow, .. } if workflow == "w"),
+        "{log:?}"
+    );
+    assert_eq!(
+        (log[0].seq, log[0].at_ms),
+        (1, 1),
+        "made at the run's created_at"
+    );
+    assert_eq!(log.len(), 3);
+    let after_one = store.events_after(id, 1).await.expect("events_after");
+    assert_eq!(after_one.len(), 2, "no made RunCreated after seq 1");
+    let run = store.get_run(id).await.expect("get_run").expect("the run");
+    assert_eq!(run.updated_at_ms, 50, "the last event's time");
+}

@@ -29,8 +29,9 @@ pub struct PostgresOptions {
     /// `search_path` is set to it. `None` (the default) uses the connection's current schema
     /// (normally `public`). Lowercase letters, digits and `_` only.
     pub schema: Option<String>,
-    /// Most connections in the pool (reads run in parallel; writes use one at a time). The
-    /// `LISTEN` connection comes on top. Default 10.
+    /// Most connections in the pool, for reads (they run in parallel). The writer's
+    /// connection (its first is taken out of the pool) and the `LISTEN` connection come on
+    /// top. Default 10.
     pub max_connections: u32,
     /// How long to wait for a pooled connection (or a new one) before the call fails with
     /// [`StoreError::Unavailable`]. Default 5 s.
@@ -66,6 +67,10 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     pub(crate) schema: String,
+    /// How the writer connects (its connections are its own, not the pool's); the writer
+    /// tests run batches with it.
+    #[cfg(test)]
+    pub(crate) connect: PgConnectOptions,
     writer: Writer,
     notifications: Notifications,
 }
@@ -103,16 +108,22 @@ impl PostgresStore {
             .connect_lazy_with(connect.clone());
         let schema = {
             let mut conn = pool.acquire().await.map_err(sql_error)?;
-            schema::migrate(&mut conn, options.schema.as_deref()).await?
+            let schema = schema::migrate(&mut conn, options.schema.as_deref()).await?;
+            // Back in the pool before this returns (dropping it would return it from a task
+            // spawned for that, maybe after the first read had opened a second connection):
+            // a one-shot command then makes one connection, and one TLS handshake.
+            conn.return_to_pool().await;
+            schema
         };
         let listen_pool = PgPoolOptions::new()
             .max_connections(1)
             .max_lifetime(None)
             .idle_timeout(None)
             .acquire_timeout(options.acquire_timeout)
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         let notifications = Notifications::new(listen_pool, schema.clone());
         let writer = Writer::spawn(
+            connect.clone(),
             pool.clone(),
             schema.clone(),
             notifications.instance.clone(),
@@ -120,6 +131,8 @@ impl PostgresStore {
             options.max_batch,
         );
         Ok(PostgresStore {
+            #[cfg(test)]
+            connect,
             writer,
             notifications,
             pool,

@@ -79,7 +79,14 @@ pub(crate) async fn park_run(
         Some(child) => Some(status_of(conn, child).await?),
         None => None,
     };
-    let last_seq = u64::try_from(state.last_seq).unwrap_or(0);
+    // The run's last `seq` (1, its made `RunCreated`, before any event is stored), read
+    // after its row was locked, so no append can follow unseen.
+    let last_seq: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(seq), 1) FROM events WHERE run_id = $1")
+            .bind(id.0)
+            .fetch_one(&mut *conn)
+            .await?;
+    let last_seq = u64::try_from(last_seq).unwrap_or(0);
     let target = rules::park_target(park, last_seq, child_status, now);
     sqlx::query(
         "UPDATE runs SET status = $2, ready_at = $3, lease_owner = NULL, lease_expires_at = NULL, \

@@ -28,13 +28,14 @@ use cairn_store::{
     ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError,
     StoreResult, WorkerId, watch::ChangeHub,
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    append::{StepAppend, append_steps},
+    batch::Batch,
     codec::{PreparedEvent, PreparedRun},
-    error::{Error, Result},
-    notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload},
+    error::Result,
     ops, waits,
 };
 
@@ -42,8 +43,8 @@ use crate::{
 /// claimable sooner), and the runs it changed.
 #[derive(Debug, Default)]
 pub(crate) struct Notes {
-    workflows: Vec<String>,
-    runs: Vec<RunId>,
+    pub(crate) workflows: Vec<String>,
+    pub(crate) runs: Vec<RunId>,
 }
 
 impl Notes {
@@ -59,7 +60,8 @@ impl Notes {
         self.runs.push(id);
     }
 
-    fn extend(&mut self, other: Notes) {
+    /// Adds what `other` noted.
+    pub(crate) fn extend(&mut self, other: Notes) {
         for workflow in other.workflows {
             self.ready(&workflow);
         }
@@ -170,12 +172,16 @@ outputs! {
 }
 
 impl Op {
-    fn is_flush(&self) -> bool {
+    pub(crate) fn is_flush(&self) -> bool {
         matches!(self, Op::Flush)
     }
 
     /// Runs the operation inside the open transaction.
-    async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
+    pub(crate) async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
+        if let Some(step) = StepAppend::of(self) {
+            let mut outcomes = append_steps(conn, &[step], notes).await?;
+            return Ok(outcomes.remove(0)?.into());
+        }
         Ok(match self {
             Op::CreateRun(run) => ops::create_run(conn, run, notes).await?.into(),
             Op::ClaimRun { id, lease, now_ms } => ops::claim_run(conn, *id, lease, *now_ms, notes)
@@ -263,189 +269,20 @@ impl Command {
     }
 }
 
-/// How one try at a batch ended.
-enum Attempt {
-    /// Committed (or, for a lone failed command, rolled back): one result per command.
-    Done(Vec<StoreResult<Output>>),
-    /// A command failed in a batch without savepoints; the batch was rolled back.
-    CommandFailed,
-    /// The transaction itself failed. `committed_maybe` when it was `COMMIT` that failed.
-    Broken { error: Error, committed_maybe: bool },
-}
-
-/// The batch's connection and what it needs to send its wake-ups and changes.
-struct Batch<'a> {
-    pool: &'a PgPool,
-    schema: &'a str,
-    /// This store's id in change notifications.
-    instance: &'a str,
-    /// This store's change watches.
-    changes: &'a ChangeHub,
-}
-
-impl Batch<'_> {
-    /// Runs `ops` in one transaction, retrying as the module docs describe. `Err` says why
-    /// the whole batch failed: every command is then `Unavailable` with that text.
-    async fn run(&self, ops: &[&Op]) -> std::result::Result<Vec<StoreResult<Output>>, String> {
-        if ops.iter().all(|op| op.is_flush()) {
-            return Ok(ops.iter().map(|_| Ok(().into())).collect());
-        }
-        let mut savepoints = false;
-        let mut reconnected = false;
-        loop {
-            match self.attempt(ops, savepoints).await {
-                Attempt::Done(results) => return Ok(results),
-                Attempt::CommandFailed => savepoints = true,
-                Attempt::Broken {
-                    error,
-                    committed_maybe: false,
-                } if !reconnected && error.is_connection_lost() => {
-                    tracing::info!(%error, "the write connection was lost; retrying the batch on a new one");
-                    reconnected = true;
-                }
-                Attempt::Broken {
-                    error,
-                    committed_maybe,
-                } => {
-                    let error = match StoreError::from(error) {
-                        StoreError::Unavailable(why) | StoreError::Corrupt(why) => why,
-                        other => other.to_string(),
-                    };
-                    return Err(if committed_maybe {
-                        format!("the write may or may not have been committed: {error}")
-                    } else {
-                        format!("the write was not committed: {error}")
-                    });
-                }
-            }
-        }
-    }
-
-    async fn attempt(&self, ops: &[&Op], savepoints: bool) -> Attempt {
-        let broken = |error: Error| Attempt::Broken {
-            error,
-            committed_maybe: false,
-        };
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(error) => return broken(error.into()),
-        };
-        let mut results = Vec::with_capacity(ops.len());
-        let mut notes = Notes::default();
-        for op in ops {
-            let mut noted = Notes::default();
-            let result = if savepoints {
-                match in_savepoint(&mut tx, op, &mut noted).await {
-                    Ok(result) => result,
-                    Err(error) => return broken(error),
-                }
-            } else {
-                op.run(&mut tx, &mut noted).await
-            };
-            match result {
-                Ok(output) => {
-                    notes.extend(noted);
-                    results.push(Ok(output));
-                }
-                Err(error) if error.is_connection_lost() => return broken(error),
-                Err(error) => {
-                    if ops.len() > 1 && !savepoints {
-                        rollback(tx).await;
-                        return Attempt::CommandFailed;
-                    }
-                    results.push(Err(error.into()));
-                }
-            }
-        }
-        if ops.len() == 1 && !savepoints && results.iter().any(|result| result.is_err()) {
-            rollback(tx).await;
-            return Attempt::Done(results);
-        }
-        if let Err(error) = self.notify(&mut tx, &notes).await {
-            return broken(error.into());
-        }
-        match tx.commit().await {
-            Ok(()) => {
-                self.changes.publish(&notes.runs);
-                Attempt::Done(results)
-            }
-            Err(error) => {
-                self.changes.publish_unknown();
-                Attempt::Broken {
-                    error: error.into(),
-                    committed_maybe: true,
-                }
-            }
-        }
-    }
-
-    /// One `pg_notify` per workflow noted and per (up to) 150 runs changed, delivered by
-    /// PostgreSQL at commit.
-    async fn notify(&self, conn: &mut PgConnection, notes: &Notes) -> sqlx::Result<()> {
-        let mut channels = Vec::new();
-        let mut payloads = Vec::new();
-        for workflow in &notes.workflows {
-            channels.push(CHANNEL);
-            payloads.push(payload(self.schema, workflow));
-        }
-        for changes in changes_payloads(self.schema, self.instance, &notes.runs) {
-            channels.push(CHANGES_CHANNEL);
-            payloads.push(changes);
-        }
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)")
-            .bind(&channels)
-            .bind(&payloads)
-            .execute(conn)
-            .await
-            .map(drop)
-    }
-}
-
-async fn rollback(tx: sqlx::Transaction<'_, sqlx::Postgres>) {
-    if let Err(error) = tx.rollback().await {
-        tracing::debug!(%error, "rolling back a write batch failed (the connection is dropped)");
-    }
-}
-
-/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
-/// The outer error means the savepoint machinery itself failed: the transaction is broken.
-async fn in_savepoint(
-    conn: &mut PgConnection,
-    op: &Op,
-    notes: &mut Notes,
-) -> Result<Result<Output>> {
-    sqlx::raw_sql("SAVEPOINT command")
-        .execute(&mut *conn)
-        .await?;
-    match op.run(conn, notes).await {
-        Ok(output) => {
-            sqlx::raw_sql("RELEASE command").execute(&mut *conn).await?;
-            Ok(Ok(output))
-        }
-        Err(error) if error.is_connection_lost() => Err(error),
-        Err(error) => {
-            sqlx::raw_sql("ROLLBACK TO command; RELEASE command")
-                .execute(&mut *conn)
-                .await?;
-            *notes = Notes::default();
-            Ok(Err(error))
-        }
-    }
-}
-
 /// The queue into the writer task.
 pub(crate) struct Writer {
     queue: mpsc::UnboundedSender<Command>,
 }
 
 impl Writer {
-    /// Starts the task that commits the queue's commands on `pool`, up to `max_batch` at a
-    /// time, announcing changes as the store `instance` and handing them to `changes`. It
-    /// ends once the store (the queue's sender) is gone and the queue is drained.
+    /// Starts the task that commits the queue's commands on a connection of its own (at its
+    /// first write, one taken out of `pool`, so that a one-shot command that migrated on the
+    /// pool's connection and then writes makes one connection; then new ones made with
+    /// `connect` whenever one fails), up to `max_batch` at a time, announcing changes as the
+    /// store `instance` and handing them to `changes`. It ends once the store (the queue's
+    /// sender) is gone and the queue is drained.
     pub(crate) fn spawn(
+        connect: PgConnectOptions,
         pool: PgPool,
         schema: String,
         instance: String,
@@ -456,16 +293,23 @@ impl Writer {
         let max_batch = max_batch.max(1);
         tokio::spawn(async move {
             let batch = Batch {
-                pool: &pool,
+                connect: &connect,
                 schema: &schema,
                 instance: &instance,
                 changes: &changes,
             };
+            let mut conn: Option<PgConnection> = None;
+            let mut adopt = Some(pool);
             let mut queued = Vec::with_capacity(max_batch);
             while commands.recv_many(&mut queued, max_batch).await > 0 {
                 let commands: Vec<Command> = std::mem::take(&mut queued);
+                if commands.iter().any(|command| !command.op.is_flush())
+                    && let Some(pool) = adopt.take()
+                {
+                    conn = pool.acquire().await.ok().map(PoolConnection::detach);
+                }
                 let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
-                let outcome = batch.run(&ops).await;
+                let outcome = batch.run(&mut conn, &ops).await;
                 match outcome {
                     Ok(results) => {
                         for (command, result) in commands.into_iter().zip(results) {

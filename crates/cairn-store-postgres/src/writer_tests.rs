@@ -4,7 +4,8 @@ use cairn_core::{Event, StepKey, StepKind};
 use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
 use serde_json::json;
 
-use super::{Batch, Op, Output};
+use super::{Op, Output};
+use crate::batch::Batch;
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     common::TestSchema,
@@ -64,13 +65,13 @@ fn hook_created(n: u32, token: &str) -> Event {
 async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Output, StoreError>> {
     let changes = cairn_store::watch::ChangeHub::new();
     let batch = Batch {
-        pool: &store.pool,
+        connect: &store.connect,
         schema: &store.schema,
         instance: "writer-tests",
         changes: &changes,
     };
     let ops: Vec<&Op> = ops.iter().collect();
-    batch.run(&ops).await.expect("the batch commits")
+    batch.run(&mut None, &ops).await.expect("the batch commits")
 }
 
 #[tokio::test]
@@ -230,4 +231,70 @@ async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
     let log = store.events(id).await.expect("events");
     assert_eq!(log.len(), 2, "appended exactly once: {log:?}");
     assert_eq!(log[1].event, completed(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let (store, app) = schema.store_named("cairn-race").await;
+    let store = std::sync::Arc::new(store);
+    let w = WorkerId("w".into());
+    let run = leased_run(&w);
+    let id = run.id;
+    run_batch(&store, &[Op::CreateRun(run)]).await;
+
+    // Another process (a hook resumed, say) locks the run and appends seq 2; the store's
+    // append starts meanwhile, so its statement's snapshot cannot see that event.
+    let mut other = schema.raw().await;
+    let payload = serde_json::to_string(&completed(0)).expect("encode");
+    let sql = format!(
+        "BEGIN; SELECT 1 FROM {name}.runs WHERE id = '{id}' FOR UPDATE; \
+         INSERT INTO {name}.events (run_id, seq, at, type, step_key, payload) \
+         VALUES ('{id}', 2, {NOW}, 'step_completed', 'step#0', '{payload}')",
+        name = schema.name,
+        id = id.0,
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut other)
+        .await
+        .expect("append from the other process");
+    let appending = {
+        let (store, w) = (std::sync::Arc::clone(&store), w.clone());
+        tokio::spawn(async move { store.append(id, &w, &[completed(1)], NOW + 1).await })
+    };
+    let mut watcher = schema.raw().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND wait_event_type = 'Lock'",
+        )
+        .bind(&app)
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the append never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("commit the other append");
+    appending
+        .await
+        .expect("the appending task panicked")
+        .expect("the append takes the next seq");
+    let log = store.events(id).await.expect("events");
+    let seqs: Vec<u64> = log.iter().map(|record| record.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(log[1].event, completed(0));
+    assert_eq!(log[2].event, completed(1));
 }

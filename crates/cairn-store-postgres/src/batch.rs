@@ -1,0 +1,291 @@
+//! One batch of the write queue in one transaction, on the writer's own connection, in as
+//! few round trips as the protocol allows (see `writer` for the queue and its guarantees).
+//!
+//! **Round trips.** `BEGIN` (one), the commands' statements, then the notifications and
+//! `COMMIT` together in one simple query (one): a step's append, the common command, is one
+//! statement, so a batch of appends costs three round trips whatever their number
+//! (consecutive appends that change nothing but their runs' logs share one statement, see
+//! `append`). The connection is the writer's own, kept between batches: no pool, so no
+//! liveness ping before each batch (a dead connection fails at `BEGIN`, before anything was
+//! sent that could commit, and the batch runs again on a new one).
+//!
+//! **Failures.** A batch first runs without savepoints. If a command fails, the transaction
+//! is rolled back and the batch runs again with one savepoint per command, so the failing
+//! command fails alone; nothing was answered in between. A refused step append wrote
+//! nothing (its statement decides the refusal before inserting), so it needs no rerun.
+
+use cairn_store::{StoreError, StoreResult, watch::ChangeHub};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, postgres::PgConnectOptions};
+
+use crate::{
+    append::{StepAppend, append_steps},
+    error::{Error, Result},
+    notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload},
+    writer::{Notes, Op, Output},
+};
+
+/// How many times a command is run again when another process appended to its run between
+/// its statement's snapshot and its row lock (see `Error::is_seq_race`).
+const SEQ_RACE_RETRIES: usize = 5;
+
+/// How one try at a batch ended.
+enum Attempt {
+    /// Committed (or, for a lone failed command, rolled back): one result per command.
+    Done(Vec<StoreResult<Output>>),
+    /// A command failed in a batch without savepoints; the batch was rolled back.
+    CommandFailed,
+    /// The transaction itself failed. `committed_maybe` when it was `COMMIT` that failed.
+    Broken { error: Error, committed_maybe: bool },
+}
+
+/// The writer's connection and what a batch needs to send its wake-ups and changes.
+pub(crate) struct Batch<'a> {
+    /// How to (re)connect.
+    pub(crate) connect: &'a PgConnectOptions,
+    pub(crate) schema: &'a str,
+    /// This store's id in change notifications.
+    pub(crate) instance: &'a str,
+    /// This store's change watches.
+    pub(crate) changes: &'a ChangeHub,
+}
+
+impl Batch<'_> {
+    /// Runs `ops` in one transaction on `conn` (connecting if it is `None`), retrying as the
+    /// module docs describe. `Err` says why the whole batch failed: every command is then
+    /// `Unavailable` with that text. A connection that failed is dropped (`None`).
+    pub(crate) async fn run(
+        &self,
+        conn: &mut Option<PgConnection>,
+        ops: &[&Op],
+    ) -> std::result::Result<Vec<StoreResult<Output>>, String> {
+        if ops.iter().all(|op| op.is_flush()) {
+            return Ok(ops.iter().map(|_| Ok(().into())).collect());
+        }
+        let mut savepoints = false;
+        let mut reconnected = false;
+        loop {
+            let attempt = match conn {
+                Some(live) => self.attempt(live, ops, savepoints).await,
+                None => match self.connect.connect().await {
+                    Ok(live) => self.attempt(conn.insert(live), ops, savepoints).await,
+                    Err(error) => Attempt::Broken {
+                        error: error.into(),
+                        committed_maybe: false,
+                    },
+                },
+            };
+            if matches!(attempt, Attempt::Broken { .. }) {
+                *conn = None;
+            }
+            match attempt {
+                Attempt::Done(results) => return Ok(results),
+                Attempt::CommandFailed => savepoints = true,
+                Attempt::Broken {
+                    error,
+                    committed_maybe: false,
+                } if !reconnected && error.is_connection_lost() => {
+                    tracing::info!(%error, "the write connection was lost; retrying the batch on a new one");
+                    reconnected = true;
+                }
+                Attempt::Broken {
+                    error,
+                    committed_maybe,
+                } => {
+                    let error = match StoreError::from(error) {
+                        StoreError::Unavailable(why) | StoreError::Corrupt(why) => why,
+                        other => other.to_string(),
+                    };
+                    return Err(if committed_maybe {
+                        format!("the write may or may not have been committed: {error}")
+                    } else {
+                        format!("the write was not committed: {error}")
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, conn: &mut PgConnection, ops: &[&Op], savepoints: bool) -> Attempt {
+        let broken = |error: Error| Attempt::Broken {
+            error,
+            committed_maybe: false,
+        };
+        if let Err(error) = sqlx::raw_sql("BEGIN").execute(&mut *conn).await {
+            return broken(error.into());
+        }
+        let mut results = Vec::with_capacity(ops.len());
+        let mut notes = Notes::default();
+        let mut steps: Vec<StepAppend<'_>> = Vec::new();
+        for (index, op) in ops.iter().enumerate() {
+            if !savepoints && let Some(step) = StepAppend::of(op) {
+                // Steps of different runs gather into one statement, run before the next
+                // command that is not one (or a second step of a run already gathered).
+                if !steps.iter().any(|gathered| gathered.id == step.id) {
+                    steps.push(step);
+                    if ops.get(index + 1).is_some_and(|next| {
+                        StepAppend::of(next).is_some_and(|next| {
+                            !steps.iter().any(|gathered| gathered.id == next.id)
+                        })
+                    }) {
+                        continue;
+                    }
+                    match append_steps(conn, &steps, &mut notes).await {
+                        Ok(outcomes) => {
+                            results.extend(outcomes.into_iter().map(|r| r.map(Into::into)))
+                        }
+                        Err(error) => return self.failed(conn, ops, error).await,
+                    }
+                    steps.clear();
+                    continue;
+                }
+            }
+            let mut noted = Notes::default();
+            let result = if savepoints {
+                match in_savepoint(conn, op, &mut noted).await {
+                    Ok(result) => result,
+                    Err(error) => return broken(error),
+                }
+            } else {
+                op.run(conn, &mut noted).await
+            };
+            match result {
+                Ok(output) => {
+                    notes.extend(noted);
+                    results.push(Ok(output));
+                }
+                Err(error) if savepoints && !error.is_connection_lost() => {
+                    results.push(Err(error.into()))
+                }
+                Err(error) => return self.failed(conn, ops, error).await,
+            }
+        }
+        if ops.len() == 1 && !savepoints && results.iter().any(|result| result.is_err()) {
+            // A refused lone command: nothing to keep (and usually nothing written).
+            return match rollback(conn).await {
+                Ok(()) => Attempt::Done(results),
+                Err(error) => broken(error),
+            };
+        }
+        let commit = commit_sql(self.schema, self.instance, &notes);
+        match sqlx::raw_sql(AssertSqlSafe(commit))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {
+                self.changes.publish(&notes.runs);
+                Attempt::Done(results)
+            }
+            Err(error) => {
+                self.changes.publish_unknown();
+                Attempt::Broken {
+                    error: error.into(),
+                    committed_maybe: true,
+                }
+            }
+        }
+    }
+
+    /// A command failed without savepoints: a lone command's contract refusal is its answer;
+    /// anything else rolls the batch back to be run again with savepoints (or breaks it).
+    async fn failed(&self, conn: &mut PgConnection, ops: &[&Op], error: Error) -> Attempt {
+        if error.is_connection_lost() {
+            return Attempt::Broken {
+                error,
+                committed_maybe: false,
+            };
+        }
+        if let Err(rolled) = rollback(conn).await {
+            return Attempt::Broken {
+                error: rolled,
+                committed_maybe: false,
+            };
+        }
+        if ops.len() == 1 && !error.is_seq_race() {
+            Attempt::Done(vec![Err(error.into())])
+        } else {
+            Attempt::CommandFailed
+        }
+    }
+}
+
+/// The notifications of `notes` and `COMMIT`, as one simple query (one round trip). The
+/// payloads are JSON (schema names, workflow names, run ids) written as escape-string
+/// literals, which read the same whatever `standard_conforming_strings` is.
+pub(crate) fn commit_sql(schema: &str, instance: &str, notes: &Notes) -> String {
+    let mut sql = String::new();
+    let mut notify = |channel: &str, payload: &str| {
+        let text = payload.replace('\\', "\\\\").replace('\'', "''");
+        sql.push_str(&format!("SELECT pg_notify('{channel}', E'{text}'); "));
+    };
+    for workflow in &notes.workflows {
+        notify(CHANNEL, &payload(schema, workflow));
+    }
+    for changes in changes_payloads(schema, instance, &notes.runs) {
+        notify(CHANGES_CHANNEL, &changes);
+    }
+    sql.push_str("COMMIT");
+    sql
+}
+
+async fn rollback(conn: &mut PgConnection) -> Result<()> {
+    sqlx::raw_sql("ROLLBACK").execute(conn).await?;
+    Ok(())
+}
+
+/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails
+/// (and running it again if it lost a race for its run's next `seq`). The outer error means
+/// the savepoint machinery itself failed: the transaction is broken.
+async fn in_savepoint(
+    conn: &mut PgConnection,
+    op: &Op,
+    notes: &mut Notes,
+) -> Result<Result<Output>> {
+    let mut races = 0;
+    loop {
+        sqlx::raw_sql("SAVEPOINT command")
+            .execute(&mut *conn)
+            .await?;
+        let mut noted = Notes::default();
+        let result = match StepAppend::of(op) {
+            Some(step) => append_steps(conn, &[step], &mut noted)
+                .await
+                .and_then(|mut outcomes| Ok(outcomes.remove(0).map(Into::into)?)),
+            None => op.run(conn, &mut noted).await,
+        };
+        match result {
+            Ok(output) => {
+                sqlx::raw_sql("RELEASE command").execute(&mut *conn).await?;
+                notes.extend(noted);
+                return Ok(Ok(output));
+            }
+            Err(error) if error.is_connection_lost() => return Err(error),
+            Err(error) => {
+                sqlx::raw_sql("ROLLBACK TO command; RELEASE command")
+                    .execute(&mut *conn)
+                    .await?;
+                if error.is_seq_race() && races < SEQ_RACE_RETRIES {
+                    races += 1;
+                    continue;
+                }
+                return Ok(Err(error));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_and_commit_go_in_one_query_with_escaped_payloads() {
+        let mut notes = Notes::default();
+        notes.ready("it's a \\ test");
+        let sql = commit_sql("cairn_a", "me", &notes);
+        assert_eq!(
+            sql,
+            "SELECT pg_notify('cairn_ready', E'[\"cairn_a\",\"it''s a \\\\\\\\ test\"]'); COMMIT"
+        );
+        assert_eq!(commit_sql("cairn_a", "me", &Notes::default()), "COMMIT");
+    }
+}
