@@ -65,17 +65,32 @@ pub(crate) async fn events_after<'c>(
 
 /// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
+    let conditions = [
+        ("workflow", filter.workflow.is_some()),
+        ("status", filter.status.is_some()),
+        ("parent_run_id", filter.parent_run_id.is_some()),
+    ];
+    let mut filter_sql = where_clause(&conditions);
+    if filter.before.is_some() {
+        // After the equalities' parameters; a run that does not exist compares as NULL, so
+        // nothing is listed.
+        let param = conditions.iter().filter(|(_, set)| *set).count() + 2;
+        filter_sql.push_str(if filter_sql.is_empty() {
+            "WHERE "
+        } else {
+            " AND "
+        });
+        filter_sql.push_str(&format!(
+            "(created_at, n) < (SELECT created_at, n FROM runs WHERE id = ${param})"
+        ));
+    }
     format!(
         concat!(
             "SELECT ",
             run_columns!(),
             " FROM runs {} ORDER BY created_at DESC, n DESC LIMIT $1"
         ),
-        where_clause(&[
-            ("workflow", filter.workflow.is_some()),
-            ("status", filter.status.is_some()),
-            ("parent_run_id", filter.parent_run_id.is_some()),
-        ])
+        filter_sql
     )
 }
 
@@ -94,6 +109,9 @@ pub(crate) async fn list_runs<'c>(
     }
     if let Some(parent) = filter.parent_run_id {
         query = query.bind(parent.0);
+    }
+    if let Some(before) = filter.before {
+        query = query.bind(before.0);
     }
     let rows = query.fetch_all(conn).await?;
     Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)
@@ -136,5 +154,14 @@ mod tests {
             ..RunFilter::default()
         };
         assert!(list_sql(&filter).contains("WHERE status = $2 ORDER BY"));
+        let page = RunFilter {
+            before: Some(RunId::new()),
+            ..filter
+        };
+        assert!(
+            list_sql(&page).contains("WHERE status = $2 AND (created_at, n) < (SELECT created_at, n FROM runs WHERE id = $3) ORDER BY"),
+            "{}",
+            list_sql(&page)
+        );
     }
 }
