@@ -96,6 +96,10 @@ pub enum ServerError {
     /// The worker beside the server failed.
     #[error("the worker failed: {0}")]
     Worker(#[from] EngineError),
+    /// The worker beside the server panicked (a bug: its runs resume elsewhere once their
+    /// leases lapse).
+    #[error("the worker panicked: {0}")]
+    WorkerPanicked(String),
 }
 
 /// A bound server, not yet serving.
@@ -147,12 +151,10 @@ impl Server {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await;
         let worked = match worker {
-            Some(worker) => match worker.await {
-                Ok(result) => result,
-                Err(join) => Err(EngineError::Registry(format!(
-                    "the worker panicked: {join}"
-                ))),
-            },
+            Some(worker) => worker
+                .await
+                .map_err(|join| ServerError::WorkerPanicked(join.to_string()))
+                .and_then(|result| result.map_err(ServerError::Worker)),
             None => Ok(()),
         };
         let flushed = engine.store().flush().await;

@@ -514,3 +514,34 @@ async fn metrics_count_runs_steps_and_their_latency() {
     );
     std::fs::write(&go, "").unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_stream_shows_runs_created_and_changing_status() {
+    let server = start().await;
+    let mut stream = server.get("/runs/stream").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let run_id = server.start_run("greet", json!({"name": "ada"})).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let statuses = loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the run's end was streamed in time: {text}"))
+            .expect("chunk")
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        let statuses: Vec<String> = support::sse_events(&text)
+            .into_iter()
+            .filter(|(name, run)| name == "run" && run["runId"] == run_id.as_str())
+            .map(|(_, run)| run["status"].as_str().unwrap().to_owned())
+            .collect();
+        if statuses.last().is_some_and(|status| status == "succeeded") {
+            break statuses;
+        }
+    };
+    let mut shown = statuses.clone();
+    shown.dedup();
+    assert_eq!(shown, statuses, "a status is shown once per change: {text}");
+    // Changes may be coalesced (created and claimed in one wake-up), so the first status
+    // shown may be later than `queued`; the last is always the end.
+}

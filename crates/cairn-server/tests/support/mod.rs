@@ -180,9 +180,14 @@ pub async fn start_with(options: ServeOptions) -> TestServer {
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open_in_dir(dir.path().join("data")).expect("open store");
-    let mut config = EngineConfig::default();
-    config.poll_interval = Duration::from_millis(50);
-    config.limits.max_payload_bytes = PAYLOAD_LIMIT;
+    let config = EngineConfig {
+        poll_interval: Duration::from_millis(50),
+        limits: cairn_core::Limits {
+            max_payload_bytes: PAYLOAD_LIMIT,
+            ..cairn_core::Limits::default()
+        },
+        ..EngineConfig::default()
+    };
     let engine = Engine::builder(Arc::new(store), registry())
         .config(config)
         .build()
