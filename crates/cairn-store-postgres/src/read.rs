@@ -72,6 +72,7 @@ pub(crate) async fn events_after<'c>(
 }
 
 /// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
+/// Parameters: `$1` the limit, then the equalities' values, the patch marker, the cursor run.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
     let equalities = [
         ("workflow", filter.workflow.is_some()),
@@ -79,6 +80,7 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
         ("parent_run_id", filter.parent_run_id.is_some()),
     ];
     let mut clauses = where_clause(&equalities);
+    let mut next_param = 2 + equalities.iter().filter(|(_, set)| *set).count();
     let mut and = |clause: &str| {
         clauses.push_str(if clauses.is_empty() {
             "WHERE "
@@ -91,12 +93,17 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
         and("finished_at IS NULL");
     }
     if let Some(patch) = &filter.patch {
-        // The marker's JSON, bound after the equalities' values.
-        let at = 2 + equalities.iter().filter(|(_, set)| *set).count();
         let exists = if patch.wants_marker() { "" } else { "NOT " };
         and(&format!(
             "{exists}EXISTS (SELECT 1 FROM events e WHERE e.run_id = runs.id \
-             AND strpos(e.payload, ${at}) > 0)"
+             AND strpos(e.payload, ${next_param}) > 0)"
+        ));
+        next_param += 1;
+    }
+    if filter.before.is_some() {
+        // A run that does not exist compares as NULL, so nothing is listed.
+        and(&format!(
+            "(created_at, n) < (SELECT created_at, n FROM runs WHERE id = ${next_param})"
         ));
     }
     format!(
@@ -127,6 +134,9 @@ pub(crate) async fn list_runs<'c>(
     }
     if let Some(patch) = &filter.patch {
         query = query.bind(patch.marker_json());
+    }
+    if let Some(before) = filter.before {
+        query = query.bind(before.0);
     }
     let rows = query.fetch_all(conn).await?;
     Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)
@@ -169,5 +179,14 @@ mod tests {
             ..RunFilter::default()
         };
         assert!(list_sql(&filter).contains("WHERE status = $2 ORDER BY"));
+        let page = RunFilter {
+            before: Some(RunId::new()),
+            ..filter
+        };
+        assert!(
+            list_sql(&page).contains("WHERE status = $2 AND (created_at, n) < (SELECT created_at, n FROM runs WHERE id = $3) ORDER BY"),
+            "{}",
+            list_sql(&page)
+        );
     }
 }

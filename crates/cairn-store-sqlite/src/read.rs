@@ -188,6 +188,14 @@ pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
             clauses.push(format!("{column} = ?{}", values.len()));
         }
     }
+    if let Some(before) = filter.before {
+        // A run that does not exist compares as NULL: nothing is listed.
+        values.push(Value::Text(before.to_string()));
+        clauses.push(format!(
+            "rowid < (SELECT rowid FROM runs WHERE id = ?{})",
+            values.len()
+        ));
+    }
     let mut index = "";
     let unended_status = filter.status.is_some_and(|status| !status.is_terminal());
     if filter.status.is_some_and(RunStatus::is_terminal) {

@@ -286,6 +286,29 @@ fn claims_and_listings_go_through_indexes() {
             sorts,
             "{filter:?} sorts: {steps:?}"
         );
+        // A page after a given run reads the same index (a scan becomes a `rowid` range),
+        // and sorts only if the first page did.
+        let page = RunFilter {
+            before: Some(RunId::new()),
+            ..filter
+        };
+        let page_steps = plan(&conn, &read::list_query(&page).0);
+        let page_reads = if reads == "SCAN runs" {
+            "INTEGER PRIMARY KEY (rowid<?)"
+        } else {
+            reads
+        };
+        assert!(
+            page_steps
+                .iter()
+                .any(|step| step.contains(" runs") && step.contains(page_reads)),
+            "{page:?} reads {page_reads}: {page_steps:?}"
+        );
+        assert_eq!(
+            page_steps.iter().any(|step| step.contains("TEMP B-TREE")),
+            sorts,
+            "{page:?} sorts: {page_steps:?}"
+        );
     }
     // A patch filter reads the unended runs (as an unended status does), and each one's log
     // through the log's key, never the whole log table.

@@ -194,6 +194,9 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     /// Only children of this run.
     pub parent_run_id: Option<RunId>,
+    /// Only runs listed after this one (older, in the listing's newest-first order): the
+    /// last run of the previous page, for pagination. None when the run does not exist.
+    pub before: Option<RunId>,
     /// At most this many (0 means the default, 50).
     pub limit: usize,
     /// Only runs that have not ended (queued, running, sleeping or waiting).

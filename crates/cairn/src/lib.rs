@@ -54,14 +54,15 @@
 //! | `sqlite` | yes | `SqliteStore`, the embedded store: one SQLite file, bundled, nothing to install |
 //! | `cli` | yes | `cairn::cli`, the embedded command line (`cairn::cli::main`) |
 //! | `postgres` | no | `PostgresStore` and the CLI's `--database-url`, for workers on several machines (sqlx, rustls) |
+//! | `server` | no | the CLI's `serve`: the HTTP API (crate `cairn-server`: axum, hyper); implies `cli` |
 //!
 //! `cairn = { version = "…", features = ["postgres"] }` adds PostgreSQL to the defaults;
 //! `default-features = false, features = ["postgres", "cli"]` leaves SQLite out. A CLI built
 //! without `postgres` refuses `--database-url` (or `CAIRN_DATABASE_URL`) with a message saying
 //! which feature to enable, and one without `sqlite` requires it. The engine, the actions and
 //! workflows, and [`testing`] (in memory) are always there. Parts still to come get a feature
-//! of their own, off by default: `server` (the HTTP API and pages), `actions` (ready-made
-//! integrations) and `llm` (model providers).
+//! of their own, off by default: `actions` (ready-made integrations) and `llm` (model
+//! providers).
 
 #[cfg(feature = "cli")]
 pub mod cli;

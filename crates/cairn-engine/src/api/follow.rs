@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use cairn_core::{Event, EventRecord};
-use cairn_store::{ChangeWatch, RunId, Store};
+use cairn_store::{ChangeWatch, RunId, RunRecord, Store};
 use futures::stream::{self, BoxStream};
 
 use crate::{api::engine::Engine, base::error::EngineError};
@@ -43,6 +43,25 @@ impl Engine {
             let next = follower.next().await?;
             Some((next, follower))
         }))
+    }
+
+    /// Waits until `run_id` has ended, whoever executes it (this process or another sharing
+    /// the store), and returns it: one read of the run per change of it. A caller bounds the
+    /// wait with a timeout (`POST /workflows/{slug}?wait=`). An unknown run is `RunNotFound`.
+    pub async fn wait_until_ended(&self, run_id: RunId) -> Result<RunRecord, EngineError> {
+        let store = self.store();
+        loop {
+            // Made before the read, so no commit falls between the two.
+            let mut watch = store.watch_changes().await?;
+            let run = store
+                .get_run(run_id)
+                .await?
+                .ok_or(EngineError::RunNotFound(run_id))?;
+            if run.status.is_terminal() {
+                return Ok(run);
+            }
+            while !watch.changed().await?.may_include(run_id) {}
+        }
     }
 }
 

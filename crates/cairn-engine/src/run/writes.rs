@@ -66,13 +66,6 @@ impl RunContext {
         self.unwritten().events.extend(events);
     }
 
-    /// Whether the next write has something to write (events, or the run's creation): an
-    /// event recorded now rides along in its commit.
-    pub(crate) fn write_pending(&self) -> bool {
-        let unwritten = self.unwritten();
-        !unwritten.events.is_empty() || unwritten.create.is_some()
-    }
-
     /// Whether the run is still to be created by its first write.
     pub(crate) fn creation_pending(&self) -> bool {
         self.unwritten().create.is_some()

@@ -240,13 +240,13 @@ async fn execute_action<I: Payload, O: Payload>(
             wait_until(run, deadline, RunStatus::Sleeping).await;
         }
         let _busy = run.busy();
-        // The start is written before the attempt when that costs no commit of its own (this
-        // write has other events, or the run's creation, to write anyway: the common case),
-        // and when an earlier execution of the run may have died mid-attempt: then a step
-        // that takes its process down is known as interrupted however soon it does so (see
-        // `Limits::max_step_recoveries`). Else it is recorded with the outcome (the input
-        // moves into it then), or at once if the attempt runs long.
-        let mut start_recorded = run.executed_before || run.write_pending();
+        // When an earlier execution of the run may have died mid-attempt, the start is written
+        // before the attempt: a step that takes its process down is then known as interrupted
+        // however soon it does so (see `Limits::max_step_recoveries`). Else it is recorded with
+        // the outcome (the input moves into it then), or at once if the attempt runs long:
+        // writing it early in every run costs a tenth of the concurrent throughput (measured
+        // in docs/decisions/0028-engine-layers.md).
+        let mut start_recorded = run.executed_before;
         if start_recorded {
             run.defer([call.started(input.clone(), attempt)]);
         }

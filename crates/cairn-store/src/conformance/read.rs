@@ -103,6 +103,7 @@ pub async fn list_runs_filters_and_orders_newest_first(store: Arc<dyn Store>) {
             workflow: workflow.map(str::to_owned),
             status,
             parent_run_id,
+            before: None,
             limit,
             ..RunFilter::default()
         };
@@ -155,6 +156,37 @@ pub async fn list_runs_filters_and_orders_newest_first(store: Arc<dyn Store>) {
     assert_eq!(
         list(Some("nothing"), None, None, 0).await,
         Vec::<RunId>::new()
+    );
+    let page = |before: RunId, workflow: Option<&str>, status: Option<RunStatus>| {
+        let filter = RunFilter {
+            workflow: workflow.map(str::to_owned),
+            status,
+            before: Some(before),
+            limit: 2,
+            ..RunFilter::default()
+        };
+        async move {
+            let runs = store.list_runs(&filter).await.expect("list_runs");
+            runs.into_iter().map(|run| run.run_id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(c1, None, None).await, vec![a2, b1], "the next page");
+    assert_eq!(page(b1, None, None).await, vec![a1], "the last page");
+    assert_eq!(
+        page(a1, None, None).await,
+        Vec::<RunId>::new(),
+        "past the end"
+    );
+    assert_eq!(
+        page(c2, None, Some(RunStatus::Queued)).await,
+        vec![c1, a1],
+        "pages combine with filters"
+    );
+    assert_eq!(page(a2, Some("a"), None).await, vec![a1]);
+    assert_eq!(
+        page(RunId::new(), None, None).await,
+        Vec::<RunId>::new(),
+        "an unknown run lists nothing"
     );
 
     let listed = store

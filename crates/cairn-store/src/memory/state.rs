@@ -361,6 +361,14 @@ impl State {
 
     /// Runs matching `filter`, newest first (ties: last inserted first).
     pub(crate) fn list_runs(&self, filter: &RunFilter) -> Vec<RunRecord> {
+        let position = |entry: &RunEntry| (entry.record.created_at_ms, entry.row);
+        let before = match filter.before {
+            Some(id) => match self.runs.get(&id) {
+                Some(entry) => Some(position(entry)),
+                None => return Vec::new(),
+            },
+            None => None,
+        };
         let mut matching: Vec<&RunEntry> = self
             .runs
             .values()
@@ -379,6 +387,7 @@ impl State {
                         let marked = entry.log.iter().any(|r| patch.is_marker(&r.event));
                         marked == patch.wants_marker()
                     })
+                    && before.is_none_or(|before| position(entry) < before)
             })
             .collect();
         matching.sort_unstable_by_key(|entry| Reverse((entry.record.created_at_ms, entry.row)));

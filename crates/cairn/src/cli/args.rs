@@ -57,6 +57,45 @@ pub enum Command {
     /// List and resume hooks (runs waiting for a person or a system).
     #[command(subcommand)]
     Hooks(HooksCommand),
+    /// Serve the HTTP API (and, unless --no-worker, execute runs) until SIGTERM or Ctrl-C.
+    #[cfg(feature = "server")]
+    Serve(ServeArgs),
+}
+
+/// `serve`. API keys come from `CAIRN_API_KEYS` (comma-separated) and `--api-key-file`.
+#[cfg(feature = "server")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the chosen address is printed).
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Serve only: runs are executed by `worker` processes.
+    #[arg(long)]
+    pub no_worker: bool,
+    /// Most runs the worker executes at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// A file of API keys, one per line (`#` starts a comment), beside CAIRN_API_KEYS.
+    #[arg(long, env = "CAIRN_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Listen on a non-loopback address without an API key (a proxy in front authenticates).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Allow this origin to call the API from a browser (CORS); repeat for several.
+    #[arg(long)]
+    pub cors_origin: Vec<String>,
+}
+
+impl Command {
+    /// The `--concurrency` of `worker` or `serve`.
+    pub(crate) fn concurrency(&self) -> Option<usize> {
+        match self {
+            Command::Worker(args) => args.concurrency,
+            #[cfg(feature = "server")]
+            Command::Serve(args) => args.concurrency,
+            _ => None,
+        }
+    }
 }
 
 /// `hooks …`.

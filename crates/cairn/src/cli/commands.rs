@@ -113,6 +113,8 @@ pub(crate) async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => worker(engine).await,
+        #[cfg(feature = "server")]
+        Command::Serve(args) => super::serve::serve(engine, args).await,
         Command::Hooks(command) => super::hooks::dispatch(engine, command, json).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
@@ -263,7 +265,7 @@ async fn worker(engine: &Engine) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -10,6 +10,8 @@ mod hooks;
 mod input;
 mod logs;
 mod progress;
+#[cfg(feature = "server")]
+mod serve;
 pub(crate) mod view;
 
 use std::{path::Path, process::ExitCode, sync::Arc};
@@ -72,6 +74,10 @@ pub(crate) enum CliError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Open(String),
+    /// The command failed while it ran (not the caller's fault).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[error("{0}")]
+    Failed(String),
 }
 
 fn report(err: CliError) -> ExitCode {
@@ -79,7 +85,7 @@ fn report(err: CliError) -> ExitCode {
     let user_error = match &err {
         CliError::Usage(_) => true,
         CliError::Engine(engine) => engine.class().is_caller_error(),
-        CliError::Open(_) => false,
+        CliError::Open(_) | CliError::Failed(_) => false,
     };
     ExitCode::from(if user_error { 2 } else { 1 })
 }
@@ -109,11 +115,8 @@ async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> 
     if let Some(recoveries) = cli.max_step_recoveries {
         config.limits.max_step_recoveries = recoveries;
     }
-    if let args::Command::Worker(args::WorkerArgs {
-        concurrency: Some(concurrency),
-    }) = &cli.command
-    {
-        config.max_concurrent_runs = (*concurrency).max(1);
+    if let Some(concurrency) = cli.command.concurrency() {
+        config.max_concurrent_runs = concurrency.max(1);
     }
     Ok(Engine::builder(store, registry).config(config).build()?)
 }

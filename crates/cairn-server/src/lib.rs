@@ -1,0 +1,42 @@
+//! Cairn's HTTP API: start runs, inspect them (live, over Server-Sent Events), retry, rerun
+//! and cancel them, resume hooks. The embedded CLI's `serve` command runs it
+//! (`cairn::cli::main` with cairn's `server` feature); a program may also build a [`Server`]
+//! itself.
+//!
+//! Handlers are thin: each parses its request, makes one [`Engine`] call (the same the CLI
+//! makes) and maps the answer. Every error is an RFC 9457 problem (`error`), its status taken
+//! from the engine's [`ErrorClass`](cairn_engine::ErrorClass). All state is in the store, so
+//! several servers on one PostgreSQL database answer for any run.
+//!
+//! Routes (JSON, camelCase, the views `runs get --json` prints):
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /workflows/{slug}` | start a run (`Idempotency-Key`, `?wait=30s`) |
+//! | `GET /workflows` | workflows and actions with their schemas |
+//! | `GET /runs` | runs, newest first (`workflow`, `status`, `limit`, `cursor`) |
+//! | `GET /runs/{id}` | a run with its steps and log |
+//! | `GET /runs/{id}/stream` | the run as Server-Sent Events until it ends |
+//! | `POST /runs/{id}/retry`, `/rerun`, `/cancel` | manage a run |
+//! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
+//! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
+//! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
+
+mod auth;
+mod body;
+mod error;
+mod health;
+mod hooks;
+mod metrics;
+mod params;
+mod runs;
+mod serve;
+mod state;
+mod stream;
+mod workflows;
+
+pub use auth::ApiKeys;
+pub use serve::{ServeOptions, Server, ServerError, router};
+
+#[cfg(doc)]
+use cairn_engine::Engine;

@@ -1,0 +1,25 @@
+//! What every handler shares: the engine, the limits, and the server's shutdown signal.
+
+use std::{sync::Arc, time::Duration};
+
+use cairn_engine::Engine;
+use tokio_util::sync::CancellationToken;
+
+use crate::{auth::ApiKeys, metrics::Metrics};
+
+/// The state handlers are given.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The engine every request goes through.
+    pub(crate) engine: Engine,
+    /// The largest body accepted, in bytes (the engine's payload limit).
+    pub(crate) body_limit: usize,
+    /// The longest `?wait=` honoured.
+    pub(crate) max_wait: Duration,
+    /// The keys protected routes accept (none: open).
+    pub(crate) keys: ApiKeys,
+    /// Fires when the server stops: waits answer at once, streams end.
+    pub(crate) shutdown: CancellationToken,
+    /// What `GET /metrics` shows.
+    pub(crate) metrics: Arc<Metrics>,
+}

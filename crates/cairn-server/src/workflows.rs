@@ -1,0 +1,120 @@
+//! `GET /workflows` (what can be started, with schemas) and `POST /workflows/{slug}` (start a
+//! run; `Idempotency-Key`; `?wait=` for the result).
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use cairn_engine::{RunView, StartOptions};
+use cairn_store::RunId;
+use serde_json::json;
+
+use crate::{body::JsonBody, error::ApiError, params::Params, state::AppState};
+
+/// The header naming a start's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `GET /workflows`: the registered workflows and actions, as `workflows list --json`.
+pub(crate) async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let registry = state.engine.registry();
+    let workflows: Vec<_> = registry.workflows().collect();
+    let actions: Vec<_> = registry.actions().collect();
+    Json(json!({"workflows": workflows, "actions": actions}))
+}
+
+/// `POST /workflows/{slug}`: starts a run with the body as input. `202 {runId, created}` and
+/// `Location: /runs/{id}`; an `Idempotency-Key` already used names the same run (`200`,
+/// `created: false`). With `?wait=30s`, waits up to that long for the run to end: `200` with
+/// the run (output or error) if it ends in time, else `202`.
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let wait = params
+        .get("wait")
+        .map(|text| parse_wait(text, state.max_wait))
+        .transpose()?;
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| {
+            value.to_str().map(str::to_owned).map_err(|_| {
+                ApiError::BadRequest("the Idempotency-Key header must be visible ASCII".into())
+            })
+        })
+        .transpose()?;
+    let input = body.required("the run's input", "{}")?;
+    let options = StartOptions {
+        idempotency_key,
+        trigger: Some("api".into()),
+        execute_here: false,
+    };
+    let started = state.engine.start_json(&slug, input, options).await?;
+    if let Some(wait) = wait {
+        let ended = tokio::select! {
+            ended = tokio::time::timeout(wait, state.engine.wait_until_ended(started.run_id)) => {
+                ended.ok().transpose()?
+            }
+            () = state.shutdown.cancelled() => None,
+        };
+        if let Some(run) = ended {
+            return Ok(located(
+                StatusCode::OK,
+                started.run_id,
+                Json(RunView::from(&run)),
+            ));
+        }
+    }
+    let status = if started.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({"runId": started.run_id, "created": started.created});
+    Ok(located(status, started.run_id, Json(body)))
+}
+
+/// A response with `Location: /runs/{id}`.
+pub(crate) fn located(status: StatusCode, run_id: RunId, body: impl IntoResponse) -> Response {
+    let mut response = (status, body).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/runs/{run_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// A `?wait=` value (`30s`, `1500ms`, `1m`), cut to `max`.
+fn parse_wait(text: &str, max: Duration) -> Result<Duration, ApiError> {
+    let wait = humantime::parse_duration(text).map_err(|err| {
+        ApiError::BadRequest(format!(
+            "wait={text:?} is not a duration ({err}); write e.g. wait=30s or wait=500ms"
+        ))
+    })?;
+    Ok(wait.min(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_are_durations_cut_to_the_maximum() {
+        let max = Duration::from_secs(60);
+        assert_eq!(parse_wait("30s", max).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            parse_wait("250ms", max).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_wait("1h", max).unwrap(), max);
+        assert!(matches!(
+            parse_wait("soon", max),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}
