@@ -54,9 +54,9 @@ pub(crate) async fn list(
     let filter = RunFilter {
         workflow: params.get("workflow").map(str::to_owned),
         status,
-        parent_run_id: None,
         before,
         limit,
+        ..RunFilter::default()
     };
     let runs = state.engine.list_runs(&filter).await?;
     let next = (runs.len() == limit)
