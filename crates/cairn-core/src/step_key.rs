@@ -2,6 +2,7 @@
 
 use std::{fmt, sync::Arc};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The name of one step inside one run, e.g. `research-signup#0`.
@@ -12,7 +13,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Shared, not copied, when cloned: a step's key goes into its events, its journal entry and
 /// its error, each a clone, and a clone that allocates was ~20 allocations per 3-step run.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct StepKey(Arc<str>);
 

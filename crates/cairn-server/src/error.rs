@@ -10,6 +10,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use cairn_engine::{EngineError, ErrorClass, Violations};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 /// The media type of every error body.
@@ -82,22 +83,29 @@ pub(crate) enum ApiError {
     Timeout(Duration),
 }
 
-/// A problem details body.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
+/// A problem details body (RFC 9457).
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Problem<'a> {
+    /// A URI naming the kind of problem (`urn:cairn:problem:<slug>`).
     #[serde(rename = "type")]
     kind: String,
+    /// What kind of problem, in words.
     title: &'a str,
+    /// The HTTP status.
     status: u16,
+    /// What was wrong with this request and what to do.
     detail: String,
+    /// For schema violations: each value that breaks the schema.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError<'a>>,
 }
 
 /// One schema violation: the JSON pointer of the value and the rule it breaks.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 struct FieldError<'a> {
+    /// The JSON pointer of the value (`/email`).
     path: &'a str,
+    /// The rule it breaks.
     message: &'a str,
 }
 

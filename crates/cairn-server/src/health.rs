@@ -1,23 +1,21 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the store answers too).
 
+use crate::{error::ApiError, responses::Health, state::AppState};
 use axum::{Json, extract::State};
 use cairn_store::RunId;
-use serde_json::{Value, json};
-
-use crate::{error::ApiError, state::AppState};
 
 /// Liveness: the process serves requests.
-pub(crate) async fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub(crate) async fn live() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Readiness: one read of the store succeeds (`503` otherwise).
-pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state
         .engine
         .store()
         .get_run(RunId::new())
         .await
         .map_err(cairn_engine::EngineError::from)?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Health { status: "ready" }))
 }

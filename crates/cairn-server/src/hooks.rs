@@ -12,16 +12,18 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use cairn_store::HookRecord;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::{body::JsonBody, error::ApiError, params::Params, state::AppState};
+use crate::{
+    body::JsonBody, error::ApiError, params::Params, responses::HookResumed, state::AppState,
+};
 
 /// `POST /hooks/{token}`: resumes the hook with the JSON body (`{}` when empty).
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(token): Path<String>,
     body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HookResumed>, ApiError> {
     let payload = body.0.unwrap_or_else(|| Value::Object(Map::new()));
     let hook = state.engine.resume_hook(&token, payload).await?;
     Ok(Json(resumed(&hook)))
@@ -59,8 +61,12 @@ pub(crate) async fn resume_from_query(
 }
 
 /// What a resume answers.
-fn resumed(hook: &HookRecord) -> Value {
-    json!({"runId": hook.run_id, "stepKey": hook.step_key, "state": hook.state})
+fn resumed(hook: &HookRecord) -> HookResumed {
+    HookResumed {
+        run_id: hook.run_id,
+        step_key: hook.step_key.clone(),
+        state: hook.state,
+    }
 }
 
 /// Whether the client prefers a page (it names `text/html` in `Accept`).
@@ -132,6 +138,8 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

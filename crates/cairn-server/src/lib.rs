@@ -21,6 +21,7 @@
 //! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
 //! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1, with each workflow's input schema |
 
 mod auth;
 mod body;
@@ -28,7 +29,9 @@ mod error;
 mod health;
 mod hooks;
 mod metrics;
+mod openapi;
 mod params;
+mod responses;
 mod runs;
 mod serve;
 mod state;

@@ -10,12 +10,13 @@ use axum::{
 use cairn_core::{RunStatus, StepKey};
 use cairn_engine::{RunDetailView, RunView, StartOptions, Violation, Violations};
 use cairn_store::{RunFilter, RunId};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     body::JsonBody,
     error::ApiError,
     params::{Params, run_id},
+    responses::{Canceled, Requeued, RunsPage},
     state::AppState,
     workflows::located,
 };
@@ -32,7 +33,7 @@ const CURSOR_PREFIX: &str = "r1.";
 pub(crate) async fn list(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunsPage>, ApiError> {
     let status = params
         .get("status")
         .map(str::parse::<RunStatus>)
@@ -62,8 +63,10 @@ pub(crate) async fn list(
     let next = (runs.len() == limit)
         .then(|| runs.last().map(|run| encode_cursor(run.run_id)))
         .flatten();
-    let views: Vec<RunView> = runs.iter().map(RunView::from).collect();
-    Ok(Json(json!({"runs": views, "nextCursor": next})))
+    Ok(Json(RunsPage {
+        runs: runs.iter().map(RunView::from).collect(),
+        next_cursor: next,
+    }))
 }
 
 /// `GET /runs/{id}`: as `runs get --json`.
@@ -83,7 +86,10 @@ pub(crate) async fn retry(
 ) -> Result<Response, ApiError> {
     let run_id = run_id(&id)?;
     state.engine.retry(run_id).await?;
-    let body = json!({"runId": run_id, "status": RunStatus::Queued});
+    let body = Requeued {
+        run_id,
+        status: RunStatus::Queued,
+    };
     Ok(located(StatusCode::ACCEPTED, run_id, Json(body)))
 }
 
@@ -126,7 +132,7 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Canceled>, ApiError> {
     let run_id = run_id(&id)?;
     let reason = match body.0 {
         None => "canceled over the HTTP API".to_owned(),
@@ -138,9 +144,11 @@ pub(crate) async fn cancel(
         Some(_) => return Err(reason_violation()),
     };
     let previous = state.engine.cancel(run_id, &reason).await?;
-    Ok(Json(
-        json!({"runId": run_id, "status": RunStatus::Canceled, "previousStatus": previous}),
-    ))
+    Ok(Json(Canceled {
+        run_id,
+        status: RunStatus::Canceled,
+        previous_status: previous,
+    }))
 }
 
 fn reason_violation() -> ApiError {

@@ -2,7 +2,7 @@
 //! worker beside the server, and a graceful stop (no new connections, waits answered, steps
 //! in flight finished or handed back, the store flushed).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -22,7 +22,7 @@ use crate::{
     error::ApiError,
     health, hooks,
     metrics::{self, Metrics},
-    runs,
+    openapi, runs,
     state::AppState,
     stream, workflows,
 };
@@ -176,6 +176,7 @@ pub fn router(
     let state = AppState {
         body_limit: engine.config().limits.max_payload_bytes,
         metrics: Metrics::start(&engine),
+        openapi: Arc::new(openapi::document(engine.registry())),
         engine,
         max_wait: options.max_wait,
         keys: options.api_keys.clone(),
@@ -191,6 +192,7 @@ pub fn router(
         .route("/runs/{id}/rerun", post(runs::rerun))
         .route("/runs/{id}/cancel", post(runs::cancel))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     let open = Router::new()
         .route(

@@ -20,6 +20,8 @@ pub(crate) struct AppState {
     pub(crate) keys: ApiKeys,
     /// Fires when the server stops: waits answer at once, streams end.
     pub(crate) shutdown: CancellationToken,
+    /// `GET /openapi.json`, built once.
+    pub(crate) openapi: Arc<serde_json::Value>,
     /// What `GET /metrics` shows.
     pub(crate) metrics: Arc<Metrics>,
 }

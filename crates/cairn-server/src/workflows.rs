@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+use crate::{
+    body::JsonBody,
+    error::ApiError,
+    params::Params,
+    responses::{Catalog, Started},
+    state::AppState,
+};
 use axum::{
     Json,
     extract::{Path, State},
@@ -11,19 +18,18 @@ use axum::{
 };
 use cairn_engine::{RunView, StartOptions};
 use cairn_store::RunId;
-use serde_json::json;
-
-use crate::{body::JsonBody, error::ApiError, params::Params, state::AppState};
 
 /// The header naming a start's idempotency key.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// `GET /workflows`: the registered workflows and actions, as `workflows list --json`.
-pub(crate) async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub(crate) async fn list(State(state): State<AppState>) -> Response {
     let registry = state.engine.registry();
-    let workflows: Vec<_> = registry.workflows().collect();
-    let actions: Vec<_> = registry.actions().collect();
-    Json(json!({"workflows": workflows, "actions": actions}))
+    let catalog = Catalog {
+        workflows: registry.workflows().collect(),
+        actions: registry.actions().collect(),
+    };
+    Json(catalog).into_response()
 }
 
 /// `POST /workflows/{slug}`: starts a run with the body as input. `202 {runId, created}` and
@@ -76,7 +82,10 @@ pub(crate) async fn start(
     } else {
         StatusCode::OK
     };
-    let body = json!({"runId": started.run_id, "created": started.created});
+    let body = Started {
+        run_id: started.run_id,
+        created: started.created,
+    };
     Ok(located(status, started.run_id, Json(body)))
 }
 

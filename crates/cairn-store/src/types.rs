@@ -3,12 +3,15 @@
 use std::{fmt, str::FromStr, sync::Arc};
 
 use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey, StepKind, patch_key};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 /// A run's id: a UUIDv7, so ids sort by creation time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct RunId(pub Uuid);
 
@@ -72,7 +75,7 @@ pub struct Lease {
 }
 
 /// Where a forked run came from (`runs rerun <id> --from <step>`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ForkOrigin {
     /// The original run.
@@ -272,7 +275,7 @@ pub struct Park {
 }
 
 /// Where a hook is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HookState {
     /// Waiting to be resumed.

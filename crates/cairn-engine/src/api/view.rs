@@ -7,13 +7,14 @@ use cairn_core::{
     AttemptError, ErrorInfo, EventRecord, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
 };
 use cairn_store::{ForkOrigin, RunId, RunRecord};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::api::engine::RunDetail;
 
 /// A run as shown, without its steps.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunView {
     /// Its id.
@@ -68,7 +69,7 @@ impl From<&RunRecord> for RunView {
 }
 
 /// One step as shown.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepView {
     /// The step key.
@@ -121,7 +122,7 @@ impl From<&StepSummary> for StepView {
 
 /// A run with its steps in execution order and its whole log: `runs get --json`,
 /// `GET /runs/{id}`, and what `cairn::testing::replay` reads back.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunDetailView {
     /// The run.

@@ -1,11 +1,12 @@
 //! What is known of a workflow or an action without its types: for listings, the API and
 //! agents' tool descriptions.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
 /// A workflow's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowInfo {
     /// Stable identifier.
@@ -21,7 +22,7 @@ pub struct WorkflowInfo {
 }
 
 /// An action's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionInfo {
     /// Stable identifier.

@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// Allow this origin to call the API from a browser (CORS); repeat for several.
     #[arg(long)]
     pub cors_origin: Vec<String>,
+    /// The longest `?wait=` a start request may wait for its run; longer waits are cut to it.
+    #[arg(long, env = "CAIRN_MAX_WAIT", default_value = "60s")]
+    pub max_wait: humantime::Duration,
 }
 
 impl Command {

@@ -21,6 +21,7 @@ pub(crate) async fn serve(engine: &Engine, args: ServeArgs) -> Result<ExitCode, 
         api_keys: keys,
         insecure: args.insecure,
         cors_origins: args.cors_origin,
+        max_wait: args.max_wait.into(),
         ..ServeOptions::default()
     };
     let open = options.api_keys.is_empty();

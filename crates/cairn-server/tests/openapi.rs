@@ -1,0 +1,378 @@
+//! `GET /openapi.json` describes what the server really does: real responses of every route,
+//! for the statuses and content types the routes answer with, are checked against the
+//! document the server serves. A status, a media type or a body the document does not
+//! describe fails the test.
+
+mod support;
+
+use std::sync::Arc;
+
+use cairn_server::{ApiKeys, ServeOptions};
+use reqwest::{Response, StatusCode, header};
+use serde_json::{Value, json};
+use support::{TestServer, start, start_with};
+
+/// The served document and the checks made against it.
+struct Spec {
+    doc: Arc<Value>,
+}
+
+impl Spec {
+    async fn of(server: &TestServer) -> Spec {
+        let response = server.get("/openapi.json").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let doc: Value = response.json().await.expect("the document is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let spec = Spec { doc: Arc::new(doc) };
+        spec.check_body(
+            "/openapi.json",
+            "get",
+            200,
+            "application/json",
+            &spec.doc.clone(),
+        );
+        spec
+    }
+
+    /// Checks `response` to `method template` and returns its body (JSON, or the text).
+    async fn check(&self, template: &str, method: &str, response: Response) -> Value {
+        let status = response.status().as_u16();
+        let media = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        let text = response.text().await.expect("a body");
+        let body = if media.ends_with("json") {
+            serde_json::from_str(&text).unwrap_or_else(|err| {
+                panic!("{method} {template} → {status}: {media} that is not JSON ({err}): {text}")
+            })
+        } else {
+            Value::String(text)
+        };
+        self.check_body(template, method, status, &media, &body);
+        body
+    }
+
+    /// The status must be documented for the operation (explicitly: `default` covers only
+    /// server failures), with `media`, and `body` must match its schema.
+    fn check_body(&self, template: &str, method: &str, status: u16, media: &str, body: &Value) {
+        let operation = &self.doc["paths"][template][method];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not in the document"
+        );
+        let response = &operation["responses"][status.to_string()];
+        assert!(
+            response.is_object(),
+            "{method} {template} answered {status}, which the document does not list"
+        );
+        let schema = &response["content"][media]["schema"];
+        assert!(
+            schema.is_object(),
+            "{method} {template} answered {status} as {media:?}, which the document does not list \
+             (it lists {:?})",
+            response["content"]
+                .as_object()
+                .map(|content| content.keys().collect::<Vec<_>>())
+        );
+        let mut root = schema.clone();
+        root["components"] = self.doc["components"].clone();
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap_or_else(|err| panic!("the schema of {method} {template} {status}: {err}"));
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|err| format!("{} at {}", err, err.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} → {status}: the body breaks the document: {errors:#?}\nbody: {body:#}"
+        );
+    }
+
+    /// The schema `reference` points at.
+    fn resolve(&self, reference: &Value) -> &Value {
+        let pointer = reference["$ref"]
+            .as_str()
+            .and_then(|target| target.strip_prefix('#'))
+            .unwrap_or_else(|| panic!("{reference} is not a local $ref"));
+        self.doc.pointer(pointer).expect("the $ref resolves")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workflow_has_a_start_operation_with_its_input_schema() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let catalog = spec
+        .check("/workflows", "get", server.get("/workflows").await)
+        .await;
+    let workflows = catalog["workflows"].as_array().expect("workflows");
+    assert!(workflows.len() >= 4);
+    for workflow in workflows {
+        let slug = workflow["slug"].as_str().expect("a slug");
+        let path = format!("/workflows/{slug}");
+        let body = &spec.doc["paths"][&path]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
+        let mut documented = spec.resolve(body).clone();
+        let mut expected = workflow["inputSchema"].clone();
+        for schema in [&mut documented, &mut expected] {
+            if let Some(fields) = schema.as_object_mut() {
+                fields.remove("$schema");
+                fields.remove("$defs");
+            }
+        }
+        assert_eq!(
+            documented, expected,
+            "{path}'s body is {slug}'s input schema"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_and_their_refusals_match_the_document() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let greet = "/workflows/greet";
+    spec.check(
+        greet,
+        "post",
+        server.post(greet, &json!({"name": "ada"})).await,
+    )
+    .await;
+    let waited = server
+        .post("/workflows/greet?wait=30s", &json!({"name": "bo"}))
+        .await;
+    assert_eq!(waited.status(), StatusCode::OK);
+    let run = spec.check(greet, "post", waited).await;
+    assert_eq!(run["status"], "succeeded");
+    for _ in 0..2 {
+        let keyed = server
+            .client
+            .post(server.url(greet))
+            .header("Idempotency-Key", "k-1")
+            .json(&json!({"name": "cy"}))
+            .send()
+            .await
+            .unwrap();
+        spec.check(greet, "post", keyed).await;
+    }
+    let refusals = [
+        server.post(greet, &json!({"name": 7})).await,
+        server
+            .post("/workflows/greet?wait=soon", &json!({"name": "x"}))
+            .await,
+        server
+            .client
+            .post(server.url(greet))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body("{\"name\": ")
+            .send()
+            .await
+            .unwrap(),
+        server
+            .client
+            .post(server.url(greet))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+        server
+            .post(greet, &json!({"name": "x".repeat(support::PAYLOAD_LIMIT)}))
+            .await,
+    ];
+    let mut statuses = Vec::new();
+    for response in refusals {
+        statuses.push(response.status().as_u16());
+        spec.check(greet, "post", response).await;
+    }
+    assert_eq!(statuses, [422, 400, 400, 415, 413]);
+    let unknown = server.post("/workflows/nope", &json!({})).await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    spec.check("/workflows/{slug}", "post", unknown).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_and_their_management_match_the_document() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let done = server.start_run("greet", json!({"name": "ada"})).await;
+    let detail = server.wait_for_status(&done, "succeeded").await;
+    assert!(!detail["events"].as_array().unwrap().is_empty());
+
+    let run_path = format!("/runs/{done}");
+    let got = spec
+        .check("/runs/{id}", "get", server.get(&run_path).await)
+        .await;
+    assert_eq!(got["steps"].as_array().unwrap().len(), 2);
+    for path in ["/runs", "/runs?limit=1&workflow=greet&status=succeeded"] {
+        spec.check("/runs", "get", server.get(path).await).await;
+    }
+    for bad in ["/runs?limit=0", "/runs?cursor=nope", "/runs?status=done"] {
+        let response = server.get(bad).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        spec.check("/runs", "get", response).await;
+    }
+    let unknown = format!("/runs/{}", uuid_like());
+    for (template, method, response) in [
+        ("/runs/{id}", "get", server.get(&unknown).await),
+        ("/runs/{id}", "get", server.get("/runs/not-an-id").await),
+        (
+            "/runs/{id}/retry",
+            "post",
+            server.post(&format!("{run_path}/retry"), &json!({})).await,
+        ),
+        (
+            "/runs/{id}/cancel",
+            "post",
+            server.post(&format!("{run_path}/cancel"), &json!({})).await,
+        ),
+        (
+            "/runs/{id}/cancel",
+            "post",
+            server
+                .post(&format!("{run_path}/cancel"), &json!({"reason": 3}))
+                .await,
+        ),
+        (
+            "/runs/{id}/rerun",
+            "post",
+            server
+                .post(
+                    &format!("{run_path}/rerun"),
+                    &json!({"fromStep": "shout#1"}),
+                )
+                .await,
+        ),
+        (
+            "/runs/{id}/rerun",
+            "post",
+            server.post(&format!("{run_path}/rerun"), &json!({})).await,
+        ),
+        (
+            "/runs/{id}/stream",
+            "get",
+            server.get(&format!("{run_path}/stream")).await,
+        ),
+        (
+            "/runs/{id}/stream",
+            "get",
+            server.get(&format!("{unknown}/stream")).await,
+        ),
+    ] {
+        spec.check(template, method, response).await;
+    }
+
+    let slow = server
+        .start_run(
+            "slow",
+            json!({"name": "x", "file": server.file("never").to_str().unwrap()}),
+        )
+        .await;
+    let slow_path = format!("/runs/{slow}");
+    let canceled = server
+        .post(&format!("{slow_path}/cancel"), &json!({"reason": "test"}))
+        .await;
+    assert_eq!(canceled.status(), StatusCode::OK);
+    spec.check("/runs/{id}/cancel", "post", canceled).await;
+    let retried = server.post(&format!("{slow_path}/retry"), &json!({})).await;
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    spec.check("/runs/{id}/retry", "post", retried).await;
+    server
+        .post(&format!("{slow_path}/cancel"), &json!({}))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_health_metrics_and_keys_match_the_document() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let run_id = server.start_run("approval", json!({"name": "ada"})).await;
+    let hook = server.pending_hook(&run_id).await;
+    let hook_path = format!("/hooks/{}", hook.token);
+    let template = "/hooks/{token}";
+    let bad = server.post(&hook_path, &json!({"approved": "yes"})).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    spec.check(template, "post", bad).await;
+    let page = server
+        .client
+        .get(server.url("/hooks/unknown?approved=true"))
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    spec.check(template, "get", page).await;
+    let resumed = server.get(&format!("{hook_path}?approved=true")).await;
+    assert_eq!(resumed.status(), StatusCode::OK);
+    spec.check(template, "get", resumed).await;
+    let again = server.post(&hook_path, &json!({"approved": false})).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    spec.check(template, "post", again).await;
+    let unknown = server.post("/hooks/unknown", &json!({})).await;
+    spec.check(template, "post", unknown).await;
+
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        spec.check(path, "get", server.get(path).await).await;
+    }
+
+    let keyed = start_with(ServeOptions {
+        api_keys: ApiKeys::from_list("key-one"),
+        ..ServeOptions::default()
+    })
+    .await;
+    for (path, method) in [
+        ("/runs", "get"),
+        ("/openapi.json", "get"),
+        ("/workflows", "get"),
+    ] {
+        let refused = keyed.get(path).await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        spec.check(path, method, refused).await;
+    }
+}
+
+#[test]
+fn the_document_is_refused_when_it_lies() {
+    // The checks above fail on a body the document does not describe: a run without its id.
+    let spec = Spec {
+        doc: Arc::new(json!({
+            "paths": {"/runs/{id}": {"get": {"responses": {"200": {"content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Run"}}}}}}}},
+            "components": {"schemas": {"Run": {"type": "object", "required": ["runId"]}}},
+        })),
+    };
+    let lying = std::panic::catch_unwind(|| {
+        spec.check_body(
+            "/runs/{id}",
+            "get",
+            200,
+            "application/json",
+            &json!({"status": "x"}),
+        );
+    });
+    assert!(lying.is_err());
+    spec.check_body(
+        "/runs/{id}",
+        "get",
+        200,
+        "application/json",
+        &json!({"runId": "x"}),
+    );
+}
+
+/// An id no run has.
+fn uuid_like() -> String {
+    "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee".to_owned()
+}
