@@ -2,7 +2,8 @@
 //! (a recorder of the server's own, not the process-global one). Counts come from the
 //! events this process commits (`Engine::subscribe`): runs started and ended (by workflow
 //! and status), steps (by action and outcome) and step latency; the gauges of runs in flight
-//! and parked are read from the store at each scrape.
+//! and parked are read from the store at each scrape; the store records how long its commits
+//! take to become durable (`cairn_store_commit_seconds`, through its `CommitTimer`).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -15,7 +16,9 @@ use cairn_core::{Event, RunStatus};
 use cairn_engine::{Engine, RunEvent};
 use cairn_store::{RunFilter, RunId};
 use metrics::{Recorder, counter, gauge, histogram, with_local_recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{error::ApiError, state::AppState};
@@ -30,6 +33,13 @@ const BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0,
 ];
 
+/// Commit latency buckets, in seconds (an fsync or a `COMMIT` round trip: 0.1 to 100 ms).
+const COMMIT_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+/// The commit latency histogram's name.
+const COMMIT_SECONDS: &str = "cairn_store_commit_seconds";
+
 /// The server's metrics.
 pub(crate) struct Metrics {
     recorder: PrometheusRecorder,
@@ -42,10 +52,24 @@ impl Metrics {
     pub(crate) fn start(engine: &Engine) -> Arc<Metrics> {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(COMMIT_SECONDS.into()), COMMIT_BUCKETS)
+            })
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
         let metrics = Arc::new(Metrics { recorder, handle });
+        if let Some(timer) = engine.store().commit_timer() {
+            let mut commits = None;
+            metrics.record(|| commits = Some(histogram!(COMMIT_SECONDS)));
+            if let Some(commits) = commits
+                && !timer.observe(commits)
+            {
+                tracing::info!(
+                    "another server in this process already records the store's commit latency"
+                );
+            }
+        }
         let counting = Counting {
             metrics: metrics.clone(),
             engine: engine.clone(),

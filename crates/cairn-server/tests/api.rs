@@ -512,6 +512,17 @@ async fn metrics_count_runs_steps_and_their_latency() {
         Some(1.0),
         "{text}"
     );
+    // Every run and step above was committed (and fsync'd) by the SQLite store, which timed it.
+    let commits = sample(&text, "cairn_store_commit_seconds_count", &[]).unwrap_or_default();
+    let took = sample(&text, "cairn_store_commit_seconds_sum", &[]).unwrap_or_default();
+    assert!(commits >= 3.0, "{text}");
+    assert!(took > 0.0 && took / commits < 1.0, "{text}");
+    let fast = ["le=\"1\""];
+    assert_eq!(
+        sample(&text, "cairn_store_commit_seconds_bucket", &fast),
+        Some(commits),
+        "commit latency buckets end at 1 s: {text}"
+    );
     std::fs::write(&go, "").unwrap();
 }
 

@@ -14,7 +14,9 @@
 //! command fails alone; nothing was answered in between. A refused step append wrote
 //! nothing (its statement decides the refusal before inserting), so it needs no rerun.
 
-use cairn_store::{StoreError, StoreResult, watch::ChangeHub};
+use std::time::Instant;
+
+use cairn_store::{CommitTimer, StoreError, StoreResult, watch::ChangeHub};
 use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, postgres::PgConnectOptions};
 
 use crate::{
@@ -47,6 +49,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) instance: &'a str,
     /// This store's change watches.
     pub(crate) changes: &'a ChangeHub,
+    /// Where each `COMMIT`'s round trip is recorded.
+    pub(crate) timer: &'a CommitTimer,
 }
 
 impl Batch<'_> {
@@ -167,11 +171,13 @@ impl Batch<'_> {
             };
         }
         let commit = commit_sql(self.schema, self.instance, &notes);
+        let began = Instant::now();
         match sqlx::raw_sql(AssertSqlSafe(commit))
             .execute(&mut *conn)
             .await
         {
             Ok(_) => {
+                self.timer.record_since(began);
                 self.changes.publish(&notes.runs);
                 Attempt::Done(results)
             }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
-    Park, ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookFilter, HookRecord,
+    Lease, NewRun, Park, ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult,
+    WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -73,6 +74,8 @@ pub struct PostgresStore {
     pub(crate) connect: PgConnectOptions,
     writer: Writer,
     notifications: Notifications,
+    /// Where the writer records commit latencies.
+    timer: CommitTimer,
 }
 
 impl PostgresStore {
@@ -122,6 +125,7 @@ impl PostgresStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_lazy_with(connect.clone());
         let notifications = Notifications::new(listen_pool, schema.clone());
+        let timer = CommitTimer::default();
         let writer = Writer::spawn(
             connect.clone(),
             pool.clone(),
@@ -129,10 +133,12 @@ impl PostgresStore {
             notifications.instance.clone(),
             notifications.changes.clone(),
             options.max_batch,
+            timer.clone(),
         );
         Ok(PostgresStore {
             #[cfg(test)]
             connect,
+            timer,
             writer,
             notifications,
             pool,
@@ -369,5 +375,9 @@ impl Store for PostgresStore {
 
     async fn flush(&self) -> StoreResult<()> {
         PostgresStore::flush(self).await
+    }
+
+    fn commit_timer(&self) -> Option<CommitTimer> {
+        Some(self.timer.clone())
     }
 }

@@ -25,8 +25,8 @@
 
 use cairn_core::RunStatus;
 use cairn_store::{
-    ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError,
-    StoreResult, WorkerId, watch::ChangeHub,
+    ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookRecord, Lease, Park, RunId,
+    StoreError, StoreResult, WorkerId, watch::ChangeHub,
 };
 use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -288,6 +288,7 @@ impl Writer {
         instance: String,
         changes: ChangeHub,
         max_batch: usize,
+        timer: CommitTimer,
     ) -> Writer {
         let (queue, mut commands) = mpsc::unbounded_channel::<Command>();
         let max_batch = max_batch.max(1);
@@ -297,6 +298,7 @@ impl Writer {
                 schema: &schema,
                 instance: &instance,
                 changes: &changes,
+                timer: &timer,
             };
             let mut conn: Option<PgConnection> = None;
             let mut adopt = Some(pool);

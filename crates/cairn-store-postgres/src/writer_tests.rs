@@ -69,6 +69,7 @@ async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Outpu
         schema: &store.schema,
         instance: "writer-tests",
         changes: &changes,
+        timer: &cairn_store::CommitTimer::default(),
     };
     let ops: Vec<&Op> = ops.iter().collect();
     batch.run(&mut None, &ops).await.expect("the batch commits")

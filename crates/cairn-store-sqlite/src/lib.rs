@@ -51,8 +51,8 @@ use std::{
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
-    Park, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookFilter, HookRecord,
+    Lease, NewRun, Park, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 
 pub use crate::watch::OTHER_COMMITS_POLL;
@@ -106,6 +106,8 @@ impl Default for SqliteOptions {
 /// own) to commit, and ends its change watches.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Where the sync thread records commit latencies.
+    timer: CommitTimer,
     writer: Writer,
     readers: Arc<ReadPool>,
     watches: Arc<Watches>,
@@ -140,10 +142,12 @@ impl SqliteStore {
             idle_spin: options.writer_idle_spin,
         };
         let watches = Arc::new(Watches::default());
-        let writer = Writer::spawn(conn, limits, &path, &watches.changes)?;
+        let timer = CommitTimer::default();
+        let writer = Writer::spawn(conn, limits, &path, &watches.changes, &timer)?;
         let readers = ReadPool::new(path.clone(), options.busy_timeout, options.max_idle_readers);
         Ok(SqliteStore {
             path,
+            timer,
             writer,
             readers,
             watches,
@@ -399,5 +403,9 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> StoreResult<()> {
         SqliteStore::flush(self).await
+    }
+
+    fn commit_timer(&self) -> Option<CommitTimer> {
+        Some(self.timer.clone())
     }
 }

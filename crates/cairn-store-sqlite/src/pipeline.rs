@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cairn_store::{StoreResult, watch::ChangeHub};
+use cairn_store::{CommitTimer, StoreResult, watch::ChangeHub};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -64,6 +64,8 @@ pub(crate) struct Syncer {
     file: Option<File>,
     /// The store's change watches, told of each batch once it is synced.
     changes: ChangeHub,
+    /// Where each batch's time from `COMMIT` to synced is recorded.
+    timer: CommitTimer,
 }
 
 impl Syncer {
@@ -74,7 +76,18 @@ impl Syncer {
             wal,
             file: None,
             changes,
+            timer: CommitTimer::default(),
         }
+    }
+
+    /// The same, recording each batch's commit latency in `timer`.
+    pub(crate) fn timed(self, timer: CommitTimer) -> Syncer {
+        Syncer { timer, ..self }
+    }
+
+    /// Whether commit latencies are recorded now (batches then note when they commit).
+    pub(crate) fn is_timed(&self) -> bool {
+        self.timer.is_observed()
     }
 
     fn sync(&mut self) -> Result<(), String> {
@@ -105,6 +118,11 @@ impl Syncer {
             tracing::error!(%failure, "the WAL could not be synced");
         }
         for batch in group {
+            if failure.is_none()
+                && let Some(began) = batch.began()
+            {
+                self.timer.record_since(began);
+            }
             batch.answer(failure.as_deref(), &self.changes);
         }
     }
@@ -306,7 +324,7 @@ impl<'c> Pipeline<'c> {
             return None;
         }
         let open = self.open.take()?;
-        let committed = open.commit(&self.sql, &mut self.runs);
+        let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
         let next = next();
         if next.is_some() {
             self.hand_over(committed);
@@ -322,14 +340,14 @@ impl<'c> Pipeline<'c> {
     /// gets a fresh transaction instead of joining a broken one.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs);
+            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
             committed.answer(None, &self.in_place.changes);
         }
     }
 
     fn commit_and_hand_over(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs);
+            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
             self.hand_over(committed);
         }
     }
@@ -347,7 +365,7 @@ impl<'c> Pipeline<'c> {
     /// Commits what is open and has it answered.
     fn finish(mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs);
+            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
             if self.handed == 0 {
                 self.in_place.settle(vec![committed]);
             } else {

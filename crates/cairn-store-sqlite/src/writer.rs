@@ -14,11 +14,12 @@ use std::{
     path::{Path, PathBuf},
     sync::mpsc,
     thread::{self, JoinHandle},
+    time::Instant,
 };
 
 use cairn_core::RunStatus;
 use cairn_store::{
-    CreateOutcome, HookRecord, Lease, Park, RunId, StoreError, StoreResult, WorkerId,
+    CommitTimer, CreateOutcome, HookRecord, Lease, Park, RunId, StoreError, StoreResult, WorkerId,
     watch::ChangeHub,
 };
 use rusqlite::Connection;
@@ -361,12 +362,19 @@ pub(crate) struct Committed {
     answers: Vec<Answer>,
     broken: Option<String>,
     changed: Changed,
+    /// When its `COMMIT` began, if the store's commits are timed.
+    began: Option<Instant>,
 }
 
 impl Committed {
     /// Whether the batch was rolled back, so there is nothing of it to sync.
     pub(crate) fn is_broken(&self) -> bool {
         self.broken.is_some()
+    }
+
+    /// When its `COMMIT` began, if the store's commits are timed.
+    pub(crate) fn began(&self) -> Option<Instant> {
+        self.began
     }
 
     /// How many commands the batch held.
@@ -438,7 +446,8 @@ impl Batch {
 
     /// Commits the transaction (or rolls it back if it broke, and then `runs` forgets what
     /// it learned), without waiting for the disk.
-    pub(crate) fn commit(self, conn: &Sql<'_>, runs: &mut RunCache) -> Committed {
+    pub(crate) fn commit(self, conn: &Sql<'_>, runs: &mut RunCache, timed: bool) -> Committed {
+        let began_commit = (timed && self.began && self.broken.is_none()).then(Instant::now);
         let Batch {
             answers,
             mut broken,
@@ -468,6 +477,7 @@ impl Batch {
             answers,
             broken,
             changed,
+            began: began_commit,
         }
     }
 }
@@ -485,7 +495,8 @@ pub(crate) fn execute_batch(
     for command in batch {
         open.execute(&sql, runs, command);
     }
-    open.commit(&sql, runs).answer(None, &ChangeHub::new());
+    open.commit(&sql, runs, false)
+        .answer(None, &ChangeHub::new());
 }
 
 /// The writer thread, the sync thread, and the queue to them.
@@ -503,14 +514,15 @@ impl Writer {
         limits: PipelineLimits,
         database: &Path,
         changes: &ChangeHub,
+        timer: &CommitTimer,
     ) -> StoreResult<Writer> {
         let (queue, messages) = mpsc::channel::<Message>();
         let (to_syncer, committed) = mpsc::channel::<Committed>();
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
-        let syncer = Syncer::new(wal.clone(), changes.clone());
-        let in_place = Syncer::new(wal, changes.clone());
+        let syncer = Syncer::new(wal.clone(), changes.clone()).timed(timer.clone());
+        let in_place = Syncer::new(wal, changes.clone()).timed(timer.clone());
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };

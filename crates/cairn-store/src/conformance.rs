@@ -50,9 +50,10 @@ pub use control::{
     cancel_run_ends_the_run_with_the_reason, retry_run_requeues_failed_and_canceled_runs,
 };
 pub use create::{
-    create_run_history_takes_effect_like_an_append, create_run_records_run_created_and_history,
-    create_run_with_a_lease_is_held_by_its_creator, create_run_with_an_existing_id_writes_nothing,
-    get_run_and_events_of_an_unknown_run, idempotency_key_yields_one_run_per_workflow,
+    commits_are_timed_once_observed, create_run_history_takes_effect_like_an_append,
+    create_run_records_run_created_and_history, create_run_with_a_lease_is_held_by_its_creator,
+    create_run_with_an_existing_id_writes_nothing, get_run_and_events_of_an_unknown_run,
+    idempotency_key_yields_one_run_per_workflow,
 };
 pub use follow::{
     a_watch_reports_every_kind_of_change, events_after_returns_the_events_that_follow_a_seq,
@@ -154,6 +155,7 @@ macro_rules! conformance_tests {
             a_child_end_wakes_its_parked_parent,
             a_child_end_leaves_a_running_parent_alone,
             park_with_a_child_depends_on_the_child,
+            commits_are_timed_once_observed,
         );
     };
 }

@@ -10,6 +10,7 @@
 //! **Architecture invariant:** backend tricks (group commit, `SKIP LOCKED`, notifications)
 //! live in the backend crates; this crate knows no database.
 
+mod commit_timer;
 mod error;
 mod memory;
 mod types;
@@ -18,6 +19,7 @@ pub mod conformance;
 pub mod rules;
 pub mod watch;
 
+pub use commit_timer::CommitTimer;
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use types::{
@@ -191,6 +193,12 @@ pub trait Store: Send + Sync + 'static {
     /// Call it before a process exits.
     async fn flush(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    /// Where the backend records how long its commits take to become durable; `None` when it
+    /// does not time them (the memory store has nothing to make durable).
+    fn commit_timer(&self) -> Option<CommitTimer> {
+        None
     }
 }
 

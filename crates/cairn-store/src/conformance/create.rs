@@ -296,3 +296,42 @@ pub async fn get_run_and_events_of_an_unknown_run(store: Arc<dyn Store>) {
             .is_empty()
     );
 }
+
+/// A backend that times its commits (`commit_timer`) records each durable write in the
+/// histogram it was given, once observed; a second observer is refused.
+pub async fn commits_are_timed_once_observed(store: Arc<dyn Store>) {
+    let Some(timer) = store.commit_timer() else {
+        return; // This backend does not time commits (nothing to make durable).
+    };
+    let recorded = Arc::new(Recorded::default());
+    assert!(
+        timer.observe(metrics::Histogram::from_arc(recorded.clone())),
+        "the first observer gets the commits"
+    );
+    assert!(
+        !timer.observe(metrics::Histogram::noop()),
+        "a second observer is refused"
+    );
+    create(&*store, new_run("etl", json!({}))).await;
+    create(&*store, new_run("etl", json!({}))).await;
+    store.flush().await.expect("flush");
+    let seconds = recorded.0.lock().expect("lock").clone();
+    assert!(
+        seconds.len() >= 2,
+        "two creates committed separately are two timed commits: {seconds:?}"
+    );
+    assert!(
+        seconds.iter().all(|took| (0.0..60.0).contains(took)),
+        "commit latencies are seconds: {seconds:?}"
+    );
+}
+
+/// What a histogram was given.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<f64>>);
+
+impl metrics::HistogramFn for Recorded {
+    fn record(&self, value: f64) {
+        self.0.lock().expect("lock").push(value);
+    }
+}
