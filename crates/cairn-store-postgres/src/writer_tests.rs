@@ -202,25 +202,10 @@ async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
         tokio::spawn(async move { store.append(id, &w, &[completed(0)], NOW + 1).await })
     };
     let mut killer = schema.raw().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let killed: Option<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
-             WHERE application_name = $1 AND wait_event_type = 'Lock'",
-        )
-        .bind(&app)
-        .fetch_optional(&mut killer)
-        .await
-        .expect("terminate");
-        if killed == Some(true) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the append never waited for the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let kill_the_waiter = "SELECT coalesce(bool_or(pg_terminate_backend(pid, 5000)), false) \
+                           FROM pg_stat_activity \
+                           WHERE application_name = $1 AND wait_event_type = 'Lock'";
+    until_lock_waiter(&mut killer, &app, kill_the_waiter).await;
     sqlx::raw_sql("COMMIT")
         .execute(&mut holder)
         .await
@@ -266,25 +251,9 @@ async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
         tokio::spawn(async move { store.append(id, &w, &[completed(1)], NOW + 1).await })
     };
     let mut watcher = schema.raw().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND wait_event_type = 'Lock'",
-        )
-        .bind(&app)
-        .fetch_one(&mut watcher)
-        .await
-        .expect("pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the append never waited for the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    let a_waiter = "SELECT count(*) > 0 FROM pg_stat_activity \
+                    WHERE application_name = $1 AND wait_event_type = 'Lock'";
+    until_lock_waiter(&mut watcher, &app, a_waiter).await;
     sqlx::raw_sql("COMMIT")
         .execute(&mut other)
         .await
@@ -298,4 +267,25 @@ async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
     assert_eq!(seqs, [1, 2, 3]);
     assert_eq!(log[1].event, completed(0));
     assert_eq!(log[2].event, completed(1));
+}
+
+/// Runs `query` (one boolean about the sessions named `app` that wait for a lock) until it
+/// answers true, failing after 10 s: the append under test never waited for the lock.
+async fn until_lock_waiter(conn: &mut sqlx::PgConnection, app: &str, query: &'static str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let done: bool = sqlx::query_scalar(query)
+            .bind(app)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("pg_stat_activity");
+        if done {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the append never waited for the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
