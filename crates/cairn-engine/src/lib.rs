@@ -36,11 +36,13 @@ pub use api::{
 pub use base::{
     clock::{Clock, ManualClock, SystemClock},
     config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, MAX_STEP_KEY_LEN},
+    credential::{Credential, CredentialError, Field, Scope},
     entropy::{Entropy, OsEntropy, SeededEntropy},
     error::{ActionError, EngineError, ErrorClass, StepError, WorkflowError},
     info::{ActionInfo, WorkflowInfo},
     panics::panic_is_caught,
     schema::{Payload, Violation, Violations},
+    vault::{MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::RetryPolicy as Retry;
 pub use call::StepCall;

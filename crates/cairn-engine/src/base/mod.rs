@@ -3,9 +3,11 @@
 
 pub(crate) mod clock;
 pub(crate) mod config;
+pub(crate) mod credential;
 pub(crate) mod entropy;
 pub(crate) mod error;
 pub(crate) mod info;
 pub(crate) mod panics;
 pub(crate) mod resources;
 pub(crate) mod schema;
+pub(crate) mod vault;
