@@ -1,11 +1,11 @@
 //! What is known of a workflow or an action without its types: for listings, the API and
 //! agents' tool descriptions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A workflow's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowInfo {
     /// Stable identifier.
@@ -21,7 +21,7 @@ pub struct WorkflowInfo {
 }
 
 /// An action's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionInfo {
     /// Stable identifier.

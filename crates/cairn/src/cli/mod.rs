@@ -3,6 +3,11 @@
 //! Every listing and inspection command takes `--json` (camelCase fields). Exit codes: 0 on
 //! success, 1 when a run failed or was canceled (or the engine failed), 2 for bad input
 //! (unknown slug or run, invalid JSON, schema violation, usage).
+//!
+//! With `--server URL` (or `CAIRN_SERVER`; cairn's `client` feature) `run`, `runs …`,
+//! `hooks resume` and `workflows list` act on a running `serve` over its HTTP API instead of
+//! opening a store, with the same output and exit codes; the API key comes from
+//! `CAIRN_API_KEY`.
 
 mod args;
 mod commands;
@@ -10,6 +15,8 @@ mod hooks;
 mod input;
 mod logs;
 mod progress;
+#[cfg(feature = "client")]
+mod remote;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;
@@ -17,11 +24,13 @@ pub(crate) mod view;
 use std::{path::Path, process::ExitCode, sync::Arc};
 
 use clap::Parser;
+use serde_json::Value;
 
 use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
 use cairn_store::Store;
 
 pub use args::Cli;
+use args::Command;
 
 /// Parses the process arguments and runs the command. Use it as your binary's `main`.
 pub fn main(registry: Registry) -> ExitCode {
@@ -48,6 +57,13 @@ pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
         Ok(json) => json,
         Err(err) => return report(err),
     };
+    if let Some(url) = &cli.server {
+        // A client of a server: no store is opened here.
+        return match remote(url, cli.command, json).await {
+            Ok(code) => code,
+            Err(err) => report(err),
+        };
+    }
     let engine = match open_engine(&cli, registry).await {
         Ok(engine) => engine,
         Err(err) => return report(err),
@@ -75,7 +91,7 @@ pub(crate) enum CliError {
     #[error("cannot open the store: {0}")]
     Open(String),
     /// The command failed while it ran (not the caller's fault).
-    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     #[error("{0}")]
     Failed(String),
 }
@@ -88,6 +104,22 @@ fn report(err: CliError) -> ExitCode {
         CliError::Open(_) | CliError::Failed(_) => false,
     };
     ExitCode::from(if user_error { 2 } else { 1 })
+}
+
+/// `command` against the server at `url`.
+#[cfg(feature = "client")]
+async fn remote(url: &str, command: Command, json: Value) -> Result<ExitCode, CliError> {
+    remote::dispatch(url, command, json).await
+}
+
+#[cfg(not(feature = "client"))]
+async fn remote(_url: &str, _command: Command, _json: Value) -> Result<ExitCode, CliError> {
+    Err(CliError::Usage(
+        "--server (or CAIRN_SERVER) asks to act on a Cairn server, but this binary was built \
+         without cairn's `client` feature: add `features = [\"client\"]` to its cairn \
+         dependency, or leave --server out to use the store here"
+            .to_owned(),
+    ))
 }
 
 /// The data directory (`--data-dir`, `CAIRN_DATA_DIR`, default `.cairn`), shared with every
@@ -192,6 +224,7 @@ fn redact_url(url: &str) -> String {
 #[cfg(all(test, not(feature = "postgres")))]
 mod tests {
     use clap::Parser;
+    use serde_json::Value;
 
     use super::{Cli, CliError, open_store};
 
