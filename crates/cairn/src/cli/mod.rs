@@ -224,7 +224,6 @@ fn redact_url(url: &str) -> String {
 #[cfg(all(test, not(feature = "postgres")))]
 mod tests {
     use clap::Parser;
-    use serde_json::Value;
 
     use super::{Cli, CliError, open_store};
 
