@@ -121,13 +121,38 @@ fn runs_over_http_print_and_exit_as_local_ones() {
     same_as_local(&sandbox, &served, &["runs", "list", "--status", "failed"]);
     same_as_local(&sandbox, &served, &["workflows", "list", "--json"]);
 
+    // The same idempotency key names the same run, which is not started again.
+    let keyed = [
+        "run",
+        "three-steps",
+        "--input",
+        &input,
+        "--idempotency-key",
+        "k-1",
+        "--json",
+    ];
+    let first = cli(&sandbox, Some(&served), &keyed);
+    let again = cli(&sandbox, Some(&served), &keyed);
+    assert_eq!((code(&first), code(&again)), (0, 0), "{}", stderr(&again));
+    assert_eq!(parsed(&first), parsed(&again), "the same run, as it ended");
+    let keyed_text = cli(&sandbox, Some(&served), &keyed[..6]);
+    assert!(
+        stderr(&keyed_text).contains("resuming existing run"),
+        "{}",
+        stderr(&keyed_text)
+    );
+    let records = sandbox.ledger_count(parsed(&first)["runId"].as_str().expect("runId"));
+    assert_eq!(records, 3, "three steps, executed once");
+
     // CAIRN_SERVER does what --server does.
     let by_env = sandbox
         .command(&["runs", "list", "--json"])
         .env("CAIRN_SERVER", served.url())
         .output()
         .expect("run the fixture");
-    assert_eq!(stdout(&by_env), stdout(&listed), "{}", stderr(&by_env));
+    let by_flag = cli(&sandbox, Some(&served), &["runs", "list", "--json"]);
+    assert_eq!(parsed(&by_flag).as_array().map(Vec::len), Some(4));
+    assert_eq!(stdout(&by_env), stdout(&by_flag), "{}", stderr(&by_env));
 }
 
 #[test]

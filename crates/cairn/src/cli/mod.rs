@@ -251,3 +251,39 @@ mod tests {
         assert!(!data_dir.exists(), "no SQLite file was made instead");
     }
 }
+
+#[cfg(all(test, not(feature = "client")))]
+mod without_client {
+    use clap::Parser;
+
+    use super::{Cli, CliError, run};
+
+    #[tokio::test]
+    async fn a_server_url_without_the_client_feature_is_refused_and_opens_no_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let args = [
+            "app".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--server".as_ref(),
+            "http://127.0.0.1:1".as_ref(),
+            "runs".as_ref(),
+            "list".as_ref(),
+        ];
+        let code = run(Cli::parse_from(args), cairn_engine::Registry::new()).await;
+        assert_eq!(code, std::process::ExitCode::from(2));
+        assert!(!data_dir.exists(), "no store was opened instead");
+        let command = Cli::parse_from(args).command;
+        let error = super::remote("http://127.0.0.1:1", command, serde_json::Value::Null)
+            .await
+            .expect_err("refused");
+        let CliError::Usage(message) = error else {
+            panic!("a usage error (exit 2), not {error:?}");
+        };
+        assert!(
+            message.contains("`client` feature") && message.contains("--server"),
+            "{message}"
+        );
+    }
+}

@@ -231,3 +231,67 @@ fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(result: Result<Client, CliError>) -> String {
+        match result {
+            Err(CliError::Usage(message)) => message,
+            Err(other) => panic!("a usage error (exit 2), not {other:?}"),
+            Ok(_) => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn only_http_urls_name_a_server() {
+        for url in [
+            "localhost:8080",
+            "ftp://127.0.0.1/",
+            "127.0.0.1:8080",
+            "http://",
+        ] {
+            let message = usage(Client::new(url));
+            assert!(message.contains("http://127.0.0.1:8080"), "{message}");
+        }
+    }
+
+    #[test]
+    fn paths_are_appended_to_the_url_and_encoded() {
+        let client = Client::new("http://127.0.0.1:8080/cairn/").expect("a URL");
+        let query = [("status", "failed".to_owned())];
+        let request = client
+            .request(Method::GET, &["hooks", "a/b c"], &query)
+            .build()
+            .expect("a request");
+        assert_eq!(
+            request.url().as_str(),
+            "http://127.0.0.1:8080/cairn/hooks/a%2Fb%20c?status=failed"
+        );
+    }
+
+    #[test]
+    fn problems_exit_as_the_engine_error_of_their_status_would() {
+        let client = Client::new("http://127.0.0.1:8080").expect("a URL");
+        for status in [400, 404, 409, 413, 415, 422] {
+            let status = StatusCode::from_u16(status).expect("a status");
+            assert!(
+                matches!(client.problem(status, "why".into()), CliError::Usage(m) if m == "why"),
+                "{status} is the caller's fault (exit 2)"
+            );
+        }
+        for status in [500, 502, 503] {
+            let status = StatusCode::from_u16(status).expect("a status");
+            assert!(
+                matches!(client.problem(status, "why".into()), CliError::Failed(m) if m == "why"),
+                "{status} is not the caller's fault (exit 1)"
+            );
+        }
+        let refused = client.problem(StatusCode::UNAUTHORIZED, "server text".into());
+        assert!(
+            matches!(&refused, CliError::Usage(m) if m.contains("CAIRN_API_KEY")),
+            "{refused:?}"
+        );
+    }
+}
