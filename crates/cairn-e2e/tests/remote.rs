@@ -258,6 +258,20 @@ fn a_failed_run_over_http_exits_1_and_retry_rerun_and_cancel_answer_as_locally()
         &["runs", "rerun", &run_id, "--from", "gate#0", "--json"],
     );
     assert_eq!(code(&forked), 1, "{}", stderr(&forked));
+    let shown = cli(
+        &sandbox,
+        Some(&served),
+        &["runs", "rerun", &run_id, "--from", "gate#0"],
+    );
+    let progress = stderr(&shown);
+    assert!(
+        progress.contains("forked from") && progress.contains("✗ gate#0"),
+        "{progress}"
+    );
+    assert!(
+        !progress.contains("record#0"),
+        "the copied steps are not shown, as a local rerun shows only what it executes: {progress}"
+    );
     let fork_id = parsed(&forked)["runId"].as_str().expect("runId").to_owned();
     let fork = sandbox.run_json(&fork_id);
     assert_eq!(fork["forkedFrom"]["runId"], run_id.as_str());
