@@ -5,7 +5,6 @@
 mod support;
 
 use std::{
-    process::Child,
     sync::Once,
     time::{Duration, Instant},
 };
@@ -13,44 +12,6 @@ use std::{
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use support::{KillOnDrop, Sandbox};
-
-/// A `serve` process and its address.
-struct Served {
-    process: KillOnDrop,
-    pid: u32,
-    base: String,
-}
-
-/// Starts `serve --listen 127.0.0.1:0 <extra>` and reads the address it prints.
-async fn serve(sandbox: &Sandbox, extra: &[&str]) -> Served {
-    let before = sandbox
-        .process_log()
-        .matches("listening on http://")
-        .count();
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let child: Child = sandbox.spawn(&args);
-    let pid = child.id();
-    let process = KillOnDrop::new(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let base = loop {
-        let log = sandbox.process_log();
-        if let Some(line) = log
-            .lines()
-            .filter(|line| line.starts_with("listening on http://"))
-            .nth(before)
-        {
-            let addr = line["listening on http://".len()..]
-                .split_whitespace()
-                .next()
-                .expect("address");
-            break addr.to_owned();
-        }
-        assert!(Instant::now() < deadline, "serve never listened:\n{log}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    Served { process, pid, base }
-}
 
 fn client() -> Client {
     static RUSTLS: Once = Once::new();
@@ -104,7 +65,7 @@ fn sse_events(text: &str) -> Vec<(String, Value)> {
 }
 
 async fn a_stream_shows_every_step_a_worker_process_executes(sandbox: Sandbox) {
-    let served = serve(&sandbox, &["--no-worker"]).await;
+    let served = sandbox.serve(&["--no-worker"], &[]);
     let client = client();
     let base = format!("http://{}", served.base);
     let run_id = start_run(&client, &base, "sleeper", json!({"tag": "streamed"})).await;
@@ -179,7 +140,7 @@ async fn a_stream_shows_every_step_a_worker_process_executes_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_nothing() {
     let sandbox = Sandbox::new();
-    let served = serve(&sandbox, &["--concurrency", "4"]).await;
+    let served = sandbox.serve(&["--concurrency", "4"], &[]);
     let client = client();
     let base = format!("http://{}", served.base);
     let mut runs = Vec::new();
@@ -213,7 +174,7 @@ async fn sigterm_under_load_loses_nothing() {
     let refused = client.get(format!("{base}/healthz")).send().await;
     assert!(refused.is_err(), "the server no longer accepts connections");
 
-    let again = serve(&sandbox, &[]).await;
+    let again = sandbox.serve(&[], &[]);
     let base = format!("http://{}", again.base);
     for run_id in &runs {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -248,8 +209,8 @@ async fn two_servers_on_one_postgres_database_answer_for_the_same_runs() {
     let Some(sandbox) = Sandbox::postgres() else {
         return;
     };
-    let first = serve(&sandbox, &[]).await;
-    let second = serve(&sandbox, &["--no-worker"]).await;
+    let first = sandbox.serve(&[], &[]);
+    let second = sandbox.serve(&["--no-worker"], &[]);
     let client = client();
     let (a, b) = (
         format!("http://{}", first.base),

@@ -31,7 +31,7 @@ mod steps;
 
 pub use api::{
     engine::{Engine, EngineBuilder, RunDetail, StartOptions, Started},
-    view::{RunDetailView, RunView, StepView, timestamp},
+    view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{
     clock::{Clock, ManualClock, SystemClock},

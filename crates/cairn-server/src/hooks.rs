@@ -1,7 +1,8 @@
 //! `POST /hooks/{token}` (a JSON payload) and `GET /hooks/{token}?field=value…` (the query
 //! as the payload: links in emails and chat buttons). The token is the credential, so no API
-//! key is asked. `200` with the run; `404` unknown token; `409` resumed or timed out already;
-//! `422` a payload that breaks the hook's schema. On every error the run keeps waiting.
+//! key is asked. `200` with the hook as `hooks resume --json` prints it (its run, step and
+//! state); `404` unknown token; `409` resumed or timed out already; `422` a payload that
+//! breaks the hook's schema. On every error the run keeps waiting.
 
 use std::collections::HashMap;
 
@@ -11,22 +12,20 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use cairn_store::HookRecord;
+use cairn_engine::HookView;
 use serde_json::{Map, Value};
 
-use crate::{
-    body::JsonBody, error::ApiError, params::Params, responses::HookResumed, state::AppState,
-};
+use crate::{body::JsonBody, error::ApiError, params::Params, state::AppState};
 
 /// `POST /hooks/{token}`: resumes the hook with the JSON body (`{}` when empty).
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Path(token): Path<String>,
     body: JsonBody,
-) -> Result<Json<HookResumed>, ApiError> {
+) -> Result<Json<HookView>, ApiError> {
     let payload = body.0.unwrap_or_else(|| Value::Object(Map::new()));
     let hook = state.engine.resume_hook(&token, payload).await?;
-    Ok(Json(resumed(&hook)))
+    Ok(Json(HookView::from(&hook)))
 }
 
 /// `GET /hooks/{token}?field=value…`: resumes the hook with the query as an object, each
@@ -46,7 +45,7 @@ pub(crate) async fn resume_from_query(
     }
     .await;
     match (outcome, html) {
-        (Ok(hook), false) => Json(resumed(&hook)).into_response(),
+        (Ok(hook), false) => Json(HookView::from(&hook)).into_response(),
         (Ok(hook), true) => page(
             StatusCode::OK,
             "Thank you",
@@ -57,15 +56,6 @@ pub(crate) async fn resume_from_query(
             let err = ApiError::from(err);
             page(err.status(), "Not recorded", &err.detail())
         }
-    }
-}
-
-/// What a resume answers.
-fn resumed(hook: &HookRecord) -> HookResumed {
-    HookResumed {
-        run_id: hook.run_id,
-        step_key: hook.step_key.clone(),
-        state: hook.state,
     }
 }
 

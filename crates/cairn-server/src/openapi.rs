@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use cairn_core::RunStatus;
-use cairn_engine::{Registry, RunDetailView, RunView};
+use cairn_engine::{HookView, Registry, RunDetailView, RunView};
 use schemars::{JsonSchema, SchemaGenerator, generate::Contract, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use crate::{
     error::{PROBLEM_JSON, Problem},
-    responses::{Canceled, Catalog, Health, HookResumed, Requeued, RunsPage, Started},
+    responses::{Canceled, Catalog, Health, Requeued, RunsPage, Started},
     state::AppState,
 };
 
@@ -36,7 +36,7 @@ pub(crate) fn document(registry: &Registry) -> Value {
     let status = doc.schema::<RunStatus>();
     let requeued = doc.schema::<Requeued>();
     let canceled = doc.schema::<Canceled>();
-    let resumed = doc.schema::<HookResumed>();
+    let resumed = doc.schema::<HookView>();
     let health = doc.schema::<Health>();
     let started = doc.schema::<Started>();
     let id = param(

@@ -1,9 +1,9 @@
 //! The bodies the API answers with, as types: the handlers serialize them and
 //! `GET /openapi.json` describes them from the same definitions, so the two cannot drift.
 
-use cairn_core::{RunStatus, StepKey};
+use cairn_core::RunStatus;
 use cairn_engine::{ActionInfo, RunView, WorkflowInfo};
-use cairn_store::{HookState, RunId};
+use cairn_store::RunId;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -56,18 +56,6 @@ pub(crate) struct Canceled {
     pub(crate) status: RunStatus,
     /// Where it was before.
     pub(crate) previous_status: RunStatus,
-}
-
-/// `POST /hooks/{token}`, `GET /hooks/{token}`: the hook was resumed.
-#[derive(Debug, Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct HookResumed {
-    /// The run that waited.
-    pub(crate) run_id: RunId,
-    /// The waiting step.
-    pub(crate) step_key: StepKey,
-    /// Always `resumed`.
-    pub(crate) state: HookState,
 }
 
 /// `GET /healthz`, `GET /readyz`.

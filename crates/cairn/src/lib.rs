@@ -54,12 +54,14 @@
 //! | `sqlite` | yes | `SqliteStore`, the embedded store: one SQLite file, bundled, nothing to install |
 //! | `cli` | yes | `cairn::cli`, the embedded command line (`cairn::cli::main`) |
 //! | `postgres` | no | `PostgresStore` and the CLI's `--database-url`, for workers on several machines (sqlx, rustls) |
-//! | `server` | no | the CLI's `serve`: the HTTP API (crate `cairn-server`: axum, hyper); implies `cli` |
+//! | `client` | no | the CLI's `--server URL` (`CAIRN_SERVER`, `CAIRN_API_KEY`): `run`, `runs …`, `hooks resume` and `workflows list` act on a running `serve` over HTTP, opening no store (reqwest, rustls with ring, sse-stream); implies `cli` |
+//! | `server` | no | the CLI's `serve`: the HTTP API (crate `cairn-server`: axum, hyper); implies `cli` and `client` |
 //!
 //! `cairn = { version = "…", features = ["postgres"] }` adds PostgreSQL to the defaults;
 //! `default-features = false, features = ["postgres", "cli"]` leaves SQLite out. A CLI built
 //! without `postgres` refuses `--database-url` (or `CAIRN_DATABASE_URL`) with a message saying
-//! which feature to enable, and one without `sqlite` requires it. The engine, the actions and
+//! which feature to enable, one without `sqlite` requires it, and one without `client`
+//! refuses `--server` the same way. The engine, the actions and
 //! workflows, and [`testing`] (in memory) are always there. Parts still to come get a feature
 //! of their own, off by default: `actions` (ready-made integrations) and `llm` (model
 //! providers).

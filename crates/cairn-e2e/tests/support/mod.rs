@@ -126,6 +126,9 @@ impl Sandbox {
             .env("CAIRN_POLL_INTERVAL", "50ms")
             .env("FIXTURE_LEDGER", self.ledger())
             .env("FIXTURE_GO_FILE", self.go_file())
+            // Local unless a test says otherwise, whatever the developer's shell has.
+            .env_remove("CAIRN_SERVER")
+            .env_remove("CAIRN_API_KEY")
             .stdin(Stdio::null());
         if let Some((url, schema)) = &self.postgres {
             command
@@ -216,6 +219,50 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).expect("runs get --json prints JSON")
+    }
+}
+
+/// A `serve` process of the fixture and the address it listens on.
+pub struct Served {
+    /// The process (killed if dropped first).
+    pub process: KillOnDrop,
+    /// Its pid, for signals.
+    pub pid: u32,
+    /// `host:port`.
+    pub base: String,
+}
+
+impl Served {
+    /// The server's URL, `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.base)
+    }
+}
+
+impl Sandbox {
+    /// Starts `serve --listen 127.0.0.1:0 <extra>` (with `env` besides the sandbox's) and
+    /// waits for the address it prints.
+    pub fn serve(&self, extra: &[&str], env: &[(&str, &str)]) -> Served {
+        const LISTENING: &str = "listening on http://";
+        let before = self.process_log().matches(LISTENING).count();
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let child = self.spawn_with(&args, env);
+        let pid = child.id();
+        let process = KillOnDrop::new(child);
+        let mut base = None;
+        wait_for("serve to listen", Duration::from_secs(60), || {
+            base = self
+                .process_log()
+                .lines()
+                .filter_map(|line| line.strip_prefix(LISTENING))
+                .nth(before)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            base.is_some()
+        });
+        let base = base.unwrap_or_else(|| panic!("serve never listened:\n{}", self.process_log()));
+        Served { process, pid, base }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use cairn_core::{
     AttemptError, ErrorInfo, EventRecord, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
 };
-use cairn_store::{ForkOrigin, RunId, RunRecord};
+use cairn_store::{ForkOrigin, HookRecord, HookState, RunId, RunRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -140,6 +140,44 @@ impl From<&RunDetail> for RunDetailView {
             run: RunView::from(&detail.run),
             steps: detail.steps.iter().map(StepView::from).collect(),
             events: detail.events.clone(),
+        }
+    }
+}
+
+/// A hook as shown: `hooks list --json`, `hooks resume --json` and what `POST /hooks/{token}`
+/// answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookView {
+    /// The token that resumes it.
+    pub token: String,
+    /// Its run.
+    pub run_id: RunId,
+    /// Its step.
+    pub step_key: StepKey,
+    /// Where it is.
+    pub state: HookState,
+    /// JSON Schema its payload must match.
+    pub schema: Value,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// When waiting on it gives up (RFC 3339, UTC), if ever.
+    pub timeout_at: Option<String>,
+    /// When it was resumed, timed out or closed (RFC 3339, UTC).
+    pub closed_at: Option<String>,
+}
+
+impl From<&HookRecord> for HookView {
+    fn from(hook: &HookRecord) -> Self {
+        HookView {
+            token: hook.token.clone(),
+            run_id: hook.run_id,
+            step_key: hook.step_key.clone(),
+            state: hook.state,
+            schema: hook.schema.clone(),
+            created_at: timestamp(hook.created_at_ms),
+            timeout_at: hook.timeout_at_ms.map(timestamp),
+            closed_at: hook.closed_at_ms.map(timestamp),
         }
     }
 }

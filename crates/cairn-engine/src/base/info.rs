@@ -2,11 +2,11 @@
 //! agents' tool descriptions.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A workflow's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowInfo {
     /// Stable identifier.
@@ -22,7 +22,7 @@ pub struct WorkflowInfo {
 }
 
 /// An action's slug, name, description and schemas.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ActionInfo {
     /// Stable identifier.

@@ -36,6 +36,13 @@ pub struct Cli {
     /// kill) before the run fails with a `Recoveries` error (default 5).
     #[arg(long, global = true, env = "CAIRN_MAX_STEP_RECOVERIES")]
     pub max_step_recoveries: Option<u32>,
+    /// Act on a running Cairn server (`serve`) at this URL instead of opening a store: `run`,
+    /// `runs …`, `hooks resume` and `workflows list` go over its HTTP API, with the same
+    /// output and exit codes (`worker`, `hooks list` and the patch filters stay local).
+    /// The API key, if the server needs one, is read from CAIRN_API_KEY (never a flag, so it
+    /// stays out of the process list). Needs cairn's `client` feature.
+    #[arg(long, global = true, env = "CAIRN_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -44,7 +51,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start a run and execute it here, showing each step live.
+    /// Start a run and execute it here, showing each step live (with --server: the server
+    /// executes it, its steps are shown as they happen there).
     Run(RunArgs),
     /// Inspect and manage runs.
     #[command(subcommand)]
@@ -183,7 +191,8 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Replay a failed or canceled run here: completed steps are skipped, the rest run again.
+    /// Replay a failed or canceled run here (with --server: there): completed steps are
+    /// skipped, the rest run again.
     Retry {
         /// The run's id.
         run_id: String,

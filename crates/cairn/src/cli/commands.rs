@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use cairn_core::{RunStatus, StepKey};
 use cairn_engine::CancellationToken;
-use cairn_engine::{Engine, RunDetailView, RunView, StartOptions};
-use cairn_store::{PatchFilter, RunFilter, RunId, RunRecord};
+use cairn_engine::{ActionInfo, Engine, RunDetailView, RunView, StartOptions, WorkflowInfo};
+use cairn_store::{PatchFilter, RunFilter, RunId};
 use serde_json::Value;
 
 use super::{
@@ -31,54 +31,24 @@ pub(crate) async fn dispatch(
             without_patch,
             json,
         }) => {
-            let status = status
-                .map(|s| s.parse::<RunStatus>())
-                .transpose()
-                .map_err(CliError::Usage)?;
-            let patch = patch_filter(with_patch, without_patch, workflow.as_deref())?;
-            let filter = RunFilter {
-                workflow,
-                status,
-                limit,
-                // What retiring a patch asks about: the runs that will still replay.
-                unended: patch.is_some() && status.is_none(),
-                patch,
-                ..RunFilter::default()
-            };
+            let filter = runs_filter(workflow, status, limit, with_patch, without_patch)?;
             let runs = engine.list_runs(&filter).await?;
-            if json {
-                print_json(&runs.iter().map(RunView::from).collect::<Vec<_>>());
-            } else if runs.is_empty() && filter.patch.is_some() {
-                let which = if filter.unended { "unended " } else { "" };
-                println!("no {which}runs match --with-patch/--without-patch");
-            } else if runs.is_empty() && (filter.workflow.is_some() || filter.status.is_some()) {
-                println!(
-                    "no runs match --workflow/--status; `runs list` without them lists every run"
-                );
-            } else if runs.is_empty() {
-                println!("no runs yet; start one with `run <workflow> --input '<json>'`");
-            } else {
-                println!("{}", view::runs_table(&runs));
-            }
+            print_runs(
+                &runs.iter().map(RunView::from).collect::<Vec<_>>(),
+                &filter,
+                json,
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs(RunsCommand::Get { run_id, json }) => {
             let detail = engine.get_run(parse_id(&run_id)?).await?;
-            if json {
-                print_json(&RunDetailView::from(&detail));
-            } else {
-                println!("{}", view::detail_text(&detail));
-            }
+            print_detail(&RunDetailView::from(&detail), json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Runs(RunsCommand::Retry { run_id, json }) => {
             let run_id = parse_id(&run_id)?;
             engine.retry(run_id).await?;
-            if !json {
-                eprintln!(
-                    "retrying run {run_id}: completed steps are replayed, the rest run again"
-                );
-            }
+            say_retrying(run_id, json);
             follow(engine, run_id, json).await
         }
         Command::Runs(RunsCommand::Rerun { run_id, from, json }) => {
@@ -91,9 +61,7 @@ pub(crate) async fn dispatch(
             let run_id = engine
                 .rerun_from(original, &StepKey::custom(from.clone()), options)
                 .await?;
-            if !json {
-                eprintln!("run {run_id} forked from {original} at step {from}");
-            }
+            say_forked(run_id, original, &from, json);
             follow(engine, run_id, json).await
         }
         Command::Runs(RunsCommand::Cancel {
@@ -103,13 +71,7 @@ pub(crate) async fn dispatch(
         }) => {
             let run_id = parse_id(&run_id)?;
             let previous = engine.cancel(run_id, &reason).await?;
-            if json {
-                print_json(
-                    &serde_json::json!({"runId": run_id, "status": RunStatus::Canceled, "previousStatus": previous}),
-                );
-            } else {
-                println!("canceled run {run_id} (it was {previous})");
-            }
+            print_canceled(run_id, previous, json);
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => worker(engine).await,
@@ -118,15 +80,115 @@ pub(crate) async fn dispatch(
         Command::Hooks(command) => super::hooks::dispatch(engine, command, json).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
-            if json {
-                let workflows: Vec<_> = registry.workflows().collect();
-                let actions: Vec<_> = registry.actions().collect();
-                print_json(&serde_json::json!({"workflows": workflows, "actions": actions}));
-            } else {
-                println!("{}", view::registry_table(registry));
-            }
+            let workflows: Vec<_> = registry.workflows().cloned().collect();
+            let actions: Vec<_> = registry.actions().cloned().collect();
+            print_registry(&workflows, &actions, json);
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The filter of `runs list`, refused (exit 2) before anything is read when malformed.
+pub(crate) fn runs_filter(
+    workflow: Option<String>,
+    status: Option<String>,
+    limit: usize,
+    with_patch: Option<String>,
+    without_patch: Option<String>,
+) -> Result<RunFilter, CliError> {
+    let status = status
+        .map(|s| s.parse::<RunStatus>())
+        .transpose()
+        .map_err(CliError::Usage)?;
+    let patch = patch_filter(with_patch, without_patch, workflow.as_deref())?;
+    Ok(RunFilter {
+        workflow,
+        status,
+        limit,
+        // What retiring a patch asks about: the runs that will still replay.
+        unended: patch.is_some() && status.is_none(),
+        patch,
+        ..RunFilter::default()
+    })
+}
+
+/// Prints `runs list`: a JSON array, a table, or why nothing matched `filter`.
+pub(crate) fn print_runs(runs: &[RunView], filter: &RunFilter, json: bool) {
+    if json {
+        print_json(&runs);
+    } else if runs.is_empty() && filter.patch.is_some() {
+        let which = if filter.unended { "unended " } else { "" };
+        println!("no {which}runs match --with-patch/--without-patch");
+    } else if runs.is_empty() && (filter.workflow.is_some() || filter.status.is_some()) {
+        println!("no runs match --workflow/--status; `runs list` without them lists every run");
+    } else if runs.is_empty() {
+        println!("no runs yet; start one with `run <workflow> --input '<json>'`");
+    } else {
+        println!("{}", view::runs_table(runs));
+    }
+}
+
+/// Prints `workflows list`.
+pub(crate) fn print_registry(workflows: &[WorkflowInfo], actions: &[ActionInfo], json: bool) {
+    if json {
+        print_json(&serde_json::json!({"workflows": workflows, "actions": actions}));
+    } else {
+        println!("{}", view::registry_table(workflows, actions));
+    }
+}
+
+/// Prints `runs get`.
+pub(crate) fn print_detail(detail: &RunDetailView, json: bool) {
+    if json {
+        print_json(detail);
+    } else {
+        println!("{}", view::detail_text(detail));
+    }
+}
+
+/// Prints what `runs cancel` did.
+pub(crate) fn print_canceled(run_id: RunId, previous: RunStatus, json: bool) {
+    if json {
+        print_json(
+            &serde_json::json!({"runId": run_id, "status": RunStatus::Canceled, "previousStatus": previous}),
+        );
+    } else {
+        println!("canceled run {run_id} (it was {previous})");
+    }
+}
+
+/// Says on stderr (unless `json`) that `run` started or found its run.
+pub(crate) fn say_started(run_id: RunId, workflow: &str, created: bool, json: bool) {
+    if !json {
+        let verb = if created {
+            "started"
+        } else {
+            "resuming existing"
+        };
+        eprintln!("{verb} run {run_id} of {workflow}");
+    }
+}
+
+/// Says on stderr (unless `json`) that a run is being retried.
+pub(crate) fn say_retrying(run_id: RunId, json: bool) {
+    if !json {
+        eprintln!("retrying run {run_id}: completed steps are replayed, the rest run again");
+    }
+}
+
+/// Says on stderr (unless `json`) that a run was forked.
+pub(crate) fn say_forked(run_id: RunId, original: RunId, from: &str, json: bool) {
+    if !json {
+        eprintln!("run {run_id} forked from {original} at step {from}");
+    }
+}
+
+/// What `run --detach` prints.
+pub(crate) fn print_detached(run_id: RunId, created: bool, json: bool) {
+    if json {
+        print_json(&serde_json::json!({"runId": run_id, "created": created}));
+    } else {
+        println!("{run_id}");
     }
 }
 
@@ -157,21 +219,10 @@ async fn start(engine: &Engine, args: RunArgs, input: Value) -> Result<ExitCode,
     };
     let started = engine.start_json(&args.workflow, input, options).await?;
     if args.detach {
-        if args.json {
-            print_json(&serde_json::json!({"runId": started.run_id, "created": started.created}));
-        } else {
-            println!("{}", started.run_id);
-        }
+        print_detached(started.run_id, started.created, args.json);
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.json {
-        let verb = if started.created {
-            "started"
-        } else {
-            "resuming existing"
-        };
-        eprintln!("{verb} run {} of {}", started.run_id, args.workflow);
-    }
+    say_started(started.run_id, &args.workflow, started.created, args.json);
     follow(engine, started.run_id, args.json).await
 }
 
@@ -196,23 +247,25 @@ async fn follow(engine: &Engine, run_id: RunId, json: bool) -> Result<ExitCode, 
         tokio::task::yield_now().await;
         display.abort();
     }
-    let run = result?;
-    print_outcome(&run, json);
-    Ok(match run.status {
-        RunStatus::Succeeded => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
-    })
+    Ok(outcome(&RunView::from(&result?), json))
 }
 
-fn print_outcome(run: &RunRecord, json: bool) {
+/// Prints how a followed run ended (or where it stopped) and returns the exit code: 0 when it
+/// succeeded, else 1.
+pub(crate) fn outcome(run: &RunView, json: bool) -> ExitCode {
+    print_outcome(run, json);
+    match run.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+fn print_outcome(run: &RunView, json: bool) {
     if json {
         print_json(&view::outcome_json(run));
         return;
     }
-    let took = run
-        .finished_at_ms
-        .map(|end| view::duration(end - run.created_at_ms))
-        .unwrap_or_default();
+    let took = run.duration_ms.map(view::duration).unwrap_or_default();
     match run.status {
         RunStatus::Succeeded => {
             eprintln!("✓ run {} succeeded in {took}", run.run_id);

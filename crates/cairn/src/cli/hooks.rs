@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use cairn_engine::Engine;
+use cairn_engine::{Engine, HookView};
 use cairn_store::{HookFilter, HookRecord, HookState};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     CliError,
@@ -32,7 +32,7 @@ pub(crate) async fn dispatch(
                 })
                 .await?;
             if json {
-                print_json(&Value::Array(hooks.iter().map(hook_json).collect()));
+                print_json(&hooks.iter().map(HookView::from).collect::<Vec<_>>());
             } else if hooks.is_empty() {
                 println!("no hooks are waiting");
             } else {
@@ -42,30 +42,22 @@ pub(crate) async fn dispatch(
         }
         HooksCommand::Resume { token, json, .. } => {
             let hook = engine.resume_hook(&token, payload).await?;
-            if json {
-                print_json(&hook_json(&hook));
-            } else {
-                println!(
-                    "resumed hook {} of run {}; the run continues",
-                    hook.step_key, hook.run_id
-                );
-            }
+            print_resumed(&HookView::from(&hook), json);
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn hook_json(hook: &HookRecord) -> Value {
-    json!({
-        "token": hook.token,
-        "runId": hook.run_id,
-        "stepKey": hook.step_key,
-        "state": hook.state,
-        "schema": hook.schema,
-        "createdAt": timestamp(hook.created_at_ms),
-        "timeoutAt": hook.timeout_at_ms.map(timestamp),
-        "closedAt": hook.closed_at_ms.map(timestamp),
-    })
+/// Prints what `hooks resume` did.
+pub(crate) fn print_resumed(hook: &HookView, json: bool) {
+    if json {
+        print_json(hook);
+    } else {
+        println!(
+            "resumed hook {} of run {}; the run continues",
+            hook.step_key, hook.run_id
+        );
+    }
 }
 
 fn hooks_table(hooks: &[HookRecord]) -> Table {

@@ -3,6 +3,11 @@
 //! Every listing and inspection command takes `--json` (camelCase fields). Exit codes: 0 on
 //! success, 1 when a run failed or was canceled (or the engine failed), 2 for bad input
 //! (unknown slug or run, invalid JSON, schema violation, usage).
+//!
+//! With `--server URL` (or `CAIRN_SERVER`; cairn's `client` feature) `run`, `runs …`,
+//! `hooks resume` and `workflows list` act on a running `serve` over its HTTP API instead of
+//! opening a store, with the same output and exit codes; the API key comes from
+//! `CAIRN_API_KEY`.
 
 mod args;
 mod commands;
@@ -10,6 +15,8 @@ mod hooks;
 mod input;
 mod logs;
 mod progress;
+#[cfg(feature = "client")]
+mod remote;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;
@@ -17,11 +24,13 @@ pub(crate) mod view;
 use std::{path::Path, process::ExitCode, sync::Arc};
 
 use clap::Parser;
+use serde_json::Value;
 
 use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
 use cairn_store::Store;
 
 pub use args::Cli;
+use args::Command;
 
 /// Parses the process arguments and runs the command. Use it as your binary's `main`.
 pub fn main(registry: Registry) -> ExitCode {
@@ -48,6 +57,13 @@ pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
         Ok(json) => json,
         Err(err) => return report(err),
     };
+    if let Some(url) = &cli.server {
+        // A client of a server: no store is opened here.
+        return match remote(url, cli.command, json).await {
+            Ok(code) => code,
+            Err(err) => report(err),
+        };
+    }
     let engine = match open_engine(&cli, registry).await {
         Ok(engine) => engine,
         Err(err) => return report(err),
@@ -75,7 +91,7 @@ pub(crate) enum CliError {
     #[error("cannot open the store: {0}")]
     Open(String),
     /// The command failed while it ran (not the caller's fault).
-    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     #[error("{0}")]
     Failed(String),
 }
@@ -88,6 +104,22 @@ fn report(err: CliError) -> ExitCode {
         CliError::Open(_) | CliError::Failed(_) => false,
     };
     ExitCode::from(if user_error { 2 } else { 1 })
+}
+
+/// `command` against the server at `url`.
+#[cfg(feature = "client")]
+async fn remote(url: &str, command: Command, json: Value) -> Result<ExitCode, CliError> {
+    remote::dispatch(url, command, json).await
+}
+
+#[cfg(not(feature = "client"))]
+async fn remote(_url: &str, _command: Command, _json: Value) -> Result<ExitCode, CliError> {
+    Err(CliError::Usage(
+        "--server (or CAIRN_SERVER) asks to act on a Cairn server, but this binary was built \
+         without cairn's `client` feature: add `features = [\"client\"]` to its cairn \
+         dependency, or leave --server out to use the store here"
+            .to_owned(),
+    ))
 }
 
 /// The data directory (`--data-dir`, `CAIRN_DATA_DIR`, default `.cairn`), shared with every
@@ -217,5 +249,41 @@ mod tests {
             "the message names the option and the feature: {message}"
         );
         assert!(!data_dir.exists(), "no SQLite file was made instead");
+    }
+}
+
+#[cfg(all(test, not(feature = "client")))]
+mod without_client {
+    use clap::Parser;
+
+    use super::{Cli, CliError, run};
+
+    #[tokio::test]
+    async fn a_server_url_without_the_client_feature_is_refused_and_opens_no_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let args = [
+            "app".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--server".as_ref(),
+            "http://127.0.0.1:1".as_ref(),
+            "runs".as_ref(),
+            "list".as_ref(),
+        ];
+        let code = run(Cli::parse_from(args), cairn_engine::Registry::new()).await;
+        assert_eq!(code, std::process::ExitCode::from(2));
+        assert!(!data_dir.exists(), "no store was opened instead");
+        let command = Cli::parse_from(args).command;
+        let error = super::remote("http://127.0.0.1:1", command, serde_json::Value::Null)
+            .await
+            .expect_err("refused");
+        let CliError::Usage(message) = error else {
+            panic!("a usage error (exit 2), not {error:?}");
+        };
+        assert!(
+            message.contains("`client` feature") && message.contains("--server"),
+            "{message}"
+        );
     }
 }

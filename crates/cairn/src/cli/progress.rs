@@ -1,5 +1,6 @@
-//! Live step progress while a run executes here: a spinner per step on a terminal, one plain
-//! line per change otherwise. Written to stderr, so stdout carries only the result.
+//! Live step progress while a run executes (here, or on a server followed with `--server`): a
+//! spinner per step on a terminal, one plain line per change otherwise. Written to stderr, so
+//! stdout carries only the result.
 
 use std::{collections::HashMap, io::IsTerminal, time::Duration};
 
@@ -17,7 +18,7 @@ pub(crate) async fn show(mut events: Receiver<RunEvent>, run_id: RunId) {
     let mut display = Display::new();
     loop {
         match events.recv().await {
-            Ok(event) if event.run_id == run_id => display.on(&event),
+            Ok(event) if event.run_id == run_id => display.on(event.at_ms, &event.event),
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => return,
@@ -25,13 +26,15 @@ pub(crate) async fn show(mut events: Receiver<RunEvent>, run_id: RunId) {
     }
 }
 
-struct Display {
+/// What is shown of one run's steps.
+pub(crate) struct Display {
     bars: Option<MultiProgress>,
     steps: HashMap<StepKey, (ProgressBar, i64)>,
 }
 
 impl Display {
-    fn new() -> Self {
+    /// Shows nothing yet.
+    pub(crate) fn new() -> Self {
         let bars = std::io::stderr()
             .is_terminal()
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
@@ -41,9 +44,9 @@ impl Display {
         }
     }
 
-    fn on(&mut self, run_event: &RunEvent) {
-        let at = run_event.at_ms;
-        match &run_event.event {
+    /// Shows `event`, committed at `at` (unix ms).
+    pub(crate) fn on(&mut self, at: i64, event: &Event) {
+        match event {
             Event::StepStarted {
                 key,
                 kind,

@@ -1,11 +1,11 @@
-//! How runs and steps are shown on a terminal: comfy-table tables and short texts. The JSON
-//! shapes are the engine's views (`cairn_engine::RunView`, `RunDetailView`), shared with the
-//! HTTP API and the testing harness.
+//! How runs and steps are shown on a terminal: comfy-table tables and short texts. Everything
+//! here reads the engine's views (`cairn_engine::RunView`, `RunDetailView`), the JSON shapes
+//! shared with the HTTP API and the testing harness, so a run read from the local store and
+//! one read from a server (`--server`) print alike.
 
-use cairn_core::{ErrorInfo, StepStatus};
-use cairn_engine::RunDetail;
+use cairn_core::{ErrorInfo, HookInput, SleepInput, StepKind, StepStatus};
 pub(crate) use cairn_engine::timestamp;
-use cairn_store::RunRecord;
+use cairn_engine::{ActionInfo, RunDetailView, RunView, WorkflowInfo};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ pub(crate) fn duration(ms: i64) -> String {
 }
 
 /// The short result of a run: what `run --json` prints.
-pub(crate) fn outcome_json(run: &RunRecord) -> Value {
+pub(crate) fn outcome_json(run: &RunView) -> Value {
     json!({
         "runId": run.run_id,
         "status": run.status,
@@ -49,7 +49,7 @@ fn error_text(error: &Option<ErrorInfo>) -> String {
 }
 
 /// `runs list` as a table.
-pub(crate) fn runs_table(runs: &[RunRecord]) -> Table {
+pub(crate) fn runs_table(runs: &[RunView]) -> Table {
     let mut table = table();
     table.set_header([
         "RUN ID", "WORKFLOW", "STATUS", "CREATED", "DURATION", "ERROR",
@@ -59,10 +59,8 @@ pub(crate) fn runs_table(runs: &[RunRecord]) -> Table {
             run.run_id.to_string(),
             run.workflow.clone(),
             run.status.to_string(),
-            timestamp(run.created_at_ms),
-            run.finished_at_ms
-                .map(|end| duration(end - run.created_at_ms))
-                .unwrap_or_default(),
+            run.created_at.clone(),
+            run.duration_ms.map(duration).unwrap_or_default(),
             short(&error_text(&run.error), 60),
         ]);
     }
@@ -70,23 +68,15 @@ pub(crate) fn runs_table(runs: &[RunRecord]) -> Table {
 }
 
 /// `runs get` as text: the run, then a table of its steps.
-pub(crate) fn detail_text(detail: &RunDetail) -> String {
+pub(crate) fn detail_text(detail: &RunDetailView) -> String {
     let run = &detail.run;
     let mut out = format!(
         "run       {}\nworkflow  {}\nstatus    {}\n",
         run.run_id, run.workflow, run.status
     );
-    out += &format!(
-        "created   {} ({})\n",
-        timestamp(run.created_at_ms),
-        run.trigger
-    );
-    if let Some(end) = run.finished_at_ms {
-        out += &format!(
-            "finished  {} after {}\n",
-            timestamp(end),
-            duration(end - run.created_at_ms)
-        );
+    out += &format!("created   {} ({})\n", run.created_at, run.trigger);
+    if let (Some(end), Some(took)) = (&run.finished_at, run.duration_ms) {
+        out += &format!("finished  {end} after {}\n", duration(took));
     }
     if let Some(parent) = run.parent_run_id {
         out += &format!("parent    {parent}\n");
@@ -115,11 +105,17 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
             (_, Some(error), _) => error.message.clone(),
             (Some(output), None, _) => output.to_string(),
             (None, None, StepStatus::Sleeping) => step
-                .sleep_input()
+                .input
+                .as_ref()
+                .filter(|_| step.kind == StepKind::Sleep)
+                .and_then(SleepInput::from_value)
                 .map(|sleep| format!("until {}", timestamp(sleep.wake_at_ms)))
                 .unwrap_or_default(),
             (None, None, StepStatus::Waiting) => step
-                .hook_input()
+                .input
+                .as_ref()
+                .filter(|_| step.kind == StepKind::Hook)
+                .and_then(HookInput::from_value)
                 .map(|hook| format!("waiting for `hooks resume {}`", hook.token))
                 .unwrap_or_default(),
             (None, None, _) => String::new(),
@@ -129,7 +125,7 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
             step.kind.to_string(),
             format!("{:?}", step.status).to_lowercase(),
             step.attempts.to_string(),
-            step.duration_ms().map(duration).unwrap_or_default(),
+            step.duration_ms.map(duration).unwrap_or_default(),
             short(&result, 70),
         ]);
     }
@@ -151,10 +147,10 @@ pub(crate) fn detail_text(detail: &RunDetail) -> String {
 }
 
 /// `workflows list` as a table.
-pub(crate) fn registry_table(registry: &cairn_engine::Registry) -> Table {
+pub(crate) fn registry_table(workflows: &[WorkflowInfo], actions: &[ActionInfo]) -> Table {
     let mut table = table();
     table.set_header(["TYPE", "SLUG", "NAME", "DESCRIPTION"]);
-    for workflow in registry.workflows() {
+    for workflow in workflows {
         table.add_row([
             "workflow",
             &workflow.slug,
@@ -162,7 +158,7 @@ pub(crate) fn registry_table(registry: &cairn_engine::Registry) -> Table {
             &workflow.description,
         ]);
     }
-    for action in registry.actions() {
+    for action in actions {
         table.add_row(["action", &action.slug, &action.name, &action.description]);
     }
     table
