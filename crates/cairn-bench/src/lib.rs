@@ -20,6 +20,7 @@
 pub const ALLOCATOR: &str = "mimalloc";
 
 pub mod baseline;
+pub mod http;
 pub mod postgres;
 pub mod report;
 pub mod scenarios;
