@@ -333,6 +333,7 @@ fn measure(cli: &Cli, concurrent_workflows: usize, run_dir: &Path) -> anyhow::Re
             Via::Inproc => None,
             Via::Http => {
                 let plan = HttpPlan {
+                    workflow: &workflow,
                     steps: cli.steps,
                     workflows: cli.workflows,
                     warmup: cli.warmup,

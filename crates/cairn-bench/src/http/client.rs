@@ -57,6 +57,46 @@ impl Connection {
         })
     }
 
+    /// `GET /healthz` (no engine call, no store): the price of the HTTP round trip alone;
+    /// returns how long it took. Anything but a `200` is an error.
+    pub async fn health(&mut self) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let request = Request::builder()
+            .uri("/healthz")
+            .header(header::HOST, self.host.as_str())
+            .body(Full::new(Bytes::new()))
+            .context("building the request")?;
+        let (status, bytes) = self.send(request).await?;
+        let took = started.elapsed();
+        ensure!(
+            status == StatusCode::OK,
+            "GET /healthz answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        Ok(took)
+    }
+
+    /// Sends `request` once the connection is ready; returns the answer's status and body.
+    async fn send(&mut self, request: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.sender
+            .ready()
+            .await
+            .context("the connection to the benchmark's server closed")?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .context("sending a request to the benchmark's server")?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .context("reading the server's answer")?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
     /// Starts the workflow with input `n` and waits for its answer; returns how long that
     /// took, from encoding the input to the answer's last byte (its parsing and checks are
     /// not timed). Anything but a `200` with a run that succeeded with output `n` is an
@@ -71,22 +111,7 @@ impl Connection {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .context("building the request")?;
-        self.sender
-            .ready()
-            .await
-            .context("the connection to the benchmark's server closed")?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .context("sending POST /workflows to the benchmark's server")?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .context("reading the server's answer")?
-            .to_bytes();
+        let (status, bytes) = self.send(request).await?;
         let took = started.elapsed();
         if status != StatusCode::OK {
             bail!(

@@ -8,6 +8,7 @@
 //! ratios HTTP ÷ in-process, and the targets of issue 22 are judged against them.
 
 pub mod client;
+pub mod layers;
 mod report;
 
 use std::{
@@ -19,7 +20,7 @@ use std::{
 };
 
 use anyhow::Context;
-use cairn_engine::{CancellationToken, Engine};
+use cairn_engine::{CancellationToken, Engine, Workflow};
 use cairn_server::{ServeOptions, Server, ServerError};
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -29,8 +30,10 @@ pub use report::{HttpRatios, LevelRatio, check_http_targets};
 use crate::{
     scenarios::{Clock, Throughput},
     stats::Latencies,
+    workload::Count,
 };
 use client::Connection;
+use layers::Layers;
 
 /// What `--via http` measured.
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +44,8 @@ pub struct HttpFigures {
     pub sequential: Throughput,
     /// Throughput with C clients, one per concurrency level.
     pub concurrent: Vec<Throughput>,
+    /// The request's layers measured apart (HTTP alone, the engine path alone).
+    pub layers: Layers,
     /// HTTP ÷ in-process, for each measurement.
     pub ratios: HttpRatios,
 }
@@ -170,6 +175,8 @@ async fn clients(
 
 /// What the HTTP measurements run: the in-process measurements' sizes.
 pub struct HttpPlan<'a> {
+    /// The workflow (for the engine path measured without HTTP).
+    pub workflow: &'a Workflow<Count, Count>,
     /// Steps per workflow.
     pub steps: usize,
     /// Sequential requests.
@@ -194,7 +201,18 @@ pub async fn measure(
     eprintln!("6. over HTTP, sequential: {} requests…", plan.workflows);
     let server = BenchServer::start(open("http-sequential")?).await?;
     let sequential = sequential(server.addr(), plan.steps, plan.workflows, plan.warmup).await?;
+    eprintln!("6. layers: GET /healthz, then the server's engine path without HTTP…");
+    let http_round_trip =
+        layers::http_round_trip(server.addr(), plan.workflows, plan.warmup).await?;
     server.stop().await?;
+    let detached_sequential = layers::detached_sequential(
+        &open("detached-sequential")?,
+        plan.workflow,
+        plan.steps,
+        plan.workflows,
+        plan.warmup,
+    )
+    .await?;
     let mut levels = Vec::new();
     for &level in plan.concurrency {
         eprintln!(
@@ -213,6 +231,10 @@ pub async fn measure(
         ),
         sequential,
         concurrent: levels,
+        layers: Layers {
+            http_round_trip,
+            detached_sequential,
+        },
         ratios,
     })
 }

@@ -148,6 +148,25 @@ impl HttpFigures {
                 ),
             ]);
         }
+        let l = &self.layers;
+        rows.push([
+            "6".into(),
+            "layer: GET /healthz round trip".into(),
+            format!("{} requests", l.http_round_trip.count),
+            duration(l.http_round_trip.p50_us),
+            duration(l.http_round_trip.p99_us),
+            "HTTP alone (client, hyper, axum), no engine".into(),
+        ]);
+        let d = &l.detached_sequential;
+        let (p50, p99) = percentiles(d);
+        rows.push([
+            "6".into(),
+            format!("layer: start + worker + wait, {} wf", d.workflows),
+            format!("{} wf/s", rate(d.wf_per_sec)),
+            p50,
+            p99,
+            "the ?wait handler's engine calls without HTTP: Engine::start, run_worker, wait_until_ended".into(),
+        ]);
         let r = &self.ratios;
         rows.push([
             "6".into(),
