@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p cairn-bench -- [--workflows N] [--steps K] [--concurrency 32,256]
 //! cargo run --release -p cairn-bench -- --store postgres [--database-url URL] [--pg-workers 1,2,4]
+//! cargo run --release -p cairn-bench -- --via http     # the same again over HTTP, with ratios
 //! ```
 //!
 //! With `--store postgres` the raw limit is the server's single-row commit rate and the
