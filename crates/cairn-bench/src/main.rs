@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release -p cairn-bench -- [--workflows N] [--steps K] [--concurrency 32,256]
 //! cargo run --release -p cairn-bench -- --store postgres [--database-url URL] [--pg-workers 1,2,4]
+//! cargo run --release -p cairn-bench -- --via http     # the same again over HTTP, with ratios
 //! ```
 //!
 //! With `--store postgres` the raw limit is the server's single-row commit rate and the
@@ -23,6 +24,7 @@ use std::{
 use anyhow::{Context, ensure};
 use cairn_bench::{
     baseline::{self, BaselineOptions},
+    http::{self, HttpPlan},
     postgres::{self, PgOptions, child::ChildArgs},
     report::{Memory, Ratios, Report, Settings, check_targets},
     scenarios, system,
@@ -84,6 +86,12 @@ struct Cli {
     /// least one: the store's writer thread gets a core of its own].
     #[arg(long)]
     tokio_workers: Option<usize>,
+    /// How the engine is driven: `inproc`, by calls in this process; `http`, those same
+    /// measurements and then the same workload through the HTTP API (`cairn-server` on a
+    /// loopback port, clients with a keep-alive connection each), with the ratios of the two
+    /// (SQLite only).
+    #[arg(long, value_enum, default_value_t = Via::Inproc)]
+    via: Via,
     /// Skip the queue-drained worker mode.
     #[arg(long)]
     skip_worker: bool,
@@ -125,6 +133,14 @@ enum StoreKind {
     Postgres,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Via {
+    /// `Engine::run` calls in this process.
+    Inproc,
+    /// The in-process measurements, then the same over HTTP (`POST /workflows/{slug}?wait=`).
+    Http,
+}
+
 /// SQLite's default workflows per concurrent test: about half a second at 256 callers, so
 /// the start (every caller beginning at once on an empty store) and the end (callers running
 /// out of work one by one, the concurrency falling below C) weigh little. With 3,000, under
@@ -151,6 +167,10 @@ fn main() -> ExitCode {
             steps: cli.steps,
         })
     } else if cli.store == StoreKind::Postgres {
+        if cli.via == Via::Http {
+            eprintln!("error: --via http is measured on SQLite only; leave out --store postgres");
+            return ExitCode::FAILURE;
+        }
         run_postgres(&cli)
     } else {
         run(&cli)
@@ -310,11 +330,28 @@ fn measure(cli: &Cli, concurrent_workflows: usize, run_dir: &Path) -> anyhow::Re
             )
         };
 
+        let http = match cli.via {
+            Via::Inproc => None,
+            Via::Http => {
+                let plan = HttpPlan {
+                    workflow: &workflow,
+                    steps: cli.steps,
+                    workflows: cli.workflows,
+                    warmup: cli.warmup,
+                    concurrent_workflows,
+                    concurrency: &cli.concurrency,
+                };
+                let open = |name: &str| open_engine(&run_dir.join(name), &workflow, max_concurrency, &options);
+                Some(http::measure(&plan, open, &sequential, &concurrent).await?)
+            }
+        };
+
         eprintln!("1. raw SQLite limits again (the ratios use the faster of the two)…");
         let again = baseline::measure(&run_dir.join("baseline"), settings.baseline)?;
         let baseline = baseline.best_of(again);
         let ratios = Ratios::of(&baseline, &sequential, &concurrent);
-        let targets = check_targets(&settings, &sequential, &concurrent, &ratios);
+        let mut targets = check_targets(&settings, &sequential, &concurrent, &ratios);
+        targets.extend(http.iter().flat_map(http::check_http_targets));
         Ok(Report {
             version: env!("CARGO_PKG_VERSION"),
             finished_at_unix: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
@@ -329,6 +366,7 @@ fn measure(cli: &Cli, concurrent_workflows: usize, run_dir: &Path) -> anyhow::Re
                 rss_kib_after_concurrent,
                 peak_rss_kib: system::peak_rss_kib(),
             },
+            http,
             targets,
         })
     })

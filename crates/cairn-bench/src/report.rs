@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     baseline::{Baseline, BaselineOptions},
+    http::HttpFigures,
     scenarios::{Drained, Throughput},
     system::Machine,
 };
@@ -116,6 +117,9 @@ pub struct Report {
     pub ratios: Ratios,
     /// 5: memory.
     pub memory: Memory,
+    /// 6: the same workload through the HTTP API (`--via http`), and its ratios to 2 and 3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFigures>,
     /// The targets, judged.
     pub targets: Vec<TargetCheck>,
 }
@@ -411,6 +415,9 @@ impl Report {
             "—".into(),
             format!("peak {}", mib(self.memory.peak_rss_kib)),
         ]);
+        for row in self.http.iter().flat_map(HttpFigures::rows) {
+            table.add_row(row);
+        }
         for column in 2..5 {
             if let Some(column) = table.column_mut(column) {
                 column.set_cell_alignment(CellAlignment::Right);

@@ -135,6 +135,7 @@ impl EngineBuilder {
                 worker,
                 stopping: CancellationToken::new(),
                 events,
+                end_waiters: Arc::default(),
                 resources: self.registry.resources.clone(),
                 overrides: self.overrides,
                 children,
@@ -422,6 +423,7 @@ impl Engine {
             .store
             .cancel_run(run_id, reason, env.clock.now_ms())
             .await?;
+        env.end_waiters.signal(run_id);
         if let Some(run) = self.runtime.executing(run_id) {
             run.cancel.cancel();
             run.stop(Stop::Ended);

@@ -2,7 +2,7 @@
 //! any process sharing the store (the store's change watch says when to read again). What the
 //! HTTP API's event streams and the CLI's live progress are built on.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use cairn_core::{Event, EventRecord};
 use cairn_store::{ChangeWatch, RunId, RunRecord, Store};
@@ -46,13 +46,21 @@ impl Engine {
     }
 
     /// Waits until `run_id` has ended, whoever executes it (this process or another sharing
-    /// the store), and returns it: one read of the run per change of it. A caller bounds the
-    /// wait with a timeout (`POST /workflows/{slug}?wait=`). An unknown run is `RunNotFound`.
+    /// the store), and returns it. A caller bounds the wait with a timeout
+    /// (`POST /workflows/{slug}?wait=`). An unknown run is `RunNotFound`.
+    ///
+    /// The run is read once at first, then again only when it may have ended: at once when
+    /// this process commits its end, or a change of it is committed by another process (or
+    /// while this process does not execute it); changes made while this process executes it
+    /// are its own steps, so they are looked at 50 ms later at the latest (a cancel from
+    /// another process). Reading after every change cost a read per step under load.
     pub async fn wait_until_ended(&self, run_id: RunId) -> Result<RunRecord, EngineError> {
         let store = self.store();
+        let env = &self.runtime.env;
+        // Registered and made before the first read, so no end falls between them.
+        let end = env.end_waiters.register(run_id);
+        let mut watch = store.watch_changes().await?;
         loop {
-            // Made before the read, so no commit falls between the two.
-            let mut watch = store.watch_changes().await?;
             let run = store
                 .get_run(run_id)
                 .await?
@@ -60,10 +68,37 @@ impl Engine {
             if run.status.is_terminal() {
                 return Ok(run);
             }
-            while !watch.changed().await?.may_include(run_id) {}
+            let mut recheck_at = None;
+            loop {
+                let recheck = async {
+                    match recheck_at {
+                        Some(at) => env.clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = end.ended() => break,
+                    () = recheck => break,
+                    changes = watch.changed() => {
+                        if !changes?.may_include(run_id) {
+                            continue;
+                        }
+                        if self.runtime.executing(run_id).is_none() {
+                            break;
+                        }
+                        recheck_at.get_or_insert_with(|| {
+                            env.clock.now_ms() + i64::try_from(RECHECK_OWN.as_millis()).unwrap_or(i64::MAX)
+                        });
+                    }
+                }
+            }
         }
     }
 }
+
+/// The longest [`Engine::wait_until_ended`] leaves a change unread while this process
+/// executes the run (its own steps' commits; its end is signalled at once).
+const RECHECK_OWN: Duration = Duration::from_millis(50);
 
 impl Follower {
     /// The next event, an error (which ends the stream), or `None` when the run has ended.

@@ -23,7 +23,7 @@ use crate::{
         error::ActionError,
         resources::Resources,
     },
-    run::{RunContext, Stop, action_ctx::ActionCtx, body::ErasedWorkflow},
+    run::{RunContext, Stop, action_ctx::ActionCtx, body::ErasedWorkflow, ended::EndWaiters},
 };
 
 /// A stand-in for an action's body, on JSON values (the testing harness's mocks). It runs
@@ -57,6 +57,8 @@ pub(crate) struct RunEnv {
     pub(crate) stopping: CancellationToken,
     /// Where committed events go (see [`RunEvent`]).
     pub(crate) events: broadcast::Sender<RunEvent>,
+    /// Who waits for a run's end here; told when this process commits it.
+    pub(crate) end_waiters: Arc<EndWaiters>,
     pub(crate) resources: Resources,
     pub(crate) overrides: HashMap<String, ActionOverride>,
     /// The runtime, which runs child runs (weak: the runtime owns this environment).
@@ -90,8 +92,9 @@ impl RunEnv {
         run_id: RunId,
         first_seq: u64,
         at_ms: i64,
-        events: impl IntoIterator<Item = &'a Event>,
+        events: impl IntoIterator<Item = &'a Event> + Clone,
     ) {
+        self.end_waiters.committed(run_id, events.clone());
         if !self.has_subscribers() {
             return;
         }

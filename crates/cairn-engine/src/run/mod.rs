@@ -3,6 +3,7 @@
 
 pub(crate) mod action_ctx;
 pub(crate) mod body;
+pub(crate) mod ended;
 pub(crate) mod env;
 pub(crate) mod scope;
 pub(crate) mod writes;
