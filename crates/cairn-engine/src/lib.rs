@@ -30,7 +30,7 @@ mod runtime;
 mod steps;
 
 pub use api::{
-    engine::{Engine, EngineBuilder, RunDetail, StartOptions, Started},
+    engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{

@@ -14,7 +14,8 @@ use axum::{
 };
 use cairn_engine::{Engine, EngineError};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
@@ -142,7 +143,13 @@ impl Server {
             engine,
             options,
         } = self;
-        let app = router(engine.clone(), &options, shutdown.clone())?;
+        let executing = TaskTracker::new();
+        let app = routes(
+            engine.clone(),
+            &options,
+            shutdown.clone(),
+            executing.clone(),
+        )?;
         let worker = options.worker.then(|| {
             let (engine, shutdown) = (engine.clone(), shutdown.clone());
             tokio::spawn(async move { engine.run_worker(shutdown).await })
@@ -157,6 +164,16 @@ impl Server {
                 .and_then(|result| result.map_err(ServerError::Worker)),
             None => Ok(()),
         };
+        // Runs `?wait` starts executed here: the worker's stop stopped them too; they finish
+        // their step in flight within the same grace (else their leases lapse, as the
+        // worker's do).
+        executing.close();
+        let grace = engine.config().shutdown_grace;
+        if tokio::time::timeout(grace, executing.wait()).await.is_err() {
+            tracing::warn!(
+                "runs started with ?wait still had steps in flight after the grace period"
+            );
+        }
         let flushed = engine.store().flush().await;
         served?;
         worked?;
@@ -173,10 +190,24 @@ pub fn router(
     options: &ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<Router, ServerError> {
+    routes(engine, options, shutdown, TaskTracker::new())
+}
+
+/// [`router`], the runs `?wait` starts execute here tracked by `executing`.
+fn routes(
+    engine: Engine,
+    options: &ServeOptions,
+    shutdown: CancellationToken,
+    executing: TaskTracker,
+) -> Result<Router, ServerError> {
     let state = AppState {
         body_limit: engine.config().limits.max_payload_bytes,
         metrics: Metrics::start(&engine),
         openapi: Arc::new(openapi::document(engine.registry())),
+        executions: options
+            .worker
+            .then(|| Arc::new(Semaphore::new(engine.config().max_concurrent_runs.max(1)))),
+        executing: executing.clone(),
         engine,
         max_wait: options.max_wait,
         keys: options.api_keys.clone(),

@@ -3,7 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use cairn_engine::Engine;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{auth::ApiKeys, metrics::Metrics};
 
@@ -20,6 +21,11 @@ pub(crate) struct AppState {
     pub(crate) keys: ApiKeys,
     /// Fires when the server stops: waits answer at once, streams end.
     pub(crate) shutdown: CancellationToken,
+    /// Slots for runs a `?wait` start executes in this process (the worker's concurrency);
+    /// `None` without a worker here: other processes execute every run.
+    pub(crate) executions: Option<Arc<Semaphore>>,
+    /// Those executions, waited for when the server stops.
+    pub(crate) executing: TaskTracker,
     /// `GET /openapi.json`, built once.
     pub(crate) openapi: Arc<serde_json::Value>,
     /// What `GET /metrics` shows.

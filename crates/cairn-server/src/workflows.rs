@@ -16,8 +16,9 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use cairn_engine::{RunView, StartOptions};
-use cairn_store::RunId;
+use cairn_engine::{Engine, EngineError, RunView, StartOptions};
+use cairn_store::{RunId, RunRecord};
+use tokio::{sync::oneshot, time::Instant};
 
 /// The header naming a start's idempotency key.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -61,12 +62,31 @@ pub(crate) async fn start(
         trigger: Some("api".into()),
         execute_here: false,
     };
-    let started = state.engine.start_json(&slug, input, options).await?;
+    // A start that waits executes its run here when the worker has a free slot: no claim by
+    // the worker, and the run's first write creates it (`Engine::run`'s path).
+    let slot = wait
+        .and(state.executions.as_ref())
+        .and_then(|slots| slots.clone().try_acquire_owned().ok());
+    let (started, executed) = match slot {
+        Some(slot) => {
+            let (started, execution) = state.engine.start_to_execute(&slug, input, options).await?;
+            let executed = execution.map(|execution| {
+                let (done, executed) = oneshot::channel();
+                state.executing.spawn(async move {
+                    let ended = execution.await;
+                    drop(slot);
+                    let _ = done.send(ended);
+                });
+                executed
+            });
+            (started, executed)
+        }
+        None => (state.engine.start_json(&slug, input, options).await?, None),
+    };
     if let Some(wait) = wait {
+        let deadline = Instant::now() + wait;
         let ended = tokio::select! {
-            ended = tokio::time::timeout(wait, state.engine.wait_until_ended(started.run_id)) => {
-                ended.ok().transpose()?
-            }
+            ended = wait_for_end(&state.engine, started.run_id, executed, deadline) => ended?,
             () = state.shutdown.cancelled() => None,
         };
         if let Some(run) = ended {
@@ -87,6 +107,30 @@ pub(crate) async fn start(
         created: started.created,
     };
     Ok(located(status, started.run_id, Json(body)))
+}
+
+/// The run once it has ended, if it does by `deadline`: first from its execution here (if
+/// any), then, once that parked or handed it back, from the store's changes.
+async fn wait_for_end(
+    engine: &Engine,
+    run_id: RunId,
+    executed: Option<oneshot::Receiver<Result<Option<RunRecord>, EngineError>>>,
+    deadline: Instant,
+) -> Result<Option<RunRecord>, ApiError> {
+    if let Some(executed) = executed {
+        match tokio::time::timeout_at(deadline, executed).await {
+            Err(_) => return Ok(None),
+            Ok(Ok(Ok(Some(run)))) => return Ok(Some(run)),
+            Ok(Ok(Err(err))) => return Err(err.into()),
+            Ok(Ok(Ok(None)) | Err(_)) => {}
+        }
+    }
+    Ok(
+        tokio::time::timeout_at(deadline, engine.wait_until_ended(run_id))
+            .await
+            .ok()
+            .transpose()?,
+    )
 }
 
 /// A response with `Location: /runs/{id}`.

@@ -42,6 +42,11 @@ pub struct StartOptions {
     pub execute_here: bool,
 }
 
+/// One execution of a run started by [`Engine::start_to_execute`]: the run if it ended.
+pub type Execution = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Option<RunRecord>, EngineError>> + Send>,
+>;
+
 /// A started run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Started {
@@ -323,6 +328,42 @@ impl Engine {
             lease: options.execute_here.then(|| env.lease()),
             now_ms: env.clock.now_ms(),
         })
+    }
+
+    /// Starts a run of `slug` to be executed by the caller, for a caller about to wait for its
+    /// result (the HTTP API's `?wait=`): the run is leased to this process from the start, so
+    /// no worker has to claim it, and the returned execution runs it once — until it ends,
+    /// parks or is handed back, never longer, so nothing waits here for a run that sleeps for
+    /// days (the workers take it from there). The execution resolves to the run if it ended.
+    /// It is `None` when an idempotency key named an existing run. Without a key the run is
+    /// created by the execution's first write, as [`run`](Self::run) does.
+    pub async fn start_to_execute(
+        &self,
+        slug: &str,
+        input: Value,
+        options: StartOptions,
+    ) -> Result<(Started, Option<Execution>), EngineError> {
+        let options = StartOptions {
+            execute_here: true,
+            ..options
+        };
+        let runtime = self.runtime.clone();
+        if options.idempotency_key.is_some() {
+            let started = self.start_json(slug, input, options).await?;
+            let execution: Option<Execution> = started
+                .created
+                .then(|| Box::pin(runtime.execute_once(started.run_id, None)) as Execution);
+            return Ok((started, execution));
+        }
+        let new = self.new_run(slug, input, &options)?;
+        let started = Started {
+            run_id: new.id,
+            created: true,
+        };
+        Ok((
+            started,
+            Some(Box::pin(runtime.execute_once(new.id, Some(new)))),
+        ))
     }
 
     /// Executes a run in this process until it ends, then returns it. If another worker holds

@@ -129,6 +129,41 @@ impl Runtime {
         self.drive_from(run_id, Some((claim, Some(new)))).await
     }
 
+    /// Executes a run this process created under its lease (`new`: one to be created by its
+    /// first write) once: until it ends, parks or is handed back, never longer (the workers
+    /// take a parked run from there). The run when it ended, else `None` (also when its claim
+    /// is no longer in memory: the workers take it too).
+    pub(crate) async fn execute_once(
+        self: Arc<Self>,
+        run_id: RunId,
+        new: Option<NewRun>,
+    ) -> Result<Option<RunRecord>, EngineError> {
+        let (claimed, create) = match new {
+            Some(new) => {
+                let claim = rules::created_claim(&new).ok_or_else(|| {
+                    EngineError::BadRequest(
+                        "a run created by its first write must be leased".into(),
+                    )
+                })?;
+                (claim, Some(new))
+            }
+            None => match self.take_fresh(run_id) {
+                Some(claim) => (claim, None),
+                None => return Ok(None),
+            },
+        };
+        match execute(self.clone(), claimed, None, create).await {
+            ExecEnd::NotExecutable(workflow) => Err(EngineError::NotExecutable {
+                run: run_id,
+                workflow,
+            }),
+            ExecEnd::Ended(Some(run)) => Ok(Some(*run)),
+            ExecEnd::Ended(None) | ExecEnd::Released | ExecEnd::Lost | ExecEnd::Parked { .. } => {
+                Ok(None)
+            }
+        }
+    }
+
     async fn drive_from(
         self: Arc<Self>,
         run_id: RunId,
