@@ -4,10 +4,11 @@
 use std::{path::Path, sync::Arc, time::Instant};
 
 use anyhow::{Context, ensure};
-use cairn_core::RunStatus;
+use cairn_core::{ErrorInfo, RunStatus};
 use cairn_engine::{
     Action, ActionCtx, Engine, EngineConfig, Registry, Retry, StartOptions, Workflow, WorkflowCtx,
 };
+use cairn_store::RunId;
 use cairn_store_sqlite::{SqliteOptions, SqliteStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -82,12 +83,19 @@ pub async fn run_one(
         .run(workflow, &Count { n }, StartOptions::default())
         .await?;
     let took = started.elapsed();
-    ensure!(
-        run.status == RunStatus::Succeeded,
-        "run {} ended {} instead of succeeding: {:?}",
-        run.run_id,
-        run.status,
-        run.error
-    );
+    ensure_succeeded(run.run_id, run.status, run.error.as_ref())?;
     Ok(took)
+}
+
+/// Fails the measurement unless the run succeeded, saying how it ended.
+pub(crate) fn ensure_succeeded(
+    run_id: RunId,
+    status: RunStatus,
+    error: Option<&ErrorInfo>,
+) -> anyhow::Result<()> {
+    ensure!(
+        status == RunStatus::Succeeded,
+        "run {run_id} ended {status} instead of succeeding: {error:?}"
+    );
+    Ok(())
 }

@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{Context, bail, ensure};
-use cairn_core::RunStatus;
 use cairn_engine::RunView;
 use http_body_util::{BodyExt, Full};
 use hyper::{
@@ -20,7 +19,7 @@ use hyper::{
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::workload::{Count, WORKFLOW};
+use crate::workload::{Count, WORKFLOW, ensure_succeeded};
 
 /// How long the server is asked to hold each request for the run's end (`?wait=`): far
 /// longer than a no-op run takes, so every answer is the ended run (a `202` is an error).
@@ -126,13 +125,7 @@ impl Connection {
                 String::from_utf8_lossy(&bytes)
             )
         })?;
-        ensure!(
-            run.status == RunStatus::Succeeded,
-            "run {} ended {} instead of succeeding: {:?}",
-            run.run_id,
-            run.status,
-            run.error
-        );
+        ensure_succeeded(run.run_id, run.status, run.error.as_ref())?;
         ensure!(
             run.output == Some(serde_json::json!({ "n": n })),
             "run {} succeeded with output {:?}, not its input {{\"n\": {n}}}",

@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use cairn_core::RunStatus;
 use cairn_engine::{CancellationToken, Engine, StartOptions, Workflow};
 use serde::Serialize;
 
@@ -15,7 +14,7 @@ use crate::{
     http::client::Connection,
     scenarios::{Clock, Throughput},
     stats::{Latencies, LatencySummary},
-    workload::Count,
+    workload::{Count, ensure_succeeded},
 };
 
 /// The layers measured one after another.
@@ -91,12 +90,6 @@ async fn start_and_wait(
     let run = engine.start(workflow, &Count { n }, options).await?;
     let ended = engine.wait_until_ended(run.run_id).await?;
     let took = started.elapsed();
-    anyhow::ensure!(
-        ended.status == RunStatus::Succeeded,
-        "run {} ended {} instead of succeeding: {:?}",
-        ended.run_id,
-        ended.status,
-        ended.error
-    );
+    ensure_succeeded(ended.run_id, ended.status, ended.error.as_ref())?;
     Ok(took)
 }
