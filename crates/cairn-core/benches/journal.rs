@@ -32,6 +32,7 @@ fn started(key: &StepKey, input: &Value) -> Event {
         slug: SLUG.to_owned(),
         input: input.clone(),
         attempt: 1,
+        credentials: Vec::new(),
     }
 }
 

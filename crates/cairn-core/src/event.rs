@@ -258,6 +258,9 @@ pub enum Event {
         /// recorded before positions were kept.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call: Option<u32>,
+        /// The credentials the attempt was given (ids and scopes, never values).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        credentials: Vec<crate::UsedCredential>,
     },
     /// An attempt failed and another will follow at `retry_at_ms`.
     StepAttemptFailed {

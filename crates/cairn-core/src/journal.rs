@@ -423,6 +423,7 @@ impl Journal {
                 input,
                 attempt,
                 call,
+                credentials: _,
             } => {
                 self.place(key, *kind, slug, *call);
                 let step = self.recorded.entry(key.clone()).or_default();

@@ -22,6 +22,7 @@ fn started_at(k: &str, input: Value, attempt: u32, call: Option<u32>) -> Event {
         input,
         attempt,
         call,
+        credentials: Vec::new(),
     }
 }
 

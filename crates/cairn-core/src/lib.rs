@@ -12,6 +12,7 @@ mod duration;
 mod event;
 mod journal;
 mod limits;
+mod owner;
 mod patch;
 mod retry;
 mod step_key;
@@ -22,6 +23,7 @@ pub use duration::{InvalidDuration, parse_duration};
 pub use event::{ErrorInfo, ErrorKind, Event, EventRecord, RunStatus, StepKind};
 pub use journal::{Call, CallName, ChangedInput, Decision, Journal, NonDeterminism, Patched};
 pub use limits::{LimitExceeded, Limits};
+pub use owner::{DEFAULT_OWNER_NAME, Holder, Owner, Scope, UsedCredential};
 pub use patch::{PATCH_SLUG, patch_key};
 pub use retry::RetryPolicy;
 pub use step_key::{

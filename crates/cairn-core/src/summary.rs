@@ -64,6 +64,9 @@ pub struct StepSummary {
     /// Warnings recorded on replay (a changed input the workflow allowed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The credentials its latest attempt used (ids and scopes, never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::UsedCredential>,
     /// When its first attempt began (unix ms).
     pub started_at_ms: i64,
     /// When it completed or failed for good (unix ms).
@@ -83,6 +86,7 @@ impl StepSummary {
             error: None,
             attempt_errors: Vec::new(),
             warnings: Vec::new(),
+            credentials: Vec::new(),
             started_at_ms: at_ms,
             finished_at_ms: None,
         }
@@ -120,6 +124,7 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 slug,
                 input,
                 attempt,
+                credentials,
                 ..
             } => {
                 debug_assert!(*attempt >= 1);
@@ -130,6 +135,7 @@ pub fn summarize_steps(events: &[EventRecord]) -> Vec<StepSummary> {
                 };
                 step.attempts += 1;
                 step.input = Some(input.clone());
+                step.credentials.clone_from(credentials);
                 step.finished_at_ms = None;
             }
             Event::StepAttemptFailed {
@@ -256,6 +262,7 @@ mod tests {
             slug: slug.into(),
             input: json!({"k": slug}),
             attempt,
+            credentials: Vec::new(),
         };
         let events = vec![
             at(1, 100, started(&a, "a", 1)),

@@ -351,6 +351,7 @@ async fn interrupted_run(engine: &Engine, clock: &ManualClock, interrupted: u32)
         input: serde_json::json!({"n": 1}),
         attempt,
         call: Some(0),
+        credentials: Vec::new(),
     };
     let mut history = Vec::new();
     for attempt in 1..interrupted {
@@ -372,6 +373,7 @@ async fn interrupted_run(engine: &Engine, clock: &ManualClock, interrupted: u32)
             parent_run_id: None,
             forked_from: None,
             trigger: "test".into(),
+            owner: Default::default(),
             history,
             lease: Some(Lease {
                 worker: dead,

@@ -26,6 +26,7 @@ fn run() -> NewRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: None,
         now_ms: 1,
@@ -273,6 +274,7 @@ fn started(n: u32) -> cairn_core::Event {
         slug: "step".into(),
         input: json!(n),
         attempt: 1,
+        credentials: Vec::new(),
     }
 }
 

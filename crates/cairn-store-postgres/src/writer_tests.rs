@@ -22,6 +22,7 @@ fn leased_run(holder: &WorkerId) -> PreparedRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: Some(Lease {
             worker: holder.clone(),

@@ -28,6 +28,7 @@ fn new_run(workflow: &str) -> NewRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: None,
         now_ms: T0,

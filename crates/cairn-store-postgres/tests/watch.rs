@@ -86,6 +86,7 @@ fn new_run(workflow: &str, parent: Option<RunId>) -> NewRun {
         parent_run_id: parent,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: None,
         now_ms: T0,

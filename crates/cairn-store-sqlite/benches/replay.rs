@@ -50,6 +50,7 @@ impl Fixture {
                         slug: SLUG.to_owned(),
                         input: json!({ "n": n }),
                         attempt: 1,
+                        credentials: Vec::new(),
                     },
                     Event::StepCompleted {
                         call: None,
@@ -69,6 +70,7 @@ impl Fixture {
             parent_run_id: None,
             forked_from: None,
             trigger: "bench".to_owned(),
+            owner: Default::default(),
             history,
             lease: None,
             now_ms: 1_700_000_000_000,

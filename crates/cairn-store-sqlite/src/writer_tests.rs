@@ -36,6 +36,7 @@ pub(crate) fn leased_run(holder: &WorkerId) -> PreparedRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: Some(cairn_store::Lease {
             worker: holder.clone(),

@@ -20,6 +20,7 @@ fn new_run(workflow: &str, lease: Option<Lease>) -> NewRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".into(),
+        owner: Default::default(),
         history: Vec::new(),
         lease,
         now_ms: NOW,
@@ -42,6 +43,7 @@ fn started(n: u32) -> Event {
         slug,
         input: json!(n),
         attempt: 1,
+        credentials: Vec::new(),
     }
 }
 

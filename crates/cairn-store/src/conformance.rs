@@ -22,6 +22,7 @@ mod children;
 mod claim;
 mod control;
 mod create;
+mod credentials;
 mod follow;
 mod instances;
 mod lease;
@@ -54,6 +55,10 @@ pub use create::{
     create_run_records_run_created_and_history, create_run_with_a_lease_is_held_by_its_creator,
     create_run_with_an_existing_id_writes_nothing, get_run_and_events_of_an_unknown_run,
     idempotency_key_yields_one_run_per_workflow,
+};
+pub use credentials::{
+    a_run_keeps_its_owner, credentials_round_trip_with_one_default_per_holder,
+    list_credentials_filters_and_orders, reseal_credentials_is_all_or_nothing,
 };
 pub use follow::{
     a_watch_reports_every_kind_of_change, events_after_returns_the_events_that_follow_a_seq,
@@ -156,6 +161,10 @@ macro_rules! conformance_tests {
             a_child_end_leaves_a_running_parent_alone,
             park_with_a_child_depends_on_the_child,
             commits_are_timed_once_observed,
+            a_run_keeps_its_owner,
+            credentials_round_trip_with_one_default_per_holder,
+            list_credentials_filters_and_orders,
+            reseal_credentials_is_all_or_nothing,
         );
     };
 }

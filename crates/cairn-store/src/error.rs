@@ -49,6 +49,15 @@ pub enum StoreError {
         /// Its state.
         state: crate::HookState,
     },
+    /// No credential has this id.
+    #[error("credential {0:?} not found; `credentials list` shows the credentials there are")]
+    CredentialNotFound(String),
+    /// Credentials changed while they were being re-encrypted.
+    #[error(
+        "credentials changed while the master key was being rotated; nothing was written: run \
+         `credentials rotate-key` again"
+    )]
+    CredentialsChanged,
     /// The database could not be reached or refused the operation; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -11,6 +11,7 @@
 //! live in the backend crates; this crate knows no database.
 
 mod commit_timer;
+mod credentials;
 mod error;
 mod memory;
 mod types;
@@ -20,6 +21,9 @@ pub mod rules;
 pub mod watch;
 
 pub use commit_timer::CommitTimer;
+pub use credentials::{
+    CredentialFilter, CredentialRecord, Reseal, first_is_default, listing_order,
+};
 pub use error::StoreError;
 pub use memory::MemoryStore;
 pub use types::{
@@ -179,6 +183,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Hooks matching `filter`, newest first.
     async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>>;
+
+    /// Saves a credential: inserts it, or replaces the one with its id (keeping that one's
+    /// `created_at_ms`). It is its holder's default for its key when `is_default` is set or
+    /// when the holder has no other credential of that key ([`first_is_default`]); a new
+    /// default takes the flag from the holder's other credentials of the key, in the same
+    /// commit.
+    async fn put_credential(&self, credential: CredentialRecord) -> StoreResult<()>;
+
+    /// One credential by id.
+    async fn get_credential(&self, id: &str) -> StoreResult<Option<CredentialRecord>>;
+
+    /// Credentials matching `filter`, in [`listing_order`].
+    async fn list_credentials(
+        &self,
+        filter: &CredentialFilter,
+    ) -> StoreResult<Vec<CredentialRecord>>;
+
+    /// Deletes a credential; `false` if there was none with this id.
+    async fn delete_credential(&self, id: &str) -> StoreResult<bool>;
+
+    /// Makes a credential its holder's default for its key (the others of that holder and
+    /// key lose the flag), in one commit. [`StoreError::CredentialNotFound`] if there is none.
+    async fn set_default_credential(&self, id: &str, now_ms: i64) -> StoreResult<()>;
+
+    /// Replaces the sealed fields of every credential at once (master-key rotation): all
+    /// or nothing. [`StoreError::CredentialsChanged`] (and nothing written) when a credential
+    /// was saved or deleted since `reseals` were read: one's stored bytes are not its `old`,
+    /// or the store holds a credential `reseals` does not name.
+    async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()>;
 
     /// A watch that wakes an idle worker when runs of `workflows` may have become ready
     /// through another process (created, released, resumed, retried). `None` when the backend

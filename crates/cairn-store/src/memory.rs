@@ -7,6 +7,7 @@
 //! and totally ordered. Times are only ever the `now_ms` passed in, which suits a virtual
 //! clock.
 
+mod credentials;
 mod state;
 mod waits;
 
@@ -19,8 +20,9 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
-    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, HookFilter, HookRecord, Lease, NewRun,
-    Park, RunFilter, RunId, RunRecord, Store, StoreResult, WorkerId, watch::ChangeHub,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
+    HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter, RunId, RunRecord, Store,
+    StoreResult, WorkerId, watch::ChangeHub,
 };
 
 use self::state::State;
@@ -48,6 +50,8 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Credentials, apart: no run or watch depends on them.
+    credentials: Mutex<credentials::Credentials>,
     changes: ChangeHub,
 }
 
@@ -68,6 +72,14 @@ impl MemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         self.shared
             .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The credential table, locked (poisoning taken over as for the state).
+    fn credentials(&self) -> MutexGuard<'_, credentials::Credentials> {
+        self.shared
+            .credentials
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -201,5 +213,33 @@ impl Store for MemoryStore {
 
     async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>> {
         Ok(self.state().list_hooks(filter))
+    }
+
+    async fn put_credential(&self, credential: CredentialRecord) -> StoreResult<()> {
+        self.credentials().put(credential);
+        Ok(())
+    }
+
+    async fn get_credential(&self, id: &str) -> StoreResult<Option<CredentialRecord>> {
+        Ok(self.credentials().get(id))
+    }
+
+    async fn list_credentials(
+        &self,
+        filter: &CredentialFilter,
+    ) -> StoreResult<Vec<CredentialRecord>> {
+        Ok(self.credentials().list(filter))
+    }
+
+    async fn delete_credential(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.credentials().delete(id))
+    }
+
+    async fn set_default_credential(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        self.credentials().set_default(id, now_ms)
+    }
+
+    async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()> {
+        self.credentials().reseal(reseals, now_ms)
     }
 }

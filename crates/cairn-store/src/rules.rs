@@ -300,6 +300,7 @@ pub fn created_claim(run: &NewRun) -> Option<ClaimedRun> {
         parent_run_id: run.parent_run_id,
         forked_from: run.forked_from.clone(),
         trigger: run.trigger.clone(),
+        owner: run.owner.clone(),
         executions: state.executions,
         lease_owner: state.lease_owner.cloned(),
         lease_expires_at_ms: state.lease_expires_at_ms,

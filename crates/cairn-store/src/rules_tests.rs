@@ -92,6 +92,7 @@ fn retries_requeue_hooks_register_and_steps_change_nothing() {
         slug: "a".to_owned(),
         input: json!(null),
         attempt: 1,
+        credentials: Vec::new(),
     };
     assert_eq!(run_effect(&started), RunEffect::None);
 }

@@ -2,7 +2,7 @@
 
 use std::{fmt, str::FromStr, sync::Arc};
 
-use cairn_core::{ErrorInfo, Event, EventRecord, RunStatus, StepKey, StepKind, patch_key};
+use cairn_core::{ErrorInfo, Event, EventRecord, Owner, RunStatus, StepKey, StepKind, patch_key};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -101,6 +101,8 @@ pub struct NewRun {
     pub forked_from: Option<ForkOrigin>,
     /// What started it: `cli`, `api`, `child`, `rerun`, …
     pub trigger: String,
+    /// On whose behalf it runs (a child run inherits its parent's).
+    pub owner: Owner,
     /// Events to record after `RunCreated` (a fork's copied steps, an execution's first
     /// events), in the same commit. They take effect as if appended by the run's creator
     /// (see [`run_effect`](crate::rules::run_effect)): an ending event ends the run, a
@@ -145,6 +147,9 @@ pub struct RunRecord {
     pub forked_from: Option<ForkOrigin>,
     /// What started it.
     pub trigger: String,
+    /// On whose behalf it runs.
+    #[serde(default)]
+    pub owner: Owner,
     /// How many times a worker has claimed it.
     pub executions: u32,
     /// The current lease holder, if any.

@@ -4,7 +4,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use cairn_core::{
-    AttemptError, ErrorInfo, EventRecord, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
+    AttemptError, ErrorInfo, EventRecord, Owner, RunStatus, StepKey, StepKind, StepStatus,
+    StepSummary, UsedCredential,
 };
 use cairn_store::{ForkOrigin, HookRecord, HookState, RunId, RunRecord};
 use schemars::JsonSchema;
@@ -37,6 +38,8 @@ pub struct RunView {
     pub forked_from: Option<ForkOrigin>,
     /// What started it.
     pub trigger: String,
+    /// On whose behalf it runs (organization, project, user).
+    pub owner: Owner,
     /// How many times a worker has claimed it.
     pub executions: u32,
     /// When it was created (RFC 3339, UTC).
@@ -60,6 +63,7 @@ impl From<&RunRecord> for RunView {
             parent_run_id: run.parent_run_id,
             forked_from: run.forked_from.clone(),
             trigger: run.trigger.clone(),
+            owner: run.owner.clone(),
             executions: run.executions,
             created_at: timestamp(run.created_at_ms),
             finished_at: run.finished_at_ms.map(timestamp),
@@ -92,6 +96,9 @@ pub struct StepView {
     pub attempt_errors: Vec<AttemptError>,
     /// Warnings recorded on replay (a changed input the workflow allowed).
     pub warnings: Vec<String>,
+    /// The credentials its latest attempt used (ids and scopes, never values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<UsedCredential>,
     /// When its first attempt began (RFC 3339, UTC).
     pub started_at: String,
     /// When it completed or failed for good (RFC 3339, UTC).
@@ -113,6 +120,7 @@ impl From<&StepSummary> for StepView {
             error: step.error.clone(),
             attempt_errors: step.attempt_errors.clone(),
             warnings: step.warnings.clone(),
+            credentials: step.credentials.clone(),
             started_at: timestamp(step.started_at_ms),
             finished_at: step.finished_at_ms.map(timestamp),
             duration_ms: step.duration_ms(),

@@ -7,34 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use cairn_core::Scope;
+
 use crate::base::vault::Secret;
-
-/// Who a credential belongs to, and so which runs may use it: a run executes on behalf of an
-/// organization, a project in it and, optionally, a user.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// A person's own account (connected with OAuth, or set by them).
-    User,
-    /// Shared by a project's runs.
-    Project,
-    /// Shared by every project of an organization.
-    Organization,
-}
-
-impl Scope {
-    /// Every scope, narrowest first: the order defaults are looked up in.
-    pub const ALL: [Scope; 3] = [Scope::User, Scope::Project, Scope::Organization];
-
-    /// Its name (`user`, `project`, `organization`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::User => "user",
-            Scope::Project => "project",
-            Scope::Organization => "organization",
-        }
-    }
-}
 
 /// One field of a credential type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,15 +187,5 @@ mod tests {
         assert!(unknown.to_string().contains("botToken, team"), "{unknown}");
         assert!(slack.fields()["botToken"].is_secret());
         assert!(!slack.fields()["team"].is_secret() && !slack.fields()["team"].is_required());
-    }
-
-    #[test]
-    fn scopes_are_named_narrowest_first() {
-        let names: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
-        assert_eq!(names, ["user", "project", "organization"]);
-        assert_eq!(
-            serde_json::to_string(&Scope::Organization).unwrap(),
-            "\"organization\""
-        );
     }
 }

@@ -200,6 +200,7 @@ impl Call {
             slug: self.slug.to_string(),
             input,
             attempt,
+            credentials: Vec::new(),
         }
     }
 

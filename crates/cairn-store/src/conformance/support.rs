@@ -32,6 +32,7 @@ pub(crate) fn new_run(workflow: &str, input: Value) -> NewRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "api".to_owned(),
+        owner: Default::default(),
         history: Vec::new(),
         lease: None,
         now_ms: T0,
@@ -128,6 +129,7 @@ pub(crate) fn started(slug: &str, n: u32) -> Event {
         slug: slug.to_owned(),
         input: json!({ "n": n }),
         attempt: 1,
+        credentials: Vec::new(),
     }
 }
 

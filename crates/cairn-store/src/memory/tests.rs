@@ -30,6 +30,7 @@ fn run(workflow: &str, now_ms: i64, lease: Option<Lease>) -> NewRun {
         parent_run_id: None,
         forked_from: None,
         trigger: "test".to_owned(),
+        owner: Default::default(),
         history: Vec::new(),
         lease,
         now_ms,
@@ -54,6 +55,7 @@ fn started(n: u32) -> Event {
         slug: "a".to_owned(),
         input: json!(n),
         attempt: 1,
+        credentials: Vec::new(),
     }
 }
 

@@ -74,6 +74,7 @@ pub async fn replay<I: Payload, O: Payload>(
         parent_run_id: None,
         forked_from: None,
         trigger: "replay".into(),
+        owner: Default::default(),
         history,
         lease: Some(lease),
         now_ms: 0,
