@@ -178,6 +178,12 @@ pub enum ErrorKind {
     Interrupted,
     /// A step's attempts were interrupted too often (a step that takes its worker down).
     Recoveries,
+    /// A step's action needs a credential that nothing resolves to for the run (none set at
+    /// the scopes tried). Set one, then retry the run.
+    MissingCredentials,
+    /// A credential was found but cannot be used: it does not open with the master key, it
+    /// lacks a field, or its token expired and could not be refreshed.
+    CredentialUnavailable,
     /// Something inside Cairn went wrong (a store error).
     Internal,
 }

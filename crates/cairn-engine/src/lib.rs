@@ -30,19 +30,20 @@ mod runtime;
 mod steps;
 
 pub use api::{
+    credentials::{CredentialView, SetCredential},
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{
     clock::{Clock, ManualClock, SystemClock},
     config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN, MAX_STEP_KEY_LEN},
-    credential::{Credential, CredentialError, Field, Scope},
+    credential::{Credential, CredentialError, Field, ResolvedCredential, Scope},
     entropy::{Entropy, OsEntropy, SeededEntropy},
     error::{ActionError, EngineError, ErrorClass, StepError, WorkflowError},
     info::{ActionInfo, WorkflowInfo},
     panics::panic_is_caught,
     schema::{Payload, Violation, Violations},
-    vault::{MASTER_KEY_VAR, MasterKey, Secret, VaultError},
+    vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::RetryPolicy as Retry;
 pub use call::StepCall;

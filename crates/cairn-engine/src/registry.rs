@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use crate::{
     base::{
+        credential::Credential,
         error::EngineError,
         info::{ActionInfo, WorkflowInfo},
         resources::Resources,
@@ -24,6 +25,8 @@ use crate::{
 pub struct Registry {
     workflows: BTreeMap<String, Arc<dyn ErasedWorkflow>>,
     actions: BTreeMap<String, ActionInfo>,
+    /// The credential types the registered actions need (or registered alone), by key.
+    credentials: BTreeMap<String, Credential>,
     pub(crate) resources: Resources,
     problems: Vec<String>,
 }
@@ -71,7 +74,32 @@ impl Registry {
         }
         self.actions
             .insert(action.slug().to_owned(), action.info().clone());
+        for need in action.inner.needs.iter() {
+            self = self.credential(&need.credential);
+        }
         self
+    }
+
+    /// Registers a credential type, so `credentials set` knows its fields. The types that
+    /// registered actions need are registered with them.
+    pub fn credential(mut self, credential: &Credential) -> Self {
+        if let Some(existing) = self.credentials.get(credential.key())
+            && existing != credential
+        {
+            self.problems.push(format!(
+                "two different credential types are declared with the key {:?}; give each its own key",
+                credential.key()
+            ));
+            return self;
+        }
+        self.credentials
+            .insert(credential.key().to_owned(), credential.clone());
+        self
+    }
+
+    /// The credential types registered, by key.
+    pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
+        self.credentials.values()
     }
 
     /// Shares `value` with every action: an action reads it with
@@ -114,6 +142,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("workflows", &self.workflows.keys().collect::<Vec<_>>())
             .field("actions", &self.actions.keys().collect::<Vec<_>>())
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("resources", &self.resources)
             .finish()
     }

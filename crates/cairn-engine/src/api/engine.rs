@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Weak},
 };
 
-use cairn_core::{Event, EventRecord, RunStatus, StepKey, StepSummary, summarize_steps};
+use cairn_core::{Event, EventRecord, Owner, RunStatus, StepKey, StepSummary, summarize_steps};
 use cairn_store::{ForkOrigin, NewRun, RunFilter, RunId, RunRecord, Store, WorkerId, rules};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -20,6 +20,7 @@ use crate::{
         entropy::{Entropy, EntropyExt, OsEntropy},
         error::EngineError,
         schema::{Payload, json_size},
+        vault::{KeySource, Keyring},
     },
     registry::Registry,
     run::{
@@ -40,6 +41,9 @@ pub struct StartOptions {
     /// Take the run's lease at once because this process will execute it (`Engine::execute`),
     /// so no other worker claims it first.
     pub execute_here: bool,
+    /// On whose behalf the run executes (default: organization and project `default`, no
+    /// user). A rerun keeps the original's unless given.
+    pub owner: Option<Owner>,
 }
 
 /// One execution of a run started by [`Engine::start_to_execute`]: the run if it ended.
@@ -83,9 +87,18 @@ pub struct EngineBuilder {
     entropy: Arc<dyn Entropy>,
     worker: Option<WorkerId>,
     overrides: HashMap<String, ActionOverride>,
+    master_key: Option<KeySource>,
 }
 
 impl EngineBuilder {
+    /// Where the master key that seals credentials comes from (default: none, so actions
+    /// that need credentials fail with a message saying so). The CLI passes
+    /// `KeySource::File(<data dir>/master.key)`, which `CAIRN_MASTER_KEY` overrides.
+    pub fn master_key(mut self, source: KeySource) -> Self {
+        self.master_key = Some(source);
+        self
+    }
+
     /// Sets the configuration.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -143,6 +156,7 @@ impl EngineBuilder {
                 end_waiters: Arc::default(),
                 resources: self.registry.resources.clone(),
                 overrides: self.overrides,
+                keyring: Keyring::new(self.master_key),
                 children,
             };
             Runtime::new(Arc::new(env), self.registry)
@@ -168,6 +182,7 @@ impl Engine {
             entropy: Arc::new(OsEntropy),
             worker: None,
             overrides: HashMap::new(),
+            master_key: None,
         }
     }
 
@@ -324,7 +339,7 @@ impl Engine {
             parent_run_id: None,
             forked_from: None,
             trigger: options.trigger.clone().unwrap_or_else(|| "api".to_owned()),
-            owner: Default::default(),
+            owner: checked_owner(options.owner.clone())?,
             history: Vec::new(),
             lease: options.execute_here.then(|| env.lease()),
             now_ms: env.clock.now_ms(),
@@ -445,7 +460,10 @@ impl Engine {
                 step: step.clone(),
             }),
             trigger: options.trigger.unwrap_or_else(|| "rerun".to_owned()),
-            owner: Default::default(),
+            owner: match options.owner {
+                Some(owner) => checked_owner(Some(owner))?,
+                None => detail.run.owner.clone(),
+            },
             history,
             lease: options.execute_here.then(|| env.lease()),
             now_ms: env.clock.now_ms(),
@@ -500,4 +518,29 @@ impl std::fmt::Debug for Engine {
             .field("registry", &self.runtime.registry)
             .finish()
     }
+}
+
+/// The length a name of an owner (organization, project, user) may have.
+const MAX_OWNER_NAME_LEN: usize = 128;
+
+/// The owner a start asks for, checked (`None`: the default owner).
+fn checked_owner(owner: Option<Owner>) -> Result<Owner, EngineError> {
+    let owner = owner.unwrap_or_default();
+    let names = [
+        ("org", Some(&owner.org)),
+        ("project", Some(&owner.project)),
+        ("user", owner.user.as_ref()),
+    ];
+    for (what, name) in names {
+        if let Some(name) = name
+            && (name.is_empty()
+                || name.len() > MAX_OWNER_NAME_LEN
+                || name.chars().any(char::is_control))
+        {
+            return Err(EngineError::BadRequest(format!(
+                "owner {what} {name:?} must be 1 to {MAX_OWNER_NAME_LEN} characters, none of them control characters"
+            )));
+        }
+    }
+    Ok(owner)
 }

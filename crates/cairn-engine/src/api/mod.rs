@@ -1,6 +1,7 @@
 //! Layer 7, the API users call: the [`Engine`](engine::Engine), the worker loop, hooks
 //! resumed from outside, and the views every interface shows. Uses every layer below.
 
+pub(crate) mod credentials;
 pub(crate) mod engine;
 pub(crate) mod follow;
 pub(crate) mod resume;

@@ -5,11 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+use cairn_core::ErrorKind;
 pub use cairn_core::Scope;
 
-use crate::base::vault::Secret;
+use crate::base::{error::ActionError, vault::Secret};
 
 /// One field of a credential type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,6 +146,79 @@ impl Credential {
     }
 }
 
+/// A credential an action needs, and the scopes it may resolve at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NeededCredential {
+    pub(crate) credential: Credential,
+    /// Narrowest first, never empty.
+    pub(crate) scopes: Vec<Scope>,
+}
+
+/// A credential resolved for one attempt of a step: which one (id, scope) and its fields.
+/// `Debug` shows the fields' names only (values are [`Secret`]s).
+#[derive(Clone, Debug)]
+pub struct ResolvedCredential {
+    pub(crate) key: String,
+    pub(crate) id: String,
+    pub(crate) scope: Scope,
+    pub(crate) fields: BTreeMap<String, Secret>,
+}
+
+impl ResolvedCredential {
+    /// The credential type (`slack`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The credential's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The scope it resolved at.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// A field, if it is set.
+    pub fn get(&self, field: &str) -> Option<&Secret> {
+        self.fields.get(field)
+    }
+
+    /// A field that must be set: its absence is a fatal error naming the field and how to set
+    /// it (an optional field the action cannot do without).
+    pub fn field(&self, field: &str) -> Result<&Secret, ActionError> {
+        self.fields.get(field).ok_or_else(|| {
+            ActionError::fatal(format!(
+                "credential {:?} ({} scope, id {}) has no field {field:?}; set it again with \
+                 `credentials set {} --field {field}=@env:VAR`",
+                self.key, self.scope, self.id, self.key
+            ))
+            .with_kind(ErrorKind::CredentialUnavailable)
+        })
+    }
+}
+
+/// A credential's fields as sealed: a JSON object of field name to value.
+pub(crate) fn fields_to_bytes(fields: &BTreeMap<String, Secret>) -> Vec<u8> {
+    let plain: BTreeMap<&str, &str> = fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.expose()))
+        .collect();
+    serde_json::to_vec(&plain).expect("a map of strings is JSON")
+}
+
+/// The fields sealed by [`fields_to_bytes`]; `None` if the bytes are not such an object.
+pub(crate) fn fields_from_bytes(bytes: &[u8]) -> Option<BTreeMap<String, Secret>> {
+    let plain: BTreeMap<String, String> = serde_json::from_slice(bytes).ok()?;
+    Some(
+        plain
+            .into_iter()
+            .map(|(name, value)| (name, Secret::new(value)))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +235,28 @@ mod tests {
             .iter()
             .map(|(name, value)| ((*name).to_owned(), Secret::new(*value)))
             .collect()
+    }
+
+    #[test]
+    fn sealed_fields_round_trip_and_resolved_ones_do_not_show() {
+        let fields = values(&[("botToken", "xoxb-secret"), ("team", "T1")]);
+        let back = fields_from_bytes(&fields_to_bytes(&fields)).unwrap();
+        assert_eq!(back, fields);
+        assert_eq!(fields_from_bytes(b"[1]"), None);
+        let resolved = ResolvedCredential {
+            key: "slack".into(),
+            id: "cred_1".into(),
+            scope: Scope::User,
+            fields,
+        };
+        assert_eq!(resolved.field("botToken").unwrap().expose(), "xoxb-secret");
+        let shown = format!("{resolved:?}");
+        assert!(
+            !shown.contains("xoxb-secret") && shown.contains("botToken"),
+            "{shown}"
+        );
+        let missing = resolved.field("password").unwrap_err();
+        assert!(missing.to_string().contains("password"), "{missing}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 use cairn_core::{ErrorInfo, ErrorKind, LimitExceeded, StepKey};
 use cairn_store::{RunId, StoreError};
 
-use super::schema::Violations;
+use super::{credential::CredentialError, schema::Violations, vault::VaultError};
 
 /// Why an engine operation (start, inspect, retry, cancel…) failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,23 @@ pub enum EngineError {
     /// The registry is not usable: a bad slug, or two different definitions with one slug.
     #[error("{0}")]
     Registry(String),
+    /// No registered action needs a credential type with this key.
+    #[error(
+        "unknown credential type {key:?}; the registered ones are {known} (an action declares \
+         the types it needs with .credential(..), or register one with Registry::credential)"
+    )]
+    UnknownCredentialType {
+        /// The key asked for.
+        key: String,
+        /// The registered keys, comma-separated.
+        known: String,
+    },
+    /// A credential's fields do not fit its type.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// The master key is missing or wrong, or a sealed credential does not open.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,13 +133,17 @@ impl EngineError {
             EngineError::UnknownWorkflow { .. }
             | EngineError::RunNotFound(_)
             | EngineError::StepNotFound { .. }
-            | EngineError::Store(StoreError::RunNotFound(_) | StoreError::HookNotFound) => {
-                ErrorClass::NotFound
-            }
+            | EngineError::Store(
+                StoreError::RunNotFound(_)
+                | StoreError::HookNotFound
+                | StoreError::CredentialNotFound(_),
+            ) => ErrorClass::NotFound,
             EngineError::InvalidInput { .. }
             | EngineError::Unserializable { .. }
             | EngineError::InvalidPayload { .. }
-            | EngineError::BadRequest(_) => ErrorClass::Invalid,
+            | EngineError::BadRequest(_)
+            | EngineError::UnknownCredentialType { .. }
+            | EngineError::Credential(_) => ErrorClass::Invalid,
             EngineError::Limit(LimitExceeded::Payload { .. }) => ErrorClass::TooLarge,
             EngineError::Limit(LimitExceeded::Steps { .. }) => ErrorClass::Invalid,
             EngineError::NotExecutable { .. }
@@ -130,10 +151,13 @@ impl EngineError {
                 StoreError::HookNotPending { .. }
                 | StoreError::NotRetryable { .. }
                 | StoreError::RunEnded { .. }
-                | StoreError::LeaseLost { .. },
+                | StoreError::LeaseLost { .. }
+                | StoreError::CredentialsChanged,
             ) => ErrorClass::Conflict,
             EngineError::Store(StoreError::Unavailable(_)) => ErrorClass::Unavailable,
-            EngineError::Registry(_) | EngineError::Store(_) => ErrorClass::Internal,
+            EngineError::Registry(_) | EngineError::Vault(_) | EngineError::Store(_) => {
+                ErrorClass::Internal
+            }
         }
     }
 }
@@ -186,6 +210,8 @@ pub struct ActionError {
     pub(crate) message: String,
     pub(crate) retryable: bool,
     pub(crate) kind: ErrorKind,
+    /// Wait this long before the next attempt instead of the policy's backoff.
+    pub(crate) retry_after: Option<std::time::Duration>,
 }
 
 impl ActionError {
@@ -195,6 +221,7 @@ impl ActionError {
             message: message.into(),
             retryable: true,
             kind: ErrorKind::Action,
+            retry_after: None,
         }
     }
 
@@ -205,7 +232,20 @@ impl ActionError {
             message: message.into(),
             retryable: false,
             kind: ErrorKind::Action,
+            retry_after: None,
         }
+    }
+
+    /// The next attempt waits `delay` instead of the retry policy's backoff (a provider's
+    /// `Retry-After`). It still counts against the policy's attempts.
+    pub fn retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// The delay asked for with [`retry_after`](Self::retry_after).
+    pub fn retry_delay(&self) -> Option<std::time::Duration> {
+        self.retry_after
     }
 
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {

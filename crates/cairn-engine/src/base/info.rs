@@ -35,4 +35,7 @@ pub struct ActionInfo {
     pub input_schema: Value,
     /// JSON Schema of its output.
     pub output_schema: Value,
+    /// The credential types it needs (their keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
 }

@@ -98,6 +98,12 @@ pub enum VaultError {
         /// Why.
         source: std::io::Error,
     },
+    /// The engine was built without a master key.
+    #[error(
+        "no master key is configured, so credentials cannot be read or written; give the engine \
+         one (EngineBuilder::master_key), or set {MASTER_KEY_VAR} for the CLI"
+    )]
+    NoKey,
     /// The sealed value does not open with this key (or was moved to another credential).
     #[error(
         "credential {credential:?} cannot be decrypted with this master key: it was written \
@@ -194,7 +200,8 @@ impl MasterKey {
         Ok(MasterKey(key))
     }
 
-    fn to_hex(&self) -> String {
+    /// The key as 64 hex digits, for writing a key file.
+    pub fn to_hex(&self) -> String {
         self.0.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
@@ -240,6 +247,51 @@ impl MasterKey {
             .map_err(|_| VaultError::WrongKey {
                 credential: credential.to_owned(),
             })
+    }
+}
+
+/// Where an engine takes its master key from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// This key.
+    Key(MasterKey),
+    /// `CAIRN_MASTER_KEY` when it is set, else this key file, made on first use (see
+    /// [`MasterKey::load`]). Nothing is read or made until a credential is.
+    File(PathBuf),
+}
+
+/// The engine's master key, loaded on first use and replaced by a rotation.
+#[derive(Debug, Default)]
+pub(crate) struct Keyring {
+    source: Option<KeySource>,
+    loaded: std::sync::RwLock<Option<MasterKey>>,
+}
+
+impl Keyring {
+    pub(crate) fn new(source: Option<KeySource>) -> Keyring {
+        Keyring {
+            source,
+            loaded: std::sync::RwLock::default(),
+        }
+    }
+
+    /// The key, loading it the first time.
+    pub(crate) fn key(&self) -> Result<MasterKey, VaultError> {
+        if let Some(key) = &*self.loaded.read().unwrap_or_else(|e| e.into_inner()) {
+            return Ok(key.clone());
+        }
+        let key = match &self.source {
+            Some(KeySource::Key(key)) => key.clone(),
+            Some(KeySource::File(path)) => MasterKey::load(path)?,
+            None => return Err(VaultError::NoKey),
+        };
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Uses `key` from now on (after a rotation).
+    pub(crate) fn replace(&self, key: MasterKey) {
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
     }
 }
 

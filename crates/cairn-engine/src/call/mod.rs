@@ -12,6 +12,7 @@
 
 pub(crate) mod attempt;
 pub(crate) mod codec;
+pub(crate) mod credentials;
 pub(crate) mod wait;
 
 use std::{
@@ -25,8 +26,9 @@ use cairn_store::RunId;
 use futures::future::{self, BoxFuture};
 use serde_json::Value;
 
+use self::credentials::CredentialPin;
 use crate::{
-    base::{config::MAX_STEP_KEY_LEN, error::StepError},
+    base::{config::MAX_STEP_KEY_LEN, credential::Scope, error::StepError},
     run::{Halted, RunContext, Stop, scope::current_run},
 };
 
@@ -38,6 +40,8 @@ pub(crate) struct Call {
     pub(crate) position: u32,
     pub(crate) kind: StepKind,
     pub(crate) slug: Arc<str>,
+    /// Which credential the step's action is to use (`.credential_id()`, `.scope()`).
+    pub(crate) pin: CredentialPin,
 }
 
 /// What a call does, once the journal has answered.
@@ -87,6 +91,7 @@ impl Call {
             position,
             kind,
             slug,
+            pin: CredentialPin::default(),
         })
     }
 
@@ -193,6 +198,16 @@ impl Call {
 
     /// The `StepStarted` of an attempt of this call.
     pub(crate) fn started(&self, input: Value, attempt: u32) -> Event {
+        self.started_using(input, attempt, Vec::new())
+    }
+
+    /// The `StepStarted` of an attempt of this call given `credentials`.
+    pub(crate) fn started_using(
+        &self,
+        input: Value,
+        attempt: u32,
+        credentials: Vec<cairn_core::UsedCredential>,
+    ) -> Event {
         Event::StepStarted {
             call: Some(self.position),
             key: self.key.clone(),
@@ -200,7 +215,7 @@ impl Call {
             slug: self.slug.to_string(),
             input,
             attempt,
-            credentials: Vec::new(),
+            credentials,
         }
     }
 
@@ -306,6 +321,28 @@ impl<O: Send + 'static> StepCall<O> {
             && let Err(err) = made.rekey(key.into())
         {
             *call = Err(err);
+        }
+        self
+    }
+}
+
+impl<O: Send + 'static> StepCall<O> {
+    /// Resolves the action's credentials at `scope` only (e.g. [`Scope::User`]: the person
+    /// the run is for), instead of the project's default, then the organization's. No effect
+    /// on steps that use no credentials.
+    pub fn scope(mut self, scope: Scope) -> Self {
+        if let CallState::Made { call: Ok(made), .. } = &mut self.state {
+            made.pin.scope = Some(scope);
+        }
+        self
+    }
+
+    /// Gives the action this credential (by id) for the credential type it is of, whatever
+    /// the scopes would pick. It must belong to the run's organization (and its project or
+    /// user).
+    pub fn credential_id(mut self, id: impl Into<String>) -> Self {
+        if let CallState::Made { call: Ok(made), .. } = &mut self.state {
+            made.pin.id = Some(id.into());
         }
         self
     }

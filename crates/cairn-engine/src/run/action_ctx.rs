@@ -7,7 +7,11 @@ use cairn_core::StepKey;
 use cairn_store::RunId;
 use tokio_util::sync::CancellationToken;
 
-use crate::base::{error::ActionError, resources::Resources};
+use crate::base::{
+    credential::{Credential, ResolvedCredential},
+    error::ActionError,
+    resources::Resources,
+};
 
 /// What an action's body knows about the step it executes.
 #[derive(Clone, Debug)]
@@ -18,6 +22,8 @@ pub struct ActionCtx {
     pub(crate) cancel: CancellationToken,
     pub(crate) span: tracing::Span,
     pub(crate) resources: Resources,
+    /// The credentials resolved for this attempt.
+    pub(crate) credentials: Arc<[ResolvedCredential]>,
 }
 
 impl ActionCtx {
@@ -73,5 +79,23 @@ impl ActionCtx {
                 }
             ))
         })
+    }
+
+    /// The credential of type `credential` resolved for this attempt (see
+    /// [`ActionBuilder::credential`](crate::ActionBuilder::credential)): its id, scope and
+    /// fields. A type the action did not declare is a fatal error saying to declare it.
+    pub fn credential(&self, credential: &Credential) -> Result<&ResolvedCredential, ActionError> {
+        self.credentials
+            .iter()
+            .find(|resolved| resolved.key() == credential.key())
+            .ok_or_else(|| {
+                ActionError::fatal(format!(
+                    "this action did not declare the credential {:?}; add \
+                     `.credential(&{})` to its definition",
+                    credential.key(),
+                    credential.key().to_uppercase().replace('-', "_")
+                ))
+                .with_kind(cairn_core::ErrorKind::Misuse)
+            })
     }
 }

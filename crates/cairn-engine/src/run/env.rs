@@ -22,6 +22,7 @@ use crate::{
         entropy::{Entropy, EntropyExt},
         error::ActionError,
         resources::Resources,
+        vault::Keyring,
     },
     run::{RunContext, Stop, action_ctx::ActionCtx, body::ErasedWorkflow, ended::EndWaiters},
 };
@@ -61,6 +62,8 @@ pub(crate) struct RunEnv {
     pub(crate) end_waiters: Arc<EndWaiters>,
     pub(crate) resources: Resources,
     pub(crate) overrides: HashMap<String, ActionOverride>,
+    /// The master key credentials are sealed with.
+    pub(crate) keyring: Keyring,
     /// The runtime, which runs child runs (weak: the runtime owns this environment).
     pub(crate) children: Weak<dyn ChildRuns>,
 }

@@ -13,7 +13,7 @@ use std::sync::{
     atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering},
 };
 
-use cairn_core::{ErrorInfo, Journal, RunStatus};
+use cairn_core::{ErrorInfo, Journal, Owner, RunStatus};
 use cairn_store::{NewRun, RunId, RunRecord, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -71,6 +71,8 @@ pub(crate) struct Halted;
 pub(crate) struct RunContext {
     pub(crate) run_id: RunId,
     pub(crate) workflow: String,
+    /// On whose behalf the run executes: its steps' credentials are looked up for it.
+    pub(crate) owner: Owner,
     pub(crate) env: Arc<RunEnv>,
     journal: Mutex<Journal>,
     /// Fired when the run is canceled: actions in flight see it through `ActionCtx`.
@@ -101,18 +103,19 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
+    /// An execution of `run` (as claimed). It was executed before when this is not its
+    /// first claim.
     pub(crate) fn new(
-        run_id: RunId,
-        workflow: String,
+        run: &cairn_store::RunRecord,
         env: Arc<RunEnv>,
         journal: Journal,
         written_seq: u64,
         create: Option<NewRun>,
-        executed_before: bool,
     ) -> Self {
         RunContext {
-            run_id,
-            workflow,
+            run_id: run.run_id,
+            workflow: run.workflow.clone(),
+            owner: run.owner.clone(),
             env,
             journal: Mutex::new(journal),
             cancel: CancellationToken::new(),
@@ -126,7 +129,7 @@ impl RunContext {
             created_at_ms: AtomicI64::new(i64::MIN),
             leased_until_ms: AtomicI64::new(i64::MIN),
             renewing: AtomicBool::new(true),
-            executed_before,
+            executed_before: run.executions > 1,
         }
     }
 

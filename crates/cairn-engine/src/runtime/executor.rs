@@ -67,13 +67,11 @@ pub(crate) async fn execute(
     );
     let written_seq = events.last().map_or(0, |record| record.seq);
     let ctx = Arc::new(RunContext::new(
-        run.run_id,
-        run.workflow.clone(),
+        &run,
         env.clone(),
         journal,
         written_seq,
         create,
-        run.executions > 1,
     ));
     let tracked = TrackedWhileAlive::track(&runtime, &ctx);
     runtime.heartbeats.ensure_running(&runtime);

@@ -257,7 +257,7 @@ impl ChildRuns for Runtime {
             parent_run_id: Some(parent.run_id),
             forked_from: None,
             trigger: "child".to_owned(),
-            owner: Default::default(),
+            owner: parent.owner.clone(),
             history: Vec::new(),
             lease: Some(env.lease()),
             now_ms: env.clock.now_ms(),

@@ -11,13 +11,20 @@ use tracing::Instrument;
 
 use crate::{
     base::{
+        credential::{Credential, NeededCredential, ResolvedCredential, Scope},
         entropy::EntropyExt,
         error::{ActionError, StepError},
         info::ActionInfo,
         schema::{Payload, Schema},
     },
-    call::{Begin, Call, Execute, StepCall, attempt::run_attempt, halt, wait::wait_until},
-    run::{action_ctx::ActionCtx, scope::Scope},
+    call::{
+        Begin, Call, Execute, StepCall,
+        attempt::run_attempt,
+        credentials::{Resolved, resolve},
+        halt,
+        wait::wait_until,
+    },
+    run::{action_ctx::ActionCtx, scope::Scope as TaskScope},
 };
 
 type ActionFn<I, O> =
@@ -62,6 +69,8 @@ pub(crate) struct ActionInner<I, O> {
     timeout: Option<Duration>,
     input_schema: Schema,
     output_schema: Schema,
+    /// The credentials it needs.
+    pub(crate) needs: Arc<[NeededCredential]>,
     body: Box<ActionFn<I, O>>,
 }
 
@@ -79,6 +88,7 @@ impl<I: Payload, O: Payload> Action<I, O> {
             description: String::new(),
             retry: RetryPolicy::default(),
             timeout: None,
+            needs: Vec::new(),
             types: PhantomData,
         }
     }
@@ -119,6 +129,7 @@ pub struct ActionBuilder<I, O> {
     description: String,
     retry: RetryPolicy,
     timeout: Option<Duration>,
+    needs: Vec<NeededCredential>,
     types: PhantomData<fn(I) -> O>,
 }
 
@@ -148,6 +159,36 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
         self
     }
 
+    /// Declares a credential the action needs, resolvable at any scope. Its body reads the
+    /// resolved fields with [`ActionCtx::credential`]; which credential a step gets is decided
+    /// per step (`.credential_id(..)`, `.scope(..)`, then the project's default, then the
+    /// organization's).
+    pub fn credential(self, credential: &Credential) -> Self {
+        self.credential_in(credential, Scope::ALL)
+    }
+
+    /// Declares a credential the action needs, resolvable only at `scopes` (e.g. only
+    /// [`Scope::User`] for an action that acts as a person).
+    pub fn credential_in(
+        mut self,
+        credential: &Credential,
+        scopes: impl IntoIterator<Item = Scope>,
+    ) -> Self {
+        let mut scopes: Vec<Scope> = scopes.into_iter().collect();
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            scopes = Scope::ALL.to_vec();
+        }
+        self.needs
+            .retain(|need| need.credential.key() != credential.key());
+        self.needs.push(NeededCredential {
+            credential: credential.clone(),
+            scopes,
+        });
+        self
+    }
+
     /// The action's body. It receives the validated input and an [`ActionCtx`]; its output is
     /// validated against the output schema before it is recorded.
     pub fn run<F, Fut>(self, body: F) -> Action<I, O>
@@ -166,6 +207,11 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
             description: self.description,
             input_schema: input_schema.json().clone(),
             output_schema: output_schema.json().clone(),
+            credentials: self
+                .needs
+                .iter()
+                .map(|need| need.credential.key().to_owned())
+                .collect(),
         };
         Action {
             inner: Arc::new(ActionInner {
@@ -176,6 +222,7 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
                 timeout: self.timeout,
                 input_schema,
                 output_schema,
+                needs: self.needs.into(),
                 body: Box::new(move |input, ctx| body(input, ctx).boxed()),
             }),
         }
@@ -240,6 +287,22 @@ async fn execute_action<I: Payload, O: Payload>(
             wait_until(run, deadline, RunStatus::Sleeping).await;
         }
         let _busy = run.busy();
+        // The credentials of this attempt, resolved now: one set after a failure is used by
+        // the retry. Actions that need none skip it.
+        let resolved = if action.needs.is_empty() {
+            Ok(Resolved::default())
+        } else {
+            let env = &run.env;
+            resolve(
+                &*env.store,
+                &env.keyring,
+                &action.needs,
+                &run.owner,
+                &call.pin,
+            )
+            .await
+        };
+        let used = resolved.as_ref().map(Resolved::used).unwrap_or_default();
         // When an earlier execution of the run may have died mid-attempt, the start is written
         // before the attempt: a step that takes its process down is then known as interrupted
         // however soon it does so (see `Limits::max_step_recoveries`). Else it is recorded with
@@ -248,14 +311,18 @@ async fn execute_action<I: Payload, O: Payload>(
         // in docs/decisions/0028-engine-layers.md).
         let mut start_recorded = run.executed_before;
         if start_recorded {
-            run.defer([call.started(input.clone(), attempt)]);
+            run.defer([call.started_using(input.clone(), attempt, used.clone())]);
         }
         // The attempt's effects leave the process: what the body recorded must be durable.
         if run.flush().await.is_err() {
             return halt().await;
         }
         let result = 'attempt: {
-            let attempt_run = attempt_action(&action, &call, &input, attempt);
+            let credentials = match resolved {
+                Ok(resolved) => resolved.credentials.into(),
+                Err(error) => break 'attempt Err(error),
+            };
+            let attempt_run = attempt_action(&action, &call, &input, attempt, credentials);
             tokio::pin!(attempt_run);
             // Most attempts finish at their first poll: they arm no timer.
             if let Poll::Ready(result) = futures::poll!(&mut attempt_run) {
@@ -270,7 +337,7 @@ async fn execute_action<I: Payload, O: Payload>(
                 () = run.env.clock.sleep(STARTED_EVENT_DELAY) => {
                     // Still running: show it in flight now rather than with its outcome. The
                     // attempt is polled in place, so it goes on while the start is written.
-                    run.defer([call.started(input.clone(), attempt)]);
+                    run.defer([call.started_using(input.clone(), attempt, used.clone())]);
                     start_recorded = true;
                     let (written, result) = tokio::join!(run.flush(), &mut attempt_run);
                     if written.is_err() {
@@ -284,18 +351,20 @@ async fn execute_action<I: Payload, O: Payload>(
         let error = match result.and_then(|output| encode_output(&action, &call, output)) {
             Ok((output, value)) => {
                 // Written by the next barrier (see `writes`): the body goes on from memory.
-                let started = (!start_recorded).then(|| call.started(input, attempt));
+                let started = (!start_recorded).then(|| call.started_using(input, attempt, used));
                 run.defer(started.into_iter().chain([call.completed(value)]));
                 return Ok(output);
             }
             Err(error) => error,
         };
         let retryable = error.retryable;
+        let retry_after = error.retry_after;
         let info = error.into_info();
         failures += 1;
         let (outcome, step_error) = if retryable && action.retry.allows_another(failures) {
             let env = &run.env;
-            let delay = action.retry.backoff(failures, env.entropy.unit());
+            let delay =
+                retry_after.unwrap_or_else(|| action.retry.backoff(failures, env.entropy.unit()));
             let retry_at_ms =
                 env.clock.now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             tracing::info!(run = %run.run_id, step = %call.key, attempt, error = %info.message, "step attempt failed; retrying");
@@ -314,7 +383,7 @@ async fn execute_action<I: Payload, O: Payload>(
                 Some(StepError::new(error)),
             )
         };
-        let started = (!start_recorded).then(|| call.started(input.clone(), attempt));
+        let started = (!start_recorded).then(|| call.started_using(input.clone(), attempt, used));
         if run
             .append(started.into_iter().chain([outcome]))
             .await
@@ -349,6 +418,7 @@ async fn attempt_action<I: Payload, O: Payload>(
     call: &Call,
     input: &Value,
     attempt: u32,
+    credentials: Arc<[ResolvedCredential]>,
 ) -> Result<O, ActionError> {
     let run = &call.run;
     // A token of the attempt's own: the action holds it (`ActionCtx::cancellation`), and
@@ -362,6 +432,7 @@ async fn attempt_action<I: Payload, O: Payload>(
         cancel: cancel.clone(),
         span: span.clone(),
         resources: run.env.resources.clone(),
+        credentials,
     };
     let body: BoxFuture<'static, Result<O, ActionError>> =
         match run.env.overrides.get(&action.info.slug) {
@@ -385,7 +456,7 @@ async fn attempt_action<I: Payload, O: Payload>(
                 (action.body)(typed, ctx)
             }
         };
-    let scope = Scope::Action {
+    let scope = TaskScope::Action {
         slug: action.info.slug.clone(),
         key: call.key.clone(),
     };
