@@ -152,6 +152,8 @@ pub(crate) struct NeededCredential {
     pub(crate) credential: Credential,
     /// Narrowest first, never empty.
     pub(crate) scopes: Vec<Scope>,
+    /// The action runs without it when none resolves.
+    pub(crate) optional: bool,
 }
 
 /// A credential resolved for one attempt of a step: which one (id, scope) and its fields.

@@ -60,7 +60,11 @@ pub(crate) async fn resolve(
 ) -> Result<Resolved, ActionError> {
     let mut resolved = Resolved::default();
     for need in needs {
-        let record = find(store, need, owner, pin).await?;
+        let record = match find(store, need, owner, pin).await {
+            Ok(record) => record,
+            Err(error) if need.optional && error.kind == ErrorKind::MissingCredentials => continue,
+            Err(error) => return Err(error),
+        };
         resolved.credentials.push(open(keyring, need, record)?);
     }
     Ok(resolved)

@@ -85,17 +85,23 @@ impl ActionCtx {
     /// [`ActionBuilder::credential`](crate::ActionBuilder::credential)): its id, scope and
     /// fields. A type the action did not declare is a fatal error saying to declare it.
     pub fn credential(&self, credential: &Credential) -> Result<&ResolvedCredential, ActionError> {
+        self.optional_credential(credential).ok_or_else(|| {
+            ActionError::fatal(format!(
+                "this action did not declare the credential {:?}; add \
+                     `.credential(&{})` to its definition",
+                credential.key(),
+                credential.key().to_uppercase().replace('-', "_")
+            ))
+            .with_kind(cairn_core::ErrorKind::Misuse)
+        })
+    }
+
+    /// The credential of type `credential` resolved for this attempt, if one was: for
+    /// credentials declared with
+    /// [`ActionBuilder::optional_credential`](crate::ActionBuilder::optional_credential).
+    pub fn optional_credential(&self, credential: &Credential) -> Option<&ResolvedCredential> {
         self.credentials
             .iter()
             .find(|resolved| resolved.key() == credential.key())
-            .ok_or_else(|| {
-                ActionError::fatal(format!(
-                    "this action did not declare the credential {:?}; add \
-                     `.credential(&{})` to its definition",
-                    credential.key(),
-                    credential.key().to_uppercase().replace('-', "_")
-                ))
-                .with_kind(cairn_core::ErrorKind::Misuse)
-            })
     }
 }

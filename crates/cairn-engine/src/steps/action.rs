@@ -185,7 +185,19 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
         self.needs.push(NeededCredential {
             credential: credential.clone(),
             scopes,
+            optional: false,
         });
+        self
+    }
+
+    /// Declares a credential the action uses when one resolves, and runs without otherwise
+    /// (e.g. an HTTP request that may or may not need a token). Its body reads it with
+    /// [`ActionCtx::optional_credential`].
+    pub fn optional_credential(mut self, credential: &Credential) -> Self {
+        self = self.credential(credential);
+        if let Some(need) = self.needs.last_mut() {
+            need.optional = true;
+        }
         self
     }
 
