@@ -21,7 +21,8 @@ use crate::{
 /// A credential write for the writer thread, one variant per `Store` method.
 pub(crate) enum CredentialWrite {
     Put {
-        credential: CredentialRecord,
+        /// Boxed: the other writes are a few words.
+        credential: Box<CredentialRecord>,
         /// `credential.fields` as JSON, encoded on the caller's task.
         fields: String,
         reply: Reply<()>,
@@ -201,8 +202,24 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<CredentialRecord
     Ok(raw.map(RawCredential::decode).transpose()?)
 }
 
-/// Credentials matching `filter`, in [`listing_order`].
+/// Credentials matching `filter`, in [`listing_order`] (sorted here: there are few, and the
+/// order of scopes is not their names').
 pub(crate) fn list(conn: &Connection, filter: &CredentialFilter) -> Result<Vec<CredentialRecord>> {
+    let (sql, values) = list_query(filter);
+    let raw = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(values), RawCredential::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut listed = raw
+        .into_iter()
+        .map(RawCredential::decode)
+        .collect::<StoreResult<Vec<_>>>()?;
+    listed.sort_by(listing_order);
+    Ok(listed)
+}
+
+/// The `list` query for `filter`, and its parameters.
+pub(crate) fn list_query(filter: &CredentialFilter) -> (String, Vec<Value>) {
     let conditions = [
         ("key", filter.key.clone()),
         ("org", filter.org.clone()),
@@ -223,16 +240,10 @@ pub(crate) fn list(conn: &Connection, filter: &CredentialFilter) -> Result<Vec<C
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let raw = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM credentials{filter_sql}"))?
-        .query_map(params_from_iter(values), RawCredential::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut listed = raw
-        .into_iter()
-        .map(RawCredential::decode)
-        .collect::<StoreResult<Vec<_>>>()?;
-    listed.sort_by(listing_order);
-    Ok(listed)
+    (
+        format!("SELECT {COLUMNS} FROM credentials{filter_sql}"),
+        values,
+    )
 }
 
 /// A `credentials` row as read.
@@ -295,3 +306,7 @@ impl RawCredential {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "credentials_tests.rs"]
+mod tests;

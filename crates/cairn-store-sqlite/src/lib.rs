@@ -409,7 +409,7 @@ impl Store for SqliteStore {
         self.writer
             .call(|reply| {
                 Command::Credential(CredentialWrite::Put {
-                    credential,
+                    credential: Box::new(credential),
                     fields,
                     reply,
                 })

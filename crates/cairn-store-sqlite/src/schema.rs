@@ -406,3 +406,7 @@ pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
 #[cfg(test)]
 #[path = "schema_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "schema_v10_tests.rs"]
+mod v10_tests;

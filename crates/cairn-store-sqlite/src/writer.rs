@@ -40,6 +40,11 @@ use crate::{
 pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 /// A write for the writer thread. Each variant mirrors one `Store` method.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a create, the hot path's largest command, is moved once into the queue; boxing it \
+              would allocate per run"
+)]
 pub(crate) enum Command {
     CreateRun {
         run: PreparedRun,
