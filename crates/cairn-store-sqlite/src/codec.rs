@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use cairn_core::{Event, EventRecord, RunStatus, StepKey};
+use cairn_core::{Event, EventRecord, Owner, RunStatus, StepKey};
 use cairn_store::{
     ClaimOutcome, ClaimedRun, ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult,
     WorkerId,
@@ -16,13 +16,13 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The columns of `runs` a [`RawRun`] is read from, in [`RawRun::from_row`]'s order. A run's
 /// `updated_at` is the later of its row's (rewritten when the run's state changes) and its
 /// last event row's `at` (an append that changes nothing else leaves the row alone: schema
-/// v7).
+/// v7). `owner` is NULL for the default owner (schema v10).
 macro_rules! run_columns {
     () => {
         "id, workflow, status, input, output, error, idempotency_key, parent_run_id, forked_from_run, \
          forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, \
          max(updated_at, coalesce((SELECT at FROM events WHERE run_id = runs.id ORDER BY seq DESC LIMIT 1), \
-         updated_at)), finished_at"
+         updated_at)), finished_at, owner"
     };
 }
 pub(crate) use run_columns;
@@ -91,11 +91,11 @@ pub(crate) fn sql_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|error| encoding(what, error))
 }
 
-fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> StoreResult<T> {
     serde_json::from_str(text)
         .map_err(|error| StoreError::Corrupt(format!("stored {what} is not valid: {error}")))
 }
@@ -201,6 +201,8 @@ pub(crate) struct PreparedRun {
     pub(crate) parent: Option<RunId>,
     pub(crate) forked_from: Option<(String, String)>,
     pub(crate) trigger: String,
+    /// The owner's JSON, `None` for the default owner (schema v10: a NULL to bind).
+    pub(crate) owner: Option<String>,
     pub(crate) lease: Option<Lease>,
     pub(crate) now_ms: i64,
     pub(crate) events: PreparedEvents,
@@ -211,6 +213,11 @@ impl PreparedRun {
         let input = to_json(&run.input, "a run input")?;
         // Its `RunCreated` (seq 1) is the row itself (schema v8): the history follows it.
         let events = PreparedEvents::new(&run.history)?;
+        let owner = if run.owner.is_default() {
+            None
+        } else {
+            Some(to_json(&run.owner, "a run owner")?)
+        };
         Ok(PreparedRun {
             id: run.id,
             input,
@@ -222,6 +229,7 @@ impl PreparedRun {
                 .forked_from
                 .map(|origin| (origin.run_id.to_string(), origin.step.as_str().to_owned())),
             trigger: run.trigger,
+            owner,
             lease: run.lease,
             now_ms: run.now_ms,
             events,
@@ -248,6 +256,7 @@ pub(crate) struct RawRun {
     created_at: i64,
     updated_at: i64,
     finished_at: Option<i64>,
+    owner: Option<String>,
 }
 
 impl RawRun {
@@ -271,6 +280,7 @@ impl RawRun {
             created_at: row.get(15)?,
             updated_at: row.get(16)?,
             finished_at: row.get(17)?,
+            owner: row.get(18)?,
         })
     }
 
@@ -301,6 +311,10 @@ impl RawRun {
             parent_run_id: self.parent_run_id.as_deref().map(parse_id).transpose()?,
             forked_from,
             trigger: self.trigger,
+            owner: match self.owner.as_deref() {
+                None => Owner::default(),
+                Some(text) => from_json(text, "run owner")?,
+            },
             executions: u32::try_from(self.executions).map_err(|_| {
                 StoreError::Corrupt(format!(
                     "run {} has {} executions",

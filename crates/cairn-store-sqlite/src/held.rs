@@ -43,8 +43,9 @@ impl Hot {
             Hot::DataVersion => "PRAGMA data_version",
             Hot::InsertRun => {
                 "INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-                 forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14) ON CONFLICT DO NOTHING"
+                 forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
+                 owner) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15) ON CONFLICT DO NOTHING"
             }
             Hot::InsertEvents => {
                 "INSERT INTO events (run_id, seq, at, type, step_key, count, payload) \

@@ -32,6 +32,7 @@
 //! ```
 
 mod codec;
+mod credentials;
 mod held;
 mod ops;
 mod pipeline;
@@ -51,13 +52,15 @@ use std::{
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookFilter, HookRecord,
-    Lease, NewRun, Park, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
+    CredentialRecord, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter, RunId,
+    RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 
 pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
+    credentials::CredentialWrite,
     pipeline::PipelineLimits,
     read::ReadPool,
     watch::Watches,
@@ -398,6 +401,63 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         self.readers
             .read(move |conn| waits::list_hooks(conn, &filter))
+            .await
+    }
+
+    async fn put_credential(&self, credential: CredentialRecord) -> StoreResult<()> {
+        let fields = credentials::field_names(&credential)?;
+        self.writer
+            .call(|reply| {
+                Command::Credential(CredentialWrite::Put {
+                    credential: Box::new(credential),
+                    fields,
+                    reply,
+                })
+            })
+            .await
+    }
+
+    async fn get_credential(&self, id: &str) -> StoreResult<Option<CredentialRecord>> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| credentials::get(conn, &id))
+            .await
+    }
+
+    async fn list_credentials(
+        &self,
+        filter: &CredentialFilter,
+    ) -> StoreResult<Vec<CredentialRecord>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| credentials::list(conn, &filter))
+            .await
+    }
+
+    async fn delete_credential(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer
+            .call(|reply| Command::Credential(CredentialWrite::Delete { id, reply }))
+            .await
+    }
+
+    async fn set_default_credential(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.writer
+            .call(|reply| Command::Credential(CredentialWrite::SetDefault { id, now_ms, reply }))
+            .await
+    }
+
+    async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()> {
+        let reseals = reseals.to_vec();
+        self.writer
+            .call(|reply| {
+                Command::Credential(CredentialWrite::Reseal {
+                    reseals,
+                    now_ms,
+                    reply,
+                })
+            })
             .await
     }
 

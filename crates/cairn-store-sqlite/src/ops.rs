@@ -340,6 +340,7 @@ pub(crate) fn create_run(
             start.lease_expires_at_ms,
             start.ready_at_ms,
             run.now_ms,
+            run.owner,
         ],
     )?;
     if inserted == 0 {

@@ -12,8 +12,8 @@ use crate::{
     ops::RunState,
     waits,
     writer::{
-        Command, execute_batch,
-        tests::{NOW, append, completed, event_rows, leased_run, writer_connection},
+        Command,
+        tests::{NOW, append, completed, event_rows, execute_batch, leased_run, writer_connection},
     },
 };
 

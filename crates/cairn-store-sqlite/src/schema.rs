@@ -228,8 +228,37 @@ CREATE INDEX runs_by_status ON runs (status) WHERE finished_at IS NOT NULL;
 CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 ";
 
+/// Version 10: on whose behalf a run executes, and credentials (decision record 0033).
+/// - `runs.owner` is the owner's JSON, NULL for the default owner (organization and project
+///   `default`, no user): a run started without one, the common case, binds a NULL and
+///   stores nothing new, and every run created before this version reads back with the
+///   default owner.
+/// - `credentials` holds one row per credential: its holder (scope, organization, and the
+///   project or user of that scope: `user_name`, as PostgreSQL reserves `user`), the names
+///   of its fields (a JSON array) and the fields themselves, sealed by the engine (the store
+///   cannot read them). Lookups are by key and organization. Credential writes go through
+///   the writer thread like every other write, each in its own savepoint.
+const V10: &str = "
+ALTER TABLE runs ADD COLUMN owner TEXT;
+CREATE TABLE credentials (
+    id         TEXT PRIMARY KEY NOT NULL,
+    key        TEXT NOT NULL,
+    scope      TEXT NOT NULL CHECK (scope = 'user' OR scope = 'project' OR scope = 'organization'),
+    org        TEXT NOT NULL,
+    project    TEXT,
+    user_name  TEXT,
+    is_default INTEGER NOT NULL CHECK (is_default = 0 OR is_default = 1),
+    fields     TEXT NOT NULL,
+    sealed     BLOB NOT NULL,
+    expires_at INTEGER,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX credentials_by_key ON credentials (key, org);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -377,3 +406,7 @@ pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
 #[cfg(test)]
 #[path = "schema_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "schema_v10_tests.rs"]
+mod v10_tests;

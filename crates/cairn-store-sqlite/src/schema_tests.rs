@@ -40,7 +40,7 @@ fn migrations_apply_once_and_reopening_is_idempotent() {
 }
 
 /// A new file at schema `version`, as an older Cairn left it.
-fn file_at_version(path: &Path, version: usize) -> Connection {
+pub(crate) fn file_at_version(path: &Path, version: usize) -> Connection {
     let old = Connection::open(path).expect("create");
     for script in &MIGRATIONS[..version] {
         old.execute_batch(script).expect("an older migration");

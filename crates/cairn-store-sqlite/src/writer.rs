@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    credentials::CredentialWrite,
     held::{Hot, Sql},
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
@@ -39,6 +40,11 @@ use crate::{
 pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
 /// A write for the writer thread. Each variant mirrors one `Store` method.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a create, the hot path's largest command, is moved once into the queue; boxing it \
+              would allocate per run"
+)]
 pub(crate) enum Command {
     CreateRun {
         run: PreparedRun,
@@ -107,14 +113,16 @@ pub(crate) enum Command {
         now_ms: i64,
         reply: Reply<bool>,
     },
+    /// A credential write (touches no run).
+    Credential(CredentialWrite),
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
 
 /// Answers one command once its batch committed (`None`) or failed (`Some(why)`).
-type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+pub(crate) type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
+pub(crate) fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
     Box::new(move |failure| {
         let result = match (result, failure) {
             (Ok(_), Some(why)) => Err(StoreError::Unavailable(why.to_owned())),
@@ -267,6 +275,7 @@ impl Command {
                     waits::time_out_hook(c, &token, &worker, &timed_out, now_ms, changed)
                 }),
             ),
+            Command::Credential(write) => write.execute(conn, broken),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
         changed.forget_woken(runs);
@@ -277,7 +286,10 @@ impl Command {
     /// [`RunCache`]'s own updates: the run it names, or every run when it names a hook.
     fn forget_changed_runs(&self, runs: &mut RunCache) {
         match self {
-            Command::CreateRun { .. } | Command::Append { .. } | Command::Flush { .. } => {}
+            Command::CreateRun { .. }
+            | Command::Append { .. }
+            | Command::Credential(_)
+            | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }
             | Command::RenewLease { id, .. }
             | Command::ReleaseLease { id, .. }
@@ -298,7 +310,7 @@ fn run_statement(conn: &Sql<'_>, which: Hot) -> rusqlite::Result<()> {
 /// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
 /// If the savepoint machinery itself fails, the transaction can no longer be trusted:
 /// `broken` is set and the batch will be rolled back whole.
-fn in_savepoint<T>(
+pub(crate) fn in_savepoint<T>(
     conn: &Sql<'_>,
     broken: &mut Option<String>,
     op: impl FnOnce(&Sql<'_>) -> Result<T>,
@@ -480,23 +492,6 @@ impl Batch {
             began: began_commit,
         }
     }
-}
-
-/// Runs `batch` in one transaction and answers at once, without syncing: for tests of the
-/// batch logic.
-#[cfg(test)]
-pub(crate) fn execute_batch(
-    conn: &Connection,
-    runs: &mut RunCache,
-    batch: impl IntoIterator<Item = Command>,
-) {
-    let sql = Sql::new(conn);
-    let mut open = Batch::begin(&sql, runs, false);
-    for command in batch {
-        open.execute(&sql, runs, command);
-    }
-    open.commit(&sql, runs, false)
-        .answer(None, &ChangeHub::new());
 }
 
 /// The writer thread, the sync thread, and the queue to them.

@@ -7,20 +7,37 @@ use std::{
 };
 
 use cairn_core::{Event, RunStatus, StepKey, StepKind};
-use cairn_store::{NewRun, RunId, StoreError, WorkerId};
+use cairn_store::{NewRun, RunId, StoreError, WorkerId, watch::ChangeHub};
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Command, execute_batch};
+use super::{Batch, Command};
 use crate::{
     codec::{PreparedEvents, PreparedRun},
+    held::Sql,
     read,
     run_cache::RunCache,
     schema,
 };
 
 pub(crate) const NOW: i64 = 1_700_000_000_000;
+
+/// Runs `batch` in one transaction and answers at once, without syncing: for tests of the
+/// batch logic.
+pub(crate) fn execute_batch(
+    conn: &rusqlite::Connection,
+    runs: &mut RunCache,
+    batch: impl IntoIterator<Item = Command>,
+) {
+    let sql = Sql::new(conn);
+    let mut open = Batch::begin(&sql, runs, false);
+    for command in batch {
+        open.execute(&sql, runs, command);
+    }
+    open.commit(&sql, runs, false)
+        .answer(None, &ChangeHub::new());
+}
 
 pub(crate) fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
     schema::open_writer(&dir.path().join("cairn.db"), Duration::from_secs(1))

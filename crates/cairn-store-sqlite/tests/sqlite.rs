@@ -1,11 +1,14 @@
 //! What only the SQLite backend promises, through its public API: several stores (as several
-//! processes would) sharing one file, fencing included, a busy file reported as transient,
-//! data surviving a reopen, and queued writes committed when the store is dropped.
+//! processes would) sharing one file, fencing and the credentials' default rule included, a
+//! busy file reported as transient, data surviving a reopen, and queued writes committed when
+//! the store is dropped.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use cairn_core::{Event, StepKey, StepKind};
-use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
+use cairn_core::{Event, Holder, Scope, StepKey, StepKind};
+use cairn_store::{
+    CredentialFilter, CredentialRecord, Lease, NewRun, Reseal, RunId, Store, StoreError, WorkerId,
+};
 use cairn_store_sqlite::{DATABASE_FILE, SqliteOptions, SqliteStore};
 use serde_json::json;
 
@@ -124,6 +127,71 @@ async fn two_stores_on_one_file_never_claim_one_run_twice() {
             1
         );
     }
+}
+
+/// The default rule's check and write are one transaction: stores on one file (as processes
+/// would be) saving a holder's first credentials of a key at once leave exactly one default,
+/// and a rotation sees them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_on_one_file_saving_credentials_at_once_leave_one_default() {
+    const STORES: usize = 4;
+    const EACH: usize = 5;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores: Vec<Arc<SqliteStore>> = (0..STORES)
+        .map(|_| Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open a store")))
+        .collect();
+    let holder = Holder {
+        scope: Scope::Organization,
+        org: "acme".into(),
+        project: None,
+        user: None,
+    };
+    let savers: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(n, store)| {
+            let (store, holder) = (Arc::clone(store), holder.clone());
+            tokio::spawn(async move {
+                for k in 0..EACH {
+                    let credential = CredentialRecord {
+                        id: format!("cred_{n}_{k}"),
+                        key: "slack".into(),
+                        holder: holder.clone(),
+                        is_default: false,
+                        fields: vec!["botToken".into()],
+                        sealed: format!("sealed-{n}-{k}").into_bytes(),
+                        expires_at_ms: None,
+                        created_at_ms: NOW,
+                        updated_at_ms: NOW,
+                    };
+                    store.put_credential(credential).await.expect("put");
+                }
+            })
+        })
+        .collect();
+    for saver in savers {
+        saver.await.expect("a saver panicked");
+    }
+    let listed = stores[0]
+        .list_credentials(&CredentialFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), STORES * EACH);
+    let defaults = listed.iter().filter(|credential| credential.is_default);
+    assert_eq!(defaults.count(), 1, "one default per key and holder");
+
+    let reseals: Vec<Reseal> = listed
+        .iter()
+        .map(|credential| Reseal {
+            id: credential.id.clone(),
+            old: credential.sealed.clone(),
+            new: b"rotated".to_vec(),
+        })
+        .collect();
+    stores[1]
+        .reseal_credentials(&reseals, NOW + 1)
+        .await
+        .expect("a rotation naming every credential, read through another store");
 }
 
 /// Each store's writer remembers the runs it writes (to skip the fencing read); a lease taken
