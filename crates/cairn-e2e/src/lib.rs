@@ -12,7 +12,10 @@ mod versions;
 
 use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
 
-use cairn::{Action, ActionCtx, ActionError, Registry, Retry, Workflow, WorkflowCtx};
+use cairn::{
+    Action, ActionCtx, ActionError, Credential, Field, Registry, Retry, Scope, Workflow,
+    WorkflowCtx,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +198,56 @@ static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
+/// A chat bot's token: what `notify` needs.
+pub static CHAT: LazyLock<Credential> = LazyLock::new(|| {
+    Credential::new("chat")
+        .description("A chat bot")
+        .field("token", Field::secret().description("the bot's token"))
+});
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Notice {
+    /// Pin the user scope.
+    as_user: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+struct Notified {
+    /// The credential used.
+    via: String,
+}
+
+static NOTIFY: LazyLock<Action<Notice, Notified>> = LazyLock::new(|| {
+    Action::new("notify")
+        .description("Uses the chat token: writes its length to the ledger")
+        .credential(&CHAT)
+        .run(|_input: Notice, ctx: ActionCtx| async move {
+            let chat = ctx.credential(&CHAT)?;
+            let length = chat.field("token")?.expose().len();
+            ledger(
+                &ctx,
+                &format!("notified with a token of {length} characters"),
+            )?;
+            Ok(Notified {
+                via: chat.id().to_owned(),
+            })
+        })
+});
+
+static NOTIFY_FLOW: LazyLock<Workflow<Notice, Notified>> = LazyLock::new(|| {
+    Workflow::new("notify")
+        .description("notify, pinned to the user scope when asked")
+        .run(|input: Notice, _ctx: WorkflowCtx| async move {
+            let call = NOTIFY.run(input.clone());
+            let call = if input.as_user {
+                call.scope(Scope::User)
+            } else {
+                call
+            };
+            Ok(call.await?)
+        })
+});
+
 /// Every workflow and action of the fixture (the versioned ones as `$FIXTURE_VERSION` says).
 pub fn registry() -> Registry {
     versions::register(Registry::new())
@@ -210,4 +263,6 @@ pub fn registry() -> Registry {
         .action(&RECORD)
         .action(&BLOCK)
         .action(&FLAKY)
+        .workflow(&NOTIFY_FLOW)
+        .action(&NOTIFY)
 }

@@ -311,7 +311,10 @@ async fn values_never_reach_the_log_and_a_foreign_id_is_refused() {
     for text in [&listed, &events, &format!("{error:?}")] {
         assert!(!text.contains("s3cr3t"), "a value leaked: {text}");
     }
-    assert!(events.contains(r#""output":{"text":"org"}"#), "the steps ran with the values");
+    assert!(
+        events.contains(r#""output":{"text":"org"}"#),
+        "the steps ran with the values"
+    );
     let row = fx.store.get_credential(&foreign).await.unwrap().unwrap();
     assert!(!String::from_utf8_lossy(&row.sealed).contains("s3cr3t"));
 }

@@ -71,15 +71,16 @@ pub mod cli;
 pub mod testing;
 
 pub use cairn_core::{
-    ChangedInput, ErrorInfo, ErrorKind, Event, EventRecord, Limits, RunStatus, StepKey, StepKind,
-    StepStatus, StepSummary,
+    ChangedInput, ErrorInfo, ErrorKind, Event, EventRecord, Holder, Limits, Owner, RunStatus,
+    Scope, StepKey, StepKind, StepStatus, StepSummary, UsedCredential,
 };
 pub use cairn_engine::{
-    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, Clock, Engine,
-    EngineBuilder, EngineConfig, EngineError, Hook, HookOptions, Payload, Registry, Retry,
-    RunDetail, RunEvent, SleepFor, StartOptions, Started, StepCall, StepError, SystemClock,
-    Violation, Violations, Workflow, WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo,
-    panic_is_caught,
+    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, Clock,
+    Credential, CredentialView, Engine, EngineBuilder, EngineConfig, EngineError, Field, Hook,
+    HookOptions, KeySource, MasterKey, Payload, Registry, ResolvedCredential, Retry, RunDetail,
+    RunEvent, Secret, SetCredential, SleepFor, StartOptions, Started, StepCall, StepError,
+    SystemClock, Violation, Violations, Workflow, WorkflowBuilder, WorkflowCtx, WorkflowError,
+    WorkflowInfo, panic_is_caught,
 };
 pub use cairn_store::{
     HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, Store, StoreError,

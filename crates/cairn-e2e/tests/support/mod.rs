@@ -129,6 +129,10 @@ impl Sandbox {
             // Local unless a test says otherwise, whatever the developer's shell has.
             .env_remove("CAIRN_SERVER")
             .env_remove("CAIRN_API_KEY")
+            .env_remove("CAIRN_MASTER_KEY")
+            .env_remove("CAIRN_ORG")
+            .env_remove("CAIRN_PROJECT")
+            .env_remove("CAIRN_USER")
             .stdin(Stdio::null());
         if let Some((url, schema)) = &self.postgres {
             command

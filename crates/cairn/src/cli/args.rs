@@ -68,6 +68,89 @@ pub enum Command {
     /// Serve the HTTP API (and, unless --no-worker, execute runs) until SIGTERM or Ctrl-C.
     #[cfg(feature = "server")]
     Serve(ServeArgs),
+    /// Credentials actions use (Slack tokens, SMTP passwords…), sealed with the master key.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+/// On whose behalf a run executes (its steps' credentials are looked up for it).
+#[derive(Debug, Clone, Args)]
+pub struct OwnerArgs {
+    /// The organization (default `default`).
+    #[arg(long, env = "CAIRN_ORG", default_value = cairn_core::DEFAULT_OWNER_NAME)]
+    pub org: String,
+    /// The project in it (default `default`).
+    #[arg(long, env = "CAIRN_PROJECT", default_value = cairn_core::DEFAULT_OWNER_NAME)]
+    pub project: String,
+    /// The user it runs for, if any (user-scoped credentials are theirs).
+    #[arg(long, env = "CAIRN_USER")]
+    pub user: Option<String>,
+}
+
+impl OwnerArgs {
+    /// The owner these name.
+    pub(crate) fn owner(&self) -> cairn_core::Owner {
+        cairn_core::Owner {
+            org: self.org.clone(),
+            project: self.project.clone(),
+            user: self.user.clone(),
+        }
+    }
+}
+
+/// `credentials …`. Values are never given on the command line: `--field NAME=@env:VAR`,
+/// `NAME=@file:PATH` or `NAME=@-` (stdin).
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Save a credential (sealed with the master key): a new one, or --replace an existing one.
+    Set {
+        /// Its type (e.g. `slack`; `workflows list` shows which actions need which).
+        key: String,
+        /// A field: NAME=@env:VAR, NAME=@file:PATH or NAME=@- (stdin); repeat for each field.
+        #[arg(long = "field", value_name = "NAME=SOURCE")]
+        fields: Vec<String>,
+        /// Who it belongs to: org, project or user.
+        #[arg(long, default_value = "org")]
+        scope: String,
+        /// Whose it is: --org, and --project or --user for those scopes.
+        #[command(flatten)]
+        owner: OwnerArgs,
+        /// Make it its holder's default for the type (a holder's first one is anyway).
+        #[arg(long)]
+        default: bool,
+        /// Replace this credential (same type and holder) instead of adding one.
+        #[arg(long, value_name = "ID")]
+        replace: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List credentials (never their values).
+    List {
+        /// Only this type.
+        #[arg(long)]
+        key: Option<String>,
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a credential.
+    Delete {
+        /// Its id.
+        id: String,
+    },
+    /// Make a credential its holder's default for its type.
+    SetDefault {
+        /// Its id.
+        id: String,
+    },
+    /// Re-encrypt every credential with a new master key, in one transaction. With
+    /// CAIRN_MASTER_KEY set, the new key is read from CAIRN_NEW_MASTER_KEY; else a new key
+    /// file replaces the old one.
+    RotateKey,
 }
 
 /// `serve`. API keys come from `CAIRN_API_KEYS` (comma-separated) and `--api-key-file`.
@@ -151,6 +234,9 @@ pub struct RunArgs {
     /// Only start the run and print its id; a `worker` executes it.
     #[arg(long)]
     pub detach: bool,
+    /// On whose behalf it runs.
+    #[command(flatten)]
+    pub owner: OwnerArgs,
     /// Print one JSON object: {runId, status, output, error}.
     #[arg(long)]
     pub json: bool,

@@ -20,6 +20,7 @@ pub(crate) async fn dispatch(
     engine: &Engine,
     command: Command,
     json: Value,
+    data_dir: &std::path::Path,
 ) -> Result<ExitCode, CliError> {
     match command {
         Command::Run(args) => start(engine, args, json).await,
@@ -78,6 +79,9 @@ pub(crate) async fn dispatch(
         #[cfg(feature = "server")]
         Command::Serve(args) => super::serve::serve(engine, args).await,
         Command::Hooks(command) => super::hooks::dispatch(engine, command, json).await,
+        Command::Credentials(command) => {
+            super::credentials::dispatch(engine, command, data_dir).await
+        }
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
             let workflows: Vec<_> = registry.workflows().cloned().collect();
@@ -216,6 +220,7 @@ async fn start(engine: &Engine, args: RunArgs, input: Value) -> Result<ExitCode,
         idempotency_key: args.idempotency_key,
         trigger: Some("cli".into()),
         execute_here: !args.detach,
+        owner: Some(args.owner.owner()),
     };
     let started = engine.start_json(&args.workflow, input, options).await?;
     if args.detach {

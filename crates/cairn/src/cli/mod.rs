@@ -11,6 +11,7 @@
 
 mod args;
 mod commands;
+mod credentials;
 mod hooks;
 mod input;
 mod logs;
@@ -26,7 +27,7 @@ use std::{path::Path, process::ExitCode, sync::Arc};
 use clap::Parser;
 use serde_json::Value;
 
-use cairn_engine::{Engine, EngineConfig, EngineError, Registry};
+use cairn_engine::{Engine, EngineConfig, EngineError, KeySource, Registry};
 use cairn_store::Store;
 
 pub use args::Cli;
@@ -68,7 +69,7 @@ pub async fn run(cli: Cli, registry: Registry) -> ExitCode {
         Ok(engine) => engine,
         Err(err) => return report(err),
     };
-    let code = match commands::dispatch(&engine, cli.command, json).await {
+    let code = match commands::dispatch(&engine, cli.command, json, &cli.data_dir).await {
         Ok(code) => code,
         Err(err) => report(err),
     };
@@ -150,7 +151,15 @@ async fn open_engine(cli: &Cli, registry: Registry) -> Result<Engine, CliError> 
     if let Some(concurrency) = cli.command.concurrency() {
         config.max_concurrent_runs = concurrency.max(1);
     }
-    Ok(Engine::builder(store, registry).config(config).build()?)
+    Ok(Engine::builder(store, registry)
+        .config(config)
+        .master_key(KeySource::File(master_key_file(&cli.data_dir)))
+        .build()?)
+}
+
+/// The key file credentials are sealed with when `CAIRN_MASTER_KEY` is not set.
+pub(crate) fn master_key_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("master.key")
 }
 
 /// PostgreSQL when a database URL is given, else the embedded SQLite file in the data dir.

@@ -28,7 +28,7 @@ pub(crate) fn outcome_json(run: &RunView) -> Value {
     })
 }
 
-fn table() -> Table {
+pub(crate) fn table() -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED);
     table
@@ -75,6 +75,15 @@ pub(crate) fn detail_text(detail: &RunDetailView) -> String {
         run.run_id, run.workflow, run.status
     );
     out += &format!("created   {} ({})\n", run.created_at, run.trigger);
+    let owner = &run.owner;
+    out += &format!(
+        "owner     organization {}, project {}",
+        owner.org, owner.project
+    );
+    if let Some(user) = &owner.user {
+        out += &format!(", user {user}");
+    }
+    out += "\n";
     if let (Some(end), Some(took)) = (&run.finished_at, run.duration_ms) {
         out += &format!("finished  {end} after {}\n", duration(took));
     }
@@ -141,6 +150,12 @@ pub(crate) fn detail_text(detail: &RunDetailView) -> String {
         }
         for warning in &step.warnings {
             out += &format!("\nwarning   step {}: {warning}", step.key);
+        }
+        for used in &step.credentials {
+            out += &format!(
+                "\ncredential step {}: {} {} ({} scope)",
+                step.key, used.key, used.id, used.scope
+            );
         }
     }
     out

@@ -138,6 +138,7 @@ pub(crate) async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => Err(not_served("worker")),
+        Command::Credentials(_) => Err(not_served("credentials")),
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }
@@ -145,12 +146,16 @@ pub(crate) async fn dispatch(
 
 /// `run`: start (or find, by idempotency key) a run on the server and follow it there.
 async fn start(client: &Client, args: RunArgs, input: Value) -> Result<ExitCode, CliError> {
-    let headers: Vec<(&str, &str)> = args
-        .idempotency_key
-        .as_deref()
-        .map(|key| ("idempotency-key", key))
-        .into_iter()
-        .collect();
+    let owner = &args.owner;
+    let headers: Vec<(&str, &str)> = [
+        ("idempotency-key", args.idempotency_key.as_deref()),
+        ("cairn-org", Some(owner.org.as_str())),
+        ("cairn-project", Some(owner.project.as_str())),
+        ("cairn-user", owner.user.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name, value?)))
+    .collect();
     let started: Started = client
         .post(&["workflows", &args.workflow], Some(&input), &headers)
         .await?;
