@@ -5,7 +5,7 @@
 //! object keys, normalises numbers and cannot hold `\u0000`, and the contract wants payloads
 //! back exactly as given.
 
-use cairn_core::{Event, EventRecord, RunStatus, StepKey};
+use cairn_core::{Event, EventRecord, Owner, RunStatus, StepKey};
 use cairn_store::{
     ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult, WorkerId,
     rules::{self, RunEffect},
@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 /// The columns of `runs` a [`RunRecord`] is read from, in [`decode_run`]'s order. A run's
 /// `updated_at` is the later of its row's and its last event's `at`: a step's append writes
-/// no `runs` row (schema v2).
+/// no `runs` row (schema v2). `owner` is NULL for the default owner (schema v3).
 macro_rules! run_columns {
     () => {
         "id, workflow, status, input, output, error, idempotency_key, parent_run_id, \
-         forked_from_run, forked_from_step, trigger, executions, lease_owner, lease_expires_at, \
+         forked_from_run, forked_from_step, trigger, owner, executions, lease_owner, lease_expires_at, \
          ready_at, created_at, finished_at, greatest(updated_at, (SELECT events.at FROM events \
          WHERE events.run_id = runs.id ORDER BY events.seq DESC LIMIT 1)) AS updated_at"
     };
@@ -79,6 +79,8 @@ pub(crate) struct PreparedRun {
     pub(crate) parent_run_id: Option<Uuid>,
     pub(crate) forked_from: Option<(Uuid, String)>,
     pub(crate) trigger: String,
+    /// The owner's JSON, `None` for the default owner (schema v3: a NULL to bind).
+    pub(crate) owner: Option<String>,
     pub(crate) lease: Option<Lease>,
     pub(crate) now_ms: i64,
     pub(crate) events: Vec<PreparedEvent>,
@@ -88,6 +90,11 @@ impl PreparedRun {
     pub(crate) fn new(run: NewRun) -> StoreResult<PreparedRun> {
         let input = to_json(&run.input, "a run input")?;
         let events = PreparedEvent::all(&run.history)?;
+        let owner = if run.owner.is_default() {
+            None
+        } else {
+            Some(to_json(&run.owner, "a run owner")?)
+        };
         Ok(PreparedRun {
             id: run.id,
             workflow: run.workflow,
@@ -98,6 +105,7 @@ impl PreparedRun {
                 .forked_from
                 .map(|origin| (origin.run_id.0, origin.step.as_str().to_owned())),
             trigger: run.trigger,
+            owner,
             lease: run.lease,
             now_ms: run.now_ms,
             events,
@@ -133,6 +141,10 @@ pub(crate) fn decode_run(row: &PgRow) -> StoreResult<RunRecord> {
     let output: Option<String> = get(row, "output")?;
     let error: Option<String> = get(row, "error")?;
     let executions: i64 = get(row, "executions")?;
+    let owner = match get::<Option<String>>(row, "owner")? {
+        None => Owner::default(),
+        Some(text) => from_json(&text, "run owner")?,
+    };
     Ok(RunRecord {
         run_id: RunId(id),
         workflow: get(row, "workflow")?,
@@ -148,6 +160,7 @@ pub(crate) fn decode_run(row: &PgRow) -> StoreResult<RunRecord> {
         parent_run_id: get::<Option<Uuid>>(row, "parent_run_id")?.map(RunId),
         forked_from,
         trigger: get(row, "trigger")?,
+        owner,
         executions: u32::try_from(executions)
             .map_err(|_| StoreError::Corrupt(format!("run {id} has {executions} executions")))?,
         lease_owner: get::<Option<String>>(row, "lease_owner")?.map(|owner| WorkerId(owner.into())),

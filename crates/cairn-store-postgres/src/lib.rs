@@ -71,6 +71,7 @@
 mod append;
 mod batch;
 mod codec;
+mod credentials;
 mod error;
 mod lock;
 mod notify;

@@ -212,8 +212,9 @@ pub(crate) async fn create_run(
     let inserted: i64 = sqlx::query_scalar(
         "WITH run AS ( \
              INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
-             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) ON CONFLICT DO NOTHING \
+             forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
+             owner) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $18) ON CONFLICT DO NOTHING \
              RETURNING id \
          ), history AS ( \
              INSERT INTO events (run_id, seq, at, type, step_key, payload) \
@@ -240,6 +241,7 @@ pub(crate) async fn create_run(
     .bind(&types)
     .bind(&keys)
     .bind(&payloads)
+    .bind(&run.owner)
     .fetch_one(&mut *conn)
     .await?;
     if inserted == 0 {

@@ -87,8 +87,36 @@ ALTER TABLE events DROP CONSTRAINT events_run_id_fkey;
 ALTER TABLE runs DROP COLUMN last_seq;
 ";
 
+/// Version 3: on whose behalf a run executes, and credentials (decision record 0033), as in
+/// SQLite's version 10.
+/// - `runs.owner` is the owner's JSON, NULL for the default owner: a run started without
+///   one binds a NULL, and runs created before this version read back with the default
+///   owner. (A column without a default: adding it rewrites no row.)
+/// - `credentials` holds one row per credential: its holder (scope, organization, and the
+///   project or user of that scope; `user_name`, as `user` is reserved), the names of its
+///   fields (JSON text) and the fields, sealed by the engine. Lookups are by key and
+///   organization. Its writes serialise on a table lock (see `credentials`).
+const V3: &str = "
+ALTER TABLE runs ADD COLUMN owner TEXT;
+CREATE TABLE credentials (
+    id         TEXT PRIMARY KEY,
+    key        TEXT NOT NULL,
+    scope      TEXT NOT NULL CHECK (scope IN ('user', 'project', 'organization')),
+    org        TEXT NOT NULL,
+    project    TEXT,
+    user_name  TEXT,
+    is_default BOOLEAN NOT NULL,
+    fields     TEXT NOT NULL,
+    sealed     BYTEA NOT NULL,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX credentials_by_key ON credentials (key, org);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.

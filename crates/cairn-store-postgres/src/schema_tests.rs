@@ -74,7 +74,10 @@ async fn workers_starting_at_once_migrate_the_schema_once() {
     .fetch_one(&mut raw)
     .await
     .expect("count tables");
-    assert_eq!(tables, 4, "runs, events, hooks and the version");
+    assert_eq!(
+        tables, 5,
+        "runs, events, hooks, credentials and the version"
+    );
 }
 
 #[tokio::test]

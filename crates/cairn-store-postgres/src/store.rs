@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
-    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookFilter, HookRecord,
-    Lease, NewRun, Park, ReadyWatch, RunFilter, RunId, RunRecord, Store, StoreError, StoreResult,
-    WorkerId,
+    ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
+    CredentialRecord, HookFilter, HookRecord, Lease, NewRun, Park, ReadyWatch, Reseal, RunFilter,
+    RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -17,6 +17,7 @@ use sqlx::{
 
 use crate::{
     codec::{PreparedEvent, PreparedRun},
+    credentials,
     error::sql_error,
     notify::{Notifications, ReadyWaiter},
     read, schema, waits,
@@ -367,6 +368,33 @@ impl Store for PostgresStore {
 
     async fn list_hooks(&self, filter: &HookFilter) -> StoreResult<Vec<HookRecord>> {
         Ok(waits::list_hooks(&self.pool, filter).await?)
+    }
+
+    async fn put_credential(&self, credential: CredentialRecord) -> StoreResult<()> {
+        Ok(credentials::put(&self.pool, &credential).await?)
+    }
+
+    async fn get_credential(&self, id: &str) -> StoreResult<Option<CredentialRecord>> {
+        Ok(credentials::get(&self.pool, id).await?)
+    }
+
+    async fn list_credentials(
+        &self,
+        filter: &CredentialFilter,
+    ) -> StoreResult<Vec<CredentialRecord>> {
+        Ok(credentials::list(&self.pool, filter).await?)
+    }
+
+    async fn delete_credential(&self, id: &str) -> StoreResult<bool> {
+        Ok(credentials::delete(&self.pool, id).await?)
+    }
+
+    async fn set_default_credential(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        Ok(credentials::set_default(&self.pool, id, now_ms).await?)
+    }
+
+    async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()> {
+        Ok(credentials::reseal(&self.pool, reseals, now_ms).await?)
     }
 
     async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {
