@@ -16,12 +16,41 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use cairn_core::Owner;
 use cairn_engine::{Engine, EngineError, RunView, StartOptions};
 use cairn_store::{RunId, RunRecord};
 use tokio::{sync::oneshot, time::Instant};
 
 /// The header naming a start's idempotency key.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The headers naming on whose behalf a run executes.
+pub(crate) const OWNER_HEADERS: [&str; 3] = ["cairn-org", "cairn-project", "cairn-user"];
+
+/// The owner the `Cairn-Org`, `Cairn-Project` and `Cairn-User` headers name (`None` without
+/// them: the default owner). A missing organization or project is `default`.
+fn owner_of(headers: &HeaderMap) -> Result<Option<Owner>, ApiError> {
+    let [org, project, user] = OWNER_HEADERS.map(|name| {
+        headers
+            .get(name)
+            .map(|value| {
+                value.to_str().map(str::to_owned).map_err(|_| {
+                    ApiError::BadRequest(format!("the {name} header must be visible ASCII"))
+                })
+            })
+            .transpose()
+    });
+    let (org, project, user) = (org?, project?, user?);
+    if org.is_none() && project.is_none() && user.is_none() {
+        return Ok(None);
+    }
+    let default = Owner::default();
+    Ok(Some(Owner {
+        org: org.unwrap_or(default.org),
+        project: project.unwrap_or(default.project),
+        user,
+    }))
+}
 
 /// `GET /workflows`: the registered workflows and actions, as `workflows list --json`.
 pub(crate) async fn list(State(state): State<AppState>) -> Response {
@@ -61,6 +90,7 @@ pub(crate) async fn start(
         idempotency_key,
         trigger: Some("api".into()),
         execute_here: false,
+        owner: owner_of(&headers)?,
     };
     // A start that waits executes its run here when the worker has a free slot: no claim by
     // the worker, and the run's first write creates it (`Engine::run`'s path).
