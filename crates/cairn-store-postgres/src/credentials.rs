@@ -190,6 +190,20 @@ pub(crate) async fn list(
     pool: &PgPool,
     filter: &CredentialFilter,
 ) -> Result<Vec<CredentialRecord>> {
+    let (sql, values) = list_sql(filter);
+    let query: Query<'_, Postgres, PgArguments> = values
+        .into_iter()
+        .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |query, value| {
+            query.bind(value)
+        });
+    let rows = query.fetch_all(pool).await?;
+    let mut listed = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
+    listed.sort_by(listing_order);
+    Ok(listed)
+}
+
+/// The `list` query for `filter`, and its parameters (all text).
+pub(crate) fn list_sql(filter: &CredentialFilter) -> (String, Vec<&str>) {
     let conditions = [
         ("key", filter.key.as_deref()),
         ("org", filter.org.as_deref()),
@@ -197,29 +211,23 @@ pub(crate) async fn list(
         ("project", filter.project.as_deref()),
         ("user_name", filter.user.as_deref()),
     ];
-    let given: Vec<(&str, &str)> = conditions
-        .into_iter()
-        .filter_map(|(column, value)| Some((column, value?)))
-        .collect();
-    let clauses: Vec<String> = given
-        .iter()
-        .enumerate()
-        .map(|(n, (column, _))| format!("{column} = ${}", n + 1))
-        .collect();
+    let mut clauses = Vec::new();
+    let mut values = Vec::new();
+    for (column, value) in conditions {
+        if let Some(value) = value {
+            values.push(value);
+            clauses.push(format!("{column} = ${}", values.len()));
+        }
+    }
     let filter_sql = if clauses.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let sql = format!("SELECT {COLUMNS} FROM credentials{filter_sql}");
-    let query: Query<'_, Postgres, PgArguments> = given.iter().fold(
-        sqlx::query(sqlx::AssertSqlSafe(sql)),
-        |query, (_, value)| query.bind(*value),
-    );
-    let rows = query.fetch_all(pool).await?;
-    let mut listed = rows.iter().map(decode).collect::<StoreResult<Vec<_>>>()?;
-    listed.sort_by(listing_order);
-    Ok(listed)
+    (
+        format!("SELECT {COLUMNS} FROM credentials{filter_sql}"),
+        values,
+    )
 }
 
 fn get_column<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>

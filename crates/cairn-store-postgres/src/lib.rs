@@ -25,6 +25,11 @@
 //!   run ids; [`Store::watch_changes`](cairn_store::Store::watch_changes) hears this store's
 //!   commits at once and other processes' through one `LISTEN` connection per store
 //!   (`Unknown` after it reconnects, as notifications may have been lost).
+//! - **Credentials** (schema v3) are the one write outside the queue: they touch no run, so
+//!   each credential write is a transaction of its own on the pool, under a table lock that
+//!   makes the credential writes of every process take turns (see `credentials`), so the
+//!   default rule's check and a key rotation's check see no concurrent save. A run's owner is
+//!   a nullable column, NULL for the default owner.
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several

@@ -1,8 +1,8 @@
 //! Tests of migrations against a real server: concurrent first connects, reconnecting, a
 //! schema newer than this build, and the indexes the hot queries go through.
 
-use cairn_core::RunStatus;
-use cairn_store::{NewRun, RunFilter, RunId, Store, StoreError};
+use cairn_core::{Owner, RunStatus, Scope};
+use cairn_store::{CredentialRecord, NewRun, RunFilter, RunId, Store, StoreError};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -212,6 +212,15 @@ async fn claims_and_listings_go_through_indexes() {
         assert!(listing.contains(index), "{filter:?}: {listing}");
         assert!(!listing.contains("Sort"), "{filter:?} sorts: {listing}");
     }
+    let credentials = cairn_store::CredentialFilter {
+        key: Some("slack".into()),
+        org: Some("acme".into()),
+        ..cairn_store::CredentialFilter::default()
+    };
+    let (sql, values) = crate::credentials::list_sql(&credentials);
+    assert_eq!(values, ["slack", "acme"]);
+    let listing = plan(&mut raw, &sql, "text, text").await;
+    assert!(listing.contains("credentials_by_key"), "{listing}");
 }
 
 #[tokio::test]
@@ -314,6 +323,119 @@ async fn a_v1_schema_is_upgraded_and_its_runs_read_and_grow_as_before() {
     assert_eq!((log[2].seq, &log[2].event), (3, &started(1)));
     let run = store.get_run(id).await.expect("get_run").expect("the run");
     assert_eq!(run.updated_at_ms, 11, "the last event's time");
+    assert_eq!(
+        run.owner,
+        Owner::default(),
+        "a v1 run has the default owner"
+    );
+}
+
+/// A v2 schema holding a queued run, as v2 wrote it (no `RunCreated` row).
+async fn v2_schema_with_a_run(schema: &TestSchema, id: RunId) {
+    let mut raw = schema.raw().await;
+    let sql = format!(
+        "CREATE SCHEMA {name}; SET search_path TO {name}; {v1} {v2}
+         CREATE TABLE cairn_schema_version (singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), \
+             version BIGINT NOT NULL);
+         INSERT INTO cairn_schema_version (version) VALUES (2);
+         INSERT INTO runs (id, workflow, status, input, trigger, ready_at, created_at, updated_at) \
+             VALUES ('{id}', 'w', 'queued', '{{}}', 'test', 1, 1, 1);",
+        name = schema.name,
+        v1 = MIGRATIONS[0],
+        v2 = MIGRATIONS[1],
+        id = id.0,
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut raw)
+        .await
+        .expect("make a v2 schema");
+}
+
+#[tokio::test]
+async fn a_v2_schema_is_upgraded_to_owners_and_credentials() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let id = RunId::new();
+    v2_schema_with_a_run(&schema, id).await;
+    let store = schema.store().await;
+    let mut raw = schema.raw().await;
+    assert_eq!(
+        version_of(&mut raw, &schema.name).await,
+        MIGRATIONS.len() as i64
+    );
+    let listed = store
+        .list_runs(&RunFilter::default())
+        .await
+        .expect("list_runs");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].owner,
+        Owner::default(),
+        "a v2 run has the default owner"
+    );
+    let worker = cairn_store::WorkerId("w".into());
+    let lease = cairn_store::Lease {
+        worker,
+        expires_at_ms: 99_999,
+    };
+    let claimed = store.claim_run(id, &lease, 2).await.expect("claim_run");
+    let cairn_store::ClaimOutcome::Claimed(claimed) = claimed else {
+        panic!("the run is claimable: {claimed:?}");
+    };
+    assert_eq!(claimed.run.owner, Owner::default());
+
+    let owner = Owner {
+        org: "acme".into(),
+        project: "web".into(),
+        user: None,
+    };
+    let owned = store
+        .create_run(NewRun {
+            owner: owner.clone(),
+            ..run()
+        })
+        .await
+        .expect("create")
+        .run_id;
+    let plain = store.create_run(run()).await.expect("create").run_id;
+    let stored_owner = format!("SELECT owner FROM {}.runs WHERE id = $1", schema.name);
+    let stored = async |id: RunId, raw: &mut PgConnection| -> Option<String> {
+        sqlx::query_scalar(AssertSqlSafe(stored_owner.clone()))
+            .bind(id.0)
+            .fetch_one(raw)
+            .await
+            .expect("the run's row")
+    };
+    assert_eq!(
+        stored(plain, &mut raw).await,
+        None,
+        "the default owner is a NULL"
+    );
+    let json = stored(owned, &mut raw).await.expect("an owner");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json).expect("JSON"),
+        json!({ "org": "acme", "project": "web" })
+    );
+    let read = store.get_run(owned).await.expect("get_run").expect("there");
+    assert_eq!(read.owner, owner);
+
+    let credential = CredentialRecord {
+        id: "cred_1".into(),
+        key: "slack".into(),
+        holder: owner.holder(Scope::Project).expect("a project"),
+        is_default: true,
+        fields: vec!["botToken".into()],
+        sealed: vec![0, 255, 1],
+        expires_at_ms: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    store.put_credential(credential.clone()).await.expect("put");
+    assert_eq!(
+        store.get_credential("cred_1").await.expect("get"),
+        Some(credential)
+    );
 }
 
 #[tokio::test]

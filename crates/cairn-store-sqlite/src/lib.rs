@@ -18,6 +18,10 @@
 //! - **Shareable**: several processes may open one file; writes take SQLite's write lock
 //!   with `BEGIN IMMEDIATE` (waiting up to the busy timeout, then failing with
 //!   [`StoreError::Unavailable`]), so claims stay exclusive across processes.
+//! - **Credentials** (schema v10) are written by the writer thread too, each write in its
+//!   own savepoint, so the default rule's check and its writes commit together; a run's
+//!   owner is a nullable column, NULL for the default owner, so the common create binds
+//!   nothing new.
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
 //!   their runs, and other connections' commits (other processes) within
