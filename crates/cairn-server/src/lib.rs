@@ -18,6 +18,8 @@
 //! | `GET /runs/{id}` | a run with its steps and log |
 //! | `GET /runs/{id}/stream` | the run as Server-Sent Events until it ends |
 //! | `POST /runs/{id}/retry`, `/rerun`, `/cancel` | manage a run |
+//! | `GET /credentials`, `POST /credentials` | list (never values), save a credential |
+//! | `GET /credentials/{id}`, `DELETE`, `POST …/default` | one credential; delete; default |
 //! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
 //! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
@@ -25,6 +27,7 @@
 
 mod auth;
 mod body;
+mod credentials;
 mod error;
 mod health;
 mod hooks;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use cairn_core::RunStatus;
-use cairn_engine::{HookView, Registry, RunDetailView, RunView};
+use cairn_engine::{CredentialView, HookView, Registry, RunDetailView, RunView};
 use schemars::{JsonSchema, SchemaGenerator, generate::Contract, generate::SchemaSettings};
 use serde_json::{Map, Value, json};
 
 use crate::{
     error::{PROBLEM_JSON, Problem},
-    responses::{Canceled, Catalog, Health, Requeued, RunsPage, Started},
+    responses::{Canceled, Catalog, CredentialList, Health, Requeued, RunsPage, Started},
     state::AppState,
 };
 
@@ -39,6 +39,15 @@ pub(crate) fn document(registry: &Registry) -> Value {
     let resumed = doc.schema::<HookView>();
     let health = doc.schema::<Health>();
     let started = doc.schema::<Started>();
+    let credential = doc.schema::<CredentialView>();
+    let credentials = doc.schema::<CredentialList>();
+    let credential_id = param(
+        "path",
+        "id",
+        "The credential's id (as GET /credentials lists it).",
+        json!({"type": "string"}),
+        true,
+    );
     let id = param(
         "path",
         "id",
@@ -60,6 +69,27 @@ pub(crate) fn document(registry: &Registry) -> Value {
                 "Idempotency-Key",
                 "Starts at most one run per key: a key used already answers with that run \
                  (200, created false).",
+                json!({"type": "string"}),
+                false,
+            ))
+            .param(param(
+                "header",
+                "Cairn-Org",
+                "The organization the run executes for (default `default`).",
+                json!({"type": "string"}),
+                false,
+            ))
+            .param(param(
+                "header",
+                "Cairn-Project",
+                "The project in it (default `default`).",
+                json!({"type": "string"}),
+                false,
+            ))
+            .param(param(
+                "header",
+                "Cairn-User",
+                "The user it executes for, if any: user-scoped credentials are theirs.",
                 json!({"type": "string"}),
                 false,
             ))
@@ -184,6 +214,37 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .error(404, "No hook has this token.")
             .error(409, "The hook was resumed or timed out already.")
             .error(422, "The payload breaks the hook's schema (each path listed).")),
+        ("/credentials", "get", Op::new("listCredentials", "Credentials, by type, scope and holder; never their values.")
+            .param(param("query", "key", "Only this type.", json!({"type": "string"}), false))
+            .param(param("query", "org", "Only this organization's.", json!({"type": "string"}), false))
+            .ok(200, "The credentials.", credentials)),
+        ("/credentials", "post", Op::new("setCredential", "Saves a credential, sealed with the server's master key. Its values are write-only: no answer shows them.")
+            .body(json!({"type": "object", "required": ["key", "fields"], "additionalProperties": false, "properties": {
+                "key": {"type": "string", "minLength": 1, "description": "The credential type (as GET /workflows lists each action's credentials)."},
+                "scope": {"enum": ["org", "organization", "project", "user"], "description": "Who it belongs to (default org)."},
+                "org": {"type": "string", "description": "The organization (default `default`)."},
+                "project": {"type": "string", "description": "The project, for project scope (default `default`)."},
+                "user": {"type": "string", "description": "The user, for user scope (required there)."},
+                "fields": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string", "minLength": 1}, "description": "The fields' values."},
+                "isDefault": {"type": "boolean", "description": "Make it its holder's default for the type."},
+                "replace": {"type": "string", "description": "Replace this credential (same type and holder)."}
+            }}), true)
+            .ok(201, "Saved (without its values).", credential.clone())
+            .error(400, "The body is not JSON, names an unknown type, or lacks a field the type needs.")
+            .error(404, "`replace` names no credential.")
+            .error(422, "The body breaks the shape above (each path listed).")),
+        ("/credentials/{id}", "get", Op::new("getCredential", "One credential, without its values.")
+            .param(credential_id.clone())
+            .ok(200, "The credential.", credential.clone())
+            .error(404, "No credential has this id.")),
+        ("/credentials/{id}", "delete", Op::new("deleteCredential", "Deletes a credential; steps that used it keep its id in their record.")
+            .param(credential_id.clone())
+            .no_content(204, "Deleted.")
+            .error(404, "No credential has this id.")),
+        ("/credentials/{id}/default", "post", Op::new("setDefaultCredential", "Makes the credential its holder's default for its type.")
+            .param(credential_id)
+            .ok(200, "The credential.", credential)
+            .error(404, "No credential has this id.")),
         ("/healthz", "get", Op::new("live", "Liveness: the process answers.").open().ok(200, "Alive.", health.clone())),
         ("/readyz", "get", Op::new("ready", "Readiness: the store answers too.").open().ok(200, "Ready.", health)),
         ("/metrics", "get", Op::new("metrics", "Prometheus text: runs, steps, step latency, runs by status.")
@@ -368,6 +429,12 @@ impl Op {
             *response = json!({"description": description, "content": {}});
         }
         response["content"][media] = json!({"schema": schema});
+        self
+    }
+
+    /// A `status` response without a body.
+    fn no_content(mut self, status: u16, description: &str) -> Op {
+        self.object["responses"][status.to_string()] = json!({"description": description});
         self
     }
 

@@ -2,7 +2,7 @@
 //! `GET /openapi.json` describes them from the same definitions, so the two cannot drift.
 
 use cairn_core::RunStatus;
-use cairn_engine::{ActionInfo, RunView, WorkflowInfo};
+use cairn_engine::{ActionInfo, CredentialView, RunView, WorkflowInfo};
 use cairn_store::RunId;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -63,4 +63,11 @@ pub(crate) struct Canceled {
 pub(crate) struct Health {
     /// `ok` (the process answers) or `ready` (the store answers too).
     pub(crate) status: &'static str,
+}
+
+/// `GET /credentials`: never a value.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct CredentialList {
+    /// The credentials, by type, scope and holder, newest first.
+    pub(crate) credentials: Vec<CredentialView>,
 }

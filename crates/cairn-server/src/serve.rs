@@ -20,6 +20,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     auth::{ApiKeys, require_key},
+    credentials,
     error::ApiError,
     health, hooks,
     metrics::{self, Metrics},
@@ -222,6 +223,15 @@ fn routes(
         .route("/runs/{id}/retry", post(runs::retry))
         .route("/runs/{id}/rerun", post(runs::rerun))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route(
+            "/credentials",
+            get(credentials::list).post(credentials::set),
+        )
+        .route(
+            "/credentials/{id}",
+            get(credentials::get).delete(credentials::delete),
+        )
+        .route("/credentials/{id}/default", post(credentials::set_default))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -255,7 +265,7 @@ fn routes(
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST])
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
                 .allow_headers([
                     axum::http::header::AUTHORIZATION,
                     axum::http::header::CONTENT_TYPE,

@@ -37,6 +37,23 @@ impl Spec {
     /// Checks `response` to `method template` and returns its body (JSON, or the text).
     async fn check(&self, template: &str, method: &str, response: Response) -> Value {
         let status = response.status().as_u16();
+        if status == 204 {
+            let documented = &self.doc["paths"][template][method]["responses"]["204"];
+            assert!(
+                documented.is_object(),
+                "{method} {template} answered 204, undocumented"
+            );
+            assert!(
+                documented.get("content").is_none(),
+                "a documented 204 has no body"
+            );
+            assert_eq!(
+                response.text().await.expect("a body"),
+                "",
+                "a 204 has no body"
+            );
+            return Value::Null;
+        }
         let media = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -340,6 +357,58 @@ async fn hooks_health_metrics_and_keys_match_the_document() {
         let refused = keyed.get(path).await;
         assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
         spec.check(path, method, refused).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_match_the_document() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let (list, one) = ("/credentials", "/credentials/{id}");
+    let bad = server.post(list, &json!({"fields": []})).await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    spec.check(list, "post", bad).await;
+    let unknown_type = server
+        .post(list, &json!({"key": "nope", "fields": {"a": "b"}}))
+        .await;
+    assert_eq!(unknown_type.status(), StatusCode::BAD_REQUEST);
+    spec.check(list, "post", unknown_type).await;
+    let replace_nothing = json!({"key": "chat", "fields": {"token": "t"}, "replace": "cred_0"});
+    let missing = server.post(list, &replace_nothing).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    spec.check(list, "post", missing).await;
+    let saved = server
+        .post(
+            list,
+            &json!({"key": "chat", "scope": "project", "fields": {"token": "t"}}),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::CREATED);
+    let saved = spec.check(list, "post", saved).await;
+    let id = saved["id"].as_str().expect("an id").to_owned();
+    spec.check(list, "get", server.get("/credentials?key=chat").await)
+        .await;
+    spec.check(one, "get", server.get(&format!("/credentials/{id}")).await)
+        .await;
+    spec.check(one, "get", server.get("/credentials/cred_0").await)
+        .await;
+    let default = server
+        .post(&format!("/credentials/{id}/default"), &json!({}))
+        .await;
+    spec.check("/credentials/{id}/default", "post", default)
+        .await;
+    let unknown = server.post("/credentials/cred_0/default", &json!({})).await;
+    spec.check("/credentials/{id}/default", "post", unknown)
+        .await;
+    for expected in [StatusCode::NO_CONTENT, StatusCode::NOT_FOUND] {
+        let deleted = server
+            .client
+            .delete(server.url(&format!("/credentials/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), expected);
+        spec.check(one, "delete", deleted).await;
     }
 }
 

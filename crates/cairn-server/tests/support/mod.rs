@@ -10,7 +10,8 @@ use std::{
 };
 
 use cairn_engine::{
-    Action, ActionCtx, ActionError, Engine, EngineConfig, Registry, Workflow, WorkflowCtx,
+    Action, ActionCtx, ActionError, Credential, Engine, EngineConfig, Field, KeySource, MasterKey,
+    Registry, Scope, Workflow, WorkflowCtx,
 };
 use cairn_server::{ServeOptions, Server, ServerError};
 use cairn_store::{HookFilter, HookRecord, RunId};
@@ -82,6 +83,32 @@ static WAIT_FOR_FILE: LazyLock<Action<Gated, Name>> = LazyLock::new(|| {
         })
 });
 
+/// A chat bot's token, which `sign` needs.
+pub static CHAT: LazyLock<Credential> =
+    LazyLock::new(|| Credential::new("chat").field("token", Field::secret()));
+
+static SIGN: LazyLock<Action<Name, Name>> = LazyLock::new(|| {
+    Action::new("sign")
+        .description("Signs a name with the chat credential's id and its token's length")
+        .credential(&CHAT)
+        .run(|input: Name, ctx: ActionCtx| async move {
+            let chat = ctx.credential(&CHAT)?;
+            let length = chat.field("token")?.expose().len();
+            Ok(Name {
+                name: format!("{} via {} ({length})", input.name, chat.id()),
+            })
+        })
+});
+
+/// `sign`, pinned to the user scope.
+pub static SIGNED: LazyLock<Workflow<Name, Name>> = LazyLock::new(|| {
+    Workflow::new("signed")
+        .description("Signs a name with the user's chat credential")
+        .run(|input: Name, _ctx: WorkflowCtx| async move {
+            Ok(SIGN.run(input).scope(Scope::User).await?)
+        })
+});
+
 /// `shout`, then `shout` again.
 pub static GREET: LazyLock<Workflow<Name, Name>> = LazyLock::new(|| {
     Workflow::new("greet")
@@ -135,7 +162,9 @@ fn registry() -> Registry {
         .workflow(&CHECKED)
         .workflow(&SLOW)
         .workflow(&APPROVAL)
+        .workflow(&SIGNED)
         .action(&SHOUT)
+        .action(&SIGN)
         .action(&REFUSE_WHILE_FILE)
         .action(&WAIT_FOR_FILE)
 }
@@ -190,6 +219,7 @@ pub async fn start_with(options: ServeOptions) -> TestServer {
     };
     let engine = Engine::builder(Arc::new(store), registry())
         .config(config)
+        .master_key(KeySource::Key(MasterKey::generate()))
         .build()
         .expect("engine");
     let options = ServeOptions {
