@@ -138,7 +138,12 @@ pub(crate) async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => Err(not_served("worker")),
-        Command::Credentials(_) => Err(not_served("credentials")),
+        Command::Credentials(_) => Err(CliError::Usage(
+            "`credentials` acts on the store and master key here, not over --server: run it \
+             where the store is (without --server and CAIRN_SERVER), or use the server's \
+             /credentials API (GET/POST /credentials, DELETE /credentials/{id})"
+                .into(),
+        )),
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }
