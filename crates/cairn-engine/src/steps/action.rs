@@ -305,14 +305,19 @@ async fn execute_action<I: Payload, O: Payload>(
             Ok(Resolved::default())
         } else {
             let env = &run.env;
-            resolve(
+            let resolved = resolve(
                 &*env.store,
                 &env.keyring,
                 &action.needs,
                 &run.owner,
                 &call.pin,
             )
-            .await
+            .await;
+            if let Ok(resolved) = &resolved {
+                // Their `Debug` shows ids, scopes and field names; values print redacted.
+                tracing::debug!(run = %run.run_id, step = %call.key, credentials = ?resolved.credentials, "credentials resolved");
+            }
+            resolved
         };
         let used = resolved.as_ref().map(Resolved::used).unwrap_or_default();
         // When an earlier execution of the run may have died mid-attempt, the start is written
