@@ -300,8 +300,9 @@ async fn execute_action<I: Payload, O: Payload>(
         }
         let _busy = run.busy();
         // The credentials of this attempt, resolved now: one set after a failure is used by
-        // the retry. Actions that need none skip it.
-        let resolved = if action.needs.is_empty() {
+        // the retry. Actions that need none skip it, and so do stand-ins (tests' mocks).
+        let stand_in = run.env.overrides.contains_key(&action.info.slug);
+        let resolved = if action.needs.is_empty() || stand_in {
             Ok(Resolved::default())
         } else {
             let env = &run.env;
