@@ -287,11 +287,12 @@ pub(crate) fn endpoint(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
     url
 }
 
-/// `METHOD url` without the URL's query or fragment (a query may carry a key).
+/// `METHOD url` without the URL's user info, query or fragment (they may carry a key).
 pub(crate) fn target(method: impl fmt::Display, url: &reqwest::Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
     shown.set_fragment(None);
+    let _no_user_info = shown.set_username("").and(shown.set_password(None));
     format!("{method} {shown}")
 }
 
@@ -388,7 +389,7 @@ mod tests {
             assert!(retryable.is_retryable(), "{code}");
             assert_eq!(retryable.retry_delay(), Some(Duration::from_secs(2)));
         }
-        let url = reqwest::Url::parse("https://h/p?key=secret#f").unwrap();
+        let url = reqwest::Url::parse("https://me:pw@h/p?key=secret#f").unwrap();
         assert_eq!(target("GET", &url), "GET https://h/p");
         assert_eq!(excerpt(b"  "), "(an empty body)");
         assert!(excerpt("é".repeat(400).as_bytes()).ends_with('…'));

@@ -5,8 +5,8 @@
 mod support;
 
 use cairn_actions::email::{SEND, SendEmail, SentEmail};
-use cairn_core::{ErrorKind, RunStatus, StepStatus};
-use support::{Env, calling, config, env, only_step, output, smtp::Sink};
+use cairn_core::{ErrorKind, StepStatus};
+use support::{Env, calling, config, env, failed_at_once, only_step, output, smtp::Sink};
 
 const USER: &str = "mailer@example.com";
 const PASSWORD: &str = "hunter2-smtp";
@@ -113,11 +113,7 @@ async fn a_refused_login_fails_the_step_at_once() {
 
     let detail = env.run(&workflow, &email()).await;
 
-    assert_eq!(detail.run.status, RunStatus::Failed);
-    let step = only_step(&detail);
-    assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
-    let error = step.error.as_ref().expect("an error");
-    assert!(!error.retryable);
+    let error = failed_at_once(&detail);
     assert!(
         error.message.contains("535")
             && error.message.contains("refused the login")
@@ -149,9 +145,7 @@ async fn a_bad_address_fails_the_step_at_once() {
 
     let detail = env.run(&workflow, &input).await;
 
-    let step = only_step(&detail);
-    assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
-    let error = step.error.as_ref().expect("an error");
+    let error = failed_at_once(&detail);
     assert!(
         error.message.contains("to \"not an address\""),
         "{}",
@@ -168,8 +162,7 @@ async fn without_a_credential_the_step_fails_with_missing_credentials_and_connec
 
     let detail = env.run(&workflow, &email()).await;
 
-    assert_eq!(detail.run.status, RunStatus::Failed);
-    let error = only_step(&detail).error.as_ref().expect("an error");
+    let error = failed_at_once(&detail);
     assert_eq!(
         error.kind,
         ErrorKind::MissingCredentials,

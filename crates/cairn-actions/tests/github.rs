@@ -7,10 +7,13 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cairn_actions::github::{ADD_COMMENT, AddComment, CREATE_ISSUE, Comment, CreateIssue, Issue};
-use cairn_core::{ErrorKind, RunStatus, StepStatus};
+use cairn_core::ErrorKind;
 use cairn_engine::{Payload, Workflow, WorkflowCtx};
 use serde_json::json;
-use support::{Env, calling, config, env, first_retry_delay, only_step, output};
+use support::{
+    Env, assert_missing_credentials, calling, config, env, fail_once_then, failed_at_once,
+    only_step, output, retried_once,
+};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_json, header, method, path},
@@ -58,10 +61,7 @@ async fn an_issue_is_created_with_the_token_and_its_number_returned() {
             "labels": ["ci"],
             "assignees": [],
         })))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": 1001, "number": 42, "state": "open",
-            "html_url": "https://github.com/octo-org/hello.world/issues/42",
-        })))
+        .respond_with(created(42))
         .expect(1)
         .mount(&server)
         .await;
@@ -74,7 +74,7 @@ async fn an_issue_is_created_with_the_token_and_its_number_returned() {
         created,
         Issue {
             number: 42,
-            id: 1001,
+            id: 1042,
             html_url: "https://github.com/octo-org/hello.world/issues/42".into(),
         }
     );
@@ -137,15 +137,7 @@ async fn client_errors_fail_the_step_at_once_with_githubs_message() {
 
         let detail = env.run(&workflow, &issue()).await;
 
-        assert_eq!(detail.run.status, RunStatus::Failed);
-        let step = only_step(&detail);
-        assert_eq!(
-            (step.status, step.attempts),
-            (StepStatus::Failed, 1),
-            "{status}"
-        );
-        let error = step.error.as_ref().expect("an error");
-        assert!(!error.retryable);
+        let error = failed_at_once(&detail);
         assert!(
             error.message.contains(&format!("HTTP {status}"))
                 && error.message.contains(message)
@@ -158,38 +150,40 @@ async fn client_errors_fail_the_step_at_once_with_githubs_message() {
     }
 }
 
-#[tokio::test]
-async fn a_secondary_rate_limit_is_retried_after_retry_after() {
+/// GitHub's answer to an issue created: number `n`.
+fn created(n: u64) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({
+        "id": 1000 + n, "number": n,
+        "html_url": format!("https://github.com/octo-org/hello.world/issues/{n}"),
+    }))
+}
+
+/// Runs the issue workflow against a server that answers `failure` once, then creates issue
+/// 7; the run's detail.
+async fn created_after(failure: ResponseTemplate) -> cairn_engine::RunDetail {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": 1, "number": 1, "html_url": "https://github.com/octo-org/hello.world/issues/1",
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_once_then(&server, "POST", ISSUES, failure, created(7)).await;
     let workflow = calling("file-issue", &CREATE_ISSUE);
     let env = github_env(&server, &workflow, true).await;
-
     let detail = env.run(&workflow, &issue()).await;
+    let issue: Issue = output(&detail);
+    assert_eq!(issue.number, 7);
+    detail
+}
 
-    let created: Issue = output(&detail);
-    assert_eq!(created.number, 1);
-    assert_eq!(only_step(&detail).attempts, 2);
-    assert_eq!(first_retry_delay(&detail), Duration::from_secs(1));
+#[tokio::test]
+async fn a_secondary_rate_limit_is_retried_after_retry_after() {
+    let detail = created_after(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"message": "You have exceeded a secondary rate limit."})),
+    )
+    .await;
+
+    assert_eq!(
+        retried_once(&detail, "secondary rate limit"),
+        Duration::from_secs(1)
+    );
 }
 
 #[tokio::test]
@@ -199,39 +193,16 @@ async fn an_exhausted_primary_rate_limit_is_retried_when_it_resets() {
         .unwrap()
         .as_secs()
         + 2;
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .insert_header("x-ratelimit-remaining", "0")
-                .insert_header("x-ratelimit-reset", reset.to_string().as_str())
-                .set_body_json(json!({"message": "API rate limit exceeded for user ID 1."})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": 2, "number": 2, "html_url": "https://github.com/octo-org/hello.world/issues/2",
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let workflow = calling("file-issue", &CREATE_ISSUE);
-    let env = github_env(&server, &workflow, true).await;
+    let detail = created_after(
+        ResponseTemplate::new(403)
+            .insert_header("x-ratelimit-remaining", "0")
+            .insert_header("x-ratelimit-reset", reset.to_string().as_str())
+            .set_body_json(json!({"message": "API rate limit exceeded for user ID 1."})),
+    )
+    .await;
 
-    let detail = env.run(&workflow, &issue()).await;
-
-    let created: Issue = output(&detail);
-    assert_eq!(created.number, 2);
-    let step = only_step(&detail);
-    assert_eq!(step.attempts, 2);
-    assert!(step.attempt_errors[0].error.message.contains("rate limit"));
     // Until the reset: whole seconds, read from the wall clock during the attempt.
-    let delay = first_retry_delay(&detail);
+    let delay = retried_once(&detail, "rate limit exceeded");
     assert!(
         (Duration::from_secs(1)..=Duration::from_secs(2)).contains(&delay),
         "{delay:?}"
@@ -240,36 +211,9 @@ async fn an_exhausted_primary_rate_limit_is_retried_when_it_resets() {
 
 #[tokio::test]
 async fn server_errors_are_retried() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(ResponseTemplate::new(502).set_body_string("Bad gateway"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path(ISSUES))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": 3, "number": 3, "html_url": "https://github.com/octo-org/hello.world/issues/3",
-        })))
-        .mount(&server)
-        .await;
-    let workflow = calling("file-issue", &CREATE_ISSUE);
-    let env = github_env(&server, &workflow, true).await;
+    let detail = created_after(ResponseTemplate::new(502).set_body_string("Bad gateway")).await;
 
-    let detail = env.run(&workflow, &issue()).await;
-
-    let created: Issue = output(&detail);
-    assert_eq!(created.number, 3);
-    let step = only_step(&detail);
-    assert_eq!(step.attempts, 2);
-    let first = &step.attempt_errors[0].error;
-    assert!(
-        first.retryable && first.message.contains("HTTP 502"),
-        "{}",
-        first.message
-    );
+    retried_once(&detail, "HTTP 502 Bad Gateway: Bad gateway");
 }
 
 #[tokio::test]
@@ -280,23 +224,7 @@ async fn without_a_credential_the_step_fails_with_missing_credentials_and_sends_
 
     let detail = env.run(&workflow, &issue()).await;
 
-    assert_eq!(detail.run.status, RunStatus::Failed);
-    let step = only_step(&detail);
-    let error = step.error.as_ref().expect("an error");
-    assert_eq!(
-        error.kind,
-        ErrorKind::MissingCredentials,
-        "{}",
-        error.message
-    );
-    assert!(error.message.contains("github"), "{}", error.message);
-    assert!(
-        server
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert_missing_credentials(&detail, "github", &server).await;
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use base64::Engine as _;
 use cairn_actions::http::{Body, Method, REQUEST, Request, Response};
 use cairn_core::{RunStatus, StepStatus};
 use serde_json::json;
-use support::{calling, config, env, first_retry_delay, only_step, output};
+use support::{
+    calling, config, env, fail_once_then, failed_at_once, only_step, output, retried_once,
+};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_json, body_string, header, method, path},
@@ -162,11 +164,7 @@ async fn a_client_error_fails_the_step_at_once_unless_allowed() {
 
     let failed = env.run(&workflow, &request).await;
 
-    assert_eq!(failed.run.status, RunStatus::Failed);
-    let step = only_step(&failed);
-    assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
-    let error = step.error.as_ref().expect("an error");
-    assert!(!error.retryable);
+    let error = failed_at_once(&failed);
     assert!(
         error.message.contains("HTTP 404 Not Found")
             && error.message.contains("no such thing")
@@ -188,20 +186,14 @@ async fn a_client_error_fails_the_step_at_once_unless_allowed() {
 #[tokio::test]
 async fn too_many_requests_is_retried_after_retry_after() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hooks/deploy"))
-        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/hooks/deploy"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"accepted": true})))
-        .expect(1)
-        .mount(&server)
-        .await;
+    fail_once_then(
+        &server,
+        "POST",
+        "/hooks/deploy",
+        ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        ResponseTemplate::new(200).set_body_json(json!({"accepted": true})),
+    )
+    .await;
     let workflow = calling("call-hook", &REQUEST);
     let env = env(&workflow, config());
 
@@ -209,8 +201,7 @@ async fn too_many_requests_is_retried_after_retry_after() {
 
     let response: Response = output(&detail);
     assert_eq!(response.status, 200);
-    assert_eq!(only_step(&detail).attempts, 2);
-    assert_eq!(first_retry_delay(&detail), Duration::from_secs(1));
+    assert_eq!(retried_once(&detail, "HTTP 429"), Duration::from_secs(1));
 }
 
 #[tokio::test]

@@ -10,9 +10,13 @@ use cairn_actions::slack::{
     Channel, ChannelType, Channels, LIST_CHANNELS, ListChannels, SEND_MESSAGE, SendMessage,
     SentMessage,
 };
-use cairn_core::{ErrorKind, RunStatus, StepStatus};
+use cairn_core::ErrorKind;
+use cairn_engine::Workflow;
 use serde_json::json;
-use support::{Env, calling, config, env, first_retry_delay, only_step, output};
+use support::{
+    Env, assert_missing_credentials, calling, config, env, fail_once_then, failed_at_once,
+    only_step, output, retried_once,
+};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_json, header, method, path, query_param, query_param_is_missing},
@@ -20,14 +24,21 @@ use wiremock::{
 
 const TOKEN: &str = "xoxb-test-token";
 
+/// An engine whose Slack is `server`, with the organization's bot token if `with_token`, and
+/// a workflow that posts one message.
 async fn slack_env(
     server: &MockServer,
-    workflow: &cairn_engine::Workflow<SendMessage, SentMessage>,
-) -> Env {
+    with_token: bool,
+) -> (Env, Workflow<SendMessage, SentMessage>) {
+    let workflow = calling("notify", &SEND_MESSAGE);
     let config = config()
         .slack_base_url(&format!("{}/api", server.uri()))
         .expect("a base URL");
-    env(workflow, config)
+    let env = env(&workflow, config);
+    if with_token {
+        env.set_credential("slack", &[("botToken", TOKEN)]).await;
+    }
+    (env, workflow)
 }
 
 fn message() -> SendMessage {
@@ -58,9 +69,7 @@ async fn a_message_is_posted_with_the_bot_token_and_its_ts_returned() {
         .expect(1)
         .mount(&server)
         .await;
-    let workflow = calling("notify", &SEND_MESSAGE);
-    let env = slack_env(&server, &workflow).await;
-    env.set_credential("slack", &[("botToken", TOKEN)]).await;
+    let (env, workflow) = slack_env(&server, true).await;
 
     let detail = env.run(&workflow, &message()).await;
 
@@ -96,22 +105,12 @@ async fn slack_error_codes_fail_the_step_at_once_with_the_code() {
             .expect(1)
             .mount(&server)
             .await;
-        let workflow = calling("notify", &SEND_MESSAGE);
-        let env = slack_env(&server, &workflow).await;
-        env.set_credential("slack", &[("botToken", TOKEN)]).await;
+        let (env, workflow) = slack_env(&server, true).await;
 
         let detail = env.run(&workflow, &message()).await;
 
-        assert_eq!(detail.run.status, RunStatus::Failed);
-        let step = only_step(&detail);
-        assert_eq!(
-            (step.status, step.attempts),
-            (StepStatus::Failed, 1),
-            "{code}"
-        );
-        let error = step.error.as_ref().expect("an error");
+        let error = failed_at_once(&detail);
         assert_eq!(error.kind, ErrorKind::Action);
-        assert!(!error.retryable, "{code}");
         assert!(
             error.message.contains(&format!("error \"{code}\"")) && error.message.contains(hint),
             "{}",
@@ -124,43 +123,25 @@ async fn slack_error_codes_fail_the_step_at_once_with_the_code() {
 #[tokio::test]
 async fn a_rate_limited_call_is_retried_after_retry_after() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "1")
-                .set_body_json(json!({"ok": false, "error": "ratelimited"})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+    fail_once_then(
+        &server,
+        "POST",
+        "/api/chat.postMessage",
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_json(json!({"ok": false, "error": "ratelimited"})),
+        ResponseTemplate::new(200).set_body_json(json!({
             "ok": true, "channel": "C0123456789", "ts": "1700000001.000300",
-        })))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let workflow = calling("notify", &SEND_MESSAGE);
-    let env = slack_env(&server, &workflow).await;
-    env.set_credential("slack", &[("botToken", TOKEN)]).await;
+        })),
+    )
+    .await;
+    let (env, workflow) = slack_env(&server, true).await;
 
     let detail = env.run(&workflow, &message()).await;
 
     let sent: SentMessage = output(&detail);
     assert_eq!(sent.ts, "1700000001.000300");
-    let step = only_step(&detail);
-    assert_eq!(step.attempts, 2);
-    let first = &step.attempt_errors[0].error;
-    assert!(
-        first.retryable && first.message.contains("HTTP 429"),
-        "{}",
-        first.message
-    );
-    assert_eq!(first_retry_delay(&detail), Duration::from_secs(1));
+    assert_eq!(retried_once(&detail, "HTTP 429"), Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -225,27 +206,9 @@ async fn channels_are_listed_page_by_page_up_to_the_limit() {
 #[tokio::test]
 async fn without_a_credential_the_step_fails_with_missing_credentials_and_sends_nothing() {
     let server = MockServer::start().await;
-    let workflow = calling("notify", &SEND_MESSAGE);
-    let env = slack_env(&server, &workflow).await;
+    let (env, workflow) = slack_env(&server, false).await;
 
     let detail = env.run(&workflow, &message()).await;
 
-    assert_eq!(detail.run.status, RunStatus::Failed);
-    let step = only_step(&detail);
-    let error = step.error.as_ref().expect("an error");
-    assert_eq!(
-        error.kind,
-        ErrorKind::MissingCredentials,
-        "{}",
-        error.message
-    );
-    assert!(error.message.contains("slack"), "{}", error.message);
-    assert_eq!(step.attempts, 1);
-    assert!(
-        server
-            .received_requests()
-            .await
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert_missing_credentials(&detail, "slack", &server).await;
 }

@@ -12,12 +12,16 @@ use std::{
 };
 
 use cairn_actions::Config;
-use cairn_core::{Event, Holder, RunStatus, Scope, StepSummary};
+use cairn_core::{ErrorInfo, ErrorKind, Event, Holder, RunStatus, Scope, StepStatus, StepSummary};
 use cairn_engine::{
     Action, Clock, Engine, EngineConfig, KeySource, ManualClock, MasterKey, Payload, Registry,
     RunDetail, Secret, SetCredential, StartOptions, Workflow, WorkflowCtx,
 };
 use cairn_store::Store;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path},
+};
 
 /// The store every test uses: switch the backend here.
 pub fn store() -> Arc<dyn Store> {
@@ -177,4 +181,67 @@ pub fn output<O: Payload>(detail: &RunDetail) -> O {
         detail.run.error
     );
     serde_json::from_value(detail.run.output.clone().expect("an output")).expect("the output type")
+}
+
+/// The error of a run that failed at its only step's first attempt, fatally.
+pub fn failed_at_once(detail: &RunDetail) -> &ErrorInfo {
+    assert_eq!(detail.run.status, RunStatus::Failed);
+    let step = only_step(detail);
+    assert_eq!((step.status, step.attempts), (StepStatus::Failed, 1));
+    let error = step.error.as_ref().expect("an error");
+    assert!(!error.retryable, "{}", error.message);
+    error
+}
+
+/// Asserts the run failed with `MissingCredentials` for `key`, and `server` saw no request.
+pub async fn assert_missing_credentials(detail: &RunDetail, key: &str, server: &MockServer) {
+    let error = failed_at_once(detail);
+    assert_eq!(
+        error.kind,
+        ErrorKind::MissingCredentials,
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(key), "{}", error.message);
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(requests.is_empty(), "{requests:?}");
+}
+
+/// Answers the first `http_method` request to `at` with `failure`, the next one with
+/// `success`; each exactly once.
+pub async fn fail_once_then(
+    server: &MockServer,
+    http_method: &str,
+    at: &str,
+    failure: ResponseTemplate,
+    success: ResponseTemplate,
+) {
+    Mock::given(method(http_method))
+        .and(path(at))
+        .respond_with(failure)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(server)
+        .await;
+    Mock::given(method(http_method))
+        .and(path(at))
+        .respond_with(success)
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// Asserts the run's only step took two attempts, the first failing retryably with a message
+/// containing `first_error`, and returns the delay the retry was scheduled after.
+pub fn retried_once(detail: &RunDetail, first_error: &str) -> Duration {
+    let step = only_step(detail);
+    assert_eq!(step.attempts, 2);
+    let first = &step.attempt_errors[0].error;
+    assert!(
+        first.retryable && first.message.contains(first_error),
+        "{}",
+        first.message
+    );
+    first_retry_delay(detail)
 }
