@@ -253,3 +253,29 @@ async fn an_unreachable_server_is_retried() {
         error.message
     );
 }
+
+#[tokio::test]
+async fn a_server_that_answers_too_late_is_retried() {
+    let server = MockServer::start().await;
+    fail_once_then(
+        &server,
+        "GET",
+        "/slow",
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+        ResponseTemplate::new(200).set_body_string("in time"),
+    )
+    .await;
+    let workflow = calling("fetch", &REQUEST);
+    let env = env(
+        &workflow,
+        config().request_timeout(Duration::from_millis(200)),
+    );
+
+    let detail = env
+        .run(&workflow, &Request::get(format!("{}/slow", server.uri())))
+        .await;
+
+    let response: Response = output(&detail);
+    assert_eq!(response.body, Some(Body::Text("in time".into())));
+    retried_once(&detail, "did not answer within 200ms");
+}
