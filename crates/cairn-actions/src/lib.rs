@@ -62,3 +62,45 @@ pub fn register(registry: Registry) -> Registry {
     let registry = email::register(registry);
     github::register(registry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_lists_every_action_and_its_credential_type() {
+        let registry = register(Registry::new());
+        registry.check().expect("usable definitions");
+        let slugs: Vec<&str> = registry.actions().map(|a| a.slug.as_str()).collect();
+        assert_eq!(
+            slugs,
+            [
+                "email-send",
+                "github-add-comment",
+                "github-create-issue",
+                "http-request",
+                "slack-list-channels",
+                "slack-send-message",
+            ]
+        );
+        let keys: Vec<&str> = registry.credentials().map(|c| c.key()).collect();
+        assert_eq!(keys, ["github", "http", "slack", "smtp"]);
+        let secrets: Vec<&str> = registry
+            .credentials()
+            .flat_map(|c| c.fields().iter())
+            .filter(|(_, field)| field.is_secret())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                "token",
+                "apiKey",
+                "basicPassword",
+                "bearerToken",
+                "botToken",
+                "password"
+            ]
+        );
+    }
+}
