@@ -1,6 +1,6 @@
 //! Slack: post a message (`chat.postMessage`) and list channels (`conversations.list`) with a
 //! bot token. Slack answers most failures with HTTP 200, `ok: false` and an error code; the
-//! codes are mapped to fatal or retryable by [`refused`].
+//! codes are mapped to fatal or retryable by `refused` (table: docs/integrations.md).
 
 use std::sync::LazyLock;
 
