@@ -25,8 +25,12 @@
 //! `User-Agent: cairn`, has a timeout, honours `Retry-After`, and never puts a secret in an
 //! error. [`Config`] (a registry resource) sets the base URLs, the HTTP client and the
 //! timeouts. `docs/integrations.md` has the tables.
+//!
+//! Cargo feature `email` (on by default) adds the SMTP action and its dependency, lettre;
+//! without it the crate needs only the HTTP client.
 
 pub mod config;
+#[cfg(feature = "email")]
 pub mod email;
 pub mod github;
 pub mod http;
@@ -59,11 +63,12 @@ fn retry_policy() -> Retry {
 pub fn register(registry: Registry) -> Registry {
     let registry = slack::register(registry);
     let registry = http::register(registry);
+    #[cfg(feature = "email")]
     let registry = email::register(registry);
     github::register(registry)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "email"))]
 mod tests {
     use super::*;
 
