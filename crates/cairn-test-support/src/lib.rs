@@ -12,6 +12,9 @@
 //! Run without the script (plain `cargo test`), nothing is skipped: a test that cannot reach
 //! its server fails and says which variable to set.
 
+#[cfg(feature = "oauth")]
+pub mod oauth;
+
 use std::{
     io::Write,
     path::{Path, PathBuf},

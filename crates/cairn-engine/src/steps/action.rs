@@ -304,15 +304,7 @@ async fn execute_action<I: Payload, O: Payload>(
         let resolved = if action.needs.is_empty() {
             Ok(Resolved::default())
         } else {
-            let env = &run.env;
-            resolve(
-                &*env.store,
-                &env.keyring,
-                &action.needs,
-                &run.owner,
-                &call.pin,
-            )
-            .await
+            resolve(&run.env, &action.needs, &run.owner, &call.pin).await
         };
         let used = resolved.as_ref().map(Resolved::used).unwrap_or_default();
         // When an earlier execution of the run may have died mid-attempt, the start is written
