@@ -426,3 +426,74 @@ async fn a_declaration_without_its_token_fields_or_a_client_id_is_a_clear_error(
         "{not_oauth}"
     );
 }
+
+#[tokio::test]
+async fn an_expired_token_of_a_type_without_oauth_is_credential_expired() {
+    let plain = Credential::new("plain").field("token", Field::secret());
+    let declared = plain.clone();
+    let use_it =
+        Action::new("use-plain")
+            .credential(&plain)
+            .run(move |input: Text, ctx: ActionCtx| {
+                let plain = declared.clone();
+                async move {
+                    ctx.credential(&plain)?;
+                    Ok(input)
+                }
+            });
+    let step = use_it.clone();
+    let workflow = Workflow::new("plain").run(move |input: Text, _ctx: WorkflowCtx| {
+        let use_it = step.clone();
+        async move { Ok(use_it.run(input).await?) }
+    });
+    let dir = TempDir::new().expect("temp dir");
+    let store = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open store"));
+    let engine = Engine::builder(store, Registry::new().workflow(&workflow).action(&use_it))
+        .master_key(KeySource::Key(MasterKey::generate()))
+        .build()
+        .expect("valid registry");
+    let now_ms = cairn_engine::SystemClock.now_ms();
+    let holder = cairn_core::Holder {
+        scope: Scope::Organization,
+        org: "default".into(),
+        project: None,
+        user: None,
+    };
+    for (expires_at_ms, expired) in [(now_ms + 3_600_000, false), (now_ms - 1, true)] {
+        engine
+            .set_credential(cairn_engine::SetCredential {
+                key: "plain".into(),
+                holder: holder.clone(),
+                fields: [("token".to_owned(), cairn_engine::Secret::new("t"))].into(),
+                is_default: true,
+                id: None,
+                expires_at_ms: Some(expires_at_ms),
+            })
+            .await
+            .unwrap();
+        let run = engine
+            .run(
+                &workflow,
+                &Text { text: "x".into() },
+                StartOptions::default(),
+            )
+            .await
+            .unwrap();
+        if expired {
+            let error = run.error.expect("failed");
+            assert_eq!(
+                error.kind,
+                ErrorKind::CredentialExpired,
+                "{}",
+                error.message
+            );
+            assert!(
+                !error.retryable && error.message.contains("cannot be refreshed"),
+                "{}",
+                error.message
+            );
+        } else {
+            assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+        }
+    }
+}

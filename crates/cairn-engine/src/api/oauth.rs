@@ -19,12 +19,12 @@ use oauth2::url::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Credential,
     api::{
         credentials::{CredentialView, SetCredential, check_holder},
         engine::Engine,
     },
     base::{
+        credential::Credential,
         error::EngineError,
         oauth::{OAuth, OAuthError, STATE_MINUTES, process_env},
         oauth_http::authorize_url,
@@ -131,11 +131,7 @@ impl Engine {
     fn oauth_type(&self, key: &str) -> Result<(&Credential, &OAuth), EngineError> {
         let registry = &self.runtime.registry;
         let Some(declared) = registry.credentials().find(|c| c.key() == key) else {
-            let known: Vec<&str> = registry
-                .credentials()
-                .filter(|c| c.oauth_settings().is_some())
-                .map(|c| c.key())
-                .collect();
+            let known: Vec<&str> = registry.credentials().map(|c| c.key()).collect();
             return Err(EngineError::UnknownCredentialType {
                 key: key.to_owned(),
                 known: if known.is_empty() {

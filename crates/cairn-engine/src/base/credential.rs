@@ -274,7 +274,7 @@ mod tests {
             "{shown}"
         );
         let missing = resolved.field("password").unwrap_err();
-        assert!(missing.to_string().contains("password"), "{missing}");
+        assert!(missing.message().contains("password"), "{missing:?}");
     }
 
     #[test]

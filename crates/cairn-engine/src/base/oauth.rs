@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use crate::base::vault::Secret;
+use crate::base::{credential::Credential, vault::Secret};
 
 /// The prefix of the environment variables that configure a credential type's OAuth:
 /// `CAIRN_OAUTH_<KEY>_CLIENT_ID`, `_CLIENT_SECRET`, `_AUTHORIZE_URL`, `_TOKEN_URL`.
@@ -110,7 +110,7 @@ impl OAuth {
     /// the type must declare the access token's field, and the refresh token's as optional
     /// (providers may not hand one out); every other field must be optional, as connecting
     /// fills only the tokens.
-    pub(crate) fn problem(&self, credential: &crate::Credential) -> Option<String> {
+    pub(crate) fn problem(&self, credential: &Credential) -> Option<String> {
         let key = credential.key();
         let fields = credential.fields();
         let declare = |field: &str, how: &str| {
@@ -338,7 +338,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::{Credential, Field};
+    use crate::base::credential::Field;
 
     fn declared(oauth: OAuth) -> Credential {
         Credential::new("git-hub")
