@@ -60,7 +60,7 @@ impl OAuthHttp {
                     .redirect(reqwest::redirect::Policy::none())
                     .timeout(REQUEST_TIMEOUT)
                     .build()
-                    .unwrap_or_default(),
+                    .expect("an HTTP client with rustls on ring builds"),
             )
         })
     }
