@@ -2,7 +2,7 @@
 //! `MissingCredentials` and a clear fix; `credentials set` takes values from the environment,
 //! a file or stdin only; the retry then succeeds and `runs get` shows which credential (id and
 //! scope) the step used; `rotate-key` re-encrypts; and the secret's bytes are nowhere in the
-//! SQLite files (WAL included) or anything printed, at `RUST_LOG=trace`.
+//! SQLite files (WAL included) or anything printed, at `CAIRN_LOG=trace`.
 
 mod support;
 
@@ -29,7 +29,70 @@ fn json(out: &std::process::Output) -> Value {
 #[test]
 fn credentials_from_the_cli_resolve_per_step_and_never_show_their_value() {
     let sandbox = Sandbox::new();
-    let trace = [("RUST_LOG", "trace"), ("SLACK_TOKEN", SECRET)];
+    let printed = scenario(&sandbox);
+    assert!(!printed.contains(SECRET), "printed output holds the secret");
+    // The secret's bytes: in no file of the data dir (the database, its WAL, the key file).
+    for entry in std::fs::read_dir(sandbox.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let found = bytes
+            .windows(SECRET.len())
+            .any(|window| window == SECRET.as_bytes());
+        assert!(!found, "{} holds the secret", path.display());
+    }
+}
+
+#[test]
+fn on_postgresql_the_secret_is_in_no_dump() {
+    let Some(sandbox) = Sandbox::postgres() else {
+        return;
+    };
+    let printed = scenario(&sandbox);
+    assert!(!printed.contains(SECRET), "printed output holds the secret");
+    let (url, schema) = sandbox.postgres_target().expect("a PostgreSQL sandbox");
+    let out = std::process::Command::new(pg_dump())
+        .args(["--data-only", "--schema", &schema, &url])
+        .output()
+        .expect("run pg_dump");
+    assert!(out.status.success(), "pg_dump: {}", text(&out));
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dump.contains("credentials"),
+        "the dump has the credentials table"
+    );
+    let hex: String = SECRET.bytes().map(|byte| format!("{byte:02x}")).collect();
+    assert!(
+        !dump.contains(SECRET) && !dump.contains(&hex),
+        "the dump holds the secret"
+    );
+}
+
+/// `pg_dump` from PATH, else from the installed PostgreSQL's directory.
+fn pg_dump() -> std::path::PathBuf {
+    let installed = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|version| version.path().join("bin/pg_dump"))
+        .find(|path| path.exists());
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("pg_dump"))
+            .find(|path| path.exists())
+    });
+    on_path
+        .or(installed)
+        .expect("pg_dump (PostgreSQL's client programs) is installed where the server is")
+}
+
+/// The CLI scenario on `sandbox`; returns everything the commands printed.
+fn scenario(sandbox: &Sandbox) -> String {
+    // Every log line on (the CLI reads CAIRN_LOG; RUST_LOG for good measure).
+    let trace = [
+        ("CAIRN_LOG", "trace"),
+        ("RUST_LOG", "trace"),
+        ("SLACK_TOKEN", SECRET),
+    ];
     let mut printed = String::new();
     let mut run = |args: &[&str]| {
         let out = sandbox.output_with(args, &trace);
@@ -217,14 +280,9 @@ fn credentials_from_the_cli_resolve_per_step_and_never_show_their_value() {
         "an unknown id is the caller's mistake"
     );
 
-    // The secret's bytes: nowhere on disk beside the sealed rows, nowhere printed.
-    assert!(!printed.contains(SECRET), "printed output holds the secret");
-    for entry in std::fs::read_dir(sandbox.data_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        let found = bytes
-            .windows(SECRET.len())
-            .any(|window| window == SECRET.as_bytes());
-        assert!(!found, "{} holds the secret", path.display());
-    }
+    assert!(
+        printed.contains("credentials resolved") && printed.contains("Secret([redacted])"),
+        "the commands logged at debug level, the resolved credentials with their values redacted"
+    );
+    printed
 }

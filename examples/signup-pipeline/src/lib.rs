@@ -1,6 +1,14 @@
-//! The signup pipeline: research a signup lead, then post a brief — the shape of the seed's
-//! example, offline. The "post" appends to an outbox file under the data dir, so you can see
-//! that a replay does not post twice.
+//! The signup pipeline: research a signup lead, then post a brief to Slack — the shape of the
+//! seed's example. The post is `cairn_actions::slack::SEND_MESSAGE`, called directly as a step
+//! and pinned to the run's user (`.scope(Scope::User)`). Offline by default: when no Slack
+//! credential resolves for the run's user, the step fails with `MissingCredentials` (recorded,
+//! not retried) and the brief is appended to an outbox file under the data dir instead, which
+//! the output says. To post to Slack:
+//!
+//! ```text
+//! SLACK_BOT_TOKEN=xoxb-… cargo run -p signup-pipeline -- credentials set slack --scope user --user ada --field botToken=@env:SLACK_BOT_TOKEN
+//! cargo run -p signup-pipeline -- run signup-pipeline --user ada --input '{"name":"Ada","email":"ada@analytical.engines"}'
+//! ```
 //!
 //! `signup-followup` goes on after the brief: it sleeps two days, then asks sales (through a
 //! hook) whether to follow up, and posts a reminder if so.
@@ -13,9 +21,10 @@
 use std::{io::Write, path::Path, sync::LazyLock, time::Duration};
 
 use cairn::{
-    Action, ActionCtx, ActionError, HookOptions, Registry, Retry, Workflow, WorkflowCtx,
-    cli::DataDir,
+    Action, ActionCtx, ActionError, ErrorKind, HookOptions, Registry, Retry, Scope, Workflow,
+    WorkflowCtx, WorkflowError, cli::DataDir,
 };
+use cairn_actions::slack::{self, SendMessage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -113,11 +122,17 @@ pub static RESEARCH_SIGNUP: LazyLock<Action<Signup, Brief>> = LazyLock::new(|| {
         })
 });
 
-/// Posts a message to the team's channel (here: appends it to the outbox file).
+/// The Slack channel briefs go to.
+pub const SIGNUPS_CHANNEL: &str = "#signups";
+
+/// The offline stand-in for Slack: appends the message to the outbox file.
 pub static POST_BRIEF: LazyLock<Action<PostBrief, Posted>> = LazyLock::new(|| {
     Action::new("post-brief")
-        .name("Post brief")
-        .description("Post the brief to the team's channel (here: append it to an outbox file)")
+        .name("Post brief to the outbox")
+        .description(
+            "Append the message to the outbox file: where briefs go when the run's user has no \
+             Slack credential",
+        )
         .run(|input: PostBrief, ctx: ActionCtx| async move {
             let path = ctx.resource::<DataDir>()?.0.join("outbox.log");
             let line = append_line(
@@ -127,7 +142,13 @@ pub static POST_BRIEF: LazyLock<Action<PostBrief, Posted>> = LazyLock::new(|| {
             .map_err(|err| {
                 ActionError::retryable(format!("cannot write {}: {err}", path.display()))
             })?;
-            eprintln!("posted to {}: {}", path.display(), input.text);
+            eprintln!(
+                "posted to {} (no Slack credential for this run's user; `credentials set slack \
+                 --scope user --user <you> --field botToken=@env:SLACK_BOT_TOKEN` and `run … \
+                 --user <you>` post to {SIGNUPS_CHANNEL}): {}",
+                path.display(),
+                input.text
+            );
             Ok(Posted {
                 outbox: path.display().to_string(),
                 line,
@@ -135,17 +156,31 @@ pub static POST_BRIEF: LazyLock<Action<PostBrief, Posted>> = LazyLock::new(|| {
         })
 });
 
+/// Posts `text` to [`SIGNUPS_CHANNEL`] as the run's user; when no Slack credential resolves
+/// for them, to the outbox instead.
+async fn post(text: String) -> Result<(), WorkflowError> {
+    let message = SendMessage {
+        channel: SIGNUPS_CHANNEL.to_owned(),
+        markdown_text: text.clone(),
+        thread_ts: None,
+    };
+    match slack::SEND_MESSAGE.run(message).scope(Scope::User).await {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::MissingCredentials => {
+            POST_BRIEF.run(PostBrief { text }).await?;
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Research a signup lead and post a brief.
 pub static SIGNUP_PIPELINE: LazyLock<Workflow<Signup, Brief>> = LazyLock::new(|| {
     Workflow::new("signup-pipeline")
         .description("Research a signup lead and post a brief.")
         .run(|input: Signup, _ctx: WorkflowCtx| async move {
             let Brief { brief } = RESEARCH_SIGNUP.run(input).await?;
-            POST_BRIEF
-                .run(PostBrief {
-                    text: brief.clone(),
-                })
-                .await?;
+            post(brief.clone()).await?;
             Ok(Brief { brief })
         })
 });
@@ -166,30 +201,36 @@ pub static SIGNUP_FOLLOWUP: LazyLock<Workflow<Signup, FollowUp>> = LazyLock::new
                 "Follow up with {name}? Resume {} with {{\"followUp\": true}}",
                 decision.resume_url()
             );
-            POST_BRIEF.run(PostBrief { text: ask }).await?;
+            post(ask).await?;
             let followed_up = match decision.await {
                 Ok(FollowUpDecision { follow_up }) => follow_up,
                 Err(err) if err.kind() == cairn::ErrorKind::Timeout => false,
                 Err(err) => return Err(err.into()),
             };
             if followed_up {
-                POST_BRIEF
-                    .run(PostBrief {
-                        text: format!("Reminder: follow up with {name}"),
-                    })
-                    .await?;
+                post(format!("Reminder: follow up with {name}")).await?;
             }
             Ok(FollowUp { brief, followed_up })
         })
 });
 
-/// Every workflow and action of the example.
-pub fn registry() -> Registry {
-    Registry::new()
+/// Every workflow and action of the example, Slack's included (and so its credential type),
+/// with Slack's base URL and HTTP client from `config`.
+pub fn registry_with(config: cairn_actions::Config) -> Registry {
+    let registry = Registry::new()
         .workflow(&SIGNUP_PIPELINE)
         .workflow(&SIGNUP_FOLLOWUP)
         .action(&RESEARCH_SIGNUP)
-        .action(&POST_BRIEF)
+        .action(&POST_BRIEF);
+    slack::register(registry).resource(config)
+}
+
+/// [`registry_with`] the default configuration (Slack at slack.com).
+///
+/// # Panics
+/// If the HTTP client cannot be made (the system has no usable TLS roots).
+pub fn registry() -> Registry {
+    registry_with(cairn_actions::Config::new().expect("an HTTP client"))
 }
 
 /// Appends a line (one write call, fsync'd) and returns its number.

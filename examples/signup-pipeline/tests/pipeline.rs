@@ -7,6 +7,7 @@ use cairn::{
     ActionError, ErrorKind,
     testing::{Outcome, TestEnv, Wait, replay},
 };
+use cairn_actions::slack;
 use signup_pipeline::*;
 
 fn ada() -> Signup {
@@ -47,10 +48,42 @@ async fn the_pipeline_posts_the_research_brief() {
     );
     let steps = env.steps(env.last_run().unwrap()).await;
     let keys: Vec<_> = steps.iter().map(|s| s.key.to_string()).collect();
-    assert_eq!(keys, ["research-signup#0", "post-brief#0"]);
+    assert_eq!(
+        keys,
+        ["research-signup#0", "slack-send-message#0", "post-brief#0"],
+        "no Slack credential for the run's user: the outbox"
+    );
+    let missing = steps[1].error.as_ref().expect("the Slack step failed");
+    assert_eq!(missing.kind, ErrorKind::MissingCredentials);
+    assert_eq!(steps[1].attempts, 1, "and was not retried");
+    assert_eq!(
+        steps[2].input,
+        Some(serde_json::json!({"text": "about Ada"}))
+    );
+}
+
+#[tokio::test]
+async fn with_a_slack_credential_for_the_user_the_brief_goes_to_slack() {
+    let env = env()
+        .owner(cairn::Owner {
+            user: Some("ada".into()),
+            ..cairn::Owner::default()
+        })
+        .mock(&slack::SEND_MESSAGE, |message: slack::SendMessage| {
+            assert_eq!(message.channel, SIGNUPS_CHANNEL);
+            Ok(slack::SentMessage {
+                channel: "C1".into(),
+                ts: "1.0".into(),
+            })
+        });
+    let outcome = env.execute_workflow(&SIGNUP_PIPELINE, ada()).await;
+    assert!(outcome.completed().is_some());
+    let steps = env.steps(env.last_run().unwrap()).await;
+    let keys: Vec<_> = steps.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, ["research-signup#0", "slack-send-message#0"]);
     assert_eq!(
         steps[1].input,
-        Some(serde_json::json!({"text": "about Ada"}))
+        Some(serde_json::json!({"channel": "#signups", "markdown_text": "about Ada"}))
     );
 }
 
@@ -69,7 +102,7 @@ async fn a_post_that_keeps_failing_fails_the_run_at_that_step() {
     assert_eq!(error.step.unwrap().as_str(), "post-brief#0");
     let steps = env.steps(env.last_run().unwrap()).await;
     assert_eq!(
-        steps[1].attempts, 3,
+        steps[2].attempts, 3,
         "retried with backoff on the virtual clock"
     );
 }

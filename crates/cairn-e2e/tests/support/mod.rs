@@ -75,6 +75,11 @@ impl Sandbox {
         })
     }
 
+    /// The PostgreSQL URL and schema of a PostgreSQL sandbox.
+    pub fn postgres_target(&self) -> Option<(String, String)> {
+        self.postgres.clone()
+    }
+
     /// The data dir the fixture uses.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

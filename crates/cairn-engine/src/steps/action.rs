@@ -300,11 +300,17 @@ async fn execute_action<I: Payload, O: Payload>(
         }
         let _busy = run.busy();
         // The credentials of this attempt, resolved now: one set after a failure is used by
-        // the retry. Actions that need none skip it.
-        let resolved = if action.needs.is_empty() {
+        // the retry. Actions that need none skip it, and so do stand-ins (tests' mocks).
+        let stand_in = run.env.overrides.contains_key(&action.info.slug);
+        let resolved = if action.needs.is_empty() || stand_in {
             Ok(Resolved::default())
         } else {
-            resolve(&run.env, &action.needs, &run.owner, &call.pin).await
+            let resolved = resolve(&run.env, &action.needs, &run.owner, &call.pin).await;
+            if let Ok(resolved) = &resolved {
+                // Their `Debug` shows ids, scopes and field names; values print redacted.
+                tracing::debug!(run = %run.run_id, step = %call.key, credentials = ?resolved.credentials, "credentials resolved");
+            }
+            resolved
         };
         let used = resolved.as_ref().map(Resolved::used).unwrap_or_default();
         // When an earlier execution of the run may have died mid-attempt, the start is written

@@ -12,11 +12,13 @@ use std::{
 };
 
 use cairn_core::{
-    ErrorInfo, ErrorKind, Event, RunStatus, StepKey, StepKind, StepStatus, StepSummary,
+    ErrorInfo, ErrorKind, Event, Owner, RunStatus, Scope, StepKey, StepKind, StepStatus,
+    StepSummary,
 };
 use cairn_engine::{
-    Action, ActionError, ActionOverride, Clock, Engine, EngineConfig, EngineError, Payload,
-    Registry, RunDetail, RunDetailView, SeededEntropy, StartOptions, Workflow,
+    Action, ActionError, ActionOverride, Clock, Credential, Engine, EngineConfig, EngineError,
+    KeySource, MasterKey, Payload, Registry, RunDetail, RunDetailView, Secret, SeededEntropy,
+    SetCredential, StartOptions, Workflow,
 };
 use cairn_store::{ClaimOutcome, Lease, MemoryStore, RunFilter, RunId, RunRecord, Store, WorkerId};
 use futures::FutureExt;
@@ -112,6 +114,10 @@ pub struct TestEnv {
     overrides: Mutex<HashMap<String, ActionOverride>>,
     runs: Mutex<Vec<RunId>>,
     config: EngineConfig,
+    /// Seals the credentials the test sets.
+    master_key: MasterKey,
+    /// Who runs start for.
+    owner: Owner,
 }
 
 /// The lease holder the harness executes and seeds runs as.
@@ -148,7 +154,55 @@ impl TestEnv {
             overrides: Mutex::new(HashMap::new()),
             runs: Mutex::new(Vec::new()),
             config,
+            master_key: MasterKey::generate(),
+            owner: Owner::default(),
         }
+    }
+
+    /// Starts runs on behalf of `owner` (default: organization and project `default`, no
+    /// user), whose credentials their steps get.
+    pub fn owner(mut self, owner: Owner) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Saves a credential of type `credential` with `fields` for the runs' owner at `scope`
+    /// (its holder's default) and returns its id. Mocked actions need none.
+    ///
+    /// # Panics
+    /// If the fields do not fit the type, or `scope` is [`Scope::User`] and the owner has no
+    /// user (see [`owner`](Self::owner)).
+    pub async fn credential(
+        &self,
+        credential: &Credential,
+        scope: Scope,
+        fields: &[(&str, &str)],
+    ) -> String {
+        {
+            let mut registry = lock(&self.registry);
+            *registry = registry.clone().credential(credential);
+        }
+        let holder = self.owner.holder(scope).unwrap_or_else(|| {
+            panic!(
+                "TestEnv::credential: the user scope needs an owner with a user (TestEnv::owner)"
+            )
+        });
+        let set = SetCredential {
+            key: credential.key().to_owned(),
+            holder,
+            fields: fields
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), Secret::new(*value)))
+                .collect(),
+            is_default: true,
+            id: None,
+            expires_at_ms: None,
+        };
+        self.engine()
+            .set_credential(set)
+            .await
+            .unwrap_or_else(|err| panic!("TestEnv::credential: {err}"))
+            .id
     }
 
     /// Seeds the environment's randomness (run ids, hook tokens, `ctx.random()`,
@@ -237,6 +291,7 @@ impl TestEnv {
             .config(self.config.clone())
             .clock(Arc::new(self.clock.clone()))
             .entropy(self.entropy.clone())
+            .master_key(KeySource::Key(self.master_key.clone()))
             .worker_id(WorkerId(WORKER.into()));
         for (slug, stand_in) in lock(&self.overrides).iter() {
             builder = builder.override_action(slug.clone(), stand_in.clone());
@@ -269,6 +324,7 @@ impl TestEnv {
         self.add(workflow);
         let options = StartOptions {
             trigger: Some("test".into()),
+            owner: Some(self.owner.clone()),
             ..StartOptions::default()
         };
         let started = self.engine().start(workflow, &input, options).await?;
