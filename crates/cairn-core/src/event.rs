@@ -182,8 +182,11 @@ pub enum ErrorKind {
     /// the scopes tried). Set one, then retry the run.
     MissingCredentials,
     /// A credential was found but cannot be used: it does not open with the master key, it
-    /// lacks a field, or its token expired and could not be refreshed.
+    /// lacks a field, or its OAuth client is not configured.
     CredentialUnavailable,
+    /// A credential's token expired and could not be refreshed (no refresh token, or the
+    /// provider refused it). Reconnect it (`/credentials/connect/{key}`), then retry the run.
+    CredentialExpired,
     /// Something inside Cairn went wrong (a store error).
     Internal,
 }

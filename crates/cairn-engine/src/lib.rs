@@ -41,12 +41,14 @@ pub use base::{
     entropy::{Entropy, OsEntropy, SeededEntropy},
     error::{ActionError, EngineError, ErrorClass, StepError, WorkflowError},
     info::{ActionInfo, WorkflowInfo},
+    oauth::{OAUTH_ENV_PREFIX, OAuth, OAuthError},
     panics::panic_is_caught,
     schema::{Payload, Violation, Violations},
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::RetryPolicy as Retry;
 pub use call::StepCall;
+pub use oauth2::url::Url;
 pub use registry::Registry;
 pub use run::{
     action_ctx::ActionCtx,

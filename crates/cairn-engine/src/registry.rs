@@ -92,6 +92,13 @@ impl Registry {
             ));
             return self;
         }
+        if let Some(problem) = credential
+            .oauth_settings()
+            .and_then(|oauth| oauth.problem(credential))
+        {
+            self.problems.push(problem);
+            return self;
+        }
         self.credentials
             .insert(credential.key().to_owned(), credential.clone());
         self

@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use cairn_engine::{EngineError, ErrorClass, Violations};
+use cairn_engine::{EngineError, ErrorClass, OAuthError, Violations};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -113,6 +113,13 @@ impl ApiError {
     /// The status, a short stable slug for `type`, and the title.
     fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
+            ApiError::Engine(EngineError::OAuth(
+                OAuthError::Unreachable { .. } | OAuthError::BadResponse { .. },
+            )) => (
+                StatusCode::BAD_GATEWAY,
+                "oauth-provider",
+                "The OAuth provider failed",
+            ),
             ApiError::Engine(err) => match err.class() {
                 ErrorClass::Invalid if violations(err).is_some() => (
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -187,6 +194,11 @@ impl ApiError {
     /// What the client is told: internal failures are logged here and not described.
     pub(crate) fn detail(&self) -> String {
         match self {
+            // Configuration and provider failures: no secret in them, and the caller needs them.
+            ApiError::Engine(err @ EngineError::OAuth(_)) => {
+                tracing::warn!(error = %err, "OAuth failed");
+                err.to_string()
+            }
             ApiError::Engine(err) if err.class() == ErrorClass::Internal => {
                 tracing::error!(error = %err, "request failed");
                 "the server failed to answer; its log has the details".to_owned()

@@ -109,7 +109,7 @@ fn field_types(schema: &Value, name: &str) -> Vec<String> {
 }
 
 /// A small HTML page.
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body style=\"font-family: sans-serif; max-width: 40em; margin: 3em auto\">\

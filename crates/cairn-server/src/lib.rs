@@ -20,6 +20,8 @@
 //! | `POST /runs/{id}/retry`, `/rerun`, `/cancel` | manage a run |
 //! | `GET /credentials`, `POST /credentials` | list (never values), save a credential |
 //! | `GET /credentials/{id}`, `DELETE`, `POST …/default` | one credential; delete; default |
+//! | `GET /credentials/connect/{key}?user=…&org=…` | `302` to the OAuth provider (JSON with `Accept`) |
+//! | `GET /credentials/callback/{key}?code=…&state=…` | store a user's OAuth tokens (no API key) |
 //! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
 //! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
@@ -32,6 +34,7 @@ mod error;
 mod health;
 mod hooks;
 mod metrics;
+mod oauth;
 mod openapi;
 mod params;
 mod responses;

@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     error::{PROBLEM_JSON, Problem},
-    responses::{Canceled, Catalog, CredentialList, Health, Requeued, RunsPage, Started},
+    responses::{
+        AuthorizeUrl, Canceled, Catalog, CredentialList, Health, Requeued, RunsPage, Started,
+    },
     state::AppState,
 };
 
@@ -41,6 +43,14 @@ pub(crate) fn document(registry: &Registry) -> Value {
     let started = doc.schema::<Started>();
     let credential = doc.schema::<CredentialView>();
     let credentials = doc.schema::<CredentialList>();
+    let authorize = doc.schema::<AuthorizeUrl>();
+    let credential_key = param(
+        "path",
+        "key",
+        "The credential type, one declared with OAuth.",
+        json!({"type": "string"}),
+        true,
+    );
     let credential_id = param(
         "path",
         "id",
@@ -243,8 +253,27 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .error(404, "No credential has this id.")),
         ("/credentials/{id}/default", "post", Op::new("setDefaultCredential", "Makes the credential its holder's default for its type.")
             .param(credential_id)
-            .ok(200, "The credential.", credential)
+            .ok(200, "The credential.", credential.clone())
             .error(404, "No credential has this id.")),
+        ("/credentials/connect/{key}", "get", Op::new("connectCredential", "Starts connecting a user's account at the credential type's OAuth provider: send the user to the answer's Location (authorization code with PKCE; the tokens become their user-scoped credential at the callback).")
+            .param(credential_key.clone())
+            .param(param("query", "user", "The user whose credential it becomes.", json!({"type": "string", "minLength": 1}), true))
+            .param(param("query", "org", "Their organization (default `default`).", json!({"type": "string"}), false))
+            .redirect(302, "Location: the provider's authorize URL.")
+            .ok(200, "For Accept: application/json, the authorize URL.", authorize)
+            .error(400, "No user, an unknown credential type, or one not declared with OAuth.")
+            .error(500, "The type's OAuth client is not configured (CAIRN_OAUTH_<KEY>_CLIENT_ID).")),
+        ("/credentials/callback/{key}", "get", Op::new("credentialCallback", "Where the provider sends the person back: exchanges the code and stores the tokens as their credential. The sealed state is the protection: no API key. A page, or the credential (never a token) for Accept: application/json.")
+            .open()
+            .param(credential_key)
+            .param(param("query", "code", "The provider's authorization code.", json!({"type": "string"}), false))
+            .param(param("query", "state", "The state the connect redirect carried.", json!({"type": "string"}), false))
+            .param(param("query", "error", "The provider's error, when the person declined.", json!({"type": "string"}), false))
+            .param(param("query", "error_description", "The provider's description of it.", json!({"type": "string"}), false))
+            .ok(200, "Connected: the credential, without its values.", credential)
+            .pages()
+            .error(400, "The provider's error, no code or state, or a state that is forged, altered or expired; or the provider refused the code.")
+            .error(502, "The provider's token endpoint could not be reached or answered nonsense.")),
         ("/healthz", "get", Op::new("live", "Liveness: the process answers.").open().ok(200, "Alive.", health.clone())),
         ("/readyz", "get", Op::new("ready", "Readiness: the store answers too.").open().ok(200, "Ready.", health)),
         ("/metrics", "get", Op::new("metrics", "Prometheus text: runs, steps, step latency, runs by status.")
@@ -435,6 +464,13 @@ impl Op {
     /// A `status` response without a body.
     fn no_content(mut self, status: u16, description: &str) -> Op {
         self.object["responses"][status.to_string()] = json!({"description": description});
+        self
+    }
+
+    /// A `status` redirect without a body, to its `Location`.
+    fn redirect(mut self, status: u16, description: &str) -> Op {
+        self.object["responses"][status.to_string()] = json!({"description": description,
+            "headers": {"Location": {"description": "Where to go.", "required": true, "schema": {"type": "string", "format": "uri"}}}});
         self
     }
 

@@ -71,3 +71,11 @@ pub(crate) struct CredentialList {
     /// The credentials, by type, scope and holder, newest first.
     pub(crate) credentials: Vec<CredentialView>,
 }
+
+/// `GET /credentials/connect/{key}` with `Accept: application/json`.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuthorizeUrl {
+    /// The provider's authorize URL to send the user to.
+    pub(crate) authorize_url: String,
+}

@@ -24,7 +24,7 @@ use crate::{
     error::ApiError,
     health, hooks,
     metrics::{self, Metrics},
-    openapi, runs,
+    oauth, openapi, runs,
     state::AppState,
     stream, workflows,
 };
@@ -232,6 +232,7 @@ fn routes(
             get(credentials::get).delete(credentials::delete),
         )
         .route("/credentials/{id}/default", post(credentials::set_default))
+        .route("/credentials/connect/{key}", get(oauth::connect))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
@@ -240,6 +241,7 @@ fn routes(
             "/hooks/{token}",
             post(hooks::resume).get(hooks::resume_from_query),
         )
+        .route("/credentials/callback/{key}", get(oauth::callback))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready));
     let timed = protected

@@ -7,10 +7,12 @@ mod support;
 
 use std::sync::Arc;
 
+use cairn_engine::{Credential, Field, OAuth};
 use cairn_server::{ApiKeys, ServeOptions};
+use cairn_test_support::oauth::FakeProvider;
 use reqwest::{Response, StatusCode, header};
 use serde_json::{Value, json};
-use support::{TestServer, start, start_with};
+use support::{TestServer, start, start_public, start_with};
 
 /// The served document and the checks made against it.
 struct Spec {
@@ -37,6 +39,18 @@ impl Spec {
     /// Checks `response` to `method template` and returns its body (JSON, or the text).
     async fn check(&self, template: &str, method: &str, response: Response) -> Value {
         let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let documented = &self.doc["paths"][template][method]["responses"][status.to_string()];
+            assert!(
+                documented["headers"]["Location"].is_object(),
+                "{method} {template} answered {status}, undocumented or without its Location"
+            );
+            assert!(
+                response.headers().contains_key(header::LOCATION),
+                "a redirect has a Location"
+            );
+            return Value::Null;
+        }
         if status == 204 {
             let documented = &self.doc["paths"][template][method]["responses"]["204"];
             assert!(
@@ -410,6 +424,101 @@ async fn credentials_match_the_document() {
         assert_eq!(deleted.status(), expected);
         spec.check(one, "delete", deleted).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_connect_and_callback_match_the_document() {
+    let provider = FakeProvider::start("client", "secret", 60).await;
+    let slack = Credential::new("slack")
+        .field("accessToken", Field::secret())
+        .field("refreshToken", Field::secret().optional())
+        .oauth(
+            OAuth::new(provider.authorize_url(), provider.token_url())
+                .client_id("client")
+                .client_secret("secret"),
+        );
+    let server = start_public(&slack, ServeOptions::default()).await;
+    let spec = Spec::of(&server).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (connect, callback) = ("/credentials/connect/{key}", "/credentials/callback/{key}");
+    let get = |path: &str, accept: &str| {
+        browser
+            .get(server.url(path))
+            .header(header::ACCEPT, accept)
+            .send()
+    };
+    let json = "application/json";
+    let redirect = get("/credentials/connect/slack?user=ada", "*/*")
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::FOUND);
+    let location = redirect.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    spec.check(connect, "get", redirect).await;
+    let url = spec
+        .check(
+            connect,
+            "get",
+            get("/credentials/connect/slack?user=ada", json)
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert!(url["authorizeUrl"].is_string());
+    for bad in [
+        "/credentials/connect/slack",
+        "/credentials/connect/chat?user=ada",
+    ] {
+        let refused = get(bad, json).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        spec.check(connect, "get", refused).await;
+    }
+    let approved = browser.get(&location).send().await.unwrap();
+    let back = approved.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let path = back.strip_prefix(&server.base).expect("on the server");
+    let connected = get(path, json).await.unwrap();
+    assert_eq!(connected.status(), StatusCode::OK);
+    spec.check(callback, "get", connected).await;
+    let again = get(path, "text/html").await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::BAD_REQUEST,
+        "a code is good once"
+    );
+    spec.check(callback, "get", again).await;
+    for accept in [json, "text/html"] {
+        let declined = get("/credentials/callback/slack?error=access_denied", accept)
+            .await
+            .unwrap();
+        assert_eq!(declined.status(), StatusCode::BAD_REQUEST);
+        spec.check(callback, "get", declined).await;
+    }
+    let fresh = get("/credentials/connect/slack?user=bo", json)
+        .await
+        .unwrap();
+    let fresh: serde_json::Value = fresh.json().await.unwrap();
+    let approved = browser
+        .get(fresh["authorizeUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let back = approved.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    provider.fail_with(Some(503));
+    let path = back.strip_prefix(&server.base).expect("on the server");
+    let unreachable = get(path, json).await.unwrap();
+    assert_eq!(unreachable.status(), StatusCode::BAD_GATEWAY);
+    spec.check(callback, "get", unreachable).await;
 }
 
 #[test]

@@ -11,6 +11,12 @@
 //!
 //! Run without the script (plain `cargo test`), nothing is skipped: a test that cannot reach
 //! its server fails and says which variable to set.
+//!
+//! With the feature `oauth`, [`oauth::FakeProvider`] is a fake OAuth authorization server on
+//! loopback for the tests of OAuth connect and refresh.
+
+#[cfg(feature = "oauth")]
+pub mod oauth;
 
 use std::{
     io::Write,

@@ -207,7 +207,7 @@ fn new_credential_id(entropy: &dyn crate::base::entropy::Entropy) -> String {
 }
 
 /// A holder has the names its scope needs, and only those, each 1–128 characters.
-fn check_holder(holder: &Holder) -> Result<(), EngineError> {
+pub(crate) fn check_holder(holder: &Holder) -> Result<(), EngineError> {
     let (needs_project, needs_user) = match holder.scope {
         Scope::Organization => (false, false),
         Scope::Project => (true, false),

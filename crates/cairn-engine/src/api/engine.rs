@@ -19,6 +19,7 @@ use crate::{
         config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN},
         entropy::{Entropy, EntropyExt, OsEntropy},
         error::EngineError,
+        oauth_http::OAuthHttp,
         schema::{Payload, json_size},
         vault::{KeySource, Keyring},
     },
@@ -157,6 +158,7 @@ impl EngineBuilder {
                 resources: self.registry.resources.clone(),
                 overrides: self.overrides,
                 keyring: Keyring::new(self.master_key),
+                oauth: OAuthHttp::default(),
                 children,
             };
             Runtime::new(Arc::new(env), self.registry)

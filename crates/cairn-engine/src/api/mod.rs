@@ -4,6 +4,7 @@
 pub(crate) mod credentials;
 pub(crate) mod engine;
 pub(crate) mod follow;
+pub(crate) mod oauth;
 pub(crate) mod resume;
 pub(crate) mod view;
 pub(crate) mod worker;

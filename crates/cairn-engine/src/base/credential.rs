@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use cairn_core::ErrorKind;
 pub use cairn_core::Scope;
 
-use crate::base::{error::ActionError, vault::Secret};
+use crate::base::{error::ActionError, oauth::OAuth, vault::Secret};
 
 /// One field of a credential type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,7 @@ pub struct Credential {
     key: String,
     description: String,
     fields: BTreeMap<String, Field>,
+    oauth: Option<OAuth>,
 }
 
 /// Why the fields given for a credential do not match its type.
@@ -98,7 +99,22 @@ impl Credential {
             key: key.into(),
             description: String::new(),
             fields: BTreeMap::new(),
+            oauth: None,
         }
+    }
+
+    /// Connects credentials of this type with OAuth: a person approves at the provider
+    /// (`GET /credentials/connect/{key}?user=…`), the tokens are stored as their credential,
+    /// and an access token about to expire is refreshed before a step uses it. The type must
+    /// declare the token fields `oauth` names (the refresh token's optional).
+    pub fn oauth(mut self, oauth: OAuth) -> Credential {
+        self.oauth = Some(oauth);
+        self
+    }
+
+    /// How credentials of this type are connected with OAuth, if they are.
+    pub fn oauth_settings(&self) -> Option<&OAuth> {
+        self.oauth.as_ref()
     }
 
     /// Declares a field.

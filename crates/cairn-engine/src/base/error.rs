@@ -5,7 +5,9 @@ use std::error::Error as StdError;
 use cairn_core::{ErrorInfo, ErrorKind, LimitExceeded, StepKey};
 use cairn_store::{RunId, StoreError};
 
-use super::{credential::CredentialError, schema::Violations, vault::VaultError};
+use super::{
+    credential::CredentialError, oauth::OAuthError, schema::Violations, vault::VaultError,
+};
 
 /// Why an engine operation (start, inspect, retry, cancel…) failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +89,9 @@ pub enum EngineError {
     /// The master key is missing or wrong, or a sealed credential does not open.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// Connecting a credential with OAuth failed.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -143,7 +148,13 @@ impl EngineError {
             | EngineError::InvalidPayload { .. }
             | EngineError::BadRequest(_)
             | EngineError::UnknownCredentialType { .. }
-            | EngineError::Credential(_) => ErrorClass::Invalid,
+            | EngineError::Credential(_)
+            | EngineError::OAuth(
+                OAuthError::NotOAuth { .. }
+                | OAuthError::BadState { .. }
+                | OAuthError::StateExpired { .. }
+                | OAuthError::Refused { .. },
+            ) => ErrorClass::Invalid,
             EngineError::Limit(LimitExceeded::Payload { .. }) => ErrorClass::TooLarge,
             EngineError::Limit(LimitExceeded::Steps { .. }) => ErrorClass::Invalid,
             EngineError::NotExecutable { .. }
@@ -155,9 +166,10 @@ impl EngineError {
                 | StoreError::CredentialsChanged,
             ) => ErrorClass::Conflict,
             EngineError::Store(StoreError::Unavailable(_)) => ErrorClass::Unavailable,
-            EngineError::Registry(_) | EngineError::Vault(_) | EngineError::Store(_) => {
-                ErrorClass::Internal
-            }
+            EngineError::Registry(_)
+            | EngineError::Vault(_)
+            | EngineError::OAuth(_)
+            | EngineError::Store(_) => ErrorClass::Internal,
         }
     }
 }

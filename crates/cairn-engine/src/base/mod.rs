@@ -7,6 +7,8 @@ pub(crate) mod credential;
 pub(crate) mod entropy;
 pub(crate) mod error;
 pub(crate) mod info;
+pub(crate) mod oauth;
+pub(crate) mod oauth_http;
 pub(crate) mod panics;
 pub(crate) mod resources;
 pub(crate) mod schema;

@@ -17,10 +17,14 @@ use std::collections::BTreeMap;
 use cairn_core::{ErrorKind, Holder, Owner, Scope, UsedCredential};
 use cairn_store::{CredentialFilter, CredentialRecord, Store};
 
-use crate::base::{
-    credential::{NeededCredential, ResolvedCredential, fields_from_bytes},
-    error::ActionError,
-    vault::{Keyring, VaultError},
+use crate::{
+    base::{
+        credential::{NeededCredential, ResolvedCredential, fields_from_bytes},
+        error::ActionError,
+        vault::{Keyring, VaultError},
+    },
+    call::refresh,
+    run::env::RunEnv,
 };
 
 /// What a step call pins: a credential id, a scope, or neither.
@@ -50,22 +54,24 @@ impl Resolved {
     }
 }
 
-/// Resolves every credential in `needs` for a step of a run of `owner` (see the module docs).
+/// Resolves every credential in `needs` for a step of a run of `owner` (see the module docs);
+/// an OAuth token about to expire is refreshed first (see `refresh`).
 pub(crate) async fn resolve(
-    store: &dyn Store,
-    keyring: &Keyring,
+    env: &RunEnv,
     needs: &[NeededCredential],
     owner: &Owner,
     pin: &CredentialPin,
 ) -> Result<Resolved, ActionError> {
     let mut resolved = Resolved::default();
     for need in needs {
-        let record = match find(store, need, owner, pin).await {
+        let record = match find(&*env.store, need, owner, pin).await {
             Ok(record) => record,
             Err(error) if need.optional && error.kind == ErrorKind::MissingCredentials => continue,
             Err(error) => return Err(error),
         };
-        resolved.credentials.push(open(keyring, need, record)?);
+        resolved
+            .credentials
+            .push(refresh::usable(env, need, record).await?);
     }
     Ok(resolved)
 }
@@ -177,7 +183,7 @@ fn belongs_to(holder: &Holder, owner: &Owner) -> bool {
 }
 
 /// Opens the credential's sealed fields and checks them against the type's declaration.
-fn open(
+pub(crate) fn open(
     keyring: &Keyring,
     need: &NeededCredential,
     record: CredentialRecord,
@@ -271,6 +277,6 @@ fn allowed_note(need: &NeededCredential) -> String {
 }
 
 /// A store failure while resolving: retryable, like any transient failure of an attempt.
-fn store_failed(err: cairn_store::StoreError) -> ActionError {
+pub(crate) fn store_failed(err: cairn_store::StoreError) -> ActionError {
     ActionError::retryable(format!("could not read credentials: {err}"))
 }

@@ -13,6 +13,7 @@
 pub(crate) mod attempt;
 pub(crate) mod codec;
 pub(crate) mod credentials;
+pub(crate) mod refresh;
 pub(crate) mod wait;
 
 use std::{

@@ -21,6 +21,7 @@ use crate::{
         config::EngineConfig,
         entropy::{Entropy, EntropyExt},
         error::ActionError,
+        oauth_http::OAuthHttp,
         resources::Resources,
         vault::Keyring,
     },
@@ -64,6 +65,8 @@ pub(crate) struct RunEnv {
     pub(crate) overrides: HashMap<String, ActionOverride>,
     /// The master key credentials are sealed with.
     pub(crate) keyring: Keyring,
+    /// The HTTP client OAuth tokens are refreshed (and codes exchanged) with.
+    pub(crate) oauth: OAuthHttp,
     /// The runtime, which runs child runs (weak: the runtime owns this environment).
     pub(crate) children: Weak<dyn ChildRuns>,
 }

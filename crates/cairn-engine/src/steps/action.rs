@@ -305,15 +305,7 @@ async fn execute_action<I: Payload, O: Payload>(
         let resolved = if action.needs.is_empty() || stand_in {
             Ok(Resolved::default())
         } else {
-            let env = &run.env;
-            let resolved = resolve(
-                &*env.store,
-                &env.keyring,
-                &action.needs,
-                &run.owner,
-                &call.pin,
-            )
-            .await;
+            let resolved = resolve(&run.env, &action.needs, &run.owner, &call.pin).await;
             if let Ok(resolved) = &resolved {
                 // Their `Debug` shows ids, scopes and field names; values print redacted.
                 tracing::debug!(run = %run.run_id, step = %call.key, credentials = ?resolved.credentials, "credentials resolved");

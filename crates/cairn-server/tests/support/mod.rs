@@ -201,27 +201,8 @@ pub async fn start() -> TestServer {
 
 /// Starts a server with `options` (its address replaced by an ephemeral loopback port).
 pub async fn start_with(options: ServeOptions) -> TestServer {
-    static RUSTLS: Once = Once::new();
-    RUSTLS.call_once(|| {
-        rustls::crypto::ring::default_provider()
-            .install_default()
-            .ok();
-    });
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open_in_dir(dir.path().join("data")).expect("open store");
-    let config = EngineConfig {
-        poll_interval: Duration::from_millis(50),
-        limits: cairn_core::Limits {
-            max_payload_bytes: PAYLOAD_LIMIT,
-            ..cairn_core::Limits::default()
-        },
-        ..EngineConfig::default()
-    };
-    let engine = Engine::builder(Arc::new(store), registry())
-        .config(config)
-        .master_key(KeySource::Key(MasterKey::generate()))
-        .build()
-        .expect("engine");
+    let engine = test_engine(&dir, registry(), EngineConfig::default().public_url);
     let options = ServeOptions {
         listen: "127.0.0.1:0".parse().expect("address"),
         ..options
@@ -238,6 +219,60 @@ pub async fn start_with(options: ServeOptions) -> TestServer {
         shutdown,
         task: Some(task),
     }
+}
+
+/// Starts the API's routes (no worker) on an ephemeral loopback port that is also the
+/// engine's public URL, with `credential` registered beside the test workflows: for OAuth,
+/// whose redirect URI is on the public URL.
+pub async fn start_public(credential: &Credential, options: ServeOptions) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let engine = test_engine(&dir, registry().credential(credential), base.clone());
+    let shutdown = CancellationToken::new();
+    let app = cairn_server::router(engine.clone(), &options, shutdown.clone()).expect("routes");
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(ServerError::from)
+    });
+    TestServer {
+        base,
+        client: Client::new(),
+        engine,
+        dir,
+        shutdown,
+        task: Some(task),
+    }
+}
+
+/// An engine over a fresh SQLite file in `dir`, with a fresh master key and `public_url`.
+fn test_engine(dir: &tempfile::TempDir, registry: Registry, public_url: String) -> Engine {
+    static RUSTLS: Once = Once::new();
+    RUSTLS.call_once(|| {
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+    });
+    let store = SqliteStore::open_in_dir(dir.path().join("data")).expect("open store");
+    let config = EngineConfig {
+        poll_interval: Duration::from_millis(50),
+        limits: cairn_core::Limits {
+            max_payload_bytes: PAYLOAD_LIMIT,
+            ..cairn_core::Limits::default()
+        },
+        public_url,
+        ..EngineConfig::default()
+    };
+    Engine::builder(Arc::new(store), registry)
+        .config(config)
+        .master_key(KeySource::Key(MasterKey::generate()))
+        .build()
+        .expect("engine")
 }
 
 impl TestServer {
