@@ -14,7 +14,7 @@ use crate::{
 impl WorkflowCtx {
     /// Whether this run takes the code path added under patch `id`:
     ///
-    /// ```ignore
+    /// ```text
     /// if ctx.patched("send-sms-too") {
     ///     SEND_SMS.run(sms).await?;          // the new path
     /// }                                      // else: the old path (here, nothing)
