@@ -108,6 +108,9 @@ pub enum StepKind {
     Hook,
     /// A `ctx.patched(id)` marker: this run took the new code path at this point.
     Patch,
+    /// A call of a language model (an action made with kind `llm`: `prompt_llm`, an agent's
+    /// turn). Replayed and executed like an action.
+    Llm,
 }
 
 impl StepKind {
@@ -122,19 +125,20 @@ impl StepKind {
             StepKind::Sleep => "sleep",
             StepKind::Hook => "hook",
             StepKind::Patch => "patch",
+            StepKind::Llm => "llm",
         }
     }
 
     /// Whether the step does work outside the workflow body (an action attempt, a child
     /// run). Such a step is never started while the execution is stopping or suspending.
     pub fn does_work(self) -> bool {
-        matches!(self, StepKind::Action | StepKind::Workflow)
+        matches!(self, StepKind::Action | StepKind::Workflow | StepKind::Llm)
     }
 
     /// Whether replay compares a call's input with the recorded one. Waits record their
     /// wake-up time or token as input, which a new call cannot know, so they are not compared.
     pub fn compares_input(self) -> bool {
-        matches!(self, StepKind::Action | StepKind::Workflow)
+        matches!(self, StepKind::Action | StepKind::Workflow | StepKind::Llm)
     }
 }
 
@@ -446,6 +450,13 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<Event>(text).unwrap(), event);
         assert_eq!(event.type_name(), "step_completed");
+    }
+
+    #[test]
+    fn llm_steps_are_stored_as_llm_and_do_work_like_actions() {
+        assert_eq!(serde_json::to_value(StepKind::Llm).unwrap(), json!("llm"));
+        assert_eq!(StepKind::Llm.to_string(), "llm");
+        assert!(StepKind::Llm.does_work() && StepKind::Llm.compares_input());
     }
 
     #[test]

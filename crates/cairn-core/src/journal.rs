@@ -325,7 +325,7 @@ impl Journal {
                 error: error.clone(),
             },
             None => {
-                let interrupted = (call.kind == StepKind::Action
+                let interrupted = (matches!(call.kind, StepKind::Action | StepKind::Llm)
                     && recorded.attempts > recorded.settled)
                     .then_some(recorded.attempts);
                 Decision::Execute {

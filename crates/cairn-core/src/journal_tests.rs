@@ -493,3 +493,24 @@ fn hooks_replay_their_payload_once_resumed_and_keep_their_token_while_pending() 
     let mut done = Journal::new([&created, &resumed], ChangedInput::Fail);
     assert_eq!(done.decide(call), replay(json!({"ok": true})));
 }
+
+#[test]
+fn an_llm_step_started_without_an_outcome_was_interrupted_as_an_action_would_be() {
+    let mut start = started("m#0", json!(1), 1);
+    if let Event::StepStarted { kind, .. } = &mut start {
+        *kind = StepKind::Llm;
+    }
+    let mut journal = Journal::new(&[start], ChangedInput::Fail);
+    let k = key("m#0");
+    let decision = journal.decide(Call {
+        key: &k,
+        kind: StepKind::Llm,
+        slug: "m",
+        input: &json!(1),
+        position: 0,
+    });
+    let Decision::Execute { interrupted, .. } = decision else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(interrupted, Some(1));
+}

@@ -43,10 +43,10 @@ pub use base::{
     info::{ActionInfo, WorkflowInfo},
     oauth::{OAUTH_ENV_PREFIX, OAuth, OAuthError},
     panics::panic_is_caught,
-    schema::{Payload, Violation, Violations},
+    schema::{Payload, Violation, Violations, validate_payload},
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
-pub use cairn_core::RetryPolicy as Retry;
+pub use cairn_core::{RetryPolicy as Retry, StepKind};
 pub use call::StepCall;
 pub use oauth2::url::Url;
 pub use registry::Registry;
@@ -59,6 +59,7 @@ pub use steps::{
     action::{Action, ActionBuilder},
     hook::{Hook, HookOptions},
     sleep::SleepFor,
+    tool::Tool,
     workflow::{Workflow, WorkflowBuilder},
 };
 pub use tokio_util::sync::CancellationToken;

@@ -194,6 +194,13 @@ impl StepError {
         StepError::new(ErrorInfo::new(ErrorKind::Misuse, message))
     }
 
+    /// An error about steps made by an integration on the workflow's behalf (a model's
+    /// answers that never matched their schema, after re-asking): the workflow handles or
+    /// propagates it like a step's own.
+    pub fn from_info(info: ErrorInfo) -> Self {
+        StepError::new(info)
+    }
+
     /// The class of error.
     pub fn kind(&self) -> ErrorKind {
         self.info.kind

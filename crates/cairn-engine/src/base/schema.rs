@@ -16,6 +16,13 @@ pub trait Payload: Serialize + DeserializeOwned + JsonSchema + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + JsonSchema + Send + 'static> Payload for T {}
 
+/// Checks `value` against `T`'s JSON Schema with the validator that checks actions' inputs
+/// and outputs (compiled once per type), collecting every violation with its JSON path. For
+/// integrations that receive JSON meant to be a `T` (a model's structured answer).
+pub fn validate_payload<T: Payload>(value: &Value) -> Result<(), Violations> {
+    Schema::cached::<T>().validate(value)
+}
+
 /// A JSON Schema generated from a Rust type and compiled into a validator.
 pub(crate) struct Schema {
     json: Value,

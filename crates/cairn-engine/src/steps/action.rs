@@ -62,6 +62,8 @@ impl<I, O> Clone for Action<I, O> {
 pub(crate) struct ActionInner<I, O> {
     pub(crate) info: ActionInfo,
     slug: Arc<str>,
+    /// The kind its calls are recorded with ([`StepKind::Action`] unless set).
+    kind: StepKind,
     /// Why the definition is unusable (a bad slug), if it is: reported when the action is
     /// registered or called.
     pub(crate) invalid: Option<String>,
@@ -88,6 +90,7 @@ impl<I: Payload, O: Payload> Action<I, O> {
             description: String::new(),
             retry: RetryPolicy::default(),
             timeout: None,
+            kind: StepKind::Action,
             needs: Vec::new(),
             types: PhantomData,
         }
@@ -97,8 +100,25 @@ impl<I: Payload, O: Payload> Action<I, O> {
     /// now; `.key("name")` overrides it. Await the call to run (or replay) the step.
     pub fn run(&self, input: I) -> StepCall<O> {
         let inner = self.inner.clone();
-        StepCall::new(StepKind::Action, &self.inner.slug, move |call| {
+        StepCall::new(self.inner.kind, &self.inner.slug, move |call| {
             execute_action(inner, call, input).boxed()
+        })
+    }
+
+    /// [`run`](Self::run) with the input and output as JSON (what an agent's tool call
+    /// has): the input is checked against the action's input schema before the action runs
+    /// (a violation fails the step with `invalid_input`, naming the JSON paths), and the
+    /// output is the recorded JSON.
+    pub fn run_json(&self, input: Value) -> StepCall<Value> {
+        let inner = self.inner.clone();
+        StepCall::new(self.inner.kind, &self.inner.slug, move |call| {
+            async move {
+                let output = execute_action(inner, call, input).await?;
+                serde_json::to_value(output).map_err(|err| {
+                    StepError::misuse(format!("an action's output stopped being JSON: {err}"))
+                })
+            }
+            .boxed()
         })
     }
 
@@ -129,6 +149,7 @@ pub struct ActionBuilder<I, O> {
     description: String,
     retry: RetryPolicy,
     timeout: Option<Duration>,
+    kind: StepKind,
     needs: Vec<NeededCredential>,
     types: PhantomData<fn(I) -> O>,
 }
@@ -156,6 +177,16 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
     /// clock.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Records the action's calls as steps of `kind` instead of [`StepKind::Action`]: an
+    /// integration that calls a language model uses [`StepKind::Llm`], so inspection shows
+    /// its steps as model calls. Replay, retries and credentials are those of an action;
+    /// only kinds that do work are accepted (others are reported when the action is
+    /// registered or called).
+    pub fn kind(mut self, kind: StepKind) -> Self {
+        self.kind = kind;
         self
     }
 
@@ -210,7 +241,15 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
     {
         let invalid = validate_slug(&self.slug)
             .err()
-            .map(|err| format!("action {err}"));
+            .map(|err| format!("action {err}"))
+            .or_else(|| {
+                (!matches!(self.kind, StepKind::Action | StepKind::Llm)).then(|| {
+                    format!(
+                        "action {:?} is given the step kind {}; an action's kind is action or llm",
+                        self.slug, self.kind
+                    )
+                })
+            });
         let input_schema = Schema::of::<I>();
         let output_schema = Schema::of::<O>();
         let info = ActionInfo {
@@ -229,6 +268,7 @@ impl<I: Payload, O: Payload> ActionBuilder<I, O> {
             inner: Arc::new(ActionInner {
                 info,
                 slug: self.slug.into(),
+                kind: self.kind,
                 invalid,
                 retry: self.retry,
                 timeout: self.timeout,
@@ -249,7 +289,7 @@ const STARTED_EVENT_DELAY: Duration = Duration::from_millis(20);
 async fn execute_action<I: Payload, O: Payload>(
     action: Arc<ActionInner<I, O>>,
     call: Call,
-    input: I,
+    input: impl serde::Serialize,
 ) -> Result<O, StepError> {
     if let Some(invalid) = &action.invalid {
         return Err(StepError::misuse(invalid.clone()));

@@ -1,5 +1,5 @@
-//! Layer 4, the steps a workflow makes: actions, child workflows, recorded values, sleeps
-//! and hooks, each made through the one call path of layer 3. Uses layers 1 to 3.
+//! Layer 4, the steps a workflow makes: actions, child workflows, recorded values, sleeps,
+//! hooks, and actions as tools (untyped), each made through the one call path of layer 3. Uses layers 1 to 3.
 
 pub(crate) mod action;
 pub(crate) mod child;
@@ -7,4 +7,5 @@ pub(crate) mod hook;
 pub(crate) mod patch;
 pub(crate) mod recorded;
 pub(crate) mod sleep;
+pub(crate) mod tool;
 pub(crate) mod workflow;

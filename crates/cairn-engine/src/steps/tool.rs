@@ -1,0 +1,32 @@
+//! Actions without their types: what an agent needs to offer actions of different input and
+//! output types to a model as tools, and to call the one the model picked.
+
+use serde_json::Value;
+
+use crate::{
+    base::{info::ActionInfo, schema::Payload},
+    call::StepCall,
+    steps::action::Action,
+};
+
+/// An action seen without its types: its description (slug, description, input schema) and
+/// a call with JSON in and out. Every [`Action`] is one, so a list of different actions is a
+/// `Vec<Arc<dyn Tool>>`.
+pub trait Tool: Send + Sync {
+    /// The action's slug, description and schemas.
+    fn info(&self) -> &ActionInfo;
+
+    /// Calls the action as a durable step with JSON input (checked against its schema) and
+    /// returns its output as JSON (see [`Action::run_json`]).
+    fn run_json(&self, input: Value) -> StepCall<Value>;
+}
+
+impl<I: Payload, O: Payload> Tool for Action<I, O> {
+    fn info(&self) -> &ActionInfo {
+        Action::info(self)
+    }
+
+    fn run_json(&self, input: Value) -> StepCall<Value> {
+        Action::run_json(self, input)
+    }
+}
