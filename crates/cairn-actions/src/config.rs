@@ -146,8 +146,9 @@ pub(crate) fn of(ctx: &ActionCtx) -> Result<Arc<Config>, ActionError> {
 }
 
 /// Installs rustls' ring provider as the process default, once (reqwest is built without
-/// one; another crate may have installed it already, which is as good).
-pub(crate) fn install_crypto_provider() {
+/// one; another crate may have installed it already, which is as good). Call it before
+/// building a `reqwest::Client` of your own.
+pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();

@@ -35,7 +35,7 @@ pub mod email;
 pub mod github;
 pub mod http;
 pub mod slack;
-mod transport;
+pub mod transport;
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
-//! What every provider shares: the [`Failure`] a call ends in (its message, and whether a
+//! What every provider shares: the `Failure` a call ends in (its message, and whether a
 //! retry may help and when), sending one HTTP request (timeout, `User-Agent`, cancellation, a
-//! bounded body) and reading `Retry-After`.
+//! bounded body) and reading `Retry-After`. The small helpers other integration crates need
+//! too (`cairn-llm`) are public: which statuses are retried, `Retry-After`, a URL shown
+//! without its secrets, an excerpt of a body, an error's chain.
 
 use std::{
     error::Error as StdError,
@@ -17,9 +19,9 @@ use reqwest::{
 use crate::config::Config;
 
 /// The `User-Agent` of every request.
-pub(crate) const USER_AGENT: &str = "cairn";
+pub const USER_AGENT: &str = "cairn";
 /// The longest wait a provider's `Retry-After` (or rate-limit reset) is honoured with.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// How much of a provider's answer an error message quotes.
 const EXCERPT_CHARS: usize = 300;
 
@@ -288,7 +290,7 @@ pub(crate) fn endpoint(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
 }
 
 /// `METHOD url` without the URL's user info, query or fragment (they may carry a key).
-pub(crate) fn target(method: impl fmt::Display, url: &reqwest::Url) -> String {
+pub fn target(method: impl fmt::Display, url: &reqwest::Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
     shown.set_fragment(None);
@@ -297,7 +299,7 @@ pub(crate) fn target(method: impl fmt::Display, url: &reqwest::Url) -> String {
 }
 
 /// Whether a retry may help with this status: 408, 429 and 5xx.
-pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
+pub fn is_retryable_status(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
@@ -305,7 +307,7 @@ pub(crate) fn is_retryable_status(status: StatusCode) -> bool {
 
 /// The delay a `Retry-After` header asks for (seconds or an HTTP date), at most
 /// [`MAX_RETRY_AFTER`].
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     let delay = match value.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),
@@ -318,7 +320,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The start of a body, as text, for an error message.
-pub(crate) fn excerpt(body: &[u8]) -> String {
+pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     match text.char_indices().nth(EXCERPT_CHARS) {
@@ -330,7 +332,7 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 
 /// An error and its sources, joined with ": " (a source its parent already quotes is left
 /// out).
-pub(crate) fn chain(error: &dyn StdError) -> String {
+pub fn chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -242,6 +242,17 @@ impl Journal {
         (key, position)
     }
 
+    /// The next key of `family` in this execution, `<family>#<n>`: `n` counts the earlier
+    /// keys drawn from the family, as a slug's calls are counted, so the same body draws the
+    /// same keys in every execution. For a series of steps an integration names itself (an
+    /// agent's model turns: `agent:researcher/model#2`).
+    pub fn number(&mut self, family: &str) -> StepKey {
+        let n = self.counters.entry(family.to_owned()).or_insert(0);
+        let key = StepKey::numbered(family, *n);
+        *n += 1;
+        key
+    }
+
     /// How many calls this execution has made.
     pub fn calls_made(&self) -> usize {
         self.made as usize

@@ -514,3 +514,20 @@ fn an_llm_step_started_without_an_outcome_was_interrupted_as_an_action_would_be(
     };
     assert_eq!(interrupted, Some(1));
 }
+
+#[test]
+fn families_are_numbered_like_slugs_and_apart_from_them() {
+    let mut journal = Journal::default();
+    let _ = journal.make_call("a", None);
+    let keys = [
+        journal.number("agent:r/model"),
+        journal.number("agent:r/tool:a"),
+        journal.number("agent:r/model"),
+    ];
+    let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        keys,
+        ["agent:r/model#0", "agent:r/tool:a#0", "agent:r/model#1"]
+    );
+    assert_eq!(journal.make_call("a", None).0.to_string(), "a#1");
+}

@@ -71,6 +71,37 @@ async fn an_llm_kind_action_is_recorded_as_llm_and_replayed_on_retry() {
 }
 
 #[tokio::test]
+async fn numbered_keys_count_per_family_and_replay_on_retry() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let action = model(calls.clone());
+    let executions = Arc::new(AtomicUsize::new(0));
+    let workflow = Workflow::new("turns").run({
+        let executions = executions.clone();
+        move |input: Num, _ctx: WorkflowCtx| {
+            let (action, executions) = (action.clone(), executions.clone());
+            async move {
+                let first = action.run(input).numbered_key("agent:x/model").await?;
+                let second = action.run(first).numbered_key("agent:x/model").await?;
+                if executions.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(WorkflowError::new("a later step failed"));
+                }
+                Ok(action.run(second).await?)
+            }
+        }
+    });
+    let (engine, _dir) = engine(Registry::new().workflow(&workflow));
+    let id = start(&engine, &workflow, Num { n: 0 }).await;
+    assert_eq!(engine.execute(id).await.unwrap().status, RunStatus::Failed);
+    engine.retry(id).await.unwrap();
+    let run = engine.execute(id).await.unwrap();
+    assert_eq!(run.output, Some(json!({"n": 3})), "{:?}", run.error);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "the first two replayed");
+    let detail = engine.get_run(id).await.unwrap();
+    let keys: Vec<String> = detail.steps.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(keys, ["agent:x/model#0", "agent:x/model#1", "model#2"]);
+}
+
+#[tokio::test]
 async fn actions_of_different_types_are_called_as_tools_with_checked_json() {
     let calls = Arc::new(AtomicUsize::new(0));
     let shout: Action<Text, Text> = Action::new("shout").description("Upper-cases a text").run(

@@ -111,6 +111,13 @@ impl Call {
         Ok(())
     }
 
+    /// Gives the call the next key of `family` (`<family>#<n>`), before it is decided.
+    pub(crate) fn renumber(&mut self, family: &str) -> Result<(), StepError> {
+        let key = self.run.journal().number(family);
+        self.key = checked_key(key.to_string())?;
+        Ok(())
+    }
+
     /// Asks the journal what to do with the call. Never returns when the call must not go on
     /// (see the stop rule in the module docs): the execution is then stopping.
     pub(crate) async fn begin(&self, input: &Value) -> Begin {
@@ -320,6 +327,20 @@ impl<O: Send + 'static> StepCall<O> {
         if let CallState::Made { call, .. } = &mut self.state
             && let Ok(made) = call
             && let Err(err) = made.rekey(key.into())
+        {
+            *call = Err(err);
+        }
+        self
+    }
+
+    /// Names the step `<family>#<n>`, `n` counting the earlier steps of this execution named
+    /// in the same family (as `<slug>#<n>` counts a slug's calls), so a series of steps an
+    /// integration makes keeps its keys across replays: an agent's turns are
+    /// `agent:researcher/model#0`, `#1`, … The key must fit in 200 characters.
+    pub fn numbered_key(mut self, family: &str) -> Self {
+        if let CallState::Made { call, .. } = &mut self.state
+            && let Ok(made) = call
+            && let Err(err) = made.renumber(family)
         {
             *call = Err(err);
         }
