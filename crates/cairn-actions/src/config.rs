@@ -155,8 +155,9 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// `url` checked as a base URL, without a trailing slash.
-fn base_url(what: &str, url: &str) -> Result<Url, ConfigError> {
+/// `url` checked as a base URL (absolute `http(s)`, no query or fragment), without a trailing
+/// slash; `what` names the setting in the error. Shared with other integration crates.
+pub fn base_url(what: &str, url: &str) -> Result<Url, ConfigError> {
     let error = |reason: String| ConfigError::BaseUrl {
         what: what.to_owned(),
         url: url.to_owned(),

@@ -281,7 +281,7 @@ pub(crate) async fn send(
 }
 
 /// `base` with `segments` appended, each percent-encoded as one path segment.
-pub(crate) fn endpoint(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
+pub fn endpoint(base: &reqwest::Url, segments: &[&str]) -> reqwest::Url {
     let mut url = base.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty().extend(segments);
