@@ -150,6 +150,17 @@ async fn actions_of_different_types_are_called_as_tools_with_checked_json() {
     assert_eq!(error.kind, ErrorKind::InvalidInput);
 }
 
+static DOUBLE: std::sync::LazyLock<Action<Num, Num>> = std::sync::LazyLock::new(|| {
+    Action::new("double")
+        .run(|input: Num, _ctx: ActionCtx| async move { Ok(Num { n: input.n * 2 }) })
+});
+
+#[test]
+fn an_action_in_a_static_is_a_tool_as_it_is() {
+    let tools: &[&'static dyn Tool] = &[&DOUBLE];
+    assert_eq!(tools[0].info().slug, "double");
+}
+
 #[test]
 fn payloads_are_validated_against_a_type_naming_the_paths() {
     assert!(validate_payload::<Num>(&json!({"n": 1})).is_ok());

@@ -30,6 +30,7 @@
 //! docs/decisions/0035-llm-steps.md has the decisions.
 
 mod action;
+mod agent;
 mod anthropic;
 pub mod config;
 mod openai;
@@ -38,6 +39,7 @@ mod transport;
 mod types;
 
 pub use action::{ANTHROPIC, LLM, LLM_SLUG, OPENAI, register};
+pub use agent::Agent;
 pub use config::LlmConfig;
 pub use prompt::{LlmOptions, MAX_REASKS, prompt_llm, prompt_llm_as};
 pub use types::{AnswerSchema, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec};

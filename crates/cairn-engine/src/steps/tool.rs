@@ -30,3 +30,15 @@ impl<I: Payload, O: Payload> Tool for Action<I, O> {
         Action::run_json(self, input)
     }
 }
+
+/// An action defined in a `static LazyLock` is a tool as it is, so an agent takes
+/// `&[&LOOKUP_COMPANY, &slack::SEND_MESSAGE]`.
+impl<T: Tool, F: FnOnce() -> T + Send> Tool for std::sync::LazyLock<T, F> {
+    fn info(&self) -> &ActionInfo {
+        (**self).info()
+    }
+
+    fn run_json(&self, input: Value) -> StepCall<Value> {
+        (**self).run_json(input)
+    }
+}

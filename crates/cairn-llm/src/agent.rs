@@ -1,0 +1,331 @@
+//! Agents: a model that calls actions as tools, in a loop where every model call and every
+//! tool call is its own durable step. Keys: `agent:<name>/model#<n>` for the model's turns and
+//! `agent:<name>/tool:<slug>#<n>` for each tool's calls (`n` counting from 0 in the
+//! execution), so a run resumed after a crash replays every recorded turn and tool call and
+//! goes on from the first one not recorded.
+//!
+//! Tool names are the actions' slugs: 1 to 64 of `a-z 0-9 - _`, which both providers accept
+//! as they are (the mapping is the identity, and so reversible). A tool call's arguments are
+//! checked against the action's input schema; a violation, a fatal action error or an unknown
+//! tool goes back to the model as the tool's result (an error), up to
+//! [`Agent::max_tool_errors`]; other failures (retries exhausted, missing credentials) end
+//! the prompt with the step's error.
+
+use std::sync::Arc;
+
+use cairn_core::{ErrorInfo, ErrorKind};
+use cairn_engine::{Scope, StepError, Tool};
+use futures::future::join_all;
+use serde_json::Value;
+
+use crate::{
+    action::LLM,
+    types::{LlmRequest, Message, ToolCall, ToolSpec},
+};
+
+/// A tool defined in a `static`.
+struct Static(&'static dyn Tool);
+
+impl Tool for Static {
+    fn info(&self) -> &cairn_engine::ActionInfo {
+        self.0.info()
+    }
+
+    fn run_json(&self, input: Value) -> cairn_engine::StepCall<Value> {
+        self.0.run_json(input)
+    }
+}
+
+/// A model with actions as tools. Build it in the workflow body or in a `static`; each
+/// [`prompt`](Agent::prompt) runs the tool loop as steps of the current run.
+///
+/// ```no_run
+/// # use std::sync::LazyLock;
+/// # use cairn_engine::{Action, ActionCtx, Workflow, WorkflowCtx};
+/// # static LOOKUP_COMPANY: LazyLock<Action<String, String>> = LazyLock::new(|| {
+/// #     Action::new("lookup-company").run(|d: String, _c: ActionCtx| async move { Ok(d) })
+/// # });
+/// use cairn_llm::Agent;
+///
+/// static RESEARCH: LazyLock<Workflow<String, String>> = LazyLock::new(|| {
+///     Workflow::new("research").run(|domain: String, _ctx: WorkflowCtx| async move {
+///         let agent = Agent::new("researcher")
+///             .model("anthropic/claude-sonnet-4-5")
+///             .system_prompt("You research companies.")
+///             .tools(&[&LOOKUP_COMPANY])
+///             .max_turns(10);
+///         Ok(agent.prompt(format!("Who is behind {domain}?")).await?)
+///     })
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Agent {
+    name: String,
+    model: String,
+    system: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+    tools: Vec<Arc<dyn Tool>>,
+    key: Option<String>,
+    scope: Option<Scope>,
+    max_turns: u32,
+    max_tool_calls_per_turn: usize,
+    max_tool_errors: u32,
+    max_total_tokens: Option<u64>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tools: Vec<&str> = self.tools.iter().map(|t| t.info().slug.as_str()).collect();
+        f.debug_struct("Agent")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("tools", &tools)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// An agent called `name` (it names its steps), with no model yet, no tools, at most 10
+    /// turns, 8 tool calls a turn and 3 tool errors handed back.
+    pub fn new(name: impl Into<String>) -> Agent {
+        Agent {
+            name: name.into(),
+            model: String::new(),
+            system: None,
+            temperature: None,
+            max_tokens: None,
+            tools: Vec::new(),
+            key: None,
+            scope: None,
+            max_turns: 10,
+            max_tool_calls_per_turn: 8,
+            max_tool_errors: 3,
+            max_total_tokens: None,
+        }
+    }
+
+    /// The model, `<provider>/<model>` (see [`LlmOptions::model`](crate::LlmOptions)).
+    pub fn model(mut self, model: impl Into<String>) -> Agent {
+        self.model = model.into();
+        self
+    }
+
+    /// The system prompt.
+    pub fn system_prompt(mut self, system: impl Into<String>) -> Agent {
+        self.system = Some(system.into());
+        self
+    }
+
+    /// Sampling temperature.
+    pub fn temperature(mut self, temperature: f64) -> Agent {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// The most tokens each turn may generate.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Agent {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Adds actions defined in `static`s as tools: `.tools(&[&LOOKUP, &slack::SEND_MESSAGE])`.
+    pub fn tools(mut self, tools: &[&'static dyn Tool]) -> Agent {
+        self.tools.extend(
+            tools
+                .iter()
+                .map(|tool| Arc::new(Static(*tool)) as Arc<dyn Tool>),
+        );
+        self
+    }
+
+    /// Adds one tool (an [`Action`](cairn_engine::Action) made at run time, in an `Arc`).
+    pub fn tool(mut self, tool: Arc<dyn Tool>) -> Agent {
+        self.tools.push(tool);
+        self
+    }
+
+    /// Names the steps `<key>/model#<n>` and `<key>/tool:<slug>#<n>` instead of
+    /// `agent:<name>/…` (two prompts of one agent in a run share the counters, so their keys
+    /// never collide; give each a key to keep them apart when calls are added before them).
+    pub fn key(mut self, key: impl Into<String>) -> Agent {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Resolves the credentials of the model calls and tool calls at `scope` only.
+    pub fn scope(mut self, scope: Scope) -> Agent {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// The most model calls one prompt makes (default 10).
+    pub fn max_turns(mut self, turns: u32) -> Agent {
+        self.max_turns = turns;
+        self
+    }
+
+    /// The most tool calls the model may ask for in one turn (default 8).
+    pub fn max_tool_calls_per_turn(mut self, calls: usize) -> Agent {
+        self.max_tool_calls_per_turn = calls;
+        self
+    }
+
+    /// How many failed tool calls (bad arguments, fatal action errors, unknown tools) are
+    /// handed back to the model to correct before the prompt fails (default 3).
+    pub fn max_tool_errors(mut self, errors: u32) -> Agent {
+        self.max_tool_errors = errors;
+        self
+    }
+
+    /// The most tokens (in and out, over every turn) one prompt may use.
+    pub fn max_total_tokens(mut self, tokens: u64) -> Agent {
+        self.max_total_tokens = Some(tokens);
+        self
+    }
+
+    /// Sends `message` and runs the tool loop until the model answers without calling a tool;
+    /// returns that answer's text.
+    pub async fn prompt(&self, message: impl Into<String>) -> Result<String, StepError> {
+        let prefix = self
+            .key
+            .clone()
+            .unwrap_or_else(|| format!("agent:{}", self.name));
+        let specs: Vec<ToolSpec> = self
+            .tools
+            .iter()
+            .map(|tool| ToolSpec {
+                name: tool.info().slug.clone(),
+                description: tool.info().description.clone(),
+                parameters: tool.info().input_schema.clone(),
+            })
+            .collect();
+        let mut messages = vec![Message::User {
+            content: message.into(),
+        }];
+        let (mut tool_errors, mut tokens) = (0, 0);
+        for _turn in 0..self.max_turns {
+            let request = LlmRequest {
+                model: self.model.clone(),
+                system: self.system.clone(),
+                messages: messages.clone(),
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+                tools: specs.clone(),
+                answer_schema: None,
+            };
+            let call = LLM.run(request).numbered_key(&format!("{prefix}/model"));
+            let answer = match self.scope {
+                Some(scope) => call.scope(scope).await?,
+                None => call.await?,
+            };
+            tokens += answer.input_tokens + answer.output_tokens;
+            if let Some(limit) = self.max_total_tokens
+                && tokens > limit
+            {
+                return Err(self.limit(format!(
+                    "used {tokens} tokens, more than its limit of {limit} (Agent::max_total_tokens)"
+                )));
+            }
+            if answer.tool_calls.is_empty() {
+                return Ok(answer.text);
+            }
+            if answer.tool_calls.len() > self.max_tool_calls_per_turn {
+                return Err(self.limit(format!(
+                    "was asked for {} tool calls in one turn, more than its limit of {} (Agent::max_tool_calls_per_turn)",
+                    answer.tool_calls.len(),
+                    self.max_tool_calls_per_turn
+                )));
+            }
+            let results = self.call_tools(&prefix, &answer.tool_calls).await;
+            messages.push(Message::Assistant {
+                content: answer.text,
+                tool_calls: answer.tool_calls.clone(),
+            });
+            for (call, result) in answer.tool_calls.into_iter().zip(results) {
+                let (content, is_error) = match result {
+                    Ok(output) => (output.to_string(), false),
+                    Err(error) if handed_back(&error) => {
+                        tool_errors += 1;
+                        if tool_errors > self.max_tool_errors {
+                            return Err(error);
+                        }
+                        (error.to_string(), true)
+                    }
+                    Err(error) => return Err(error),
+                };
+                messages.push(Message::Tool {
+                    call_id: call.id,
+                    content,
+                    is_error,
+                });
+            }
+        }
+        Err(self.limit(format!(
+            "made {} model calls without a final answer (Agent::max_turns)",
+            self.max_turns
+        )))
+    }
+
+    /// Calls the tools of one turn as parallel steps, keyed in the order the model asked.
+    async fn call_tools(&self, prefix: &str, calls: &[ToolCall]) -> Vec<Result<Value, StepError>> {
+        // Every step is made (and keyed) before any is awaited, in the model's order.
+        let steps: Vec<_> = calls
+            .iter()
+            .map(|call| {
+                let tool = self.tools.iter().find(|t| t.info().slug == call.name);
+                tool.map(|tool| {
+                    let step = tool
+                        .run_json(call.arguments.clone())
+                        .numbered_key(&format!("{prefix}/tool:{}", call.name));
+                    match self.scope {
+                        Some(scope) => step.scope(scope),
+                        None => step,
+                    }
+                })
+            })
+            .collect();
+        let futures = steps.into_iter().zip(calls).map(|(step, call)| async move {
+            match step {
+                Some(step) => step.await,
+                None => Err(StepError::from_info(ErrorInfo::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "there is no tool named {:?}; the tools are: {}",
+                        call.name,
+                        self.tool_names()
+                    ),
+                ))),
+            }
+        });
+        join_all(futures).await
+    }
+
+    /// The tools' names, for messages.
+    fn tool_names(&self) -> String {
+        let names: Vec<&str> = self.tools.iter().map(|t| t.info().slug.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// The error of a limit this agent reached.
+    fn limit(&self, what: String) -> StepError {
+        StepError::from_info(ErrorInfo::new(
+            ErrorKind::Workflow,
+            format!(
+                "agent {} {what}; raise the limit or narrow the task",
+                self.name
+            ),
+        ))
+    }
+}
+
+/// Whether a tool call's failure goes back to the model: its arguments did not match the
+/// schema (or named no tool), or the action failed fatally. Retries exhausted, missing
+/// credentials and the like end the prompt.
+fn handed_back(error: &StepError) -> bool {
+    match error.kind() {
+        ErrorKind::InvalidInput => true,
+        ErrorKind::Action => !error.info().retryable,
+        _ => false,
+    }
+}
