@@ -16,7 +16,7 @@ use cairn_llm::Agent;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::{assert_no_key_stored, env};
+use support::env;
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
     matchers::{body_partial_json, method, path},
@@ -198,7 +198,7 @@ async fn every_turn_and_tool_call_is_a_step_and_a_retry_repeats_none_that_was_re
         refused.contains("does not match the schema of action lookup-company"),
         "{refused}"
     );
-    assert_no_key_stored(&detail);
+    env.assert_no_key_stored(&detail);
     server.verify().await;
 }
 

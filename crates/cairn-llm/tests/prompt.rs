@@ -16,7 +16,7 @@ use cairn_llm::{LlmOptions, LlmResponse, prompt_llm, prompt_llm_as};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::{ANTHROPIC_KEY, OPENAI_KEY, assert_no_key_stored, env, env_without_keys, keys};
+use support::{ANTHROPIC_KEY, OPENAI_KEY, env, env_without_keys, keys};
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
     matchers::{body_partial_json, header, method, path},
@@ -124,7 +124,7 @@ async fn a_prompt_is_one_llm_step_with_its_tokens_and_is_replayed_not_repeated()
         step.input.as_ref().expect("an input")["model"],
         "openai/gpt-4o-mini"
     );
-    assert_no_key_stored(&detail);
+    env.assert_no_key_stored(&detail);
     // `expect(1)`: the retry replayed the recorded answer.
     server.verify().await;
 }
@@ -187,7 +187,7 @@ async fn a_structured_answer_uses_the_schema_and_an_invalid_one_is_re_asked() {
         reask.contains("/score") && reask.contains("maximum"),
         "{reask}"
     );
-    assert_no_key_stored(&detail);
+    env.assert_no_key_stored(&detail);
     server.verify().await;
 }
 
@@ -286,7 +286,7 @@ async fn rate_limits_are_retried_after_retry_after_and_bad_requests_fail_with_th
         error.message
     );
     assert!(!error.message.contains(OPENAI_KEY));
-    assert_no_key_stored(&missing);
+    env.assert_no_key_stored(&missing);
     server.verify().await;
 }
 
@@ -324,4 +324,16 @@ async fn a_missing_key_or_an_unknown_provider_fails_at_once_saying_what_to_do() 
             .expect("requests")
             .is_empty()
     );
+
+    // An OpenAI-compatible server other than OpenAI's (Ollama) is called without a key.
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(openai_answer("local"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let local = env.run(&workflow, &"openai/llama3".to_owned()).await;
+    assert_eq!(local.run.output, Some(json!("local")));
+    let requests = server.received_requests().await.expect("requests");
+    assert!(requests[0].headers.get("authorization").is_none());
 }

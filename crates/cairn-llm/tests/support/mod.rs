@@ -37,7 +37,7 @@ pub struct Env {
     /// Its clock, moved only to scheduled retries.
     pub clock: Arc<ManualClock>,
     /// The SQLite store's directory.
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// An engine with `workflow` and the `llm` action registered, both providers' base URLs at
@@ -73,11 +73,7 @@ pub fn env_without_keys<I: Payload, O: Payload>(
         })
         .build()
         .expect("a valid registry");
-    Env {
-        engine,
-        clock,
-        _dir: dir,
-    }
+    Env { engine, clock, dir }
 }
 
 impl Env {
@@ -161,8 +157,27 @@ pub fn keys(detail: &RunDetail) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Asserts no event of the run holds either key.
-pub fn assert_no_key_stored(detail: &RunDetail) {
+impl Env {
+    /// Asserts no byte of the store's files (the database, its WAL) holds either key in the
+    /// clear, and no event or step of `detail` does.
+    pub fn assert_no_key_stored(&self, detail: &RunDetail) {
+        let mut scanned = 0;
+        for entry in std::fs::read_dir(self.dir.path()).expect("the store's directory") {
+            let path = entry.expect("an entry").path();
+            let bytes = std::fs::read(&path).expect("a store file");
+            scanned += bytes.len();
+            for key in [OPENAI_KEY, ANTHROPIC_KEY] {
+                let found = bytes.windows(key.len()).any(|w| w == key.as_bytes());
+                assert!(!found, "a key is in {}", path.display());
+            }
+        }
+        assert!(scanned > 0, "the store's files were not found");
+        assert_no_key_in(detail);
+    }
+}
+
+/// Asserts no event or step of the run holds either key.
+fn assert_no_key_in(detail: &RunDetail) {
     let events = serde_json::to_string(&detail.events).expect("events as JSON");
     for key in [OPENAI_KEY, ANTHROPIC_KEY] {
         assert!(!events.contains(key), "a key is in the run's events");
