@@ -9,18 +9,20 @@
 //! checked against the action's input schema; a violation, a fatal action error or an unknown
 //! tool goes back to the model as the tool's result (an error), up to
 //! [`Agent::max_tool_errors`]; other failures (retries exhausted, missing credentials) end
-//! the prompt with the step's error.
+//! the prompt with the step's error. [`Agent::prompt_as`] asks for a final answer of a type,
+//! checked and re-asked as [`prompt_llm_as`](crate::prompt_llm_as) does.
 
 use std::sync::Arc;
 
 use cairn_core::{ErrorInfo, ErrorKind};
-use cairn_engine::{Scope, StepError, Tool};
+use cairn_engine::{Payload, Scope, StepError, Tool};
 use futures::future::join_all;
 use serde_json::Value;
 
 use crate::{
     action::LLM,
-    types::{LlmRequest, Message, ToolCall, ToolSpec},
+    prompt::{MAX_REASKS, answer_schema, never_matched, parse, reask},
+    types::{AnswerSchema, LlmRequest, Message, ToolCall, ToolSpec},
 };
 
 /// A tool defined in a `static`.
@@ -187,6 +189,27 @@ impl Agent {
     /// Sends `message` and runs the tool loop until the model answers without calling a tool;
     /// returns that answer's text.
     pub async fn prompt(&self, message: impl Into<String>) -> Result<String, StepError> {
+        let text = |text: &str| Ok(text.to_owned());
+        self.run(message.into(), None, text).await
+    }
+
+    /// [`prompt`](Agent::prompt) for an answer of type `T`: every turn carries `T`'s schema
+    /// (structured output), and a final answer that does not match it is re-asked (up to
+    /// [`MAX_REASKS`] times, each a turn) with the violations, as [`prompt_llm_as`] does.
+    ///
+    /// [`prompt_llm_as`]: crate::prompt_llm_as
+    pub async fn prompt_as<T: Payload>(&self, message: impl Into<String>) -> Result<T, StepError> {
+        self.run(message.into(), Some(answer_schema::<T>()), parse::<T>)
+            .await
+    }
+
+    /// The tool loop: turns until a final answer `accept` takes.
+    async fn run<R>(
+        &self,
+        message: String,
+        schema: Option<AnswerSchema>,
+        accept: impl Fn(&str) -> Result<R, String>,
+    ) -> Result<R, StepError> {
         let prefix = self
             .key
             .clone()
@@ -200,10 +223,8 @@ impl Agent {
                 parameters: tool.info().input_schema.clone(),
             })
             .collect();
-        let mut messages = vec![Message::User {
-            content: message.into(),
-        }];
-        let (mut tool_errors, mut tokens) = (0, 0);
+        let mut messages = vec![Message::User { content: message }];
+        let (mut tool_errors, mut tokens, mut reasks) = (0, 0, 0);
         for _turn in 0..self.max_turns {
             let request = LlmRequest {
                 model: self.model.clone(),
@@ -212,7 +233,7 @@ impl Agent {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
                 tools: specs.clone(),
-                answer_schema: None,
+                answer_schema: schema.clone(),
             };
             let call = LLM.run(request).numbered_key(&format!("{prefix}/model"));
             let answer = match self.scope {
@@ -228,7 +249,16 @@ impl Agent {
                 )));
             }
             if answer.tool_calls.is_empty() {
-                return Ok(answer.text);
+                let problems = match accept(&answer.text) {
+                    Ok(done) => return Ok(done),
+                    Err(problems) => problems,
+                };
+                reasks += 1;
+                if let Some(schema) = schema.as_ref().filter(|_| reasks > MAX_REASKS) {
+                    return Err(never_matched(&self.model, schema, &problems));
+                }
+                messages.extend(reask(answer.text, &problems));
+                continue;
             }
             if answer.tool_calls.len() > self.max_tool_calls_per_turn {
                 return Err(self.limit(format!(

@@ -1,6 +1,7 @@
 //! Anthropic Messages (`POST {base}/messages`, `x-api-key`, `anthropic-version`). Structured
-//! output is a tool the model is made to call (`tool_choice`), whose input is the answer;
-//! tool results are `tool_result` blocks of one user message.
+//! output is a tool the model is made to call (`tool_choice`; beside an agent's tools, it must
+//! call one of them), whose input is the answer; tool results are `tool_result` blocks of one
+//! user message.
 
 use serde_json::{Map, Value, json};
 
@@ -79,10 +80,14 @@ pub(crate) fn body(request: &LlmRequest, name: &str) -> Value {
         tools.push(json!({"name": answer.name,
             "description": "Give your answer: its input is the answer, matching the schema.",
             "input_schema": answer.schema}));
-        body.insert(
-            "tool_choice".into(),
-            json!({"type": "tool", "name": answer.name}),
-        );
+        // With other tools, the model must call one of them or the answer's; alone, the
+        // answer's.
+        let choice = if request.tools.is_empty() {
+            json!({"type": "tool", "name": answer.name})
+        } else {
+            json!({"type": "any"})
+        };
+        body.insert("tool_choice".into(), choice);
     }
     if !tools.is_empty() {
         body.insert("tools".into(), Value::Array(tools));

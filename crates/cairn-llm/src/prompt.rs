@@ -98,25 +98,37 @@ pub async fn prompt_llm_as<T: Payload>(
             Ok(value) => return Ok(value),
             Err(found) => problems = found,
         }
-        messages.push(Message::Assistant {
-            content: answer.text,
+        messages.extend(reask(answer.text, &problems));
+    }
+    Err(never_matched(&options.model, &schema, &problems))
+}
+
+/// The messages that re-ask for an answer that did not match its schema: the answer, and
+/// what is wrong with it.
+pub(crate) fn reask(answer: String, problems: &str) -> [Message; 2] {
+    [
+        Message::Assistant {
+            content: answer,
             tool_calls: Vec::new(),
-        });
-        messages.push(Message::User {
+        },
+        Message::User {
             content: format!(
                 "Your answer does not match the JSON Schema it must follow: {problems}. Answer again with only the JSON, matching the schema."
             ),
-        });
-    }
-    Err(StepError::from_info(ErrorInfo::new(
+        },
+    ]
+}
+
+/// The error once every re-ask is spent: `invalid_output`, naming the paths.
+pub(crate) fn never_matched(model: &str, schema: &AnswerSchema, problems: &str) -> StepError {
+    StepError::from_info(ErrorInfo::new(
         ErrorKind::InvalidOutput,
         format!(
-            "model {} answered {} times without matching the schema of {} (the last answer: {problems}); make the prompt say what is wanted, or use a stronger model",
-            options.model,
+            "model {model} answered {} times without matching the schema of {} (the last answer: {problems}); make the prompt say what is wanted, or use a stronger model",
             MAX_REASKS + 1,
             schema.name
         ),
-    )))
+    ))
 }
 
 /// `T`'s schema as the answer's, named by its title.

@@ -36,14 +36,17 @@ struct Company {
     employees: u32,
 }
 
-/// How many times the lookup action ran.
-static LOOKUPS: AtomicUsize = AtomicUsize::new(0);
+/// How many times the lookup action ran for `acme.com` (one test's domain: tests run in
+/// parallel).
+static ACME_LOOKUPS: AtomicUsize = AtomicUsize::new(0);
 
 static LOOKUP_COMPANY: LazyLock<Action<Lookup, Company>> = LazyLock::new(|| {
     Action::new("lookup-company")
         .description("Looks up a company by its domain")
         .run(|input: Lookup, _ctx: ActionCtx| async move {
-            LOOKUPS.fetch_add(1, Ordering::SeqCst);
+            if input.domain == "acme.com" {
+                ACME_LOOKUPS.fetch_add(1, Ordering::SeqCst);
+            }
             Ok(Company {
                 name: input.domain.trim_end_matches(".com").to_uppercase(),
                 employees: 12,
@@ -129,7 +132,7 @@ async fn every_turn_and_tool_call_is_a_step_and_a_retry_repeats_none_that_was_re
     let env = env(&workflow, &server).await;
     let failed = env.run(&workflow, &"acme.com".to_owned()).await;
     assert_eq!(failed.run.status, RunStatus::Failed);
-    assert_eq!(LOOKUPS.load(Ordering::SeqCst), 1);
+    assert_eq!(ACME_LOOKUPS.load(Ordering::SeqCst), 1);
     env.engine.retry(failed.run.run_id).await.expect("retry");
     let detail = env.execute(failed.run.run_id).await;
     assert_eq!(
@@ -139,7 +142,7 @@ async fn every_turn_and_tool_call_is_a_step_and_a_retry_repeats_none_that_was_re
         detail.run.error
     );
     assert_eq!(
-        LOOKUPS.load(Ordering::SeqCst),
+        ACME_LOOKUPS.load(Ordering::SeqCst),
         1,
         "the recorded tool call was replayed"
     );
@@ -251,4 +254,70 @@ async fn an_anthropic_agent_gets_tool_results_and_its_limits_are_named() {
         text.contains("no tool named \"no-such-tool\"; the tools are: lookup-company"),
         "{text}"
     );
+}
+
+/// A brief the agent is asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+struct Brief {
+    company: String,
+    headcount: u32,
+}
+
+#[tokio::test]
+async fn a_structured_agent_answer_carries_the_schema_and_is_re_asked_when_it_does_not_match() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(tool_calls(&[(
+            "call_1",
+            "lookup-company",
+            r#"{"domain": "initech.com"}"#,
+        )]))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(final_answer(r#"{"company": "INITECH"}"#))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(final_answer(r#"{"company": "INITECH", "headcount": 12}"#))
+        .mount(&server)
+        .await;
+    let workflow = Workflow::new("brief").run(|domain: String, _ctx: WorkflowCtx| async move {
+        let agent = researcher().key("brief");
+        Ok(agent
+            .prompt_as::<Brief>(format!("Brief me on {domain}"))
+            .await?)
+    });
+    let env = env(&workflow, &server).await;
+    let detail = env.run(&workflow, &"initech.com".to_owned()).await;
+    assert_eq!(
+        detail.run.output,
+        Some(json!({"company": "INITECH", "headcount": 12})),
+        "{:?}",
+        detail.run.error
+    );
+    let keys: Vec<String> = detail.steps.iter().map(|s| s.key.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "brief/model#0",
+            "brief/tool:lookup-company#0",
+            "brief/model#1",
+            "brief/model#2"
+        ]
+    );
+    let bodies = bodies(&server).await;
+    for body in &bodies {
+        assert_eq!(body["response_format"]["json_schema"]["name"], "Brief");
+        assert_eq!(body["tools"][0]["function"]["name"], "lookup-company");
+    }
+    let last = bodies[2]["messages"].as_array().expect("messages");
+    let reask = last[last.len() - 1]["content"].as_str().expect("text");
+    assert!(reask.contains("headcount"), "{reask}");
+    env.assert_no_key_stored(&detail);
 }
