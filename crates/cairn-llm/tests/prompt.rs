@@ -5,9 +5,12 @@
 
 mod support;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use cairn_core::{ErrorKind, RunStatus, StepStatus};
@@ -16,7 +19,7 @@ use cairn_llm::{LlmOptions, LlmResponse, prompt_llm, prompt_llm_as};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use support::{ANTHROPIC_KEY, OPENAI_KEY, env, env_without_keys, keys};
+use support::{ANTHROPIC_KEY, OPENAI_KEY, env, env_with, env_without_keys, keys};
 use wiremock::{
     Mock, MockServer, Request, ResponseTemplate,
     matchers::{body_partial_json, header, method, path},
@@ -336,4 +339,58 @@ async fn a_missing_key_or_an_unknown_provider_fails_at_once_saying_what_to_do() 
     assert_eq!(local.run.output, Some(json!("local")));
     let requests = server.received_requests().await.expect("requests");
     assert!(requests[0].headers.get("authorization").is_none());
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_retried_and_an_oversized_one_fails() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"model": "slow"})))
+        .respond_with(openai_answer("late").set_delay(Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"model": "slow"})))
+        .respond_with(openai_answer("in time"))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(body_partial_json(json!({"model": "verbose"})))
+        .respond_with(openai_answer(&"word ".repeat(2_000)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let workflow = Workflow::new("ask").run(|model: String, _ctx: WorkflowCtx| async move {
+        Ok(prompt_llm("hi", LlmOptions::new(format!("openai/{model}"))).await?)
+    });
+    let env = env_with(&workflow, &server, |config| {
+        config
+            .request_timeout(Duration::from_millis(300))
+            .max_response_bytes(4_096)
+    })
+    .await;
+
+    let slow = env.run(&workflow, &"slow".to_owned()).await;
+    assert_eq!(slow.run.output, Some(json!("in time")));
+    assert_eq!(slow.steps[0].attempts, 2);
+    let timed_out = slow.events.iter().find_map(|record| match &record.event {
+        cairn_core::Event::StepAttemptFailed { error, .. } => Some(error.message.clone()),
+        _ => None,
+    });
+    let message = timed_out.expect("a failed attempt");
+    assert!(message.contains("did not answer within 300ms"), "{message}");
+
+    let verbose = env.run(&workflow, &"verbose".to_owned()).await;
+    let error = verbose.steps[0].error.as_ref().expect("an error");
+    assert!(!error.retryable);
+    assert!(
+        error.message.contains("more than 4096 bytes"),
+        "{}",
+        error.message
+    );
+    server.verify().await;
 }

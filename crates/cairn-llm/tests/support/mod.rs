@@ -43,10 +43,7 @@ pub struct Env {
 /// An engine with `workflow` and the `llm` action registered, both providers' base URLs at
 /// `server` (`/v1`), and both keys stored as the organization's credentials.
 pub async fn env<I: Payload, O: Payload>(workflow: &Workflow<I, O>, server: &MockServer) -> Env {
-    let env = env_without_keys(workflow, server);
-    env.set_credential("openai", OPENAI_KEY).await;
-    env.set_credential("anthropic", ANTHROPIC_KEY).await;
-    env
+    env_with(workflow, server, |config| config).await
 }
 
 /// [`env`] with no credential stored.
@@ -54,12 +51,34 @@ pub fn env_without_keys<I: Payload, O: Payload>(
     workflow: &Workflow<I, O>,
     server: &MockServer,
 ) -> Env {
+    env_configured(workflow, server, |config| config)
+}
+
+/// [`env`] with the providers' configuration changed by `tweak`.
+pub async fn env_with<I: Payload, O: Payload>(
+    workflow: &Workflow<I, O>,
+    server: &MockServer,
+    tweak: impl FnOnce(LlmConfig) -> LlmConfig,
+) -> Env {
+    let env = env_configured(workflow, server, tweak);
+    env.set_credential("openai", OPENAI_KEY).await;
+    env.set_credential("anthropic", ANTHROPIC_KEY).await;
+    env
+}
+
+/// An engine without credentials, its configuration changed by `tweak`.
+fn env_configured<I: Payload, O: Payload>(
+    workflow: &Workflow<I, O>,
+    server: &MockServer,
+    tweak: impl FnOnce(LlmConfig) -> LlmConfig,
+) -> Env {
     let base = format!("{}/v1", server.uri());
     let config = LlmConfig::new()
         .and_then(|c| c.openai_base_url(&base))
         .and_then(|c| c.anthropic_base_url(&base))
         .expect("a configuration")
         .request_timeout(Duration::from_secs(5));
+    let config = tweak(config);
     let registry = cairn_llm::register(Registry::new().workflow(workflow)).resource(config);
     let dir = TempDir::new().expect("a temporary directory");
     let store = SqliteStore::open_in_dir(dir.path()).expect("open the store");
