@@ -15,7 +15,8 @@
 //!    deferred writes, over a narrow environment (`run::env`).
 //! 3. `call`: the one path every kind of step is made through (key, limits, replay or
 //!    execute, the stop rule), payload codecs, action attempts, waiting and suspending.
-//! 4. `steps`: actions, workflows and child runs, recorded values, sleeps, hooks.
+//! 4. `steps`: actions (also as untyped tools), workflows and child runs, recorded values,
+//!    sleeps, hooks.
 //! 5. `registry`: what a binary offers, and the resources its actions share.
 //! 6. `runtime`: driving runs, the executor, the heartbeat; runs child runs for layer 4
 //!    through the `ChildRuns` trait of layer 2.
