@@ -76,7 +76,8 @@ pub async fn prompt_llm(
 /// Prompts a model for an answer of type `T`: the provider is given `T`'s JSON Schema
 /// (structured output), and the answer is checked with the validator of actions' outputs. An
 /// answer that does not match is re-asked (up to [`MAX_REASKS`] times, each its own step)
-/// with the violations; then the error (`invalid_output`) names the JSON paths.
+/// with the violations; then the error (`invalid_output`) names the JSON paths. `T` should be
+/// a struct: both providers want an object at the root of the schema.
 pub async fn prompt_llm_as<T: Payload>(
     prompt: impl Into<String>,
     options: LlmOptions,
