@@ -37,8 +37,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAIRN_MAX_STEP_RECOVERIES")]
     pub max_step_recoveries: Option<u32>,
     /// Act on a running Cairn server (`serve`) at this URL instead of opening a store: `run`,
-    /// `runs …`, `hooks resume` and `workflows list` go over its HTTP API, with the same
-    /// output and exit codes (`worker`, `hooks list` and the patch filters stay local).
+    /// `runs …`, `hooks resume`, `workflows list` and `credentials …` go over its HTTP API,
+    /// with the same output and exit codes (`worker`, `hooks list`, the patch filters and
+    /// `credentials rotate-key` stay local).
     /// The API key, if the server needs one, is read from CAIRN_API_KEY (never a flag, so it
     /// stays out of the process list). Needs cairn's `client` feature.
     #[arg(long, global = true, env = "CAIRN_SERVER", value_name = "URL")]
