@@ -136,7 +136,8 @@ impl EngineError {
             | EngineError::Store(
                 StoreError::RunNotFound(_)
                 | StoreError::HookNotFound
-                | StoreError::CredentialNotFound(_),
+                | StoreError::CredentialNotFound(_)
+                | StoreError::ScheduleNotFound(_),
             ) => ErrorClass::NotFound,
             EngineError::InvalidInput { .. }
             | EngineError::Unserializable { .. }
