@@ -32,6 +32,7 @@ mod steps;
 pub use api::{
     credentials::{CredentialView, SetCredential},
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
+    schedules::ScheduleDetail,
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{
@@ -46,6 +47,7 @@ pub use base::{
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::RetryPolicy as Retry;
+pub use cairn_triggers::{CatchUp, Overlap, Schedule, ScheduleError};
 pub use call::StepCall;
 pub use registry::Registry;
 pub use run::{

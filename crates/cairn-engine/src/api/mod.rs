@@ -5,5 +5,6 @@ pub(crate) mod credentials;
 pub(crate) mod engine;
 pub(crate) mod follow;
 pub(crate) mod resume;
+pub(crate) mod schedules;
 pub(crate) mod view;
 pub(crate) mod worker;

@@ -70,6 +70,9 @@ pub enum EngineError {
     /// The registry is not usable: a bad slug, or two different definitions with one slug.
     #[error("{0}")]
     Registry(String),
+    /// A schedule's cron expression, time zone or id is not valid.
+    #[error(transparent)]
+    Schedule(#[from] cairn_triggers::ScheduleError),
     /// No registered action needs a credential type with this key.
     #[error(
         "unknown credential type {key:?}; the registered ones are {known} (an action declares \
@@ -144,6 +147,7 @@ impl EngineError {
             | EngineError::InvalidPayload { .. }
             | EngineError::BadRequest(_)
             | EngineError::UnknownCredentialType { .. }
+            | EngineError::Schedule(_)
             | EngineError::Credential(_) => ErrorClass::Invalid,
             EngineError::Limit(LimitExceeded::Payload { .. }) => ErrorClass::TooLarge,
             EngineError::Limit(LimitExceeded::Steps { .. }) => ErrorClass::Invalid,
