@@ -144,6 +144,7 @@ pub(crate) async fn dispatch(
              /credentials API (GET/POST /credentials, DELETE /credentials/{id})"
                 .into(),
         )),
+        Command::Schedules(_) => Err(not_served("schedules")),
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }
