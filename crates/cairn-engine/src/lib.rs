@@ -32,6 +32,7 @@ mod steps;
 pub use api::{
     credentials::{CredentialView, SetCredential},
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
+    schedules::ScheduleDetail,
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{
@@ -47,6 +48,7 @@ pub use base::{
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::RetryPolicy as Retry;
+pub use cairn_triggers::{CatchUp, Overlap, Schedule, ScheduleError};
 pub use call::StepCall;
 pub use oauth2::url::Url;
 pub use registry::Registry;

@@ -72,6 +72,44 @@ pub enum Command {
     /// Credentials actions use (Slack tokens, SMTP passwords…), sealed with the master key.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Cron schedules (declared in code, saved by workers): list, inspect, pause, resume.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+}
+
+/// `schedules …`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List the stored schedules.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a schedule: its spec, next 5 fire times and missed fire times.
+    Get {
+        /// Its id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a schedule: it fires no more until resumed.
+    Pause {
+        /// Its id.
+        id: String,
+        /// Print the schedule as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused schedule from its next fire time after now (no catch-up).
+    Resume {
+        /// Its id.
+        id: String,
+        /// Print the schedule as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// On whose behalf a run executes (its steps' credentials are looked up for it).

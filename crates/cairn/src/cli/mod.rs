@@ -18,6 +18,7 @@ mod logs;
 mod progress;
 #[cfg(feature = "client")]
 mod remote;
+mod schedules;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;
