@@ -11,7 +11,7 @@
 //! `tests/layers.rs`):
 //!
 //! 1. `base`: errors, schemas, the clock, entropy, configuration, resources.
-//! 2. `run`: one execution ([`RunContext`](run::RunContext)), its stop reasons and its
+//! 2. `run`: one execution (`RunContext`), its stop reasons and its
 //!    deferred writes, over a narrow environment (`run::env`).
 //! 3. `call`: the one path every kind of step is made through (key, limits, replay or
 //!    execute, the stop rule), payload codecs, action attempts, waiting and suspending.
