@@ -141,7 +141,12 @@ async fn a_runs_page_follows_the_run_live_and_the_theme_toggles() {
     assert!(resumed.status().is_success());
     until(&client, badge, json!("succeeded")).await;
     let steps = "return [...document.querySelectorAll('table.steps tbody th code')].map(e => e.textContent)";
-    until(&client, steps, json!(["cairn.hook#0", "shout#0", "shout#1"])).await;
+    until(
+        &client,
+        steps,
+        json!(["cairn.hook#0", "shout#0", "shout#1"]),
+    )
+    .await;
     let marker = client
         .execute("return window.cairnMarker ?? null", vec![])
         .await
