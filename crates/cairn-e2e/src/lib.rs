@@ -248,8 +248,26 @@ static NOTIFY_FLOW: LazyLock<Workflow<Notice, Notified>> = LazyLock::new(|| {
         })
 });
 
-/// Every workflow and action of the fixture (the versioned ones as `$FIXTURE_VERSION` says).
+/// Every workflow and action of the fixture (the versioned ones as `$FIXTURE_VERSION` says),
+/// and, when `$FIXTURE_SCHEDULE` is set, the schedule `tick`: `three-steps` every second,
+/// catching up every missed second of the last hour.
 pub fn registry() -> Registry {
+    let registry = registered();
+    if std::env::var_os("FIXTURE_SCHEDULE").is_none() {
+        return registry;
+    }
+    let tick = cairn::Schedule::cron("tick", "* * * * * *")
+        .expect("a valid expression")
+        .catch_up(cairn::CatchUp::All {
+            window: Duration::from_secs(3_600),
+        });
+    let input = Tag {
+        tag: "tick".to_owned(),
+    };
+    registry.schedule(tick, &THREE_STEPS, input)
+}
+
+fn registered() -> Registry {
     versions::register(Registry::new())
         .workflow(&CRASH_PIPELINE)
         .workflow(&BACKOFF_PIPELINE)

@@ -406,3 +406,71 @@ fn a_client_opens_no_store_and_names_a_server_that_is_not_there() {
         "no store was opened (or made) by a client"
     );
 }
+
+/// `credentials …` over `--server`: the same answers as locally (the value read here and
+/// sent, never shown), a run started remotely for the user resolves it on the server, and
+/// `rotate-key` is refused with where to run it.
+#[test]
+fn credentials_are_managed_over_http_and_used_by_the_servers_runs() {
+    let sandbox = Sandbox::new();
+    let served = sandbox.serve(&[], &[]);
+    let secret = "remote-SECRET-77";
+    let set = sandbox
+        .command(&[
+            "--server",
+            &served.url(),
+            "credentials",
+            "set",
+            "chat",
+            "--scope",
+            "user",
+            "--user",
+            "ada",
+            "--field",
+            "token=@env:CHAT_TOKEN",
+            "--json",
+        ])
+        .env("CHAT_TOKEN", secret)
+        .output()
+        .expect("run the fixture");
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    let saved = parsed(&set);
+    let id = saved["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        saved["holder"],
+        json!({"scope": "user", "org": "default", "user": "ada"})
+    );
+
+    let listed = same_as_local(&sandbox, &served, &["credentials", "list", "--json"]);
+    assert_eq!(parsed(&listed)[0]["id"], id.as_str());
+    let run = cli(
+        &sandbox,
+        Some(&served),
+        &[
+            "run",
+            "notify",
+            "--user",
+            "ada",
+            "--input",
+            r#"{"as_user":true}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(code(&run), 0, "{}", stderr(&run));
+    assert_eq!(parsed(&run)["output"]["via"], id.as_str());
+
+    let rotate = cli(&sandbox, Some(&served), &["credentials", "rotate-key"]);
+    assert_eq!(code(&rotate), 2);
+    assert!(
+        stderr(&rotate).contains("where the master key is"),
+        "{}",
+        stderr(&rotate)
+    );
+    let deleted = cli(&sandbox, Some(&served), &["credentials", "delete", &id]);
+    assert_eq!(code(&deleted), 0, "{}", stderr(&deleted));
+    let again = cli(&sandbox, Some(&served), &["credentials", "delete", &id]);
+    assert_eq!(code(&again), 2, "an unknown id is the caller's mistake");
+    for output in [&set, &listed, &run, &rotate, &deleted, &again] {
+        assert!(!stdout(output).contains(secret) && !stderr(output).contains(secret));
+    }
+}

@@ -11,7 +11,7 @@
 //! `tests/layers.rs`):
 //!
 //! 1. `base`: errors, schemas, the clock, entropy, configuration, resources.
-//! 2. `run`: one execution ([`RunContext`](run::RunContext)), its stop reasons and its
+//! 2. `run`: one execution (`RunContext`), its stop reasons and its
 //!    deferred writes, over a narrow environment (`run::env`).
 //! 3. `call`: the one path every kind of step is made through (key, limits, replay or
 //!    execute, the stop rule), payload codecs, action attempts, waiting and suspending.
@@ -33,6 +33,7 @@ mod steps;
 pub use api::{
     credentials::{CredentialView, SetCredential},
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
+    schedules::ScheduleDetail,
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
 };
 pub use base::{
@@ -48,6 +49,7 @@ pub use base::{
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::{RetryPolicy as Retry, StepKind};
+pub use cairn_triggers::{CatchUp, Overlap, Schedule, ScheduleError};
 pub use call::StepCall;
 pub use oauth2::url::Url;
 pub use registry::Registry;

@@ -3,6 +3,9 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use cairn_triggers::{Overlap, Schedule};
+use serde_json::Value;
+
 use crate::{
     base::{
         credential::Credential,
@@ -28,7 +31,17 @@ pub struct Registry {
     /// The credential types the registered actions need (or registered alone), by key.
     credentials: BTreeMap<String, Credential>,
     pub(crate) resources: Resources,
+    /// The schedules declared in code, by id: saved when a worker starts.
+    schedules: BTreeMap<String, DeclaredSchedule>,
     problems: Vec<String>,
+}
+
+/// A schedule declared with [`Registry::schedule`]: when, and which workflow with which input.
+#[derive(Clone, Debug)]
+pub(crate) struct DeclaredSchedule {
+    pub(crate) schedule: Schedule,
+    pub(crate) workflow: String,
+    pub(crate) input: Value,
 }
 
 impl Registry {
@@ -104,6 +117,61 @@ impl Registry {
         self
     }
 
+    /// Declares a cron schedule that starts `workflow` (registered with it) with `input` at
+    /// each fire time. Workers save it by id when they start (an edited declaration updates
+    /// the stored schedule without firing at once) and any worker fires it when due, once
+    /// per fire time. Only [`Overlap::AllowAll`] is supported so far.
+    pub fn schedule<I: Payload, O: Payload>(
+        mut self,
+        schedule: Schedule,
+        workflow: &Workflow<I, O>,
+        input: I,
+    ) -> Self {
+        self = self.workflow(workflow);
+        let id = schedule.id().to_owned();
+        if schedule.overlap_policy() != Overlap::AllowAll {
+            self.problems.push(format!(
+                "schedule {id:?} asks for the overlap policy {:?}, which is not supported yet; \
+                 use Overlap::AllowAll",
+                schedule.overlap_policy()
+            ));
+            return self;
+        }
+        let input = match serde_json::to_value(&input) {
+            Ok(input) => input,
+            Err(error) => {
+                self.problems.push(format!(
+                    "the input of schedule {id:?} does not serialize: {error}"
+                ));
+                return self;
+            }
+        };
+        if let Err(violations) = workflow.erased().input_schema().validate(&input) {
+            self.problems.push(format!(
+                "the input of schedule {id:?} does not match workflow {:?}: {violations}",
+                workflow.slug()
+            ));
+            return self;
+        }
+        if self.schedules.contains_key(&id) {
+            self.problems.push(format!(
+                "two schedules are declared with the id {id:?}; give each its own id"
+            ));
+            return self;
+        }
+        let declared = DeclaredSchedule {
+            schedule,
+            workflow: workflow.slug().to_owned(),
+            input,
+        };
+        self.schedules.insert(id, declared);
+        self
+    }
+
+    pub(crate) fn declared_schedules(&self) -> impl Iterator<Item = &DeclaredSchedule> {
+        self.schedules.values()
+    }
+
     /// The credential types registered, by key.
     pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
         self.credentials.values()
@@ -151,6 +219,7 @@ impl std::fmt::Debug for Registry {
             .field("actions", &self.actions.keys().collect::<Vec<_>>())
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("resources", &self.resources)
+            .field("schedules", &self.schedules.keys().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -67,7 +67,7 @@ impl ApiKeys {
     }
 
     /// Whether `candidate` is one of the keys, in time independent of where it differs.
-    fn accepts(&self, candidate: &[u8]) -> bool {
+    pub(crate) fn accepts(&self, candidate: &[u8]) -> bool {
         let mut found = subtle::Choice::from(0);
         for key in &self.keys {
             found |= key.as_slice().ct_eq(candidate);
@@ -96,10 +96,45 @@ pub(crate) async fn require_key(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
         .unwrap_or_default();
-    if presented.is_empty() || !state.keys.accepts(presented) {
+    // The web UI's sign-in cookie counts too: its pages read the API (the event streams)
+    // from the browser, which cannot set the header. SameSite=Strict keeps other sites out.
+    let signed_in = signed_in_key(request.headers()).is_some_and(|key| state.keys.accepts(&key));
+    if !signed_in && (presented.is_empty() || !state.keys.accepts(presented)) {
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// The cookie holding the key the web UI was signed in with (hex).
+pub(crate) const KEY_COOKIE: &str = "cairn_key";
+
+/// The value of cookie `name` in `headers`, if sent.
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The API key the sign-in cookie holds, decoded.
+pub(crate) fn signed_in_key(headers: &axum::http::HeaderMap) -> Option<Vec<u8>> {
+    let hex = cookie(headers, KEY_COOKIE)?;
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
+/// `bytes` as lower-case hex (a cookie-safe form of a key).
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
 //! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1, with each workflow's input schema |
+//! | `GET /ui/…` | the web UI: runs, a run's step timeline, retry, cancel, rerun (`ui`) |
 
 mod auth;
 mod body;
@@ -42,6 +43,7 @@ mod runs;
 mod serve;
 mod state;
 mod stream;
+mod ui;
 mod workflows;
 
 pub use auth::ApiKeys;

@@ -26,7 +26,7 @@ use crate::{
     metrics::{self, Metrics},
     oauth, openapi, runs,
     state::AppState,
-    stream, workflows,
+    stream, ui, workflows,
 };
 
 /// How a server runs.
@@ -246,6 +246,7 @@ fn routes(
         .route("/readyz", get(health::ready));
     let timed = protected
         .merge(open)
+        .merge(ui::router(state.clone()))
         .layer(middleware::from_fn_with_state(timeout, time_limit));
     let streams = Router::new()
         .route("/runs/stream", get(stream::runs))

@@ -30,6 +30,10 @@
 //!   makes the credential writes of every process take turns (see `credentials`), so the
 //!   default rule's check and a key rotation's check see no concurrent save. A run's owner is
 //!   a nullable column, NULL for the default owner.
+//! - **Schedules** (schema v4) are written through the queue: a fire takes its schedule's row
+//!   `FOR UPDATE SKIP LOCKED` (a row another process holds is that process's fire: this one
+//!   is superseded, without waiting), compares the next fire time read, and inserts the
+//!   occurrence's runs `ON CONFLICT DO NOTHING` in the same transaction (see `schedules`).
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
@@ -82,6 +86,7 @@ mod lock;
 mod notify;
 mod ops;
 mod read;
+mod schedules;
 mod schema;
 mod store;
 mod waits;

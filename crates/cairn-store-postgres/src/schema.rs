@@ -115,8 +115,35 @@ CREATE TABLE credentials (
 CREATE INDEX credentials_by_key ON credentials (key, org);
 ";
 
+/// Version 4: cron schedules (decision record 0034), as in SQLite's version 11: one row per
+/// schedule (its spec as JSON, compared whole to tell an edit from a repeat; the paused flag;
+/// the next fire time, which a fire advances holding the row, in the transaction that
+/// inserts the occurrence's runs), the partial index that finds the due ones, and the fire
+/// times that started no run, with the reason (`n` orders them; the newest 100 are kept).
+const V4: &str = "
+CREATE TABLE schedules (
+    id           TEXT PRIMARY KEY,
+    spec         TEXT NOT NULL,
+    paused       BOOLEAN NOT NULL,
+    next_fire_at BIGINT NOT NULL,
+    last_fire_at BIGINT,
+    created_at   BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE NOT paused;
+CREATE TABLE schedule_misses (
+    n           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    schedule_id TEXT NOT NULL,
+    first_at    BIGINT NOT NULL,
+    last_at     BIGINT NOT NULL,
+    reason      TEXT NOT NULL,
+    recorded_at BIGINT NOT NULL
+);
+CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id, n);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.

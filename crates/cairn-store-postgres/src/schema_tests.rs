@@ -75,8 +75,8 @@ async fn workers_starting_at_once_migrate_the_schema_once() {
     .await
     .expect("count tables");
     assert_eq!(
-        tables, 5,
-        "runs, events, hooks, credentials and the version"
+        tables, 7,
+        "runs, events, hooks, credentials, schedules, schedule_misses and the version"
     );
 }
 
@@ -503,4 +503,76 @@ async fn a_step_append_writes_only_events_and_a_new_run_stores_no_run_created() 
     assert_eq!(after_one.len(), 2, "no made RunCreated after seq 1");
     let run = store.get_run(id).await.expect("get_run").expect("the run");
     assert_eq!(run.updated_at_ms, 50, "the last event's time");
+}
+
+#[tokio::test]
+async fn a_v3_schema_is_upgraded_to_schedules_and_its_keys_still_decide() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let id = RunId::new();
+    let mut raw = schema.raw().await;
+    let sql = format!(
+        "CREATE SCHEMA {name}; SET search_path TO {name}; {v1} {v2} {v3}
+         CREATE TABLE cairn_schema_version (singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), \
+             version BIGINT NOT NULL);
+         INSERT INTO cairn_schema_version (version) VALUES (3);
+         INSERT INTO runs (id, workflow, status, input, idempotency_key, trigger, ready_at, created_at, \
+             updated_at) VALUES ('{id}', 'w', 'queued', '{{}}', 'sched:s:1', 'test', 1, 1, 1);",
+        name = schema.name,
+        v1 = MIGRATIONS[0],
+        v2 = MIGRATIONS[1],
+        v3 = MIGRATIONS[2],
+        id = id.0,
+    );
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut raw)
+        .await
+        .expect("make a v3 schema");
+    let store = schema.store().await;
+    assert_eq!(
+        version_of(&mut raw, &schema.name).await,
+        MIGRATIONS.len() as i64
+    );
+    let spec = cairn_store::ScheduleSpec {
+        workflow: "w".into(),
+        input: json!({}),
+        expression: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        catch_up: cairn_store::CatchUpPolicy::None,
+        overlap: cairn_store::OverlapPolicy::AllowAll,
+    };
+    let schedule = cairn_store::ScheduleRecord {
+        id: "s".into(),
+        spec,
+        paused: false,
+        next_fire_at_ms: 1,
+        last_fire_at_ms: None,
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    };
+    store.put_schedule(schedule).await.expect("put");
+    let fire = cairn_store::ScheduleFire {
+        schedule_id: "s".into(),
+        expected_next_fire_at_ms: 1,
+        runs: vec![NewRun {
+            idempotency_key: Some("sched:s:1".into()),
+            ..run()
+        }],
+        next_fire_at_ms: 1_000,
+        last_fire_at_ms: Some(1),
+        misses: Vec::new(),
+        now_ms: 1,
+    };
+    let fired = store.fire_schedule(fire).await.expect("fire");
+    assert_eq!(
+        fired,
+        cairn_store::FireOutcome::Fired(vec![cairn_store::CreateOutcome {
+            run_id: id,
+            created: false
+        }]),
+        "the v3 run under the key is the fire's run"
+    );
+    let stored = store.get_schedule("s").await.expect("get").expect("there");
+    assert_eq!(stored.next_fire_at_ms, 1_000);
 }

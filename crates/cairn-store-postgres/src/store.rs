@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
-    CredentialRecord, HookFilter, HookRecord, Lease, NewRun, Park, ReadyWatch, Reseal, RunFilter,
-    RunId, RunRecord, Store, StoreError, StoreResult, WorkerId,
+    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, ReadyWatch, Reseal,
+    RunFilter, RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
+    StoreError, StoreResult, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -20,7 +21,9 @@ use crate::{
     credentials,
     error::sql_error,
     notify::{Notifications, ReadyWaiter},
-    read, schema, waits,
+    read,
+    schedules::{self, PreparedFire},
+    schema, waits,
     writer::{Op, Writer},
 };
 
@@ -395,6 +398,51 @@ impl Store for PostgresStore {
 
     async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()> {
         Ok(credentials::reseal(&self.pool, reseals, now_ms).await?)
+    }
+
+    async fn put_schedule(
+        &self,
+        schedule: ScheduleRecord,
+    ) -> StoreResult<(SchedulePut, ScheduleRecord)> {
+        self.writer.call(Op::PutSchedule(Box::new(schedule))).await
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<ScheduleRecord>> {
+        Ok(schedules::get(&self.pool, id).await?)
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        Ok(schedules::list(&self.pool).await?)
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_fire_at_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<ScheduleRecord> {
+        self.writer
+            .call(Op::SetSchedulePaused {
+                id: id.to_owned(),
+                paused,
+                next_fire_at_ms,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn due_schedules(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        Ok(schedules::due(&self.pool, now_ms, limit).await?)
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> StoreResult<FireOutcome> {
+        let fire = PreparedFire::new(fire)?;
+        self.writer.call(Op::FireSchedule(Box::new(fire))).await
+    }
+
+    async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
+        Ok(schedules::misses(&self.pool, id).await?)
     }
 
     async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {

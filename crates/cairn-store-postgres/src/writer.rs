@@ -25,8 +25,8 @@
 
 use cairn_core::RunStatus;
 use cairn_store::{
-    ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, HookRecord, Lease, Park, RunId,
-    StoreError, StoreResult, WorkerId, watch::ChangeHub,
+    ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, FireOutcome, HookRecord, Lease, Park,
+    RunId, SchedulePut, ScheduleRecord, StoreError, StoreResult, WorkerId, watch::ChangeHub,
 };
 use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +36,9 @@ use crate::{
     batch::Batch,
     codec::{PreparedEvent, PreparedRun},
     error::Result,
-    ops, waits,
+    ops,
+    schedules::{self, PreparedFire},
+    waits,
 };
 
 /// What a transaction's listeners hear of: the workflows whose runs became claimable (or
@@ -125,6 +127,17 @@ pub(crate) enum Op {
         timed_out: PreparedEvent,
         now_ms: i64,
     },
+    /// `Store::put_schedule`.
+    PutSchedule(Box<ScheduleRecord>),
+    /// `Store::set_schedule_paused`.
+    SetSchedulePaused {
+        id: String,
+        paused: bool,
+        next_fire_at_ms: i64,
+        now_ms: i64,
+    },
+    /// `Store::fire_schedule`.
+    FireSchedule(Box<PreparedFire>),
     /// Writes nothing; answered once every command queued before it has committed.
     Flush,
 }
@@ -169,6 +182,9 @@ outputs! {
     Status(RunStatus),
     Flag(bool),
     Hook(HookRecord),
+    Schedule(ScheduleRecord),
+    Put((SchedulePut, ScheduleRecord)),
+    Fired(FireOutcome),
 }
 
 impl Op {
@@ -248,6 +264,16 @@ impl Op {
             } => waits::time_out_hook(conn, token, worker, timed_out, *now_ms, notes)
                 .await?
                 .into(),
+            Op::PutSchedule(schedule) => schedules::put(conn, schedule).await?.into(),
+            Op::SetSchedulePaused {
+                id,
+                paused,
+                next_fire_at_ms,
+                now_ms,
+            } => schedules::set_paused(conn, id, *paused, *next_fire_at_ms, *now_ms)
+                .await?
+                .into(),
+            Op::FireSchedule(fire) => schedules::fire(conn, fire, notes).await?.into(),
             Op::Flush => ().into(),
         })
     }

@@ -22,6 +22,8 @@
 //!   own savepoint, so the default rule's check and its writes commit together; a run's
 //!   owner is a nullable column, NULL for the default owner, so the common create binds
 //!   nothing new.
+//! - **Schedules** (schema v11) are written by the writer thread too: a fire's runs and its
+//!   schedule's advance (a compare-and-set of the next fire time) share one savepoint.
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
 //!   their runs, and other connections' commits (other processes) within
@@ -42,6 +44,7 @@ mod ops;
 mod pipeline;
 mod read;
 mod run_cache;
+mod schedules;
 mod schema;
 mod waits;
 mod watch;
@@ -57,8 +60,9 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
-    CredentialRecord, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter, RunId,
-    RunRecord, Store, StoreError, StoreResult, WorkerId,
+    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter,
+    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
+    StoreResult, WorkerId,
 };
 
 pub use crate::watch::OTHER_COMMITS_POLL;
@@ -67,6 +71,7 @@ use crate::{
     credentials::CredentialWrite,
     pipeline::PipelineLimits,
     read::ReadPool,
+    schedules::{PreparedFire, ScheduleWrite},
     watch::Watches,
     writer::{Command, Writer},
 };
@@ -462,6 +467,68 @@ impl Store for SqliteStore {
                     reply,
                 })
             })
+            .await
+    }
+
+    async fn put_schedule(
+        &self,
+        schedule: ScheduleRecord,
+    ) -> StoreResult<(SchedulePut, ScheduleRecord)> {
+        let schedule = Box::new(schedule);
+        self.writer
+            .call(|reply| Command::Schedule(ScheduleWrite::Put { schedule, reply }))
+            .await
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<ScheduleRecord>> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| schedules::get(conn, &id))
+            .await
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        self.readers.read(schedules::list).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_fire_at_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<ScheduleRecord> {
+        let id = id.to_owned();
+        self.writer
+            .call(|reply| {
+                Command::Schedule(ScheduleWrite::SetPaused {
+                    id,
+                    paused,
+                    next_fire_at_ms,
+                    now_ms,
+                    reply,
+                })
+            })
+            .await
+    }
+
+    async fn due_schedules(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        self.readers
+            .read(move |conn| schedules::due(conn, now_ms, limit))
+            .await
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> StoreResult<FireOutcome> {
+        let fire = Box::new(PreparedFire::new(fire)?);
+        self.writer
+            .call(|reply| Command::Schedule(ScheduleWrite::Fire { fire, reply }))
+            .await
+    }
+
+    async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| schedules::misses(conn, &id))
             .await
     }
 

@@ -257,8 +257,36 @@ CREATE TABLE credentials (
 CREATE INDEX credentials_by_key ON credentials (key, org);
 ";
 
+/// Version 11: cron schedules (decision record 0034).
+/// - `schedules` holds one row per schedule: its spec as JSON (workflow, input, expression,
+///   time zone, policies: compared whole to tell an edit from a repeat), the paused flag and
+///   the next fire time, which a fire advances with a compare-and-set in the transaction
+///   that inserts the occurrence's runs. The partial index finds the due ones.
+/// - `schedule_misses` holds the fire times that started no run, with the reason, the
+///   newest 100 per schedule.
+const V11: &str = "
+CREATE TABLE schedules (
+    id           TEXT PRIMARY KEY NOT NULL,
+    spec         TEXT NOT NULL,
+    paused       INTEGER NOT NULL CHECK (paused = 0 OR paused = 1),
+    next_fire_at INTEGER NOT NULL,
+    last_fire_at INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+CREATE TABLE schedule_misses (
+    schedule_id TEXT NOT NULL,
+    first_at    INTEGER NOT NULL,
+    last_at     INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL
+);
+CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -410,3 +438,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "schema_v10_tests.rs"]
 mod v10_tests;
+
+#[cfg(test)]
+#[path = "schema_v11_tests.rs"]
+mod v11_tests;

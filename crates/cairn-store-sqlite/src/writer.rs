@@ -32,6 +32,7 @@ use crate::{
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     run_cache::RunCache,
+    schedules::ScheduleWrite,
     waits,
     watch::DataVersions,
 };
@@ -115,6 +116,8 @@ pub(crate) enum Command {
     },
     /// A credential write (touches no run).
     Credential(CredentialWrite),
+    /// A schedule write (a fire creates runs, which no cached run can be).
+    Schedule(ScheduleWrite),
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
@@ -276,6 +279,7 @@ impl Command {
                 }),
             ),
             Command::Credential(write) => write.execute(conn, broken),
+            Command::Schedule(write) => write.execute(conn, broken, changed),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
         changed.forget_woken(runs);
@@ -289,6 +293,7 @@ impl Command {
             Command::CreateRun { .. }
             | Command::Append { .. }
             | Command::Credential(_)
+            | Command::Schedule(_)
             | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }
             | Command::RenewLease { id, .. }

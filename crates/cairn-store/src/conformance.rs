@@ -27,6 +27,7 @@ mod follow;
 mod instances;
 mod lease;
 mod read;
+mod schedules;
 mod support;
 mod waits;
 
@@ -71,6 +72,11 @@ pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extend
 pub use read::{
     events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
     list_runs_filters_by_patch_marker_and_unended, payloads_round_trip_exactly,
+};
+pub use schedules::{
+    a_fire_returns_the_run_an_existing_key_has, a_stale_fire_writes_nothing,
+    concurrent_fires_create_one_run, fire_schedule_creates_runs_and_advances,
+    put_schedule_upserts_by_id,
 };
 pub use waits::{
     a_resume_before_parking_is_not_lost, hooks_close_with_their_run_and_list_by_run_and_state,
@@ -165,6 +171,11 @@ macro_rules! conformance_tests {
             credentials_round_trip_with_one_default_per_holder,
             list_credentials_filters_and_orders,
             reseal_credentials_is_all_or_nothing,
+            put_schedule_upserts_by_id,
+            fire_schedule_creates_runs_and_advances,
+            a_stale_fire_writes_nothing,
+            concurrent_fires_create_one_run,
+            a_fire_returns_the_run_an_existing_key_has,
         );
     };
 }

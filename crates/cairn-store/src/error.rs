@@ -58,6 +58,9 @@ pub enum StoreError {
          `credentials rotate-key` again"
     )]
     CredentialsChanged,
+    /// No schedule has this id.
+    #[error("schedule {0:?} not found; `schedules list` shows the schedules there are")]
+    ScheduleNotFound(String),
     /// The database could not be reached or refused the operation; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),

@@ -14,6 +14,7 @@ mod commit_timer;
 mod credentials;
 mod error;
 mod memory;
+mod schedules;
 mod types;
 
 pub mod conformance;
@@ -26,6 +27,10 @@ pub use credentials::{
 };
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use schedules::{
+    CatchUpPolicy, FireOutcome, MISSES_KEPT, OverlapPolicy, ScheduleFire, ScheduleMiss,
+    SchedulePut, ScheduleRecord, ScheduleSpec, put_decision,
+};
 pub use types::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
     NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, WorkerId,
@@ -212,6 +217,49 @@ pub trait Store: Send + Sync + 'static {
     /// was saved or deleted since `reseals` were read: one's stored bytes are not its `old`,
     /// or the store holds a credential `reseals` does not name.
     async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()>;
+
+    /// Saves a schedule by id: inserts `schedule` if no schedule has its id
+    /// ([`SchedulePut::Created`]); writes nothing if the stored spec equals its spec
+    /// ([`SchedulePut::Unchanged`]: the stored next fire time stands); else replaces the spec
+    /// and sets the next fire time to `schedule.next_fire_at_ms` ([`SchedulePut::Updated`]),
+    /// keeping the stored paused flag, last fire and `created_at_ms`. Returns what it did and
+    /// the schedule as stored.
+    async fn put_schedule(
+        &self,
+        schedule: ScheduleRecord,
+    ) -> StoreResult<(SchedulePut, ScheduleRecord)>;
+
+    /// One schedule by id.
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<ScheduleRecord>>;
+
+    /// Every schedule, by id.
+    async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>>;
+
+    /// Pauses (`paused`) or resumes a schedule. Resuming sets the next fire time to
+    /// `next_fire_at_ms` (the first after now: a resume does not catch up); pausing keeps
+    /// it. Returns the schedule as stored; [`StoreError::ScheduleNotFound`] if there is none.
+    async fn set_schedule_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_fire_at_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<ScheduleRecord>;
+
+    /// Unpaused schedules whose next fire time is not after `now_ms`, earliest first, at
+    /// most `limit`: the work a worker fires with [`fire_schedule`](Store::fire_schedule).
+    async fn due_schedules(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>>;
+
+    /// Commits one fire of a schedule, all or nothing, in one transaction: if the schedule
+    /// is unpaused and its next fire time is still `fire.expected_next_fire_at_ms`, creates
+    /// `fire.runs` (as [`create_run`](Store::create_run) does: a key used before is no error
+    /// and no new run), sets the next and last fire times, and records `fire.misses`.
+    /// Otherwise writes nothing and returns [`FireOutcome::Superseded`]: of two workers
+    /// firing the same fire time, one advances the schedule and the other is told so.
+    async fn fire_schedule(&self, fire: ScheduleFire) -> StoreResult<FireOutcome>;
+
+    /// The schedule's recorded missed fire times, newest first (at most [`MISSES_KEPT`]).
+    async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>>;
 
     /// A watch that wakes an idle worker when runs of `workflows` may have become ready
     /// through another process (created, released, resumed, retried). `None` when the backend

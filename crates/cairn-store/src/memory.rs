@@ -8,6 +8,7 @@
 //! clock.
 
 mod credentials;
+mod schedules;
 mod state;
 mod waits;
 
@@ -21,8 +22,9 @@ use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
-    HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter, RunId, RunRecord, Store,
-    StoreResult, WorkerId, watch::ChangeHub,
+    FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter, RunId, RunRecord,
+    ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult, WorkerId,
+    watch::ChangeHub,
 };
 
 use self::state::State;
@@ -241,5 +243,44 @@ impl Store for MemoryStore {
 
     async fn reseal_credentials(&self, reseals: &[Reseal], now_ms: i64) -> StoreResult<()> {
         self.credentials().reseal(reseals, now_ms)
+    }
+
+    async fn put_schedule(
+        &self,
+        schedule: ScheduleRecord,
+    ) -> StoreResult<(SchedulePut, ScheduleRecord)> {
+        Ok(self.state().schedules.put(schedule))
+    }
+
+    async fn get_schedule(&self, id: &str) -> StoreResult<Option<ScheduleRecord>> {
+        Ok(self.state().schedules.get(id))
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        Ok(self.state().schedules.list())
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        id: &str,
+        paused: bool,
+        next_fire_at_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<ScheduleRecord> {
+        self.state()
+            .schedules
+            .set_paused(id, paused, next_fire_at_ms, now_ms)
+    }
+
+    async fn due_schedules(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<ScheduleRecord>> {
+        Ok(self.state().schedules.due(now_ms, limit))
+    }
+
+    async fn fire_schedule(&self, fire: ScheduleFire) -> StoreResult<FireOutcome> {
+        self.write(|state| state.fire_schedule(fire))
+    }
+
+    async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
+        Ok(self.state().schedules.misses(id))
     }
 }

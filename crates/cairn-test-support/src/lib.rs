@@ -38,6 +38,8 @@ pub const NOT_RUN_LOG_VAR: &str = "CAIRN_TEST_NOT_RUN_LOG";
 pub enum Prerequisite {
     /// A PostgreSQL server (`CAIRN_TEST_SKIP_POSTGRES`).
     Postgres,
+    /// Chromium and chromedriver, for the web UI's browser tests (`CAIRN_TEST_SKIP_CHROMIUM`).
+    Chromium,
 }
 
 impl Prerequisite {
@@ -45,6 +47,7 @@ impl Prerequisite {
     pub fn name(self) -> &'static str {
         match self {
             Prerequisite::Postgres => "postgres",
+            Prerequisite::Chromium => "chromium",
         }
     }
 
@@ -52,6 +55,7 @@ impl Prerequisite {
     pub fn skip_var(self) -> &'static str {
         match self {
             Prerequisite::Postgres => "CAIRN_TEST_SKIP_POSTGRES",
+            Prerequisite::Chromium => "CAIRN_TEST_SKIP_CHROMIUM",
         }
     }
 

@@ -175,6 +175,16 @@ impl Schedule {
         &self.expression
     }
 
+    /// The IANA name of the time zone its fields are read in.
+    pub fn timezone_name(&self) -> &str {
+        self.zone.name()
+    }
+
+    /// Its catch-up policy.
+    pub fn catch_up_policy(&self) -> CatchUp {
+        self.catch_up
+    }
+
     /// Its overlap policy (the worker applies it: it knows whether a run is still going).
     pub fn overlap_policy(&self) -> Overlap {
         self.overlap

@@ -75,15 +75,16 @@ pub use cairn_core::{
     Scope, StepKey, StepKind, StepStatus, StepSummary, UsedCredential,
 };
 pub use cairn_engine::{
-    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, Clock,
+    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, CatchUp, Clock,
     Credential, CredentialView, Engine, EngineBuilder, EngineConfig, EngineError, Field, Hook,
     HookOptions, KeySource, MasterKey, Payload, Registry, ResolvedCredential, Retry, RunDetail,
-    RunEvent, Secret, SetCredential, SleepFor, StartOptions, Started, StepCall, StepError,
-    SystemClock, Violation, Violations, Workflow, WorkflowBuilder, WorkflowCtx, WorkflowError,
-    WorkflowInfo, panic_is_caught,
+    RunEvent, Schedule, ScheduleDetail, ScheduleError, Secret, SetCredential, SleepFor,
+    StartOptions, Started, StepCall, StepError, SystemClock, Violation, Violations, Workflow,
+    WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo, panic_is_caught,
 };
 pub use cairn_store::{
-    HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, Store, StoreError,
+    HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, ScheduleMiss,
+    ScheduleRecord, Store, StoreError,
 };
 #[cfg(feature = "postgres")]
 pub use cairn_store_postgres::{PostgresOptions, PostgresStore};

@@ -23,9 +23,12 @@ use wiremock::{
     matchers::{method, path},
 };
 
-/// The store every test uses: switch the backend here.
-pub fn store() -> Arc<dyn Store> {
-    Arc::new(cairn_store::MemoryStore::new())
+/// The store every test uses: a real SQLite file in a temporary directory (kept alive
+/// beside it).
+pub fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::TempDir::new().expect("a temporary directory");
+    let store = cairn_store_sqlite::SqliteStore::open_in_dir(dir.path()).expect("open the store");
+    (Arc::new(store), dir)
 }
 
 /// The time the manual clock starts at (2026-01-01).
@@ -39,6 +42,8 @@ pub struct Env {
     pub engine: Engine,
     /// Its clock: moved only by [`Env::run`], to each scheduled retry.
     pub clock: Arc<ManualClock>,
+    /// Holds the store's file.
+    _dir: tempfile::TempDir,
 }
 
 /// An engine with a fresh master key, `workflow` and every integration action registered,
@@ -46,7 +51,8 @@ pub struct Env {
 pub fn env<I: Payload, O: Payload>(workflow: &Workflow<I, O>, config: Config) -> Env {
     let registry = cairn_actions::register(Registry::new().workflow(workflow)).resource(config);
     let clock = Arc::new(ManualClock::new(START_MS));
-    let engine = Engine::builder(store(), registry)
+    let (store, dir) = store();
+    let engine = Engine::builder(store, registry)
         .master_key(KeySource::Key(MasterKey::generate()))
         .clock(clock.clone())
         .config(EngineConfig {
@@ -55,7 +61,11 @@ pub fn env<I: Payload, O: Payload>(workflow: &Workflow<I, O>, config: Config) ->
         })
         .build()
         .expect("a valid registry");
-    Env { engine, clock }
+    Env {
+        engine,
+        clock,
+        _dir: dir,
+    }
 }
 
 /// The actions' configuration with short timeouts and no base URLs changed.

@@ -6,5 +6,6 @@ pub(crate) mod engine;
 pub(crate) mod follow;
 pub(crate) mod oauth;
 pub(crate) mod resume;
+pub(crate) mod schedules;
 pub(crate) mod view;
 pub(crate) mod worker;

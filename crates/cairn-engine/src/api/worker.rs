@@ -1,5 +1,6 @@
 //! The worker loop: claims ready runs of the registered workflows and executes them, up to a
-//! concurrency limit, until told to stop.
+//! concurrency limit, until told to stop; saves the declared schedules when it starts and
+//! fires the due ones once per poll interval (see `schedules`).
 
 use std::time::Duration;
 
@@ -34,9 +35,22 @@ impl Engine {
             }
         };
         let mut store_backoff = FIRST_STORE_BACKOFF;
+        if let Err(err) = self.declare_schedules().await {
+            tracing::warn!(error = %err, "cannot save the declared schedules; the stored ones still fire");
+        }
+        let poll_ms = i64::try_from(env.config.poll_interval.as_millis()).unwrap_or(i64::MAX);
+        let mut schedules_fired_at = i64::MIN;
         tracing::info!(worker = %env.worker, workflows = ?slugs, "worker started");
         while !shutdown.is_cancelled() {
             while executions.try_join_next().is_some() {}
+            // Due schedules become runs before the claim, so this pass may take them.
+            let now = env.clock.now_ms();
+            if now >= schedules_fired_at.saturating_add(poll_ms) {
+                schedules_fired_at = now;
+                if let Err(err) = self.fire_due_schedules().await {
+                    tracing::warn!(error = %err, "cannot fire the due schedules; the worker will try again");
+                }
+            }
             let capacity = env
                 .config
                 .max_concurrent_runs

@@ -72,6 +72,9 @@ pub enum EngineError {
     /// The registry is not usable: a bad slug, or two different definitions with one slug.
     #[error("{0}")]
     Registry(String),
+    /// A schedule's cron expression, time zone or id is not valid.
+    #[error(transparent)]
+    Schedule(#[from] cairn_triggers::ScheduleError),
     /// No registered action needs a credential type with this key.
     #[error(
         "unknown credential type {key:?}; the registered ones are {known} (an action declares \
@@ -141,13 +144,15 @@ impl EngineError {
             | EngineError::Store(
                 StoreError::RunNotFound(_)
                 | StoreError::HookNotFound
-                | StoreError::CredentialNotFound(_),
+                | StoreError::CredentialNotFound(_)
+                | StoreError::ScheduleNotFound(_),
             ) => ErrorClass::NotFound,
             EngineError::InvalidInput { .. }
             | EngineError::Unserializable { .. }
             | EngineError::InvalidPayload { .. }
             | EngineError::BadRequest(_)
             | EngineError::UnknownCredentialType { .. }
+            | EngineError::Schedule(_)
             | EngineError::Credential(_)
             | EngineError::OAuth(
                 OAuthError::NotOAuth { .. }

@@ -28,6 +28,9 @@ pub(crate) struct State {
     keys: HashMap<(String, String), RunId>,
     /// Hooks by token.
     pub(super) hooks: Hooks,
+    /// Schedules by id (beside the runs: a fire creates runs and advances its schedule in
+    /// one operation).
+    pub(super) schedules: super::schedules::Schedules,
     /// The insertion number the next run gets.
     next_row: u64,
     /// The runs the operation under way changed, for the store's change watches.

@@ -37,8 +37,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "CAIRN_MAX_STEP_RECOVERIES")]
     pub max_step_recoveries: Option<u32>,
     /// Act on a running Cairn server (`serve`) at this URL instead of opening a store: `run`,
-    /// `runs …`, `hooks resume` and `workflows list` go over its HTTP API, with the same
-    /// output and exit codes (`worker`, `hooks list` and the patch filters stay local).
+    /// `runs …`, `hooks resume`, `workflows list` and `credentials …` go over its HTTP API,
+    /// with the same output and exit codes (`worker`, `hooks list`, the patch filters and
+    /// `credentials rotate-key` stay local).
     /// The API key, if the server needs one, is read from CAIRN_API_KEY (never a flag, so it
     /// stays out of the process list). Needs cairn's `client` feature.
     #[arg(long, global = true, env = "CAIRN_SERVER", value_name = "URL")]
@@ -71,6 +72,44 @@ pub enum Command {
     /// Credentials actions use (Slack tokens, SMTP passwords…), sealed with the master key.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Cron schedules (declared in code, saved by workers): list, inspect, pause, resume.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+}
+
+/// `schedules …`.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List the stored schedules.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a schedule: its spec, next 5 fire times and missed fire times.
+    Get {
+        /// Its id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a schedule: it fires no more until resumed.
+    Pause {
+        /// Its id.
+        id: String,
+        /// Print the schedule as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused schedule from its next fire time after now (no catch-up).
+    Resume {
+        /// Its id.
+        id: String,
+        /// Print the schedule as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// On whose behalf a run executes (its steps' credentials are looked up for it).

@@ -82,6 +82,7 @@ pub(crate) async fn dispatch(
         Command::Credentials(command) => {
             super::credentials::dispatch(engine, command, data_dir).await
         }
+        Command::Schedules(command) => super::schedules::dispatch(engine, command).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
             let workflows: Vec<_> = registry.workflows().cloned().collect();

@@ -36,28 +36,8 @@ pub(crate) async fn dispatch(
             replace,
             json,
         } => {
-            let set = SetCredential {
-                holder: holder(&scope, &owner)?,
-                fields: read_fields(&fields)?,
-                key,
-                is_default: default,
-                id: replace,
-                expires_at_ms: None,
-            };
-            let saved = engine.set_credential(set).await?;
-            if json {
-                print_json(&saved);
-            } else {
-                let default = if saved.is_default {
-                    ", its default"
-                } else {
-                    ""
-                };
-                println!(
-                    "saved {} credential {} for {} ({} scope{default})",
-                    saved.key, saved.id, saved.holder, saved.holder.scope
-                );
-            }
+            let set = to_set(key, &fields, &scope, &owner, default, replace)?;
+            print_saved(&engine.set_credential(set).await?, json);
         }
         CredentialsCommand::List { key, org, json } => {
             let filter = CredentialFilter {
@@ -65,31 +45,78 @@ pub(crate) async fn dispatch(
                 org,
                 ..CredentialFilter::default()
             };
-            let listed = engine.list_credentials(&filter).await?;
-            if json {
-                print_json(&listed);
-            } else if listed.is_empty() {
-                println!(
-                    "no credentials; add one with `credentials set <key> --field NAME=@env:VAR`"
-                );
-            } else {
-                println!("{}", table(&listed));
-            }
+            print_list(&engine.list_credentials(&filter).await?, json);
         }
         CredentialsCommand::Delete { id } => {
             engine.delete_credential(&id).await?;
-            println!("deleted credential {id}");
+            print_deleted(&id);
         }
         CredentialsCommand::SetDefault { id } => {
-            let credential = engine.set_default_credential(&id).await?;
-            println!(
-                "{id} is now the default {} credential of {}",
-                credential.key, credential.holder
-            );
+            print_default(&engine.set_default_credential(&id).await?);
         }
         CredentialsCommand::RotateKey => rotate(engine, data_dir).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The credential `credentials set` asks for, its values read (before anything is opened).
+pub(crate) fn to_set(
+    key: String,
+    fields: &[String],
+    scope: &str,
+    owner: &OwnerArgs,
+    is_default: bool,
+    replace: Option<String>,
+) -> Result<SetCredential, CliError> {
+    Ok(SetCredential {
+        holder: holder(scope, owner)?,
+        fields: read_fields(fields)?,
+        key,
+        is_default,
+        id: replace,
+        expires_at_ms: None,
+    })
+}
+
+/// Prints a saved credential.
+pub(crate) fn print_saved(saved: &CredentialView, json: bool) {
+    if json {
+        print_json(saved);
+    } else {
+        let default = if saved.is_default {
+            ", its default"
+        } else {
+            ""
+        };
+        println!(
+            "saved {} credential {} for {} ({} scope{default})",
+            saved.key, saved.id, saved.holder, saved.holder.scope
+        );
+    }
+}
+
+/// Prints `credentials list`.
+pub(crate) fn print_list(listed: &[CredentialView], json: bool) {
+    if json {
+        print_json(&listed);
+    } else if listed.is_empty() {
+        println!("no credentials; add one with `credentials set <key> --field NAME=@env:VAR`");
+    } else {
+        println!("{}", table(listed));
+    }
+}
+
+/// Prints a deletion.
+pub(crate) fn print_deleted(id: &str) {
+    println!("deleted credential {id}");
+}
+
+/// Prints a new default.
+pub(crate) fn print_default(credential: &CredentialView) {
+    println!(
+        "{} is now the default {} credential of {}",
+        credential.id, credential.key, credential.holder
+    );
 }
 
 /// The holder `--scope` and the owner flags name.

@@ -5,7 +5,7 @@
 //! (unknown slug or run, invalid JSON, schema violation, usage).
 //!
 //! With `--server URL` (or `CAIRN_SERVER`; cairn's `client` feature) `run`, `runs …`,
-//! `hooks resume` and `workflows list` act on a running `serve` over its HTTP API instead of
+//! `hooks resume`, `workflows list` and `credentials …` act on a running `serve` over its HTTP API instead of
 //! opening a store, with the same output and exit codes; the API key comes from
 //! `CAIRN_API_KEY`.
 
@@ -18,6 +18,7 @@ mod logs;
 mod progress;
 #[cfg(feature = "client")]
 mod remote;
+mod schedules;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;

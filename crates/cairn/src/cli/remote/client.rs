@@ -87,6 +87,12 @@ impl Client {
         self.json(self.send(request).await?).await
     }
 
+    /// `DELETE` the path made of `segments` (an answer without a body).
+    pub(crate) async fn delete(&self, segments: &[&str]) -> Result<(), CliError> {
+        let request = self.request(Method::DELETE, segments, &[]);
+        self.send(request).await.map(drop)
+    }
+
     /// Opens the Server-Sent Events at `segments`, after the log entry `last_event_id` when
     /// given.
     pub(crate) async fn stream(

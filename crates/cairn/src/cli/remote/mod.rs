@@ -5,6 +5,7 @@
 //! `hooks list`, `runs list --with-patch`) are refused with exit 2.
 
 mod client;
+mod credentials;
 mod follow;
 
 use std::process::ExitCode;
@@ -138,12 +139,8 @@ pub(crate) async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker(_) => Err(not_served("worker")),
-        Command::Credentials(_) => Err(CliError::Usage(
-            "`credentials` acts on the store and master key here, not over --server: run it \
-             where the store is (without --server and CAIRN_SERVER), or use the server's \
-             /credentials API (GET/POST /credentials, DELETE /credentials/{id})"
-                .into(),
-        )),
+        Command::Credentials(command) => credentials::dispatch(&client, command).await,
+        Command::Schedules(_) => Err(not_served("schedules")),
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }

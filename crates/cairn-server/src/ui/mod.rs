@@ -1,0 +1,447 @@
+//! The web UI at `/ui`, in the server's binary: server-rendered pages (askama), one
+//! hand-written `app.js` that keeps pages live over the API's Server-Sent Events, no build
+//! step. Every page works without JavaScript: forms post and redirect (303).
+//!
+//! - `/ui/runs`: runs, newest first, filtered by workflow and status (in the URL), paged.
+//! - `/ui/runs/{id}`: the run, its input and output, its steps as a timeline with each
+//!   step's payloads and attempts; Retry, Cancel (confirmed) and Rerun from a step.
+//! - `/ui/login`: with API keys configured, the key is asked once and kept in an HttpOnly,
+//!   SameSite=Strict cookie. Every form carries a CSRF token (a random cookie of its own,
+//!   repeated in the form); a post without it is refused (403) and changes nothing.
+//!
+//! Errors are pages: 404 for an unknown run, 400 for a bad filter, 409 when a run's state
+//! does not allow an action, with a link back.
+
+mod pages;
+
+use axum::{
+    Form, Router,
+    extract::{Path, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use cairn_core::{RunStatus, StepKey};
+use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions};
+use cairn_store::{RunFilter, RunId};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use self::pages::{LoginPage, MessagePage, RunsPage, encode, run_page};
+use crate::{
+    auth::{KEY_COOKIE, cookie, signed_in_key, to_hex},
+    params::Params,
+    state::AppState,
+};
+
+/// The CSRF cookie (random, repeated in every form).
+const CSRF_COOKIE: &str = "cairn_csrf";
+/// Runs a page lists.
+const PAGE: usize = 50;
+/// The statuses the filter offers.
+const STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "sleeping",
+    "waiting",
+    "succeeded",
+    "failed",
+    "canceled",
+];
+
+/// The UI's routes.
+pub(crate) fn router(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/runs") }))
+        .route("/ui/runs", get(runs))
+        .route("/ui/runs/{id}", get(run))
+        .route("/ui/runs/{id}/payload", get(payload))
+        .route("/ui/runs/{id}/retry", post(retry))
+        .route("/ui/runs/{id}/cancel", post(cancel))
+        .route("/ui/runs/{id}/rerun", post(rerun))
+        .route_layer(middleware::from_fn_with_state(state, signed_in));
+    Router::new()
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/static/app.js", get(script))
+        .route("/ui/static/app.css", get(style))
+        .merge(pages)
+}
+
+/// A page answering an error: its status and text.
+pub(crate) struct UiError {
+    status: StatusCode,
+    title: &'static str,
+    detail: String,
+}
+
+impl UiError {
+    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> UiError {
+        UiError {
+            status,
+            title,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<EngineError> for UiError {
+    fn from(err: EngineError) -> Self {
+        let (status, title) = match err.class() {
+            ErrorClass::NotFound => (StatusCode::NOT_FOUND, "Not found"),
+            ErrorClass::Conflict => (StatusCode::CONFLICT, "Not now"),
+            ErrorClass::Invalid => (StatusCode::BAD_REQUEST, "Bad request"),
+            ErrorClass::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Too large"),
+            ErrorClass::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable"),
+            ErrorClass::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Server error"),
+        };
+        let detail = if err.class() == ErrorClass::Internal {
+            tracing::error!(error = %err, "a UI request failed");
+            "the server failed to answer; its log has the details".to_owned()
+        } else {
+            err.to_string()
+        };
+        UiError::new(status, title, detail)
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let page = MessagePage {
+            title: self.title.to_owned(),
+            detail: self.detail,
+            back: "/ui/runs".to_owned(),
+            back_label: "Back to the runs".to_owned(),
+        };
+        (self.status, html(&page)).into_response()
+    }
+}
+
+fn html(page: &impl askama::Template) -> Html<String> {
+    Html(page.render().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "a UI page failed to render");
+        "<!doctype html><title>Cairn</title><p>This page failed to render.</p>".to_owned()
+    }))
+}
+
+/// Lets a request through when no key is configured or its sign-in cookie holds one; else a
+/// page is sent to sign in first, and a post is refused.
+async fn signed_in(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.keys.is_empty()
+        || signed_in_key(request.headers()).is_some_and(|key| state.keys.accepts(&key))
+    {
+        return next.run(request).await;
+    }
+    if request.method() == axum::http::Method::GET {
+        let here = request
+            .uri()
+            .path_and_query()
+            .map_or("/ui/runs", |path| path.as_str());
+        return Redirect::to(&format!("/ui/login?next={}", encode(here))).into_response();
+    }
+    UiError::new(
+        StatusCode::UNAUTHORIZED,
+        "Sign in first",
+        "this server needs an API key: sign in at /ui/login",
+    )
+    .into_response()
+}
+
+/// `GET /ui/runs?workflow=&status=&cursor=`.
+async fn runs(State(state): State<AppState>, params: Params) -> Result<Response, UiError> {
+    let status = params
+        .get("status")
+        .map(|text| {
+            text.parse::<RunStatus>().map_err(|_| {
+                UiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad filter",
+                    format!(
+                        "status={text:?} is not a status; use one of {}",
+                        STATUSES.join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let before = params
+        .get("cursor")
+        .map(|text| {
+            text.parse::<RunId>().map_err(|_| {
+                UiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad filter",
+                    format!("cursor={text:?} is not a run id; follow the page's Older runs link"),
+                )
+            })
+        })
+        .transpose()?;
+    let workflow = params.get("workflow").map(str::to_owned);
+    let filter = RunFilter {
+        workflow: workflow.clone(),
+        status,
+        before,
+        limit: PAGE,
+        ..RunFilter::default()
+    };
+    let runs: Vec<RunView> = state
+        .engine
+        .list_runs(&filter)
+        .await?
+        .iter()
+        .map(RunView::from)
+        .collect();
+    let next = (runs.len() == PAGE).then(|| {
+        let mut url = format!("/ui/runs?cursor={}", runs[PAGE - 1].run_id);
+        if let Some(workflow) = &workflow {
+            url.push_str(&format!("&workflow={}", encode(workflow)));
+        }
+        if let Some(status) = status {
+            url.push_str(&format!("&status={status}"));
+        }
+        url
+    });
+    let chosen = status.map(RunStatus::as_str);
+    let page = RunsPage {
+        runs: runs.iter().map(Into::into).collect(),
+        workflows: state
+            .engine
+            .registry()
+            .workflows()
+            .map(|info| (info.slug.clone(), Some(&info.slug) == workflow.as_ref()))
+            .collect(),
+        statuses: STATUSES
+            .iter()
+            .map(|name| (*name, Some(*name) == chosen))
+            .collect(),
+        next,
+    };
+    Ok(html(&page).into_response())
+}
+
+/// `GET /ui/runs/{id}` (`?notice=` after an action).
+async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, UiError> {
+    let run_id = parse_run(&id)?;
+    let detail = state.engine.get_run(run_id).await?;
+    let (csrf, fresh) = match cookie(&headers, CSRF_COOKIE) {
+        Some(token) if token.len() == 32 => (token.to_owned(), false),
+        _ => (random_token(), true),
+    };
+    let notice = params.get("notice").map(str::to_owned);
+    let page = run_page(&RunDetailView::from(&detail), csrf.clone(), notice);
+    let mut response = html(&page).into_response();
+    if fresh {
+        let set = format!("{CSRF_COOKIE}={csrf}; Path=/ui; SameSite=Strict; HttpOnly");
+        if let Ok(value) = HeaderValue::from_str(&set) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct PayloadQuery {
+    part: String,
+    step: Option<String>,
+}
+
+/// `GET /ui/runs/{id}/payload?part=input|output[&step=KEY]`: the whole JSON, as a download.
+async fn payload(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PayloadQuery>,
+) -> Result<Response, UiError> {
+    let detail = state.engine.get_run(parse_run(&id)?).await?;
+    let value = match (&query.step, query.part.as_str()) {
+        (None, "input") => Some(detail.run.input.clone()),
+        (None, "output") => detail.run.output.clone(),
+        (Some(key), part @ ("input" | "output")) => detail
+            .steps
+            .iter()
+            .find(|step| step.key.as_str() == key)
+            .and_then(|step| {
+                if part == "input" {
+                    step.input.clone()
+                } else {
+                    step.output.clone()
+                }
+            }),
+        _ => None,
+    };
+    let value = value.ok_or_else(|| {
+        UiError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "the run has no such payload",
+        )
+    })?;
+    let disposition = format!("attachment; filename=\"{id}-{}.json\"", query.part);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        serde_json::to_vec_pretty(&value).unwrap_or_default(),
+    )
+        .into_response())
+}
+
+/// A form's CSRF token and what else it sends.
+#[derive(Deserialize)]
+struct Action {
+    csrf: Option<String>,
+    from: Option<String>,
+}
+
+/// Refuses a post whose form does not repeat the CSRF cookie.
+fn check_csrf(headers: &HeaderMap, form: &Action) -> Result<(), UiError> {
+    let cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
+    let sent = form.csrf.as_deref().unwrap_or_default();
+    if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())) {
+        return Err(UiError::new(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "the form's security token is missing or stale; reload the page and try again",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /ui/runs/{id}/retry`.
+async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Redirect, UiError> {
+    check_csrf(&headers, &form)?;
+    let run_id = parse_run(&id)?;
+    state.engine.retry(run_id).await?;
+    Ok(Redirect::to(&format!(
+        "/ui/runs/{run_id}?notice=Queued+again"
+    )))
+}
+
+/// `POST /ui/runs/{id}/cancel` (the form's confirmation box checked).
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Redirect, UiError> {
+    check_csrf(&headers, &form)?;
+    let run_id = parse_run(&id)?;
+    state
+        .engine
+        .cancel(run_id, "canceled from the web UI")
+        .await?;
+    Ok(Redirect::to(&format!("/ui/runs/{run_id}?notice=Canceled")))
+}
+
+/// `POST /ui/runs/{id}/rerun` (`from`: the step to execute from): to the new run.
+async fn rerun(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Action>,
+) -> Result<Redirect, UiError> {
+    check_csrf(&headers, &form)?;
+    let original = parse_run(&id)?;
+    let from = form.from.filter(|step| !step.is_empty()).ok_or_else(|| {
+        UiError::new(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "choose the step to rerun from",
+        )
+    })?;
+    let options = StartOptions {
+        trigger: Some("rerun".into()),
+        ..StartOptions::default()
+    };
+    let new = state
+        .engine
+        .rerun_from(original, &StepKey::custom(from), options)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/ui/runs/{new}?notice=Rerun+of+{original}"
+    )))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    key: String,
+    next: Option<String>,
+}
+
+/// `GET /ui/login?next=`.
+async fn login_page(params: Params) -> Html<String> {
+    html(&LoginPage {
+        next: safe_next(params.get("next")),
+        error: None,
+    })
+}
+
+/// `POST /ui/login`: a right key sets the sign-in cookie and goes on to `next`.
+async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Response {
+    let next = safe_next(form.next.as_deref());
+    if state.keys.is_empty() || state.keys.accepts(form.key.trim().as_bytes()) {
+        let cookie = format!(
+            "{KEY_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+            to_hex(form.key.trim().as_bytes())
+        );
+        let mut response = Redirect::to(&next).into_response();
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+        return response;
+    }
+    let page = LoginPage {
+        next,
+        error: Some("That is not one of this server's API keys.".to_owned()),
+    };
+    (StatusCode::UNAUTHORIZED, html(&page)).into_response()
+}
+
+/// Where to go after signing in: a UI path only (never another site).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with("/ui/") && !path.starts_with("//") => path.to_owned(),
+        _ => "/ui/runs".to_owned(),
+    }
+}
+
+fn parse_run(id: &str) -> Result<RunId, UiError> {
+    id.parse().map_err(|_| {
+        UiError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("{id:?} is not a run id; the runs list links to every run"),
+        )
+    })
+}
+
+/// 32 random hex digits.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random generator");
+    to_hex(&bytes)
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../../static/app.js"),
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../../static/app.css"),
+    )
+}

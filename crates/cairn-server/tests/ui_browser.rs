@@ -1,0 +1,169 @@
+//! The web UI in a real browser: Debian's Chromium, headless, driven through `chromedriver`
+//! (from the PATH, on a free port) with fantoccini. A run's page follows the run live: the
+//! hook is resumed over the API and the page shows the run succeeded, with its new steps,
+//! without reloading; the theme toggle switches to the dark theme and keeps it.
+//!
+//! The README's test command installs Chromium when it can, else these tests are reported as
+//! not run (`CAIRN_TEST_SKIP_CHROMIUM`); under `CI=true` a missing browser fails the command.
+
+mod support;
+
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use cairn_test_support::Prerequisite;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+use support::start;
+
+/// A chromedriver process, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A program on the PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// Starts chromedriver on a free port and a headless Chromium session through it.
+async fn browser() -> (Client, Driver) {
+    let chromedriver = on_path("chromedriver")
+        .expect("chromedriver is on the PATH (Debian: apt-get install chromium-driver)");
+    let chromium = on_path("chromium")
+        .or_else(|| on_path("chromium-browser"))
+        .expect("chromium is on the PATH (Debian: apt-get install chromium)");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _profile: tempfile::tempdir().expect("a profile directory"),
+    };
+    let profile = driver._profile.path().display().to_string();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", format!("--user-data-dir={profile}")],
+        }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let attempt = ClientBuilder::new(connector)
+            .capabilities(capabilities.clone())
+            .connect(&driver.url)
+            .await;
+        match attempt {
+            Ok(client) => return (client, driver),
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("no browser session through chromedriver: {err}"),
+        }
+    }
+}
+
+/// Evaluates `script` in the page until it returns `expected`, or panics after 20 s.
+async fn until(client: &Client, script: &str, expected: Value) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = client
+            .execute(script, vec![])
+            .await
+            .expect("the script runs");
+        if value == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`{script}` is {value}, never {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_page_follows_the_run_live_and_the_theme_toggles() {
+    if Prerequisite::Chromium.missing() {
+        return;
+    }
+    let server = start().await;
+    let run_id = server.start_run("approval", json!({"name": "ada"})).await;
+    server.wait_for_status(&run_id, "waiting").await;
+    let (client, _driver) = browser().await;
+
+    client
+        .goto(&server.url(&format!("/ui/runs/{run_id}")))
+        .await
+        .expect("open the run's page");
+    let badge = "return document.querySelector('h1 .badge').textContent";
+    until(&client, badge, json!("waiting")).await;
+    client
+        .execute("window.cairnMarker = 42; return null", vec![])
+        .await
+        .expect("mark the page");
+
+    let hook = server.pending_hook(&run_id).await;
+    let resumed = server
+        .post(
+            &format!("/hooks/{}", hook.token),
+            &json!({"approved": true}),
+        )
+        .await;
+    assert!(resumed.status().is_success());
+    until(&client, badge, json!("succeeded")).await;
+    let steps = "return [...document.querySelectorAll('table.steps tbody th code')].map(e => e.textContent)";
+    until(
+        &client,
+        steps,
+        json!(["cairn.hook#0", "shout#0", "shout#1"]),
+    )
+    .await;
+    let marker = client
+        .execute("return window.cairnMarker ?? null", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(marker, json!(42), "the page changed without a reload");
+    server.wait_for_status(&run_id, "succeeded").await;
+
+    let theme = "return document.documentElement.dataset.theme ?? null";
+    client
+        .find(fantoccini::Locator::Id("theme-toggle"))
+        .await
+        .expect("the toggle")
+        .click()
+        .await
+        .expect("click it");
+    until(&client, theme, json!("dark")).await;
+    client.refresh().await.expect("reload");
+    until(&client, theme, json!("dark")).await;
+    client.close().await.expect("close the session");
+}
