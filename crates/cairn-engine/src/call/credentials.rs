@@ -41,6 +41,18 @@ pub(crate) struct Resolved {
 }
 
 impl Resolved {
+    /// The credentials as the attempt's `ActionCtx` holds them (none: one shared empty
+    /// list, no allocation per attempt).
+    pub(crate) fn shared(self) -> std::sync::Arc<[ResolvedCredential]> {
+        static NONE: std::sync::LazyLock<std::sync::Arc<[ResolvedCredential]>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::from(Vec::new()));
+        if self.credentials.is_empty() {
+            NONE.clone()
+        } else {
+            self.credentials.into()
+        }
+    }
+
     /// What the attempt's `StepStarted` records.
     pub(crate) fn used(&self) -> Vec<UsedCredential> {
         self.credentials

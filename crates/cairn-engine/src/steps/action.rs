@@ -341,8 +341,9 @@ async fn execute_action<I: Payload, O: Payload>(
         let _busy = run.busy();
         // The credentials of this attempt, resolved now: one set after a failure is used by
         // the retry. Actions that need none skip it, and so do stand-ins (tests' mocks).
-        let stand_in = run.env.overrides.contains_key(&action.info.slug);
-        let resolved = if action.needs.is_empty() || stand_in {
+        let resolved = if action.needs.is_empty()
+            || run.env.overrides.contains_key(&action.info.slug)
+        {
             Ok(Resolved::default())
         } else {
             let resolved = resolve(&run.env, &action.needs, &run.owner, &call.pin).await;
@@ -369,7 +370,7 @@ async fn execute_action<I: Payload, O: Payload>(
         }
         let result = 'attempt: {
             let credentials = match resolved {
-                Ok(resolved) => resolved.credentials.into(),
+                Ok(resolved) => resolved.shared(),
                 Err(error) => break 'attempt Err(error),
             };
             let attempt_run = attempt_action(&action, &call, &input, attempt, credentials);
