@@ -8,16 +8,22 @@ use serde_json::Value;
 
 /// Runs the example's binary on `data_dir` with `args`, with no model or Slack configured.
 fn example(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_signup-pipeline"))
+    command(dir, args).output().expect("run the example")
+}
+
+/// The example's binary on `dir`'s data dir with `args`, the environment cleared of models
+/// and Slack.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_signup-pipeline"));
+    command
         .args(["--data-dir", dir.join("data").to_str().expect("utf-8 path")])
         .args(args)
         .env_remove("CAIRN_DATA_DIR")
         .env_remove("CAIRN_OPENAI_BASE_URL")
         .env_remove("CAIRN_EXAMPLE_MODEL")
         .env_remove("CAIRN_SLACK_BASE_URL")
-        .current_dir(dir)
-        .output()
-        .expect("run the example")
+        .current_dir(dir);
+    command
 }
 
 #[test]
@@ -91,4 +97,42 @@ fn the_agent_drafts_the_brief_with_the_offline_model_and_records_each_turn() {
             "each model turn records its tokens: {turn}"
         );
     }
+}
+
+/// With `CAIRN_OPENAI_BASE_URL` set, the agent asks that server (here a stand-in answering at
+/// once) and the offline model stays out of it.
+#[tokio::test]
+async fn a_configured_base_url_is_asked_instead_of_the_offline_model() {
+    use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
+    let server = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "model": "stand-in",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "A brief from the stand-in."}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let output = command(
+        dir.path(),
+        &[
+            "run",
+            "signup-agent",
+            "--json",
+            "--input",
+            r#"{"name":"Ada Lovelace","email":"ada@analytical.engines"}"#,
+        ],
+    )
+    .env("CAIRN_OPENAI_BASE_URL", format!("{}/v1", server.uri()))
+    .output()
+    .expect("run the example");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("offline model"), "{stderr}");
+    let result: Value = serde_json::from_slice(&output.stdout).expect("JSON result");
+    assert_eq!(result["output"]["brief"], "A brief from the stand-in.");
 }
