@@ -8,6 +8,7 @@
 //! `$FIXTURE_VERSION` (`v1`, the default, or `v2`) picks which code some workflows register
 //! under their slug, as if the binary had been replaced (see `versions`).
 
+mod agents;
 mod versions;
 
 use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
@@ -58,7 +59,7 @@ static RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
-static BLOCK: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
+pub(crate) static BLOCK: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {
     Action::new("block")
         .description("Waits for the go file, then writes a ledger line")
         .run(|input: Tag, ctx: ActionCtx| async move {
@@ -268,7 +269,7 @@ pub fn registry() -> Registry {
 }
 
 fn registered() -> Registry {
-    versions::register(Registry::new())
+    agents::register(versions::register(Registry::new()))
         .workflow(&CRASH_PIPELINE)
         .workflow(&BACKOFF_PIPELINE)
         .workflow(&THREE_STEPS)

@@ -56,19 +56,25 @@
 //! | `postgres` | no | `PostgresStore` and the CLI's `--database-url`, for workers on several machines (sqlx, rustls) |
 //! | `client` | no | the CLI's `--server URL` (`CAIRN_SERVER`, `CAIRN_API_KEY`): `run`, `runs …`, `hooks resume` and `workflows list` act on a running `serve` over HTTP, opening no store (reqwest, rustls with ring, sse-stream); implies `cli` |
 //! | `server` | no | the CLI's `serve`: the HTTP API (crate `cairn-server`: axum, hyper); implies `cli` and `client` |
+//! | `llm` | no | `cairn::llm`: model calls as durable steps and agents whose tools are actions (crate `cairn-llm`: OpenAI-compatible and Anthropic over reqwest), with `Tool`, `validate_payload` and `TestEnv::mock_llm` |
 //!
 //! `cairn = { version = "…", features = ["postgres"] }` adds PostgreSQL to the defaults;
 //! `default-features = false, features = ["postgres", "cli"]` leaves SQLite out. A CLI built
 //! without `postgres` refuses `--database-url` (or `CAIRN_DATABASE_URL`) with a message saying
 //! which feature to enable, one without `sqlite` requires it, and one without `client`
 //! refuses `--server` the same way. The engine, the actions and
-//! workflows, and [`testing`] (in memory) are always there. Parts still to come get a feature
-//! of their own, off by default: `actions` (ready-made integrations) and `llm` (model
-//! providers).
+//! workflows, and [`testing`] (in memory) are always there. Ready-made integrations
+//! (`actions`) are still to come, behind a feature of their own, off by default.
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod testing;
+
+/// Language models as durable steps (feature `llm`): [`llm::prompt_llm`],
+/// [`llm::prompt_llm_as`] and [`llm::Agent`], whose tools are actions. The crate `cairn-llm`,
+/// re-exported.
+#[cfg(feature = "llm")]
+pub use cairn_llm as llm;
 
 pub use cairn_core::{
     ChangedInput, ErrorInfo, ErrorKind, Event, EventRecord, Holder, Limits, Owner, RunStatus,
@@ -82,6 +88,8 @@ pub use cairn_engine::{
     StartOptions, Started, StepCall, StepError, SystemClock, Violation, Violations, Workflow,
     WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo, panic_is_caught,
 };
+#[cfg(feature = "llm")]
+pub use cairn_engine::{Tool, validate_payload};
 pub use cairn_store::{
     HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, ScheduleMiss,
     ScheduleRecord, Store, StoreError,

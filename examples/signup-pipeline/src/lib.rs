@@ -10,6 +10,10 @@
 //! cargo run -p signup-pipeline -- run signup-pipeline --user ada --input '{"name":"Ada","email":"ada@analytical.engines"}'
 //! ```
 //!
+//! `signup-agent` ([`agent`]) has a model draft the brief: an agent whose tool is the research
+//! action, answered offline by a bundled fake OpenAI-compatible server ([`fake_model`]) when
+//! no `openai` credential and no `CAIRN_OPENAI_BASE_URL` are set.
+//!
 //! `signup-followup` goes on after the brief: it sleeps two days, then asks sales (through a
 //! hook) whether to follow up, and posts a reminder if so.
 //!
@@ -18,11 +22,14 @@
 //! cargo run -p signup-pipeline -- runs get <run-id>
 //! ```
 
+pub mod agent;
+pub mod fake_model;
+
 use std::{io::Write, path::Path, sync::LazyLock, time::Duration};
 
 use cairn::{
     Action, ActionCtx, ActionError, ErrorKind, HookOptions, Registry, Retry, Scope, Workflow,
-    WorkflowCtx, WorkflowError, cli::DataDir,
+    WorkflowCtx, WorkflowError, cli::DataDir, llm::LlmConfig,
 };
 use cairn_actions::slack::{self, SendMessage};
 use schemars::JsonSchema;
@@ -214,23 +221,29 @@ pub static SIGNUP_FOLLOWUP: LazyLock<Workflow<Signup, FollowUp>> = LazyLock::new
         })
 });
 
-/// Every workflow and action of the example, Slack's included (and so its credential type),
-/// with Slack's base URL and HTTP client from `config`.
-pub fn registry_with(config: cairn_actions::Config) -> Registry {
+/// Every workflow and action of the example, Slack's and the model's included (and so their
+/// credential types), with Slack's base URL and HTTP client from `config` and the model
+/// providers' from `llm`.
+pub fn registry_with(config: cairn_actions::Config, llm: LlmConfig) -> Registry {
     let registry = Registry::new()
         .workflow(&SIGNUP_PIPELINE)
         .workflow(&SIGNUP_FOLLOWUP)
+        .workflow(&agent::SIGNUP_AGENT)
         .action(&RESEARCH_SIGNUP)
         .action(&POST_BRIEF);
+    let registry = cairn::llm::register(registry).resource(llm);
     slack::register(registry).resource(config)
 }
 
-/// [`registry_with`] the default configuration (Slack at slack.com).
+/// [`registry_with`] the default configurations (Slack at slack.com, the models' public APIs).
 ///
 /// # Panics
 /// If the HTTP client cannot be made (the system has no usable TLS roots).
 pub fn registry() -> Registry {
-    registry_with(cairn_actions::Config::new().expect("an HTTP client"))
+    registry_with(
+        cairn_actions::Config::new().expect("an HTTP client"),
+        LlmConfig::new().expect("an HTTP client"),
+    )
 }
 
 /// Appends a line (one write call, fsync'd) and returns its number.

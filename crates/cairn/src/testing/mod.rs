@@ -1,5 +1,6 @@
 //! Test workflows fast, without a server: an in-memory store, a virtual clock, mocked
-//! actions, seeded steps, time skipping and hook resumes.
+//! actions, seeded steps, time skipping and hook resumes; with the `llm` feature, a scripted
+//! model (`TestEnv::mock_llm`).
 //!
 //! ```
 //! use std::sync::LazyLock;
@@ -31,8 +32,12 @@
 
 mod clock;
 mod env;
+#[cfg(feature = "llm")]
+mod llm;
 mod replay;
 
 pub use clock::TestClock;
 pub use env::{Outcome, TestEnv, Wait};
+#[cfg(feature = "llm")]
+pub use llm::ModelTurn;
 pub use replay::{ReplayError, replay};
