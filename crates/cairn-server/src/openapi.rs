@@ -232,6 +232,7 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .ok(200, "The source's transform ignored the delivery.", json!({"type": "object", "required": ["ignored"], "properties": {"ignored": {"const": true}}}))
             .error(401, "No signature (missing_signature), one that does not match (invalid_signature), or a timestamp over 5 minutes off (timestamp_out_of_tolerance).")
             .error(404, "No webhook source has this endpoint.")
+            .error(503, "The endpoint's signing secret is not set or cannot be read (the server's log says which).")
             .error(422, "The transform refused the delivery, or its input breaks the workflow's schema (each path listed).")),
         ("/credentials", "get", Op::new("listCredentials", "Credentials, by type, scope and holder; never their values.")
             .param(param("query", "key", "Only this type.", json!({"type": "string"}), false))

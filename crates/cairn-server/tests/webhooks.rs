@@ -5,18 +5,13 @@
 
 mod support;
 
-use std::{
-    collections::BTreeMap,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use cairn_core::{Holder, Scope};
-use cairn_engine::{Secret, SetCredential};
 use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use support::{PAYLOAD_LIMIT, TestServer, problem, start};
+use support::{PAYLOAD_LIMIT, TestServer, problem, set_signing_secrets, start};
 
 const SECRET: &str = "whsec_current_7f3a9c";
 const PREVIOUS: &str = "whsec_previous_51d2e0";
@@ -24,27 +19,7 @@ const PREVIOUS: &str = "whsec_previous_51d2e0";
 /// A server whose `webhook-signing` credential holds `SECRET` (and `PREVIOUS`).
 async fn server() -> TestServer {
     let server = start().await;
-    let fields = BTreeMap::from([
-        ("secret".to_owned(), Secret::new(SECRET)),
-        ("previous".to_owned(), Secret::new(PREVIOUS)),
-    ]);
-    server
-        .engine
-        .set_credential(SetCredential {
-            key: "webhook-signing".into(),
-            holder: Holder {
-                scope: Scope::Organization,
-                org: "default".into(),
-                project: None,
-                user: None,
-            },
-            fields,
-            is_default: true,
-            id: None,
-            expires_at_ms: None,
-        })
-        .await
-        .expect("the signing secret is saved");
+    set_signing_secrets(&server, &[("secret", SECRET), ("previous", PREVIOUS)]).await;
     server
 }
 

@@ -173,6 +173,31 @@ struct Event {
     data: Option<Name>,
 }
 
+/// Saves the organization-wide `webhook-signing` credential with `fields`.
+pub async fn set_signing_secrets(server: &TestServer, fields: &[(&str, &str)]) {
+    let fields = fields
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), cairn_engine::Secret::new(*value)))
+        .collect();
+    server
+        .engine
+        .set_credential(cairn_engine::SetCredential {
+            key: SIGNING.key().to_owned(),
+            holder: cairn_core::Holder {
+                scope: Scope::Organization,
+                org: cairn_core::DEFAULT_OWNER_NAME.to_owned(),
+                project: None,
+                user: None,
+            },
+            fields,
+            is_default: true,
+            id: None,
+            expires_at_ms: None,
+        })
+        .await
+        .expect("the signing secrets are saved");
+}
+
 fn registry() -> Registry {
     let stripe = WebhookSource::new("stripe")
         .verify(StripeSignature::new(&SIGNING))
