@@ -1,6 +1,7 @@
 //! Webhook sources through `Engine::deliver_webhook`: timestamps judged on the engine's clock
 //! (a `ManualClock`), a Standard Webhooks delivery named by its `webhook-id`, a project's own
-//! signing secret for a source with an owner, and the declarations a registry refuses.
+//! signing secret for a source with an owner, Slack's `url_verification` challenge, and the
+//! declarations a registry refuses.
 
 use std::{collections::BTreeMap, sync::Arc, sync::LazyLock, time::Duration};
 
@@ -8,8 +9,8 @@ use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
 use cairn_core::{Holder, Owner, Scope};
 use cairn_engine::{
     Credential, Delivered, Engine, Field, Headers, KeySource, ManualClock, MasterKey, Registry,
-    Secret, SetCredential, StandardWebhooks, VerifyError, WebhookError, WebhookSource, Workflow,
-    WorkflowCtx,
+    Secret, SetCredential, SlackSignature, StandardWebhooks, VerifyError, WebhookError,
+    WebhookSource, Workflow, WorkflowCtx,
 };
 use cairn_store_sqlite::SqliteStore;
 use schemars::JsonSchema;
@@ -34,11 +35,19 @@ static SIGNING: LazyLock<Credential> =
 fn source() -> WebhookSource {
     WebhookSource::new("resend")
         .verify(StandardWebhooks::new(&SIGNING))
-        .owner(Owner {
-            org: "acme".into(),
-            project: "mail".into(),
-            user: None,
-        })
+        .owner(owner())
+}
+
+fn owner() -> Owner {
+    Owner {
+        org: "acme".into(),
+        project: "mail".into(),
+        user: None,
+    }
+}
+
+fn secret() -> String {
+    format!("whsec_{}", BASE64.encode(KEY))
 }
 
 struct Fixture {
@@ -51,14 +60,18 @@ async fn fixture() -> Fixture {
     let dir = TempDir::new().expect("temp dir");
     let store = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open store"));
     let clock = Arc::new(ManualClock::new(START_MS));
-    let registry =
-        Registry::new().webhook(source().attach(&NOTE, |request| request.json().map(Some)));
+    let slack = WebhookSource::new("slack")
+        .verify(SlackSignature::new(&SIGNING))
+        .owner(owner())
+        .attach(&NOTE, |request| request.json().map(Some));
+    let registry = Registry::new()
+        .webhook(source().attach(&NOTE, |request| request.json().map(Some)))
+        .webhook(slack);
     let engine = Engine::builder(store, registry)
         .clock(clock.clone())
         .master_key(KeySource::Key(MasterKey::generate()))
         .build()
         .expect("valid registry");
-    let secret = format!("whsec_{}", BASE64.encode(KEY));
     engine
         .set_credential(SetCredential {
             key: "resend-signing".into(),
@@ -68,7 +81,7 @@ async fn fixture() -> Fixture {
                 project: Some("mail".into()),
                 user: None,
             },
-            fields: BTreeMap::from([("secret".to_owned(), Secret::new(secret))]),
+            fields: BTreeMap::from([("secret".to_owned(), Secret::new(secret()))]),
             is_default: true,
             id: None,
             expires_at_ms: None,
@@ -127,6 +140,48 @@ async fn timestamps_are_judged_on_the_engines_clock() {
     let run = fx.engine.get_run(run_id).await.expect("the run");
     assert_eq!(run.run.idempotency_key.as_deref(), Some("wh:resend:msg_1"));
     assert_eq!(run.run.owner.project, "mail", "the source's owner runs it");
+}
+
+#[tokio::test]
+async fn slack_url_verification_is_answered_with_its_challenge_and_starts_nothing() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let fx = fixture().await;
+    let body = br#"{"type": "url_verification", "challenge": "3eZbrw1aB"}"#.to_vec();
+    let ts = (START_MS / 1000).to_string();
+    let mut mac =
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret().as_bytes()).expect("a key");
+    mac.update(format!("v0:{ts}:").as_bytes());
+    mac.update(&body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let headers = Headers::from([
+        ("x-slack-request-timestamp".to_owned(), ts),
+        ("x-slack-signature".to_owned(), format!("v0={hex}")),
+    ]);
+    let answer = fx
+        .engine
+        .deliver_webhook("slack", headers.clone(), body.clone())
+        .await
+        .expect("verified");
+    assert_eq!(answer, Delivered::Challenge("3eZbrw1aB".into()));
+    let forged = fx
+        .engine
+        .deliver_webhook("slack", Headers::new(), body)
+        .await;
+    assert!(matches!(
+        forged,
+        Err(WebhookError::Verify(VerifyError::MissingSignature { .. }))
+    ));
+    let runs = fx
+        .engine
+        .list_runs(&cairn_store::RunFilter::default())
+        .await
+        .expect("runs");
+    assert!(runs.is_empty(), "{runs:?}");
 }
 
 #[test]

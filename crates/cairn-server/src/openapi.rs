@@ -229,7 +229,10 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .param(param("path", "endpoint", "The webhook source's endpoint.", json!({"type": "string"}), true))
             .body(json!({"description": "The provider's event, as it signed it."}), true)
             .ok(202, "The run this delivery started (or, for a duplicate, started before).", json!({"type": "object", "required": ["runId"], "properties": {"runId": {"type": "string", "format": "uuid"}}}))
-            .ok(200, "The source's transform ignored the delivery.", json!({"type": "object", "required": ["ignored"], "properties": {"ignored": {"const": true}}}))
+            .ok(200, "The source's transform ignored the delivery, or (Slack's url_verification) the challenge.", json!({"oneOf": [
+                {"type": "object", "required": ["ignored"], "properties": {"ignored": {"const": true}}},
+                {"type": "object", "required": ["challenge"], "properties": {"challenge": {"type": "string"}}},
+            ]}))
             .error(401, "No signature (missing_signature), one that does not match (invalid_signature), or a timestamp over 5 minutes off (timestamp_out_of_tolerance).")
             .error(404, "No webhook source has this endpoint.")
             .error(503, "The endpoint's signing secret is not set or cannot be read (the server's log says which).")

@@ -1,6 +1,7 @@
 //! `POST /triggers/{endpoint}`: a webhook delivery (no API key: its signature is the
 //! protection). `202 {runId}` (the same runId for a duplicate delivery, and no new run);
-//! `200 {"ignored": true}` when the source's transform ignores it; `401` a missing or bad
+//! `200 {"ignored": true}` when the source's transform ignores it (`200 {"challenge": …}` for
+//! Slack's `url_verification`); `401` a missing or bad
 //! signature or a stale timestamp; `404` unknown endpoint; `413` over the payload limit;
 //! `400` not JSON; `422` the transform refused it or its input breaks the workflow's schema.
 
@@ -45,5 +46,8 @@ pub(crate) async fn deliver(
             (StatusCode::ACCEPTED, Json(json!({ "runId": run_id }))).into_response()
         }
         Delivered::Ignored => (StatusCode::OK, Json(json!({ "ignored": true }))).into_response(),
+        Delivered::Challenge(challenge) => {
+            (StatusCode::OK, Json(json!({ "challenge": challenge }))).into_response()
+        }
     })
 }

@@ -8,6 +8,8 @@ use cairn_core::{Owner, Scope};
 use cairn_triggers::{Headers, TransformError, VerifyError, WebhookRequest};
 use serde_json::Value;
 
+use cairn_triggers::Scheme;
+
 use crate::{
     api::engine::{Engine, StartOptions},
     base::{credential::NeededCredential, error::EngineError},
@@ -17,7 +19,7 @@ use crate::{
 use cairn_store::RunId;
 
 /// What a delivery did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Delivered {
     /// It names this run: started now (`created`) or by an earlier delivery of it.
     Run {
@@ -28,6 +30,9 @@ pub enum Delivered {
     },
     /// The transform ignored it.
     Ignored,
+    /// Slack's `url_verification` when the endpoint is set up: answered with its challenge,
+    /// no run.
+    Challenge(String),
 }
 
 /// Why a delivery started nothing.
@@ -101,6 +106,9 @@ impl Engine {
             line: err.line(),
             column: err.column(),
         })?;
+        if let Some(challenge) = slack_challenge(webhook, &json) {
+            return Ok(Delivered::Challenge(challenge));
+        }
         let delivery_id = match &webhook.verifier {
             Some(verifier) => verifier.scheme.delivery_id(&headers, &body, &json),
             None => cairn_triggers::webhook::body_id(&body),
@@ -188,4 +196,13 @@ impl Engine {
         }
         Ok(secrets)
     }
+}
+
+/// The challenge of a verified Slack `url_verification` request.
+fn slack_challenge(webhook: &Webhook, json: &Value) -> Option<String> {
+    let verifier = webhook.verifier.as_ref()?;
+    if verifier.scheme != Scheme::Slack || json.get("type")?.as_str()? != "url_verification" {
+        return None;
+    }
+    json.get("challenge")?.as_str().map(str::to_owned)
 }
