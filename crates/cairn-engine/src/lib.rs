@@ -35,6 +35,7 @@ pub use api::{
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
     schedules::ScheduleDetail,
     view::{HookView, RunDetailView, RunView, StepView, timestamp},
+    webhooks::{Delivered, WebhookError},
 };
 pub use base::{
     clock::{Clock, ManualClock, SystemClock},
@@ -49,7 +50,9 @@ pub use base::{
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::{RetryPolicy as Retry, StepKind};
-pub use cairn_triggers::{CatchUp, Overlap, Schedule, ScheduleError};
+pub use cairn_triggers::{
+    CatchUp, Headers, Overlap, Schedule, ScheduleError, TransformError, VerifyError, WebhookRequest,
+};
 pub use call::StepCall;
 pub use oauth2::url::Url;
 pub use registry::Registry;
@@ -63,6 +66,10 @@ pub use steps::{
     hook::{Hook, HookOptions},
     sleep::SleepFor,
     tool::Tool,
+    webhook::{
+        GitHubSignature, HmacHeader, SlackSignature, StandardWebhooks, StripeSignature, Verifier,
+        Webhook, WebhookSource,
+    },
     workflow::{Workflow, WorkflowBuilder},
 };
 pub use tokio_util::sync::CancellationToken;

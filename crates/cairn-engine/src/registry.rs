@@ -15,7 +15,7 @@ use crate::{
         schema::Payload,
     },
     run::body::ErasedWorkflow,
-    steps::{action::Action, workflow::Workflow},
+    steps::{action::Action, webhook::Webhook, workflow::Workflow},
 };
 
 /// The workflows (and, for listings and tools, actions) a binary registers, and the
@@ -33,6 +33,8 @@ pub struct Registry {
     pub(crate) resources: Resources,
     /// The schedules declared in code, by id: saved when a worker starts.
     schedules: BTreeMap<String, DeclaredSchedule>,
+    /// The webhook sources, by endpoint.
+    webhooks: BTreeMap<String, Webhook>,
     problems: Vec<String>,
 }
 
@@ -51,22 +53,29 @@ impl Registry {
     }
 
     /// Registers a workflow.
-    pub fn workflow<I: Payload, O: Payload>(mut self, workflow: &Workflow<I, O>) -> Self {
-        if let Some(invalid) = workflow.invalid() {
+    pub fn workflow<I: Payload, O: Payload>(self, workflow: &Workflow<I, O>) -> Self {
+        self.add_workflow(workflow.slug(), workflow.invalid(), workflow.erased())
+    }
+
+    fn add_workflow(
+        mut self,
+        slug: &str,
+        invalid: Option<&str>,
+        erased: Arc<dyn ErasedWorkflow>,
+    ) -> Self {
+        if let Some(invalid) = invalid {
             self.problems.push(invalid.to_owned());
             return self;
         }
-        let erased = workflow.erased();
-        if let Some(existing) = self.workflows.get(workflow.slug())
+        if let Some(existing) = self.workflows.get(slug)
             && !Arc::ptr_eq(existing, &erased)
         {
             self.problems.push(format!(
-                "two different workflows are registered with the slug {:?}; give each its own slug",
-                workflow.slug()
+                "two different workflows are registered with the slug {slug:?}; give each its own slug"
             ));
             return self;
         }
-        self.workflows.insert(workflow.slug().to_owned(), erased);
+        self.workflows.insert(slug.to_owned(), erased);
         self
     }
 
@@ -168,6 +177,40 @@ impl Registry {
         self
     }
 
+    /// Registers a webhook source (`POST /triggers/{endpoint}`) with its workflow and the
+    /// credential type of its signing secrets.
+    pub fn webhook(mut self, webhook: Webhook) -> Self {
+        self = self.add_workflow(
+            &webhook.slug,
+            webhook.invalid.as_deref(),
+            webhook.workflow.clone(),
+        );
+        if let Some(verifier) = &webhook.verifier {
+            self = self.credential(&verifier.credential);
+        }
+        if let Some(problem) = &webhook.problem {
+            self.problems.push(problem.clone());
+        } else if self.webhooks.contains_key(&webhook.endpoint) {
+            self.problems.push(format!(
+                "two webhook sources are declared with the endpoint {:?}; give each its own",
+                webhook.endpoint
+            ));
+        } else {
+            self.webhooks.insert(webhook.endpoint.clone(), webhook);
+        }
+        self
+    }
+
+    /// The webhook source of `endpoint`.
+    pub(crate) fn webhook_at(&self, endpoint: &str) -> Option<&Webhook> {
+        self.webhooks.get(endpoint)
+    }
+
+    /// The webhook endpoints registered.
+    pub fn webhook_endpoints(&self) -> impl Iterator<Item = &str> {
+        self.webhooks.keys().map(String::as_str)
+    }
+
     pub(crate) fn declared_schedules(&self) -> impl Iterator<Item = &DeclaredSchedule> {
         self.schedules.values()
     }
@@ -220,6 +263,7 @@ impl std::fmt::Debug for Registry {
             .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
             .field("resources", &self.resources)
             .field("schedules", &self.schedules.keys().collect::<Vec<_>>())
+            .field("webhooks", &self.webhooks.keys().collect::<Vec<_>>())
             .finish()
     }
 }

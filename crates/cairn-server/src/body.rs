@@ -3,7 +3,7 @@
 //! with their line and column (400).
 
 use axum::{
-    body::Body,
+    body::{Body, Bytes},
     extract::{FromRequest, Request},
     http::{HeaderMap, header},
 };
@@ -43,13 +43,6 @@ pub(crate) async fn read_json(
     body: Body,
     limit: usize,
 ) -> Result<Option<Value>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::TooLarge { limit });
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
@@ -60,17 +53,7 @@ pub(crate) async fn read_json(
             found: found.clone(),
         });
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(ApiError::TooLarge { limit });
-        }
-        Err(err) => {
-            return Err(ApiError::BadRequest(format!(
-                "the body could not be read: {err}"
-            )));
-        }
-    };
+    let bytes = read_bytes(headers, body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -86,6 +69,31 @@ pub(crate) async fn read_json(
             line: err.line(),
             column: err.column(),
         })
+}
+
+/// Reads a body of at most `limit` bytes: refused at once when `Content-Length` says more,
+/// else as soon as the bytes read pass it.
+pub(crate) async fn read_bytes(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::TooLarge { limit })
+        }
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "the body could not be read: {err}"
+        ))),
+    }
 }
 
 /// Whether a content type is JSON: `application/json` or `application/<something>+json`,

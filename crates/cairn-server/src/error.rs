@@ -9,7 +9,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use cairn_engine::{EngineError, ErrorClass, OAuthError, Violations};
+use cairn_engine::{EngineError, ErrorClass, OAuthError, VerifyError, Violations, WebhookError};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -78,6 +78,9 @@ pub(crate) enum ApiError {
     /// The route exists, not with this method.
     #[error("{0} is not a route; the path exists with another method")]
     WrongMethod(String),
+    /// A webhook delivery started nothing.
+    #[error(transparent)]
+    Webhook(WebhookError),
     /// The request took longer than the server allows.
     #[error("the request took longer than {} and was stopped; nothing it had not yet committed was kept", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -113,42 +116,10 @@ impl ApiError {
     /// The status, a short stable slug for `type`, and the title.
     fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            ApiError::Engine(EngineError::OAuth(
-                OAuthError::Unreachable { .. } | OAuthError::BadResponse { .. },
-            )) => (
-                StatusCode::BAD_GATEWAY,
-                "oauth-provider",
-                "The OAuth provider failed",
-            ),
-            ApiError::Engine(err) => match err.class() {
-                ErrorClass::Invalid if violations(err).is_some() => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "schema-violation",
-                    "The payload does not match its schema",
-                ),
-                ErrorClass::Invalid => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
-                ErrorClass::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-                ErrorClass::Conflict => (
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    "The request conflicts with the current state",
-                ),
-                ErrorClass::TooLarge => (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "Payload too large",
-                ),
-                ErrorClass::Unavailable => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "The store is unavailable",
-                ),
-                ErrorClass::Internal => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Internal error",
-                ),
-            },
+            ApiError::Engine(err) | ApiError::Webhook(WebhookError::Engine(err)) => {
+                classify_engine(err)
+            }
+            ApiError::Webhook(err) => classify_webhook(err),
             ApiError::MalformedJson { .. } => {
                 (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
             }
@@ -194,21 +165,118 @@ impl ApiError {
     /// What the client is told: internal failures are logged here and not described.
     pub(crate) fn detail(&self) -> String {
         match self {
-            // Configuration and provider failures: no secret in them, and the caller needs them.
-            ApiError::Engine(err @ EngineError::OAuth(_)) => {
-                tracing::warn!(error = %err, "OAuth failed");
-                err.to_string()
+            ApiError::Engine(err) | ApiError::Webhook(WebhookError::Engine(err)) => {
+                engine_detail(err)
             }
-            ApiError::Engine(err) if err.class() == ErrorClass::Internal => {
-                tracing::error!(error = %err, "request failed");
-                "the server failed to answer; its log has the details".to_owned()
-            }
-            ApiError::Engine(err) if err.class() == ErrorClass::Unavailable => {
-                tracing::warn!(error = %err, "store unavailable");
-                "the store is unavailable; try again shortly".to_owned()
+            ApiError::Webhook(
+                err @ (WebhookError::Secrets { .. }
+                | WebhookError::Verify(VerifyError::BadSecret(_))),
+            ) => {
+                tracing::error!(error = %err, "a webhook endpoint cannot verify deliveries");
+                "the endpoint cannot verify deliveries yet; the server's log says why".to_owned()
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// What the client is told of an engine error: internal failures are logged, not described.
+fn engine_detail(err: &EngineError) -> String {
+    match err {
+        // Configuration and provider failures: no secret in them, and the caller needs them.
+        err @ EngineError::OAuth(_) => {
+            tracing::warn!(error = %err, "OAuth failed");
+            err.to_string()
+        }
+        err if err.class() == ErrorClass::Internal => {
+            tracing::error!(error = %err, "request failed");
+            "the server failed to answer; its log has the details".to_owned()
+        }
+        err if err.class() == ErrorClass::Unavailable => {
+            tracing::warn!(error = %err, "store unavailable");
+            "the store is unavailable; try again shortly".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The status, slug and title of an engine error.
+fn classify_engine(err: &EngineError) -> (StatusCode, &'static str, &'static str) {
+    match err {
+        EngineError::OAuth(OAuthError::Unreachable { .. } | OAuthError::BadResponse { .. }) => (
+            StatusCode::BAD_GATEWAY,
+            "oauth-provider",
+            "The OAuth provider failed",
+        ),
+        _ => match err.class() {
+            ErrorClass::Invalid if violations(err).is_some() => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema-violation",
+                "The payload does not match its schema",
+            ),
+            ErrorClass::Invalid => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ErrorClass::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ErrorClass::Conflict => (
+                StatusCode::CONFLICT,
+                "conflict",
+                "The request conflicts with the current state",
+            ),
+            ErrorClass::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            ErrorClass::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The store is unavailable",
+            ),
+            ErrorClass::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        },
+    }
+}
+
+/// The status, slug and title of a webhook delivery's refusal (the slugs the issue names).
+fn classify_webhook(err: &WebhookError) -> (StatusCode, &'static str, &'static str) {
+    match err {
+        WebhookError::UnknownEndpoint { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+        WebhookError::Verify(VerifyError::MissingSignature { .. }) => (
+            StatusCode::UNAUTHORIZED,
+            "missing_signature",
+            "The delivery is not signed",
+        ),
+        WebhookError::Verify(VerifyError::TimestampOutOfTolerance { .. }) => (
+            StatusCode::UNAUTHORIZED,
+            "timestamp_out_of_tolerance",
+            "The delivery's timestamp is out of tolerance",
+        ),
+        WebhookError::Verify(VerifyError::InvalidSignature { .. }) => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "The delivery's signature is invalid",
+        ),
+        WebhookError::Verify(VerifyError::BadSecret(_)) | WebhookError::Secrets { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook-secret-unavailable",
+            "The endpoint cannot verify deliveries",
+        ),
+        WebhookError::NotJson { .. } => {
+            (StatusCode::BAD_REQUEST, "malformed-json", "Malformed JSON")
+        }
+        WebhookError::Transform(_) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "transform-refused",
+            "The webhook source refused the delivery",
+        ),
+        WebhookError::Engine(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        ),
     }
 }
 
@@ -226,7 +294,7 @@ impl IntoResponse for ApiError {
         let (status, slug, title) = self.classify();
         let detail = self.detail();
         let listed = match &self {
-            ApiError::Engine(err) => violations(err),
+            ApiError::Engine(err) | ApiError::Webhook(WebhookError::Engine(err)) => violations(err),
             ApiError::InvalidBody(violations) => Some(violations),
             _ => None,
         };

@@ -23,6 +23,7 @@
 //! | `GET /credentials/connect/{key}?user=…&org=…` | `302` to the OAuth provider (JSON with `Accept`) |
 //! | `GET /credentials/callback/{key}?code=…&state=…` | store a user's OAuth tokens (no API key) |
 //! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
+//! | `POST /triggers/{endpoint}` | a signed webhook delivery starts a run once (no API key) |
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
 //! | `GET /metrics` | Prometheus text: runs, steps, step latency, runs by unended status |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1, with each workflow's input schema |
@@ -43,6 +44,7 @@ mod runs;
 mod serve;
 mod state;
 mod stream;
+mod triggers;
 mod ui;
 mod workflows;
 

@@ -224,6 +224,19 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .error(404, "No hook has this token.")
             .error(409, "The hook was resumed or timed out already.")
             .error(422, "The payload breaks the hook's schema (each path listed).")),
+        ("/triggers/{endpoint}", "post", Op::new("deliverWebhook", "A webhook delivery: verified on its raw bytes with the endpoint's signing secrets, then the endpoint's workflow is started once per delivery id. The signature is the credential: no API key.")
+            .open()
+            .param(param("path", "endpoint", "The webhook source's endpoint.", json!({"type": "string"}), true))
+            .body(json!({"description": "The provider's event, as it signed it."}), true)
+            .ok(202, "The run this delivery started (or, for a duplicate, started before).", json!({"type": "object", "required": ["runId"], "properties": {"runId": {"type": "string", "format": "uuid"}}}))
+            .ok(200, "The source's transform ignored the delivery, or (Slack's url_verification) the challenge.", json!({"oneOf": [
+                {"type": "object", "required": ["ignored"], "properties": {"ignored": {"const": true}}},
+                {"type": "object", "required": ["challenge"], "properties": {"challenge": {"type": "string"}}},
+            ]}))
+            .error(401, "No signature (missing_signature), one that does not match (invalid_signature), or a timestamp over 5 minutes off (timestamp_out_of_tolerance).")
+            .error(404, "No webhook source has this endpoint.")
+            .error(503, "The endpoint's signing secret is not set or cannot be read (the server's log says which).")
+            .error(422, "The transform refused the delivery, or its input breaks the workflow's schema (each path listed).")),
         ("/credentials", "get", Op::new("listCredentials", "Credentials, by type, scope and holder; never their values.")
             .param(param("query", "key", "Only this type.", json!({"type": "string"}), false))
             .param(param("query", "org", "Only this organization's.", json!({"type": "string"}), false))

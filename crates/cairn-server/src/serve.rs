@@ -26,7 +26,7 @@ use crate::{
     metrics::{self, Metrics},
     oauth, openapi, runs,
     state::AppState,
-    stream, ui, workflows,
+    stream, triggers, ui, workflows,
 };
 
 /// How a server runs.
@@ -242,6 +242,7 @@ fn routes(
             post(hooks::resume).get(hooks::resume_from_query),
         )
         .route("/credentials/callback/{key}", get(oauth::callback))
+        .route("/triggers/{endpoint}", post(triggers::deliver))
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready));
     let timed = protected

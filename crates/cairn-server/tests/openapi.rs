@@ -375,6 +375,26 @@ async fn hooks_health_metrics_and_keys_match_the_document() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_match_the_document() {
+    let server = start().await;
+    let spec = Spec::of(&server).await;
+    let template = "/triggers/{endpoint}";
+    let body = json!({"name": "linus"});
+    let unset = server.post("/triggers/github", &body).await;
+    assert_eq!(unset.status(), StatusCode::SERVICE_UNAVAILABLE);
+    spec.check(template, "post", unset).await;
+    support::set_signing_secrets(&server, &[("secret", "s3cret")]).await;
+    for (path, status) in [
+        ("/triggers/github", StatusCode::UNAUTHORIZED),
+        ("/triggers/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        let refused = server.post(path, &body).await;
+        assert_eq!(refused.status(), status);
+        spec.check(template, "post", refused).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_match_the_document() {
     let server = start().await;
     let spec = Spec::of(&server).await;

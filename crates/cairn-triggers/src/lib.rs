@@ -1,9 +1,12 @@
-//! Triggers start workflow runs from outside a workflow: cron schedules today; webhook and
-//! poll sources next (issue 26). This crate is sans-IO: it decides *when* and *under which
-//! idempotency key*; the engine's worker starts the runs and the store keeps each trigger's
-//! state, so that an occurrence's run is inserted in the same transaction that advances the
-//! trigger (see [`schedule`]).
+//! Triggers start workflow runs from outside a workflow: cron schedules and signed webhook
+//! sources today; poll sources next (issue 26). This crate is sans-IO: it decides *when*, *is
+//! this delivery authentic* and *under which idempotency key*; the engine starts the runs and
+//! the store keeps each trigger's state, so that an occurrence's run is inserted in the same
+//! transaction that advances the trigger (see [`schedule`]) and a delivery's run once per
+//! delivery id (see [`webhook`]).
 
 pub mod schedule;
+pub mod webhook;
 
 pub use schedule::{CatchUp, Due, Missed, Overlap, Schedule, ScheduleError};
+pub use webhook::{Headers, Scheme, TransformError, VerifyError, WebhookRequest};

@@ -82,10 +82,12 @@ pub use cairn_core::{
 };
 pub use cairn_engine::{
     Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, CatchUp, Clock,
-    Credential, CredentialView, Engine, EngineBuilder, EngineConfig, EngineError, Field, Hook,
-    HookOptions, KeySource, MasterKey, Payload, Registry, ResolvedCredential, Retry, RunDetail,
-    RunEvent, Schedule, ScheduleDetail, ScheduleError, Secret, SetCredential, SleepFor,
-    StartOptions, Started, StepCall, StepError, SystemClock, Violation, Violations, Workflow,
+    Credential, CredentialView, Delivered, Engine, EngineBuilder, EngineConfig, EngineError, Field,
+    GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey, Payload, Registry,
+    ResolvedCredential, Retry, RunDetail, RunEvent, Schedule, ScheduleDetail, ScheduleError,
+    Secret, SetCredential, SlackSignature, SleepFor, StandardWebhooks, StartOptions, Started,
+    StepCall, StepError, StripeSignature, SystemClock, TransformError, Verifier, VerifyError,
+    Violation, Violations, Webhook, WebhookError, WebhookRequest, WebhookSource, Workflow,
     WorkflowBuilder, WorkflowCtx, WorkflowError, WorkflowInfo, panic_is_caught,
 };
 #[cfg(feature = "llm")]

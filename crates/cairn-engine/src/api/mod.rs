@@ -8,4 +8,5 @@ pub(crate) mod oauth;
 pub(crate) mod resume;
 pub(crate) mod schedules;
 pub(crate) mod view;
+pub(crate) mod webhooks;
 pub(crate) mod worker;

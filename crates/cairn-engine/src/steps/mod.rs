@@ -8,4 +8,5 @@ pub(crate) mod patch;
 pub(crate) mod recorded;
 pub(crate) mod sleep;
 pub(crate) mod tool;
+pub(crate) mod webhook;
 pub(crate) mod workflow;

@@ -10,8 +10,9 @@ use std::{
 };
 
 use cairn_engine::{
-    Action, ActionCtx, ActionError, Credential, Engine, EngineConfig, Field, KeySource, MasterKey,
-    Registry, Scope, Workflow, WorkflowCtx,
+    Action, ActionCtx, ActionError, Credential, Engine, EngineConfig, Field, GitHubSignature,
+    KeySource, MasterKey, Registry, Scope, StripeSignature, TransformError, WebhookSource,
+    Workflow, WorkflowCtx,
 };
 use cairn_server::{ServeOptions, Server, ServerError};
 use cairn_store::{HookFilter, HookRecord, RunId};
@@ -156,7 +157,63 @@ pub static APPROVAL: LazyLock<Workflow<Name, Name>> = LazyLock::new(|| {
         })
 });
 
+/// The signing secrets of the `stripe` and `github` webhook endpoints: the current one and,
+/// while the provider rotates it, the previous one.
+pub static SIGNING: LazyLock<Credential> = LazyLock::new(|| {
+    Credential::new("webhook-signing")
+        .field("secret", Field::secret())
+        .field("previous", Field::secret().optional())
+});
+
+/// A Stripe-like event: `customer.created` events start `greet` with the customer's name.
+#[derive(Debug, Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Option<Name>,
+}
+
+/// Saves the organization-wide `webhook-signing` credential with `fields`.
+pub async fn set_signing_secrets(server: &TestServer, fields: &[(&str, &str)]) {
+    let fields = fields
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), cairn_engine::Secret::new(*value)))
+        .collect();
+    server
+        .engine
+        .set_credential(cairn_engine::SetCredential {
+            key: SIGNING.key().to_owned(),
+            holder: cairn_core::Holder {
+                scope: Scope::Organization,
+                org: cairn_core::DEFAULT_OWNER_NAME.to_owned(),
+                project: None,
+                user: None,
+            },
+            fields,
+            is_default: true,
+            id: None,
+            expires_at_ms: None,
+        })
+        .await
+        .expect("the signing secrets are saved");
+}
+
 fn registry() -> Registry {
+    let stripe = WebhookSource::new("stripe")
+        .verify(StripeSignature::new(&SIGNING))
+        .attach(&GREET, |request| {
+            let event: Event = request.json()?;
+            match (event.kind.as_str(), event.data) {
+                ("customer.created", Some(name)) => Ok(Some(name)),
+                ("customer.created", None) => Err(TransformError::new(
+                    "a customer.created event needs data.name",
+                )),
+                _ => Ok(None),
+            }
+        });
+    let github = WebhookSource::new("github")
+        .verify(GitHubSignature::new(&SIGNING))
+        .attach(&GREET, |request| request.json().map(Some));
     Registry::new()
         .workflow(&GREET)
         .workflow(&CHECKED)
@@ -167,6 +224,8 @@ fn registry() -> Registry {
         .action(&SIGN)
         .action(&REFUSE_WHILE_FILE)
         .action(&WAIT_FOR_FILE)
+        .webhook(stripe)
+        .webhook(github)
 }
 
 /// The largest body the test servers accept.
