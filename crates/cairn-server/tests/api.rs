@@ -288,6 +288,9 @@ async fn hooks_resume_over_post_and_get_and_refuse_bad_resumes() {
     let run_id = server.start_run("approval", json!({"name": "ada"})).await;
     let hook = server.pending_hook(&run_id).await;
     let hook_path = format!("/hooks/{}", hook.token);
+    // Parked: the run writes nothing more until it is resumed (its hook is registered before
+    // the step after it finishes).
+    server.wait_for_status(&run_id, "waiting").await;
 
     let counts = server.row_counts();
     let bad = server.post(&hook_path, &json!({"approved": "yes"})).await;
