@@ -246,6 +246,36 @@ pub(crate) fn sequential_row(s: &Throughput) -> [String; 6] {
     ]
 }
 
+/// The table row of a concurrency level: `section`, `what` before `C=…`, what drives the load
+/// (`callers`) before the CPU figure, and what that figure counts (`counted`) after it.
+pub(crate) fn concurrent_row(
+    section: &str,
+    what: &str,
+    (callers, counted): (&str, &str),
+    level: &Throughput,
+) -> [String; 6] {
+    let (p50, p99) = percentiles(level);
+    [
+        section.into(),
+        format!(
+            "{what}C={}: {} wf × {} steps",
+            level.concurrency, level.workflows, level.steps
+        ),
+        format!(
+            "{} wf/s, {} steps/s",
+            rate(level.wf_per_sec),
+            rate(level.steps_per_sec)
+        ),
+        p50,
+        p99,
+        format!(
+            "{callers}; {}{counted}; RSS {}",
+            cpu(level),
+            mib(level.rss_kib)
+        ),
+    ]
+}
+
 /// The table row of the sequential step latency measured in commit latencies (both stores).
 pub(crate) fn latency_ratio_row(
     ratio: f64,
@@ -333,26 +363,12 @@ impl Report {
         }
         table.add_row(sequential_row(&self.sequential));
         for level in &self.concurrent {
-            let (p50, p99) = percentiles(level);
-            table.add_row([
-                "3".into(),
-                format!(
-                    "concurrent C={}: {} wf × {} steps",
-                    level.concurrency, level.workflows, level.steps
-                ),
-                format!(
-                    "{} wf/s, {} steps/s",
-                    rate(level.wf_per_sec),
-                    rate(level.steps_per_sec)
-                ),
-                p50,
-                p99,
-                format!(
-                    "C callers loop Engine::run; {}; RSS {}",
-                    cpu(level),
-                    mib(level.rss_kib)
-                ),
-            ]);
+            table.add_row(concurrent_row(
+                "3",
+                "concurrent ",
+                ("C callers loop Engine::run", ""),
+                level,
+            ));
         }
         if let Some(drained) = &self.drained {
             let (enqueue, drain) = (&drained.enqueue, &drained.drain);

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{
     http::HttpFigures,
-    report::{TARGET_CONCURRENCY, TargetCheck, cpu, duration, mib, percentiles, rate},
+    report::{TARGET_CONCURRENCY, TargetCheck, concurrent_row, cpu, duration, percentiles, rate},
     scenarios::Throughput,
 };
 
@@ -127,26 +127,12 @@ impl HttpFigures {
             format!("1 client, keep-alive; {}, client included", cpu(s)),
         ]);
         for level in &self.concurrent {
-            let (p50, p99) = percentiles(level);
-            rows.push([
-                "6".into(),
-                format!(
-                    "HTTP concurrent C={}: {} wf × {} steps",
-                    level.concurrency, level.workflows, level.steps
-                ),
-                format!(
-                    "{} wf/s, {} steps/s",
-                    rate(level.wf_per_sec),
-                    rate(level.steps_per_sec)
-                ),
-                p50,
-                p99,
-                format!(
-                    "C clients, a connection each; {}, clients included; RSS {}",
-                    cpu(level),
-                    mib(level.rss_kib)
-                ),
-            ]);
+            rows.push(concurrent_row(
+                "6",
+                "HTTP concurrent ",
+                ("C clients, a connection each", ", clients included"),
+                level,
+            ));
         }
         let l = &self.layers;
         rows.push([
