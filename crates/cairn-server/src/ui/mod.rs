@@ -327,7 +327,7 @@ async fn retry(
     )))
 }
 
-/// `POST /ui/runs/{id}/cancel` (the form's confirmation box checked).
+/// `POST /ui/runs/{id}/cancel` (the page's form asks for a confirmation box first).
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
