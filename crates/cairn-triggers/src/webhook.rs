@@ -89,28 +89,6 @@ pub enum VerifyError {
 }
 
 impl Scheme {
-    /// The headers a delivery signed with this scheme carries.
-    pub fn signature_headers(&self) -> Vec<&str> {
-        match self {
-            Scheme::Stripe => vec!["stripe-signature"],
-            Scheme::GitHub => vec!["x-hub-signature-256"],
-            Scheme::StandardWebhooks => {
-                vec!["webhook-id", "webhook-timestamp", "webhook-signature"]
-            }
-            Scheme::Slack => vec!["x-slack-request-timestamp", "x-slack-signature"],
-            Scheme::Hmac { header, .. } => vec![header.as_str()],
-        }
-    }
-
-    /// Refuses a delivery without the headers the scheme signs with, before any secret is
-    /// read ([`verify`](Self::verify) checks them again, with the signature).
-    pub fn check_signed(&self, headers: &Headers) -> Result<(), VerifyError> {
-        for name in self.signature_headers() {
-            required(headers, name)?;
-        }
-        Ok(())
-    }
-
     /// Checks that `body` with `headers` was signed with one of `secrets`, at most
     /// [`TIMESTAMP_TOLERANCE_SECS`] from `now_ms` when the scheme signs a timestamp.
     pub fn verify(
