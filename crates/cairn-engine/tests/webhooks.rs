@@ -133,10 +133,16 @@ async fn timestamps_are_judged_on_the_engines_clock() {
         ),
         "{late:?}"
     );
-    let Delivered::Run { run_id, created } = on_time else {
+    let Delivered::Run {
+        run_id,
+        created,
+        delivery_id,
+    } = on_time
+    else {
         panic!("{on_time:?}");
     };
     assert!(created);
+    assert_eq!(delivery_id, "msg_1", "the webhook-id header names it");
     let run = fx.engine.get_run(run_id).await.expect("the run");
     assert_eq!(run.run.idempotency_key.as_deref(), Some("wh:resend:msg_1"));
     assert_eq!(run.run.owner.project, "mail", "the source's owner runs it");

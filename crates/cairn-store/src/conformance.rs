@@ -30,6 +30,7 @@ mod read;
 mod schedules;
 mod support;
 mod waits;
+mod webhooks;
 
 use std::{any::Any, sync::Arc};
 
@@ -83,6 +84,9 @@ pub use waits::{
     park_run_frees_the_lease_until_the_wake_time,
     resume_hook_records_the_payload_once_and_wakes_the_run,
     time_out_hook_is_fenced_and_loses_to_a_resume,
+};
+pub use webhooks::{
+    webhook_deliveries_are_listed_newest_first, webhook_deliveries_keep_the_newest,
 };
 
 /// A store under test, plus whatever must outlive it (e.g. the temporary directory holding
@@ -176,6 +180,8 @@ macro_rules! conformance_tests {
             a_stale_fire_writes_nothing,
             concurrent_fires_create_one_run,
             a_fire_returns_the_run_an_existing_key_has,
+            webhook_deliveries_are_listed_newest_first,
+            webhook_deliveries_keep_the_newest,
         );
     };
 }
