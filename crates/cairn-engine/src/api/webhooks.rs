@@ -118,7 +118,10 @@ impl Engine {
             Some(verifier) => verifier.scheme.delivery_id(&headers, &body, &json),
             None => cairn_triggers::webhook::body_id(&body),
         };
-        let request = WebhookRequest::new(headers, body, json, delivery_id);
+        let mut request = WebhookRequest::new(headers, body, json, delivery_id);
+        if let Some(name) = &webhook.name_delivery {
+            request = name.apply(request);
+        }
         let delivery_id = request.delivery_id().to_owned();
         let Some(input) = (webhook.transform)(&request)? else {
             return Ok(Delivered::Ignored { delivery_id });
