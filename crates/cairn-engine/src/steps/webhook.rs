@@ -110,9 +110,12 @@ impl From<HmacHeader> for Verifier {
     }
 }
 
+/// A function naming a delivery from its request.
+type NameFn = dyn Fn(&WebhookRequest) -> Option<String> + Send + Sync;
+
 /// Names a delivery from its request (see [`WebhookSource::delivery_id`]).
 #[derive(Clone)]
-pub(crate) struct NameDelivery(Arc<dyn Fn(&WebhookRequest) -> Option<String> + Send + Sync>);
+pub(crate) struct NameDelivery(Arc<NameFn>);
 
 impl NameDelivery {
     /// `request`, named as the function says when it names it usably.
