@@ -1,5 +1,6 @@
 // Cairn's web UI: the theme toggle, and live pages. A page whose <main> has data-live listens
-// to the API's Server-Sent Events (a run's stream, or the runs list's) and, on each change,
+// to the API's Server-Sent Events (a run's stream and, for its status, the runs list's; or the
+// runs list's) and, on each change,
 // fetches itself again and swaps its <main>, keeping open <details> open. Without JavaScript
 // every page works: forms post and redirect.
 (() => {
@@ -44,5 +45,16 @@
   };
   const source = new EventSource(url);
   for (const kind of ["event", "run", "end"]) source.addEventListener(kind, refresh);
+  if (main.dataset.live === "run") {
+    // A run's status also changes without a new event in its log (it parks to sleep or to
+    // wait on a hook): the runs list's stream says so.
+    const statuses = new EventSource("/runs/stream");
+    statuses.addEventListener("run", (message) => {
+      try {
+        if (JSON.parse(message.data).runId === main.dataset.runId) refresh();
+      } catch (_) { /* not a run */ }
+    });
+    source.addEventListener("end", () => statuses.close());
+  }
   source.addEventListener("end", () => source.close());
 })();

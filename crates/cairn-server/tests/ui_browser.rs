@@ -1,6 +1,7 @@
 //! The web UI in a real browser: Debian's Chromium, headless, driven through `chromedriver`
-//! (from the PATH, on a free port) with fantoccini. A run's page follows the run live: the
-//! hook is resumed over the API and the page shows the run succeeded, with its new steps,
+//! (from the PATH, on a free port) with fantoccini. A run started from its workflow's
+//! generated form lands on its page, which follows the run live: the hook is resumed over the
+//! API and the page shows the run succeeded, with its new steps,
 //! without reloading; the theme toggle switches to the dark theme and keeps it.
 //!
 //! The README's test command installs Chromium when it can, else these tests are reported as
@@ -116,14 +117,39 @@ async fn a_runs_page_follows_the_run_live_and_the_theme_toggles() {
         return;
     }
     let server = start().await;
-    let run_id = server.start_run("approval", json!({"name": "ada"})).await;
-    server.wait_for_status(&run_id, "waiting").await;
     let (client, _driver) = browser().await;
 
+    // Started from the workflow's generated form: the browser lands on the new run's page.
     client
-        .goto(&server.url(&format!("/ui/runs/{run_id}")))
+        .goto(&server.url("/ui/workflows/approval/start"))
         .await
-        .expect("open the run's page");
+        .expect("open the start form");
+    client
+        .find(fantoccini::Locator::Id("in-name"))
+        .await
+        .expect("the name field")
+        .send_keys("ada")
+        .await
+        .expect("type a name");
+    client
+        .find(fantoccini::Locator::Css(
+            "form.generated button[type=submit]",
+        ))
+        .await
+        .expect("the start button")
+        .click()
+        .await
+        .expect("start the run");
+    let path = "return location.pathname.startsWith('/ui/runs/')";
+    until(&client, path, json!(true)).await;
+    let landed = client.current_url().await.expect("a URL");
+    let run_id = landed
+        .path()
+        .strip_prefix("/ui/runs/")
+        .expect("on the run's page")
+        .to_owned();
+    let stored = server.wait_for_status(&run_id, "waiting").await;
+    assert_eq!(stored["input"], json!({"name": "ada"}), "the form's value");
     let badge = "return document.querySelector('h1 .badge').textContent";
     until(&client, badge, json!("waiting")).await;
     client

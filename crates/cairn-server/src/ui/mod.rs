@@ -5,6 +5,10 @@
 //! - `/ui/runs`: runs, newest first, filtered by workflow and status (in the URL), paged.
 //! - `/ui/runs/{id}`: the run, its input and output, its steps as a timeline with each
 //!   step's payloads and attempts; Retry, Cancel (confirmed) and Rerun from a step.
+//! - `/ui/workflows`, `/ui/workflows/{slug}/start`: a run started from a form generated from
+//!   the workflow's input schema ("Start like this" fills it from a run); `/ui/hooks` and
+//!   `/ui/runs/{id}/resume?step=`: a pending hook resumed from its payload schema's form
+//!   (see `forms` and `form`).
 //! - `/ui/schedules`, `/ui/schedules/{id}`: cron schedules, each with its next 5 fire times
 //!   and missed ones; Pause and Resume. `/ui/webhooks`, `/ui/webhooks/{endpoint}`: webhook
 //!   endpoints and each one's logged deliveries (see `triggers`).
@@ -16,6 +20,10 @@
 //! does not allow an action, with a link back.
 
 mod csrf;
+mod form;
+mod form_pages;
+mod form_view;
+mod forms;
 mod pages;
 mod trigger_pages;
 mod triggers;
@@ -67,6 +75,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/runs/{id}/cancel", post(cancel))
         .route("/ui/runs/{id}/rerun", post(rerun))
         .merge(triggers::router())
+        .merge(forms::router())
         .route_layer(middleware::from_fn_with_state(state, signed_in));
     Router::new()
         .route("/ui/login", get(login_page).post(login))
@@ -402,7 +411,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn parse_run(id: &str) -> Result<RunId, UiError> {
+pub(crate) fn parse_run(id: &str) -> Result<RunId, UiError> {
     id.parse().map_err(|_| {
         UiError::new(
             StatusCode::NOT_FOUND,
