@@ -56,3 +56,33 @@ pub(crate) struct ResumePage {
     pub(crate) general: Vec<(String, String)>,
     pub(crate) csrf: String,
 }
+
+/// `/ui/credentials`.
+#[derive(Template)]
+#[template(path = "credentials.html")]
+pub(crate) struct CredentialsPage {
+    pub(crate) credentials: Vec<CredentialRow>,
+    /// The registered credential types, each with a form.
+    pub(crate) types: Vec<CredentialType>,
+    pub(crate) csrf: String,
+    pub(crate) notice: Option<String>,
+}
+
+/// One stored credential (never a value).
+pub(crate) struct CredentialRow {
+    pub(crate) id: String,
+    /// The id, encoded for a URL path.
+    pub(crate) link: String,
+    pub(crate) key: String,
+    pub(crate) holder: String,
+    pub(crate) is_default: bool,
+    /// Its field names, comma-separated.
+    pub(crate) fields: String,
+    pub(crate) updated_at: String,
+}
+
+/// A registered credential type: its key and fields (name, secret, required).
+pub(crate) struct CredentialType {
+    pub(crate) key: String,
+    pub(crate) fields: Vec<(String, bool, bool)>,
+}

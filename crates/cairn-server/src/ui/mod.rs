@@ -9,6 +9,8 @@
 //!   the workflow's input schema ("Start like this" fills it from a run); `/ui/hooks` and
 //!   `/ui/runs/{id}/resume?step=`: a pending hook resumed from its payload schema's form
 //!   (see `forms` and `form`).
+//! - `/ui/credentials`: credentials by type and holder (never a value), a write-only form per
+//!   registered type, Delete and Make default (see `credentials`).
 //! - `/ui/schedules`, `/ui/schedules/{id}`: cron schedules, each with its next 5 fire times
 //!   and missed ones; Pause and Resume. `/ui/webhooks`, `/ui/webhooks/{endpoint}`: webhook
 //!   endpoints and each one's logged deliveries (see `triggers`).
@@ -19,6 +21,7 @@
 //! Errors are pages: 404 for an unknown run, 400 for a bad filter, 409 when a run's state
 //! does not allow an action, with a link back.
 
+mod credentials;
 mod csrf;
 mod form;
 mod form_pages;
@@ -76,6 +79,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/runs/{id}/rerun", post(rerun))
         .merge(triggers::router())
         .merge(forms::router())
+        .merge(credentials::router())
         .route_layer(middleware::from_fn_with_state(state, signed_in));
     Router::new()
         .route("/ui/login", get(login_page).post(login))
