@@ -193,3 +193,59 @@ async fn a_runs_page_follows_the_run_live_and_the_theme_toggles() {
     until(&client, theme, json!("dark")).await;
     client.close().await.expect("close the session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_alone_reaches_a_run() {
+    if Prerequisite::Chromium.missing() {
+        return;
+    }
+    let server = start().await;
+    let older = server.start_run("greet", json!({"name": "old"})).await;
+    let newer = server.start_run("greet", json!({"name": "new"})).await;
+    let (client, _driver) = browser().await;
+    client
+        .goto(&server.url("/ui/runs"))
+        .await
+        .expect("open the runs list");
+    let press = |keys: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .active_element()
+                .await
+                .expect("something has the focus")
+                .send_keys(keys)
+                .await
+                .expect("press");
+        }
+    };
+    press("?").await;
+    until(
+        &client,
+        "return document.getElementById('keys-help').open",
+        json!(true),
+    )
+    .await;
+    press("?").await;
+    until(
+        &client,
+        "return document.getElementById('keys-help').open",
+        json!(false),
+    )
+    .await;
+    // Newest first: `j` twice reaches the second row, `k` back to the first, `j` again.
+    press("j").await;
+    press("j").await;
+    press("k").await;
+    press("j").await;
+    press("\u{E007}").await; // Enter
+    let path = "return location.pathname";
+    until(&client, path, json!(format!("/ui/runs/{older}"))).await;
+    press("/").await; // no filter on a run's page: nothing happens, nothing breaks
+    client.back().await.expect("back");
+    press("/").await;
+    let focused = "return document.activeElement.id";
+    until(&client, focused, json!("workflow")).await;
+    assert_ne!(older, newer);
+    client.close().await.expect("close the session");
+}
