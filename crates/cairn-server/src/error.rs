@@ -284,7 +284,8 @@ fn classify_webhook(err: &WebhookError) -> (StatusCode, &'static str, &'static s
 fn violations(err: &EngineError) -> Option<&Violations> {
     match err {
         EngineError::InvalidInput { violations, .. }
-        | EngineError::InvalidPayload { violations, .. } => Some(violations),
+        | EngineError::InvalidPayload { violations, .. }
+        | EngineError::InvalidSchedule { violations, .. } => Some(violations),
         _ => None,
     }
 }

@@ -445,6 +445,10 @@ impl Store for PostgresStore {
         Ok(schedules::misses(&self.pool, id).await?)
     }
 
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(schedules::delete(&self.pool, id).await?)
+    }
+
     async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {
         Ok(Some(Box::new(self.ready_waiter(workflows).await?)))
     }

@@ -261,6 +261,10 @@ pub trait Store: Send + Sync + 'static {
     /// The schedule's recorded missed fire times, newest first (at most [`MISSES_KEPT`]).
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>>;
 
+    /// Deletes a schedule and its recorded misses, in one commit; `false` if there was none
+    /// with this id. The runs it started stay. A fire read before the delete is superseded.
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
     /// A watch that wakes an idle worker when runs of `workflows` may have become ready
     /// through another process (created, released, resumed, retried). `None` when the backend
     /// cannot notify: the worker then polls. Create it *before* looking for work, so a wake-up

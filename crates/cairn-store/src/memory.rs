@@ -283,4 +283,8 @@ impl Store for MemoryStore {
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
         Ok(self.state().schedules.misses(id))
     }
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.state().schedules.delete(id))
+    }
 }

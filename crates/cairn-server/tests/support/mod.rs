@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod spec;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, LazyLock, Once},
