@@ -8,8 +8,8 @@ mod support;
 use std::sync::Arc;
 
 use cairn_engine::{
-    Clock, Engine, EngineError, ManualClock, Overlap, Registry, Schedule, ScheduleStart, Trigger,
-    Workflow, WorkflowCtx,
+    CatchUp, Clock, Engine, EngineError, ManualClock, Overlap, Registry, Schedule, ScheduleStart,
+    Trigger, Workflow, WorkflowCtx,
 };
 use cairn_store::{RunFilter, RunId, RunRecord};
 use cairn_store_sqlite::SqliteStore;
@@ -30,10 +30,19 @@ fn report() -> Workflow<Empty, Trigger> {
 /// An engine whose registry declares `hourly` (at minute 0) with `overlap`, on a fresh
 /// SQLite file, its clock at `T0 + 1 min`, the schedule saved.
 async fn hourly(overlap: Overlap) -> (Engine, Arc<ManualClock>, TempDir) {
+    hourly_catching_up(overlap, CatchUp::Latest).await
+}
+
+/// [`hourly`] with the catch-up policy `catch_up`.
+async fn hourly_catching_up(
+    overlap: Overlap,
+    catch_up: CatchUp,
+) -> (Engine, Arc<ManualClock>, TempDir) {
     let schedule = Schedule::cron("hourly", "0 * * * *")
         .expect("a valid expression")
         .timezone("Europe/Berlin")
         .expect("a zone")
+        .catch_up(catch_up)
         .overlap(overlap);
     let registry = Registry::new().schedule(schedule, &report(), Empty {});
     let dir = TempDir::new().expect("temp dir");
@@ -122,6 +131,27 @@ async fn skip_records_a_fire_time_that_comes_while_the_run_is_going() {
         "once the run ended, the next fire time starts"
     );
     assert_eq!(keys(&engine).await, [key_at(1), key_at(3)]);
+}
+
+#[tokio::test]
+async fn skip_catches_up_one_run_at_a_time() {
+    let window = std::time::Duration::from_secs(86_400);
+    let (engine, clock, _dir) = hourly_catching_up(Overlap::Skip, CatchUp::All { window }).await;
+    clock.advance_to(T0 + 3 * HOUR + 10 * MINUTE);
+    assert_eq!(
+        engine.fire_due_schedules().await.expect("fire"),
+        1,
+        "of 01:00, 02:00 and 03:00 caught up, only the newest starts"
+    );
+    assert_eq!(keys(&engine).await, [key_at(3)]);
+    let detail = engine.get_schedule("hourly").await.expect("get");
+    let miss = &detail.missed[0];
+    assert_eq!((miss.first_ms, miss.last_ms), (T0 + HOUR, T0 + 2 * HOUR));
+    assert!(
+        miss.reason.starts_with("overlap: one run at a time"),
+        "{}",
+        miss.reason
+    );
 }
 
 #[tokio::test]

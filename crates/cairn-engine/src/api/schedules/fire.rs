@@ -34,15 +34,15 @@ const DUE_PER_CALL: usize = 100;
 /// What one fire of a schedule commits: the fire times to start, the ones missed (with
 /// their reasons), and the next fire time.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Plan {
-    pub(super) fire: Vec<DateTime<Utc>>,
-    pub(super) misses: Vec<(DateTime<Utc>, DateTime<Utc>, String)>,
-    pub(super) next: DateTime<Utc>,
+struct Plan {
+    fire: Vec<DateTime<Utc>>,
+    misses: Vec<(DateTime<Utc>, DateTime<Utc>, String)>,
+    next: DateTime<Utc>,
 }
 
 /// What the runs a schedule started are doing, for its overlap policy.
 #[derive(Debug)]
-pub(super) enum Previous {
+enum Previous {
     /// This run has not ended.
     Running(RunRecord),
     /// None is running; this is the newest, if any.
@@ -169,7 +169,7 @@ fn plan_all(due: Due) -> Plan {
 }
 
 /// `Skip` or `BufferOne` (see the module docs): `None` while a buffered fire time waits.
-pub(super) fn plan_overlap(
+fn plan_overlap(
     schedule: &Schedule,
     policy: OverlapPolicy,
     previous: &Previous,

@@ -4,8 +4,8 @@
 //! already started, by a fire or an earlier backfill, starts nothing and answers its run).
 //! Neither applies the overlap policy: they are asked for explicitly.
 
-use cairn_store::RunId;
-use cairn_triggers::schedule::MAX_CATCH_UP;
+use cairn_store::{RunId, ScheduleRecord};
+use cairn_triggers::{Schedule, schedule::MAX_CATCH_UP};
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -114,8 +114,8 @@ impl Engine {
     /// Starts (or finds) the run of fire time `at` under its occurrence key.
     async fn start_occurrence(
         &self,
-        record: &cairn_store::ScheduleRecord,
-        schedule: &cairn_triggers::Schedule,
+        record: &ScheduleRecord,
+        schedule: &Schedule,
         at: DateTime<Utc>,
     ) -> Result<BackfillRun, EngineError> {
         let options = StartOptions {
