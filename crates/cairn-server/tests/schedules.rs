@@ -2,13 +2,14 @@
 //! `PUT` (the id the dedup key: the same spec 200, another 409 naming the difference; a bad
 //! workflow, input, cron or zone 422 naming each path), listed, read, paused, resumed,
 //! triggered, backfilled (twice: the same runs) and deleted; every answer checked against
-//! the OpenAPI document the server serves.
+//! the OpenAPI document the server serves. Without the API key, every route refuses.
 
 mod support;
 
+use cairn_server::{ApiKeys, ServeOptions};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{TestServer, spec::Spec, start};
+use support::{TestServer, spec::Spec, start, start_with};
 
 const ONE: &str = "/schedules/{id}";
 
@@ -186,4 +187,37 @@ async fn a_schedule_is_created_managed_and_deleted_over_http() {
     spec.check(ONE, "get", gone).await;
     let (status, _) = post(&server, &spec, "daily", "trigger", &json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schedule_routes_need_the_api_key() {
+    let options = ServeOptions {
+        api_keys: ApiKeys::from_list("the-key"),
+        ..ServeOptions::default()
+    };
+    let server = start_with(options).await;
+    let body = json!({"workflow": "greet", "input": {"name": "Ada"}, "cron": "0 9 * * *"});
+    let requests = [
+        server.client.get(server.url("/schedules")),
+        server.client.get(server.url("/schedules/daily")),
+        server
+            .client
+            .put(server.url("/schedules/daily"))
+            .json(&body),
+        server.client.delete(server.url("/schedules/daily")),
+        server.client.post(server.url("/schedules/daily/trigger")),
+    ];
+    for request in requests {
+        let refused = request.send().await.expect("a request");
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+    let allowed = server
+        .client
+        .put(server.url("/schedules/daily"))
+        .bearer_auth("the-key")
+        .json(&body)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(allowed.status(), StatusCode::CREATED, "with the key");
 }
