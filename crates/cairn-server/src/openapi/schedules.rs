@@ -37,8 +37,8 @@ pub(super) fn operations(doc: &mut Doc) -> Vec<(&'static str, &'static str, Op)>
         "overlap": {"enum": ["allowAll", "skip", "bufferOne"], "description": "While a run it started has not ended: start anyway (default), skip, or keep one fire time waiting."}
     }});
     let range = json!({"type": "object", "required": ["from", "to"], "additionalProperties": false, "properties": {
-        "from": {"type": "string", "description": "The range's start (RFC 3339), included."},
-        "to": {"type": "string", "description": "The range's end (RFC 3339), included; not after now."}
+        "from": {"type": "string", "format": "date-time", "description": "The range's start (RFC 3339), included."},
+        "to": {"type": "string", "format": "date-time", "description": "The range's end (RFC 3339), included; not after now."}
     }});
     vec![
         ("/schedules", "get", Op::new("listSchedules", "The stored cron schedules, by id.")
