@@ -244,6 +244,7 @@ fn routes(
         .route("/schedules/{id}/resume", post(schedules::resume))
         .route("/schedules/{id}/trigger", post(schedules::trigger))
         .route("/schedules/{id}/backfill", post(schedules::backfill))
+        .route("/webhooks/{endpoint}/deliveries", get(triggers::deliveries))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));

@@ -34,6 +34,8 @@
 //!   `FOR UPDATE SKIP LOCKED` (a row another process holds is that process's fire: this one
 //!   is superseded, without waiting), compares the next fire time read, and inserts the
 //!   occurrence's runs `ON CONFLICT DO NOTHING` in the same transaction (see `schedules`).
+//! - **Webhook deliveries** (schema v5) are logged outside the queue too, each in its own
+//!   transaction with the pruning of its endpoint's oldest rows (see `deliveries`).
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
@@ -81,6 +83,7 @@ mod append;
 mod batch;
 mod codec;
 mod credentials;
+mod deliveries;
 mod error;
 mod lock;
 mod notify;

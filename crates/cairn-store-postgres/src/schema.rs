@@ -142,8 +142,25 @@ CREATE TABLE schedule_misses (
 CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id, n);
 ";
 
+/// Version 5: the webhook deliveries log (decision record 0037), as in SQLite's version 12:
+/// one row per delivery to a known endpoint (status, outcome, reason, delivery id, run;
+/// never the body), `n` ordering them, the newest 1,000 per endpoint kept.
+const V5: &str = "
+CREATE TABLE webhook_deliveries (
+    n           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint    TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    status      INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    delivery_id TEXT,
+    run_id      UUID
+);
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, n);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
@@ -293,6 +310,10 @@ pub(crate) async fn schema_version(conn: &mut PgConnection) -> Result<i64> {
 #[cfg(test)]
 #[path = "schema_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "schema_v5_tests.rs"]
+mod v5_tests;
 
 #[cfg(test)]
 mod name_tests {

@@ -9,7 +9,7 @@ use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, ReadyWatch, Reseal,
     RunFilter, RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
-    StoreError, StoreResult, WorkerId,
+    StoreError, StoreResult, WebhookDelivery, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -18,7 +18,7 @@ use sqlx::{
 
 use crate::{
     codec::{PreparedEvent, PreparedRun},
-    credentials,
+    credentials, deliveries,
     error::sql_error,
     notify::{Notifications, ReadyWaiter},
     read,
@@ -447,6 +447,18 @@ impl Store for PostgresStore {
 
     async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
         Ok(schedules::delete(&self.pool, id).await?)
+    }
+
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
+        Ok(deliveries::record(&self.pool, &delivery).await?)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        Ok(deliveries::list(&self.pool, endpoint, limit).await?)
     }
 
     async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {

@@ -24,6 +24,8 @@
 //!   nothing new.
 //! - **Schedules** (schema v11) are written by the writer thread too: a fire's runs and its
 //!   schedule's advance (a compare-and-set of the next fire time) share one savepoint.
+//! - **Webhook deliveries** (schema v12) are logged by the writer thread too, each with the
+//!   pruning of its endpoint's oldest rows.
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
 //!   their runs, and other connections' commits (other processes) within
@@ -39,6 +41,7 @@
 
 mod codec;
 mod credentials;
+mod deliveries;
 mod held;
 mod ops;
 mod pipeline;
@@ -62,13 +65,14 @@ use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter,
     RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WorkerId,
+    StoreResult, WebhookDelivery, WorkerId,
 };
 
 pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     credentials::CredentialWrite,
+    deliveries::RecordDelivery,
     pipeline::PipelineLimits,
     read::ReadPool,
     schedules::{PreparedFire, ScheduleWrite},
@@ -545,5 +549,23 @@ impl Store for SqliteStore {
 
     fn commit_timer(&self) -> Option<CommitTimer> {
         Some(self.timer.clone())
+    }
+
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
+        let delivery = Box::new(delivery);
+        self.writer
+            .call(|reply| Command::Delivery(RecordDelivery { delivery, reply }))
+            .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let endpoint = endpoint.to_owned();
+        self.readers
+            .read(move |conn| deliveries::list(conn, &endpoint, limit))
+            .await
     }
 }

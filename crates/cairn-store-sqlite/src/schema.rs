@@ -285,8 +285,25 @@ CREATE TABLE schedule_misses (
 CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id);
 ";
 
+/// Version 12: the webhook deliveries log (decision record 0037): one row per delivery to a
+/// known endpoint (status, outcome, reason, delivery id, run; never the body), the newest
+/// 1,000 per endpoint, read newest first by `seq`.
+const V12: &str = "
+CREATE TABLE webhook_deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint    TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    status      INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    delivery_id TEXT,
+    run_id      TEXT
+);
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, seq);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -442,3 +459,7 @@ mod v10_tests;
 #[cfg(test)]
 #[path = "schema_v11_tests.rs"]
 mod v11_tests;
+
+#[cfg(test)]
+#[path = "schema_v12_tests.rs"]
+mod v12_tests;

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use crate::{
     codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     credentials::CredentialWrite,
+    deliveries::RecordDelivery,
     held::{Hot, Sql},
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
@@ -118,6 +119,8 @@ pub(crate) enum Command {
     Credential(CredentialWrite),
     /// A schedule write (a fire creates runs, which no cached run can be).
     Schedule(ScheduleWrite),
+    /// A webhook delivery to log (touches no run).
+    Delivery(RecordDelivery),
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
@@ -280,6 +283,7 @@ impl Command {
             ),
             Command::Credential(write) => write.execute(conn, broken),
             Command::Schedule(write) => write.execute(conn, broken, changed),
+            Command::Delivery(record) => record.execute(conn, broken),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
         changed.forget_woken(runs);
@@ -294,6 +298,7 @@ impl Command {
             | Command::Append { .. }
             | Command::Credential(_)
             | Command::Schedule(_)
+            | Command::Delivery(_)
             | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }
             | Command::RenewLease { id, .. }

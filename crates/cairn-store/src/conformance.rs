@@ -30,6 +30,7 @@ mod read;
 mod schedules;
 mod support;
 mod waits;
+mod webhooks;
 
 use std::{any::Any, sync::Arc};
 
@@ -84,6 +85,9 @@ pub use waits::{
     park_run_frees_the_lease_until_the_wake_time,
     resume_hook_records_the_payload_once_and_wakes_the_run,
     time_out_hook_is_fenced_and_loses_to_a_resume,
+};
+pub use webhooks::{
+    webhook_deliveries_are_listed_newest_first, webhook_deliveries_keep_the_newest,
 };
 
 /// A store under test, plus whatever must outlive it (e.g. the temporary directory holding
@@ -179,6 +183,8 @@ macro_rules! conformance_tests {
             a_fire_returns_the_run_an_existing_key_has,
             delete_schedule_removes_it_and_its_misses,
             list_runs_filters_by_trigger_prefix,
+            webhook_deliveries_are_listed_newest_first,
+            webhook_deliveries_keep_the_newest,
         );
     };
 }

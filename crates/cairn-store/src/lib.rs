@@ -16,6 +16,7 @@ mod error;
 mod memory;
 mod schedules;
 mod types;
+mod webhooks;
 
 pub mod conformance;
 pub mod rules;
@@ -36,6 +37,7 @@ pub use types::{
     NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, WorkerId,
 };
 pub use watch::{ChangeWatch, Changes};
+pub use webhooks::{DELIVERIES_KEPT, WebhookDelivery};
 
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
@@ -264,6 +266,18 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a schedule and its recorded misses, in one commit; `false` if there was none
     /// with this id. The runs it started stay. A fire read before the delete is superseded.
     async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
+    /// Logs a webhook delivery, dropping the endpoint's oldest beyond [`DELIVERIES_KEPT`]
+    /// (of the deliveries committed when it commits: concurrent recordings may leave a few
+    /// more until the next).
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()>;
+
+    /// The newest `limit` logged deliveries to `endpoint`, newest first.
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
 
     /// A watch that wakes an idle worker when runs of `workflows` may have become ready
     /// through another process (created, released, resumed, retried). `None` when the backend

@@ -22,6 +22,7 @@ mod schedules;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;
+mod webhooks;
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 
