@@ -323,7 +323,8 @@ fn classify_webhook(err: &WebhookError) -> (StatusCode, &'static str, &'static s
 pub(crate) fn violations(err: &EngineError) -> Option<&Violations> {
     match err {
         EngineError::InvalidInput { violations, .. }
-        | EngineError::InvalidPayload { violations, .. } => Some(violations),
+        | EngineError::InvalidPayload { violations, .. }
+        | EngineError::InvalidSchedule { violations, .. } => Some(violations),
         _ => None,
     }
 }

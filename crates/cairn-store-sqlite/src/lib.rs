@@ -536,6 +536,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer
+            .call(|reply| Command::Schedule(ScheduleWrite::Delete { id, reply }))
+            .await
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         SqliteStore::flush(self).await
     }

@@ -76,7 +76,8 @@ pub use read::{
 };
 pub use schedules::{
     a_fire_returns_the_run_an_existing_key_has, a_stale_fire_writes_nothing,
-    concurrent_fires_create_one_run, fire_schedule_creates_runs_and_advances,
+    concurrent_fires_create_one_run, delete_schedule_removes_it_and_its_misses,
+    fire_schedule_creates_runs_and_advances, list_runs_filters_by_trigger_prefix,
     put_schedule_upserts_by_id,
 };
 pub use waits::{
@@ -180,6 +181,8 @@ macro_rules! conformance_tests {
             a_stale_fire_writes_nothing,
             concurrent_fires_create_one_run,
             a_fire_returns_the_run_an_existing_key_has,
+            delete_schedule_removes_it_and_its_misses,
+            list_runs_filters_by_trigger_prefix,
             webhook_deliveries_are_listed_newest_first,
             webhook_deliveries_keep_the_newest,
         );

@@ -263,6 +263,10 @@ pub trait Store: Send + Sync + 'static {
     /// The schedule's recorded missed fire times, newest first (at most [`MISSES_KEPT`]).
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>>;
 
+    /// Deletes a schedule and its recorded misses, in one commit; `false` if there was none
+    /// with this id. The runs it started stay. A fire read before the delete is superseded.
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
     /// Logs a webhook delivery, dropping the endpoint's oldest beyond [`DELIVERIES_KEPT`]
     /// (of the deliveries committed when it commits: concurrent recordings may leave a few
     /// more until the next).

@@ -289,6 +289,10 @@ impl Store for MemoryStore {
         Ok(self.state().schedules.misses(id))
     }
 
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.state().schedules.delete(id))
+    }
+
     async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
         let mut deliveries = self
             .shared

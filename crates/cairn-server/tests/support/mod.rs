@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod spec;
 pub mod ui;
 
 use std::{
