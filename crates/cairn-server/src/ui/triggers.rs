@@ -1,5 +1,5 @@
 //! The UI's trigger pages: cron schedules (`/ui/schedules`, `/ui/schedules/{id}` with its
-//! next 5 fire times and missed ones, Pause and Resume) and webhook endpoints
+//! next 5 fire times, recent runs and missed ones; Pause, Resume and Trigger) and webhook endpoints
 //! (`/ui/webhooks`, `/ui/webhooks/{endpoint}` with its logged deliveries). Each page and
 //! action is one engine call, as the CLI's `schedules` and `webhooks` commands make.
 
@@ -33,6 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/schedules/{id}", get(schedule))
         .route("/ui/schedules/{id}/pause", post(pause))
         .route("/ui/schedules/{id}/resume", post(resume))
+        .route("/ui/schedules/{id}/trigger", post(trigger))
         .route("/ui/webhooks", get(webhooks))
         .route("/ui/webhooks/{endpoint}", get(deliveries))
 }
@@ -87,6 +88,8 @@ async fn schedule(
         overlap: spec.overlap.to_string(),
         paused: detail.schedule.paused,
         upcoming: detail.upcoming_ms.iter().map(|ms| fire_time(*ms)).collect(),
+        buffered: detail.buffered_ms.map(timestamp),
+        recent: detail.recent_runs.iter().map(Into::into).collect(),
         missed: detail
             .missed
             .iter()
@@ -132,6 +135,22 @@ async fn resume(
     check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.resume_schedule(&id).await?;
     Ok(back_to(&id, "Resumed"))
+}
+
+/// `POST /ui/schedules/{id}/trigger`: a run now, the schedule's fire times unmoved; to it.
+async fn trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ScheduleAction>,
+) -> Result<Redirect, UiError> {
+    check_csrf(&headers, form.csrf.as_deref())?;
+    let started = state.engine.trigger_schedule(&id).await?;
+    Ok(Redirect::to(&format!(
+        "/ui/runs/{}?notice={}",
+        started.run_id,
+        encode(&format!("Started by schedule {id}"))
+    )))
 }
 
 /// To the schedule's page with `notice`.
