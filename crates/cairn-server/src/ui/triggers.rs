@@ -4,7 +4,7 @@
 //! action is one engine call, as the CLI's `schedules` and `webhooks` commands make.
 
 use axum::{
-    Form, Router,
+    Router,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
@@ -12,11 +12,10 @@ use axum::{
 };
 use cairn_engine::{DELIVERIES_KEPT, WebhookError, timestamp};
 use cairn_store::ScheduleRecord;
-use serde::Deserialize;
 
 use super::{
     UiError,
-    csrf::{CsrfToken, check_csrf},
+    csrf::{CheckedForm, CsrfToken},
     html,
     pages::encode,
     trigger_pages::{
@@ -107,20 +106,12 @@ async fn schedule(
     Ok(csrf.set_on(html(&page).into_response()))
 }
 
-/// A schedule action's form: its CSRF token.
-#[derive(Deserialize)]
-struct ScheduleAction {
-    csrf: Option<String>,
-}
-
 /// `POST /ui/schedules/{id}/pause`.
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<ScheduleAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.pause_schedule(&id).await?;
     Ok(back_to(&id, "Paused"))
 }
@@ -129,10 +120,8 @@ async fn pause(
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<ScheduleAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.resume_schedule(&id).await?;
     Ok(back_to(&id, "Resumed"))
 }
@@ -141,10 +130,8 @@ async fn resume(
 async fn trigger(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<ScheduleAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     let started = state.engine.trigger_schedule(&id).await?;
     Ok(Redirect::to(&format!(
         "/ui/runs/{}?notice={}",
