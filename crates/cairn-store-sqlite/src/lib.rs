@@ -24,6 +24,8 @@
 //!   nothing new.
 //! - **Schedules** (schema v11) are written by the writer thread too: a fire's runs and its
 //!   schedule's advance (a compare-and-set of the next fire time) share one savepoint.
+//! - **Poll sources** (schema v12) likewise: a poll's runs, its item keys and its cursor
+//!   share one savepoint, fenced by the poll's lease (owner and fencing token).
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
 //!   their runs, and other connections' commits (other processes) within
@@ -42,6 +44,7 @@ mod credentials;
 mod held;
 mod ops;
 mod pipeline;
+mod polls;
 mod read;
 mod run_cache;
 mod schedules;
@@ -60,8 +63,9 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
-    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter,
-    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
+    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
+    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
     StoreResult, WorkerId,
 };
 
@@ -70,6 +74,7 @@ use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     credentials::CredentialWrite,
     pipeline::PipelineLimits,
+    polls::{PollWrite, PreparedCommit},
     read::ReadPool,
     schedules::{PreparedFire, ScheduleWrite},
     watch::Watches,
@@ -529,6 +534,47 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.readers
             .read(move |conn| schedules::misses(conn, &id))
+            .await
+    }
+
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
+        let source = Box::new(source);
+        self.writer
+            .call(|reply| Command::Poll(PollWrite::Declare { source, reply }))
+            .await
+    }
+
+    async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>> {
+        let name = name.to_owned();
+        self.readers.read(move |conn| polls::get(conn, &name)).await
+    }
+
+    async fn list_poll_sources(&self) -> StoreResult<Vec<PollSourceRecord>> {
+        self.readers.read(polls::list).await
+    }
+
+    async fn due_poll_sources(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PollSourceRecord>> {
+        self.readers.read(move |conn| polls::due(conn, now_ms, limit)).await
+    }
+
+    async fn claim_poll_source(&self, name: &str, lease: &Lease, now_ms: i64) -> StoreResult<Option<PollClaim>> {
+        let (name, lease) = (name.to_owned(), lease.clone());
+        self.writer
+            .call(|reply| Command::Poll(PollWrite::Claim { name, lease, now_ms, reply }))
+            .await
+    }
+
+    async fn control_poll_source(&self, name: &str, control: PollControl, now_ms: i64) -> StoreResult<PollSourceRecord> {
+        let name = name.to_owned();
+        self.writer
+            .call(|reply| Command::Poll(PollWrite::Control { name, control, now_ms, reply }))
+            .await
+    }
+
+    async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
+        let commit = Box::new(PreparedCommit::new(commit)?);
+        self.writer
+            .call(|reply| Command::Poll(PollWrite::Commit { commit, reply }))
             .await
     }
 

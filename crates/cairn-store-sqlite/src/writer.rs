@@ -32,6 +32,7 @@ use crate::{
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     run_cache::RunCache,
+    polls::PollWrite,
     schedules::ScheduleWrite,
     waits,
     watch::DataVersions,
@@ -118,6 +119,8 @@ pub(crate) enum Command {
     Credential(CredentialWrite),
     /// A schedule write (a fire creates runs, which no cached run can be).
     Schedule(ScheduleWrite),
+    /// A poll source write (a commit creates runs, which no cached run can be).
+    Poll(PollWrite),
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
@@ -280,6 +283,7 @@ impl Command {
             ),
             Command::Credential(write) => write.execute(conn, broken),
             Command::Schedule(write) => write.execute(conn, broken, changed),
+            Command::Poll(write) => write.execute(conn, broken, changed),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
         changed.forget_woken(runs);
@@ -294,6 +298,7 @@ impl Command {
             | Command::Append { .. }
             | Command::Credential(_)
             | Command::Schedule(_)
+            | Command::Poll(_)
             | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }
             | Command::RenewLease { id, .. }
