@@ -34,6 +34,9 @@
 //!   `FOR UPDATE SKIP LOCKED` (a row another process holds is that process's fire: this one
 //!   is superseded, without waiting), compares the next fire time read, and inserts the
 //!   occurrence's runs `ON CONFLICT DO NOTHING` in the same transaction (see `schedules`).
+//! - **Poll sources** (schema v5) likewise: a poll's commit holds its source's row, checks
+//!   the lease's owner and fencing token, and inserts its items' keys and runs with the new
+//!   cursor in the same transaction (see `polls`).
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
@@ -86,6 +89,7 @@ mod lock;
 mod notify;
 mod ops;
 mod read;
+mod polls;
 mod schedules;
 mod schema;
 mod store;
