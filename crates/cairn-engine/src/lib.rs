@@ -66,6 +66,8 @@ pub use steps::{
     hook::{Hook, HookOptions},
     sleep::SleepFor,
     tool::Tool,
+    poll::{Poll, PollSource, PollingSource, StartFrom},
+    poll_ctx::{PollCtx, PollError, Polled},
     webhook::{
         GitHubSignature, HmacHeader, SlackSignature, StandardWebhooks, StripeSignature, Verifier,
         Webhook, WebhookSource,
