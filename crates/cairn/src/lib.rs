@@ -83,7 +83,8 @@ pub use cairn_core::{
 pub use cairn_engine::{
     Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, CatchUp, Clock,
     Credential, CredentialView, Delivered, Engine, EngineBuilder, EngineConfig, EngineError, Field,
-    GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey, Payload, Registry,
+    GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey, Payload, Poll, PollCtx,
+    PollError, PollSource, Polled, PollingSource, Registry, StartFrom,
     ResolvedCredential, Retry, RunDetail, RunEvent, Schedule, ScheduleDetail, ScheduleError,
     Secret, SetCredential, SlackSignature, SleepFor, StandardWebhooks, StartOptions, Started,
     StepCall, StepError, StripeSignature, SystemClock, TransformError, Verifier, VerifyError,
@@ -93,7 +94,8 @@ pub use cairn_engine::{
 #[cfg(feature = "llm")]
 pub use cairn_engine::{Tool, validate_payload};
 pub use cairn_store::{
-    HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, ScheduleMiss,
+    HookFilter, HookRecord, HookState, PatchFilter, PollSourceRecord, PollState, RunFilter, RunId,
+    RunRecord, ScheduleMiss,
     ScheduleRecord, Store, StoreError,
 };
 #[cfg(feature = "postgres")]

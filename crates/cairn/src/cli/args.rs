@@ -75,6 +75,44 @@ pub enum Command {
     /// Cron schedules (declared in code, saved by workers): list, inspect, pause, resume.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Poll sources (declared in code, saved by workers): list, poll now, pause, resume.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
+}
+
+/// `sources …`.
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// List the stored poll sources: state, next poll, error streak.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a source due now: the next worker poll takes it.
+    PollNow {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a source: it is not polled until resumed.
+    Pause {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused (or failing) source: polled now, its error streak forgotten.
+    Resume {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `schedules …`.

@@ -19,6 +19,7 @@ mod progress;
 #[cfg(feature = "client")]
 mod remote;
 mod schedules;
+mod sources;
 #[cfg(feature = "server")]
 mod serve;
 pub(crate) mod view;

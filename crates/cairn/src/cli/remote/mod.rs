@@ -141,6 +141,7 @@ pub(crate) async fn dispatch(
         Command::Worker(_) => Err(not_served("worker")),
         Command::Credentials(command) => credentials::dispatch(&client, command).await,
         Command::Schedules(_) => Err(not_served("schedules")),
+        Command::Sources(_) => Err(not_served("sources")),
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }
