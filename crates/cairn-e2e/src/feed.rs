@@ -24,11 +24,22 @@ struct Page {
     cursor: Option<Value>,
 }
 
-async fn read_feed(ctx: PollCtx, url: String, cursor: Option<Value>) -> Result<Polled<Item>, PollError> {
+async fn read_feed(
+    ctx: PollCtx,
+    url: String,
+    cursor: Option<Value>,
+) -> Result<Polled<Item>, PollError> {
     let after = cursor.map(|cursor| cursor.to_string()).unwrap_or_default();
-    let response = ctx.http().get(format!("{url}/feed?after={after}")).send().await?;
+    let response = ctx
+        .http()
+        .get(format!("{url}/feed?after={after}"))
+        .send()
+        .await?;
     if !response.status().is_success() {
-        return Err(PollError::new(format!("the feed answered {}", response.status())));
+        return Err(PollError::new(format!(
+            "the feed answered {}",
+            response.status()
+        )));
     }
     let page: Page = response.json().await?;
     Ok(Polled::new(page.items, page.cursor))

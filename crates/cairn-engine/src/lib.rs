@@ -64,10 +64,10 @@ pub use run::{
 pub use steps::{
     action::{Action, ActionBuilder},
     hook::{Hook, HookOptions},
-    sleep::SleepFor,
-    tool::Tool,
     poll::{Poll, PollSource, PollingSource, StartFrom},
     poll_ctx::{PollCtx, PollError, Polled},
+    sleep::SleepFor,
+    tool::Tool,
     webhook::{
         GitHubSignature, HmacHeader, SlackSignature, StandardWebhooks, StripeSignature, Verifier,
         Webhook, WebhookSource,

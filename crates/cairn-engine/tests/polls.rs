@@ -221,7 +221,10 @@ async fn errors_back_off_and_mark_the_source_failing_after_five_in_a_row() {
         assert_eq!(source.state, expected, "after {errors} errors");
         assert!(!source.seeded, "a failed poll records nothing");
     }
-    assert!(waits[0] > interval - 1, "the first error stretches the interval");
+    assert!(
+        waits[0] > interval - 1,
+        "the first error stretches the interval"
+    );
     tracker.lock().expect("tracker").failing = None;
     clock.advance_to(stored(&engine).await.next_poll_at_ms);
     engine.poll_due_sources().await.expect("poll");
@@ -238,10 +241,8 @@ async fn errors_back_off_and_mark_the_source_failing_after_five_in_a_row() {
 async fn retry_after_is_honoured() {
     let tracker = tracker(&[1]);
     let (engine, _clock, _dir) = engine(&tracker, StartFrom::Now).await;
-    tracker.lock().expect("tracker").failing = Some((
-        "HTTP 429".into(),
-        Some(Duration::from_secs(3 * 3_600)),
-    ));
+    tracker.lock().expect("tracker").failing =
+        Some(("HTTP 429".into(), Some(Duration::from_secs(3 * 3_600))));
     engine.poll_due_sources().await.expect("poll");
     assert_eq!(
         stored(&engine).await.next_poll_at_ms,
@@ -258,22 +259,47 @@ async fn pause_resume_and_poll_now() {
     assert_eq!(paused.state, PollState::Paused);
     clock.advance(Duration::from_secs(3_600));
     engine.poll_due_sources().await.expect("poll");
-    assert_eq!(tracker.lock().expect("tracker").polls, 0, "paused: not polled");
-    let now = engine.poll_source_now("new-issues").await.expect("poll now");
+    assert_eq!(
+        tracker.lock().expect("tracker").polls,
+        0,
+        "paused: not polled"
+    );
+    let now = engine
+        .poll_source_now("new-issues")
+        .await
+        .expect("poll now");
     assert_eq!(now.state, PollState::Paused, "poll-now does not resume");
     engine.poll_due_sources().await.expect("poll");
     assert_eq!(tracker.lock().expect("tracker").polls, 0);
 
-    let resumed = engine.resume_poll_source("new-issues").await.expect("resume");
+    let resumed = engine
+        .resume_poll_source("new-issues")
+        .await
+        .expect("resume");
     assert_eq!(resumed.state, PollState::Active);
     engine.poll_due_sources().await.expect("poll");
-    assert_eq!(tracker.lock().expect("tracker").polls, 1, "resumed: polled now");
+    assert_eq!(
+        tracker.lock().expect("tracker").polls,
+        1,
+        "resumed: polled now"
+    );
     clock.advance(Duration::from_secs(1));
     engine.poll_due_sources().await.expect("poll");
-    assert_eq!(tracker.lock().expect("tracker").polls, 1, "next in 5 minutes");
-    engine.poll_source_now("new-issues").await.expect("poll now");
+    assert_eq!(
+        tracker.lock().expect("tracker").polls,
+        1,
+        "next in 5 minutes"
+    );
+    engine
+        .poll_source_now("new-issues")
+        .await
+        .expect("poll now");
     engine.poll_due_sources().await.expect("poll");
-    assert_eq!(tracker.lock().expect("tracker").polls, 2, "poll-now: polled now");
+    assert_eq!(
+        tracker.lock().expect("tracker").polls,
+        2,
+        "poll-now: polled now"
+    );
     let missing = engine.pause_poll_source("nope").await.expect_err("unknown");
     assert!(missing.to_string().contains("sources list"), "{missing}");
 }
@@ -308,8 +334,14 @@ async fn a_transform_error_fails_the_poll_and_records_nothing() {
     let source = stored(&engine).await;
     assert_eq!(source.cursor, None, "the cursor stays: item 2 comes again");
     let error = source.last_error.expect("the error");
-    assert!(error.contains("\"2\"") && error.contains("malformed"), "{error}");
-    assert!(triggers(&engine).await.is_empty(), "item 1 waits with item 2");
+    assert!(
+        error.contains("\"2\"") && error.contains("malformed"),
+        "{error}"
+    );
+    assert!(
+        triggers(&engine).await.is_empty(),
+        "item 1 waits with item 2"
+    );
 }
 
 #[test]
@@ -324,7 +356,11 @@ fn declarations_a_registry_refuses() {
                 async move { list_issues(&tracker, cursor) }
             })
     };
-    let text = |id: u64| Ok(Some(Text { text: id.to_string() }));
+    let text = |id: u64| {
+        Ok(Some(Text {
+            text: id.to_string(),
+        }))
+    };
     let cases = [
         (
             Registry::new().poll(polling("a", "5m").attach(&triage(), text)),
@@ -348,8 +384,16 @@ fn declarations_a_registry_refuses() {
         ),
         (
             Registry::new()
-                .poll(polling("a", "5m").item_key(|id| id.to_string()).attach(&triage(), text))
-                .poll(polling("a", "1h").item_key(|id| id.to_string()).attach(&triage(), text)),
+                .poll(
+                    polling("a", "5m")
+                        .item_key(|id| id.to_string())
+                        .attach(&triage(), text),
+                )
+                .poll(
+                    polling("a", "1h")
+                        .item_key(|id| id.to_string())
+                        .attach(&triage(), text),
+                ),
             "two poll sources",
         ),
     ];

@@ -51,7 +51,9 @@ async fn list_issues(
             .get("retry-after")
             .and_then(|value| value.to_str().ok())
             .and_then(|value| ctx.retry_after(value));
-        return Err(PollError::new(format!("the tracker answered HTTP {status}")).retry_after(wait));
+        return Err(
+            PollError::new(format!("the tracker answered HTTP {status}")).retry_after(wait),
+        );
     }
     #[derive(Deserialize)]
     struct Page {
@@ -159,7 +161,10 @@ async fn server_errors_stretch_the_interval_and_retry_after_is_honoured() {
         .await;
     assert_eq!(poll_when_due(&engine, &clock).await, INTERVAL_MS);
     let source = stored(&engine).await;
-    assert_eq!((source.consecutive_errors, source.cursor), (0, Some(json!(2))));
+    assert_eq!(
+        (source.consecutive_errors, source.cursor),
+        (0, Some(json!(2)))
+    );
     Mock::given(method("GET"))
         .and(path("/issues"))
         .respond_with(page(&[3]))

@@ -236,16 +236,20 @@ pub(crate) async fn commit(
 }
 
 /// Records item `key` of `source` as seen at `now_ms`; `true` if it was not recorded.
-async fn record_item(conn: &mut PgConnection, source: &str, key: &str, now_ms: i64) -> Result<bool> {
-    let refreshed = sqlx::query(
-        "UPDATE poll_items SET seen_at = $3 WHERE source = $1 AND item_key = $2",
-    )
-    .bind(source)
-    .bind(key)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+async fn record_item(
+    conn: &mut PgConnection,
+    source: &str,
+    key: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    let refreshed =
+        sqlx::query("UPDATE poll_items SET seen_at = $3 WHERE source = $1 AND item_key = $2")
+            .bind(source)
+            .bind(key)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     if refreshed > 0 {
         return Ok(false);
     }
@@ -311,9 +315,8 @@ fn decode(row: &PgRow) -> StoreResult<PollSourceRecord> {
         let bad = |error: StoreError| sqlx::Error::Decode(error.into());
         Ok(PollSourceRecord {
             workflow: row.try_get(1)?,
-            state: PollState::parse(&state).ok_or_else(|| {
-                bad(StoreError::Corrupt(format!("unknown poll state {state:?}")))
-            })?,
+            state: PollState::parse(&state)
+                .ok_or_else(|| bad(StoreError::Corrupt(format!("unknown poll state {state:?}"))))?,
             cursor: cursor
                 .map(|cursor| from_json(&cursor, "poll cursor"))
                 .transpose()

@@ -8,8 +8,9 @@ use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
-    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter, RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
-    StoreError, StoreResult, WorkerId,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter,
+    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
+    StoreResult, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -446,10 +447,7 @@ impl Store for PostgresStore {
         Ok(schedules::misses(&self.pool, id).await?)
     }
 
-    async fn declare_poll_source(
-        &self,
-        source: PollSourceRecord,
-    ) -> StoreResult<PollSourceRecord> {
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
         self.writer
             .call(Op::DeclarePollSource(Box::new(source)))
             .await

@@ -26,7 +26,8 @@
 use cairn_core::RunStatus;
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, FireOutcome, HookRecord, Lease, Park,
-    PollClaim, PollCommitOutcome, PollControl, PollSourceRecord, RunId, SchedulePut, ScheduleRecord, StoreError, StoreResult, WorkerId, watch::ChangeHub,
+    PollClaim, PollCommitOutcome, PollControl, PollSourceRecord, RunId, SchedulePut,
+    ScheduleRecord, StoreError, StoreResult, WorkerId, watch::ChangeHub,
 };
 use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};

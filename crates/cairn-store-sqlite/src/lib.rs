@@ -553,21 +553,51 @@ impl Store for SqliteStore {
         self.readers.read(polls::list).await
     }
 
-    async fn due_poll_sources(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<PollSourceRecord>> {
-        self.readers.read(move |conn| polls::due(conn, now_ms, limit)).await
-    }
-
-    async fn claim_poll_source(&self, name: &str, lease: &Lease, now_ms: i64) -> StoreResult<Option<PollClaim>> {
-        let (name, lease) = (name.to_owned(), lease.clone());
-        self.writer
-            .call(|reply| Command::Poll(PollWrite::Claim { name, lease, now_ms, reply }))
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>> {
+        self.readers
+            .read(move |conn| polls::due(conn, now_ms, limit))
             .await
     }
 
-    async fn control_poll_source(&self, name: &str, control: PollControl, now_ms: i64) -> StoreResult<PollSourceRecord> {
+    async fn claim_poll_source(
+        &self,
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> StoreResult<Option<PollClaim>> {
+        let (name, lease) = (name.to_owned(), lease.clone());
+        self.writer
+            .call(|reply| {
+                Command::Poll(PollWrite::Claim {
+                    name,
+                    lease,
+                    now_ms,
+                    reply,
+                })
+            })
+            .await
+    }
+
+    async fn control_poll_source(
+        &self,
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+    ) -> StoreResult<PollSourceRecord> {
         let name = name.to_owned();
         self.writer
-            .call(|reply| Command::Poll(PollWrite::Control { name, control, now_ms, reply }))
+            .call(|reply| {
+                Command::Poll(PollWrite::Control {
+                    name,
+                    control,
+                    now_ms,
+                    reply,
+                })
+            })
             .await
     }
 

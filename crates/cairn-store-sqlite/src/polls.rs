@@ -10,9 +10,9 @@
 //! two processes committing polls of one source, the second sees the first's and is fenced.
 
 use cairn_store::{
-    CreateOutcome, ITEM_KEYS_KEPT_MS, Lease, PollClaim, PollCommit, PollCommitOutcome,
-    PollControl, PollLease, PollResult, PollSourceRecord, PollState, StoreError, StoreResult,
-    WorkerId, holds_poll_lease, state_after,
+    CreateOutcome, ITEM_KEYS_KEPT_MS, Lease, PollClaim, PollCommit, PollCommitOutcome, PollControl,
+    PollLease, PollResult, PollSourceRecord, PollState, StoreError, StoreResult, WorkerId,
+    holds_poll_lease, state_after,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -153,7 +153,12 @@ fn claim(conn: &Connection, name: &str, lease: &Lease, now_ms: i64) -> Result<Op
              WHERE name = ?1 AND state <> 'paused' AND next_poll_at <= ?4 \
              AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)",
         )?
-        .execute(params![name, lease.worker.as_str(), lease.expires_at_ms, now_ms])?;
+        .execute(params![
+            name,
+            lease.worker.as_str(),
+            lease.expires_at_ms,
+            now_ms
+        ])?;
     if claimed == 0 {
         return Ok(None);
     }
@@ -276,7 +281,9 @@ fn record_item(conn: &Connection, source: &str, key: &str, now_ms: i64) -> Resul
 /// One poll source by name.
 pub(crate) fn get(conn: &Connection, name: &str) -> Result<Option<PollSourceRecord>> {
     let raw = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM poll_sources WHERE name = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM poll_sources WHERE name = ?1"
+        ))?
         .query_row([name], RawSource::from_row)
         .optional()?;
     Ok(raw.map(RawSource::decode).transpose()?)

@@ -321,9 +321,7 @@ CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[
-    V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12,
-];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;

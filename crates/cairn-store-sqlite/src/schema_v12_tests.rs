@@ -92,11 +92,7 @@ fn a_file_of_every_older_version_upgrades_to_poll_sources() {
         let PollCommitOutcome::Committed { runs, seen_before } = poll_once(&conn) else {
             panic!("the commit lands, from version {version}");
         };
-        assert_eq!(
-            (runs.len(), seen_before),
-            (1, 0),
-            "from version {version}"
-        );
+        assert_eq!((runs.len(), seen_before), (1, 0), "from version {version}");
         assert!(runs[0].created, "from version {version}");
         let stored = polls::get(&conn, "issues").expect("get").expect("row");
         assert_eq!(stored.cursor, Some(json!({"since": 42})));

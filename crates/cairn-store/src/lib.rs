@@ -269,8 +269,7 @@ pub trait Store: Send + Sync + 'static {
     /// Saves a declared poll source by name: inserts `source` if no source has its name,
     /// else only sets the stored one's workflow (its cursor, state, items and lease stay).
     /// Returns the source as stored.
-    async fn declare_poll_source(&self, source: PollSourceRecord)
-    -> StoreResult<PollSourceRecord>;
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord>;
 
     /// One poll source by name.
     async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>>;

@@ -286,10 +286,7 @@ impl Store for MemoryStore {
         Ok(self.state().schedules.misses(id))
     }
 
-    async fn declare_poll_source(
-        &self,
-        source: PollSourceRecord,
-    ) -> StoreResult<PollSourceRecord> {
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
         Ok(self.state().polls.declare(source))
     }
 

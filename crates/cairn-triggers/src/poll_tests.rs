@@ -13,7 +13,16 @@ fn intervals_parse_with_their_unit_and_bad_ones_say_how_to_write_them() {
     assert_eq!(parse_interval("5m"), Ok(5 * MINUTE));
     assert_eq!(parse_interval("1h"), Ok(60 * MINUTE));
     assert_eq!(parse_interval(" 2d "), Ok(Duration::from_secs(2 * 86_400)));
-    for bad in ["", "5", "m", "5 m", "5min", "-5m", "1.5h", "99999999999999999999d"] {
+    for bad in [
+        "",
+        "5",
+        "m",
+        "5 m",
+        "5min",
+        "-5m",
+        "1.5h",
+        "99999999999999999999d",
+    ] {
         let error = parse_interval(bad).expect_err(bad);
         assert!(error.to_string().contains("\"30s\""), "{bad}: {error}");
     }
@@ -55,7 +64,10 @@ fn errors_back_off_exponentially_with_jitter_up_to_ten_intervals() {
         .map(|errors| backoff(interval, errors, 0.999_999, None))
         .collect();
     for (errors, wait) in (1..).zip(&high) {
-        assert!(*wait <= 10 * MINUTE, "error {errors}: {wait:?} over the cap");
+        assert!(
+            *wait <= 10 * MINUTE,
+            "error {errors}: {wait:?} over the cap"
+        );
     }
     assert!(high[0] > 119 * interval / 60 && high[0] < 2 * MINUTE);
     assert!(high[5] > 599 * interval / 60);
@@ -115,9 +127,15 @@ fn item_keys_are_kept_when_short_and_printable_else_hashed() {
     assert_eq!(occurrence_key("new-issues", "42"), "poll:new-issues:42");
     let long = "x".repeat(MAX_ITEM_KEY_LEN + 1);
     let hashed = item_key(&long);
-    assert!(hashed.starts_with("sha256:") && hashed.len() == 7 + 64, "{hashed}");
+    assert!(
+        hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+        "{hashed}"
+    );
     assert_eq!(hashed, item_key(&long), "the same key hashes alike");
     assert!(item_key("a\nb").starts_with("sha256:"));
     assert!(item_key("").starts_with("sha256:"));
-    assert_eq!(item_key(&"y".repeat(MAX_ITEM_KEY_LEN)).len(), MAX_ITEM_KEY_LEN);
+    assert_eq!(
+        item_key(&"y".repeat(MAX_ITEM_KEY_LEN)).len(),
+        MAX_ITEM_KEY_LEN
+    );
 }

@@ -78,13 +78,20 @@ impl Engine {
                     .saturating_add(millis(poll.timeout))
                     .saturating_add(env.config.lease_ttl_ms()),
             };
-            if let Some(claim) = env.store.claim_poll_source(&due.name, &lease, now_ms).await? {
+            if let Some(claim) = env
+                .store
+                .claim_poll_source(&due.name, &lease, now_ms)
+                .await?
+            {
                 claims.push((poll, claim));
             }
         }
-        let polled =
-            futures::future::join_all(claims.into_iter().map(|(poll, claim)| self.poll_one(poll, claim)))
-                .await;
+        let polled = futures::future::join_all(
+            claims
+                .into_iter()
+                .map(|(poll, claim)| self.poll_one(poll, claim)),
+        )
+        .await;
         let mut created = 0;
         for result in polled {
             created += result?;

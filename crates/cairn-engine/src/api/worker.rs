@@ -57,7 +57,10 @@ impl Engine {
                 if let Err(err) = self.fire_due_schedules().await {
                     tracing::warn!(error = %err, "cannot fire the due schedules; the worker will try again");
                 }
-                if polling.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+                if polling
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+                {
                     let engine = self.clone();
                     polling = Some(tokio::spawn(async move {
                         if let Err(err) = engine.poll_due_sources().await {

@@ -111,15 +111,21 @@ impl PollSource {
 }
 
 /// A user's poll function, boxed.
-type PollFn<T> =
-    Arc<dyn Fn(PollCtx, Option<Value>) -> BoxFuture<'static, Result<Polled<T>, PollError>> + Send + Sync>;
+type PollFn<T> = Arc<
+    dyn Fn(PollCtx, Option<Value>) -> BoxFuture<'static, Result<Polled<T>, PollError>>
+        + Send
+        + Sync,
+>;
+
+/// What tells a source's items apart, boxed.
+type ItemKey<T> = Arc<dyn Fn(&T) -> String + Send + Sync>;
 
 /// A poll source with its poll function: give it an [`item_key`](Self::item_key) and
 /// [`attach`](Self::attach) it to a workflow.
 pub struct PollingSource<T> {
     source: PollSource,
     poll: PollFn<T>,
-    item_key: Option<Arc<dyn Fn(&T) -> String + Send + Sync>>,
+    item_key: Option<ItemKey<T>>,
 }
 
 impl<T: Send + 'static> PollingSource<T> {
@@ -234,8 +240,9 @@ pub(crate) struct FetchedItem {
 }
 
 /// A poll function with its items' keys and transform applied.
-pub(crate) type Fetch =
-    Arc<dyn Fn(PollCtx, Option<Value>) -> BoxFuture<'static, Result<Fetched, PollError>> + Send + Sync>;
+pub(crate) type Fetch = Arc<
+    dyn Fn(PollCtx, Option<Value>) -> BoxFuture<'static, Result<Fetched, PollError>> + Send + Sync,
+>;
 
 /// A poll source attached to a workflow, ready for [`Registry::poll`](crate::Registry::poll).
 #[derive(Clone)]

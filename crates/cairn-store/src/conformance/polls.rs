@@ -96,7 +96,11 @@ pub async fn poll_sources_are_declared_claimed_and_controlled(store: Arc<dyn Sto
     assert_eq!(claimed.lease.token, 1, "the first claim's token");
     assert_eq!(claimed.source.lease_owner, Some(w1.clone()));
     assert!(
-        store.due_poll_sources(T0, 10).await.expect("due").is_empty(),
+        store
+            .due_poll_sources(T0, 10)
+            .await
+            .expect("due")
+            .is_empty(),
         "a leased source is not due"
     );
     assert!(
@@ -184,7 +188,12 @@ pub async fn a_poll_commit_records_items_and_starts_the_new_ones(store: Arc<dyn 
     let first = claim(store, "issues", &w1, T0).await.expect("claim");
     let seeded = commit(
         store,
-        success(&first.lease, items("issues", &["a", "b"], true), json!(2), T0),
+        success(
+            &first.lease,
+            items("issues", &["a", "b"], true),
+            json!(2),
+            T0,
+        ),
     )
     .await;
     assert_eq!(

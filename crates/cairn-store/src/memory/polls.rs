@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::{
-    CreateOutcome, ITEM_KEYS_KEPT_MS, Lease, PollClaim, PollCommit, PollCommitOutcome, PollControl, PollItem, PollLease,
-    PollResult, PollSourceRecord, PollState, StoreError, StoreResult, holds_poll_lease,
-    state_after,
+    CreateOutcome, ITEM_KEYS_KEPT_MS, Lease, PollClaim, PollCommit, PollCommitOutcome, PollControl,
+    PollItem, PollLease, PollResult, PollSourceRecord, PollState, StoreError, StoreResult,
+    holds_poll_lease, state_after,
 };
 
 use super::state::State;

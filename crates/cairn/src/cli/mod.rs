@@ -19,9 +19,9 @@ mod progress;
 #[cfg(feature = "client")]
 mod remote;
 mod schedules;
-mod sources;
 #[cfg(feature = "server")]
 mod serve;
+mod sources;
 pub(crate) mod view;
 
 use std::{path::Path, process::ExitCode, sync::Arc};

@@ -11,7 +11,10 @@ use comfy_table::Table;
 use super::{CliError, args::SourcesCommand, commands::print_json};
 
 /// Runs a `sources` command.
-pub(crate) async fn dispatch(engine: &Engine, command: SourcesCommand) -> Result<ExitCode, CliError> {
+pub(crate) async fn dispatch(
+    engine: &Engine,
+    command: SourcesCommand,
+) -> Result<ExitCode, CliError> {
     match command {
         SourcesCommand::List { json } => {
             let listed = engine.list_poll_sources().await?;
@@ -45,7 +48,10 @@ fn say(source: &PollSourceRecord, json: bool, what: &str) {
     if json {
         print_json(source);
     } else {
-        println!("poll source {} {what} (state {})", source.name, source.state);
+        println!(
+            "poll source {} {what} (state {})",
+            source.name, source.state
+        );
     }
 }
 
