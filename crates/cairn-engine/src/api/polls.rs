@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::engine::{Engine, StartOptions},
-    base::{credential::NeededCredential, entropy::EntropyExt, error::EngineError},
+    base::{config::millis, credential::NeededCredential, entropy::EntropyExt, error::EngineError},
     call::credentials::{CredentialPin, resolve},
     steps::{
         poll::{Fetched, Poll, StartFrom},
@@ -271,9 +271,4 @@ impl Engine {
             .control_poll_source(name, control, env.clock.now_ms())
             .await?)
     }
-}
-
-/// Milliseconds of `duration`, saturating.
-fn millis(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

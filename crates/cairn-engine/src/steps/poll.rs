@@ -22,6 +22,8 @@ use crate::{
 
 /// The longest source name.
 const MAX_NAME_LEN: usize = 64;
+/// How often a source is polled unless [`PollSource::every`] says.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How long a poll may take unless [`PollSource::timeout`] says.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -53,7 +55,7 @@ impl PollSource {
     pub fn new(name: impl Into<String>) -> Self {
         PollSource {
             name: name.into(),
-            interval: Ok(Duration::from_secs(300)),
+            interval: Ok(DEFAULT_INTERVAL),
             start_from: StartFrom::Now,
             owner: None,
             credentials: Vec::new(),
@@ -269,7 +271,8 @@ impl Poll {
     ) -> Poll {
         Poll {
             name: source.name,
-            interval: source.interval.unwrap_or(Duration::from_secs(300)),
+            // A bad interval is the registry's problem: the source is never polled.
+            interval: source.interval.unwrap_or(DEFAULT_INTERVAL),
             start_from: source.start_from,
             owner: source.owner,
             credentials: source.credentials,
