@@ -1,8 +1,9 @@
 //! Poll sources on a virtual clock and a real SQLite file: the first poll seeds without
 //! runs (unless the source starts from the beginning), new items start one run each, an
 //! item polled again starts nothing, errors back off (jittered, capped at ten intervals) and
-//! mark the source failing after five, `Retry-After` is honoured, pause/resume/poll-now, and
-//! declarations a registry refuses. The poll of a real HTTP server is in `polls_http.rs`.
+//! mark the source failing after five, `Retry-After` is honoured, pause/resume/poll-now, a
+//! transform error, a panicking poll function, and declarations a registry refuses. The
+//! poll of a real HTTP server is in `polls_http.rs`, the lease's fence in `polls_lease.rs`.
 
 mod support;
 
@@ -342,6 +343,37 @@ async fn a_transform_error_fails_the_poll_and_records_nothing() {
         triggers(&engine).await.is_empty(),
         "item 1 waits with item 2"
     );
+}
+
+#[tokio::test]
+async fn a_panicking_poll_function_is_an_error_of_the_poll() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open"));
+    let poll = PollSource::new("boom")
+        .poll(|_ctx: PollCtx, cursor: Option<Value>| async move {
+            if cursor.is_none() {
+                panic!("the tracker client panicked");
+            }
+            Ok(Polled::new(Vec::<u64>::new(), None))
+        })
+        .item_key(|id: &u64| id.to_string())
+        .attach(&triage(), |id: u64| {
+            Ok(Some(Text {
+                text: id.to_string(),
+            }))
+        });
+    let engine = Engine::builder(store, Registry::new().poll(poll))
+        .build()
+        .expect("a valid registry");
+    engine.declare_poll_sources().await.expect("declare");
+    assert_eq!(engine.poll_due_sources().await.expect("poll"), 0);
+    let source = stored(&engine).await;
+    assert_eq!(source.consecutive_errors, 1);
+    assert_eq!(
+        source.last_error.as_deref(),
+        Some("the poll function panicked: the tracker client panicked")
+    );
+    assert!(source.lease_owner.is_none(), "the lease is freed at once");
 }
 
 #[test]

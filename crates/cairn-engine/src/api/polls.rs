@@ -23,7 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::engine::{Engine, StartOptions},
-    base::{config::millis, credential::NeededCredential, entropy::EntropyExt, error::EngineError},
+    base::{
+        config::millis,
+        credential::NeededCredential,
+        entropy::EntropyExt,
+        error::EngineError,
+        panics::{Caught, panic_message},
+    },
     call::credentials::{CredentialPin, resolve},
     steps::{
         poll::{Fetched, Poll, StartFrom},
@@ -155,7 +161,8 @@ impl Engine {
         })
     }
 
-    /// Runs the poll function (with the source's credentials) until it answers or times out.
+    /// Runs the poll function (with the source's credentials) until it answers or times out;
+    /// a panic in it is an error of the poll.
     async fn fetch(&self, poll: &Poll, source: &PollSourceRecord) -> Result<Fetched, PollError> {
         let env = &self.runtime.env;
         let owner = poll.owner.clone().unwrap_or_default();
@@ -182,7 +189,12 @@ impl Engine {
         };
         let stopping = env.stopping.clone();
         tokio::select! {
-            fetched = (poll.fetch)(ctx, source.cursor.clone()) => fetched,
+            fetched = Caught::new((poll.fetch)(ctx, source.cursor.clone())) => {
+                fetched.unwrap_or_else(|payload| Err(PollError::new(format!(
+                    "the poll function panicked: {}",
+                    panic_message(&*payload)
+                ))))
+            }
             () = env.clock.sleep(poll.timeout) => {
                 cancel.cancel();
                 Err(PollError::new(format!(
