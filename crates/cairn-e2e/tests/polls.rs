@@ -2,7 +2,8 @@
 //! with `kill -9` while the server holds back its first answer (the fetch done, nothing
 //! committed), and a second worker, once the first's lease lapses, polls from the same
 //! cursor: every item of the feed gets exactly one run, the ones the killed worker had
-//! fetched and the one that appears later, however many polls see them again.
+//! fetched and the one that appears later, however many polls see them again. On one SQLite
+//! file and on PostgreSQL.
 
 mod support;
 
@@ -86,10 +87,9 @@ fn all_succeeded(sandbox: &Sandbox, ids: &[&str]) -> bool {
     })
 }
 
-// The test blocks on processes and polls (as the other crash tests do); the mock server
-// answers from the runtime's worker threads meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item() {
+/// A worker of `sandbox` is killed while the feed holds back its first answer; a second one
+/// takes over once the lease lapses; then a new item appears: each item has one run.
+async fn kill_between_fetch_and_commit(sandbox: &Sandbox) {
     let server = MockServer::start().await;
     let feed = Feed::default();
     for id in ["1", "2", "3"] {
@@ -100,12 +100,10 @@ async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item()
         .respond_with(feed.clone())
         .mount(&server)
         .await;
-    let sandbox = Sandbox::new();
     let url = server.uri();
-    let env = [
-        ("FIXTURE_POLL_URL", url.as_str()),
-        ("CAIRN_LEASE_TTL", "2s"),
-    ];
+    // The sandbox's short lease time: the killed worker's poll lease (its 5 s timeout plus
+    // that) lapses within seconds.
+    let env = [("FIXTURE_POLL_URL", url.as_str())];
     let minute = Duration::from_secs(60);
 
     let first = KillOnDrop::new(sandbox.spawn_with(&["worker"], &env));
@@ -113,7 +111,7 @@ async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item()
     // `kill -9` while the server holds its answer back: the poll fetched, nothing committed.
     drop(first);
     assert!(
-        feed_runs(&sandbox).is_empty(),
+        feed_runs(sandbox).is_empty(),
         "a killed poll commits nothing"
     );
     let sources = sandbox.output(&["sources", "list", "--json"]);
@@ -130,16 +128,16 @@ async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item()
     wait_for(
         "the killed worker's items to run, once its lease lapsed",
         minute,
-        || all_succeeded(&sandbox, &["1", "2", "3"]),
+        || all_succeeded(sandbox, &["1", "2", "3"]),
     );
     feed.push("4");
     wait_for("the new item to run", minute, || {
-        all_succeeded(&sandbox, &["1", "2", "3", "4"])
+        all_succeeded(sandbox, &["1", "2", "3", "4"])
     });
     let polled = feed.requests();
     wait_for("three more polls", minute, || feed.requests() >= polled + 3);
 
-    let runs = feed_runs(&sandbox);
+    let runs = feed_runs(sandbox);
     let counts: BTreeMap<&str, usize> = runs
         .iter()
         .map(|(id, statuses)| (id.as_str(), statuses.len()))
@@ -154,4 +152,19 @@ async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item()
     let listed: Value = serde_json::from_slice(&sources.stdout).expect("JSON");
     assert_eq!(listed[0]["cursor"], 4, "{listed}");
     assert_eq!(listed[0]["consecutiveErrors"], 0, "{listed}");
+}
+
+// The tests block on processes and polls (as the other crash tests do); the mock server
+// answers from the runtime's worker threads meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item() {
+    kill_between_fetch_and_commit(&Sandbox::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_worker_killed_between_fetch_and_commit_loses_and_duplicates_no_item() {
+    let Some(sandbox) = Sandbox::postgres() else {
+        return;
+    };
+    kill_between_fetch_and_commit(&sandbox).await;
 }
