@@ -71,6 +71,9 @@ impl Engine {
     /// under its lease, concurrently, and commits what each found (see the module docs).
     /// The worker loop calls it once per poll interval. Returns how many runs it created.
     pub async fn poll_due_sources(&self) -> Result<usize, EngineError> {
+        if !self.has_poll_sources() {
+            return Ok(0);
+        }
         let env = &self.runtime.env;
         let now_ms = env.clock.now_ms();
         let mut claims = Vec::new();
@@ -106,6 +109,11 @@ impl Engine {
             self.runtime.new_work.notify_waiters();
         }
         Ok(created)
+    }
+
+    /// Whether the registry has poll sources (a worker without any reads nothing for them).
+    pub(crate) fn has_poll_sources(&self) -> bool {
+        self.runtime.registry.poll_sources().next().is_some()
     }
 
     /// Runs one claimed poll and commits it; returns how many runs it created.

@@ -57,9 +57,10 @@ impl Engine {
                 if let Err(err) = self.fire_due_schedules().await {
                     tracing::warn!(error = %err, "cannot fire the due schedules; the worker will try again");
                 }
-                if polling
-                    .as_ref()
-                    .is_none_or(tokio::task::JoinHandle::is_finished)
+                if self.has_poll_sources()
+                    && polling
+                        .as_ref()
+                        .is_none_or(tokio::task::JoinHandle::is_finished)
                 {
                     let engine = self.clone();
                     polling = Some(tokio::spawn(async move {
