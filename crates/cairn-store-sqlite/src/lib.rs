@@ -538,9 +538,7 @@ impl Store for SqliteStore {
     }
 
     async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
-        let source = Box::new(source);
-        self.writer
-            .call(|reply| Command::Poll(PollWrite::Declare { source, reply }))
+        self.poll_write(|reply| PollWrite::declare(source, reply))
             .await
     }
 
@@ -553,13 +551,9 @@ impl Store for SqliteStore {
         self.readers.read(polls::list).await
     }
 
-    async fn due_poll_sources(
-        &self,
-        now_ms: i64,
-        limit: usize,
-    ) -> StoreResult<Vec<PollSourceRecord>> {
+    async fn due_poll_sources(&self, now: i64, limit: usize) -> StoreResult<Vec<PollSourceRecord>> {
         self.readers
-            .read(move |conn| polls::due(conn, now_ms, limit))
+            .read(move |conn| polls::due(conn, now, limit))
             .await
     }
 
@@ -569,16 +563,7 @@ impl Store for SqliteStore {
         lease: &Lease,
         now_ms: i64,
     ) -> StoreResult<Option<PollClaim>> {
-        let (name, lease) = (name.to_owned(), lease.clone());
-        self.writer
-            .call(|reply| {
-                Command::Poll(PollWrite::Claim {
-                    name,
-                    lease,
-                    now_ms,
-                    reply,
-                })
-            })
+        self.poll_write(|reply| PollWrite::claim(name, lease, now_ms, reply))
             .await
     }
 
@@ -588,23 +573,13 @@ impl Store for SqliteStore {
         control: PollControl,
         now_ms: i64,
     ) -> StoreResult<PollSourceRecord> {
-        let name = name.to_owned();
-        self.writer
-            .call(|reply| {
-                Command::Poll(PollWrite::Control {
-                    name,
-                    control,
-                    now_ms,
-                    reply,
-                })
-            })
+        self.poll_write(|reply| PollWrite::control(name, control, now_ms, reply))
             .await
     }
 
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
-        let commit = Box::new(PreparedCommit::new(commit)?);
-        self.writer
-            .call(|reply| Command::Poll(PollWrite::Commit { commit, reply }))
+        let commit = PreparedCommit::new(commit)?;
+        self.poll_write(|reply| PollWrite::commit(commit, reply))
             .await
     }
 

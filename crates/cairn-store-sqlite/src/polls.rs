@@ -81,7 +81,65 @@ impl PreparedCommit {
     }
 }
 
+impl crate::SqliteStore {
+    /// Sends a poll source write to the writer thread and waits for its answer.
+    pub(crate) async fn poll_write<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> PollWrite,
+    ) -> StoreResult<T> {
+        self.writer
+            .call(|reply| crate::writer::Command::Poll(make(reply)))
+            .await
+    }
+}
+
 impl PollWrite {
+    /// The write of `Store::declare_poll_source`.
+    pub(crate) fn declare(source: PollSourceRecord, reply: Reply<PollSourceRecord>) -> PollWrite {
+        PollWrite::Declare {
+            source: Box::new(source),
+            reply,
+        }
+    }
+
+    /// The write of `Store::claim_poll_source`.
+    pub(crate) fn claim(
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+        reply: Reply<Option<PollClaim>>,
+    ) -> PollWrite {
+        PollWrite::Claim {
+            name: name.to_owned(),
+            lease: lease.clone(),
+            now_ms,
+            reply,
+        }
+    }
+
+    /// The write of `Store::control_poll_source`.
+    pub(crate) fn control(
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+        reply: Reply<PollSourceRecord>,
+    ) -> PollWrite {
+        PollWrite::Control {
+            name: name.to_owned(),
+            control,
+            now_ms,
+            reply,
+        }
+    }
+
+    /// The write of `Store::commit_poll`.
+    pub(crate) fn commit(commit: PreparedCommit, reply: Reply<PollCommitOutcome>) -> PollWrite {
+        PollWrite::Commit {
+            commit: Box::new(commit),
+            reply,
+        }
+    }
+
     /// Runs the write in its own savepoint of the open transaction. A commit's runs are
     /// not remembered by the writer's run cache (as a schedule fire's are not).
     pub(crate) fn execute(
