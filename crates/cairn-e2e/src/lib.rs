@@ -207,6 +207,20 @@ pub static CHAT: LazyLock<Credential> = LazyLock::new(|| {
         .field("token", Field::secret().description("the bot's token"))
 });
 
+/// The signing secret of the `tags` webhook endpoint.
+pub static TAGS_SIGNING: LazyLock<Credential> = LazyLock::new(|| {
+    Credential::new("tags-signing")
+        .description("The signing secret GitHub-style deliveries to /triggers/tags carry")
+        .field("secret", Field::secret())
+});
+
+/// `POST /triggers/tags`: a GitHub-signed `{"tag": …}` starts `three-steps`.
+fn tags_webhook() -> cairn::Webhook {
+    cairn::WebhookSource::new("tags")
+        .verify(cairn::GitHubSignature::new(&TAGS_SIGNING))
+        .attach(&THREE_STEPS, |request| request.json().map(Some))
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 struct Notice {
     /// Pin the user scope.
@@ -286,4 +300,5 @@ fn registered() -> Registry {
         .action(&FLAKY)
         .workflow(&NOTIFY_FLOW)
         .action(&NOTIFY)
+        .webhook(tags_webhook())
 }

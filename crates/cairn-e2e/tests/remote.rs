@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use cairn_test_support::signing::github_signature;
 use serde_json::{Value, json};
 use support::{KillOnDrop, Sandbox, Served, wait_for};
 
@@ -472,5 +473,106 @@ fn credentials_are_managed_over_http_and_used_by_the_servers_runs() {
     assert_eq!(code(&again), 2, "an unknown id is the caller's mistake");
     for output in [&set, &listed, &run, &rotate, &deleted, &again] {
         assert!(!stdout(output).contains(secret) && !stderr(output).contains(secret));
+    }
+}
+
+/// Posts `body` to `/triggers/tags` on `served`, signed with `secret`; the status.
+fn deliver(served: &Served, secret: &str, body: &str, delivery: &str) -> u16 {
+    static RUSTLS: std::sync::Once = std::sync::Once::new();
+    RUSTLS.call_once(|| {
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/triggers/tags", served.url()))
+            .header("content-type", "application/json")
+            .header("x-github-delivery", delivery)
+            .header(
+                "x-hub-signature-256",
+                github_signature(secret, body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the server answers")
+            .status()
+            .as_u16()
+    })
+}
+
+/// `webhooks deliveries <endpoint>`: the log of a served endpoint, the same over `--server`
+/// as locally, each delivery with its answer, and never its body or the signing secret.
+#[test]
+fn webhook_deliveries_are_listed_over_http_as_locally() {
+    let sandbox = Sandbox::new();
+    let served = sandbox.serve(&[], &[]);
+    let secret = "tags-SIGNING-4242";
+    let set = sandbox
+        .command(&[
+            "credentials",
+            "set",
+            "tags-signing",
+            "--field",
+            "secret=@env:TAGS_SECRET",
+        ])
+        .env("TAGS_SECRET", secret)
+        .output()
+        .expect("run the fixture");
+    assert_eq!(code(&set), 0, "{}", stderr(&set));
+    let body = r#"{"tag":"hello-webhook"}"#;
+    assert_eq!(deliver(&served, secret, body, "d-1"), 202);
+    assert_eq!(deliver(&served, secret, body, "d-1"), 202, "a duplicate");
+    assert_eq!(deliver(&served, "not-the-secret", body, "d-2"), 401);
+
+    let listed = same_as_local(
+        &sandbox,
+        &served,
+        &["webhooks", "deliveries", "tags", "--json"],
+    );
+    let rows = parsed(&listed);
+    let outcomes: Vec<(&str, &str)> = rows
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|row| {
+            (
+                row["outcome"].as_str().unwrap(),
+                row["deliveryId"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("invalid_signature", "-"),
+            ("duplicate", "d-1"),
+            ("started", "d-1")
+        ]
+    );
+    assert_eq!(rows[1]["runId"], rows[2]["runId"]);
+    let table = same_as_local(&sandbox, &served, &["webhooks", "deliveries", "tags"]);
+    assert!(
+        stdout(&table).contains("invalid_signature"),
+        "{}",
+        stdout(&table)
+    );
+    let unknown = same_as_local(&sandbox, &served, &["webhooks", "deliveries", "nowhere"]);
+    assert_eq!(
+        code(&unknown),
+        2,
+        "an unknown endpoint is the caller's mistake"
+    );
+    for output in [&listed, &table] {
+        let text = stdout(output);
+        assert!(
+            !text.contains("hello-webhook") && !text.contains(secret),
+            "{text}"
+        );
     }
 }

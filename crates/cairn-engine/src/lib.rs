@@ -50,6 +50,7 @@ pub use base::{
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::{RetryPolicy as Retry, StepKind};
+pub use cairn_store::{DELIVERIES_KEPT, WebhookDelivery};
 pub use cairn_triggers::{
     CatchUp, Headers, Overlap, Schedule, ScheduleError, TransformError, VerifyError, WebhookRequest,
 };

@@ -243,6 +243,13 @@ impl Registry {
         self.webhooks.keys().map(String::as_str)
     }
 
+    /// Each webhook endpoint with the slug of the workflow its deliveries start.
+    pub fn webhook_workflows(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.webhooks
+            .iter()
+            .map(|(endpoint, webhook)| (endpoint.as_str(), webhook.slug.as_str()))
+    }
+
     pub(crate) fn declared_schedules(&self) -> impl Iterator<Item = &DeclaredSchedule> {
         self.schedules.values()
     }

@@ -1,7 +1,7 @@
 //! Webhook sources through `Engine::deliver_webhook`: timestamps judged on the engine's clock
 //! (a `ManualClock`), a Standard Webhooks delivery named by its `webhook-id`, a project's own
-//! signing secret for a source with an owner, Slack's `url_verification` challenge, and the
-//! declarations a registry refuses.
+//! signing secret for a source with an owner, Slack's `url_verification` challenge, a source
+//! that names its deliveries from the body, and the declarations a registry refuses.
 
 use std::{collections::BTreeMap, sync::Arc, sync::LazyLock, time::Duration};
 
@@ -133,10 +133,16 @@ async fn timestamps_are_judged_on_the_engines_clock() {
         ),
         "{late:?}"
     );
-    let Delivered::Run { run_id, created } = on_time else {
+    let Delivered::Run {
+        run_id,
+        created,
+        delivery_id,
+    } = on_time
+    else {
         panic!("{on_time:?}");
     };
     assert!(created);
+    assert_eq!(delivery_id, "msg_1", "the webhook-id header names it");
     let run = fx.engine.get_run(run_id).await.expect("the run");
     assert_eq!(run.run.idempotency_key.as_deref(), Some("wh:resend:msg_1"));
     assert_eq!(run.run.owner.project, "mail", "the source's owner runs it");
@@ -212,4 +218,60 @@ fn registries_refuse_unusable_sources() {
     let unverified =
         Registry::new().webhook(attach(WebhookSource::new("open").insecure_unverified()));
     assert!(unverified.check().is_ok());
+}
+
+#[tokio::test]
+async fn a_source_names_its_deliveries_as_told() {
+    let dir = TempDir::new().expect("temp dir");
+    let store = Arc::new(SqliteStore::open_in_dir(dir.path()).expect("open store"));
+    // A provider that puts its event id in the body (and resends it with a new timestamp).
+    let events = WebhookSource::new("events")
+        .insecure_unverified()
+        .delivery_id(|request| {
+            let id = request.value().pointer("/event/id")?.as_str()?;
+            Some(id.to_owned())
+        })
+        .attach(&NOTE, |request| {
+            let text = request
+                .value()
+                .pointer("/event/text")
+                .and_then(|v| v.as_str());
+            Ok(text.map(|text| Note { text: text.into() }))
+        });
+    let engine = Engine::new(store, Registry::new().webhook(events)).expect("valid registry");
+    let deliver = |body: &'static str| {
+        engine.deliver_webhook("events", Headers::new(), body.as_bytes().to_vec())
+    };
+    let first = deliver(r#"{"sent": 1, "event": {"id": "ev_7", "text": "hi"}}"#)
+        .await
+        .expect("started");
+    let again = deliver(r#"{"sent": 2, "event": {"id": "ev_7", "text": "hi"}}"#)
+        .await
+        .expect("a duplicate");
+    let (
+        Delivered::Run {
+            run_id,
+            delivery_id,
+            created,
+        },
+        Delivered::Run {
+            run_id: same,
+            created: twice,
+            ..
+        },
+    ) = (first, again)
+    else {
+        panic!("both name a run");
+    };
+    assert_eq!(delivery_id, "ev_7");
+    assert!(created && !twice, "the second copy is a duplicate");
+    assert_eq!(run_id, same);
+    // No usable id in the body: the body's SHA-256 names it.
+    let unnamed = deliver(r#"{"event": {"id": "", "text": "ho"}}"#)
+        .await
+        .expect("started");
+    let Delivered::Run { delivery_id, .. } = unnamed else {
+        panic!("{unnamed:?}");
+    };
+    assert!(delivery_id.starts_with("sha256:"), "{delivery_id}");
 }

@@ -162,6 +162,45 @@ impl ApiError {
         self.classify().0
     }
 
+    /// How a webhook delivery refused with this error is logged: its status, slug and a
+    /// reason that holds no body value and no secret (schema violations by JSON path only,
+    /// internal failures not described).
+    pub(crate) fn delivery_outcome(&self) -> (StatusCode, &'static str, String) {
+        let (status, slug, _) = self.classify();
+        let reason = match self {
+            ApiError::Engine(err) | ApiError::Webhook(WebhookError::Engine(err)) => {
+                match violations(err) {
+                    Some(violations) => {
+                        let paths: Vec<&str> = violations
+                            .0
+                            .iter()
+                            .map(|violation| violation.path.as_str())
+                            .collect();
+                        format!(
+                            "the input breaks the workflow's schema at {}",
+                            paths.join(", ")
+                        )
+                    }
+                    None if matches!(
+                        err.class(),
+                        ErrorClass::Internal | ErrorClass::Unavailable
+                    ) =>
+                    {
+                        "the run could not be started; the server's log says why".to_owned()
+                    }
+                    None => err.to_string(),
+                }
+            }
+            ApiError::Webhook(
+                WebhookError::Secrets { .. } | WebhookError::Verify(VerifyError::BadSecret(_)),
+            ) => "the endpoint's signing secret is not set or cannot be read; the server's log \
+                  says why"
+                .to_owned(),
+            other => other.to_string(),
+        };
+        (status, slug, reason)
+    }
+
     /// What the client is told: internal failures are logged here and not described.
     pub(crate) fn detail(&self) -> String {
         match self {

@@ -20,7 +20,8 @@ use serde_json::{Map, Value, json};
 use crate::{
     error::{PROBLEM_JSON, Problem},
     responses::{
-        AuthorizeUrl, Canceled, Catalog, CredentialList, Health, Requeued, RunsPage, Started,
+        AuthorizeUrl, Canceled, Catalog, CredentialList, DeliveryList, Health, Requeued, RunsPage,
+        Started,
     },
     state::AppState,
 };
@@ -44,6 +45,7 @@ pub(crate) fn document(registry: &Registry) -> Value {
     let credential = doc.schema::<CredentialView>();
     let credentials = doc.schema::<CredentialList>();
     let authorize = doc.schema::<AuthorizeUrl>();
+    let deliveries = doc.schema::<DeliveryList>();
     let credential_key = param(
         "path",
         "key",
@@ -237,6 +239,12 @@ pub(crate) fn document(registry: &Registry) -> Value {
             .error(404, "No webhook source has this endpoint.")
             .error(503, "The endpoint's signing secret is not set or cannot be read (the server's log says which).")
             .error(422, "The transform refused the delivery, or its input breaks the workflow's schema (each path listed).")),
+        ("/webhooks/{endpoint}/deliveries", "get", Op::new("listWebhookDeliveries", "The endpoint's logged deliveries, newest first: status, outcome, reason, delivery id and run; never a body.")
+            .param(param("path", "endpoint", "The webhook source's endpoint.", json!({"type": "string"}), true))
+            .param(param("query", "limit", "How many (default 50).", or_empty(json!({"type": "integer", "minimum": 1, "maximum": 1000})), false))
+            .ok(200, "The deliveries.", deliveries)
+            .error(400, "A malformed limit.")
+            .error(404, "No webhook source has this endpoint.")),
         ("/credentials", "get", Op::new("listCredentials", "Credentials, by type, scope and holder; never their values.")
             .param(param("query", "key", "Only this type.", json!({"type": "string"}), false))
             .param(param("query", "org", "Only this organization's.", json!({"type": "string"}), false))

@@ -2,7 +2,7 @@
 //! `GET /openapi.json` describes them from the same definitions, so the two cannot drift.
 
 use cairn_core::RunStatus;
-use cairn_engine::{ActionInfo, CredentialView, RunView, WorkflowInfo};
+use cairn_engine::{ActionInfo, CredentialView, RunView, WebhookDelivery, WorkflowInfo};
 use cairn_store::RunId;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -70,6 +70,13 @@ pub(crate) struct Health {
 pub(crate) struct CredentialList {
     /// The credentials, by type, scope and holder, newest first.
     pub(crate) credentials: Vec<CredentialView>,
+}
+
+/// `GET /webhooks/{endpoint}/deliveries`: what became of each delivery, never its body.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DeliveryList {
+    /// The endpoint's logged deliveries, newest first.
+    pub(crate) deliveries: Vec<WebhookDelivery>,
 }
 
 /// `GET /credentials/connect/{key}` with `Accept: application/json`.

@@ -233,6 +233,7 @@ fn routes(
         )
         .route("/credentials/{id}/default", post(credentials::set_default))
         .route("/credentials/connect/{key}", get(oauth::connect))
+        .route("/webhooks/{endpoint}/deliveries", get(triggers::deliveries))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));

@@ -392,6 +392,19 @@ async fn webhook_deliveries_match_the_document() {
         assert_eq!(refused.status(), status);
         spec.check(template, "post", refused).await;
     }
+    let log = "/webhooks/{endpoint}/deliveries";
+    for (path, status) in [
+        ("/webhooks/github/deliveries", StatusCode::OK),
+        (
+            "/webhooks/github/deliveries?limit=x",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/webhooks/nowhere/deliveries", StatusCode::NOT_FOUND),
+    ] {
+        let answer = server.get(path).await;
+        assert_eq!(answer.status(), status, "{path}");
+        spec.check(log, "get", answer).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

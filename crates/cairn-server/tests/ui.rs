@@ -9,86 +9,12 @@ use std::time::Duration;
 
 use cairn_core::RunStatus;
 use cairn_server::{ApiKeys, ServeOptions};
-use reqwest::{Client, StatusCode, header, redirect::Policy};
+use reqwest::{StatusCode, header};
 use serde_json::json;
-use support::{TestServer, start, start_with};
-
-/// A client that does not follow redirects (the tests check them).
-fn browser() -> Client {
-    Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .expect("a client")
-}
-
-async fn page(server: &TestServer, path: &str, cookie: &str) -> (StatusCode, String) {
-    let response = browser()
-        .get(server.url(path))
-        .header(header::COOKIE, cookie)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    if status.is_success() || status.is_client_error() {
-        let media = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        assert!(media.starts_with("text/html"), "{path} answered {media}");
-    }
-    (status, response.text().await.expect("a body"))
-}
-
-/// Posts a form with the cookie; the status and where it redirects.
-async fn submit(
-    server: &TestServer,
-    path: &str,
-    cookie: &str,
-    form: &[(&str, &str)],
-) -> (StatusCode, Option<String>) {
-    let response = browser()
-        .post(server.url(path))
-        .header(header::COOKIE, cookie)
-        .form(form)
-        .send()
-        .await
-        .expect("request");
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    (response.status(), location)
-}
-
-/// The CSRF cookie a run page set, as `name=value`, and its value.
-async fn csrf(server: &TestServer, run_id: &str) -> (String, String) {
-    let response = browser()
-        .get(server.url(&format!("/ui/runs/{run_id}")))
-        .send()
-        .await
-        .expect("request");
-    let set = response
-        .headers()
-        .get(header::SET_COOKIE)
-        .and_then(|value| value.to_str().ok())
-        .expect("the page sets its CSRF cookie")
-        .to_owned();
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
-        "{set}"
-    );
-    let pair = set.split(';').next().expect("a pair").to_owned();
-    let value = pair.split_once('=').expect("name=value").1.to_owned();
-    let html = response.text().await.expect("a body");
-    assert!(
-        html.contains(&format!("value=\"{value}\"")),
-        "the forms carry the token"
-    );
-    (pair, value)
-}
+use support::{
+    TestServer, start, start_with,
+    ui::{browser, csrf, page, submit},
+};
 
 async fn status_of(server: &TestServer, run_id: &str) -> RunStatus {
     let run_id = run_id.parse().expect("a run id");
@@ -182,7 +108,7 @@ async fn retry_cancel_and_rerun_go_through_their_forms() {
         .start_run("checked", json!({"name": "ada", "file": file}))
         .await;
     server.wait_for_status(&run_id, "failed").await;
-    let (cookie, token) = csrf(&server, &run_id).await;
+    let (cookie, token) = csrf(&server, &format!("/ui/runs/{run_id}")).await;
 
     // Without the token: refused, nothing changed.
     let retry = format!("/ui/runs/{run_id}/retry");

@@ -7,10 +7,9 @@ mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
+use cairn_test_support::signing::{github_signature, hmac_sha256_hex as hex_hmac};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use support::{PAYLOAD_LIMIT, TestServer, problem, set_signing_secrets, start};
 
 const SECRET: &str = "whsec_current_7f3a9c";
@@ -28,16 +27,6 @@ fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("after 1970")
         .as_secs() as i64
-}
-
-fn hex_hmac(secret: &str, message: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("a key");
-    mac.update(message);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 /// `Stripe-Signature` for `body` signed with `secret` at `t`.
@@ -207,7 +196,7 @@ async fn refused_deliveries_start_nothing() {
 async fn github_deliveries_are_named_by_their_delivery_header_else_their_body() {
     let server = server().await;
     let body = json!({"name": "linus"}).to_string();
-    let signature = format!("sha256={}", hex_hmac(SECRET, body.as_bytes()));
+    let signature = github_signature(SECRET, body.as_bytes());
     let send = |delivery: Option<&str>| {
         let request = server
             .deliver("github", &body)
@@ -286,4 +275,77 @@ async fn an_endpoint_without_its_secret_refuses_without_saying_more() {
         "{problem}"
     );
     assert_eq!(run_count(&server), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_delivery_to_a_known_endpoint_is_logged_without_its_body() {
+    let server = server().await;
+    let body = event("evt_logged", "ada");
+    let t = now();
+    let started: Value = stripe(&server, SECRET, t, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    stripe(&server, SECRET, t, &body).await;
+    let tampered = server
+        .deliver("stripe", &event("evt_logged", "mallory"))
+        .header("stripe-signature", stripe_signature(SECRET, t, &body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), StatusCode::UNAUTHORIZED);
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(PAYLOAD_LIMIT));
+    stripe(&server, SECRET, t, &huge).await;
+    let bad_input = json!({"id": "evt_bad", "type": "customer.created", "data": {"name": 7}});
+    stripe(&server, SECRET, t, &bad_input.to_string()).await;
+    let ping = json!({"id": "evt_ping", "type": "ping"}).to_string();
+    stripe(&server, SECRET, t, &ping).await;
+    server.deliver("nowhere", &body).send().await.unwrap();
+
+    let log = server.get_json("/webhooks/stripe/deliveries").await;
+    let rows = log["deliveries"].as_array().expect("a list");
+    let summary: Vec<(u64, &str)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row["status"].as_u64().unwrap(),
+                row["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (200, "ignored"),
+            (422, "transform-refused"),
+            (413, "payload-too-large"),
+            (401, "invalid_signature"),
+            (202, "duplicate"),
+            (202, "started"),
+        ],
+        "newest first, each with its answer: {log}"
+    );
+    assert_eq!(rows[5]["runId"], started["runId"], "{log}");
+    assert_eq!(
+        rows[4]["runId"], started["runId"],
+        "the duplicate names the run"
+    );
+    assert_eq!(rows[5]["deliveryId"], "evt_logged");
+    assert_eq!(rows[0]["deliveryId"], "evt_ping");
+    assert!(
+        rows[3]["reason"].as_str().unwrap().contains("signature"),
+        "a refusal says why: {log}"
+    );
+    let text = log.to_string();
+    for sent in ["ada", "mallory", "xxxx", SECRET, PREVIOUS] {
+        assert!(!text.contains(sent), "{sent:?} is in the log: {text}");
+    }
+
+    let limited = server.get_json("/webhooks/stripe/deliveries?limit=2").await;
+    assert_eq!(limited["deliveries"].as_array().unwrap().len(), 2);
+    let unknown = server.get("/webhooks/nowhere/deliveries").await;
+    problem(unknown, StatusCode::NOT_FOUND).await;
+    let bad_limit = server.get("/webhooks/stripe/deliveries?limit=0").await;
+    problem(bad_limit, StatusCode::BAD_REQUEST).await;
 }

@@ -34,7 +34,9 @@
 //!   `FOR UPDATE SKIP LOCKED` (a row another process holds is that process's fire: this one
 //!   is superseded, without waiting), compares the next fire time read, and inserts the
 //!   occurrence's runs `ON CONFLICT DO NOTHING` in the same transaction (see `schedules`).
-//! - **Poll sources** (schema v5) likewise: a poll's commit holds its source's row, checks
+//! - **Webhook deliveries** (schema v5) are logged outside the queue too, each in its own
+//!   transaction with the pruning of its endpoint's oldest rows (see `deliveries`).
+//! - **Poll sources** (schema v6) likewise: a poll's commit holds its source's row, checks
 //!   the lease's owner and fencing token, and inserts its items' keys and runs with the new
 //!   cursor in the same transaction (see `polls`).
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
@@ -84,6 +86,7 @@ mod append;
 mod batch;
 mod codec;
 mod credentials;
+mod deliveries;
 mod error;
 mod lock;
 mod notify;

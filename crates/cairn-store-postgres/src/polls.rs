@@ -1,4 +1,4 @@
-//! Poll sources in PostgreSQL (schema v5). Their writes go through the write queue like
+//! Poll sources in PostgreSQL (schema v6). Their writes go through the write queue like
 //! every run write (a commit creates runs, and its wake-ups go out with its commit); reads
 //! run on the pool.
 //!

@@ -142,11 +142,28 @@ CREATE TABLE schedule_misses (
 CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id, n);
 ";
 
-/// Version 5: poll sources (decision record 0038), as in SQLite's version 12: one row per
+/// Version 5: the webhook deliveries log (decision record 0037), as in SQLite's version 12:
+/// one row per delivery to a known endpoint (status, outcome, reason, delivery id, run;
+/// never the body), `n` ordering them, the newest 1,000 per endpoint kept.
+const V5: &str = "
+CREATE TABLE webhook_deliveries (
+    n           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint    TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    status      INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    delivery_id TEXT,
+    run_id      UUID
+);
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, n);
+";
+
+/// Version 6: poll sources (decision record 0038), as in SQLite's version 13: one row per
 /// source (its cursor as JSON text, when it is polled next, its error streak and state, the
 /// lease of the poll under way with the fencing token every claim grows), the partial index
 /// that finds the due ones, and the item keys each source saw in the last seven days.
-const V5: &str = "
+const V6: &str = "
 CREATE TABLE poll_sources (
     name               TEXT PRIMARY KEY,
     workflow           TEXT NOT NULL,
@@ -175,7 +192,7 @@ CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
@@ -329,6 +346,10 @@ mod tests;
 #[cfg(test)]
 #[path = "schema_v5_tests.rs"]
 mod v5_tests;
+
+#[cfg(test)]
+#[path = "schema_v6_tests.rs"]
+mod v6_tests;
 
 #[cfg(test)]
 mod name_tests {

@@ -1,108 +1,62 @@
-//! Tests of schema version 5 against a real server: a version 4 schema upgrades to poll
-//! sources, and a run it holds under an item's key is the one a poll's commit answers.
+//! Tests of schema version 5 against a real server: a version 4 schema (with a schedule in
+//! it) upgrades to the webhook deliveries log, keeps its schedule, and logs a delivery.
 
-use cairn_store::{
-    CreateOutcome, Lease, NewRun, PollCommit, PollCommitOutcome, PollItem, PollResult,
-    PollSourceRecord, RunId, Store, WorkerId,
-};
-use serde_json::json;
-use sqlx::{AssertSqlSafe, PgConnection};
+use cairn_store::{RunId, Store, WebhookDelivery};
+use sqlx::AssertSqlSafe;
 
 use super::MIGRATIONS;
 use crate::common::TestSchema;
 
-async fn version_of(conn: &mut PgConnection, schema: &str) -> i64 {
-    let sql = format!("SELECT version FROM {schema}.cairn_schema_version");
-    sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(conn)
-        .await
-        .expect("the version row")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_v4_schema_is_upgraded_to_poll_sources_and_its_keys_still_decide() {
+#[tokio::test]
+async fn a_v4_schema_is_upgraded_to_the_deliveries_log() {
     let Some(schema) = TestSchema::new() else {
         return;
     };
-    let id = RunId::new();
     let mut raw = schema.raw().await;
     let sql = format!(
-        "CREATE SCHEMA {name}; SET search_path TO {name}; {v1} {v2} {v3} {v4}
+        "CREATE SCHEMA {name}; SET search_path TO {name}; {older}
          CREATE TABLE cairn_schema_version (singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton), \
              version BIGINT NOT NULL);
          INSERT INTO cairn_schema_version (version) VALUES (4);
-         INSERT INTO runs (id, workflow, status, input, idempotency_key, trigger, ready_at, created_at, \
-             updated_at) VALUES ('{id}', 'w', 'queued', '{{}}', 'poll:issues:42', 'test', 1, 1, 1);",
+         INSERT INTO schedules (id, spec, paused, next_fire_at, created_at, updated_at) \
+             VALUES ('s', '{{}}', false, 1, 1, 1);",
         name = schema.name,
-        v1 = MIGRATIONS[0],
-        v2 = MIGRATIONS[1],
-        v3 = MIGRATIONS[2],
-        v4 = MIGRATIONS[3],
-        id = id.0,
+        older = MIGRATIONS[..4].join("\n"),
     );
     sqlx::raw_sql(AssertSqlSafe(sql))
         .execute(&mut raw)
         .await
         .expect("make a v4 schema");
     let store = schema.store().await;
-    assert_eq!(
-        version_of(&mut raw, &schema.name).await,
-        MIGRATIONS.len() as i64
-    );
+    let version: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM {}.cairn_schema_version",
+        schema.name
+    )))
+    .fetch_one(&mut raw)
+    .await
+    .expect("the version row");
+    assert_eq!(version, MIGRATIONS.len() as i64);
+    let kept: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}.schedules",
+        schema.name
+    )))
+    .fetch_one(&mut raw)
+    .await
+    .expect("count");
+    assert_eq!(kept, 1, "the v4 schedule is kept");
+    let delivery = WebhookDelivery {
+        endpoint: "github".into(),
+        received_at_ms: 1,
+        status: 202,
+        outcome: "started".into(),
+        reason: String::new(),
+        delivery_id: Some("d-1".into()),
+        run_id: Some(RunId::new()),
+    };
     store
-        .declare_poll_source(PollSourceRecord::new("issues", "w", 1))
+        .record_webhook_delivery(delivery.clone())
         .await
-        .expect("declare");
-    let lease = Lease {
-        worker: WorkerId("w1".into()),
-        expires_at_ms: 30_001,
-    };
-    let claim = store
-        .claim_poll_source("issues", &lease, 1)
-        .await
-        .expect("claim")
-        .expect("due at once");
-    let run = NewRun {
-        id: RunId::new(),
-        workflow: "w".into(),
-        input: json!({}),
-        idempotency_key: Some("poll:issues:42".into()),
-        parent_run_id: None,
-        forked_from: None,
-        trigger: "poll:issues:42".into(),
-        owner: Default::default(),
-        history: Vec::new(),
-        lease: None,
-        now_ms: 1,
-    };
-    let commit = PollCommit {
-        lease: claim.lease,
-        result: PollResult::Items {
-            items: vec![PollItem {
-                key: "42".into(),
-                run: Some(run),
-            }],
-            cursor: Some(json!({"since": 42})),
-        },
-        next_poll_at_ms: 60_001,
-        now_ms: 1,
-    };
-    assert_eq!(
-        store.commit_poll(commit).await.expect("commit"),
-        PollCommitOutcome::Committed {
-            runs: vec![CreateOutcome {
-                run_id: id,
-                created: false
-            }],
-            seen_before: 0
-        },
-        "the v4 run under the key is the item's run"
-    );
-    let stored = store
-        .get_poll_source("issues")
-        .await
-        .expect("get")
-        .expect("there");
-    assert_eq!(stored.cursor, Some(json!({"since": 42})));
-    assert!(stored.seeded);
+        .expect("record");
+    let listed = store.webhook_deliveries("github", 5).await.expect("list");
+    assert_eq!(listed, vec![delivery]);
 }

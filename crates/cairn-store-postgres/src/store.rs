@@ -10,7 +10,7 @@ use cairn_store::{
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
     PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter,
     RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WorkerId,
+    StoreResult, WebhookDelivery, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -19,7 +19,7 @@ use sqlx::{
 
 use crate::{
     codec::{PreparedEvent, PreparedRun},
-    credentials,
+    credentials, deliveries,
     error::sql_error,
     notify::{Notifications, ReadyWaiter},
     polls::{self, PreparedCommit},
@@ -502,6 +502,18 @@ impl Store for PostgresStore {
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
         let commit = PreparedCommit::new(commit)?;
         self.writer.call(Op::CommitPoll(Box::new(commit))).await
+    }
+
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
+        Ok(deliveries::record(&self.pool, &delivery).await?)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        Ok(deliveries::list(&self.pool, endpoint, limit).await?)
     }
 
     async fn watch_ready(&self, workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {

@@ -24,7 +24,9 @@
 //!   nothing new.
 //! - **Schedules** (schema v11) are written by the writer thread too: a fire's runs and its
 //!   schedule's advance (a compare-and-set of the next fire time) share one savepoint.
-//! - **Poll sources** (schema v12) likewise: a poll's runs, its item keys and its cursor
+//! - **Webhook deliveries** (schema v12) are logged by the writer thread too, each with the
+//!   pruning of its endpoint's oldest rows.
+//! - **Poll sources** (schema v13) likewise: a poll's runs, its item keys and its cursor
 //!   share one savepoint, fenced by the poll's lease (owner and fencing token).
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
@@ -41,6 +43,7 @@
 
 mod codec;
 mod credentials;
+mod deliveries;
 mod held;
 mod ops;
 mod pipeline;
@@ -66,13 +69,14 @@ use cairn_store::{
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
     PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
     RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WorkerId,
+    StoreResult, WebhookDelivery, WorkerId,
 };
 
 pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     credentials::CredentialWrite,
+    deliveries::RecordDelivery,
     pipeline::PipelineLimits,
     polls::{PollWrite, PreparedCommit},
     read::ReadPool,
@@ -589,5 +593,23 @@ impl Store for SqliteStore {
 
     fn commit_timer(&self) -> Option<CommitTimer> {
         Some(self.timer.clone())
+    }
+
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
+        let delivery = Box::new(delivery);
+        self.writer
+            .call(|reply| Command::Delivery(RecordDelivery { delivery, reply }))
+            .await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let endpoint = endpoint.to_owned();
+        self.readers
+            .read(move |conn| deliveries::list(conn, &endpoint, limit))
+            .await
     }
 }

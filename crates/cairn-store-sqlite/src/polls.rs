@@ -1,4 +1,4 @@
-//! Poll sources in SQLite (schema v12): the writes, which the writer thread runs like every
+//! Poll sources in SQLite (schema v13): the writes, which the writer thread runs like every
 //! other write, each in its own savepoint of the batch's transaction, and the reads, on the
 //! read pool.
 //!

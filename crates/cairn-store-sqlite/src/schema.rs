@@ -285,14 +285,31 @@ CREATE TABLE schedule_misses (
 CREATE INDEX schedule_misses_by_schedule ON schedule_misses (schedule_id);
 ";
 
-/// Version 12: poll sources (decision record 0038).
+/// Version 12: the webhook deliveries log (decision record 0037): one row per delivery to a
+/// known endpoint (status, outcome, reason, delivery id, run; never the body), the newest
+/// 1,000 per endpoint, read newest first by `seq`.
+const V12: &str = "
+CREATE TABLE webhook_deliveries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint    TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    status      INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    delivery_id TEXT,
+    run_id      TEXT
+);
+CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, seq);
+";
+
+/// Version 13: poll sources (decision record 0038).
 /// - `poll_sources` holds one row per source: its cursor (the poll function's JSON), when
 ///   it is polled next (the partial index finds the due ones), its error streak and state,
 ///   and the lease of the poll under way with its fencing token, which every claim grows
 ///   and a poll's commit must still name.
 /// - `poll_items` holds the item keys each source saw in the last seven days (pruned as
 ///   polls commit): an item polled again within them starts nothing.
-const V12: &str = "
+const V13: &str = "
 CREATE TABLE poll_sources (
     name               TEXT PRIMARY KEY NOT NULL,
     workflow           TEXT NOT NULL,
@@ -321,7 +338,7 @@ CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -481,3 +498,7 @@ mod v11_tests;
 #[cfg(test)]
 #[path = "schema_v12_tests.rs"]
 mod v12_tests;
+
+#[cfg(test)]
+#[path = "schema_v13_tests.rs"]
+mod v13_tests;

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 use crate::{
     codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     credentials::CredentialWrite,
+    deliveries::RecordDelivery,
     held::{Hot, Sql},
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
@@ -121,6 +122,8 @@ pub(crate) enum Command {
     Schedule(ScheduleWrite),
     /// A poll source write (a commit creates runs, which no cached run can be).
     Poll(PollWrite),
+    /// A webhook delivery to log (touches no run).
+    Delivery(RecordDelivery),
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
@@ -284,6 +287,7 @@ impl Command {
             Command::Credential(write) => write.execute(conn, broken),
             Command::Schedule(write) => write.execute(conn, broken, changed),
             Command::Poll(write) => write.execute(conn, broken, changed),
+            Command::Delivery(record) => record.execute(conn, broken),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
         changed.forget_woken(runs);
@@ -299,6 +303,7 @@ impl Command {
             | Command::Credential(_)
             | Command::Schedule(_)
             | Command::Poll(_)
+            | Command::Delivery(_)
             | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }
             | Command::RenewLease { id, .. }

@@ -31,6 +31,7 @@ mod read;
 mod schedules;
 mod support;
 mod waits;
+mod webhooks;
 
 use std::{any::Any, sync::Arc};
 
@@ -89,6 +90,9 @@ pub use waits::{
     park_run_frees_the_lease_until_the_wake_time,
     resume_hook_records_the_payload_once_and_wakes_the_run,
     time_out_hook_is_fenced_and_loses_to_a_resume,
+};
+pub use webhooks::{
+    webhook_deliveries_are_listed_newest_first, webhook_deliveries_keep_the_newest,
 };
 
 /// A store under test, plus whatever must outlive it (e.g. the temporary directory holding
@@ -187,6 +191,8 @@ macro_rules! conformance_tests {
             a_stale_poll_lease_writes_nothing,
             racing_poll_commits_start_one_set_of_runs,
             item_keys_are_forgotten_after_seven_days,
+            webhook_deliveries_are_listed_newest_first,
+            webhook_deliveries_keep_the_newest,
         );
     };
 }

@@ -17,6 +17,7 @@ mod memory;
 mod polls;
 mod schedules;
 mod types;
+mod webhooks;
 
 pub mod conformance;
 pub mod rules;
@@ -41,6 +42,7 @@ pub use types::{
     NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, WorkerId,
 };
 pub use watch::{ChangeWatch, Changes};
+pub use webhooks::{DELIVERIES_KEPT, WebhookDelivery};
 
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
@@ -315,6 +317,17 @@ pub trait Store: Send + Sync + 'static {
     /// keeps the cursor and records the error. Either way the next poll time is set, the state follows [`state_after`],
     /// and the lease is freed.
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome>;
+    /// Logs a webhook delivery, dropping the endpoint's oldest beyond [`DELIVERIES_KEPT`]
+    /// (of the deliveries committed when it commits: concurrent recordings may leave a few
+    /// more until the next).
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()>;
+
+    /// The newest `limit` logged deliveries to `endpoint`, newest first.
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
 
     /// A watch that wakes an idle worker when runs of `workflows` may have become ready
     /// through another process (created, released, resumed, retried). `None` when the backend

@@ -16,17 +16,20 @@ mod waits;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
 
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
-    FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim, PollCommit,
-    PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId, RunRecord,
-    ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult, WorkerId,
-    watch::ChangeHub,
+    DELIVERIES_KEPT, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
+    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult,
+    WebhookDelivery, WorkerId, watch::ChangeHub,
 };
 
 use self::state::State;
@@ -56,6 +59,8 @@ struct Shared {
     state: Mutex<State>,
     /// Credentials, apart: no run or watch depends on them.
     credentials: Mutex<credentials::Credentials>,
+    /// Logged webhook deliveries by endpoint, oldest first (apart, like credentials).
+    deliveries: Mutex<HashMap<String, VecDeque<WebhookDelivery>>>,
     changes: ChangeHub,
 }
 
@@ -326,5 +331,35 @@ impl Store for MemoryStore {
 
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
         self.write(|state| state.commit_poll(commit))
+    }
+
+    async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
+        let mut deliveries = self
+            .shared
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let log = deliveries.entry(delivery.endpoint.clone()).or_default();
+        log.push_back(delivery);
+        while log.len() > DELIVERIES_KEPT {
+            log.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let deliveries = self
+            .shared
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(deliveries
+            .get(endpoint)
+            .map(|log| log.iter().rev().take(limit).cloned().collect())
+            .unwrap_or_default())
     }
 }

@@ -49,6 +49,17 @@ pub enum CatchUpPolicy {
     None,
 }
 
+impl std::fmt::Display for CatchUpPolicy {
+    /// `latest`, `all within N s` or `none`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatchUpPolicy::Latest => f.write_str("latest"),
+            CatchUpPolicy::All { window_ms } => write!(f, "all within {} s", window_ms / 1_000),
+            CatchUpPolicy::None => f.write_str("none"),
+        }
+    }
+}
+
 /// An overlap policy as stored (see `cairn_triggers::Overlap`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -59,6 +70,17 @@ pub enum OverlapPolicy {
     Skip,
     /// Keep one occurrence waiting until the previous run ends.
     BufferOne,
+}
+
+impl std::fmt::Display for OverlapPolicy {
+    /// `allow all`, `skip` or `buffer one`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OverlapPolicy::AllowAll => "allow all",
+            OverlapPolicy::Skip => "skip",
+            OverlapPolicy::BufferOne => "buffer one",
+        })
+    }
 }
 
 /// A stored schedule.
@@ -79,6 +101,13 @@ pub struct ScheduleRecord {
     pub created_at_ms: i64,
     /// When its spec, pause flag or fire times last changed (unix ms).
     pub updated_at_ms: i64,
+}
+
+impl ScheduleRecord {
+    /// `paused` or `active`.
+    pub fn state(&self) -> &'static str {
+        if self.paused { "paused" } else { "active" }
+    }
 }
 
 /// What [`Store::put_schedule`](crate::Store::put_schedule) did.

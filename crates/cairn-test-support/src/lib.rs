@@ -13,10 +13,13 @@
 //! its server fails and says which variable to set.
 //!
 //! With the feature `oauth`, [`oauth::FakeProvider`] is a fake OAuth authorization server on
-//! loopback for the tests of OAuth connect and refresh.
+//! loopback for the tests of OAuth connect and refresh; with `signing`, [`signing`] signs
+//! webhook deliveries as providers do.
 
 #[cfg(feature = "oauth")]
 pub mod oauth;
+#[cfg(feature = "signing")]
+pub mod signing;
 
 use std::{
     io::Write,

@@ -273,6 +273,15 @@ impl WebhookRequest {
     pub fn delivery_id(&self) -> &str {
         &self.delivery_id
     }
+
+    /// The same delivery named `id` instead, if `id` is usable in a key (1 to 128
+    /// printable characters); else unchanged.
+    pub fn named(mut self, id: Option<String>) -> Self {
+        if let Some(id) = id.filter(|id| usable_id(id)) {
+            self.delivery_id = id;
+        }
+        self
+    }
 }
 
 /// Why a transform refused a delivery (answered 422, so the provider retries).

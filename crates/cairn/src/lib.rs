@@ -95,7 +95,7 @@ pub use cairn_engine::{
 pub use cairn_engine::{Tool, validate_payload};
 pub use cairn_store::{
     HookFilter, HookRecord, HookState, PatchFilter, PollSourceRecord, PollState, RunFilter, RunId,
-    RunRecord, ScheduleMiss, ScheduleRecord, Store, StoreError,
+    RunRecord, ScheduleMiss, ScheduleRecord, Store, StoreError, WebhookDelivery,
 };
 #[cfg(feature = "postgres")]
 pub use cairn_store_postgres::{PostgresOptions, PostgresStore};

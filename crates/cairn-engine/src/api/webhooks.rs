@@ -16,7 +16,7 @@ use crate::{
     call::credentials::{CredentialPin, resolve},
     steps::webhook::Webhook,
 };
-use cairn_store::RunId;
+use cairn_store::{RunId, WebhookDelivery};
 
 /// What a delivery did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,9 +27,14 @@ pub enum Delivered {
         run_id: RunId,
         /// `false` for a duplicate delivery.
         created: bool,
+        /// The provider's id of the delivery (or `sha256:` of its body).
+        delivery_id: String,
     },
     /// The transform ignored it.
-    Ignored,
+    Ignored {
+        /// The provider's id of the delivery (or `sha256:` of its body).
+        delivery_id: String,
+    },
     /// Slack's `url_verification` when the endpoint is set up: answered with its challenge,
     /// no run.
     Challenge(String),
@@ -113,11 +118,14 @@ impl Engine {
             Some(verifier) => verifier.scheme.delivery_id(&headers, &body, &json),
             None => cairn_triggers::webhook::body_id(&body),
         };
-        let request = WebhookRequest::new(headers, body, json, delivery_id);
+        let mut request = WebhookRequest::new(headers, body, json, delivery_id);
+        if let Some(name) = &webhook.name_delivery {
+            request = name.apply(request);
+        }
+        let delivery_id = request.delivery_id().to_owned();
         let Some(input) = (webhook.transform)(&request)? else {
-            return Ok(Delivered::Ignored);
+            return Ok(Delivered::Ignored { delivery_id });
         };
-        let delivery_id = request.delivery_id();
         let options = StartOptions {
             idempotency_key: Some(format!("wh:{endpoint}:{delivery_id}")),
             trigger: Some(format!("webhook:{endpoint}:{delivery_id}")),
@@ -128,7 +136,36 @@ impl Engine {
         Ok(Delivered::Run {
             run_id: started.run_id,
             created: started.created,
+            delivery_id,
         })
+    }
+
+    /// Logs a delivery to a known endpoint (see [`WebhookDelivery`]: never its body).
+    pub async fn record_webhook_delivery(
+        &self,
+        delivery: WebhookDelivery,
+    ) -> Result<(), EngineError> {
+        Ok(self
+            .runtime
+            .env
+            .store
+            .record_webhook_delivery(delivery)
+            .await?)
+    }
+
+    /// The newest `limit` logged deliveries to `endpoint`, newest first; an endpoint no
+    /// source has is an error naming the endpoints there are.
+    pub async fn webhook_deliveries(
+        &self,
+        endpoint: &str,
+        limit: usize,
+    ) -> Result<Vec<WebhookDelivery>, WebhookError> {
+        self.webhook_source(endpoint)?;
+        let store = &self.runtime.env.store;
+        Ok(store
+            .webhook_deliveries(endpoint, limit)
+            .await
+            .map_err(EngineError::from)?)
     }
 
     /// The webhook source of `endpoint`, or the error naming the endpoints there are.

@@ -110,6 +110,27 @@ impl From<HmacHeader> for Verifier {
     }
 }
 
+/// A function naming a delivery from its request.
+type NameFn = dyn Fn(&WebhookRequest) -> Option<String> + Send + Sync;
+
+/// Names a delivery from its request (see [`WebhookSource::delivery_id`]).
+#[derive(Clone)]
+pub(crate) struct NameDelivery(Arc<NameFn>);
+
+impl NameDelivery {
+    /// `request`, named as the function says when it names it usably.
+    pub(crate) fn apply(&self, request: WebhookRequest) -> WebhookRequest {
+        let id = (self.0)(&request);
+        request.named(id)
+    }
+}
+
+impl std::fmt::Debug for NameDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NameDelivery(..)")
+    }
+}
+
 /// A webhook endpoint being declared; [`attach`](Self::attach) it to a workflow and register
 /// the result with [`Registry::webhook`](crate::Registry::webhook).
 #[derive(Clone, Debug)]
@@ -118,6 +139,7 @@ pub struct WebhookSource {
     verifier: Option<Verifier>,
     unverified: bool,
     owner: Option<Owner>,
+    name_delivery: Option<NameDelivery>,
 }
 
 impl WebhookSource {
@@ -128,7 +150,21 @@ impl WebhookSource {
             verifier: None,
             unverified: false,
             owner: None,
+            name_delivery: None,
         }
+    }
+
+    /// Names each verified delivery (the `{delivery id}` of its run's key
+    /// `wh:{endpoint}:{delivery id}`) with `name`, for a provider whose id the verifier does
+    /// not know (a field of the body, another header). When `name` answers `None`, or an id
+    /// that is empty, over 128 characters or not printable, the verifier's id stands (else
+    /// the body's SHA-256).
+    pub fn delivery_id<F>(mut self, name: F) -> Self
+    where
+        F: Fn(&WebhookRequest) -> Option<String> + Send + Sync + 'static,
+    {
+        self.name_delivery = Some(NameDelivery(Arc::new(name)));
+        self
     }
 
     /// How deliveries are signed ([`StripeSignature`], [`GitHubSignature`],
@@ -176,6 +212,7 @@ impl WebhookSource {
             endpoint: self.endpoint,
             verifier: self.verifier,
             owner: self.owner,
+            name_delivery: self.name_delivery,
             slug: workflow.slug().to_owned(),
             invalid: workflow.invalid().map(str::to_owned),
             workflow: workflow.erased(),
@@ -217,6 +254,7 @@ pub struct Webhook {
     pub(crate) endpoint: String,
     pub(crate) verifier: Option<Verifier>,
     pub(crate) owner: Option<Owner>,
+    pub(crate) name_delivery: Option<NameDelivery>,
     pub(crate) slug: String,
     pub(crate) workflow: Arc<dyn ErasedWorkflow>,
     pub(crate) invalid: Option<String>,

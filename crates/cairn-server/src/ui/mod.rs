@@ -5,6 +5,9 @@
 //! - `/ui/runs`: runs, newest first, filtered by workflow and status (in the URL), paged.
 //! - `/ui/runs/{id}`: the run, its input and output, its steps as a timeline with each
 //!   step's payloads and attempts; Retry, Cancel (confirmed) and Rerun from a step.
+//! - `/ui/schedules`, `/ui/schedules/{id}`: cron schedules, each with its next 5 fire times
+//!   and missed ones; Pause and Resume. `/ui/webhooks`, `/ui/webhooks/{endpoint}`: webhook
+//!   endpoints and each one's logged deliveries (see `triggers`).
 //! - `/ui/login`: with API keys configured, the key is asked once and kept in an HttpOnly,
 //!   SameSite=Strict cookie. Every form carries a CSRF token (a random cookie of its own,
 //!   repeated in the form); a post without it is refused (403) and changes nothing.
@@ -12,7 +15,10 @@
 //! Errors are pages: 404 for an unknown run, 400 for a bad filter, 409 when a run's state
 //! does not allow an action, with a link back.
 
+mod csrf;
 mod pages;
+mod trigger_pages;
+mod triggers;
 
 use axum::{
     Form, Router,
@@ -26,17 +32,17 @@ use cairn_core::{RunStatus, StepKey};
 use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions};
 use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
-use self::pages::{LoginPage, MessagePage, RunsPage, encode, run_page};
+use self::{
+    csrf::{CsrfToken, check_csrf},
+    pages::{LoginPage, MessagePage, RunsPage, encode, run_page},
+};
 use crate::{
-    auth::{KEY_COOKIE, cookie, signed_in_key, to_hex},
+    auth::{KEY_COOKIE, signed_in_key, to_hex},
     params::Params,
     state::AppState,
 };
 
-/// The CSRF cookie (random, repeated in every form).
-const CSRF_COOKIE: &str = "cairn_csrf";
 /// Runs a page lists.
 const PAGE: usize = 50;
 /// The statuses the filter offers.
@@ -60,6 +66,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/runs/{id}/retry", post(retry))
         .route("/ui/runs/{id}/cancel", post(cancel))
         .route("/ui/runs/{id}/rerun", post(rerun))
+        .merge(triggers::router())
         .route_layer(middleware::from_fn_with_state(state, signed_in));
     Router::new()
         .route("/ui/login", get(login_page).post(login))
@@ -76,7 +83,11 @@ pub(crate) struct UiError {
 }
 
 impl UiError {
-    fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> UiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> UiError {
         UiError {
             status,
             title,
@@ -117,7 +128,7 @@ impl IntoResponse for UiError {
     }
 }
 
-fn html(page: &impl askama::Template) -> Html<String> {
+pub(crate) fn html(page: &impl askama::Template) -> Html<String> {
     Html(page.render().unwrap_or_else(|err| {
         tracing::error!(error = %err, "a UI page failed to render");
         "<!doctype html><title>Cairn</title><p>This page failed to render.</p>".to_owned()
@@ -228,20 +239,10 @@ async fn run(
 ) -> Result<Response, UiError> {
     let run_id = parse_run(&id)?;
     let detail = state.engine.get_run(run_id).await?;
-    let (csrf, fresh) = match cookie(&headers, CSRF_COOKIE) {
-        Some(token) if token.len() == 32 => (token.to_owned(), false),
-        _ => (random_token(), true),
-    };
+    let csrf = CsrfToken::of(&headers);
     let notice = params.get("notice").map(str::to_owned);
-    let page = run_page(&RunDetailView::from(&detail), csrf.clone(), notice);
-    let mut response = html(&page).into_response();
-    if fresh {
-        let set = format!("{CSRF_COOKIE}={csrf}; Path=/ui; SameSite=Strict; HttpOnly");
-        if let Ok(value) = HeaderValue::from_str(&set) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
-    }
-    Ok(response)
+    let page = run_page(&RunDetailView::from(&detail), csrf.token.clone(), notice);
+    Ok(csrf.set_on(html(&page).into_response()))
 }
 
 #[derive(Deserialize)]
@@ -298,20 +299,6 @@ struct Action {
     from: Option<String>,
 }
 
-/// Refuses a post whose form does not repeat the CSRF cookie.
-fn check_csrf(headers: &HeaderMap, form: &Action) -> Result<(), UiError> {
-    let cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
-    let sent = form.csrf.as_deref().unwrap_or_default();
-    if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())) {
-        return Err(UiError::new(
-            StatusCode::FORBIDDEN,
-            "Refused",
-            "the form's security token is missing or stale; reload the page and try again",
-        ));
-    }
-    Ok(())
-}
-
 /// `POST /ui/runs/{id}/retry`.
 async fn retry(
     State(state): State<AppState>,
@@ -319,7 +306,7 @@ async fn retry(
     headers: HeaderMap,
     Form(form): Form<Action>,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, &form)?;
+    check_csrf(&headers, form.csrf.as_deref())?;
     let run_id = parse_run(&id)?;
     state.engine.retry(run_id).await?;
     Ok(Redirect::to(&format!(
@@ -334,7 +321,7 @@ async fn cancel(
     headers: HeaderMap,
     Form(form): Form<Action>,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, &form)?;
+    check_csrf(&headers, form.csrf.as_deref())?;
     let run_id = parse_run(&id)?;
     state
         .engine
@@ -350,7 +337,7 @@ async fn rerun(
     headers: HeaderMap,
     Form(form): Form<Action>,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, &form)?;
+    check_csrf(&headers, form.csrf.as_deref())?;
     let original = parse_run(&id)?;
     let from = form.from.filter(|step| !step.is_empty()).ok_or_else(|| {
         UiError::new(
@@ -423,13 +410,6 @@ fn parse_run(id: &str) -> Result<RunId, UiError> {
             format!("{id:?} is not a run id; the runs list links to every run"),
         )
     })
-}
-
-/// 32 random hex digits.
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's random generator");
-    to_hex(&bytes)
 }
 
 async fn script() -> impl IntoResponse {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ui;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, LazyLock, Once},
@@ -11,8 +13,8 @@ use std::{
 
 use cairn_engine::{
     Action, ActionCtx, ActionError, Credential, Engine, EngineConfig, Field, GitHubSignature,
-    KeySource, MasterKey, Registry, Scope, StripeSignature, TransformError, WebhookSource,
-    Workflow, WorkflowCtx,
+    KeySource, MasterKey, Registry, Schedule, Scope, StripeSignature, TransformError,
+    WebhookSource, Workflow, WorkflowCtx,
 };
 use cairn_server::{ServeOptions, Server, ServerError};
 use cairn_store::{HookFilter, HookRecord, RunId};
@@ -214,7 +216,16 @@ fn registry() -> Registry {
     let github = WebhookSource::new("github")
         .verify(GitHubSignature::new(&SIGNING))
         .attach(&GREET, |request| request.json().map(Some));
+    // Fires on New Year's Day only: the tests see it stored, never fired.
+    let yearly = Schedule::cron("new-year", "0 0 1 1 *").expect("a valid schedule");
     Registry::new()
+        .schedule(
+            yearly,
+            &GREET,
+            Name {
+                name: "new year".into(),
+            },
+        )
         .workflow(&GREET)
         .workflow(&CHECKED)
         .workflow(&SLOW)

@@ -78,6 +78,26 @@ pub enum Command {
     /// Poll sources (declared in code, saved by workers): list, poll now, pause, resume.
     #[command(subcommand)]
     Sources(SourcesCommand),
+    /// Webhook endpoints (`POST /triggers/{endpoint}`): what became of their deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+/// `webhooks …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// The endpoint's logged deliveries, newest first: status, outcome, reason, delivery id
+    /// and run (never a body).
+    Deliveries {
+        /// The endpoint (as in `/triggers/{endpoint}`).
+        endpoint: String,
+        /// How many to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `sources …`.

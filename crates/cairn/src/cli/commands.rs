@@ -84,6 +84,7 @@ pub(crate) async fn dispatch(
         }
         Command::Schedules(command) => super::schedules::dispatch(engine, command).await,
         Command::Sources(command) => super::sources::dispatch(engine, command).await,
+        Command::Webhooks(command) => super::webhooks::dispatch(engine, command).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {
             let registry = engine.registry();
             let workflows: Vec<_> = registry.workflows().cloned().collect();

@@ -23,6 +23,7 @@ mod schedules;
 mod serve;
 mod sources;
 pub(crate) mod view;
+mod webhooks;
 
 use std::{path::Path, process::ExitCode, sync::Arc};
 

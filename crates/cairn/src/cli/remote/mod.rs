@@ -11,7 +11,7 @@ mod follow;
 use std::process::ExitCode;
 
 use cairn_core::RunStatus;
-use cairn_engine::{ActionInfo, HookView, RunDetailView, RunView, WorkflowInfo};
+use cairn_engine::{ActionInfo, HookView, RunDetailView, RunView, WebhookDelivery, WorkflowInfo};
 use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,9 +22,10 @@ use self::{
 };
 use super::{
     CliError,
-    args::{Command, HooksCommand, RunArgs, RunsCommand, WorkflowsCommand},
+    args::{Command, HooksCommand, RunArgs, RunsCommand, WebhooksCommand, WorkflowsCommand},
     commands::{self, parse_id},
     hooks::print_resumed,
+    webhooks,
 };
 
 /// Most runs one `GET /runs` page may hold (the server's limit).
@@ -51,6 +52,12 @@ struct Page {
 #[serde(rename_all = "camelCase")]
 struct Canceled {
     previous_status: RunStatus,
+}
+
+/// What `GET /webhooks/{endpoint}/deliveries` answers.
+#[derive(Deserialize)]
+struct DeliveryList {
+    deliveries: Vec<WebhookDelivery>,
 }
 
 /// What `GET /workflows` answers.
@@ -142,6 +149,20 @@ pub(crate) async fn dispatch(
         Command::Credentials(command) => credentials::dispatch(&client, command).await,
         Command::Schedules(_) => Err(not_served("schedules")),
         Command::Sources(_) => Err(not_served("sources")),
+        Command::Webhooks(WebhooksCommand::Deliveries {
+            endpoint,
+            limit,
+            json,
+        }) => {
+            let listed: DeliveryList = client
+                .get(
+                    &["webhooks", &endpoint, "deliveries"],
+                    &[("limit", limit.to_string())],
+                )
+                .await?;
+            webhooks::print_deliveries(&endpoint, &listed.deliveries, json);
+            Ok(ExitCode::SUCCESS)
+        }
         #[cfg(feature = "server")]
         Command::Serve(_) => Err(not_served("serve")),
     }
