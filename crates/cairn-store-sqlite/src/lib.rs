@@ -46,6 +46,7 @@ mod credentials;
 mod deliveries;
 mod held;
 mod ops;
+mod options;
 mod pipeline;
 mod polls;
 mod read;
@@ -59,7 +60,6 @@ mod writer;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -72,7 +72,6 @@ use cairn_store::{
     StoreResult, WebhookDelivery, WorkerId,
 };
 
-pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     credentials::CredentialWrite,
@@ -84,6 +83,7 @@ use crate::{
     watch::Watches,
     writer::{Command, Writer},
 };
+pub use crate::{options::SqliteOptions, watch::OTHER_COMMITS_POLL};
 
 /// The database file's name inside a data directory (see [`SqliteStore::open_in_dir`]).
 pub const DATABASE_FILE: &str = "cairn.db";
@@ -91,35 +91,6 @@ pub const DATABASE_FILE: &str = "cairn.db";
 /// The name of each store's writer thread, the one thread every write of the store runs on:
 /// how a profiler or a benchmark tells its CPU time apart (Linux shows the first 15 bytes).
 pub const WRITER_THREAD_NAME: &str = "cairn-sqlite-writer";
-
-/// Knobs of a [`SqliteStore`]. The defaults suit almost everyone.
-#[derive(Clone, Debug)]
-pub struct SqliteOptions {
-    /// How long a write waits for another process's write lock before failing with
-    /// [`StoreError::Unavailable`]. Default 5 s.
-    pub busy_timeout: Duration,
-    /// Most write commands committed together in one transaction. Default 512.
-    pub max_batch: usize,
-    /// Most idle read connections kept open. Default 32.
-    pub max_idle_readers: usize,
-    /// How long the writer thread, once idle, polls for the next write before it blocks.
-    /// A lone caller's next write (the next step of a workflow) usually comes within it, and
-    /// a blocked thread takes tens of microseconds to wake on a virtual machine, once per
-    /// write. The cost is up to this much CPU after the last write of a burst. Zero turns it
-    /// off. Default 300 µs.
-    pub writer_idle_spin: Duration,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
-            busy_timeout: Duration::from_secs(5),
-            max_batch: 512,
-            max_idle_readers: 32,
-            writer_idle_spin: Duration::from_micros(300),
-        }
-    }
-}
 
 /// A [`Store`] in one SQLite file. See the [crate docs](crate) for how it works.
 ///
