@@ -33,8 +33,8 @@ mod steps;
 pub use api::{
     credentials::{CredentialView, SetCredential},
     engine::{Engine, EngineBuilder, Execution, RunDetail, StartOptions, Started},
-    schedules::ScheduleDetail,
-    view::{HookView, RunDetailView, RunView, StepView, timestamp},
+    schedules::{BackfillRun, ScheduleDetail, ScheduleStarted},
+    view::{HookView, RunDetailView, RunView, StepView, parse_timestamp, timestamp},
     webhooks::{Delivered, WebhookError},
 };
 pub use base::{
@@ -47,6 +47,7 @@ pub use base::{
     oauth::{OAUTH_ENV_PREFIX, OAuth, OAuthError},
     panics::panic_is_caught,
     schema::{Payload, Violation, Violations, validate_payload},
+    trigger::{ScheduleStart, Trigger},
     vault::{KeySource, MASTER_KEY_VAR, MasterKey, Secret, VaultError},
 };
 pub use cairn_core::{RetryPolicy as Retry, StepKind};

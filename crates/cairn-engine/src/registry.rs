@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use cairn_triggers::{Overlap, Schedule};
+use cairn_triggers::Schedule;
 use serde_json::Value;
 
 use crate::{
@@ -131,7 +131,8 @@ impl Registry {
     /// Declares a cron schedule that starts `workflow` (registered with it) with `input` at
     /// each fire time. Workers save it by id when they start (an edited declaration updates
     /// the stored schedule without firing at once) and any worker fires it when due, once
-    /// per fire time. Only [`Overlap::AllowAll`] is supported so far.
+    /// per fire time, applying its overlap policy (`Overlap`) while a run it started has not
+    /// ended.
     pub fn schedule<I: Payload, O: Payload>(
         mut self,
         schedule: Schedule,
@@ -140,14 +141,6 @@ impl Registry {
     ) -> Self {
         self = self.workflow(workflow);
         let id = schedule.id().to_owned();
-        if schedule.overlap_policy() != Overlap::AllowAll {
-            self.problems.push(format!(
-                "schedule {id:?} asks for the overlap policy {:?}, which is not supported yet; \
-                 use Overlap::AllowAll",
-                schedule.overlap_policy()
-            ));
-            return self;
-        }
         let input = match serde_json::to_value(&input) {
             Ok(input) => input,
             Err(error) => {

@@ -59,6 +59,20 @@ fn used_modules(source: &str) -> Vec<String> {
     used
 }
 
+/// Every file under `dir`, in its subdirectories too (a module split into files).
+fn sources_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).expect("read layer dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            found.extend(sources_in(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
 #[test]
 fn every_module_uses_only_its_own_layer_or_those_below() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -66,8 +80,7 @@ fn every_module_uses_only_its_own_layer_or_those_below() {
     for (module, _) in LAYERS {
         let dir = src.join(module);
         if dir.is_dir() {
-            for entry in fs::read_dir(&dir).expect("read layer dir") {
-                let path = entry.expect("dir entry").path();
+            for path in sources_in(&dir) {
                 files.insert(path, *module);
             }
         } else {

@@ -214,7 +214,10 @@ async fn a_worker_saves_its_declared_schedules_and_runs_what_they_start() {
         "the worker fires the due schedule and executes its run"
     );
     let run = &engine.list_runs(&RunFilter::default()).await.expect("list")[0];
-    assert_eq!(run.trigger, "schedule:hourly@2026-03-02T01:00:00Z");
+    assert_eq!(
+        run.trigger,
+        "schedule:hourly@2026-03-02T01:00:00Z;tz=UTC;prev=2026-03-02T00:00:00Z"
+    );
 }
 
 /// Eight engines on `stores` (one each), one clock, a schedule every second: ten times the

@@ -72,7 +72,7 @@ pub(crate) async fn set_default(
 }
 
 /// The credential a body asks for, or every way it breaks the request's shape (by JSON path).
-fn parse(body: &Value) -> Result<SetCredential, Vec<Violation>> {
+pub(crate) fn parse(body: &Value) -> Result<SetCredential, Vec<Violation>> {
     let mut violations = Vec::new();
     let mut violation = |path: &str, message: &str| {
         violations.push(Violation {

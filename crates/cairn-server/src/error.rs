@@ -320,10 +320,11 @@ fn classify_webhook(err: &WebhookError) -> (StatusCode, &'static str, &'static s
 }
 
 /// The schema violations an engine error carries.
-fn violations(err: &EngineError) -> Option<&Violations> {
+pub(crate) fn violations(err: &EngineError) -> Option<&Violations> {
     match err {
         EngineError::InvalidInput { violations, .. }
-        | EngineError::InvalidPayload { violations, .. } => Some(violations),
+        | EngineError::InvalidPayload { violations, .. }
+        | EngineError::InvalidSchedule { violations, .. } => Some(violations),
         _ => None,
     }
 }

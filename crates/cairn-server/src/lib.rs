@@ -22,6 +22,9 @@
 //! | `GET /credentials/{id}`, `DELETE`, `POST …/default` | one credential; delete; default |
 //! | `GET /credentials/connect/{key}?user=…&org=…` | `302` to the OAuth provider (JSON with `Accept`) |
 //! | `GET /credentials/callback/{key}?code=…&state=…` | store a user's OAuth tokens (no API key) |
+//! | `GET /schedules`, `GET /schedules/{id}` | cron schedules; one with next fires, recent runs, misses |
+//! | `PUT /schedules/{id}`, `DELETE` | create one (the id is the dedup key: another spec is 409); delete |
+//! | `POST /schedules/{id}/pause`, `/resume`, `/trigger`, `/backfill` | manage a schedule |
 //! | `POST /hooks/{token}`, `GET /hooks/{token}?field=…` | resume a hook (no API key) |
 //! | `POST /triggers/{endpoint}` | a signed webhook delivery starts a run once (no API key) |
 //! | `GET /healthz`, `GET /readyz` | liveness, store reachable (no API key) |
@@ -41,6 +44,7 @@ mod openapi;
 mod params;
 mod responses;
 mod runs;
+mod schedules;
 mod serve;
 mod state;
 mod stream;

@@ -2,8 +2,10 @@
 //! `GET /openapi.json` describes them from the same definitions, so the two cannot drift.
 
 use cairn_core::RunStatus;
-use cairn_engine::{ActionInfo, CredentialView, RunView, WebhookDelivery, WorkflowInfo};
-use cairn_store::RunId;
+use cairn_engine::{
+    ActionInfo, BackfillRun, CredentialView, RunView, WebhookDelivery, WorkflowInfo,
+};
+use cairn_store::{RunId, ScheduleRecord};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -85,4 +87,18 @@ pub(crate) struct DeliveryList {
 pub(crate) struct AuthorizeUrl {
     /// The provider's authorize URL to send the user to.
     pub(crate) authorize_url: String,
+}
+
+/// `GET /schedules`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ScheduleList {
+    /// The stored schedules, by id.
+    pub(crate) schedules: Vec<ScheduleRecord>,
+}
+
+/// `POST /schedules/{id}/backfill`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Backfilled {
+    /// Each fire time of the range, oldest first, with its run (new, or the one it had).
+    pub(crate) runs: Vec<BackfillRun>,
 }

@@ -24,7 +24,7 @@ use crate::{
     error::ApiError,
     health, hooks,
     metrics::{self, Metrics},
-    oauth, openapi, runs,
+    oauth, openapi, runs, schedules,
     state::AppState,
     stream, triggers, ui, workflows,
 };
@@ -233,6 +233,17 @@ fn routes(
         )
         .route("/credentials/{id}/default", post(credentials::set_default))
         .route("/credentials/connect/{key}", get(oauth::connect))
+        .route("/schedules", get(schedules::list))
+        .route(
+            "/schedules/{id}",
+            get(schedules::get)
+                .put(schedules::put)
+                .delete(schedules::delete),
+        )
+        .route("/schedules/{id}/pause", post(schedules::pause))
+        .route("/schedules/{id}/resume", post(schedules::resume))
+        .route("/schedules/{id}/trigger", post(schedules::trigger))
+        .route("/schedules/{id}/backfill", post(schedules::backfill))
         .route("/webhooks/{endpoint}/deliveries", get(triggers::deliveries))
         .route("/metrics", get(metrics::scrape))
         .route("/openapi.json", get(openapi::serve))

@@ -1,5 +1,6 @@
 // Cairn's web UI: the theme toggle, and live pages. A page whose <main> has data-live listens
-// to the API's Server-Sent Events (a run's stream, or the runs list's) and, on each change,
+// to the API's Server-Sent Events (a run's stream and, for its status, the runs list's; or the
+// runs list's) and, on each change,
 // fetches itself again and swaps its <main>, keeping open <details> open. Without JavaScript
 // every page works: forms post and redirect.
 (() => {
@@ -44,5 +45,53 @@
   };
   const source = new EventSource(url);
   for (const kind of ["event", "run", "end"]) source.addEventListener(kind, refresh);
+  if (main.dataset.live === "run") {
+    // A run's status also changes without a new event in its log (it parks to sleep or to
+    // wait on a hook): the runs list's stream says so.
+    const statuses = new EventSource("/runs/stream");
+    statuses.addEventListener("run", (message) => {
+      try {
+        if (JSON.parse(message.data).runId === main.dataset.runId) refresh();
+      } catch (_) { /* not a run */ }
+    });
+    source.addEventListener("end", () => statuses.close());
+  }
   source.addEventListener("end", () => source.close());
+})();
+
+// Keys: `/` focuses the first filter, `j`/`k` move through the rows' links (Enter opens the
+// focused one, as any link), `?` shows or hides the list of keys. Never while typing.
+(() => {
+  const help = document.createElement("dialog");
+  help.id = "keys-help";
+  help.setAttribute("aria-labelledby", "keys-help-title");
+  help.innerHTML = '<h2 id="keys-help-title">Keys</h2><dl>' +
+    "<dt><kbd>/</kbd></dt><dd>Go to the filters</dd>" +
+    "<dt><kbd>j</kbd> / <kbd>k</kbd></dt><dd>Next / previous row</dd>" +
+    "<dt><kbd>Enter</kbd></dt><dd>Open the row</dd>" +
+    "<dt><kbd>?</kbd></dt><dd>Show or hide this list</dd></dl>" +
+    '<form method="dialog"><button type="submit">Close</button></form>';
+  document.body.append(help);
+  const typing = (target) => target.closest("input, select, textarea, [contenteditable]");
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
+    if (event.key === "?") {
+      event.preventDefault();
+      if (help.open) help.close(); else help.showModal();
+      return;
+    }
+    if (event.key === "/") {
+      const filter = document.querySelector("main form.filters select, main form.filters input");
+      if (filter) { event.preventDefault(); filter.focus(); }
+      return;
+    }
+    if (event.key !== "j" && event.key !== "k") return;
+    const links = [...document.querySelectorAll("main table tbody tr td:first-child a, main table tbody tr th a")];
+    if (!links.length) return;
+    event.preventDefault();
+    const at = links.indexOf(document.activeElement);
+    const next = event.key === "j" ? Math.min(at + 1, links.length - 1) : Math.max(at - 1, 0);
+    links[next].focus();
+    links[next].closest("tr")?.scrollIntoView({ block: "nearest" });
+  });
 })();

@@ -72,7 +72,8 @@ pub(crate) async fn events_after<'c>(
 }
 
 /// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
-/// Parameters: `$1` the limit, then the equalities' values, the patch marker, the cursor run.
+/// Parameters: `$1` the limit, then the equalities' values, the trigger prefix, the patch
+/// marker, the cursor run.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
     let equalities = [
         ("workflow", filter.workflow.is_some()),
@@ -91,6 +92,10 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
     };
     if filter.unended {
         and("finished_at IS NULL");
+    }
+    if filter.trigger_prefix.is_some() {
+        and(&format!("starts_with(trigger, ${next_param})"));
+        next_param += 1;
     }
     if let Some(patch) = &filter.patch {
         let exists = if patch.wants_marker() { "" } else { "NOT " };
@@ -131,6 +136,9 @@ pub(crate) async fn list_runs<'c>(
     }
     if let Some(parent) = filter.parent_run_id {
         query = query.bind(parent.0);
+    }
+    if let Some(prefix) = &filter.trigger_prefix {
+        query = query.bind(prefix.clone());
     }
     if let Some(patch) = &filter.patch {
         query = query.bind(patch.marker_json());

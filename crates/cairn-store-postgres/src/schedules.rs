@@ -165,6 +165,21 @@ pub(crate) async fn fire(
     Ok(FireOutcome::Fired(outcomes))
 }
 
+/// Deletes a schedule and its misses in one statement (outside the write queue, like a
+/// credential's delete: it creates no run); whether there was one. A fire holding the row
+/// is waited for.
+pub(crate) async fn delete<'c>(conn: impl PgExecutor<'c>, id: &str) -> Result<bool> {
+    let deleted: i64 = sqlx::query_scalar(
+        "WITH gone AS (DELETE FROM schedules WHERE id = $1 RETURNING id), \
+         misses AS (DELETE FROM schedule_misses WHERE schedule_id = $1) \
+         SELECT count(*) FROM gone",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(deleted > 0)
+}
+
 /// One schedule by id.
 pub(crate) async fn get<'c>(conn: impl PgExecutor<'c>, id: &str) -> Result<Option<ScheduleRecord>> {
     let row = sqlx::query(AssertSqlSafe(format!(

@@ -504,6 +504,10 @@ impl Store for PostgresStore {
         self.writer.call(Op::CommitPoll(Box::new(commit))).await
     }
 
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(schedules::delete(&self.pool, id).await?)
+    }
+
     async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
         Ok(deliveries::record(&self.pool, &delivery).await?)
     }

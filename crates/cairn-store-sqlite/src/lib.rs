@@ -526,9 +526,13 @@ impl Store for SqliteStore {
         self.readers.read(polls::list).await
     }
 
-    async fn due_poll_sources(&self, now: i64, limit: usize) -> StoreResult<Vec<PollSourceRecord>> {
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>> {
         self.readers
-            .read(move |conn| polls::due(conn, now, limit))
+            .read(move |conn| polls::due(conn, now_ms, limit))
             .await
     }
 
@@ -555,6 +559,13 @@ impl Store for SqliteStore {
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
         let commit = PreparedCommit::new(commit)?;
         self.poll_write(|reply| PollWrite::commit(commit, reply))
+            .await
+    }
+
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.writer
+            .call(|reply| Command::Schedule(ScheduleWrite::Delete { id, reply }))
             .await
     }
 

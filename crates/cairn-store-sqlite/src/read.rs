@@ -207,6 +207,11 @@ pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
             index = " INDEXED BY runs_claimable";
         }
     }
+    if let Some(prefix) = &filter.trigger_prefix {
+        // `instr` has no wildcards to escape; the first occurrence at 1 is a prefix.
+        values.push(Value::Text(prefix.clone()));
+        clauses.push(format!("instr(trigger, ?{}) = 1", values.len()));
+    }
     if let Some(patch) = &filter.patch {
         // A marker may share its events row with other events (schema v3), so the row's
         // JSON is searched; `instr` has no wildcards to escape.

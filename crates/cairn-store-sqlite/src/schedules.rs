@@ -40,6 +40,10 @@ pub(crate) enum ScheduleWrite {
         fire: Box<PreparedFire>,
         reply: Reply<FireOutcome>,
     },
+    Delete {
+        id: String,
+        reply: Reply<bool>,
+    },
 }
 
 /// A [`ScheduleFire`] with its runs encoded on the caller's task.
@@ -88,6 +92,9 @@ impl ScheduleWrite {
                 reply,
                 in_savepoint(conn, broken, |c| fire_schedule(c, &fire, changed)),
             ),
+            ScheduleWrite::Delete { id, reply } => {
+                answer(reply, in_savepoint(conn, broken, |c| delete(c, &id)))
+            }
         }
     }
 }
@@ -132,6 +139,16 @@ fn set_paused(
     )?
     .execute(params![id, paused, next_fire_at_ms, now_ms])?;
     get(conn, id)?.ok_or_else(|| cairn_store::StoreError::ScheduleNotFound(id.to_owned()).into())
+}
+
+/// Deletes a schedule and its misses; whether there was one.
+fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    conn.prepare_cached("DELETE FROM schedule_misses WHERE schedule_id = ?1")?
+        .execute([id])?;
+    let deleted = conn
+        .prepare_cached("DELETE FROM schedules WHERE id = ?1")?
+        .execute([id])?;
+    Ok(deleted > 0)
 }
 
 /// The fire commit (see the module docs).

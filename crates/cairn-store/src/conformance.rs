@@ -82,7 +82,8 @@ pub use read::{
 };
 pub use schedules::{
     a_fire_returns_the_run_an_existing_key_has, a_stale_fire_writes_nothing,
-    concurrent_fires_create_one_run, fire_schedule_creates_runs_and_advances,
+    concurrent_fires_create_one_run, delete_schedule_removes_it_and_its_misses,
+    fire_schedule_creates_runs_and_advances, list_runs_filters_by_trigger_prefix,
     put_schedule_upserts_by_id,
 };
 pub use waits::{
@@ -191,6 +192,8 @@ macro_rules! conformance_tests {
             a_stale_poll_lease_writes_nothing,
             racing_poll_commits_start_one_set_of_runs,
             item_keys_are_forgotten_after_seven_days,
+            delete_schedule_removes_it_and_its_misses,
+            list_runs_filters_by_trigger_prefix,
             webhook_deliveries_are_listed_newest_first,
             webhook_deliveries_keep_the_newest,
         );

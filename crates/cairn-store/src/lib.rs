@@ -317,6 +317,11 @@ pub trait Store: Send + Sync + 'static {
     /// keeps the cursor and records the error. Either way the next poll time is set, the state follows [`state_after`],
     /// and the lease is freed.
     async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome>;
+
+    /// Deletes a schedule and its recorded misses, in one commit; `false` if there was none
+    /// with this id. The runs it started stay. A fire read before the delete is superseded.
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool>;
+
     /// Logs a webhook delivery, dropping the endpoint's oldest beyond [`DELIVERIES_KEPT`]
     /// (of the deliveries committed when it commits: concurrent recordings may leave a few
     /// more until the next).

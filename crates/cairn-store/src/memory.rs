@@ -333,6 +333,10 @@ impl Store for MemoryStore {
         self.write(|state| state.commit_poll(commit))
     }
 
+    async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {
+        Ok(self.state().schedules.delete(id))
+    }
+
     async fn record_webhook_delivery(&self, delivery: WebhookDelivery) -> StoreResult<()> {
         let mut deliveries = self
             .shared

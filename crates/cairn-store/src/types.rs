@@ -211,6 +211,9 @@ pub struct RunFilter {
     pub unended: bool,
     /// Only runs whose history has, or lacks, a patch's marker.
     pub patch: Option<PatchFilter>,
+    /// Only runs whose trigger starts with this text (e.g. `schedule:{id}@`: the runs a
+    /// schedule started).
+    pub trigger_prefix: Option<String>,
 }
 
 /// Runs whose history has, or lacks, the marker `ctx.patched(id)` records (a `patch` step

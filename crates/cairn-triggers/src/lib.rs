@@ -10,5 +10,5 @@ pub mod schedule;
 pub mod webhook;
 
 pub use poll::IntervalError;
-pub use schedule::{CatchUp, Due, Missed, Overlap, Schedule, ScheduleError};
+pub use schedule::{CatchUp, Due, Missed, Overlap, Schedule, ScheduleError, TooManyFireTimes};
 pub use webhook::{Headers, Scheme, TransformError, VerifyError, WebhookRequest};

@@ -51,6 +51,21 @@ pub enum ScheduleError {
     NeverFires(String),
 }
 
+/// A range holds more fire times than asked for at once (see
+/// [`Schedule::fire_times_between`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{from} .. {to} holds more than {limit} fire times; backfill a narrower range, a part at a time"
+)]
+pub struct TooManyFireTimes {
+    /// The most allowed.
+    pub limit: usize,
+    /// The range's start.
+    pub from: DateTime<Utc>,
+    /// The range's end.
+    pub to: DateTime<Utc>,
+}
+
 /// What to do about fire times missed while no worker ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CatchUp {
@@ -193,6 +208,32 @@ impl Schedule {
     /// The first fire time strictly after `after`, or `None` past the end of the calendar.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.find(after, Direction::Forward, false)
+    }
+
+    /// The last fire time strictly before `before`, or `None` before the calendar's start.
+    pub fn previous_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.find(before, Direction::Back, false)
+    }
+
+    /// The fire times in `[from, to]`, oldest first: a backfill's occurrences. More than
+    /// `limit` is an error naming the range, so a wide range is refused before anything
+    /// starts.
+    pub fn fire_times_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DateTime<Utc>>, TooManyFireTimes> {
+        let mut times = Vec::new();
+        let mut at = self.find(from, Direction::Forward, true);
+        while let Some(time) = at.filter(|time| *time <= to) {
+            if times.len() == limit {
+                return Err(TooManyFireTimes { limit, from, to });
+            }
+            times.push(time);
+            at = self.find(time, Direction::Forward, false);
+        }
+        Ok(times)
     }
 
     /// The idempotency key of the occurrence at `fire`.

@@ -207,3 +207,32 @@ fn a_long_downtime_of_a_frequent_schedule_keeps_at_most_the_limit() {
         began.elapsed()
     );
 }
+
+#[test]
+fn a_range_lists_its_fire_times_up_to_a_limit() {
+    let schedule = hourly();
+    let times = schedule
+        .fire_times_between(at("2026-12-03T05:00:00Z"), at("2026-12-03T08:00:00Z"), 4)
+        .unwrap();
+    assert_eq!(
+        times,
+        [
+            at("2026-12-03T05:00:00Z"),
+            at("2026-12-03T06:00:00Z"),
+            at("2026-12-03T07:00:00Z"),
+            at("2026-12-03T08:00:00Z")
+        ],
+        "both ends are in the range"
+    );
+    let too_many = schedule
+        .fire_times_between(at("2026-12-03T05:00:00Z"), at("2026-12-03T08:00:00Z"), 3)
+        .unwrap_err();
+    assert!(
+        too_many.to_string().contains("more than 3 fire times"),
+        "{too_many}"
+    );
+    assert_eq!(
+        schedule.previous_before(at("2026-12-03T05:00:00Z")),
+        Some(at("2026-12-03T04:00:00Z"))
+    );
+}

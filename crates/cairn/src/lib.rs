@@ -81,14 +81,15 @@ pub use cairn_core::{
     Scope, StepKey, StepKind, StepStatus, StepSummary, UsedCredential,
 };
 pub use cairn_engine::{
-    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, CancellationToken, CatchUp, Clock,
-    Credential, CredentialView, Delivered, Engine, EngineBuilder, EngineConfig, EngineError, Field,
-    GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey, Payload, Poll, PollCtx,
-    PollError, PollSource, Polled, PollingSource, Registry, ResolvedCredential, Retry, RunDetail,
-    RunEvent, Schedule, ScheduleDetail, ScheduleError, Secret, SetCredential, SlackSignature,
-    SleepFor, StandardWebhooks, StartFrom, StartOptions, Started, StepCall, StepError,
-    StripeSignature, SystemClock, TransformError, Verifier, VerifyError, Violation, Violations,
-    Webhook, WebhookError, WebhookRequest, WebhookSource, Workflow, WorkflowBuilder, WorkflowCtx,
+    Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, BackfillRun, CancellationToken,
+    CatchUp, Clock, Credential, CredentialView, Delivered, Engine, EngineBuilder, EngineConfig,
+    EngineError, Field, GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey,
+    Overlap, Payload, Poll, PollCtx, PollError, PollSource, Polled, PollingSource, Registry,
+    ResolvedCredential, Retry, RunDetail, RunEvent, Schedule, ScheduleDetail, ScheduleError,
+    ScheduleStart, ScheduleStarted, Secret, SetCredential, SlackSignature, SleepFor,
+    StandardWebhooks, StartFrom, StartOptions, Started, StepCall, StepError, StripeSignature,
+    SystemClock, TransformError, Trigger, Verifier, VerifyError, Violation, Violations, Webhook,
+    WebhookError, WebhookRequest, WebhookSource, Workflow, WorkflowBuilder, WorkflowCtx,
     WorkflowError, WorkflowInfo, panic_is_caught,
 };
 #[cfg(feature = "llm")]

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api::engine::RunDetail;
+use crate::{api::engine::RunDetail, base::trigger::Trigger};
 
 /// A run as shown, without its steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -36,8 +36,12 @@ pub struct RunView {
     pub parent_run_id: Option<RunId>,
     /// The origin, for forked runs.
     pub forked_from: Option<ForkOrigin>,
-    /// What started it.
+    /// What started it, as stored.
     pub trigger: String,
+    /// What started it, read (a schedule's id and fire time, a webhook's endpoint and
+    /// delivery id, …); absent from views exported before it existed.
+    #[serde(default)]
+    pub started_by: Option<Trigger>,
     /// On whose behalf it runs (organization, project, user).
     pub owner: Owner,
     /// How many times a worker has claimed it.
@@ -63,6 +67,7 @@ impl From<&RunRecord> for RunView {
             parent_run_id: run.parent_run_id,
             forked_from: run.forked_from.clone(),
             trigger: run.trigger.clone(),
+            started_by: Some(Trigger::parse(&run.trigger)),
             owner: run.owner.clone(),
             executions: run.executions,
             created_at: timestamp(run.created_at_ms),
@@ -194,4 +199,12 @@ impl From<&HookRecord> for HookView {
 pub fn timestamp(ms: i64) -> String {
     let time = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// An RFC 3339 time (`2026-03-29T00:30:00Z`, or with an offset) as unix milliseconds, or
+/// `None` if it is not one: what `--from`/`--to` and the API's bodies take.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|at| at.timestamp_millis())
 }

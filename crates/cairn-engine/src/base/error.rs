@@ -75,6 +75,26 @@ pub enum EngineError {
     /// A schedule's cron expression, time zone or id is not valid.
     #[error(transparent)]
     Schedule(#[from] cairn_triggers::ScheduleError),
+    /// A schedule asked for through the API is not valid (its workflow, input, expression
+    /// or zone); nothing was saved. The paths name the fields of the request.
+    #[error("schedule {id:?} is not valid: {violations}")]
+    InvalidSchedule {
+        /// The schedule's id.
+        id: String,
+        /// What is wrong, with JSON paths (`/workflow`, `/input/…`, `/cron`, `/timezone`).
+        violations: Violations,
+    },
+    /// A schedule with this id exists with another spec (the id is the dedup key).
+    #[error(
+        "schedule {id:?} exists with a different spec ({difference}); delete it first \
+         (`schedules delete {id}`) or choose another id"
+    )]
+    ScheduleConflict {
+        /// The schedule's id.
+        id: String,
+        /// What differs, field by field.
+        difference: String,
+    },
     /// No registered action needs a credential type with this key.
     #[error(
         "unknown credential type {key:?}; the registered ones are {known} (an action declares \
@@ -154,6 +174,7 @@ impl EngineError {
             | EngineError::BadRequest(_)
             | EngineError::UnknownCredentialType { .. }
             | EngineError::Schedule(_)
+            | EngineError::InvalidSchedule { .. }
             | EngineError::Credential(_)
             | EngineError::OAuth(
                 OAuthError::NotOAuth { .. }
@@ -164,6 +185,7 @@ impl EngineError {
             EngineError::Limit(LimitExceeded::Payload { .. }) => ErrorClass::TooLarge,
             EngineError::Limit(LimitExceeded::Steps { .. }) => ErrorClass::Invalid,
             EngineError::NotExecutable { .. }
+            | EngineError::ScheduleConflict { .. }
             | EngineError::Store(
                 StoreError::HookNotPending { .. }
                 | StoreError::NotRetryable { .. }

@@ -12,4 +12,5 @@ pub(crate) mod oauth_http;
 pub(crate) mod panics;
 pub(crate) mod resources;
 pub(crate) mod schema;
+pub(crate) mod trigger;
 pub(crate) mod vault;

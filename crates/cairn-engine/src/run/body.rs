@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::{
-    base::{error::WorkflowError, info::WorkflowInfo, schema::Schema},
+    base::{error::WorkflowError, info::WorkflowInfo, schema::Schema, trigger::Trigger},
     run::RunContext,
 };
 
@@ -41,6 +41,14 @@ impl WorkflowCtx {
     /// The workflow's slug.
     pub fn workflow(&self) -> &str {
         &self.run.workflow
+    }
+
+    /// What started the run: a schedule's fire time (with its zone and previous fire
+    /// time), a webhook delivery, a poll source's item, the API, the CLI, a rerun, a parent
+    /// run. Read from the trigger stored with the run when it was created, so every
+    /// execution of the run (a replay too) gets the same answer.
+    pub fn trigger(&self) -> Trigger {
+        Trigger::parse(&self.run.trigger)
     }
 }
 

@@ -71,6 +71,8 @@ pub(crate) struct Halted;
 pub(crate) struct RunContext {
     pub(crate) run_id: RunId,
     pub(crate) workflow: String,
+    /// What started the run, as stored (see `base::trigger`).
+    pub(crate) trigger: String,
     /// On whose behalf the run executes: its steps' credentials are looked up for it.
     pub(crate) owner: Owner,
     pub(crate) env: Arc<RunEnv>,
@@ -115,6 +117,7 @@ impl RunContext {
         RunContext {
             run_id: run.run_id,
             workflow: run.workflow.clone(),
+            trigger: run.trigger.clone(),
             owner: run.owner.clone(),
             env,
             journal: Mutex::new(journal),

@@ -5,6 +5,12 @@
 //! - `/ui/runs`: runs, newest first, filtered by workflow and status (in the URL), paged.
 //! - `/ui/runs/{id}`: the run, its input and output, its steps as a timeline with each
 //!   step's payloads and attempts; Retry, Cancel (confirmed) and Rerun from a step.
+//! - `/ui/workflows`, `/ui/workflows/{slug}/start`: a run started from a form generated from
+//!   the workflow's input schema ("Start like this" fills it from a run); `/ui/hooks` and
+//!   `/ui/runs/{id}/resume?step=`: a pending hook resumed from its payload schema's form
+//!   (see `forms` and `form`).
+//! - `/ui/credentials`: credentials by type and holder (never a value), a write-only form per
+//!   registered type, Delete and Make default (see `credentials`).
 //! - `/ui/schedules`, `/ui/schedules/{id}`: cron schedules, each with its next 5 fire times
 //!   and missed ones; Pause and Resume. `/ui/webhooks`, `/ui/webhooks/{endpoint}`: webhook
 //!   endpoints and each one's logged deliveries (see `triggers`).
@@ -15,7 +21,12 @@
 //! Errors are pages: 404 for an unknown run, 400 for a bad filter, 409 when a run's state
 //! does not allow an action, with a link back.
 
+mod credentials;
 mod csrf;
+mod form;
+mod form_pages;
+mod form_view;
+mod forms;
 mod pages;
 mod trigger_pages;
 mod triggers;
@@ -67,6 +78,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/ui/runs/{id}/cancel", post(cancel))
         .route("/ui/runs/{id}/rerun", post(rerun))
         .merge(triggers::router())
+        .merge(forms::router())
+        .merge(credentials::router())
         .route_layer(middleware::from_fn_with_state(state, signed_in));
     Router::new()
         .route("/ui/login", get(login_page).post(login))
@@ -402,7 +415,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn parse_run(id: &str) -> Result<RunId, UiError> {
+pub(crate) fn parse_run(id: &str) -> Result<RunId, UiError> {
     id.parse().map_err(|_| {
         UiError::new(
             StatusCode::NOT_FOUND,

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod spec;
 pub mod ui;
 
 use std::{
@@ -42,6 +43,21 @@ pub struct Gated {
     /// The file.
     pub file: String,
 }
+
+/// How many, at most ten.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Tally {
+    /// The count.
+    #[schemars(range(max = 10))]
+    pub count: u32,
+}
+
+/// Echoes its tally (its input has bounds, for the UI's forms).
+pub static TALLY: LazyLock<Workflow<Tally, Tally>> = LazyLock::new(|| {
+    Workflow::new("tally")
+        .description("Echoes a count")
+        .run(|input: Tally, _ctx: WorkflowCtx| async move { Ok(input) })
+});
 
 /// A person's answer.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -227,6 +243,7 @@ fn registry() -> Registry {
             },
         )
         .workflow(&GREET)
+        .workflow(&TALLY)
         .workflow(&CHECKED)
         .workflow(&SLOW)
         .workflow(&APPROVAL)

@@ -337,3 +337,84 @@ pub async fn a_fire_returns_the_run_an_existing_key_has(store: Arc<dyn Store>) {
         T0 + 3 * MINUTE
     );
 }
+
+/// `delete_schedule` removes the schedule and its misses (the runs it started stay), a fire
+/// read before it is superseded, and an unknown id answers `false`.
+pub async fn delete_schedule_removes_it_and_its_misses(store: Arc<dyn Store>) {
+    let store = &*store;
+    put(store, schedule("digest", T0 + MINUTE)).await;
+    put(store, schedule("other", T0 + MINUTE)).await;
+    let mut first = fire("digest", T0 + MINUTE, T0 + 2 * MINUTE);
+    first.misses = vec![ScheduleMiss {
+        first_ms: T0,
+        last_ms: T0,
+        reason: "downtime".to_owned(),
+        recorded_at_ms: T0 + MINUTE,
+    }];
+    let run_id = first.runs[0].id;
+    store.fire_schedule(first).await.expect("fire");
+    assert!(
+        store.delete_schedule("digest").await.expect("delete"),
+        "deleting a stored schedule must answer true"
+    );
+    assert!(store.get_schedule("digest").await.expect("get").is_none());
+    assert!(
+        store
+            .schedule_misses("digest")
+            .await
+            .expect("misses")
+            .is_empty(),
+        "its misses must go with it"
+    );
+    assert_eq!(get(store, run_id).await.run_id, run_id, "its runs stay");
+    assert_eq!(
+        store
+            .fire_schedule(fire("digest", T0 + 2 * MINUTE, T0 + 3 * MINUTE))
+            .await
+            .expect("fire"),
+        FireOutcome::Superseded,
+        "a deleted schedule must not fire"
+    );
+    assert!(
+        !store.delete_schedule("digest").await.expect("delete"),
+        "deleting it again must answer false"
+    );
+    assert_eq!(stored(store, "other").await.id, "other", "others stay");
+}
+
+/// `list_runs` with a trigger prefix keeps the runs whose trigger starts with it (not a
+/// longer id's), combined with `unended`, a workflow and a page cursor.
+pub async fn list_runs_filters_by_trigger_prefix(store: Arc<dyn Store>) {
+    let store = &*store;
+    let older = create(store, occurrence("digest", T0)).await;
+    let longer_id = create(store, occurrence("digest2", T0)).await;
+    let newer = create(store, occurrence("digest", T0 + MINUTE)).await;
+    let ended = create(store, occurrence("digest", T0 + 2 * MINUTE)).await;
+    store
+        .cancel_run(ended, "test", T0 + 2 * MINUTE)
+        .await
+        .expect("cancel");
+    let api = create(store, new_run("w", json!({}))).await;
+    let list = async |unended: bool, before: Option<crate::RunId>| {
+        let filter = crate::RunFilter {
+            workflow: Some("w".to_owned()),
+            trigger_prefix: Some("schedule:digest@".to_owned()),
+            unended,
+            before,
+            ..crate::RunFilter::default()
+        };
+        let runs = store.list_runs(&filter).await.expect("list_runs");
+        runs.into_iter().map(|run| run.run_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(false, None).await,
+        vec![ended, newer, older],
+        "the schedule's runs, newest first; not another schedule's, not the API's ({longer_id}, {api})"
+    );
+    assert_eq!(list(true, None).await, vec![newer, older], "unended ones");
+    assert_eq!(
+        list(false, Some(newer)).await,
+        vec![older],
+        "a page after a run"
+    );
+}

@@ -66,6 +66,11 @@ impl Schedules {
         due
     }
 
+    pub(super) fn delete(&mut self, id: &str) -> bool {
+        self.misses.remove(id);
+        self.rows.remove(id).is_some()
+    }
+
     pub(super) fn misses(&self, id: &str) -> Vec<ScheduleMiss> {
         self.misses
             .get(id)

@@ -391,6 +391,10 @@ impl State {
                         .parent_run_id
                         .is_none_or(|parent| Some(parent) == record.parent_run_id)
                     && !(filter.unended && record.status.is_terminal())
+                    && filter
+                        .trigger_prefix
+                        .as_ref()
+                        .is_none_or(|prefix| record.trigger.starts_with(prefix.as_str()))
                     && filter.patch.as_ref().is_none_or(|patch| {
                         let marked = entry.log.iter().any(|r| patch.is_marker(&r.event));
                         marked == patch.wants_marker()

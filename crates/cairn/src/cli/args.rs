@@ -72,7 +72,8 @@ pub enum Command {
     /// Credentials actions use (Slack tokens, SMTP passwords…), sealed with the master key.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
-    /// Cron schedules (declared in code, saved by workers): list, inspect, pause, resume.
+    /// Cron schedules (declared in code, saved by workers): list, inspect, pause, resume,
+    /// trigger, backfill, delete.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Poll sources (declared in code, saved by workers): list, poll now, pause, resume.
@@ -144,7 +145,7 @@ pub enum SchedulesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show a schedule: its spec, next 5 fire times and missed fire times.
+    /// Show a schedule: its spec, next 5 fire times, recent runs and missed fire times.
     Get {
         /// Its id.
         id: String,
@@ -167,6 +168,35 @@ pub enum SchedulesCommand {
         /// Print the schedule as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Start a run of a schedule now; its next fire time does not move.
+    Trigger {
+        /// Its id.
+        id: String,
+        /// Print the run's id as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a run for every fire time in a past range (at most 1,000), under the keys live
+    /// fires use: a fire time that has its run starts nothing and shows that run.
+    Backfill {
+        /// Its id.
+        id: String,
+        /// The range's start, RFC 3339 (e.g. 2026-03-29T00:00:00Z), included.
+        #[arg(long)]
+        from: String,
+        /// The range's end, RFC 3339, included; not after now.
+        #[arg(long)]
+        to: String,
+        /// Print the fire times and their runs as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a schedule and its missed fire times (its runs stay). A schedule declared in
+    /// code comes back when a worker of that code starts.
+    Delete {
+        /// Its id.
+        id: String,
     },
 }
 

@@ -1,11 +1,15 @@
-//! `schedules list|get|pause|resume`: the stored cron schedules (declared in code, saved by
-//! every worker when it starts), their next fire times and missed ones, and pausing them.
-//! Each command is one `Engine` call; `--json` prints what the engine returned.
+//! `schedules list|get|pause|resume|trigger|backfill|delete`: the stored cron schedules
+//! (declared in code, saved by every worker when it starts), their next fire times, recent
+//! runs and missed ones, pausing them, starting occurrences by hand and deleting them. Each
+//! command is one `Engine` call; `--json` prints what the engine returned. The printing is
+//! shared with `--server` (`remote::schedules`).
 
 use std::process::ExitCode;
 
-use cairn_engine::{Engine, ScheduleDetail, timestamp};
-use cairn_store::{CatchUpPolicy, ScheduleRecord};
+use cairn_engine::{
+    BackfillRun, Engine, ScheduleDetail, ScheduleStarted, parse_timestamp, timestamp,
+};
+use cairn_store::{CatchUpPolicy, OverlapPolicy, ScheduleRecord};
 use comfy_table::Table;
 
 use super::{CliError, args::SchedulesCommand, commands::print_json};
@@ -16,45 +20,121 @@ pub(crate) async fn dispatch(
     command: SchedulesCommand,
 ) -> Result<ExitCode, CliError> {
     match command {
-        SchedulesCommand::List { json } => {
-            let listed = engine.list_schedules().await?;
-            if json {
-                print_json(&listed);
-            } else if listed.is_empty() {
-                println!("no schedules; declare one with Registry::schedule and start a worker");
-            } else {
-                println!("{}", table(&listed));
-            }
-        }
-        SchedulesCommand::Get { id, json } => {
-            let detail = engine.get_schedule(&id).await?;
-            if json {
-                print_json(&detail);
-            } else {
-                print_detail(&detail);
-            }
-        }
+        SchedulesCommand::List { json } => print_list(&engine.list_schedules().await?, json),
+        SchedulesCommand::Get { id, json } => print_get(&engine.get_schedule(&id).await?, json),
         SchedulesCommand::Pause { id, json } => {
-            let paused = engine.pause_schedule(&id).await?;
-            if json {
-                print_json(&paused);
-            } else {
-                println!("schedule {id} paused; `schedules resume {id}` starts it again");
-            }
+            print_paused(&engine.pause_schedule(&id).await?, json);
         }
         SchedulesCommand::Resume { id, json } => {
-            let resumed = engine.resume_schedule(&id).await?;
-            if json {
-                print_json(&resumed);
-            } else {
-                println!(
-                    "schedule {id} resumed; next fire {} (fire times passed while paused are not caught up)",
-                    fire_time(resumed.next_fire_at_ms)
-                );
-            }
+            print_resumed(&engine.resume_schedule(&id).await?, json);
+        }
+        SchedulesCommand::Trigger { id, json } => {
+            print_triggered(&id, &engine.trigger_schedule(&id).await?, json);
+        }
+        SchedulesCommand::Backfill { id, from, to, json } => {
+            let (from_ms, to_ms) = (time_arg("--from", &from)?, time_arg("--to", &to)?);
+            let runs = engine.backfill_schedule(&id, from_ms, to_ms).await?;
+            print_backfill(&id, &runs, json);
+        }
+        SchedulesCommand::Delete { id } => {
+            engine.delete_schedule(&id).await?;
+            print_deleted(&id);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `schedules list`'s output.
+pub(crate) fn print_list(listed: &[ScheduleRecord], json: bool) {
+    if json {
+        print_json(&listed);
+    } else if listed.is_empty() {
+        println!("no schedules; declare one with Registry::schedule and start a worker");
+    } else {
+        println!("{}", table(listed));
+    }
+}
+
+/// `schedules get`'s output.
+pub(crate) fn print_get(detail: &ScheduleDetail, json: bool) {
+    if json {
+        print_json(detail);
+    } else {
+        print_detail(detail);
+    }
+}
+
+/// `schedules pause`'s output.
+pub(crate) fn print_paused(paused: &ScheduleRecord, json: bool) {
+    if json {
+        print_json(paused);
+    } else {
+        let id = &paused.id;
+        println!("schedule {id} paused; `schedules resume {id}` starts it again");
+    }
+}
+
+/// `schedules resume`'s output.
+pub(crate) fn print_resumed(resumed: &ScheduleRecord, json: bool) {
+    if json {
+        print_json(resumed);
+    } else {
+        println!(
+            "schedule {} resumed; next fire {} (fire times passed while paused are not caught up)",
+            resumed.id,
+            fire_time(resumed.next_fire_at_ms)
+        );
+    }
+}
+
+/// `schedules trigger`'s output.
+pub(crate) fn print_triggered(id: &str, started: &ScheduleStarted, json: bool) {
+    if json {
+        print_json(started);
+    } else if started.created {
+        println!("schedule {id} triggered: run {}", started.run_id);
+    } else {
+        println!(
+            "schedule {id} was triggered this second already: run {}",
+            started.run_id
+        );
+    }
+}
+
+/// `schedules backfill`'s output: each fire time and its run, new or existing.
+pub(crate) fn print_backfill(id: &str, runs: &[BackfillRun], json: bool) {
+    if json {
+        print_json(&runs);
+        return;
+    }
+    let created = runs.iter().filter(|run| run.created).count();
+    println!(
+        "schedule {id}: {} fire times, {created} runs started, {} had their run already",
+        runs.len(),
+        runs.len() - created
+    );
+    for run in runs {
+        let state = if run.created { "started" } else { "existing" };
+        println!(
+            "  {}  {}  {state}",
+            timestamp(run.scheduled_at_ms),
+            run.run_id
+        );
+    }
+}
+
+/// `schedules delete`'s output.
+pub(crate) fn print_deleted(id: &str) {
+    println!("schedule {id} deleted (its runs stay)");
+}
+
+/// A `--from`/`--to` time as unix ms, or the usage error naming it.
+pub(crate) fn time_arg(flag: &str, text: &str) -> Result<i64, CliError> {
+    parse_timestamp(text).ok_or_else(|| {
+        CliError::Usage(format!(
+            "{flag} {text:?} is not an RFC 3339 time; write e.g. 2026-03-29T00:00:00Z"
+        ))
+    })
 }
 
 fn table(listed: &[ScheduleRecord]) -> Table {
@@ -97,13 +177,33 @@ fn print_detail(detail: &ScheduleDetail) {
         CatchUpPolicy::None => "none".to_owned(),
     };
     println!("  catch-up:  {catch_up}");
+    let overlap = match spec.overlap {
+        OverlapPolicy::AllowAll => "allow all",
+        OverlapPolicy::Skip => "skip while a run is going",
+        OverlapPolicy::BufferOne => "buffer one while a run is going",
+    };
+    println!("  overlap:   {overlap}");
     let last = schedule
         .last_fire_at_ms
         .map_or_else(|| "never".to_owned(), timestamp);
     println!("  last fire: {last}");
+    if let Some(buffered) = detail.buffered_ms {
+        println!(
+            "waiting: {} (for the running run to end)",
+            timestamp(buffered)
+        );
+    }
     println!("next fire times:");
     for at in &detail.upcoming_ms {
         println!("  {}", fire_time(*at));
+    }
+    if detail.recent_runs.is_empty() {
+        println!("recent runs: none");
+    } else {
+        println!("recent runs (newest first):");
+        for run in &detail.recent_runs {
+            println!("  {}  {}  {}", run.created_at, run.run_id, run.status);
+        }
     }
     if detail.missed.is_empty() {
         println!("missed: none");

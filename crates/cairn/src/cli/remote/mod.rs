@@ -7,6 +7,7 @@
 mod client;
 mod credentials;
 mod follow;
+mod schedules;
 
 use std::process::ExitCode;
 
@@ -147,7 +148,7 @@ pub(crate) async fn dispatch(
         }
         Command::Worker(_) => Err(not_served("worker")),
         Command::Credentials(command) => credentials::dispatch(&client, command).await,
-        Command::Schedules(_) => Err(not_served("schedules")),
+        Command::Schedules(command) => schedules::dispatch(&client, command).await,
         Command::Sources(_) => Err(not_served("sources")),
         Command::Webhooks(WebhooksCommand::Deliveries {
             endpoint,

@@ -9,6 +9,8 @@
 //! `tests/openapi.rs` validates real responses against the document, and `scripts/schemathesis`
 //! fuzzes a running server with it.
 
+mod schedules;
+
 use std::sync::Arc;
 
 use axum::{Json, extract::State};
@@ -305,6 +307,7 @@ pub(crate) fn document(registry: &Registry) -> Value {
     ops.extend(
         fixed
             .into_iter()
+            .chain(schedules::operations(&mut doc))
             .map(|(path, method, op)| (path.to_owned(), method, op)),
     );
     doc.finish(ops)
