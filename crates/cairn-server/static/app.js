@@ -39,7 +39,10 @@
       if (!fresh || !current) return;
       const open = new Set([...current.querySelectorAll("details[open]")].map((d) => d.closest("tr")?.id));
       fresh.querySelectorAll("details").forEach((d) => { if (open.has(d.closest("tr")?.id)) d.open = true; });
+      // Keep the focus (keyboard users) on the same link across the swap.
+      const focused = current.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
       current.replaceChildren(...fresh.childNodes);
+      if (focused) current.querySelector(`a[href="${CSS.escape(focused)}"]`)?.focus();
       main.dataset.refreshed = String(Number(main.dataset.refreshed || 0) + 1);
     }, 100);
   };
@@ -49,6 +52,9 @@
     // A run's status also changes without a new event in its log (it parks to sleep or to
     // wait on a hook): the runs list's stream says so.
     const statuses = new EventSource("/runs/stream");
+    // A change between this page's render and the stream's start is in no event: once the
+    // stream listens, fetch the page again.
+    statuses.addEventListener("open", refresh);
     statuses.addEventListener("run", (message) => {
       try {
         if (JSON.parse(message.data).runId === main.dataset.runId) refresh();

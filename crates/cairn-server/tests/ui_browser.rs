@@ -9,6 +9,8 @@
 
 mod support;
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+
 use std::{
     net::TcpListener,
     path::PathBuf,
@@ -202,31 +204,32 @@ async fn the_keyboard_alone_reaches_a_run() {
     let server = start().await;
     let older = server.start_run("greet", json!({"name": "old"})).await;
     let newer = server.start_run("greet", json!({"name": "new"})).await;
+    for run in [&older, &newer] {
+        server.wait_for_status(run, "succeeded").await;
+    }
     let (client, _driver) = browser().await;
     client
         .goto(&server.url("/ui/runs"))
         .await
         .expect("open the runs list");
-    let press = |keys: &'static str| {
+    // Keys as a person types them, to whatever has the focus (WebDriver's key actions).
+    let press = |key: char| {
         let client = client.clone();
         async move {
-            client
-                .active_element()
-                .await
-                .expect("something has the focus")
-                .send_keys(keys)
-                .await
-                .expect("press");
+            let typed = KeyActions::new("keyboard".into())
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+            client.perform_actions(typed).await.expect("press");
         }
     };
-    press("?").await;
+    press('?').await;
     until(
         &client,
         "return document.getElementById('keys-help').open",
         json!(true),
     )
     .await;
-    press("?").await;
+    press('?').await;
     until(
         &client,
         "return document.getElementById('keys-help').open",
@@ -234,16 +237,16 @@ async fn the_keyboard_alone_reaches_a_run() {
     )
     .await;
     // Newest first: `j` twice reaches the second row, `k` back to the first, `j` again.
-    press("j").await;
-    press("j").await;
-    press("k").await;
-    press("j").await;
-    press("\u{E007}").await; // Enter
+    press('j').await;
+    press('j').await;
+    press('k').await;
+    press('j').await;
+    press('\u{E007}').await; // Enter
     let path = "return location.pathname";
     until(&client, path, json!(format!("/ui/runs/{older}"))).await;
-    press("/").await; // no filter on a run's page: nothing happens, nothing breaks
+    press('/').await; // no filter on a run's page: nothing happens, nothing breaks
     client.back().await.expect("back");
-    press("/").await;
+    press('/').await;
     let focused = "return document.activeElement.id";
     until(&client, focused, json!("workflow")).await;
     assert_ne!(older, newer);

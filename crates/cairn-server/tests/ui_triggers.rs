@@ -1,5 +1,6 @@
 //! The web UI's trigger pages over real HTTP, checked against the store: the schedules list
-//! and a schedule's page (next fire times, pause and resume through CSRF-checked forms), the
+//! and a schedule's page (next fire times, pause, resume and trigger through CSRF-checked
+//! forms, the triggered run among the recent ones), the
 //! webhook endpoints and an endpoint's logged deliveries (no body in them), and unknown ids
 //! as error pages.
 

@@ -4,19 +4,18 @@
 //! The form is read as the API's `POST /credentials` body is, so both refuse alike.
 
 use axum::{
-    Form, Router,
+    Router,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
 use cairn_store::CredentialFilter;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
     UiError,
-    csrf::{CsrfToken, check_csrf},
+    csrf::{CheckedForm, CsrfToken},
     form_pages::{CredentialRow, CredentialType, CredentialsPage},
     html,
     pages::encode,
@@ -80,18 +79,13 @@ async fn list(
 }
 
 /// `POST /ui/credentials`: saves a credential from its type's form.
-async fn set(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(pairs): Form<Vec<(String, String)>>,
-) -> Result<Redirect, UiError> {
+async fn set(State(state): State<AppState>, form: CheckedForm) -> Result<Redirect, UiError> {
     let text = |name: &str| {
-        pairs
-            .iter()
-            .find(|(given, value)| given == name && !value.trim().is_empty())
-            .map(|(_, value)| Value::from(value.trim()))
+        form.get(name)
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(Value::from)
     };
-    check_csrf(&headers, text("csrf").as_ref().and_then(Value::as_str))?;
     let mut body = Map::new();
     for name in ["key", "scope", "org", "project", "user"] {
         if let Some(value) = text(name) {
@@ -99,7 +93,8 @@ async fn set(
         }
     }
     body.insert("isDefault".into(), Value::Bool(text("default").is_some()));
-    let fields: Map<String, Value> = pairs
+    let fields: Map<String, Value> = form
+        .pairs
         .iter()
         .filter_map(|(name, value)| {
             let field = name.strip_prefix(FIELD)?;
@@ -125,20 +120,12 @@ async fn set(
     )))
 }
 
-/// A credential action's form.
-#[derive(Deserialize)]
-struct CredentialAction {
-    csrf: Option<String>,
-}
-
 /// `POST /ui/credentials/{id}/delete` (the form asks for a confirmation box first).
 async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<CredentialAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.delete_credential(&id).await?;
     Ok(Redirect::to(&format!(
         "/ui/credentials?notice={}",
@@ -150,10 +137,8 @@ async fn delete(
 async fn make_default(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<CredentialAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     let made = state.engine.set_default_credential(&id).await?;
     Ok(Redirect::to(&format!(
         "/ui/credentials?notice={}",

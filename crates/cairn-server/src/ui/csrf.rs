@@ -3,6 +3,8 @@
 //! (403) and changes nothing.
 
 use axum::{
+    Form,
+    extract::{FromRequest, Request},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
@@ -50,8 +52,49 @@ impl CsrfToken {
     }
 }
 
+/// A posted form whose CSRF token repeats the cookie's: its pairs, in order. Extracting it
+/// refuses (403) a form without the token, before the handler reads or writes anything.
+pub(crate) struct CheckedForm {
+    pub(crate) pairs: Vec<(String, String)>,
+}
+
+impl CheckedForm {
+    /// The first value posted under `name`, if not empty.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(given, value)| given == name && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The checked token (for a form shown again).
+    pub(crate) fn token(&self) -> String {
+        self.get("csrf").unwrap_or_default().to_owned()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for CheckedForm {
+    type Rejection = UiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, UiError> {
+        let headers = request.headers().clone();
+        let Form(pairs) = Form::<Vec<(String, String)>>::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                UiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    rejection.body_text(),
+                )
+            })?;
+        let form = CheckedForm { pairs };
+        check_csrf(&headers, form.get("csrf"))?;
+        Ok(form)
+    }
+}
+
 /// Refuses a post whose form's `sent` token does not repeat the CSRF cookie.
-pub(crate) fn check_csrf(headers: &HeaderMap, sent: Option<&str>) -> Result<(), UiError> {
+fn check_csrf(headers: &HeaderMap, sent: Option<&str>) -> Result<(), UiError> {
     let cookie = cookie(headers, CSRF_COOKIE).unwrap_or_default();
     let sent = sent.unwrap_or_default();
     if cookie.is_empty() || !bool::from(cookie.as_bytes().ct_eq(sent.as_bytes())) {

@@ -8,19 +8,20 @@
 //! resumed. A second resume is a 409 page.
 
 use axum::{
-    Form as Posted, Router,
+    Router,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Redirect, Response},
+    response::{Html, IntoResponse, Redirect, Response},
     routing::get,
 };
 use cairn_core::StepKey;
-use cairn_engine::{StartOptions, Violations, WorkflowInfo, timestamp};
+use cairn_engine::{EngineError, StartOptions, Violations, WorkflowInfo, timestamp};
 use cairn_store::{HookFilter, HookRecord, HookState};
+use serde_json::Value;
 
 use super::{
     UiError,
-    csrf::{CsrfToken, check_csrf},
+    csrf::{CheckedForm, CsrfToken},
     form::Form,
     form_pages::{HookRow, HooksPage, ResumePage, StartPage, WorkflowsPage},
     form_view::rows,
@@ -114,31 +115,49 @@ async fn start_form(
 async fn start(
     State(state): State<AppState>,
     Path(slug): Path<String>,
-    headers: HeaderMap,
-    Posted(pairs): Posted<Vec<(String, String)>>,
+    posted: CheckedForm,
 ) -> Result<Response, UiError> {
-    check_csrf(&headers, csrf_of(&pairs))?;
     let info = workflow(&state, &slug)?;
-    let form = Form::of(&info.input_schema);
-    let csrf = CsrfToken::of(&headers).token;
-    let refused = |form: &Form| {
-        let page = start_page(info, form, None, csrf.clone());
-        (StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response()
-    };
-    let input = match form.clone().read(&pairs) {
-        Ok(input) => input,
-        Err(unread) => return Ok(refused(&unread)),
-    };
     let options = StartOptions {
         trigger: Some("ui".into()),
         ..StartOptions::default()
     };
-    match state.engine.start_json(&slug, input, options).await {
-        Ok(started) => Ok(
-            Redirect::to(&format!("/ui/runs/{}?notice=Started", started.run_id)).into_response(),
-        ),
+    let page = |form: &Form, csrf| html(&start_page(info, form, None, csrf));
+    submit(Form::of(&info.input_schema), posted, page, |input| async {
+        let started = state.engine.start_json(&slug, input, options).await?;
+        Ok(format!("/ui/runs/{}?notice=Started", started.run_id))
+    })
+    .await
+}
+
+/// Reads the posted form as `empty` says and hands the value to `act` (a start, a resume),
+/// then goes where it says; a value that cannot be read, or that `act` refuses for breaking
+/// the schema, shows the form again through `page` (422) with the posted values and each
+/// error on its field.
+async fn submit<Page, Act, Done>(
+    empty: Form,
+    posted: CheckedForm,
+    page: Page,
+    act: Act,
+) -> Result<Response, UiError>
+where
+    Page: Fn(&Form, String) -> Html<String>,
+    Act: FnOnce(Value) -> Done,
+    Done: Future<Output = Result<String, EngineError>>,
+{
+    let refused = |form: &Form| {
+        (StatusCode::UNPROCESSABLE_ENTITY, page(form, posted.token())).into_response()
+    };
+    let value = match empty.clone().read(&posted.pairs) {
+        Ok(value) => value,
+        Err(unread) => return Ok(refused(&unread)),
+    };
+    match act(value).await {
+        Ok(location) => Ok(Redirect::to(&location).into_response()),
         Err(err) => match violations(&err) {
-            Some(found) => Ok(refused(&form.showing(&pairs).attach(pairs_of(found)))),
+            Some(found) => Ok(refused(
+                &empty.showing(&posted.pairs).attach(pairs_of(found)),
+            )),
             None => Err(err.into()),
         },
     }
@@ -230,38 +249,15 @@ async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
     params: Params,
-    headers: HeaderMap,
-    Posted(pairs): Posted<Vec<(String, String)>>,
+    posted: CheckedForm,
 ) -> Result<Response, UiError> {
-    check_csrf(&headers, csrf_of(&pairs))?;
     let hook = pending_hook(&state, &id, &params).await?;
-    let form = Form::of(&hook.schema);
-    let csrf = CsrfToken::of(&headers).token;
-    let refused = |form: &Form| {
-        let page = resume_page(&hook, form, csrf.clone());
-        (StatusCode::UNPROCESSABLE_ENTITY, html(&page)).into_response()
-    };
-    let payload = match form.clone().read(&pairs) {
-        Ok(payload) => payload,
-        Err(unread) => return Ok(refused(&unread)),
-    };
-    match state.engine.resume_hook(&hook.token, payload).await {
-        Ok(_) => {
-            Ok(Redirect::to(&format!("/ui/runs/{}?notice=Resumed", hook.run_id)).into_response())
-        }
-        Err(err) => match violations(&err) {
-            Some(found) => Ok(refused(&form.showing(&pairs).attach(pairs_of(found)))),
-            None => Err(err.into()),
-        },
-    }
-}
-
-/// The form's CSRF token.
-fn csrf_of(pairs: &[(String, String)]) -> Option<&str> {
-    pairs
-        .iter()
-        .find(|(name, _)| name == "csrf")
-        .map(|(_, value)| value.as_str())
+    let page = |form: &Form, csrf| html(&resume_page(&hook, form, csrf));
+    submit(Form::of(&hook.schema), posted, page, |payload| async {
+        state.engine.resume_hook(&hook.token, payload).await?;
+        Ok(format!("/ui/runs/{}?notice=Resumed", hook.run_id))
+    })
+    .await
 }
 
 /// Schema violations as `(path, message)`.

@@ -45,7 +45,7 @@ use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
 
 use self::{
-    csrf::{CsrfToken, check_csrf},
+    csrf::{CheckedForm, CsrfToken},
     pages::{LoginPage, MessagePage, RunsPage, encode, run_page},
 };
 use crate::{
@@ -305,21 +305,12 @@ async fn payload(
         .into_response())
 }
 
-/// A form's CSRF token and what else it sends.
-#[derive(Deserialize)]
-struct Action {
-    csrf: Option<String>,
-    from: Option<String>,
-}
-
 /// `POST /ui/runs/{id}/retry`.
 async fn retry(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Action>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     let run_id = parse_run(&id)?;
     state.engine.retry(run_id).await?;
     Ok(Redirect::to(&format!(
@@ -331,10 +322,8 @@ async fn retry(
 async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Action>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     let run_id = parse_run(&id)?;
     state
         .engine
@@ -347,12 +336,10 @@ async fn cancel(
 async fn rerun(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<Action>,
+    form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     let original = parse_run(&id)?;
-    let from = form.from.filter(|step| !step.is_empty()).ok_or_else(|| {
+    let from = form.get("from").map(str::to_owned).ok_or_else(|| {
         UiError::new(
             StatusCode::BAD_REQUEST,
             "Bad request",

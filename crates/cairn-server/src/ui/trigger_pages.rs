@@ -3,6 +3,8 @@
 
 use askama::Template;
 
+use super::pages::RunRow;
+
 /// `/ui/schedules`.
 #[derive(Template)]
 #[template(path = "schedules.html")]
@@ -35,6 +37,10 @@ pub(crate) struct ScheduleDetailPage {
     pub(crate) paused: bool,
     /// The next fire times.
     pub(crate) upcoming: Vec<String>,
+    /// The fire time waiting for the running run to end (`bufferOne`), if one is.
+    pub(crate) buffered: Option<String>,
+    /// The runs it started, newest first.
+    pub(crate) recent: Vec<RunRow>,
     /// Missed spans: first, last, why.
     pub(crate) missed: Vec<(String, String, String)>,
     pub(crate) csrf: String,

@@ -1,10 +1,10 @@
 //! The UI's trigger pages: cron schedules (`/ui/schedules`, `/ui/schedules/{id}` with its
-//! next 5 fire times and missed ones, Pause and Resume) and webhook endpoints
+//! next 5 fire times, recent runs and missed ones; Pause, Resume and Trigger) and webhook endpoints
 //! (`/ui/webhooks`, `/ui/webhooks/{endpoint}` with its logged deliveries). Each page and
 //! action is one engine call, as the CLI's `schedules` and `webhooks` commands make.
 
 use axum::{
-    Form, Router,
+    Router,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Redirect, Response},
@@ -12,11 +12,10 @@ use axum::{
 };
 use cairn_engine::{DELIVERIES_KEPT, WebhookError, timestamp};
 use cairn_store::ScheduleRecord;
-use serde::Deserialize;
 
 use super::{
     UiError,
-    csrf::{CsrfToken, check_csrf},
+    csrf::{CheckedForm, CsrfToken},
     html,
     pages::encode,
     trigger_pages::{
@@ -33,6 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/schedules/{id}", get(schedule))
         .route("/ui/schedules/{id}/pause", post(pause))
         .route("/ui/schedules/{id}/resume", post(resume))
+        .route("/ui/schedules/{id}/trigger", post(trigger))
         .route("/ui/webhooks", get(webhooks))
         .route("/ui/webhooks/{endpoint}", get(deliveries))
 }
@@ -87,6 +87,8 @@ async fn schedule(
         overlap: spec.overlap.to_string(),
         paused: detail.schedule.paused,
         upcoming: detail.upcoming_ms.iter().map(|ms| fire_time(*ms)).collect(),
+        buffered: detail.buffered_ms.map(timestamp),
+        recent: detail.recent_runs.iter().map(Into::into).collect(),
         missed: detail
             .missed
             .iter()
@@ -104,20 +106,12 @@ async fn schedule(
     Ok(csrf.set_on(html(&page).into_response()))
 }
 
-/// A schedule action's form: its CSRF token.
-#[derive(Deserialize)]
-struct ScheduleAction {
-    csrf: Option<String>,
-}
-
 /// `POST /ui/schedules/{id}/pause`.
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<ScheduleAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.pause_schedule(&id).await?;
     Ok(back_to(&id, "Paused"))
 }
@@ -126,12 +120,24 @@ async fn pause(
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<ScheduleAction>,
+    _form: CheckedForm,
 ) -> Result<Redirect, UiError> {
-    check_csrf(&headers, form.csrf.as_deref())?;
     state.engine.resume_schedule(&id).await?;
     Ok(back_to(&id, "Resumed"))
+}
+
+/// `POST /ui/schedules/{id}/trigger`: a run now, the schedule's fire times unmoved; to it.
+async fn trigger(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    _form: CheckedForm,
+) -> Result<Redirect, UiError> {
+    let started = state.engine.trigger_schedule(&id).await?;
+    Ok(Redirect::to(&format!(
+        "/ui/runs/{}?notice={}",
+        started.run_id,
+        encode(&format!("Started by schedule {id}"))
+    )))
 }
 
 /// To the schedule's page with `notice`.
