@@ -9,6 +9,7 @@
 //! under their slug, as if the binary had been replaced (see `versions`).
 
 mod agents;
+mod feed;
 mod versions;
 
 use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
@@ -21,8 +22,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-struct Tag {
-    tag: String,
+pub(crate) struct Tag {
+    pub(crate) tag: String,
 }
 
 fn env_path(name: &str) -> PathBuf {
@@ -189,7 +190,7 @@ static SLOW_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
-static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+pub(crate) static THREE_STEPS: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
     Workflow::new("three-steps")
         .description("record three times")
         .run(|input: Tag, _ctx: WorkflowCtx| async move {
@@ -264,10 +265,11 @@ static NOTIFY_FLOW: LazyLock<Workflow<Notice, Notified>> = LazyLock::new(|| {
 });
 
 /// Every workflow and action of the fixture (the versioned ones as `$FIXTURE_VERSION` says),
-/// and, when `$FIXTURE_SCHEDULE` is set, the schedule `tick`: `three-steps` every second,
-/// catching up every missed second of the last hour.
+/// the poll source `feed` when `$FIXTURE_POLL_URL` is set (see `feed`), and, when
+/// `$FIXTURE_SCHEDULE` is set, the schedule `tick`: `three-steps` every second, catching up
+/// every missed second of the last hour.
 pub fn registry() -> Registry {
-    let registry = registered();
+    let registry = feed::register(registered());
     if std::env::var_os("FIXTURE_SCHEDULE").is_none() {
         return registry;
     }

@@ -66,6 +66,8 @@ pub use run::{
 pub use steps::{
     action::{Action, ActionBuilder},
     hook::{Hook, HookOptions},
+    poll::{Poll, PollSource, PollingSource, StartFrom},
+    poll_ctx::{PollCtx, PollError, Polled},
     sleep::SleepFor,
     tool::Tool,
     webhook::{

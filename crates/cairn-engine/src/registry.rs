@@ -15,7 +15,7 @@ use crate::{
         schema::Payload,
     },
     run::body::ErasedWorkflow,
-    steps::{action::Action, webhook::Webhook, workflow::Workflow},
+    steps::{action::Action, poll::Poll, webhook::Webhook, workflow::Workflow},
 };
 
 /// The workflows (and, for listings and tools, actions) a binary registers, and the
@@ -35,6 +35,8 @@ pub struct Registry {
     schedules: BTreeMap<String, DeclaredSchedule>,
     /// The webhook sources, by endpoint.
     webhooks: BTreeMap<String, Webhook>,
+    /// The poll sources, by name.
+    polls: BTreeMap<String, Poll>,
     problems: Vec<String>,
 }
 
@@ -194,6 +196,36 @@ impl Registry {
         self
     }
 
+    /// Registers a poll source with its workflow and the credential types its poll function
+    /// reads. Workers save it by name when they start and any worker polls it when due.
+    pub fn poll(mut self, poll: Poll) -> Self {
+        self = self.add_workflow(&poll.slug, poll.invalid.as_deref(), poll.workflow.clone());
+        for credential in &poll.credentials {
+            self = self.credential(credential);
+        }
+        if let Some(problem) = &poll.problem {
+            self.problems.push(problem.clone());
+        } else if self.polls.contains_key(&poll.name) {
+            self.problems.push(format!(
+                "two poll sources are declared with the name {:?}; give each its own",
+                poll.name
+            ));
+        } else {
+            self.polls.insert(poll.name.clone(), poll);
+        }
+        self
+    }
+
+    /// The poll source named `name`.
+    pub(crate) fn poll_source(&self, name: &str) -> Option<&Poll> {
+        self.polls.get(name)
+    }
+
+    /// The poll sources registered.
+    pub(crate) fn poll_sources(&self) -> impl Iterator<Item = &Poll> {
+        self.polls.values()
+    }
+
     /// The webhook source of `endpoint`.
     pub(crate) fn webhook_at(&self, endpoint: &str) -> Option<&Webhook> {
         self.webhooks.get(endpoint)
@@ -264,6 +296,7 @@ impl std::fmt::Debug for Registry {
             .field("resources", &self.resources)
             .field("schedules", &self.schedules.keys().collect::<Vec<_>>())
             .field("webhooks", &self.webhooks.keys().collect::<Vec<_>>())
+            .field("polls", &self.polls.keys().collect::<Vec<_>>())
             .finish()
     }
 }

@@ -36,6 +36,9 @@
 //!   occurrence's runs `ON CONFLICT DO NOTHING` in the same transaction (see `schedules`).
 //! - **Webhook deliveries** (schema v5) are logged outside the queue too, each in its own
 //!   transaction with the pruning of its endpoint's oldest rows (see `deliveries`).
+//! - **Poll sources** (schema v6) likewise: a poll's commit holds its source's row, checks
+//!   the lease's owner and fencing token, and inserts its items' keys and runs with the new
+//!   cursor in the same transaction (see `polls`).
 //! - **Child runs**: a write that may end a child run locks its parent's row first, so a
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
@@ -88,6 +91,7 @@ mod error;
 mod lock;
 mod notify;
 mod ops;
+mod polls;
 mod read;
 mod schedules;
 mod schema;

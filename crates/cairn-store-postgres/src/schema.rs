@@ -159,8 +159,40 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, n);
 ";
 
+/// Version 6: poll sources (decision record 0038), as in SQLite's version 13: one row per
+/// source (its cursor as JSON text, when it is polled next, its error streak and state, the
+/// lease of the poll under way with the fencing token every claim grows), the partial index
+/// that finds the due ones, and the item keys each source saw in the last seven days.
+const V6: &str = "
+CREATE TABLE poll_sources (
+    name               TEXT PRIMARY KEY,
+    workflow           TEXT NOT NULL,
+    state              TEXT NOT NULL CHECK (state IN ('active', 'paused', 'failing')),
+    cursor             TEXT,
+    seeded             BOOLEAN NOT NULL,
+    next_poll_at       BIGINT NOT NULL,
+    consecutive_errors INTEGER NOT NULL,
+    last_error         TEXT,
+    last_polled_at     BIGINT,
+    lease_owner        TEXT,
+    lease_expires_at   BIGINT,
+    fencing_token      BIGINT NOT NULL,
+    created_at         BIGINT NOT NULL,
+    updated_at         BIGINT NOT NULL,
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+CREATE INDEX poll_sources_due ON poll_sources (next_poll_at) WHERE state <> 'paused';
+CREATE TABLE poll_items (
+    source   TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    seen_at  BIGINT NOT NULL,
+    PRIMARY KEY (source, item_key)
+);
+CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
@@ -314,6 +346,10 @@ mod tests;
 #[cfg(test)]
 #[path = "schema_v5_tests.rs"]
 mod v5_tests;
+
+#[cfg(test)]
+#[path = "schema_v6_tests.rs"]
+mod v6_tests;
 
 #[cfg(test)]
 mod name_tests {

@@ -75,9 +75,9 @@ async fn workers_starting_at_once_migrate_the_schema_once() {
     .await
     .expect("count tables");
     assert_eq!(
-        tables, 8,
-        "runs, events, hooks, credentials, schedules, schedule_misses, webhook_deliveries and \
-         the version"
+        tables, 10,
+        "runs, events, hooks, credentials, schedules, schedule_misses, webhook_deliveries, \
+         poll_sources, poll_items and the version"
     );
 }
 

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
-    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, ReadyWatch, Reseal,
-    RunFilter, RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
-    StoreError, StoreResult, WebhookDelivery, WorkerId,
+    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter,
+    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
+    StoreResult, WebhookDelivery, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -21,6 +22,7 @@ use crate::{
     credentials, deliveries,
     error::sql_error,
     notify::{Notifications, ReadyWaiter},
+    polls::{self, PreparedCommit},
     read,
     schedules::{self, PreparedFire},
     schema, waits,
@@ -443,6 +445,63 @@ impl Store for PostgresStore {
 
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
         Ok(schedules::misses(&self.pool, id).await?)
+    }
+
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
+        self.writer
+            .call(Op::DeclarePollSource(Box::new(source)))
+            .await
+    }
+
+    async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>> {
+        Ok(polls::get(&self.pool, name).await?)
+    }
+
+    async fn list_poll_sources(&self) -> StoreResult<Vec<PollSourceRecord>> {
+        Ok(polls::list(&self.pool).await?)
+    }
+
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>> {
+        Ok(polls::due(&self.pool, now_ms, limit).await?)
+    }
+
+    async fn claim_poll_source(
+        &self,
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> StoreResult<Option<PollClaim>> {
+        self.writer
+            .call(Op::ClaimPollSource {
+                name: name.to_owned(),
+                lease: lease.clone(),
+                now_ms,
+            })
+            .await
+    }
+
+    async fn control_poll_source(
+        &self,
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+    ) -> StoreResult<PollSourceRecord> {
+        self.writer
+            .call(Op::ControlPollSource {
+                name: name.to_owned(),
+                control,
+                now_ms,
+            })
+            .await
+    }
+
+    async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
+        let commit = PreparedCommit::new(commit)?;
+        self.writer.call(Op::CommitPoll(Box::new(commit))).await
     }
 
     async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {

@@ -26,7 +26,8 @@
 use cairn_core::RunStatus;
 use cairn_store::{
     ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, FireOutcome, HookRecord, Lease, Park,
-    RunId, SchedulePut, ScheduleRecord, StoreError, StoreResult, WorkerId, watch::ChangeHub,
+    PollClaim, PollCommitOutcome, PollControl, PollSourceRecord, RunId, SchedulePut,
+    ScheduleRecord, StoreError, StoreResult, WorkerId, watch::ChangeHub,
 };
 use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +38,7 @@ use crate::{
     codec::{PreparedEvent, PreparedRun},
     error::Result,
     ops,
+    polls::{self, PreparedCommit},
     schedules::{self, PreparedFire},
     waits,
 };
@@ -138,6 +140,22 @@ pub(crate) enum Op {
     },
     /// `Store::fire_schedule`.
     FireSchedule(Box<PreparedFire>),
+    /// `Store::declare_poll_source`.
+    DeclarePollSource(Box<PollSourceRecord>),
+    /// `Store::claim_poll_source`.
+    ClaimPollSource {
+        name: String,
+        lease: Lease,
+        now_ms: i64,
+    },
+    /// `Store::control_poll_source`.
+    ControlPollSource {
+        name: String,
+        control: PollControl,
+        now_ms: i64,
+    },
+    /// `Store::commit_poll`.
+    CommitPoll(Box<PreparedCommit>),
     /// Writes nothing; answered once every command queued before it has committed.
     Flush,
 }
@@ -185,6 +203,9 @@ outputs! {
     Schedule(ScheduleRecord),
     Put((SchedulePut, ScheduleRecord)),
     Fired(FireOutcome),
+    PollSource(PollSourceRecord),
+    PollClaimed(Option<PollClaim>),
+    PollCommitted(PollCommitOutcome),
 }
 
 impl Op {
@@ -274,6 +295,18 @@ impl Op {
                 .await?
                 .into(),
             Op::FireSchedule(fire) => schedules::fire(conn, fire, notes).await?.into(),
+            Op::DeclarePollSource(source) => polls::declare(conn, source).await?.into(),
+            Op::ClaimPollSource {
+                name,
+                lease,
+                now_ms,
+            } => polls::claim(conn, name, lease, *now_ms).await?.into(),
+            Op::ControlPollSource {
+                name,
+                control,
+                now_ms,
+            } => polls::control(conn, name, *control, *now_ms).await?.into(),
+            Op::CommitPoll(commit) => polls::commit(conn, commit, notes).await?.into(),
             Op::Flush => ().into(),
         })
     }

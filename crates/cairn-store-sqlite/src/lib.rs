@@ -26,6 +26,8 @@
 //!   schedule's advance (a compare-and-set of the next fire time) share one savepoint.
 //! - **Webhook deliveries** (schema v12) are logged by the writer thread too, each with the
 //!   pruning of its endpoint's oldest rows.
+//! - **Poll sources** (schema v13) likewise: a poll's runs, its item keys and its cursor
+//!   share one savepoint, fenced by the poll's lease (owner and fencing token).
 //! - **Versioned schema**: migrations are applied on open, in one transaction.
 //! - **Change watches**: [`Store::watch_changes`] hears this store's commits at once, with
 //!   their runs, and other connections' commits (other processes) within
@@ -44,7 +46,9 @@ mod credentials;
 mod deliveries;
 mod held;
 mod ops;
+mod options;
 mod pipeline;
+mod polls;
 mod read;
 mod run_cache;
 mod schedules;
@@ -56,29 +60,30 @@ mod writer;
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
 };
 
 use async_trait::async_trait;
 use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
-    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter,
-    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
+    CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
+    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
     StoreResult, WebhookDelivery, WorkerId,
 };
 
-pub use crate::watch::OTHER_COMMITS_POLL;
 use crate::{
     codec::{PreparedEvents, PreparedRun, RawClaimed},
     credentials::CredentialWrite,
     deliveries::RecordDelivery,
     pipeline::PipelineLimits,
+    polls::{PollWrite, PreparedCommit},
     read::ReadPool,
     schedules::{PreparedFire, ScheduleWrite},
     watch::Watches,
     writer::{Command, Writer},
 };
+pub use crate::{options::SqliteOptions, watch::OTHER_COMMITS_POLL};
 
 /// The database file's name inside a data directory (see [`SqliteStore::open_in_dir`]).
 pub const DATABASE_FILE: &str = "cairn.db";
@@ -86,35 +91,6 @@ pub const DATABASE_FILE: &str = "cairn.db";
 /// The name of each store's writer thread, the one thread every write of the store runs on:
 /// how a profiler or a benchmark tells its CPU time apart (Linux shows the first 15 bytes).
 pub const WRITER_THREAD_NAME: &str = "cairn-sqlite-writer";
-
-/// Knobs of a [`SqliteStore`]. The defaults suit almost everyone.
-#[derive(Clone, Debug)]
-pub struct SqliteOptions {
-    /// How long a write waits for another process's write lock before failing with
-    /// [`StoreError::Unavailable`]. Default 5 s.
-    pub busy_timeout: Duration,
-    /// Most write commands committed together in one transaction. Default 512.
-    pub max_batch: usize,
-    /// Most idle read connections kept open. Default 32.
-    pub max_idle_readers: usize,
-    /// How long the writer thread, once idle, polls for the next write before it blocks.
-    /// A lone caller's next write (the next step of a workflow) usually comes within it, and
-    /// a blocked thread takes tens of microseconds to wake on a virtual machine, once per
-    /// write. The cost is up to this much CPU after the last write of a burst. Zero turns it
-    /// off. Default 300 µs.
-    pub writer_idle_spin: Duration,
-}
-
-impl Default for SqliteOptions {
-    fn default() -> Self {
-        SqliteOptions {
-            busy_timeout: Duration::from_secs(5),
-            max_batch: 512,
-            max_idle_readers: 32,
-            writer_idle_spin: Duration::from_micros(300),
-        }
-    }
-}
 
 /// A [`Store`] in one SQLite file. See the [crate docs](crate) for how it works.
 ///
@@ -533,6 +509,56 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.readers
             .read(move |conn| schedules::misses(conn, &id))
+            .await
+    }
+
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
+        self.poll_write(|reply| PollWrite::declare(source, reply))
+            .await
+    }
+
+    async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>> {
+        let name = name.to_owned();
+        self.readers.read(move |conn| polls::get(conn, &name)).await
+    }
+
+    async fn list_poll_sources(&self) -> StoreResult<Vec<PollSourceRecord>> {
+        self.readers.read(polls::list).await
+    }
+
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>> {
+        self.readers
+            .read(move |conn| polls::due(conn, now_ms, limit))
+            .await
+    }
+
+    async fn claim_poll_source(
+        &self,
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> StoreResult<Option<PollClaim>> {
+        self.poll_write(|reply| PollWrite::claim(name, lease, now_ms, reply))
+            .await
+    }
+
+    async fn control_poll_source(
+        &self,
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+    ) -> StoreResult<PollSourceRecord> {
+        self.poll_write(|reply| PollWrite::control(name, control, now_ms, reply))
+            .await
+    }
+
+    async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
+        let commit = PreparedCommit::new(commit)?;
+        self.poll_write(|reply| PollWrite::commit(commit, reply))
             .await
     }
 

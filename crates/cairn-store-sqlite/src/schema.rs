@@ -302,8 +302,43 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint, seq);
 ";
 
+/// Version 13: poll sources (decision record 0038).
+/// - `poll_sources` holds one row per source: its cursor (the poll function's JSON), when
+///   it is polled next (the partial index finds the due ones), its error streak and state,
+///   and the lease of the poll under way with its fencing token, which every claim grows
+///   and a poll's commit must still name.
+/// - `poll_items` holds the item keys each source saw in the last seven days (pruned as
+///   polls commit): an item polled again within them starts nothing.
+const V13: &str = "
+CREATE TABLE poll_sources (
+    name               TEXT PRIMARY KEY NOT NULL,
+    workflow           TEXT NOT NULL,
+    state              TEXT NOT NULL CHECK (state = 'active' OR state = 'paused' OR state = 'failing'),
+    cursor             TEXT,
+    seeded             INTEGER NOT NULL CHECK (seeded = 0 OR seeded = 1),
+    next_poll_at       INTEGER NOT NULL,
+    consecutive_errors INTEGER NOT NULL,
+    last_error         TEXT,
+    last_polled_at     INTEGER,
+    lease_owner        TEXT,
+    lease_expires_at   INTEGER,
+    fencing_token      INTEGER NOT NULL,
+    created_at         INTEGER NOT NULL,
+    updated_at         INTEGER NOT NULL,
+    CHECK ((lease_owner IS NULL) = (lease_expires_at IS NULL))
+);
+CREATE INDEX poll_sources_due ON poll_sources (next_poll_at) WHERE state <> 'paused';
+CREATE TABLE poll_items (
+    source   TEXT NOT NULL,
+    item_key TEXT NOT NULL,
+    seen_at  INTEGER NOT NULL,
+    PRIMARY KEY (source, item_key)
+) WITHOUT ROWID;
+CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -463,3 +498,7 @@ mod v11_tests;
 #[cfg(test)]
 #[path = "schema_v12_tests.rs"]
 mod v12_tests;
+
+#[cfg(test)]
+#[path = "schema_v13_tests.rs"]
+mod v13_tests;

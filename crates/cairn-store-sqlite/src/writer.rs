@@ -32,6 +32,7 @@ use crate::{
     held::{Hot, Sql},
     ops::{self, Changed},
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
+    polls::PollWrite,
     run_cache::RunCache,
     schedules::ScheduleWrite,
     waits,
@@ -119,6 +120,8 @@ pub(crate) enum Command {
     Credential(CredentialWrite),
     /// A schedule write (a fire creates runs, which no cached run can be).
     Schedule(ScheduleWrite),
+    /// A poll source write (a commit creates runs, which no cached run can be).
+    Poll(PollWrite),
     /// A webhook delivery to log (touches no run).
     Delivery(RecordDelivery),
     /// Answers once every command queued before it is committed.
@@ -283,6 +286,7 @@ impl Command {
             ),
             Command::Credential(write) => write.execute(conn, broken),
             Command::Schedule(write) => write.execute(conn, broken, changed),
+            Command::Poll(write) => write.execute(conn, broken, changed),
             Command::Delivery(record) => record.execute(conn, broken),
             Command::Flush { reply } => answer(reply, Ok(())),
         };
@@ -298,6 +302,7 @@ impl Command {
             | Command::Append { .. }
             | Command::Credential(_)
             | Command::Schedule(_)
+            | Command::Poll(_)
             | Command::Delivery(_)
             | Command::Flush { .. } => {}
             Command::ClaimRun { id, .. }

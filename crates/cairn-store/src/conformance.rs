@@ -26,6 +26,7 @@ mod credentials;
 mod follow;
 mod instances;
 mod lease;
+mod polls;
 mod read;
 mod schedules;
 mod support;
@@ -70,6 +71,11 @@ pub use instances::{
     a_follower_sees_every_event_once_in_order, a_watch_sees_another_instances_commits,
 };
 pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
+pub use polls::{
+    a_poll_commit_records_items_and_starts_the_new_ones, a_stale_poll_lease_writes_nothing,
+    item_keys_are_forgotten_after_seven_days, poll_sources_are_declared_claimed_and_controlled,
+    racing_poll_commits_start_one_set_of_runs,
+};
 pub use read::{
     events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
     list_runs_filters_by_patch_marker_and_unended, payloads_round_trip_exactly,
@@ -181,6 +187,11 @@ macro_rules! conformance_tests {
             a_stale_fire_writes_nothing,
             concurrent_fires_create_one_run,
             a_fire_returns_the_run_an_existing_key_has,
+            poll_sources_are_declared_claimed_and_controlled,
+            a_poll_commit_records_items_and_starts_the_new_ones,
+            a_stale_poll_lease_writes_nothing,
+            racing_poll_commits_start_one_set_of_runs,
+            item_keys_are_forgotten_after_seven_days,
             delete_schedule_removes_it_and_its_misses,
             list_runs_filters_by_trigger_prefix,
             webhook_deliveries_are_listed_newest_first,

@@ -61,6 +61,9 @@ pub enum StoreError {
     /// No schedule has this id.
     #[error("schedule {0:?} not found; `schedules list` shows the schedules there are")]
     ScheduleNotFound(String),
+    /// No poll source has this name.
+    #[error("poll source {0:?} not found; `sources list` shows the poll sources there are")]
+    PollSourceNotFound(String),
     /// The database could not be reached or refused the operation; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),

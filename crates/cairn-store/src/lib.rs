@@ -14,6 +14,7 @@ mod commit_timer;
 mod credentials;
 mod error;
 mod memory;
+mod polls;
 mod schedules;
 mod types;
 mod webhooks;
@@ -28,6 +29,10 @@ pub use credentials::{
 };
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use polls::{
+    ITEM_KEYS_KEPT_MS, PollClaim, PollCommit, PollCommitOutcome, PollControl, PollItem, PollLease,
+    PollResult, PollSourceRecord, PollState, holds_poll_lease, state_after,
+};
 pub use schedules::{
     CatchUpPolicy, FireOutcome, MISSES_KEPT, OverlapPolicy, ScheduleFire, ScheduleMiss,
     SchedulePut, ScheduleRecord, ScheduleSpec, put_decision,
@@ -262,6 +267,56 @@ pub trait Store: Send + Sync + 'static {
 
     /// The schedule's recorded missed fire times, newest first (at most [`MISSES_KEPT`]).
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>>;
+
+    /// Saves a declared poll source by name: inserts `source` if no source has its name,
+    /// else only sets the stored one's workflow (its cursor, state, items and lease stay).
+    /// Returns the source as stored.
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord>;
+
+    /// One poll source by name.
+    async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>>;
+
+    /// Every poll source, by name.
+    async fn list_poll_sources(&self) -> StoreResult<Vec<PollSourceRecord>>;
+
+    /// Sources a worker may claim at `now_ms` ([`PollSourceRecord::is_due`]), earliest due
+    /// first, at most `limit`: a read, so idle workers write nothing.
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>>;
+
+    /// Takes the lease of source `name` if it is due at `now_ms` (not paused, due, no live
+    /// lease): sets its owner and expiry from `lease` and grows its fencing token by one.
+    /// `None` (nothing written) if it is not due, is leased, or does not exist.
+    async fn claim_poll_source(
+        &self,
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> StoreResult<Option<PollClaim>>;
+
+    /// Pauses, resumes (state active, error streak cleared, next poll at the time given)
+    /// or makes a source due now. Returns it as stored;
+    /// [`StoreError::PollSourceNotFound`] if there is none.
+    async fn control_poll_source(
+        &self,
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+    ) -> StoreResult<PollSourceRecord>;
+
+    /// Commits one poll, all or nothing, in one transaction, if `commit.lease` still holds
+    /// the source ([`holds_poll_lease`]: same owner and fencing token), else writes nothing
+    /// and answers [`PollCommitOutcome::LeaseLost`]. A success forgets the source's item
+    /// keys last seen [`ITEM_KEYS_KEPT_MS`] or more ago, records each item's key (seen now),
+    /// creates the run of each item whose key was not recorded (as
+    /// [`create_run`](Store::create_run) does: a key used before is no error and no new run),
+    /// stores the cursor, marks the source seeded and clears its error streak; a failure
+    /// keeps the cursor and records the error. Either way the next poll time is set, the state follows [`state_after`],
+    /// and the lease is freed.
+    async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome>;
 
     /// Deletes a schedule and its recorded misses, in one commit; `false` if there was none
     /// with this id. The runs it started stay. A fire read before the delete is superseded.

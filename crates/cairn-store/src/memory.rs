@@ -8,6 +8,7 @@
 //! clock.
 
 mod credentials;
+mod polls;
 mod schedules;
 mod state;
 mod waits;
@@ -25,8 +26,9 @@ use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
-    DELIVERIES_KEPT, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, Reseal, RunFilter,
-    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult,
+    DELIVERIES_KEPT, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
+    PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
+    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult,
     WebhookDelivery, WorkerId, watch::ChangeHub,
 };
 
@@ -287,6 +289,48 @@ impl Store for MemoryStore {
 
     async fn schedule_misses(&self, id: &str) -> StoreResult<Vec<ScheduleMiss>> {
         Ok(self.state().schedules.misses(id))
+    }
+
+    async fn declare_poll_source(&self, source: PollSourceRecord) -> StoreResult<PollSourceRecord> {
+        Ok(self.state().polls.declare(source))
+    }
+
+    async fn get_poll_source(&self, name: &str) -> StoreResult<Option<PollSourceRecord>> {
+        Ok(self.state().polls.get(name))
+    }
+
+    async fn list_poll_sources(&self) -> StoreResult<Vec<PollSourceRecord>> {
+        Ok(self.state().polls.list())
+    }
+
+    async fn due_poll_sources(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PollSourceRecord>> {
+        Ok(self.state().polls.due(now_ms, limit))
+    }
+
+    async fn claim_poll_source(
+        &self,
+        name: &str,
+        lease: &Lease,
+        now_ms: i64,
+    ) -> StoreResult<Option<PollClaim>> {
+        Ok(self.state().polls.claim(name, lease, now_ms))
+    }
+
+    async fn control_poll_source(
+        &self,
+        name: &str,
+        control: PollControl,
+        now_ms: i64,
+    ) -> StoreResult<PollSourceRecord> {
+        self.state().polls.control(name, control, now_ms)
+    }
+
+    async fn commit_poll(&self, commit: PollCommit) -> StoreResult<PollCommitOutcome> {
+        self.write(|state| state.commit_poll(commit))
     }
 
     async fn delete_schedule(&self, id: &str) -> StoreResult<bool> {

@@ -84,18 +84,19 @@ pub use cairn_engine::{
     Action, ActionBuilder, ActionCtx, ActionError, ActionInfo, BackfillRun, CancellationToken,
     CatchUp, Clock, Credential, CredentialView, Delivered, Engine, EngineBuilder, EngineConfig,
     EngineError, Field, GitHubSignature, HmacHeader, Hook, HookOptions, KeySource, MasterKey,
-    Overlap, Payload, Registry, ResolvedCredential, Retry, RunDetail, RunEvent, Schedule,
-    ScheduleDetail, ScheduleError, ScheduleStart, ScheduleStarted, Secret, SetCredential,
-    SlackSignature, SleepFor, StandardWebhooks, StartOptions, Started, StepCall, StepError,
-    StripeSignature, SystemClock, TransformError, Trigger, Verifier, VerifyError, Violation,
-    Violations, Webhook, WebhookError, WebhookRequest, WebhookSource, Workflow, WorkflowBuilder,
-    WorkflowCtx, WorkflowError, WorkflowInfo, panic_is_caught,
+    Overlap, Payload, Poll, PollCtx, PollError, PollSource, Polled, PollingSource, Registry,
+    ResolvedCredential, Retry, RunDetail, RunEvent, Schedule, ScheduleDetail, ScheduleError,
+    ScheduleStart, ScheduleStarted, Secret, SetCredential, SlackSignature, SleepFor,
+    StandardWebhooks, StartFrom, StartOptions, Started, StepCall, StepError, StripeSignature,
+    SystemClock, TransformError, Trigger, Verifier, VerifyError, Violation, Violations, Webhook,
+    WebhookError, WebhookRequest, WebhookSource, Workflow, WorkflowBuilder, WorkflowCtx,
+    WorkflowError, WorkflowInfo, panic_is_caught,
 };
 #[cfg(feature = "llm")]
 pub use cairn_engine::{Tool, validate_payload};
 pub use cairn_store::{
-    HookFilter, HookRecord, HookState, PatchFilter, RunFilter, RunId, RunRecord, ScheduleMiss,
-    ScheduleRecord, Store, StoreError, WebhookDelivery,
+    HookFilter, HookRecord, HookState, PatchFilter, PollSourceRecord, PollState, RunFilter, RunId,
+    RunRecord, ScheduleMiss, ScheduleRecord, Store, StoreError, WebhookDelivery,
 };
 #[cfg(feature = "postgres")]
 pub use cairn_store_postgres::{PostgresOptions, PostgresStore};

@@ -301,7 +301,7 @@ impl Engine {
     }
 
     /// A new run of `slug`, its input and options checked.
-    fn new_run(
+    pub(crate) fn new_run(
         &self,
         slug: &str,
         input: Value,

@@ -5,6 +5,7 @@ pub(crate) mod credentials;
 pub(crate) mod engine;
 pub(crate) mod follow;
 pub(crate) mod oauth;
+pub(crate) mod polls;
 pub(crate) mod resume;
 pub(crate) mod schedules;
 pub(crate) mod view;

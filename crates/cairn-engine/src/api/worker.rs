@@ -1,6 +1,7 @@
 //! The worker loop: claims ready runs of the registered workflows and executes them, up to a
-//! concurrency limit, until told to stop; saves the declared schedules when it starts and
-//! fires the due ones once per poll interval (see `schedules`).
+//! concurrency limit, until told to stop; saves the declared schedules and poll sources when
+//! it starts, fires the due schedules once per poll interval (see `schedules`) and polls the
+//! due sources in a task of their own, one pass at a time (see `polls`).
 
 use std::time::Duration;
 
@@ -38,6 +39,12 @@ impl Engine {
         if let Err(err) = self.declare_schedules().await {
             tracing::warn!(error = %err, "cannot save the declared schedules; the stored ones still fire");
         }
+        if let Err(err) = self.declare_poll_sources().await {
+            tracing::warn!(error = %err, "cannot save the declared poll sources; the stored ones are still polled");
+        }
+        // One pass over the due poll sources at a time, beside the executions: a slow
+        // source's poll never holds up claims.
+        let mut polling: Option<tokio::task::JoinHandle<()>> = None;
         let poll_ms = i64::try_from(env.config.poll_interval.as_millis()).unwrap_or(i64::MAX);
         let mut schedules_fired_at = i64::MIN;
         tracing::info!(worker = %env.worker, workflows = ?slugs, "worker started");
@@ -49,6 +56,18 @@ impl Engine {
                 schedules_fired_at = now;
                 if let Err(err) = self.fire_due_schedules().await {
                     tracing::warn!(error = %err, "cannot fire the due schedules; the worker will try again");
+                }
+                if self.has_poll_sources()
+                    && polling
+                        .as_ref()
+                        .is_none_or(tokio::task::JoinHandle::is_finished)
+                {
+                    let engine = self.clone();
+                    polling = Some(tokio::spawn(async move {
+                        if let Err(err) = engine.poll_due_sources().await {
+                            tracing::warn!(error = %err, "cannot poll the due sources; the worker will try again");
+                        }
+                    }));
                 }
             }
             let capacity = env
@@ -99,6 +118,10 @@ impl Engine {
         }
         tracing::info!(in_flight = executions.len(), "worker stopping");
         self.stop();
+        if let Some(polling) = polling {
+            // A poll cut off commits nothing: its source is polled again once its lease lapses.
+            polling.abort();
+        }
         let grace = env.config.shutdown_grace;
         let drained = async { while executions.join_next().await.is_some() {} };
         let in_time = tokio::select! {

@@ -165,7 +165,8 @@ impl EngineError {
                 StoreError::RunNotFound(_)
                 | StoreError::HookNotFound
                 | StoreError::CredentialNotFound(_)
-                | StoreError::ScheduleNotFound(_),
+                | StoreError::ScheduleNotFound(_)
+                | StoreError::PollSourceNotFound(_),
             ) => ErrorClass::NotFound,
             EngineError::InvalidInput { .. }
             | EngineError::Unserializable { .. }

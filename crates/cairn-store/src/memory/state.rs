@@ -31,6 +31,9 @@ pub(crate) struct State {
     /// Schedules by id (beside the runs: a fire creates runs and advances its schedule in
     /// one operation).
     pub(super) schedules: super::schedules::Schedules,
+    /// Poll sources by name, with their item keys (beside the runs: a poll's commit creates
+    /// runs and advances its source in one operation).
+    pub(super) polls: super::polls::Polls,
     /// The insertion number the next run gets.
     next_row: u64,
     /// The runs the operation under way changed, for the store's change watches.

@@ -76,6 +76,9 @@ pub enum Command {
     /// trigger, backfill, delete.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Poll sources (declared in code, saved by workers): list, poll now, pause, resume.
+    #[command(subcommand)]
+    Sources(SourcesCommand),
     /// Webhook endpoints (`POST /triggers/{endpoint}`): what became of their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
@@ -93,6 +96,41 @@ pub enum WebhooksCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
         limit: u16,
         /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `sources …`.
+#[derive(Debug, Subcommand)]
+pub enum SourcesCommand {
+    /// List the stored poll sources: state, next poll, error streak.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a source due now: the next worker poll takes it.
+    PollNow {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a source: it is not polled until resumed.
+    Pause {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a paused (or failing) source: polled now, its error streak forgotten.
+    Resume {
+        /// Its name.
+        name: String,
+        /// Print the source as JSON.
         #[arg(long)]
         json: bool,
     },

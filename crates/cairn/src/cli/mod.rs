@@ -21,6 +21,7 @@ mod remote;
 mod schedules;
 #[cfg(feature = "server")]
 mod serve;
+mod sources;
 pub(crate) mod view;
 mod webhooks;
 
