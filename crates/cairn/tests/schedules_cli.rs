@@ -156,6 +156,72 @@ async fn schedules_commands_trigger_backfill_and_delete() {
     assert_eq!(keys(dir.path()).await.len(), 3, "its runs stay");
 }
 
+#[tokio::test]
+async fn schedules_create_saves_a_spec_once_and_refuses_another_under_its_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let create = |cron: &'static str, workflow: &'static str, input: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let args = [
+                "schedules",
+                "create",
+                "weekly",
+                "--workflow",
+                workflow,
+                "--cron",
+                cron,
+                "--timezone",
+                "Europe/Berlin",
+                "--input",
+                input,
+                "--catch-up",
+                "all",
+                "--catch-up-window",
+                "2h",
+                "--overlap",
+                "skip",
+            ];
+            cli(&dir, &args).await
+        }
+    };
+    assert_eq!(create("0 9 * * MON", "digest", "{}").await, ExitCode::SUCCESS);
+    let store = SqliteStore::open_in_dir(dir.path()).expect("open");
+    let saved = store
+        .get_schedule("weekly")
+        .await
+        .expect("read")
+        .expect("saved");
+    drop(store);
+    assert_eq!(saved.spec.timezone, "Europe/Berlin");
+    assert_eq!(
+        saved.spec.catch_up,
+        cairn_store::CatchUpPolicy::All {
+            window_ms: 7_200_000
+        }
+    );
+    assert_eq!(saved.spec.overlap, cairn_store::OverlapPolicy::Skip);
+    assert_eq!(
+        create("0 9 * * MON", "digest", "{}").await,
+        ExitCode::SUCCESS,
+        "the same spec again changes nothing"
+    );
+    for (cron, workflow, input, why) in [
+        ("0 10 * * MON", "digest", "{}", "another spec under the id"),
+        ("61 * * * *", "digest", "{}", "a bad expression"),
+        ("0 9 * * MON", "nope", "{}", "an unknown workflow"),
+        ("0 9 * * MON", "digest", "{", "input that is not JSON"),
+    ] {
+        assert_eq!(
+            create(cron, workflow, input).await,
+            ExitCode::from(2),
+            "{why} is the caller's mistake"
+        );
+    }
+    let store = SqliteStore::open_in_dir(dir.path()).expect("open");
+    let kept = store.get_schedule("weekly").await.expect("read");
+    assert_eq!(kept, Some(saved), "no refusal changed it");
+}
+
 /// The same commands with `--server`, against a server on loopback over the data
 /// directory: each one's effect is in the server's store.
 #[cfg(feature = "server")]
@@ -185,6 +251,22 @@ async fn schedules_commands_work_over_the_server() {
         cli(&client_side, &argv).await
     };
 
+    let create = [
+        "schedules",
+        "create",
+        "remote-weekly",
+        "--workflow",
+        "digest",
+        "--cron",
+        "0 9 * * MON",
+        "--json",
+    ];
+    assert_eq!(remote(&create).await, ExitCode::SUCCESS);
+    let created = engine.get_schedule("remote-weekly").await.expect("on the server");
+    assert_eq!(created.schedule.spec.expression, "0 9 * * MON");
+    assert_eq!(remote(&create).await, ExitCode::SUCCESS, "the same spec");
+    let other = [&create[..6], &["0 10 * * MON"]].concat();
+    assert_eq!(remote(&other).await, ExitCode::from(2), "another spec: 409");
     for args in [
         &["schedules", "list", "--json"][..],
         &["schedules", "get", "nightly"],

@@ -82,7 +82,7 @@ pub(crate) async fn dispatch(
         Command::Credentials(command) => {
             super::credentials::dispatch(engine, command, data_dir).await
         }
-        Command::Schedules(command) => super::schedules::dispatch(engine, command).await,
+        Command::Schedules(command) => super::schedules::dispatch(engine, command, json).await,
         Command::Sources(command) => super::sources::dispatch(engine, command).await,
         Command::Webhooks(command) => super::webhooks::dispatch(engine, command).await,
         Command::Workflows(WorkflowsCommand::List { json }) => {

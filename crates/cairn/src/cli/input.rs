@@ -1,4 +1,5 @@
-//! A command's JSON argument (`run --input`, `hooks resume --payload`): the JSON itself,
+//! A command's JSON argument (`run --input`, `hooks resume --payload`, `schedules create
+//! --input`): the JSON itself,
 //! `@path` to read a file, or `-` to read stdin. An operating system caps one argument near
 //! 128 KiB, and payloads may be as large as the payload limit (1 MiB by default). The argument
 //! is read and parsed before the store is opened, so bad input changes nothing.
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use super::{
     CliError,
-    args::{Command, HooksCommand},
+    args::{Command, HooksCommand, SchedulesCommand},
 };
 
 /// The command's JSON argument, read and parsed; `Null` for a command without one.
@@ -17,6 +18,7 @@ pub(crate) fn read(command: &Command) -> Result<Value, CliError> {
     match command {
         Command::Run(args) => parse("--input", &args.input),
         Command::Hooks(HooksCommand::Resume { payload, .. }) => parse("--payload", payload),
+        Command::Schedules(SchedulesCommand::Create { input, .. }) => parse("--input", input),
         _ => Ok(Value::Null),
     }
 }

@@ -1,5 +1,5 @@
-//! `schedules list|get|pause|resume|trigger|backfill|delete`: the stored cron schedules
-//! (declared in code, saved by every worker when it starts), their next fire times, recent
+//! `schedules create|list|get|pause|resume|trigger|backfill|delete`: the stored cron
+//! schedules (declared in code and saved by every worker when it starts, or created here), their next fire times, recent
 //! runs and missed ones, pausing them, starting occurrences by hand and deleting them. Each
 //! command is one `Engine` call; `--json` prints what the engine returned. The printing is
 //! shared with `--server` (`remote::schedules`).
@@ -9,17 +9,28 @@ use std::process::ExitCode;
 use cairn_engine::{
     BackfillRun, Engine, ScheduleDetail, ScheduleStarted, parse_timestamp, timestamp,
 };
-use cairn_store::{CatchUpPolicy, OverlapPolicy, ScheduleRecord};
+use cairn_store::{CatchUpPolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec};
+use serde_json::Value;
 use comfy_table::Table;
 
-use super::{CliError, args::SchedulesCommand, commands::print_json};
+use super::{
+    CliError,
+    args::{CatchUpArg, OverlapArg, SchedulesCommand},
+    commands::print_json,
+};
 
 /// Runs a `schedules` command.
 pub(crate) async fn dispatch(
     engine: &Engine,
     command: SchedulesCommand,
+    input: Value,
 ) -> Result<ExitCode, CliError> {
     match command {
+        SchedulesCommand::Create { .. } => {
+            let (id, spec, json) = spec_of(command, input);
+            let (_, saved) = engine.create_schedule(&id, spec).await?;
+            print_created(&saved, json);
+        }
         SchedulesCommand::List { json } => print_list(&engine.list_schedules().await?, json),
         SchedulesCommand::Get { id, json } => print_get(&engine.get_schedule(&id).await?, json),
         SchedulesCommand::Pause { id, json } => {
@@ -42,6 +53,60 @@ pub(crate) async fn dispatch(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The id, spec and `--json` of `schedules create` with its read `input`.
+pub(crate) fn spec_of(command: SchedulesCommand, input: Value) -> (String, ScheduleSpec, bool) {
+    let SchedulesCommand::Create {
+        id,
+        workflow,
+        cron,
+        timezone,
+        catch_up,
+        catch_up_window,
+        overlap,
+        json,
+        ..
+    } = command
+    else {
+        unreachable!("only `schedules create` has a spec");
+    };
+    let catch_up = match catch_up {
+        CatchUpArg::Latest => CatchUpPolicy::Latest,
+        CatchUpArg::All => CatchUpPolicy::All {
+            window_ms: u64::try_from(catch_up_window.as_millis()).unwrap_or(u64::MAX),
+        },
+        CatchUpArg::None => CatchUpPolicy::None,
+    };
+    let overlap = match overlap {
+        OverlapArg::AllowAll => OverlapPolicy::AllowAll,
+        OverlapArg::Skip => OverlapPolicy::Skip,
+        OverlapArg::BufferOne => OverlapPolicy::BufferOne,
+    };
+    let spec = ScheduleSpec {
+        workflow,
+        input,
+        expression: cron,
+        timezone,
+        catch_up,
+        overlap,
+    };
+    (id, spec, json)
+}
+
+/// `schedules create`'s output (the same whether it was saved now or before).
+pub(crate) fn print_created(saved: &ScheduleRecord, json: bool) {
+    if json {
+        print_json(saved);
+    } else {
+        println!(
+            "schedule {} saved ({} on {}); next fire {}",
+            saved.id,
+            saved.spec.expression,
+            saved.spec.workflow,
+            fire_time(saved.next_fire_at_ms)
+        );
+    }
 }
 
 /// `schedules list`'s output.
@@ -171,12 +236,7 @@ fn print_detail(detail: &ScheduleDetail) {
     println!("  workflow:  {}", spec.workflow);
     println!("  input:     {}", spec.input);
     println!("  cron:      {} ({})", spec.expression, spec.timezone);
-    let catch_up = match spec.catch_up {
-        CatchUpPolicy::Latest => "latest".to_owned(),
-        CatchUpPolicy::All { window_ms } => format!("all within {} s", window_ms / 1_000),
-        CatchUpPolicy::None => "none".to_owned(),
-    };
-    println!("  catch-up:  {catch_up}");
+    println!("  catch-up:  {}", spec.catch_up);
     let overlap = match spec.overlap {
         OverlapPolicy::AllowAll => "allow all",
         OverlapPolicy::Skip => "skip while a run is going",

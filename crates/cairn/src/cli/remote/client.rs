@@ -87,6 +87,16 @@ impl Client {
         self.json(self.send(request).await?).await
     }
 
+    /// `PUT` `body` (JSON) to the path made of `segments`; the answer as JSON.
+    pub(crate) async fn put<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &Value,
+    ) -> Result<T, CliError> {
+        let request = self.request(Method::PUT, segments, &[]).json(body);
+        self.json(self.send(request).await?).await
+    }
+
     /// `DELETE` the path made of `segments` (an answer without a body).
     pub(crate) async fn delete(&self, segments: &[&str]) -> Result<(), CliError> {
         let request = self.request(Method::DELETE, segments, &[]);

@@ -148,7 +148,7 @@ pub(crate) async fn dispatch(
         }
         Command::Worker(_) => Err(not_served("worker")),
         Command::Credentials(command) => credentials::dispatch(&client, command).await,
-        Command::Schedules(command) => schedules::dispatch(&client, command).await,
+        Command::Schedules(command) => schedules::dispatch(&client, command, argument).await,
         Command::Sources(_) => Err(not_served("sources")),
         Command::Webhooks(WebhooksCommand::Deliveries {
             endpoint,

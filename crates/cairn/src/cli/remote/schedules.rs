@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use cairn_engine::{BackfillRun, ScheduleDetail, ScheduleStarted};
 use cairn_store::ScheduleRecord;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::client::Client;
 use crate::cli::{
     CliError,
     args::SchedulesCommand,
     schedules::{
-        print_backfill, print_deleted, print_get, print_list, print_paused, print_resumed,
-        print_triggered, time_arg,
+        print_backfill, print_created, print_deleted, print_get, print_list, print_paused,
+        print_resumed, print_triggered, spec_of, time_arg,
     },
 };
 
@@ -34,8 +34,22 @@ struct Backfilled {
 pub(crate) async fn dispatch(
     client: &Client,
     command: SchedulesCommand,
+    input: Value,
 ) -> Result<ExitCode, CliError> {
     match command {
+        SchedulesCommand::Create { .. } => {
+            let (id, spec, json) = spec_of(command, input);
+            let body = json!({
+                "workflow": spec.workflow,
+                "input": spec.input,
+                "cron": spec.expression,
+                "timezone": spec.timezone,
+                "catchUp": spec.catch_up,
+                "overlap": spec.overlap,
+            });
+            let saved: ScheduleRecord = client.put(&["schedules", &id], &body).await?;
+            print_created(&saved, json);
+        }
         SchedulesCommand::List { json } => {
             let listed: Listed = client.get(&["schedules"], &[]).await?;
             print_list(&listed.schedules, json);
