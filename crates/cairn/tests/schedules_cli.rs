@@ -184,7 +184,10 @@ async fn schedules_create_saves_a_spec_once_and_refuses_another_under_its_id() {
             cli(&dir, &args).await
         }
     };
-    assert_eq!(create("0 9 * * MON", "digest", "{}").await, ExitCode::SUCCESS);
+    assert_eq!(
+        create("0 9 * * MON", "digest", "{}").await,
+        ExitCode::SUCCESS
+    );
     let store = SqliteStore::open_in_dir(dir.path()).expect("open");
     let saved = store
         .get_schedule("weekly")
@@ -262,7 +265,10 @@ async fn schedules_commands_work_over_the_server() {
         "--json",
     ];
     assert_eq!(remote(&create).await, ExitCode::SUCCESS);
-    let created = engine.get_schedule("remote-weekly").await.expect("on the server");
+    let created = engine
+        .get_schedule("remote-weekly")
+        .await
+        .expect("on the server");
     assert_eq!(created.schedule.spec.expression, "0 9 * * MON");
     assert_eq!(remote(&create).await, ExitCode::SUCCESS, "the same spec");
     let other = [&create[..6], &["0 10 * * MON"]].concat();

@@ -10,8 +10,8 @@ use cairn_engine::{
     BackfillRun, Engine, ScheduleDetail, ScheduleStarted, parse_timestamp, timestamp,
 };
 use cairn_store::{CatchUpPolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec};
-use serde_json::Value;
 use comfy_table::Table;
+use serde_json::Value;
 
 use super::{
     CliError,
