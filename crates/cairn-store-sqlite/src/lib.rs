@@ -51,6 +51,7 @@ mod pipeline;
 mod polls;
 mod read;
 mod run_cache;
+mod savepoint;
 mod schedules;
 mod schema;
 mod waits;

@@ -25,8 +25,9 @@ use cairn_store::{
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+pub(crate) use crate::savepoint::in_savepoint;
 use crate::{
-    codec::{Error, PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
+    codec::{PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     credentials::CredentialWrite,
     deliveries::RecordDelivery,
     held::{Hot, Sql},
@@ -34,6 +35,7 @@ use crate::{
     pipeline::{Message, Pipeline, PipelineLimits, Syncer},
     polls::PollWrite,
     run_cache::RunCache,
+    savepoint::{run_statement, unguarded},
     schedules::ScheduleWrite,
     waits,
     watch::DataVersions,
@@ -316,71 +318,6 @@ impl Command {
             Command::ResumeHook { .. } | Command::TimeOutHook { .. } => runs.forget_all(),
         }
     }
-}
-
-fn run_statement(conn: &Sql<'_>, which: Hot) -> rusqlite::Result<()> {
-    conn.execute(which, []).map(drop)
-}
-
-/// Runs `op` between `SAVEPOINT` and `RELEASE`, rolling back to the savepoint if it fails.
-/// If the savepoint machinery itself fails, the transaction can no longer be trusted:
-/// `broken` is set and the batch will be rolled back whole.
-pub(crate) fn in_savepoint<T>(
-    conn: &Sql<'_>,
-    broken: &mut Option<String>,
-    op: impl FnOnce(&Sql<'_>) -> Result<T>,
-) -> StoreResult<T> {
-    still_whole(broken)?;
-    let mut fail = |error: rusqlite::Error| break_batch(broken, error);
-    run_statement(conn, Hot::Savepoint).map_err(&mut fail)?;
-    match op(conn) {
-        Ok(value) => {
-            run_statement(conn, Hot::Release).map_err(&mut fail)?;
-            Ok(value)
-        }
-        Err(error) => {
-            let undone = run_statement(conn, Hot::RollbackTo)
-                .and_then(|()| run_statement(conn, Hot::Release));
-            if let Err(undo) = undone {
-                fail(undo);
-            }
-            Err(error.into())
-        }
-    }
-}
-
-/// Runs `op` without a savepoint, for an operation that refuses (a contract error such as
-/// `LeaseLost`) only before it writes anything: a refusal needs no undo, and an SQL failure
-/// part-way — I/O, a full disk — breaks the batch, which is rolled back whole and every
-/// caller told `Unavailable` (writers retry that). The hot path (appends, creates) saves a
-/// savepoint's statements and its copy of every page it touches.
-fn unguarded<T>(
-    conn: &Sql<'_>,
-    broken: &mut Option<String>,
-    op: impl FnOnce(&Sql<'_>) -> Result<T>,
-) -> StoreResult<T> {
-    still_whole(broken)?;
-    match op(conn) {
-        Ok(value) => Ok(value),
-        Err(Error::Store(refusal)) => Err(refusal),
-        Err(Error::Sql(error)) => Err(break_batch(broken, error)),
-    }
-}
-
-/// Refuses every command of a batch once it is broken.
-fn still_whole(broken: &Option<String>) -> StoreResult<()> {
-    match broken {
-        Some(why) => Err(StoreError::Unavailable(why.clone())),
-        None => Ok(()),
-    }
-}
-
-/// Marks the batch broken by `error` (it will be rolled back whole) and returns the error
-/// for the command that met it.
-fn break_batch(broken: &mut Option<String>, error: rusqlite::Error) -> StoreError {
-    let error = sql_error(error);
-    *broken = Some(format!("the write batch was rolled back: {error}"));
-    error
 }
 
 /// A batch run in one transaction: its waiters' answers, why it failed, if it did, and the
