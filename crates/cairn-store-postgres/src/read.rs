@@ -73,7 +73,7 @@ pub(crate) async fn events_after<'c>(
 
 /// The `list_runs` statement for `filter`: newest first, ties broken by insertion order.
 /// Parameters: `$1` the limit, then the equalities' values, the trigger prefix, the patch
-/// marker, the cursor run.
+/// marker, the statuses, the creation bounds, the search, the cursor run.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
     let equalities = [
         ("workflow", filter.workflow.is_some()),
@@ -102,6 +102,24 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
         and(&format!(
             "{exists}EXISTS (SELECT 1 FROM events e WHERE e.run_id = runs.id \
              AND strpos(e.payload, ${next_param}) > 0)"
+        ));
+        next_param += 1;
+    }
+    if !filter.statuses.is_empty() {
+        and(&format!("status = ANY(${next_param})"));
+        next_param += 1;
+    }
+    if filter.created_after_ms.is_some() {
+        and(&format!("created_at >= ${next_param}"));
+        next_param += 1;
+    }
+    if filter.created_before_ms.is_some() {
+        and(&format!("created_at < ${next_param}"));
+        next_param += 1;
+    }
+    if filter.search.is_some() {
+        and(&format!(
+            "(starts_with(id::text, ${next_param}) OR idempotency_key = ${next_param})"
         ));
         next_param += 1;
     }
@@ -142,6 +160,23 @@ pub(crate) async fn list_runs<'c>(
     }
     if let Some(patch) = &filter.patch {
         query = query.bind(patch.marker_json());
+    }
+    if !filter.statuses.is_empty() {
+        let statuses: Vec<&str> = filter
+            .statuses
+            .iter()
+            .map(|status| status.as_str())
+            .collect();
+        query = query.bind(statuses);
+    }
+    if let Some(after) = filter.created_after_ms {
+        query = query.bind(after);
+    }
+    if let Some(before) = filter.created_before_ms {
+        query = query.bind(before);
+    }
+    if let Some(search) = &filter.search {
+        query = query.bind(search.clone());
     }
     if let Some(before) = filter.before {
         query = query.bind(before.0);

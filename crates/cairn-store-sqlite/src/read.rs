@@ -196,9 +196,38 @@ pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
             values.len()
         ));
     }
+    if !filter.statuses.is_empty() {
+        let mut listed = Vec::new();
+        for status in &filter.statuses {
+            values.push(Value::Text(status.as_str().to_owned()));
+            listed.push(format!("?{}", values.len()));
+        }
+        clauses.push(format!("status IN ({})", listed.join(", ")));
+    }
+    for (bound, comparison) in [
+        (filter.created_after_ms, ">="),
+        (filter.created_before_ms, "<"),
+    ] {
+        if let Some(ms) = bound {
+            values.push(Value::Integer(ms));
+            clauses.push(format!("created_at {comparison} ?{}", values.len()));
+        }
+    }
+    if let Some(search) = &filter.search {
+        // `instr` has no wildcards to escape; the first occurrence at 1 is a prefix.
+        values.push(Value::Text(search.clone()));
+        let at = values.len();
+        clauses.push(format!("(instr(id, ?{at}) = 1 OR idempotency_key = ?{at})"));
+    }
     let mut index = "";
-    let unended_status = filter.status.is_some_and(|status| !status.is_terminal());
-    if filter.status.is_some_and(RunStatus::is_terminal) {
+    // Every status asked for ended, or none did: say which side of `finished_at` it is on.
+    let asked: Vec<RunStatus> = filter
+        .status
+        .into_iter()
+        .chain(filter.statuses.iter().copied())
+        .collect();
+    let unended_status = !asked.is_empty() && asked.iter().all(|status| !status.is_terminal());
+    if !asked.is_empty() && asked.iter().all(|status| status.is_terminal()) {
         clauses.push("finished_at IS NOT NULL".into());
     }
     if unended_status || filter.unended {

@@ -78,7 +78,8 @@ pub use polls::{
 };
 pub use read::{
     events_are_numbered_in_order_without_gaps, list_runs_filters_and_orders_newest_first,
-    list_runs_filters_by_patch_marker_and_unended, payloads_round_trip_exactly,
+    list_runs_filters_by_patch_marker_and_unended, list_runs_filters_by_statuses_time_and_search,
+    payloads_round_trip_exactly,
 };
 pub use schedules::{
     a_fire_returns_the_run_an_existing_key_has, a_stale_fire_writes_nothing,
@@ -196,6 +197,7 @@ macro_rules! conformance_tests {
             list_runs_filters_by_trigger_prefix,
             webhook_deliveries_are_listed_newest_first,
             webhook_deliveries_keep_the_newest,
+            list_runs_filters_by_statuses_time_and_search,
         );
     };
 }

@@ -214,6 +214,14 @@ pub struct RunFilter {
     /// Only runs whose trigger starts with this text (e.g. `schedule:{id}@`: the runs a
     /// schedule started).
     pub trigger_prefix: Option<String>,
+    /// Only runs in one of these statuses (empty: any; with `status`, both apply).
+    pub statuses: Vec<RunStatus>,
+    /// Only runs created at or after this time (unix ms).
+    pub created_after_ms: Option<i64>,
+    /// Only runs created before this time (unix ms).
+    pub created_before_ms: Option<i64>,
+    /// Only the runs whose id starts with this text, or whose idempotency key is it.
+    pub search: Option<String>,
 }
 
 /// Runs whose history has, or lacks, the marker `ctx.patched(id)` records (a `patch` step

@@ -391,3 +391,77 @@ fn tricky_payload() -> Value {
         "emptyText": "",
     })
 }
+
+/// The runs list's search filters: any of several statuses, a creation time range, and a
+/// run id prefix or an idempotency key.
+pub async fn list_runs_filters_by_statuses_time_and_search(store: Arc<dyn Store>) {
+    let store = &*store;
+    let first = create_queued_at(store, "w", T0 + 10).await;
+    let keyed = create(
+        store,
+        NewRun {
+            idempotency_key: Some("order-42".into()),
+            now_ms: T0 + 20,
+            ..new_run("w", json!({}))
+        },
+    )
+    .await;
+    let last = create_queued_at(store, "w", T0 + 30).await;
+    store
+        .cancel_run(first, "not needed", T0 + 40)
+        .await
+        .expect("cancel_run");
+    let list = |filter: RunFilter| async move {
+        let runs = store.list_runs(&filter).await.expect("list_runs");
+        runs.into_iter().map(|run| run.run_id).collect::<Vec<_>>()
+    };
+    let statuses = |statuses: Vec<RunStatus>| RunFilter {
+        statuses,
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        list(statuses(vec![RunStatus::Canceled, RunStatus::Queued])).await,
+        vec![last, keyed, first],
+        "any of the statuses"
+    );
+    assert_eq!(
+        list(statuses(vec![RunStatus::Canceled, RunStatus::Failed])).await,
+        vec![first],
+        "ended statuses only"
+    );
+    assert_eq!(
+        list(statuses(vec![RunStatus::Queued])).await,
+        vec![last, keyed],
+        "unended statuses only"
+    );
+    let range = RunFilter {
+        created_after_ms: Some(T0 + 20),
+        created_before_ms: Some(T0 + 30),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        list(range).await,
+        vec![keyed],
+        "from inclusive, to exclusive"
+    );
+    let search = |text: &str| RunFilter {
+        search: Some(text.to_owned()),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        list(search("order-42")).await,
+        vec![keyed],
+        "by idempotency key"
+    );
+    assert_eq!(list(search("order-4")).await, vec![], "a key matches whole");
+    let id = last.to_string();
+    assert_eq!(list(search(&id)).await, vec![last], "by the whole id");
+    let prefix: Vec<RunId> = list(search(&id[..20])).await;
+    assert!(prefix.contains(&last), "by an id prefix: {prefix:?}");
+    assert!(
+        prefix
+            .iter()
+            .all(|run| run.to_string().starts_with(&id[..20])),
+        "only ids with the prefix: {prefix:?}"
+    );
+}

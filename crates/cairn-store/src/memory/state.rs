@@ -387,6 +387,17 @@ impl State {
                     .as_ref()
                     .is_none_or(|workflow| *workflow == record.workflow)
                     && filter.status.is_none_or(|status| status == record.status)
+                    && (filter.statuses.is_empty() || filter.statuses.contains(&record.status))
+                    && filter
+                        .created_after_ms
+                        .is_none_or(|after| record.created_at_ms >= after)
+                    && filter
+                        .created_before_ms
+                        .is_none_or(|before| record.created_at_ms < before)
+                    && filter.search.as_deref().is_none_or(|search| {
+                        record.run_id.to_string().starts_with(search)
+                            || record.idempotency_key.as_deref() == Some(search)
+                    })
                     && filter
                         .parent_run_id
                         .is_none_or(|parent| Some(parent) == record.parent_run_id)
