@@ -44,7 +44,7 @@ async fn the_runs_list_and_a_runs_page_show_the_store() {
     let (_, failed) = page(&server, "/ui/runs?status=failed", "").await;
     assert!(!failed.contains(&run_id[..8]), "the filter applies");
     assert!(
-        failed.contains("<option value=\"failed\" selected>"),
+        failed.contains(r#"name="status" value="failed" checked"#),
         "the filter shows"
     );
 
@@ -266,4 +266,71 @@ async fn with_an_api_key_the_ui_asks_for_it_once() {
         StatusCode::UNAUTHORIZED,
         "a post without signing in"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_list_filters_by_statuses_time_and_search() {
+    let server = start().await;
+    let keyed = server
+        .engine
+        .start_json(
+            "greet",
+            json!({"name": "keyed"}),
+            cairn_engine::StartOptions {
+                idempotency_key: Some("order-77".into()),
+                ..cairn_engine::StartOptions::default()
+            },
+        )
+        .await
+        .expect("started")
+        .run_id
+        .to_string();
+    let other = server.start_run("greet", json!({"name": "other"})).await;
+    let waiting = server.start_run("approval", json!({"name": "w"})).await;
+    for (run, status) in [
+        (&keyed, "succeeded"),
+        (&other, "succeeded"),
+        (&waiting, "waiting"),
+    ] {
+        server.wait_for_status(run, status).await;
+    }
+    let shown = |html: &str| -> Vec<bool> {
+        [&keyed, &other, &waiting]
+            .iter()
+            .map(|run| html.contains(&format!("/ui/runs/{run}\"")))
+            .collect()
+    };
+    let (_, both) = page(&server, "/ui/runs?status=waiting&status=failed", "").await;
+    assert_eq!(shown(&both), [false, false, true], "any of the statuses");
+    assert!(
+        both.contains(r#"value="waiting" checked"#) && both.contains(r#"value="failed" checked"#)
+    );
+    let (_, by_key) = page(&server, "/ui/runs?q=order-77", "").await;
+    assert_eq!(shown(&by_key), [true, false, false], "by idempotency key");
+    let (_, by_prefix) = page(&server, &format!("/ui/runs?q={}", &other[..24]), "").await;
+    assert_eq!(
+        shown(&by_prefix),
+        [false, true, false],
+        "by a run id prefix"
+    );
+    let (_, future) = page(&server, "/ui/runs?from=2999-01-01T00:00", "").await;
+    assert_eq!(
+        shown(&future),
+        [false, false, false],
+        "created after the range"
+    );
+    assert!(
+        future.contains(r#"value="2999-01-01T00:00""#),
+        "the range shows"
+    );
+    let (_, past) = page(
+        &server,
+        "/ui/runs?from=2000-01-01T00:00&to=2999-01-01T00:00:00Z",
+        "",
+    )
+    .await;
+    assert_eq!(shown(&past), [true, true, true], "within the range");
+    let (status, bad) = page(&server, "/ui/runs?from=yesterday", "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("from="), "the parameter is named: {bad}");
 }

@@ -28,6 +28,7 @@ mod form_pages;
 mod form_view;
 mod forms;
 mod pages;
+mod runs_query;
 mod trigger_pages;
 mod triggers;
 
@@ -39,7 +40,7 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use cairn_core::{RunStatus, StepKey};
+use cairn_core::StepKey;
 use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions};
 use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
@@ -47,6 +48,7 @@ use serde::Deserialize;
 use self::{
     csrf::{CheckedForm, CsrfToken},
     pages::{LoginPage, MessagePage, RunsPage, encode, run_page},
+    runs_query::RunsQuery,
 };
 use crate::{
     auth::{KEY_COOKIE, signed_in_key, to_hex},
@@ -171,42 +173,12 @@ async fn signed_in(State(state): State<AppState>, request: Request, next: Next) 
     .into_response()
 }
 
-/// `GET /ui/runs?workflow=&status=&cursor=`.
-async fn runs(State(state): State<AppState>, params: Params) -> Result<Response, UiError> {
-    let status = params
-        .get("status")
-        .map(|text| {
-            text.parse::<RunStatus>().map_err(|_| {
-                UiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad filter",
-                    format!(
-                        "status={text:?} is not a status; use one of {}",
-                        STATUSES.join(", ")
-                    ),
-                )
-            })
-        })
-        .transpose()?;
-    let before = params
-        .get("cursor")
-        .map(|text| {
-            text.parse::<RunId>().map_err(|_| {
-                UiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad filter",
-                    format!("cursor={text:?} is not a run id; follow the page's Older runs link"),
-                )
-            })
-        })
-        .transpose()?;
-    let workflow = params.get("workflow").map(str::to_owned);
+/// `GET /ui/runs?workflow=&status=…&from=&to=&q=&cursor=` (`status` repeated for several).
+async fn runs(State(state): State<AppState>, uri: axum::http::Uri) -> Result<Response, UiError> {
+    let query = RunsQuery::parse(&uri)?;
     let filter = RunFilter {
-        workflow: workflow.clone(),
-        status,
-        before,
         limit: PAGE,
-        ..RunFilter::default()
+        ..query.filter.clone()
     };
     let runs: Vec<RunView> = state
         .engine
@@ -215,29 +187,30 @@ async fn runs(State(state): State<AppState>, params: Params) -> Result<Response,
         .iter()
         .map(RunView::from)
         .collect();
-    let next = (runs.len() == PAGE).then(|| {
-        let mut url = format!("/ui/runs?cursor={}", runs[PAGE - 1].run_id);
-        if let Some(workflow) = &workflow {
-            url.push_str(&format!("&workflow={}", encode(workflow)));
-        }
-        if let Some(status) = status {
-            url.push_str(&format!("&status={status}"));
-        }
-        url
-    });
-    let chosen = status.map(RunStatus::as_str);
+    let next = (runs.len() == PAGE).then(|| query.page_after(&runs[PAGE - 1].run_id));
+    let workflow = query.filter.workflow.as_ref();
     let page = RunsPage {
         runs: runs.iter().map(Into::into).collect(),
         workflows: state
             .engine
             .registry()
             .workflows()
-            .map(|info| (info.slug.clone(), Some(&info.slug) == workflow.as_ref()))
+            .map(|info| (info.slug.clone(), Some(&info.slug) == workflow))
             .collect(),
         statuses: STATUSES
             .iter()
-            .map(|name| (*name, Some(*name) == chosen))
+            .map(|name| {
+                let chosen = query
+                    .filter
+                    .statuses
+                    .iter()
+                    .any(|status| status.as_str() == *name);
+                (*name, chosen)
+            })
             .collect(),
+        from: query.text("from"),
+        to: query.text("to"),
+        search: query.text("q"),
         next,
     };
     Ok(html(&page).into_response())

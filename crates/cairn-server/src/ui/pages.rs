@@ -19,6 +19,10 @@ pub(crate) struct RunsPage {
     pub(crate) workflows: Vec<(String, bool)>,
     /// Every status, and whether the filter chose it.
     pub(crate) statuses: Vec<(&'static str, bool)>,
+    /// The time range's ends and the search, as given.
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) search: String,
     /// The next page's URL.
     pub(crate) next: Option<String>,
 }
