@@ -334,3 +334,21 @@ async fn the_runs_list_filters_by_statuses_time_and_search() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("from="), "the parameter is named: {bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_model_calls_show_their_model_tokens_and_latency() {
+    let server = start().await;
+    let run_id = server.start_run("ask", json!({"name": "ada"})).await;
+    server.wait_for_status(&run_id, "succeeded").await;
+    let (_, html) = page(&server, &format!("/ui/runs/{run_id}"), "").await;
+    assert!(
+        html.contains("<dt>Tokens</dt><dd>300 (240 in, 60 out) over 2 model calls</dd>"),
+        "the run's total in its header: {html}"
+    );
+    let each = "openai/test-model: 120 in, 30 out tokens, 812 ms";
+    assert_eq!(html.matches(each).count(), 2, "each call's step: {html}");
+    let greeted = server.start_run("greet", json!({"name": "bob"})).await;
+    server.wait_for_status(&greeted, "succeeded").await;
+    let (_, plain) = page(&server, &format!("/ui/runs/{greeted}"), "").await;
+    assert!(!plain.contains("<dt>Tokens</dt>"), "no model calls, no tokens line");
+}

@@ -98,6 +98,8 @@ pub(crate) struct RunShown {
     pub(crate) error: Option<String>,
     pub(crate) can_retry: bool,
     pub(crate) can_cancel: bool,
+    /// The tokens its model calls used, in and out, when it made any.
+    pub(crate) tokens: Option<String>,
 }
 
 /// A payload as shown: pretty JSON, cut when long.
@@ -131,10 +133,32 @@ impl Shown {
     }
 }
 
+/// What a model call (an `llm` step) recorded of itself: the fields of `cairn_llm`'s
+/// `LlmResponse` that the page shows (read from the step's output; the rest is ignored).
+#[derive(serde::Deserialize)]
+struct ModelCall {
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    latency_ms: u64,
+}
+
+impl ModelCall {
+    /// The call `step` recorded, if it is a completed model call.
+    fn of(step: &StepView) -> Option<ModelCall> {
+        if step.kind != StepKind::Llm {
+            return None;
+        }
+        serde_json::from_value(step.output.clone()?).ok()
+    }
+}
+
 /// One step of the timeline.
 pub(crate) struct StepRow {
     pub(crate) key: String,
     pub(crate) kind: String,
+    /// A model call's model, tokens and latency.
+    pub(crate) model: Option<String>,
     pub(crate) status: String,
     pub(crate) note: Option<String>,
     pub(crate) attempts: u32,
@@ -187,6 +211,7 @@ pub(crate) fn run_page(detail: &RunDetailView, csrf: String, notice: Option<Stri
         error: run.error.as_ref().map(|error| error.message.clone()),
         can_retry: matches!(run.status, RunStatus::Failed | RunStatus::Canceled),
         can_cancel: !run.status.is_terminal(),
+        tokens: tokens(&detail.steps),
         id: id.clone(),
     };
     let start = parse_ms(&run.created_at);
@@ -210,6 +235,21 @@ pub(crate) fn run_page(detail: &RunDetailView, csrf: String, notice: Option<Stri
     }
 }
 
+/// A run's model calls' tokens: `N (I in, O out) over C calls`, or `None` without any.
+fn tokens(steps: &[StepView]) -> Option<String> {
+    let calls: Vec<ModelCall> = steps.iter().filter_map(ModelCall::of).collect();
+    if calls.is_empty() {
+        return None;
+    }
+    let input: u64 = calls.iter().map(|call| call.input_tokens).sum();
+    let output: u64 = calls.iter().map(|call| call.output_tokens).sum();
+    Some(format!(
+        "{} ({input} in, {output} out) over {} model calls",
+        input + output,
+        calls.len()
+    ))
+}
+
 fn step_row(
     step: &StepView,
     start: i64,
@@ -231,6 +271,12 @@ fn step_row(
     };
     StepRow {
         kind: step.kind.to_string(),
+        model: ModelCall::of(step).map(|call| {
+            format!(
+                "{}: {} in, {} out tokens, {} ms",
+                call.model, call.input_tokens, call.output_tokens, call.latency_ms
+            )
+        }),
         status: format!("{:?}", step.status).to_lowercase(),
         note,
         attempts: step.attempts,

@@ -59,6 +59,34 @@ pub static TALLY: LazyLock<Workflow<Tally, Tally>> = LazyLock::new(|| {
         .run(|input: Tally, _ctx: WorkflowCtx| async move { Ok(input) })
 });
 
+/// A stand-in model call: an `llm` step that records what `cairn_llm`'s model calls record.
+static MODEL: LazyLock<Action<Name, cairn_llm::LlmResponse>> = LazyLock::new(|| {
+    Action::new("model").kind(cairn_engine::StepKind::Llm).run(
+        |input: Name, _ctx: ActionCtx| async move {
+            Ok(cairn_llm::LlmResponse {
+                text: format!("hello {}", input.name),
+                tool_calls: Vec::new(),
+                model: "openai/test-model".into(),
+                input_tokens: 120,
+                output_tokens: 30,
+                finish_reason: "stop".into(),
+                latency_ms: 812,
+            })
+        },
+    )
+});
+
+/// Asks the stand-in model twice.
+pub static ASK: LazyLock<Workflow<Name, Name>> = LazyLock::new(|| {
+    Workflow::new("ask").description("Two model calls").run(
+        |input: Name, _ctx: WorkflowCtx| async move {
+            let first = MODEL.run(input.clone()).await?;
+            MODEL.run(input).await?;
+            Ok(Name { name: first.text })
+        },
+    )
+});
+
 /// A person's answer.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Approval {
@@ -244,6 +272,7 @@ fn registry() -> Registry {
         )
         .workflow(&GREET)
         .workflow(&TALLY)
+        .workflow(&ASK)
         .workflow(&CHECKED)
         .workflow(&SLOW)
         .workflow(&APPROVAL)
