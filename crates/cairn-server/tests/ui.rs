@@ -350,5 +350,8 @@ async fn a_runs_model_calls_show_their_model_tokens_and_latency() {
     let greeted = server.start_run("greet", json!({"name": "bob"})).await;
     server.wait_for_status(&greeted, "succeeded").await;
     let (_, plain) = page(&server, &format!("/ui/runs/{greeted}"), "").await;
-    assert!(!plain.contains("<dt>Tokens</dt>"), "no model calls, no tokens line");
+    assert!(
+        !plain.contains("<dt>Tokens</dt>"),
+        "no model calls, no tokens line"
+    );
 }

@@ -141,36 +141,7 @@ pub enum SourcesCommand {
 pub enum SchedulesCommand {
     /// Save a schedule by id (the same spec again changes nothing; another spec under the id
     /// is refused: delete it first). It first fires at its next fire time after now.
-    Create {
-        /// Its id.
-        id: String,
-        /// The workflow it starts.
-        #[arg(long)]
-        workflow: String,
-        /// The cron expression (5 fields, or 6 with seconds first), e.g. "0 9 * * MON-FRI".
-        #[arg(long)]
-        cron: String,
-        /// The IANA time zone the expression is read in.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-        /// Each run's input: the JSON itself, @file, or - for stdin.
-        #[arg(long, default_value = "{}")]
-        input: String,
-        /// Fire times missed while no worker ran: the newest of the last 24 h, all within
-        /// --catch-up-window, or none.
-        #[arg(long, value_enum, default_value = "latest")]
-        catch_up: CatchUpArg,
-        /// How far back `--catch-up all` reaches.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        catch_up_window: std::time::Duration,
-        /// A fire time that comes while the previous run is going: start it anyway, skip
-        /// it, or keep one waiting.
-        #[arg(long, value_enum, default_value = "allow-all")]
-        overlap: OverlapArg,
-        /// Print the schedule as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Create(CreateScheduleArgs),
     /// List the stored schedules.
     List {
         /// Print a JSON array.
@@ -230,6 +201,39 @@ pub enum SchedulesCommand {
         /// Its id.
         id: String,
     },
+}
+
+/// `schedules create`'s arguments.
+#[derive(Debug, Args)]
+pub struct CreateScheduleArgs {
+    /// Its id.
+    pub id: String,
+    /// The workflow it starts.
+    #[arg(long)]
+    pub workflow: String,
+    /// The cron expression (5 fields, or 6 with seconds first), e.g. "0 9 * * MON-FRI".
+    #[arg(long)]
+    pub cron: String,
+    /// The IANA time zone the expression is read in.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Each run's input: the JSON itself, @file, or - for stdin.
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// Fire times missed while no worker ran: the newest of the last 24 h, all within
+    /// --catch-up-window, or none.
+    #[arg(long, value_enum, default_value = "latest")]
+    pub catch_up: CatchUpArg,
+    /// How far back `--catch-up all` reaches.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub catch_up_window: std::time::Duration,
+    /// A fire time that comes while the previous run is going: start it anyway, skip
+    /// it, or keep one waiting.
+    #[arg(long, value_enum, default_value = "allow-all")]
+    pub overlap: OverlapArg,
+    /// Print the schedule as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `schedules create --catch-up`.

@@ -18,7 +18,7 @@ pub(crate) fn read(command: &Command) -> Result<Value, CliError> {
     match command {
         Command::Run(args) => parse("--input", &args.input),
         Command::Hooks(HooksCommand::Resume { payload, .. }) => parse("--payload", payload),
-        Command::Schedules(SchedulesCommand::Create { input, .. }) => parse("--input", input),
+        Command::Schedules(SchedulesCommand::Create(args)) => parse("--input", &args.input),
         _ => Ok(Value::Null),
     }
 }

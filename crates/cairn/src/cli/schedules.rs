@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{
     CliError,
-    args::{CatchUpArg, OverlapArg, SchedulesCommand},
+    args::{CatchUpArg, CreateScheduleArgs, OverlapArg, SchedulesCommand},
     commands::print_json,
 };
 
@@ -26,8 +26,8 @@ pub(crate) async fn dispatch(
     input: Value,
 ) -> Result<ExitCode, CliError> {
     match command {
-        SchedulesCommand::Create { .. } => {
-            let (id, spec, json) = spec_of(command, input);
+        SchedulesCommand::Create(args) => {
+            let (id, spec, json) = spec_of(args, input);
             let (_, saved) = engine.create_schedule(&id, spec).await?;
             print_created(&saved, json);
         }
@@ -56,8 +56,8 @@ pub(crate) async fn dispatch(
 }
 
 /// The id, spec and `--json` of `schedules create` with its read `input`.
-pub(crate) fn spec_of(command: SchedulesCommand, input: Value) -> (String, ScheduleSpec, bool) {
-    let SchedulesCommand::Create {
+pub(crate) fn spec_of(args: CreateScheduleArgs, input: Value) -> (String, ScheduleSpec, bool) {
+    let CreateScheduleArgs {
         id,
         workflow,
         cron,
@@ -67,10 +67,7 @@ pub(crate) fn spec_of(command: SchedulesCommand, input: Value) -> (String, Sched
         overlap,
         json,
         ..
-    } = command
-    else {
-        unreachable!("only `schedules create` has a spec");
-    };
+    } = args;
     let catch_up = match catch_up {
         CatchUpArg::Latest => CatchUpPolicy::Latest,
         CatchUpArg::All => CatchUpPolicy::All {

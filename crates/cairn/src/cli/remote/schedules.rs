@@ -37,8 +37,8 @@ pub(crate) async fn dispatch(
     input: Value,
 ) -> Result<ExitCode, CliError> {
     match command {
-        SchedulesCommand::Create { .. } => {
-            let (id, spec, json) = spec_of(command, input);
+        SchedulesCommand::Create(args) => {
+            let (id, spec, json) = spec_of(args, input);
             let body = json!({
                 "workflow": spec.workflow,
                 "input": spec.input,
