@@ -35,20 +35,14 @@ pub(crate) struct PreparedCommit {
 
 impl PreparedCommit {
     pub(crate) fn new(mut commit: PollCommit) -> StoreResult<PreparedCommit> {
-        let (runs, cursor) = match &mut commit.result {
-            PollResult::Items { items, cursor } => {
-                let runs = items
-                    .iter_mut()
-                    .map(|item| item.run.take().map(PreparedRun::new).transpose())
-                    .collect::<StoreResult<Vec<_>>>()?;
-                let cursor = cursor
-                    .as_ref()
-                    .map(|cursor| to_json(cursor, "a poll cursor"))
-                    .transpose()?;
-                (runs, cursor)
-            }
-            PollResult::Failed { .. } => (Vec::new(), None),
-        };
+        let (runs, cursor) = commit.take_runs();
+        let cursor = cursor
+            .map(|cursor| to_json(cursor, "a poll cursor"))
+            .transpose()?;
+        let runs = runs
+            .into_iter()
+            .map(|run| run.map(PreparedRun::new).transpose())
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(PreparedCommit {
             commit,
             runs,

@@ -56,6 +56,25 @@ pub(crate) enum Error {
 /// Results inside this crate.
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
+/// The rows `sql` selects with `values`, each read by `from_row` and then decoded by
+/// `decode` (a table's raw row type and its decoding).
+pub(crate) fn read_decoded<R, T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: impl rusqlite::Params,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<R>,
+    decode: fn(R) -> StoreResult<T>,
+) -> Result<Vec<T>> {
+    let raw = conn
+        .prepare_cached(sql)?
+        .query_map(values, from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(raw
+        .into_iter()
+        .map(decode)
+        .collect::<StoreResult<Vec<_>>>()?)
+}
+
 impl From<Error> for StoreError {
     fn from(error: Error) -> StoreError {
         match error {

@@ -17,7 +17,7 @@ use cairn_store::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    codec::{PreparedRun, Result, from_json, to_json},
+    codec::{PreparedRun, Result, from_json, read_decoded, to_json},
     held::Sql,
     ops::{self, Changed},
     run_cache::RunCache,
@@ -59,20 +59,14 @@ pub(crate) struct PreparedCommit {
 
 impl PreparedCommit {
     pub(crate) fn new(mut commit: PollCommit) -> StoreResult<PreparedCommit> {
-        let (runs, cursor) = match &mut commit.result {
-            PollResult::Items { items, cursor } => {
-                let runs = items
-                    .iter_mut()
-                    .map(|item| item.run.take().map(PreparedRun::new).transpose())
-                    .collect::<StoreResult<Vec<_>>>()?;
-                let cursor = cursor
-                    .as_ref()
-                    .map(|cursor| to_json(cursor, "a poll cursor"))
-                    .transpose()?;
-                (runs, cursor)
-            }
-            PollResult::Failed { .. } => (Vec::new(), None),
-        };
+        let (runs, cursor) = commit.take_runs();
+        let cursor = cursor
+            .map(|cursor| to_json(cursor, "a poll cursor"))
+            .transpose()?;
+        let runs = runs
+            .into_iter()
+            .map(|run| run.map(PreparedRun::new).transpose())
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(PreparedCommit {
             commit,
             runs,
@@ -369,19 +363,13 @@ pub(crate) fn due(conn: &Connection, now_ms: i64, limit: usize) -> Result<Vec<Po
     )
 }
 
+/// The poll sources `sql` selects with `values`.
 fn read_many(
     conn: &Connection,
     sql: &str,
     values: impl rusqlite::Params,
 ) -> Result<Vec<PollSourceRecord>> {
-    let raw = conn
-        .prepare_cached(sql)?
-        .query_map(values, RawSource::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(raw
-        .into_iter()
-        .map(RawSource::decode)
-        .collect::<StoreResult<Vec<_>>>()?)
+    read_decoded(conn, sql, values, RawSource::from_row, RawSource::decode)
 }
 
 /// A `poll_sources` row as read.

@@ -15,7 +15,7 @@ use cairn_store::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{
-    codec::{PreparedRun, Result, from_json, to_json},
+    codec::{PreparedRun, Result, from_json, read_decoded, to_json},
     held::Sql,
     ops::{self, Changed},
     run_cache::RunCache,
@@ -253,19 +253,19 @@ pub(crate) fn misses(conn: &Connection, id: &str) -> Result<Vec<ScheduleMiss>> {
     Ok(misses)
 }
 
+/// The schedules `sql` selects with `values`.
 fn read_many(
     conn: &Connection,
     sql: &str,
     values: impl rusqlite::Params,
 ) -> Result<Vec<ScheduleRecord>> {
-    let raw = conn
-        .prepare_cached(sql)?
-        .query_map(values, RawSchedule::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(raw
-        .into_iter()
-        .map(RawSchedule::decode)
-        .collect::<StoreResult<Vec<_>>>()?)
+    read_decoded(
+        conn,
+        sql,
+        values,
+        RawSchedule::from_row,
+        RawSchedule::decode,
+    )
 }
 
 /// A `schedules` row as read.

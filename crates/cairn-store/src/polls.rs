@@ -204,6 +204,20 @@ pub struct PollCommit {
     pub now_ms: i64,
 }
 
+impl PollCommit {
+    /// Takes the items' runs out (by the items' positions; none for a failed poll) and
+    /// returns them with the cursor to store: what a backend encodes before its transaction.
+    pub fn take_runs(&mut self) -> (Vec<Option<NewRun>>, Option<&Value>) {
+        match &mut self.result {
+            PollResult::Items { items, cursor } => (
+                items.iter_mut().map(|item| item.run.take()).collect(),
+                cursor.as_ref(),
+            ),
+            PollResult::Failed { .. } => (Vec::new(), None),
+        }
+    }
+}
+
 /// What [`Store::commit_poll`](crate::Store::commit_poll) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollCommitOutcome {
