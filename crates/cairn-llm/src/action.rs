@@ -16,16 +16,16 @@ use reqwest::{Url, header::HeaderName};
 
 use crate::{
     anthropic,
-    config::{self, DEFAULT_OPENAI_BASE_URL},
-    openai,
+    config::{self, DEFAULT_OPENAI_BASE_URL, LlmConfig},
+    openai, provider,
     transport::{Post, send},
-    types::{LlmRequest, LlmResponse, Provider},
+    types::{LlmRequest, LlmResponse, Wire},
 };
 
 /// The slug of model calls.
 pub const LLM_SLUG: &str = "llm";
 /// The engine-side limit of one model call's attempt (the request's own is shorter).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// An OpenAI (or OpenAI-compatible) API key:
 /// `credentials set openai --field apiKey=@env:OPENAI_API_KEY`.
@@ -68,15 +68,19 @@ pub static LLM: LazyLock<Action<LlmRequest, LlmResponse>> = LazyLock::new(|| {
         .kind(StepKind::Llm)
         .optional_credential(&OPENAI)
         .optional_credential(&ANTHROPIC)
-        .retry(
-            Retry::exponential()
-                .max_attempts(5)
-                .initial_backoff(Duration::from_secs(2))
-                .max_backoff(Duration::from_secs(60)),
-        )
+        .retry(model_call_retry())
         .timeout(ATTEMPT_TIMEOUT)
         .run(call_model)
 });
+
+/// How a model call is retried: 408, 429, 5xx and no answer, up to 5 attempts, backing off
+/// from 2 s to 60 s (or as `Retry-After` says).
+pub(crate) fn model_call_retry() -> Retry {
+    Retry::exponential()
+        .max_attempts(5)
+        .initial_backoff(Duration::from_secs(2))
+        .max_backoff(Duration::from_secs(60))
+}
 
 /// Registers the `llm` action, and so the `openai` and `anthropic` credential types (for
 /// `credentials set`). Workflows prompt models without it.
@@ -84,17 +88,18 @@ pub fn register(registry: Registry) -> Registry {
     registry.action(&LLM)
 }
 
-/// Makes the call `request` asks for and reads its answer.
+/// Makes the call `request` asks for, to a built-in provider, and reads its answer.
 async fn call_model(request: LlmRequest, ctx: ActionCtx) -> Result<LlmResponse, ActionError> {
-    let (provider, name) = Provider::split(&request.model).map_err(ActionError::fatal)?;
+    let (wire, name) =
+        Wire::split(&request.model, &provider::names()).map_err(ActionError::fatal)?;
     let config = config::of(&ctx)?;
-    let (service, base, credential) = match provider {
-        Provider::OpenAi => (
+    let (service, base, credential) = match wire {
+        Wire::OpenAi => (
             openai::SERVICE,
             &config.openai_base_url,
             ctx.optional_credential(&OPENAI),
         ),
-        Provider::Anthropic => (
+        Wire::Anthropic => (
             anthropic::SERVICE,
             &config.anthropic_base_url,
             ctx.optional_credential(&ANTHROPIC),
@@ -105,27 +110,63 @@ async fn call_model(request: LlmRequest, ctx: ActionCtx) -> Result<LlmResponse, 
             .map_err(|err| ActionError::fatal(err.to_string()))?,
         None => base.clone(),
     };
-    let key = api_key(provider, &request.model, credential, &base)?;
-    let (url, body, mut headers) = match provider {
-        Provider::OpenAi => (
+    let key = api_key(wire, &request.model, credential, &base)?;
+    let target = Target {
+        wire,
+        service,
+        base,
+        key,
+    };
+    call(&request, name, &ctx, &config, target).await
+}
+
+/// Where one model call goes.
+pub(crate) struct Target<'a> {
+    /// The wire format.
+    pub(crate) wire: Wire,
+    /// The provider's name, for messages.
+    pub(crate) service: &'a str,
+    /// Its base URL.
+    pub(crate) base: Url,
+    /// The key to send, if any.
+    pub(crate) key: Option<&'a str>,
+}
+
+/// Sends `request` for the model `name` (without its provider's prefix) to `target` and reads
+/// the answer.
+pub(crate) async fn call(
+    request: &LlmRequest,
+    name: &str,
+    ctx: &ActionCtx,
+    config: &LlmConfig,
+    target: Target<'_>,
+) -> Result<LlmResponse, ActionError> {
+    let Target {
+        wire,
+        service,
+        base,
+        key,
+    } = target;
+    let (url, body, mut headers) = match wire {
+        Wire::OpenAi => (
             endpoint(&base, &["chat", "completions"]),
-            openai::body(&request, name),
+            openai::body(request, name),
             Vec::new(),
         ),
-        Provider::Anthropic => (
+        Wire::Anthropic => (
             endpoint(&base, &["messages"]),
-            anthropic::body(&request, name),
+            anthropic::body(request, name),
             vec![(
                 HeaderName::from_static("anthropic-version"),
                 anthropic::VERSION.to_owned(),
             )],
         ),
     };
-    match (provider, key) {
-        (Provider::OpenAi, Some(key)) => {
+    match (wire, key) {
+        (Wire::OpenAi, Some(key)) => {
             headers.push((reqwest::header::AUTHORIZATION, format!("Bearer {key}")))
         }
-        (Provider::Anthropic, Some(key)) => {
+        (Wire::Anthropic, Some(key)) => {
             headers.push((HeaderName::from_static("x-api-key"), key.to_owned()));
         }
         (_, None) => {}
@@ -137,11 +178,11 @@ async fn call_model(request: LlmRequest, ctx: ActionCtx) -> Result<LlmResponse, 
         headers,
         body: &body,
     };
-    let answer = send(&ctx, &config, post).await?;
+    let answer = send(ctx, config, post).await?;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let parsed = match provider {
-        Provider::OpenAi => openai::answer(&answer, latency_ms),
-        Provider::Anthropic => anthropic::answer(&request, &answer, latency_ms),
+    let parsed = match wire {
+        Wire::OpenAi => openai::answer(&answer, latency_ms),
+        Wire::Anthropic => anthropic::answer(request, &answer, latency_ms),
     };
     parsed.map_err(|reason| {
         ActionError::fatal(format!(
@@ -154,7 +195,7 @@ async fn call_model(request: LlmRequest, ctx: ActionCtx) -> Result<LlmResponse, 
 /// other than OpenAI's given without one (Ollama needs none); else a fatal error saying
 /// which credential to set.
 fn api_key<'a>(
-    provider: Provider,
+    wire: Wire,
     model: &str,
     credential: Option<&'a ResolvedCredential>,
     base: &Url,
@@ -162,10 +203,10 @@ fn api_key<'a>(
     if let Some(key) = credential.and_then(|c| c.get("apiKey")) {
         return Ok(Some(key.expose()));
     }
-    let (key, var) = match provider {
-        Provider::OpenAi if base.as_str() != DEFAULT_OPENAI_BASE_URL => return Ok(None),
-        Provider::OpenAi => ("openai", "OPENAI_API_KEY"),
-        Provider::Anthropic => ("anthropic", "ANTHROPIC_API_KEY"),
+    let (key, var) = match wire {
+        Wire::OpenAi if base.as_str() != DEFAULT_OPENAI_BASE_URL => return Ok(None),
+        Wire::OpenAi => ("openai", "OPENAI_API_KEY"),
+        Wire::Anthropic => ("anthropic", "ANTHROPIC_API_KEY"),
     };
     Err(ActionError::fatal(format!(
         "model {model} needs an API key: set one with `credentials set {key} --field apiKey=@env:{var}`"

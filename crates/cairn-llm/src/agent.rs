@@ -20,8 +20,8 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use crate::{
-    action::LLM,
     prompt::{MAX_REASKS, answer_schema, never_matched, parse, reask},
+    provider::model_call,
     types::{AnswerSchema, LlmRequest, Message, ToolCall, ToolSpec},
 };
 
@@ -35,6 +35,19 @@ impl Tool for Static {
 
     fn run_json(&self, input: Value) -> cairn_engine::StepCall<Value> {
         self.0.run_json(input)
+    }
+}
+
+/// A tool of an agent, and the scope its calls resolve credentials at, if it has its own.
+#[derive(Clone)]
+struct AgentTool {
+    tool: Arc<dyn Tool>,
+    scope: Option<Scope>,
+}
+
+impl AgentTool {
+    fn slug(&self) -> &str {
+        &self.tool.info().slug
     }
 }
 
@@ -67,7 +80,7 @@ pub struct Agent {
     system: Option<String>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
-    tools: Vec<Arc<dyn Tool>>,
+    tools: Vec<AgentTool>,
     key: Option<String>,
     scope: Option<Scope>,
     max_turns: u32,
@@ -78,7 +91,7 @@ pub struct Agent {
 
 impl std::fmt::Debug for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tools: Vec<&str> = self.tools.iter().map(|t| t.info().slug.as_str()).collect();
+        let tools: Vec<&str> = self.tools.iter().map(AgentTool::slug).collect();
         f.debug_struct("Agent")
             .field("name", &self.name)
             .field("model", &self.model)
@@ -132,18 +145,30 @@ impl Agent {
     }
 
     /// Adds actions defined in `static`s as tools: `.tools(&[&LOOKUP, &slack::SEND_MESSAGE])`.
-    pub fn tools(mut self, tools: &[&'static dyn Tool]) -> Agent {
-        self.tools.extend(
-            tools
-                .iter()
-                .map(|tool| Arc::new(Static(*tool)) as Arc<dyn Tool>),
-        );
-        self
+    /// Their calls resolve credentials as the agent's [`scope`](Agent::scope) says.
+    pub fn tools(self, tools: &[&'static dyn Tool]) -> Agent {
+        self.add_statics(tools, None)
+    }
+
+    /// Adds actions defined in `static`s as tools whose calls resolve their credentials at
+    /// `scope` only, whatever the agent's scope: `.scoped_tools(Scope::User,
+    /// &[&slack::SEND_MESSAGE])` posts as the person the run is for, while the agent's other
+    /// tools and its model calls use the project's credentials.
+    pub fn scoped_tools(self, scope: Scope, tools: &[&'static dyn Tool]) -> Agent {
+        self.add_statics(tools, Some(scope))
     }
 
     /// Adds one tool (an [`Action`](cairn_engine::Action) made at run time, in an `Arc`).
     pub fn tool(mut self, tool: Arc<dyn Tool>) -> Agent {
-        self.tools.push(tool);
+        self.tools.push(AgentTool { tool, scope: None });
+        self
+    }
+
+    fn add_statics(mut self, tools: &[&'static dyn Tool], scope: Option<Scope>) -> Agent {
+        self.tools.extend(tools.iter().map(|tool| AgentTool {
+            tool: Arc::new(Static(*tool)),
+            scope,
+        }));
         self
     }
 
@@ -155,7 +180,8 @@ impl Agent {
         self
     }
 
-    /// Resolves the credentials of the model calls and tool calls at `scope` only.
+    /// Resolves the credentials of the model calls and tool calls at `scope` only (a tool
+    /// added with [`scoped_tools`](Agent::scoped_tools) keeps its own).
     pub fn scope(mut self, scope: Scope) -> Agent {
         self.scope = Some(scope);
         self
@@ -217,10 +243,13 @@ impl Agent {
         let specs: Vec<ToolSpec> = self
             .tools
             .iter()
-            .map(|tool| ToolSpec {
-                name: tool.info().slug.clone(),
-                description: tool.info().description.clone(),
-                parameters: tool.info().input_schema.clone(),
+            .map(|tool| {
+                let info = tool.tool.info();
+                ToolSpec {
+                    name: info.slug.clone(),
+                    description: info.description.clone(),
+                    parameters: info.input_schema.clone(),
+                }
             })
             .collect();
         let mut messages = vec![Message::User { content: message }];
@@ -235,7 +264,7 @@ impl Agent {
                 tools: specs.clone(),
                 answer_schema: schema.clone(),
             };
-            let call = LLM.run(request).numbered_key(&format!("{prefix}/model"));
+            let call = model_call(request).numbered_key(&format!("{prefix}/model"));
             let answer = match self.scope {
                 Some(scope) => call.scope(scope).await?,
                 None => call.await?,
@@ -303,12 +332,13 @@ impl Agent {
         let steps: Vec<_> = calls
             .iter()
             .map(|call| {
-                let tool = self.tools.iter().find(|t| t.info().slug == call.name);
+                let tool = self.tools.iter().find(|t| t.slug() == call.name);
                 tool.map(|tool| {
                     let step = tool
+                        .tool
                         .run_json(call.arguments.clone())
                         .numbered_key(&format!("{prefix}/tool:{}", call.name));
-                    match self.scope {
+                    match tool.scope.or(self.scope) {
                         Some(scope) => step.scope(scope),
                         None => step,
                     }
@@ -333,7 +363,7 @@ impl Agent {
 
     /// The tools' names, for messages.
     fn tool_names(&self) -> String {
-        let names: Vec<&str> = self.tools.iter().map(|t| t.info().slug.as_str()).collect();
+        let names: Vec<&str> = self.tools.iter().map(AgentTool::slug).collect();
         names.join(", ")
     }
 

@@ -3,6 +3,7 @@
 //! largest answer read. Without one, the defaults (the providers' public APIs) are used.
 
 use std::{
+    collections::BTreeMap,
     sync::{Arc, LazyLock},
     time::Duration,
 };
@@ -33,6 +34,8 @@ const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub struct LlmConfig {
     pub(crate) openai_base_url: Url,
     pub(crate) anthropic_base_url: Url,
+    /// Base URLs of providers registered by name, instead of their declared ones.
+    pub(crate) provider_base_urls: BTreeMap<String, Url>,
     pub(crate) client: reqwest::Client,
     pub(crate) request_timeout: Duration,
     pub(crate) max_response_bytes: usize,
@@ -50,6 +53,7 @@ impl LlmConfig {
         Ok(LlmConfig {
             openai_base_url: base_url("OpenAI's base URL", DEFAULT_OPENAI_BASE_URL)?,
             anthropic_base_url: base_url("Anthropic's base URL", DEFAULT_ANTHROPIC_BASE_URL)?,
+            provider_base_urls: BTreeMap::new(),
             client,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
@@ -79,6 +83,15 @@ impl LlmConfig {
     /// Sends `anthropic/…` models' calls to `url` (`{url}/messages`).
     pub fn anthropic_base_url(mut self, url: &str) -> Result<LlmConfig, ConfigError> {
         self.anthropic_base_url = base_url("Anthropic's base URL", url)?;
+        Ok(self)
+    }
+
+    /// Sends the calls of the provider registered as `name` (see
+    /// [`LlmProvider`](crate::LlmProvider)) to `url` instead of its declared base URL: a test
+    /// server, another deployment. A credential's `baseUrl` still wins.
+    pub fn provider_base_url(mut self, name: &str, url: &str) -> Result<LlmConfig, ConfigError> {
+        let url = base_url(&format!("provider {name}'s base URL"), url)?;
+        self.provider_base_urls.insert(name.to_owned(), url);
         Ok(self)
     }
 

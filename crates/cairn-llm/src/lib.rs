@@ -25,6 +25,8 @@
 //! base URL Ollama, vLLM, llama.cpp, OpenRouter) and `anthropic/` (Messages). Keys are
 //! credentials ([`OPENAI`], [`ANTHROPIC`]: field `apiKey`, and an optional `baseUrl`); base
 //! URLs also come from [`LlmConfig`] (`CAIRN_OPENAI_BASE_URL`, `CAIRN_ANTHROPIC_BASE_URL`).
+//! Providers of your own ([`LlmProvider`]: OpenRouter, a local Ollama, a gateway) are named by
+//! their models' prefix, each with its base URL and its own credential type for the key.
 //! 408, 429, 5xx and no answer are retried (after `Retry-After`); other statuses fail the
 //! step with the provider's message. No key is ever in a step, a log or an error.
 //! docs/decisions/0035-llm-steps.md has the decisions.
@@ -35,6 +37,7 @@ mod anthropic;
 pub mod config;
 mod openai;
 mod prompt;
+mod provider;
 mod transport;
 mod types;
 
@@ -42,4 +45,5 @@ pub use action::{ANTHROPIC, LLM, LLM_SLUG, OPENAI, register};
 pub use agent::Agent;
 pub use config::LlmConfig;
 pub use prompt::{LlmOptions, MAX_REASKS, prompt_llm, prompt_llm_as};
+pub use provider::{LlmProvider, ProviderError, register_provider};
 pub use types::{AnswerSchema, LlmRequest, LlmResponse, Message, ToolCall, ToolSpec};

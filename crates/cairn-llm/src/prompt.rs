@@ -7,7 +7,7 @@ use cairn_engine::{Payload, StepError, validate_payload};
 use serde_json::Value;
 
 use crate::{
-    action::LLM,
+    provider::model_call,
     types::{AnswerSchema, LlmRequest, Message},
 };
 
@@ -65,7 +65,7 @@ pub async fn prompt_llm(
     let messages = vec![Message::User {
         content: prompt.into(),
     }];
-    let call = LLM.run(options.request(messages, None));
+    let call = model_call(options.request(messages, None));
     let call = match &options.key {
         Some(key) => call.key(key.clone()),
         None => call,
@@ -88,7 +88,7 @@ pub async fn prompt_llm_as<T: Payload>(
     }];
     let mut problems = String::new();
     for n in 0..=MAX_REASKS {
-        let call = LLM.run(options.request(messages.clone(), Some(schema.clone())));
+        let call = model_call(options.request(messages.clone(), Some(schema.clone())));
         let call = match (&options.key, n) {
             (Some(key), 0) => call.key(key.clone()),
             (Some(key), n) => call.key(format!("{key}/reask#{n}")),

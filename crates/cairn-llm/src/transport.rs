@@ -16,7 +16,7 @@ use crate::config::LlmConfig;
 /// A JSON request to a provider.
 pub(crate) struct Post<'a> {
     /// The provider, for messages.
-    pub(crate) service: &'static str,
+    pub(crate) service: &'a str,
     /// Where.
     pub(crate) url: Url,
     /// Headers, the key's among them (sent marked sensitive, never shown).

@@ -111,25 +111,35 @@ pub struct LlmResponse {
     pub latency_ms: u64,
 }
 
-/// The providers this crate speaks to, chosen by the model's prefix.
+/// The wire formats this crate speaks: the built-in providers' (chosen by the model's
+/// prefix) and those of providers registered by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Provider {
+pub(crate) enum Wire {
     /// Chat Completions (`openai/`): OpenAI, Ollama, vLLM, llama.cpp, OpenRouter.
     OpenAi,
     /// Messages (`anthropic/`).
     Anthropic,
 }
 
-impl Provider {
-    /// The provider and the model's own name, from `<provider>/<model>`.
-    pub(crate) fn split(model: &str) -> Result<(Provider, &str), String> {
+impl Wire {
+    /// The built-in provider and the model's own name, from `<provider>/<model>`;
+    /// `registered` names the providers registered by name, for the error.
+    pub(crate) fn split<'m>(
+        model: &'m str,
+        registered: &[String],
+    ) -> Result<(Wire, &'m str), String> {
         let (prefix, name) = model.split_once('/').unwrap_or(("", model));
         let provider = match prefix {
-            "openai" => Provider::OpenAi,
-            "anthropic" => Provider::Anthropic,
+            "openai" => Wire::OpenAi,
+            "anthropic" => Wire::Anthropic,
             _ => {
+                let registered = if registered.is_empty() {
+                    "none".to_owned()
+                } else {
+                    registered.join(", ")
+                };
                 return Err(format!(
-                    "model {model:?} names no known provider; write openai/<model> (also Ollama, vLLM and other OpenAI-compatible servers, with a base URL) or anthropic/<model>"
+                    "model {model:?} names no known provider; write openai/<model> (also Ollama, vLLM and other OpenAI-compatible servers, with a base URL), anthropic/<model>, or the name of a provider registered with cairn_llm::register_provider (registered: {registered})"
                 ));
             }
         };
@@ -149,19 +159,19 @@ mod tests {
     #[test]
     fn models_name_their_provider() {
         assert_eq!(
-            Provider::split("openai/gpt-4o-mini"),
-            Ok((Provider::OpenAi, "gpt-4o-mini"))
+            Wire::split("openai/gpt-4o-mini", &[]),
+            Ok((Wire::OpenAi, "gpt-4o-mini"))
         );
         assert_eq!(
-            Provider::split("anthropic/claude-x"),
-            Ok((Provider::Anthropic, "claude-x"))
+            Wire::split("anthropic/claude-x", &[]),
+            Ok((Wire::Anthropic, "claude-x"))
         );
         assert_eq!(
-            Provider::split("openai/library/llama3:8b"),
-            Ok((Provider::OpenAi, "library/llama3:8b"))
+            Wire::split("openai/library/llama3:8b", &[]),
+            Ok((Wire::OpenAi, "library/llama3:8b"))
         );
         for bad in ["gpt-4o", "mistral/x", "openai/"] {
-            assert!(Provider::split(bad).is_err(), "{bad}");
+            assert!(Wire::split(bad, &[]).is_err(), "{bad}");
         }
     }
 }

@@ -72,6 +72,17 @@ fn env_configured<I: Payload, O: Payload>(
     server: &MockServer,
     tweak: impl FnOnce(LlmConfig) -> LlmConfig,
 ) -> Env {
+    env_registered(workflow, server, tweak, |registry| registry)
+}
+
+/// An engine without credentials, its configuration changed by `tweak` and its registry by
+/// `register` (more actions, providers of one's own).
+pub fn env_registered<I: Payload, O: Payload>(
+    workflow: &Workflow<I, O>,
+    server: &MockServer,
+    tweak: impl FnOnce(LlmConfig) -> LlmConfig,
+    register: impl FnOnce(Registry) -> Registry,
+) -> Env {
     let base = format!("{}/v1", server.uri());
     let config = LlmConfig::new()
         .and_then(|c| c.openai_base_url(&base))
@@ -79,7 +90,8 @@ fn env_configured<I: Payload, O: Payload>(
         .expect("a configuration")
         .request_timeout(Duration::from_secs(5));
     let config = tweak(config);
-    let registry = cairn_llm::register(Registry::new().workflow(workflow)).resource(config);
+    let registry =
+        register(cairn_llm::register(Registry::new().workflow(workflow))).resource(config);
     let dir = TempDir::new().expect("a temporary directory");
     let store = SqliteStore::open_in_dir(dir.path()).expect("open the store");
     let clock = Arc::new(ManualClock::new(START_MS));
@@ -98,16 +110,23 @@ fn env_configured<I: Payload, O: Payload>(
 impl Env {
     /// Stores the organization's default credential `key` with `apiKey`.
     pub async fn set_credential(&self, key: &str, api_key: &str) {
+        let organization = Holder {
+            scope: Scope::Organization,
+            org: "default".into(),
+            project: None,
+            user: None,
+        };
+        self.set_credential_of(key, organization, "apiKey", api_key)
+            .await;
+    }
+
+    /// Stores `holder`'s default credential `key` with one field.
+    pub async fn set_credential_of(&self, key: &str, holder: Holder, field: &str, value: &str) {
         self.engine
             .set_credential(SetCredential {
                 key: key.to_owned(),
-                holder: Holder {
-                    scope: Scope::Organization,
-                    org: "default".into(),
-                    project: None,
-                    user: None,
-                },
-                fields: [("apiKey".to_owned(), Secret::new(api_key))].into(),
+                holder,
+                fields: [(field.to_owned(), Secret::new(value))].into(),
                 is_default: true,
                 id: None,
                 expires_at_ms: None,
@@ -122,9 +141,20 @@ impl Env {
         workflow: &Workflow<I, O>,
         input: &I,
     ) -> RunDetail {
+        self.run_with(workflow, input, StartOptions::default())
+            .await
+    }
+
+    /// [`run`](Env::run) with `options` (an owner, …).
+    pub async fn run_with<I: Payload, O: Payload>(
+        &self,
+        workflow: &Workflow<I, O>,
+        input: &I,
+        options: StartOptions,
+    ) -> RunDetail {
         let started = self
             .engine
-            .start(workflow, input, StartOptions::default())
+            .start(workflow, input, options)
             .await
             .expect("start the run");
         self.execute(started.run_id).await
