@@ -89,7 +89,10 @@ pub fn register(registry: Registry) -> Registry {
 }
 
 /// Makes the call `request` asks for, to a built-in provider, and reads its answer.
-async fn call_model(request: LlmRequest, ctx: ActionCtx) -> Result<LlmResponse, ActionError> {
+pub(crate) async fn call_model(
+    request: LlmRequest,
+    ctx: ActionCtx,
+) -> Result<LlmResponse, ActionError> {
     let (wire, name) =
         Wire::split(&request.model, &provider::names()).map_err(ActionError::fatal)?;
     let config = config::of(&ctx)?;

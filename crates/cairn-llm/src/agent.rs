@@ -15,13 +15,13 @@
 use std::sync::Arc;
 
 use cairn_core::{ErrorInfo, ErrorKind};
-use cairn_engine::{Payload, Scope, StepError, Tool};
-use futures::future::join_all;
+use cairn_engine::{ActionCtx, ActionError, Payload, Scope, StepError, Tool};
+use futures::future::{BoxFuture, join_all};
 use serde_json::Value;
 
 use crate::{
     prompt::{MAX_REASKS, answer_schema, never_matched, parse, reask},
-    provider::model_call,
+    provider::ask,
     types::{AnswerSchema, LlmRequest, Message, ToolCall, ToolSpec},
 };
 
@@ -35,6 +35,14 @@ impl Tool for Static {
 
     fn run_json(&self, input: Value) -> cairn_engine::StepCall<Value> {
         self.0.run_json(input)
+    }
+
+    fn run_inline(
+        &self,
+        input: Value,
+        ctx: ActionCtx,
+    ) -> BoxFuture<'static, Result<Value, ActionError>> {
+        self.0.run_inline(input, ctx)
     }
 }
 
@@ -264,11 +272,14 @@ impl Agent {
                 tools: specs.clone(),
                 answer_schema: schema.clone(),
             };
-            let call = model_call(request).numbered_key(&format!("{prefix}/model"));
-            let answer = match self.scope {
-                Some(scope) => call.scope(scope).await?,
-                None => call.await?,
-            };
+            let answer = ask(request, |call| {
+                let call = call.numbered_key(&format!("{prefix}/model"));
+                match self.scope {
+                    Some(scope) => call.scope(scope),
+                    None => call,
+                }
+            })
+            .await?;
             tokens += answer.input_tokens + answer.output_tokens;
             if let Some(limit) = self.max_total_tokens
                 && tokens > limit
@@ -326,8 +337,23 @@ impl Agent {
         )))
     }
 
-    /// Calls the tools of one turn as parallel steps, keyed in the order the model asked.
+    /// Calls the tools of one turn as parallel steps, keyed in the order the model asked;
+    /// inside an action's body, in that action's attempt (no steps, its credentials).
     async fn call_tools(&self, prefix: &str, calls: &[ToolCall]) -> Vec<Result<Value, StepError>> {
+        if let Some(ctx) = ActionCtx::current() {
+            let inline = calls.iter().map(|call| {
+                let tool = self.tools.iter().find(|t| t.slug() == call.name);
+                let run =
+                    tool.map(|tool| tool.tool.run_inline(call.arguments.clone(), ctx.clone()));
+                async move {
+                    match run {
+                        Some(run) => run.await.map_err(StepError::from),
+                        None => Err(self.unknown_tool(&call.name)),
+                    }
+                }
+            });
+            return join_all(inline).await;
+        }
         // Every step is made (and keyed) before any is awaited, in the model's order.
         let steps: Vec<_> = calls
             .iter()
@@ -348,17 +374,21 @@ impl Agent {
         let futures = steps.into_iter().zip(calls).map(|(step, call)| async move {
             match step {
                 Some(step) => step.await,
-                None => Err(StepError::from_info(ErrorInfo::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "there is no tool named {:?}; the tools are: {}",
-                        call.name,
-                        self.tool_names()
-                    ),
-                ))),
+                None => Err(self.unknown_tool(&call.name)),
             }
         });
         join_all(futures).await
+    }
+
+    /// The error handed back for a call of a tool the agent does not have.
+    fn unknown_tool(&self, name: &str) -> StepError {
+        StepError::from_info(ErrorInfo::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "there is no tool named {name:?}; the tools are: {}",
+                self.tool_names()
+            ),
+        ))
     }
 
     /// The tools' names, for messages.

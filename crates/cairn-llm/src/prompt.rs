@@ -7,7 +7,7 @@ use cairn_engine::{Payload, StepError, validate_payload};
 use serde_json::Value;
 
 use crate::{
-    provider::model_call,
+    provider::ask,
     types::{AnswerSchema, LlmRequest, Message},
 };
 
@@ -57,7 +57,9 @@ impl LlmOptions {
 }
 
 /// Prompts a model once, as one durable step of kind `llm`, and returns its text. Replay
-/// returns the recorded answer without calling the model again.
+/// returns the recorded answer without calling the model again. Inside an action's body the
+/// call is part of that action's step (no step of its own), with the action's credentials:
+/// declare `.optional_credential(&cairn_llm::OPENAI)` (or the provider's) on it.
 pub async fn prompt_llm(
     prompt: impl Into<String>,
     options: LlmOptions,
@@ -65,12 +67,11 @@ pub async fn prompt_llm(
     let messages = vec![Message::User {
         content: prompt.into(),
     }];
-    let call = model_call(options.request(messages, None));
-    let call = match &options.key {
+    let answer = ask(options.request(messages, None), |call| match &options.key {
         Some(key) => call.key(key.clone()),
         None => call,
-    };
-    Ok(call.await?.text)
+    });
+    Ok(answer.await?.text)
 }
 
 /// Prompts a model for an answer of type `T`: the provider is given `T`'s JSON Schema
@@ -88,13 +89,13 @@ pub async fn prompt_llm_as<T: Payload>(
     }];
     let mut problems = String::new();
     for n in 0..=MAX_REASKS {
-        let call = model_call(options.request(messages.clone(), Some(schema.clone())));
-        let call = match (&options.key, n) {
+        let request = options.request(messages.clone(), Some(schema.clone()));
+        let answer = ask(request, |call| match (&options.key, n) {
             (Some(key), 0) => call.key(key.clone()),
             (Some(key), n) => call.key(format!("{key}/reask#{n}")),
             (None, _) => call,
-        };
-        let answer = call.await?;
+        })
+        .await?;
         match parse::<T>(&answer.text) {
             Ok(value) => return Ok(value),
             Err(found) => problems = found,

@@ -15,11 +15,13 @@ use std::{
 };
 
 use cairn_actions::{ConfigError, config::base_url};
-use cairn_engine::{Action, ActionCtx, ActionError, Credential, Registry, StepCall, StepKind};
+use cairn_engine::{
+    Action, ActionCtx, ActionError, Credential, Registry, StepCall, StepError, StepKind,
+};
 use reqwest::Url;
 
 use crate::{
-    action::{LLM, LLM_SLUG, Target, call, model_call_retry},
+    action::{LLM, LLM_SLUG, Target, call, call_model, model_call_retry},
     config,
     types::{LlmRequest, LlmResponse, Wire},
 };
@@ -126,11 +128,12 @@ impl LlmProvider {
             Some(credential) => builder.credential(credential),
             None => builder,
         };
+        let called = target.clone();
         let action = builder.run(move |request: LlmRequest, ctx: ActionCtx| {
-            let target = target.clone();
+            let target = called.clone();
             async move { call_named(request, ctx, &target).await }
         });
-        Ok(Named { action })
+        Ok(Named { action, target })
     }
 }
 
@@ -183,6 +186,7 @@ struct NamedTarget {
 /// A registered provider.
 struct Named {
     action: Action<LlmRequest, LlmResponse>,
+    target: Arc<NamedTarget>,
 }
 
 /// The providers registered in this process, by name.
@@ -211,19 +215,33 @@ pub(crate) fn names() -> Vec<String> {
     providers.keys().cloned().collect()
 }
 
-/// The step of one model call: the registered provider's action when the model's prefix
-/// names one, else the built-in `llm` action (which reports an unknown prefix). Keyed
-/// `llm#<n>` either way.
-pub(crate) fn model_call(request: LlmRequest) -> StepCall<LlmResponse> {
-    let prefix = request.model.split_once('/').map(|(prefix, _)| prefix);
-    let named = prefix.and_then(|prefix| {
-        let providers = PROVIDERS.read().unwrap_or_else(|p| p.into_inner());
-        providers.get(prefix).cloned()
-    });
-    match named {
+/// The registered provider the model's prefix names, if any.
+fn named(model: &str) -> Option<Arc<Named>> {
+    let prefix = model.split_once('/').map(|(prefix, _)| prefix)?;
+    let providers = PROVIDERS.read().unwrap_or_else(|p| p.into_inner());
+    providers.get(prefix).cloned()
+}
+
+/// One model call. In a workflow: the step `step` makes of the model call's step (the
+/// registered provider's action when the model's prefix names one, else the built-in `llm`
+/// action; keyed `llm#<n>` either way). Inside an action's body: made there, as part of that
+/// action's step, with its credentials.
+pub(crate) async fn ask(
+    request: LlmRequest,
+    step: impl FnOnce(StepCall<LlmResponse>) -> StepCall<LlmResponse>,
+) -> Result<LlmResponse, StepError> {
+    if let Some(ctx) = ActionCtx::current() {
+        let answer = match named(&request.model) {
+            Some(named) => call_named(request, ctx, &named.target).await,
+            None => call_model(request, ctx).await,
+        };
+        return Ok(answer?);
+    }
+    let call = match named(&request.model) {
         Some(named) => named.action.run(request).numbered_key(LLM_SLUG),
         None => LLM.run(request),
-    }
+    };
+    step(call).await
 }
 
 /// One call to a registered provider.

@@ -322,7 +322,25 @@ impl ActionError {
 
 impl<E: StdError + Send + Sync + 'static> From<E> for ActionError {
     fn from(error: E) -> Self {
+        // A step's error (a model prompted inside the action) keeps its kind and whether a
+        // retry may help.
+        if let Some(step) = (&error as &dyn std::any::Any).downcast_ref::<StepError>() {
+            let info = step.info();
+            let error = match info.retryable {
+                true => ActionError::retryable(info.message.clone()),
+                false => ActionError::fatal(info.message.clone()),
+            };
+            return error.with_kind(info.kind);
+        }
         ActionError::retryable(chain(&error))
+    }
+}
+
+/// An action's error met by work done inside an action on a workflow's behalf (a model
+/// prompted inside an action's body), handed on as a step's error.
+impl From<ActionError> for StepError {
+    fn from(error: ActionError) -> Self {
+        StepError::new(error.into_info())
     }
 }
 

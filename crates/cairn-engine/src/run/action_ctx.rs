@@ -27,6 +27,13 @@ pub struct ActionCtx {
 }
 
 impl ActionCtx {
+    /// The context of the action attempt the current task runs, if it runs one: for helpers
+    /// that work both in a workflow (as steps of their own) and inside an action's body (as
+    /// part of that action's step), as `cairn_llm::prompt_llm` does.
+    pub fn current() -> Option<ActionCtx> {
+        crate::run::scope::current_action()
+    }
+
     /// The run this step belongs to.
     pub fn run_id(&self) -> RunId {
         self.run_id

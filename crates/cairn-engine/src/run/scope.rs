@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use cairn_core::StepKey;
-
-use crate::{base::error::StepError, run::RunContext};
+use crate::{
+    base::error::StepError,
+    run::{RunContext, action_ctx::ActionCtx},
+};
 
 tokio::task_local! {
     static SCOPE: Scope;
@@ -18,9 +19,10 @@ pub(crate) enum Scope {
     /// An action's `run`: step calls are refused.
     Action {
         /// The action's slug.
-        slug: String,
-        /// The step executing it.
-        key: StepKey,
+        slug: Arc<str>,
+        /// The attempt's context (its step's key among it), for work done inside the
+        /// attempt ([`ActionCtx::current`]).
+        ctx: ActionCtx,
     },
 }
 
@@ -35,11 +37,20 @@ impl Scope {
 pub(crate) fn current_run(slug: &str) -> Result<Arc<RunContext>, StepError> {
     match SCOPE.try_with(Scope::clone) {
         Ok(Scope::Workflow(run)) => Ok(run),
-        Ok(Scope::Action { slug: caller, key }) => Err(StepError::misuse(format!(
-            "`{slug}` was called from inside action `{caller}` (step {key}); an action cannot call another action or workflow: call both from the workflow, one after the other"
+        Ok(Scope::Action { slug: caller, ctx }) => Err(StepError::misuse(format!(
+            "`{slug}` was called from inside action `{caller}` (step {}); an action cannot call another action or workflow: call both from the workflow, one after the other",
+            ctx.step_key
         ))),
         Err(_) => Err(StepError::misuse(format!(
             "`{slug}`.run() was called outside a workflow; call it from a workflow's body, or start a run with Engine::start"
         ))),
+    }
+}
+
+/// The context of the action attempt the current task runs, if it runs one.
+pub(crate) fn current_action() -> Option<ActionCtx> {
+    match SCOPE.try_with(Scope::clone) {
+        Ok(Scope::Action { ctx, .. }) => Some(ctx),
+        _ => None,
     }
 }

@@ -122,6 +122,42 @@ impl<I: Payload, O: Payload> Action<I, O> {
         })
     }
 
+    /// Runs the action's body inside the calling action's attempt, with JSON in and out: no
+    /// step is recorded, the caller's `ctx` (its credentials, resources, cancellation) is the
+    /// body's, and its input and output are checked against the schemas as a step's are (a
+    /// violation is an `invalid_input` / `invalid_output` error). For helpers that run inside
+    /// an action what they would run as steps in a workflow (an agent's tools).
+    pub(crate) fn run_inline(
+        &self,
+        input: Value,
+        ctx: ActionCtx,
+    ) -> BoxFuture<'static, Result<Value, ActionError>> {
+        let inner = self.inner.clone();
+        async move {
+            let slug = &inner.info.slug;
+            if let Err(violations) = inner.input_schema.validate(&input) {
+                let message =
+                    format!("input does not match the schema of action {slug}: {violations}");
+                return Err(ActionError::fatal(message).with_kind(ErrorKind::InvalidInput));
+            }
+            let typed = I::deserialize(&input).map_err(|err| {
+                ActionError::fatal(format!("input does not fit the action's input type: {err}"))
+                    .with_kind(ErrorKind::InvalidInput)
+            })?;
+            let output = serde_json::to_value((inner.body)(typed, ctx).await?).map_err(|err| {
+                ActionError::fatal(format!("output cannot be serialized to JSON: {err}"))
+                    .with_kind(ErrorKind::InvalidOutput)
+            })?;
+            if let Err(violations) = inner.output_schema.validate(&output) {
+                let message =
+                    format!("output does not match the schema of action {slug}: {violations}");
+                return Err(ActionError::fatal(message).with_kind(ErrorKind::InvalidOutput));
+            }
+            Ok(output)
+        }
+        .boxed()
+    }
+
     /// The action's slug.
     pub fn slug(&self) -> &str {
         &self.inner.info.slug
@@ -485,6 +521,10 @@ async fn attempt_action<I: Payload, O: Payload>(
         resources: run.env.resources.clone(),
         credentials,
     };
+    let scope = TaskScope::Action {
+        slug: action.slug.clone(),
+        ctx: ctx.clone(),
+    };
     let body: BoxFuture<'static, Result<O, ActionError>> =
         match run.env.overrides.get(&action.info.slug) {
             Some(stand_in) => {
@@ -507,10 +547,6 @@ async fn attempt_action<I: Payload, O: Payload>(
                 (action.body)(typed, ctx)
             }
         };
-    let scope = TaskScope::Action {
-        slug: action.info.slug.clone(),
-        key: call.key.clone(),
-    };
     let body = scope.enter(body).instrument(span);
     run_attempt(&*run.env.clock, body, action.timeout, &cancel, attempt).await
 }

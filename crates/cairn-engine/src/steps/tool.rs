@@ -1,11 +1,13 @@
 //! Actions without their types: what an agent needs to offer actions of different input and
 //! output types to a model as tools, and to call the one the model picked.
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::{
-    base::{info::ActionInfo, schema::Payload},
+    base::{error::ActionError, info::ActionInfo, schema::Payload},
     call::StepCall,
+    run::action_ctx::ActionCtx,
     steps::action::Action,
 };
 
@@ -19,6 +21,15 @@ pub trait Tool: Send + Sync {
     /// Calls the action as a durable step with JSON input (checked against its schema) and
     /// returns its output as JSON (see [`Action::run_json`]).
     fn run_json(&self, input: Value) -> StepCall<Value>;
+
+    /// Runs the action inside the calling action's attempt (`ctx`): no step of its own, the
+    /// caller's credentials and resources, input and output checked against the schemas. An
+    /// agent prompted from inside an action calls its tools this way.
+    fn run_inline(
+        &self,
+        input: Value,
+        ctx: ActionCtx,
+    ) -> BoxFuture<'static, Result<Value, ActionError>>;
 }
 
 impl<I: Payload, O: Payload> Tool for Action<I, O> {
@@ -28,6 +39,14 @@ impl<I: Payload, O: Payload> Tool for Action<I, O> {
 
     fn run_json(&self, input: Value) -> StepCall<Value> {
         Action::run_json(self, input)
+    }
+
+    fn run_inline(
+        &self,
+        input: Value,
+        ctx: ActionCtx,
+    ) -> BoxFuture<'static, Result<Value, ActionError>> {
+        Action::run_inline(self, input, ctx)
     }
 }
 
@@ -40,5 +59,13 @@ impl<T: Tool, F: FnOnce() -> T + Send> Tool for std::sync::LazyLock<T, F> {
 
     fn run_json(&self, input: Value) -> StepCall<Value> {
         (**self).run_json(input)
+    }
+
+    fn run_inline(
+        &self,
+        input: Value,
+        ctx: ActionCtx,
+    ) -> BoxFuture<'static, Result<Value, ActionError>> {
+        (**self).run_inline(input, ctx)
     }
 }
