@@ -2,6 +2,7 @@
 //! of a type, through the provider's structured output) each make one step of kind `llm`,
 //! whose output records the answer, the model, the tokens, the finish reason and the
 //! latency; replay returns the recorded answer without calling the model.
+//! Inside an action's body they make no steps: the calls are part of that action's step.
 //!
 //! ```no_run
 //! # use std::sync::LazyLock;
