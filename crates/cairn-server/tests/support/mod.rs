@@ -5,6 +5,7 @@
 
 pub mod spec;
 pub mod ui;
+pub mod webdriver;
 
 use std::{
     path::{Path, PathBuf},
