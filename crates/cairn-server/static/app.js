@@ -101,3 +101,37 @@
     links[next].closest("tr")?.scrollIntoView({ block: "nearest" });
   });
 })();
+
+// Step windows: a run of many steps shows them 500 at a time. "Earlier steps" and "Load more"
+// are plain links (without JavaScript, a page each); here they swap the page's <main> in
+// place and push the URL, so Back shows the window before, and a live page's refetch (of
+// location.href) keeps to the window shown.
+(() => {
+  const swap = async (href) => {
+    const response = await fetch(href, { headers: { accept: "text/html" } });
+    if (!response.ok) return false;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = page.querySelector("main");
+    const current = document.querySelector("main");
+    if (!fresh || !current) return false;
+    current.replaceChildren(...fresh.childNodes);
+    document.title = page.title;
+    return true;
+  };
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest?.("a[data-steps-page]");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (!(await swap(link.href))) {
+      location.href = link.href;
+      return;
+    }
+    history.pushState({ steps: true }, "", link.href);
+    const heading = document.getElementById("steps-heading");
+    heading?.scrollIntoView();
+    heading?.focus({ preventScroll: true });
+  });
+  window.addEventListener("popstate", () => {
+    if (document.getElementById("steps-heading")) swap(location.href);
+  });
+})();
