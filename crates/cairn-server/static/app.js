@@ -34,7 +34,8 @@
       const response = await fetch(location.href, { headers: { accept: "text/html" } });
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = page.querySelector("main[data-live]");
+      // (An ended run's page has no data-live: it is swapped in all the same, once.)
+      const fresh = page.querySelector("main");
       const current = document.querySelector("main[data-live]");
       if (!fresh || !current) return;
       const open = new Set([...current.querySelectorAll("details[open]")].map((d) => d.closest("tr")?.id));

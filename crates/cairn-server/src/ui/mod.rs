@@ -219,7 +219,10 @@ async fn run(
     headers: HeaderMap,
 ) -> Result<Response, UiError> {
     let run_id = parse_run(&id)?;
-    let after = params.get("after").map(str::trim).filter(|text| !text.is_empty());
+    let after = params
+        .get("after")
+        .map(str::trim)
+        .filter(|text| !text.is_empty());
     let after = match after {
         None => 0,
         Some(text) => text.parse::<usize>().map_err(|_| {
