@@ -83,7 +83,7 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
 }
 
 /// The listing statement for `filter` selecting `columns` (see [`list_sql`]).
-fn list_sql_of(filter: &RunFilter, columns: &str) -> String {
+pub(crate) fn list_sql_of(filter: &RunFilter, columns: &str) -> String {
     let equalities = [
         ("workflow", filter.workflow.is_some()),
         ("status", filter.status.is_some()),
@@ -189,7 +189,7 @@ pub(crate) async fn list_run_summaries<'c>(
 }
 
 /// `query` (a listing statement of `filter`) with its parameters bound, in order.
-fn bind_filter<'q>(mut query: PgQuery<'q>, filter: &RunFilter) -> PgQuery<'q> {
+pub(crate) fn bind_filter<'q>(mut query: PgQuery<'q>, filter: &RunFilter) -> PgQuery<'q> {
     let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
     query = query.bind(limit);
     if let Some(workflow) = &filter.workflow {
@@ -232,7 +232,7 @@ fn bind_filter<'q>(mut query: PgQuery<'q>, filter: &RunFilter) -> PgQuery<'q> {
 }
 
 /// A statement to bind parameters to.
-type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// The `next_ready_at` statement: the front of the `runs_claimable` index.
 pub(crate) const NEXT_READY_SQL: &str = "SELECT ready_at FROM runs WHERE finished_at IS NULL \
