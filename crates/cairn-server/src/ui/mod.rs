@@ -41,7 +41,7 @@ use axum::{
     routing::{get, post},
 };
 use cairn_core::StepKey;
-use cairn_engine::{EngineError, ErrorClass, RunDetailView, StartOptions};
+use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions, StepView};
 use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
 
@@ -231,7 +231,13 @@ async fn run(
             ))
         })?,
     };
-    let detail = RunDetailView::from(&state.engine.get_run(run_id).await?);
+    let detail = state.engine.get_run(run_id).await?;
+    // The page shows the run and its steps, never the log itself: not copied.
+    let detail = RunDetailView {
+        run: RunView::from(&detail.run),
+        steps: detail.steps.iter().map(StepView::from).collect(),
+        events: Vec::new(),
+    };
     let total = detail.steps.len();
     if after > 0 && after >= total {
         return Err(bad_request(format!(
