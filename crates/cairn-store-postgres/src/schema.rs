@@ -194,7 +194,7 @@ CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 /// Version 7: the uniqueness of a key per workflow is kept by an index keyed by the key
 /// first (`UNIQUE (idempotency_key, workflow)`, the same constraint, inferred alike by
 /// `ON CONFLICT`), so the web UI's search by key alone reads it rather than the whole index
-/// (decision record 0036). Nothing more is written per run.
+/// (decision record 0041). Nothing more is written per run.
 const V7: &str = "
 ALTER TABLE runs DROP CONSTRAINT runs_workflow_idempotency_key_key;
 ALTER TABLE runs ADD CONSTRAINT runs_idempotency UNIQUE (idempotency_key, workflow);

@@ -337,7 +337,7 @@ CREATE TABLE poll_items (
 CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
-/// Version 14: the web UI's listings read an index each (decision record 0036).
+/// Version 14: the web UI's listings read an index each (decision record 0041).
 /// - `runs_idempotency` is keyed by the key first, then the workflow: the same uniqueness
 ///   (one run per workflow and key), and a search by key alone (the runs list's `q`) reads
 ///   it. Nothing more is written per run.
