@@ -15,6 +15,7 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::{
     TestServer,
+    long_run::long_run,
     screenshots::Picture,
     start,
     webdriver::{browser, until},
@@ -103,6 +104,7 @@ async fn no_page_has_a_serious_accessibility_violation_in_either_theme() {
     }
     let server = start().await;
     let runs = runs(&server).await;
+    let long = long_run(&server, 550).await;
     let pages = [
         "/ui/runs".to_owned(),
         "/ui/runs?status=failed&status=succeeded".to_owned(),
@@ -118,6 +120,8 @@ async fn no_page_has_a_serious_accessibility_violation_in_either_theme() {
         "/ui/schedules".to_owned(),
         "/ui/webhooks".to_owned(),
         "/ui/runs/01900000-0000-7000-8000-000000000000".to_owned(),
+        // The last window of a long run (its 50 rows, the link to the window before).
+        format!("/ui/runs/{long}?after=500"),
     ];
     let (client, _driver) = browser().await;
 

@@ -12,13 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cairn_core::{Event, StepKey, StepKind};
-use cairn_store::{NewRun, RunId};
 use cairn_test_support::Prerequisite;
 use fantoccini::Locator;
 use serde_json::json;
 use support::{
-    TestServer,
+    long_run::long_run,
     screenshots::Picture,
     start,
     webdriver::{browser, until},
@@ -26,54 +24,6 @@ use support::{
 
 const STEPS: u32 = 5_000;
 const WINDOW: usize = 500;
-
-/// A succeeded run of `STEPS` action steps, written to the store in one create.
-async fn long_run(server: &TestServer) -> RunId {
-    let mut history = Vec::new();
-    for n in 0..STEPS {
-        let key = StepKey::numbered("fetch", n);
-        history.push(Event::StepStarted {
-            call: None,
-            key: key.clone(),
-            kind: StepKind::Action,
-            slug: "fetch".into(),
-            input: json!({ "page": n }),
-            attempt: 1,
-            credentials: Vec::new(),
-        });
-        history.push(Event::StepCompleted {
-            call: None,
-            key,
-            kind: StepKind::Action,
-            slug: "fetch".into(),
-            output: json!({ "items": n % 7 }),
-        });
-    }
-    history.push(Event::RunCompleted {
-        output: json!({ "pages": STEPS }),
-    });
-    let id = RunId::new();
-    let now_ms = cairn_engine::parse_timestamp("2026-12-04T09:00:00Z").expect("a time");
-    server
-        .engine
-        .store()
-        .create_run(NewRun {
-            id,
-            workflow: "greet".into(),
-            input: json!({ "name": "many" }),
-            idempotency_key: None,
-            parent_run_id: None,
-            forked_from: None,
-            trigger: "api".into(),
-            owner: Default::default(),
-            history,
-            lease: None,
-            now_ms,
-        })
-        .await
-        .expect("create the run");
-    id
-}
 
 /// The step numbers a page's rows show (`<tr id="step-N">`).
 fn step_numbers(html: &str) -> Vec<usize> {
@@ -98,7 +48,7 @@ fn link(html: &str, text: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_of_5000_steps_is_paged_500_at_a_time_by_links() {
     let server = start().await;
-    let run = long_run(&server).await;
+    let run = long_run(&server, STEPS).await;
     let first = format!("/ui/runs/{run}");
 
     let mut renders = Vec::new();
@@ -186,7 +136,7 @@ async fn a_run_of_5000_steps_shows_its_first_screen_within_a_second_in_a_browser
         return;
     }
     let server = start().await;
-    let run = long_run(&server).await;
+    let run = long_run(&server, STEPS).await;
     let (client, _driver) = browser().await;
     client
         .set_window_size(1280, 900)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod long_run;
 pub mod screenshots;
 pub mod spec;
 pub mod ui;
