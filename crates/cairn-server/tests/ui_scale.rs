@@ -124,6 +124,9 @@ async fn every_runs_list_page_takes_under_200_ms_with_100k_runs() {
         format!("/ui/runs?q={}", &some[..14]),
         format!("/ui/runs?q={some}"),
         "/ui/runs?q=order-50007".to_owned(),
+        format!("/ui/runs?workflow=bulk-1&from={from}&to={to}"),
+        format!("/ui/runs?workflow=bulk-1&q={}", &some[..8]),
+        format!("/ui/runs?status=failed&status=canceled&q={}", &some[..8]),
     ];
     let mut figures = Vec::new();
     for page in &pages {

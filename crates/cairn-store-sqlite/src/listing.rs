@@ -179,9 +179,12 @@ impl Query {
             clauses: Vec::new(),
             values: vec![Value::Integer(limit)],
         };
+        // Off `rowid` order, the workflow and status are filters on the order's index, never
+        // an index of their own (`+column`): that would sort all of a workflow's runs.
+        let plain = if order == Order::Rowid { "" } else { "+" };
         if let Some(workflow) = &filter.workflow {
             query.push_clause(
-                |at| format!("workflow = ?{at}"),
+                |at| format!("{plain}workflow = ?{at}"),
                 Value::Text(workflow.clone()),
             );
         }
@@ -195,7 +198,7 @@ impl Query {
             && let Some(status) = filter.status
         {
             query.push_clause(
-                |at| format!("status = ?{at}"),
+                |at| format!("+status = ?{at}"),
                 Value::Text(status.as_str().to_owned()),
             );
         }
@@ -257,7 +260,8 @@ impl Query {
         self.clauses.push(make(self.values.len()));
     }
 
-    /// `status IN (…)` for `statuses`, unless empty (for the orders not split by status).
+    /// `+status IN (…)` for `statuses`, unless empty (for the orders not split by status: a
+    /// filter on the order's index).
     fn statuses(&mut self, statuses: &[RunStatus]) {
         if statuses.is_empty() {
             return;
@@ -268,7 +272,7 @@ impl Query {
             listed.push(format!("?{}", self.values.len()));
         }
         self.clauses
-            .push(format!("status IN ({})", listed.join(", ")));
+            .push(format!("+status IN ({})", listed.join(", ")));
     }
 
     /// The statement selecting `columns` (through `index`, if named), and its parameters.

@@ -173,6 +173,39 @@ fn every_listing_of_the_web_ui_reads_an_index_newest_first() {
             search("order-42"),
             &["runs_idempotency"],
         ),
+        (
+            "a workflow and a time range",
+            RunFilter {
+                workflow: Some("w".into()),
+                ..range.clone()
+            },
+            &["runs_by_created"],
+        ),
+        (
+            "a workflow and an id prefix",
+            RunFilter {
+                workflow: Some("w".into()),
+                ..search(&id[..8])
+            },
+            &["sqlite_autoindex_runs_1", "runs_idempotency"],
+        ),
+        (
+            "statuses and an id prefix",
+            RunFilter {
+                statuses: vec![RunStatus::Failed, RunStatus::Queued],
+                ..search(&id[..8])
+            },
+            &["sqlite_autoindex_runs_1", "runs_idempotency"],
+        ),
+        (
+            "a workflow and two statuses",
+            RunFilter {
+                workflow: Some("w".into()),
+                statuses: vec![RunStatus::Failed, RunStatus::Canceled],
+                ..RunFilter::default()
+            },
+            &["runs_by_", "runs_by_"],
+        ),
     ];
     for (what, filter, reads) in cases {
         for before in [None, Some(RunId::new())] {
