@@ -6,6 +6,10 @@
 //! began after its result was durable (a completed step never runs again), and every earlier
 //! execution was cut off by a kill (a live worker never repeats a step).
 //!
+//! A second test makes a zombie: a worker stopped (`SIGSTOP`) while it holds 40 runs, most
+//! mid-step, until another worker has taken them over, then resumed (`SIGCONT`): its late
+//! commits must be refused by the lease's fence, and the same check holds.
+//!
 //! The seed (printed) picks the kill points and victims; `CAIRN_STORM_SEED=0x…` replays
 //! another, e.g. one a failure printed.
 
@@ -13,7 +17,7 @@ mod support;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::Child,
+    process::{Child, Command},
     time::Duration,
 };
 
@@ -71,15 +75,11 @@ fn starts(sandbox: &Sandbox) -> HashMap<(String, String), Vec<Start>> {
     by_step
 }
 
-#[test]
-fn a_storm_of_kills_never_runs_a_recorded_step_again() {
-    let sandbox = Sandbox::new();
-    let seed = seed();
-    eprintln!("kill storm seed=0x{seed:x} (CAIRN_STORM_SEED=0x{seed:x} replays it)");
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let engine = runtime.block_on(async {
+/// An engine of the test process on the sandbox's store, with `total` runs of `marked`.
+fn enqueue(sandbox: &Sandbox, runtime: &tokio::runtime::Runtime, total: usize) -> Engine {
+    runtime.block_on(async {
         let engine = Engine::new(sandbox.store().await, cairn_e2e::registry()).expect("engine");
-        for n in 0..RUNS {
+        for n in 0..total {
             let input = json!({ "tag": format!("t{n}") });
             engine
                 .start_json("marked", input, StartOptions::default())
@@ -87,7 +87,93 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
                 .expect("start");
         }
         engine
+    })
+}
+
+/// Waits until all `total` runs succeeded, then checks every step against the ledger: the
+/// execution the log recorded is the last to begin, and every earlier one was by a process
+/// in `cut_off` (killed or stopped). Returns how many executions were run again.
+fn check_every_step(
+    sandbox: &Sandbox,
+    runtime: &tokio::runtime::Runtime,
+    engine: &Engine,
+    total: usize,
+    cut_off: &HashSet<String>,
+    seed: &str,
+) -> usize {
+    let succeeded = || {
+        let filter = RunFilter {
+            status: Some(RunStatus::Succeeded),
+            limit: total + 1,
+            ..RunFilter::default()
+        };
+        runtime.block_on(engine.list_runs(&filter)).expect("list")
+    };
+    wait_for("every run to succeed", Duration::from_secs(240), || {
+        succeeded().len() == total
     });
+    let starts = starts(sandbox);
+    let mut repeated = 0;
+    for run in succeeded() {
+        let detail = runtime
+            .block_on(engine.get_run(run.run_id))
+            .expect("the run");
+        let mut recorded = 0;
+        let log: Vec<String> = detail
+            .events
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.seq,
+                    serde_json::to_string(&r.event).unwrap_or_default()
+                )
+            })
+            .collect();
+        for record in detail.events {
+            let Event::StepCompleted { key, output, .. } = record.event else {
+                continue;
+            };
+            recorded += 1;
+            let step = (run.run_id.to_string(), key.as_str().to_owned());
+            let began = starts.get(&step).expect("the ledger saw the step begin");
+            let last = began.last().expect("one start at least");
+            assert_eq!(
+                output["nonce"],
+                last.nonce,
+                "step {} of run {}: an execution began after the recorded one ({seed}); began: {:?}; log: {log:#?}",
+                step.1,
+                step.0,
+                began
+                    .iter()
+                    .map(|b| format!("{} by {}", b.nonce, b.pid))
+                    .collect::<Vec<_>>()
+            );
+            for earlier in &began[..began.len() - 1] {
+                assert!(
+                    cut_off.contains(&earlier.pid),
+                    "step {} of run {} ran again though process {} was neither killed nor \
+                     stopped ({seed})",
+                    step.1,
+                    step.0,
+                    earlier.pid
+                );
+            }
+            repeated += began.len() - 1;
+        }
+        assert_eq!(recorded, 3, "run {} recorded its three steps", run.run_id);
+    }
+    assert_eq!(starts.len(), total * 3, "the ledger saw every step");
+    repeated
+}
+
+#[test]
+fn a_storm_of_kills_never_runs_a_recorded_step_again() {
+    let sandbox = Sandbox::new();
+    let seed = seed();
+    eprintln!("kill storm seed=0x{seed:x} (CAIRN_STORM_SEED=0x{seed:x} replays it)");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let engine = enqueue(&sandbox, &runtime, RUNS);
 
     let spawn = || sandbox.spawn(&["worker", "--max-step-recoveries", "1000"]);
     let mut workers: Vec<Child> = (0..WORKERS).map(|_| spawn()).collect();
@@ -105,56 +191,18 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
         victim.wait().ok();
         *victim = spawn();
     }
-    let runs = |status: RunStatus| {
-        let filter = RunFilter {
-            status: Some(status),
-            limit: RUNS + 1,
-            ..RunFilter::default()
-        };
-        runtime.block_on(engine.list_runs(&filter)).expect("list")
-    };
-    wait_for("every run to succeed", Duration::from_secs(240), || {
-        runs(RunStatus::Succeeded).len() == RUNS
-    });
+    let repeated = check_every_step(
+        &sandbox,
+        &runtime,
+        &engine,
+        RUNS,
+        &killed,
+        &format!("seed 0x{seed:x}"),
+    );
     for worker in &mut workers {
         worker.kill().ok();
         worker.wait().ok();
     }
-
-    let starts = starts(&sandbox);
-    let mut repeated = 0;
-    for run in runs(RunStatus::Succeeded) {
-        let detail = runtime
-            .block_on(engine.get_run(run.run_id))
-            .expect("the run");
-        let mut recorded = 0;
-        for record in detail.events {
-            let Event::StepCompleted { key, output, .. } = record.event else {
-                continue;
-            };
-            recorded += 1;
-            let step = (run.run_id.to_string(), key.as_str().to_owned());
-            let began = starts.get(&step).expect("the ledger saw the step begin");
-            let last = began.last().expect("one start at least");
-            assert_eq!(
-                output["nonce"], last.nonce,
-                "step {} of run {}: an execution began after the recorded one (seed 0x{seed:x})",
-                step.1, step.0
-            );
-            for earlier in &began[..began.len() - 1] {
-                assert!(
-                    killed.contains(&earlier.pid),
-                    "step {} of run {} ran again though process {} was never killed (seed 0x{seed:x})",
-                    step.1,
-                    step.0,
-                    earlier.pid
-                );
-            }
-            repeated += began.len() - 1;
-        }
-        assert_eq!(recorded, 3, "run {} recorded its three steps", run.run_id);
-    }
-    assert_eq!(starts.len(), RUNS * 3, "the ledger saw every step");
     eprintln!(
         "{RUNS} runs, {} steps, {KILLS} kills: {repeated} executions cut off by a kill and run again",
         RUNS * 3
@@ -162,5 +210,76 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
     assert!(
         repeated > 0,
         "no kill cut a step off: the storm tested nothing"
+    );
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`.
+fn signal(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn a_stopped_worker_overtaken_by_another_commits_nothing_when_it_resumes() {
+    const ZOMBIE_RUNS: usize = 40;
+    let sandbox = Sandbox::new();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let engine = enqueue(&sandbox, &runtime, ZOMBIE_RUNS);
+    let mut zombie = sandbox.spawn(&["worker", "--concurrency", "40"]);
+    let pid = zombie.id().to_string();
+    let by = |pid: &str| {
+        let pid = pid.to_owned();
+        move |sandbox: &Sandbox| {
+            sandbox
+                .ledger_lines()
+                .iter()
+                .filter(|line| line.ends_with(&format!("|{pid}")))
+                .count()
+        }
+    };
+    // Stopped (SIGSTOP) while it holds every run, most of them mid-step; another worker takes
+    // them over once their leases lapse, and begins their steps again.
+    wait_for(
+        "the first worker to begin every run",
+        Duration::from_secs(60),
+        || by(&pid)(&sandbox) >= ZOMBIE_RUNS,
+    );
+    signal("-STOP", zombie.id());
+    let mut other = sandbox.spawn(&["worker"]);
+    let other_pid = other.id().to_string();
+    wait_for(
+        "the other worker to take over",
+        Duration::from_secs(60),
+        || by(&other_pid)(&sandbox) >= ZOMBIE_RUNS / 2,
+    );
+    // Resumed (SIGCONT): its steps in flight finish, and the fence must refuse their commits.
+    signal("-CONT", zombie.id());
+    let repeated = check_every_step(
+        &sandbox,
+        &runtime,
+        &engine,
+        ZOMBIE_RUNS,
+        &HashSet::from([pid.clone()]),
+        "the zombie test",
+    );
+    wait_for(
+        "the resumed worker to find out",
+        Duration::from_secs(30),
+        || {
+            sandbox
+                .process_log()
+                .contains("lease lost to another worker")
+        },
+    );
+    for worker in [&mut zombie, &mut other] {
+        worker.kill().ok();
+        worker.wait().ok();
+    }
+    assert!(
+        repeated > 0,
+        "the other worker began steps the stopped one had begun"
     );
 }
