@@ -21,13 +21,13 @@ mod support;
 
 use std::{
     collections::{HashMap, HashSet},
-    process::{Child, Command},
+    process::Command,
     time::Duration,
 };
 
 use cairn::{Engine, Event, RunFilter, RunStatus, StartOptions};
 use serde_json::json;
-use support::{Sandbox, wait_for};
+use support::{KillOnDrop, Sandbox, wait_for};
 
 const RUNS: usize = 1_000;
 const KILLS: usize = 100;
@@ -186,8 +186,8 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let engine = enqueue(&sandbox, &runtime, RUNS);
 
-    let spawn = || sandbox.spawn(&["worker", "--max-step-recoveries", "1000"]);
-    let mut workers: Vec<Child> = (0..WORKERS).map(|_| spawn()).collect();
+    let spawn = || KillOnDrop::new(sandbox.spawn(&["worker", "--max-step-recoveries", "1000"]));
+    let mut workers: Vec<KillOnDrop> = (0..WORKERS).map(|_| spawn()).collect();
     let mut killed = HashSet::new();
     let mut rng = Seeded(seed | 1);
     for _ in 0..KILLS {
@@ -198,8 +198,7 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
         });
         let victim = &mut workers[rng.below(WORKERS as u64) as usize];
         killed.insert(victim.id().to_string());
-        victim.kill().expect("kill -9");
-        victim.wait().ok();
+        victim.kill();
         *victim = spawn();
     }
     let repeated = check_every_step(
@@ -213,10 +212,7 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
         },
         &format!("seed 0x{seed:x}"),
     );
-    for worker in &mut workers {
-        worker.kill().ok();
-        worker.wait().ok();
-    }
+    drop(workers);
     eprintln!(
         "{RUNS} runs, {} steps, {KILLS} kills: {repeated} executions cut off by a kill and run again",
         RUNS * 3
@@ -248,7 +244,7 @@ fn zombie(sandbox: &Sandbox) {
     const ZOMBIE_RUNS: usize = 40;
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let engine = enqueue(sandbox, &runtime, ZOMBIE_RUNS);
-    let mut zombie = sandbox.spawn(&["worker", "--concurrency", "40"]);
+    let zombie = KillOnDrop::new(sandbox.spawn(&["worker", "--concurrency", "40"]));
     let pid = zombie.id().to_string();
     let by = |pid: &str| {
         let pid = pid.to_owned();
@@ -268,7 +264,7 @@ fn zombie(sandbox: &Sandbox) {
         || by(&pid)(sandbox) >= ZOMBIE_RUNS,
     );
     signal("-STOP", zombie.id());
-    let mut other = sandbox.spawn(&["worker"]);
+    let other = KillOnDrop::new(sandbox.spawn(&["worker"]));
     let other_pid = other.id().to_string();
     wait_for(
         "the other worker to take over",
@@ -297,10 +293,7 @@ fn zombie(sandbox: &Sandbox) {
                 .contains("lease lost to another worker")
         },
     );
-    for worker in [&mut zombie, &mut other] {
-        worker.kill().ok();
-        worker.wait().ok();
-    }
+    drop((zombie, other));
     assert!(
         repeated > 0,
         "the other worker began steps the stopped one had begun"

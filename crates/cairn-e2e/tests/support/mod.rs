@@ -306,6 +306,19 @@ impl KillOnDrop {
         KillOnDrop(Some(child))
     }
 
+    /// The process's id.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("not waited for yet").id()
+    }
+
+    /// Kills the process (`SIGKILL`, as `kill -9`) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().expect("kill -9");
+            child.wait().ok();
+        }
+    }
+
     /// Waits for the process to end and collects its output.
     pub fn wait_with_output(mut self) -> Output {
         let child = self.0.take().expect("not waited for yet");
