@@ -82,11 +82,13 @@
 //! # Ok(()) }
 //! ```
 
+mod alone;
 mod append;
 mod batch;
 mod codec;
 mod credentials;
 mod deliveries;
+mod end;
 mod error;
 mod lock;
 mod notify;

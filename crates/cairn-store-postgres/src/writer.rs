@@ -33,8 +33,9 @@ use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOption
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    alone::Announce,
     append::{StepAppend, append_steps},
-    batch::Batch,
+    batch::{Batch, Link},
     codec::{PreparedEvent, PreparedRun},
     error::Result,
     ops,
@@ -213,14 +214,20 @@ impl Op {
         matches!(self, Op::Flush)
     }
 
-    /// Runs the operation inside the open transaction.
-    pub(crate) async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
+    /// Runs the operation inside the open transaction, or (one statement, see `alone`) in
+    /// autocommit announcing itself with `alone`.
+    pub(crate) async fn run(
+        &self,
+        conn: &mut PgConnection,
+        notes: &mut Notes,
+        alone: Option<&Announce<'_>>,
+    ) -> Result<Output> {
         if let Some(step) = StepAppend::of(self) {
-            let mut outcomes = append_steps(conn, &[step], notes).await?;
+            let mut outcomes = append_steps(conn, &[step], notes, alone).await?;
             return Ok(outcomes.remove(0)?.into());
         }
         Ok(match self {
-            Op::CreateRun(run) => ops::create_run(conn, run, notes).await?.into(),
+            Op::CreateRun(run) => ops::create_run(conn, run, notes, alone).await?.into(),
             Op::ClaimRun { id, lease, now_ms } => ops::claim_run(conn, *id, lease, *now_ms, notes)
                 .await?
                 .into(),
@@ -245,7 +252,7 @@ impl Op {
                 worker,
                 events,
                 now_ms,
-            } => ops::append(conn, *id, worker, events, *now_ms, notes)
+            } => ops::append(conn, *id, worker, events, *now_ms, notes, alone)
                 .await?
                 .into(),
             Op::CancelRun {
@@ -359,7 +366,7 @@ impl Writer {
                 changes: &changes,
                 timer: &timer,
             };
-            let mut conn: Option<PgConnection> = None;
+            let mut link = Link::default();
             let mut adopt = Some(pool);
             let mut queued = Vec::with_capacity(max_batch);
             while commands.recv_many(&mut queued, max_batch).await > 0 {
@@ -367,10 +374,10 @@ impl Writer {
                 if commands.iter().any(|command| !command.op.is_flush())
                     && let Some(pool) = adopt.take()
                 {
-                    conn = pool.acquire().await.ok().map(PoolConnection::detach);
+                    link = Link::adopt(pool.acquire().await.ok().map(PoolConnection::detach));
                 }
                 let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
-                let outcome = batch.run(&mut conn, &ops).await;
+                let outcome = batch.run(&mut link, &ops).await;
                 match outcome {
                     Ok(results) => {
                         for (command, result) in commands.into_iter().zip(results) {

@@ -5,7 +5,7 @@ use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
 use serde_json::json;
 
 use super::{Op, Output};
-use crate::batch::Batch;
+use crate::batch::{Batch, Link};
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     common::TestSchema,
@@ -73,7 +73,10 @@ async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Outpu
         timer: &cairn_store::CommitTimer::default(),
     };
     let ops: Vec<&Op> = ops.iter().collect();
-    batch.run(&mut None, &ops).await.expect("the batch commits")
+    batch
+        .run(&mut Link::default(), &ops)
+        .await
+        .expect("the batch commits")
 }
 
 #[tokio::test]
