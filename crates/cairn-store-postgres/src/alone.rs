@@ -110,3 +110,7 @@ impl Batch<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "alone_tests.rs"]
+mod tests;

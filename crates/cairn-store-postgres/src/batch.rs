@@ -50,11 +50,21 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// A link starting with `conn` (one taken from a pool: not known to be alive).
+    /// A link starting with `conn`, not known to be alive.
+    #[cfg(test)]
     pub(crate) fn adopt(conn: Option<PgConnection>) -> Link {
         Link {
             conn,
             answered: None,
+        }
+    }
+
+    /// A link starting with `conn`, which answered just now: taken out of the store's pool,
+    /// which pings a connection before handing it out (sqlx's `test_before_acquire`, left on).
+    pub(crate) fn pinged(conn: Option<PgConnection>) -> Link {
+        Link {
+            answered: conn.as_ref().map(|_| Instant::now()),
+            conn,
         }
     }
 

@@ -374,7 +374,7 @@ impl Writer {
                 if commands.iter().any(|command| !command.op.is_flush())
                     && let Some(pool) = adopt.take()
                 {
-                    link = Link::adopt(pool.acquire().await.ok().map(PoolConnection::detach));
+                    link = Link::pinged(pool.acquire().await.ok().map(PoolConnection::detach));
                 }
                 let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
                 let outcome = batch.run(&mut link, &ops).await;
@@ -417,4 +417,4 @@ fn stopped() -> StoreError {
 
 #[cfg(test)]
 #[path = "writer_tests.rs"]
-mod tests;
+pub(crate) mod tests;
