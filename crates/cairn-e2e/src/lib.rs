@@ -10,6 +10,7 @@
 
 mod agents;
 mod feed;
+mod storm;
 mod versions;
 
 use std::{io::Write, path::PathBuf, sync::LazyLock, time::Duration};
@@ -285,7 +286,7 @@ pub fn registry() -> Registry {
 }
 
 fn registered() -> Registry {
-    agents::register(versions::register(Registry::new()))
+    storm::register(agents::register(versions::register(Registry::new())))
         .workflow(&CRASH_PIPELINE)
         .workflow(&BACKOFF_PIPELINE)
         .workflow(&THREE_STEPS)

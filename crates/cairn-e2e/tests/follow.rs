@@ -4,30 +4,12 @@
 
 mod support;
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use cairn::{Engine, EventRecord, PostgresOptions, PostgresStore, SqliteStore, Store};
+use cairn::{Engine, EventRecord};
 use futures::StreamExt;
 use serde_json::Value;
 use support::Sandbox;
-
-/// A store instance of the test process on the sandbox's store.
-async fn open(sandbox: &Sandbox) -> Arc<dyn Store> {
-    match &sandbox.postgres {
-        Some((url, schema)) => {
-            let options = PostgresOptions {
-                schema: Some(schema.clone()),
-                ..PostgresOptions::default()
-            };
-            Arc::new(
-                PostgresStore::connect_with(url, options)
-                    .await
-                    .expect("connect"),
-            )
-        }
-        None => Arc::new(SqliteStore::open_in_dir(sandbox.data_dir()).expect("open")),
-    }
-}
 
 fn follow_a_run_executed_by_another_process(sandbox: &Sandbox) {
     let out = sandbox.output(&[
@@ -54,7 +36,7 @@ fn follow_a_run_executed_by_another_process(sandbox: &Sandbox) {
         .build()
         .expect("runtime");
     let (seen, stored) = runtime.block_on(async {
-        let store = open(sandbox).await;
+        let store = sandbox.store().await;
         let engine = Engine::new(store.clone(), cairn_e2e::registry()).expect("engine");
         let follower = tokio::spawn(engine.follow(run_id, 0).collect::<Vec<_>>());
         // The run executes in another process while this one follows it.

@@ -26,6 +26,8 @@ mod credentials;
 mod follow;
 mod instances;
 mod lease;
+#[cfg(feature = "model")]
+mod model;
 mod polls;
 mod read;
 mod schedules;
@@ -71,6 +73,8 @@ pub use instances::{
     a_follower_sees_every_event_once_in_order, a_watch_sees_another_instances_commits,
 };
 pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
+#[cfg(feature = "model")]
+pub use model::{ModelBackend, Op, Who, check_against_the_memory_store};
 pub use polls::{
     a_poll_commit_records_items_and_starts_the_new_ones, a_stale_poll_lease_writes_nothing,
     item_keys_are_forgotten_after_seven_days, poll_sources_are_declared_claimed_and_controlled,

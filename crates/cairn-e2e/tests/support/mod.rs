@@ -6,9 +6,11 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use cairn::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use serde_json::Value;
 
 /// The fixture binary's path (built by cargo for this package's tests).
@@ -249,6 +251,25 @@ impl Served {
 }
 
 impl Sandbox {
+    /// The sandbox's store, opened in this process (the processes' SQLite file, or their
+    /// PostgreSQL schema).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        match &self.postgres {
+            Some((url, schema)) => {
+                let options = PostgresOptions {
+                    schema: Some(schema.clone()),
+                    ..PostgresOptions::default()
+                };
+                Arc::new(
+                    PostgresStore::connect_with(url, options)
+                        .await
+                        .expect("connect"),
+                )
+            }
+            None => Arc::new(SqliteStore::open_in_dir(self.data_dir()).expect("open")),
+        }
+    }
+
     /// Starts `serve --listen 127.0.0.1:0 <extra>` (with `env` besides the sandbox's) and
     /// waits for the address it prints.
     pub fn serve(&self, extra: &[&str], env: &[(&str, &str)]) -> Served {
