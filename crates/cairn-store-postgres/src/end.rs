@@ -46,14 +46,14 @@ WITH locked AS ( \
     FROM ok, UNNEST($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
 ), closed AS ( \
     UPDATE hooks SET state = 'closed', closed_at = $2 \
-    WHERE run_id IN (SELECT id FROM ok) AND state = 'pending' \
+    WHERE run_id = $1 AND state = 'pending' AND EXISTS (SELECT 1 FROM ok) \
 ), ended AS ( \
     UPDATE runs SET status = $6, output = $7, error = $8, finished_at = $2, \
         lease_owner = NULL, lease_expires_at = NULL \
-    WHERE id IN (SELECT id FROM ok) \
+    WHERE id = $1 AND EXISTS (SELECT 1 FROM ok) \
 ), woken AS ( \
     UPDATE runs SET status = 'queued', ready_at = $2, updated_at = $2 \
-    WHERE id IN ( \
+    WHERE id = ( \
         SELECT locked.id FROM locked, ok WHERE locked.id <> $1 \
             AND locked.status IN ('sleeping', 'waiting') AND locked.lease_owner IS NULL \
     ) \

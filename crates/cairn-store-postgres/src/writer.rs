@@ -14,7 +14,8 @@
 //! results are the only ones anyone sees. If the connection is lost before `COMMIT` was sent
 //! (nothing committed), the batch runs once more on a fresh connection. A failure at `COMMIT`
 //! itself is reported as `Unavailable`: as with any database, the commit may or may not have
-//! happened.
+//! happened. A batch of one command that is one statement runs alone in autocommit instead,
+//! one round trip, with the same guarantees (see `alone`).
 //!
 //! **Wake-ups and changes.** Commands note the workflows whose runs they made ready and the
 //! runs they changed (`Notes`); the batch sends one `pg_notify` per workflow and one per
