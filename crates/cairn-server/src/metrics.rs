@@ -219,7 +219,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, Ap
             limit: GAUGE_CAP,
             ..RunFilter::default()
         };
-        let runs = state.engine.list_runs(&filter).await?;
+        let runs = state.engine.list_run_summaries(&filter).await?;
         counts.push((status, runs.len()));
     }
     let metrics = &state.metrics;

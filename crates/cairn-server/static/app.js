@@ -34,7 +34,8 @@
       const response = await fetch(location.href, { headers: { accept: "text/html" } });
       if (!response.ok) return;
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = page.querySelector("main[data-live]");
+      // (An ended run's page has no data-live: it is swapped in all the same, once.)
+      const fresh = page.querySelector("main");
       const current = document.querySelector("main[data-live]");
       if (!fresh || !current) return;
       const open = new Set([...current.querySelectorAll("details[open]")].map((d) => d.closest("tr")?.id));
@@ -99,5 +100,39 @@
     const next = event.key === "j" ? Math.min(at + 1, links.length - 1) : Math.max(at - 1, 0);
     links[next].focus();
     links[next].closest("tr")?.scrollIntoView({ block: "nearest" });
+  });
+})();
+
+// Step windows: a run of many steps shows them 500 at a time. "Earlier steps" and "Load more"
+// are plain links (without JavaScript, a page each); here they swap the page's <main> in
+// place and push the URL, so Back shows the window before, and a live page's refetch (of
+// location.href) keeps to the window shown.
+(() => {
+  const swap = async (href) => {
+    const response = await fetch(href, { headers: { accept: "text/html" } });
+    if (!response.ok) return false;
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = page.querySelector("main");
+    const current = document.querySelector("main");
+    if (!fresh || !current) return false;
+    current.replaceChildren(...fresh.childNodes);
+    document.title = page.title;
+    return true;
+  };
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest?.("a[data-steps-page]");
+    if (!link || event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    if (!(await swap(link.href))) {
+      location.href = link.href;
+      return;
+    }
+    history.pushState({ steps: true }, "", link.href);
+    const heading = document.getElementById("steps-heading");
+    heading?.scrollIntoView();
+    heading?.focus({ preventScroll: true });
+  });
+  window.addEventListener("popstate", () => {
+    if (document.getElementById("steps-heading")) swap(location.href);
   });
 })();

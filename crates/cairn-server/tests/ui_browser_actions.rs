@@ -49,16 +49,18 @@ fn is_transient(err: &CmdError) -> bool {
     text.contains("stale element") || text.contains("no such element")
 }
 
-/// Opens a run's page and waits until its badge reads `status` and the page has fetched
-/// itself once its status stream listened (`app.js` counts its swaps in
-/// `data-refreshed`), so a form filled in next is not swapped away under the test.
+/// Opens a run's page and waits until its badge reads `status` and, if the page is live (its
+/// run has not ended), until it has fetched itself once its status stream listened
+/// (`app.js` counts its swaps in `data-refreshed`), so a form filled in next is not swapped
+/// away under the test. An ended run's page opens no stream: nothing swaps it.
 async fn open_run(client: &Client, server: &TestServer, run_id: &str, status: &str) {
     client
         .goto(&server.url(&format!("/ui/runs/{run_id}")))
         .await
         .expect("open the run's page");
     until(client, BADGE, json!(status)).await;
-    let settled = "return Number(document.querySelector('main').dataset.refreshed || 0) >= 1";
+    let settled = "const main = document.querySelector('main'); \
+        return !main.dataset.live || Number(main.dataset.refreshed || 0) >= 1";
     until(client, settled, json!(true)).await;
 }
 

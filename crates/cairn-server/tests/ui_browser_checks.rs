@@ -10,13 +10,14 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use cairn_test_support::Prerequisite;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use support::{
-    TestServer, start,
+    TestServer,
+    long_run::long_run,
+    screenshots::Picture,
+    start,
     webdriver::{browser, until},
 };
 
@@ -96,76 +97,6 @@ async fn open(client: &Client, server: &TestServer, path: &str, theme: &str) {
     until(client, applied, json!(theme)).await;
 }
 
-/// Where the screenshots go: `<target>/ui-screenshots/`.
-fn screenshot_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target directory")
-        .join("ui-screenshots");
-    std::fs::create_dir_all(&dir).expect("the screenshot directory");
-    dir
-}
-
-/// A decoded screenshot: its pixels as RGB.
-struct Picture {
-    pixels: Vec<[u8; 3]>,
-}
-
-impl Picture {
-    /// Decodes `png` and saves it as `name`.png.
-    fn keep(png: &[u8], name: &str) -> Picture {
-        let path = screenshot_dir().join(format!("{name}.png"));
-        std::fs::write(&path, png).expect("save the screenshot");
-        let mut reader = png::Decoder::new(std::io::Cursor::new(png))
-            .read_info()
-            .expect("a PNG");
-        let mut buffer = vec![0; reader.output_buffer_size().expect("a size")];
-        let frame = reader.next_frame(&mut buffer).expect("a frame");
-        let channels = frame.color_type.samples();
-        assert_eq!(frame.bit_depth, png::BitDepth::Eight, "{name}");
-        assert!(channels >= 3, "{name}: {:?}", frame.color_type);
-        let pixels = buffer[..frame.buffer_size()]
-            .chunks_exact(channels)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect();
-        Picture { pixels }
-    }
-
-    /// The mean relative luminance, 0 (black) to 1 (white).
-    fn luminance(&self) -> f64 {
-        let sum: f64 = self
-            .pixels
-            .iter()
-            .map(|[r, g, b]| {
-                (0.2126 * f64::from(*r) + 0.7152 * f64::from(*g) + 0.0722 * f64::from(*b)) / 255.0
-            })
-            .sum();
-        sum / self.pixels.len() as f64
-    }
-
-    /// The share of pixels whose colour leans red (red above both green and blue).
-    fn reddish(&self) -> f64 {
-        let red = self
-            .pixels
-            .iter()
-            .filter(|[r, g, b]| {
-                i32::from(*r) > i32::from(*g) + 12 && i32::from(*r) > i32::from(*b) + 12
-            })
-            .count();
-        red as f64 / self.pixels.len() as f64
-    }
-
-    /// The share of pixels that differ from the most common colour: 0 for a blank page.
-    fn drawn(&self) -> f64 {
-        let mut counts = std::collections::HashMap::new();
-        for pixel in &self.pixels {
-            *counts.entry(*pixel).or_insert(0usize) += 1;
-        }
-        let background = counts.values().max().copied().unwrap_or(0);
-        1.0 - background as f64 / self.pixels.len() as f64
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_page_has_a_serious_accessibility_violation_in_either_theme() {
     if Prerequisite::Chromium.missing() {
@@ -173,6 +104,7 @@ async fn no_page_has_a_serious_accessibility_violation_in_either_theme() {
     }
     let server = start().await;
     let runs = runs(&server).await;
+    let long = long_run(&server, 550).await;
     let pages = [
         "/ui/runs".to_owned(),
         "/ui/runs?status=failed&status=succeeded".to_owned(),
@@ -188,6 +120,8 @@ async fn no_page_has_a_serious_accessibility_violation_in_either_theme() {
         "/ui/schedules".to_owned(),
         "/ui/webhooks".to_owned(),
         "/ui/runs/01900000-0000-7000-8000-000000000000".to_owned(),
+        // The last window of a long run (its 50 rows, the link to the window before).
+        format!("/ui/runs/{long}?after=500"),
     ];
     let (client, _driver) = browser().await;
 

@@ -7,7 +7,7 @@
 
 use cairn_core::{Event, EventRecord, Owner, RunStatus, StepKey};
 use cairn_store::{
-    ForkOrigin, Lease, NewRun, RunId, RunRecord, StoreError, StoreResult, WorkerId,
+    ForkOrigin, Lease, NewRun, RunId, RunRecord, RunSummary, StoreError, StoreResult, WorkerId,
     rules::{self, RunEffect},
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -124,6 +124,31 @@ where
 pub(crate) fn parse_status(text: &str) -> StoreResult<RunStatus> {
     text.parse()
         .map_err(|error| StoreError::Corrupt(format!("stored run status: {error}")))
+}
+
+/// The columns of `runs` a [`RunSummary`] is read from ([`decode_summary`]): no payload,
+/// and `updated_at` as [`run_columns!`] reads it.
+pub(crate) const SUMMARY_COLUMNS: &str = "id, workflow, status, idempotency_key, parent_run_id, \
+    trigger, executions, created_at, finished_at, greatest(updated_at, (SELECT events.at FROM events \
+    WHERE events.run_id = runs.id ORDER BY events.seq DESC LIMIT 1)) AS updated_at";
+
+/// Decodes a row of [`SUMMARY_COLUMNS`].
+pub(crate) fn decode_summary(row: &PgRow) -> StoreResult<RunSummary> {
+    let id: Uuid = get(row, "id")?;
+    let executions: i64 = get(row, "executions")?;
+    Ok(RunSummary {
+        run_id: RunId(id),
+        workflow: get(row, "workflow")?,
+        status: parse_status(&get::<String>(row, "status")?)?,
+        idempotency_key: get(row, "idempotency_key")?,
+        parent_run_id: get::<Option<Uuid>>(row, "parent_run_id")?.map(RunId),
+        trigger: get(row, "trigger")?,
+        executions: u32::try_from(executions)
+            .map_err(|_| StoreError::Corrupt(format!("run {id} has {executions} executions")))?,
+        created_at_ms: get(row, "created_at")?,
+        updated_at_ms: get(row, "updated_at")?,
+        finished_at_ms: get(row, "finished_at")?,
+    })
 }
 
 /// Decodes a row of [`run_columns!`].

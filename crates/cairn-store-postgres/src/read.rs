@@ -2,11 +2,15 @@
 //! and the next wake-up time.
 
 use cairn_core::EventRecord;
-use cairn_store::{RunFilter, RunId, RunRecord, StoreResult};
-use sqlx::{AssertSqlSafe, PgExecutor};
+use cairn_store::{RunFilter, RunId, RunRecord, RunSummary, StoreResult};
+use sqlx::{AssertSqlSafe, PgExecutor, Postgres, postgres::PgArguments, query::Query};
+use uuid::Uuid;
 
 use crate::{
-    codec::{LOG_COLUMNS, decode_event, decode_run, made_run_created, run_columns},
+    codec::{
+        LOG_COLUMNS, SUMMARY_COLUMNS, decode_event, decode_run, decode_summary, made_run_created,
+        run_columns,
+    },
     error::Result,
 };
 
@@ -75,6 +79,11 @@ pub(crate) async fn events_after<'c>(
 /// Parameters: `$1` the limit, then the equalities' values, the trigger prefix, the patch
 /// marker, the statuses, the creation bounds, the search, the cursor run.
 pub(crate) fn list_sql(filter: &RunFilter) -> String {
+    list_sql_of(filter, run_columns!())
+}
+
+/// The listing statement for `filter` selecting `columns` (see [`list_sql`]).
+pub(crate) fn list_sql_of(filter: &RunFilter, columns: &str) -> String {
     let equalities = [
         ("workflow", filter.workflow.is_some()),
         ("status", filter.status.is_some()),
@@ -118,10 +127,13 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
         next_param += 1;
     }
     if filter.search.is_some() {
+        // An id prefix is the range of the ids it starts (the primary key's index reads it).
         and(&format!(
-            "(starts_with(id::text, ${next_param}) OR idempotency_key = ${next_param})"
+            "(id BETWEEN ${} AND ${} OR idempotency_key = ${next_param})",
+            next_param + 1,
+            next_param + 2
         ));
-        next_param += 1;
+        next_param += 3;
     }
     if filter.before.is_some() {
         // A run that does not exist compares as NULL, so nothing is listed.
@@ -129,14 +141,24 @@ pub(crate) fn list_sql(filter: &RunFilter) -> String {
             "(created_at, n) < (SELECT created_at, n FROM runs WHERE id = ${next_param})"
         ));
     }
-    format!(
-        concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs {} ORDER BY created_at DESC, n DESC LIMIT $1"
-        ),
-        clauses
-    )
+    format!("SELECT {columns} FROM runs {clauses} ORDER BY created_at DESC, n DESC LIMIT $1")
+}
+
+/// The ids a search's text starts, as a range (the first and the last), or an empty range
+/// when no id starts so (`search` is not the start of a UUID's text).
+fn id_range(search: &str) -> (Uuid, Uuid) {
+    const LOWEST: &str = "00000000-0000-0000-0000-000000000000";
+    const HIGHEST: &str = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+    let bound = |pad: &str| {
+        let rest = pad.get(search.len()..)?;
+        Uuid::try_parse(&format!("{search}{rest}"))
+            .ok()
+            .filter(|id| id.hyphenated().to_string().starts_with(search))
+    };
+    match (bound(LOWEST), bound(HIGHEST)) {
+        (Some(low), Some(high)) => (low, high),
+        _ => (Uuid::max(), Uuid::nil()),
+    }
 }
 
 /// Runs matching `filter`, newest first.
@@ -144,8 +166,32 @@ pub(crate) async fn list_runs<'c>(
     conn: impl PgExecutor<'c>,
     filter: &RunFilter,
 ) -> Result<Vec<RunRecord>> {
+    let sql = list_sql(filter);
+    let rows = bind_filter(sqlx::query(AssertSqlSafe(sql)), filter)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)
+}
+
+/// The runs [`list_runs`] lists, as summaries: no payload column is read.
+pub(crate) async fn list_run_summaries<'c>(
+    conn: impl PgExecutor<'c>,
+    filter: &RunFilter,
+) -> Result<Vec<RunSummary>> {
+    let sql = list_sql_of(filter, SUMMARY_COLUMNS);
+    let rows = bind_filter(sqlx::query(AssertSqlSafe(sql)), filter)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(decode_summary)
+        .collect::<StoreResult<_>>()?)
+}
+
+/// `query` (a listing statement of `filter`) with its parameters bound, in order.
+pub(crate) fn bind_filter<'q>(mut query: PgQuery<'q>, filter: &RunFilter) -> PgQuery<'q> {
     let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
-    let mut query = sqlx::query(AssertSqlSafe(list_sql(filter))).bind(limit);
+    query = query.bind(limit);
     if let Some(workflow) = &filter.workflow {
         query = query.bind(workflow.clone());
     }
@@ -176,14 +222,17 @@ pub(crate) async fn list_runs<'c>(
         query = query.bind(before);
     }
     if let Some(search) = &filter.search {
-        query = query.bind(search.clone());
+        let (low, high) = id_range(search);
+        query = query.bind(search.clone()).bind(low).bind(high);
     }
     if let Some(before) = filter.before {
         query = query.bind(before.0);
     }
-    let rows = query.fetch_all(conn).await?;
-    Ok(rows.iter().map(decode_run).collect::<StoreResult<_>>()?)
+    query
 }
+
+/// A statement to bind parameters to.
+pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
 /// The `next_ready_at` statement: the front of the `runs_claimable` index.
 pub(crate) const NEXT_READY_SQL: &str = "SELECT ready_at FROM runs WHERE finished_at IS NULL \
@@ -231,5 +280,21 @@ mod tests {
             "{}",
             list_sql(&page)
         );
+    }
+
+    #[test]
+    fn a_search_is_the_range_of_the_ids_it_starts() {
+        let id = Uuid::now_v7();
+        let text = id.hyphenated().to_string();
+        for end in [0, 1, 8, 9, 20, 36] {
+            let (low, high) = id_range(&text[..end]);
+            assert!(low <= id && id <= high, "{}", &text[..end]);
+            assert!(low.to_string().starts_with(&text[..end]));
+            assert!(high.to_string().starts_with(&text[..end]));
+        }
+        for not_an_id in ["order-42", "0190-", "g", &format!("{text}0")] {
+            let (low, high) = id_range(not_an_id);
+            assert!(low > high, "{not_an_id} starts no id");
+        }
     }
 }

@@ -191,8 +191,17 @@ CREATE TABLE poll_items (
 CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
+/// Version 7: the uniqueness of a key per workflow is kept by an index keyed by the key
+/// first (`UNIQUE (idempotency_key, workflow)`, the same constraint, inferred alike by
+/// `ON CONFLICT`), so the web UI's search by key alone reads it rather than the whole index
+/// (decision record 0041). Nothing more is written per run.
+const V7: &str = "
+ALTER TABLE runs DROP CONSTRAINT runs_workflow_idempotency_key_key;
+ALTER TABLE runs ADD CONSTRAINT runs_idempotency UNIQUE (idempotency_key, workflow);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
@@ -350,6 +359,10 @@ mod v5_tests;
 #[cfg(test)]
 #[path = "schema_v6_tests.rs"]
 mod v6_tests;
+
+#[cfg(test)]
+#[path = "schema_v7_tests.rs"]
+mod v7_tests;
 
 #[cfg(test)]
 mod name_tests {

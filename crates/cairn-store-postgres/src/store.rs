@@ -9,8 +9,8 @@ use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
     PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter,
-    RunId, RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WebhookDelivery, WorkerId,
+    RunId, RunRecord, RunSummary, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
+    StoreError, StoreResult, WebhookDelivery, WorkerId,
 };
 use sqlx::{
     PgPool,
@@ -218,6 +218,10 @@ impl Store for PostgresStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
         Ok(read::list_runs(&self.pool, filter).await?)
+    }
+
+    async fn list_run_summaries(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
+        Ok(read::list_run_summaries(&self.pool, filter).await?)
     }
 
     async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome> {

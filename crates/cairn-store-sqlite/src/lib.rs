@@ -45,6 +45,7 @@ mod codec;
 mod credentials;
 mod deliveries;
 mod held;
+mod listing;
 mod ops;
 mod options;
 mod pipeline;
@@ -69,8 +70,8 @@ use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CommitTimer, CreateOutcome, CredentialFilter,
     CredentialRecord, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
     PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
-    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WebhookDelivery, WorkerId,
+    RunRecord, RunSummary, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
+    StoreError, StoreResult, WebhookDelivery, WorkerId,
 };
 
 use crate::{
@@ -204,6 +205,13 @@ impl Store for SqliteStore {
         let filter = filter.clone();
         self.readers
             .read(move |conn| read::list_runs(conn, &filter))
+            .await
+    }
+
+    async fn list_run_summaries(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| read::list_run_summaries(conn, &filter))
             .await
     }
 

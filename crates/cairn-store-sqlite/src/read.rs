@@ -8,12 +8,13 @@ use std::{
     time::Duration,
 };
 
-use cairn_core::{EventRecord, RunStatus};
-use cairn_store::{RunFilter, RunId, RunRecord, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, ToSql, params, params_from_iter, types::Value};
+use cairn_core::EventRecord;
+use cairn_store::{RunFilter, RunId, RunRecord, RunSummary, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 
 use crate::{
-    codec::{RawEvent, RawRun, Result, decode_events, run_columns},
+    codec::{RawEvent, RawRun, Result, decode_events, parse_id, parse_status, run_columns},
+    listing,
     ops::placeholders,
     schema,
 };
@@ -143,129 +144,53 @@ pub(crate) fn events_after(conn: &Connection, id: RunId, after: u64) -> Result<V
     Ok(log)
 }
 
-/// Runs matching `filter`, newest first: by `rowid`, the order the store created them in
-/// (schema v9). Each filter narrows through an index whose entries are in that order, but
-/// for an unended status (see [`list_query`]).
+/// Runs matching `filter`, newest first (see [`listing`](crate::listing) for the order and
+/// the indexes each filter reads).
 pub(crate) fn list_runs(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-    let (sql, values) = list_query(filter);
-    let raw = conn
-        .prepare_cached(&sql)?
-        .query_map(params_from_iter(values), RawRun::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let raw = listing::list(conn, filter, run_columns!(), RawRun::from_row)?;
     Ok(raw
         .into_iter()
         .map(RawRun::decode)
         .collect::<StoreResult<_>>()?)
 }
 
-/// The `list_runs` query for `filter`, and its parameters.
-///
-/// `runs_by_status` holds ended runs only, so a status filter says which side of
-/// `finished_at` it is on (what the table's `CHECK` makes true anyway), letting SQLite use the
-/// partial index that matches: `runs_by_status` for an ended status, `runs_claimable`, the
-/// unended runs, for another. The latter is named (unless a parent narrows further): the
-/// unended runs are the work in flight, few beside all runs, and they are sorted by
-/// `rowid` there, where a scan of the whole table newest first would find no end when fewer
-/// than `limit` runs match.
-pub(crate) fn list_query(filter: &RunFilter) -> (String, Vec<Value>) {
-    let limit = i64::try_from(filter.effective_limit()).unwrap_or(i64::MAX);
-    let mut values = vec![Value::Integer(limit)];
-    let mut clauses = Vec::new();
-    let conditions = [
-        ("workflow", filter.workflow.clone()),
-        (
-            "status",
-            filter.status.map(|status| status.as_str().to_owned()),
-        ),
-        (
-            "parent_run_id",
-            filter.parent_run_id.map(|id| id.to_string()),
-        ),
-    ];
-    for (column, value) in conditions {
-        if let Some(value) = value {
-            values.push(Value::Text(value));
-            clauses.push(format!("{column} = ?{}", values.len()));
-        }
-    }
-    if let Some(before) = filter.before {
-        // A run that does not exist compares as NULL: nothing is listed.
-        values.push(Value::Text(before.to_string()));
-        clauses.push(format!(
-            "rowid < (SELECT rowid FROM runs WHERE id = ?{})",
-            values.len()
-        ));
-    }
-    if !filter.statuses.is_empty() {
-        let mut listed = Vec::new();
-        for status in &filter.statuses {
-            values.push(Value::Text(status.as_str().to_owned()));
-            listed.push(format!("?{}", values.len()));
-        }
-        clauses.push(format!("status IN ({})", listed.join(", ")));
-    }
-    for (bound, comparison) in [
-        (filter.created_after_ms, ">="),
-        (filter.created_before_ms, "<"),
-    ] {
-        if let Some(ms) = bound {
-            values.push(Value::Integer(ms));
-            clauses.push(format!("created_at {comparison} ?{}", values.len()));
-        }
-    }
-    if let Some(search) = &filter.search {
-        // `instr` has no wildcards to escape; the first occurrence at 1 is a prefix.
-        values.push(Value::Text(search.clone()));
-        let at = values.len();
-        clauses.push(format!("(instr(id, ?{at}) = 1 OR idempotency_key = ?{at})"));
-    }
-    let mut index = "";
-    // Every status asked for ended, or none did: say which side of `finished_at` it is on.
-    let asked: Vec<RunStatus> = filter
-        .status
-        .into_iter()
-        .chain(filter.statuses.iter().copied())
-        .collect();
-    let unended_status = !asked.is_empty() && asked.iter().all(|status| !status.is_terminal());
-    if !asked.is_empty() && asked.iter().all(|status| status.is_terminal()) {
-        clauses.push("finished_at IS NOT NULL".into());
-    }
-    if unended_status || filter.unended {
-        clauses.push("finished_at IS NULL".into());
-        if filter.parent_run_id.is_none() {
-            index = " INDEXED BY runs_claimable";
-        }
-    }
-    if let Some(prefix) = &filter.trigger_prefix {
-        // `instr` has no wildcards to escape; the first occurrence at 1 is a prefix.
-        values.push(Value::Text(prefix.clone()));
-        clauses.push(format!("instr(trigger, ?{}) = 1", values.len()));
-    }
-    if let Some(patch) = &filter.patch {
-        // A marker may share its events row with other events (schema v3), so the row's
-        // JSON is searched; `instr` has no wildcards to escape.
-        values.push(Value::Text(patch.marker_json()));
-        let exists = if patch.wants_marker() { "" } else { "NOT " };
-        clauses.push(format!(
-            "{exists}EXISTS (SELECT 1 FROM events WHERE events.run_id = runs.id \
-             AND instr(events.payload, ?{}) > 0)",
-            values.len()
-        ));
-    }
-    let filter_sql = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", clauses.join(" AND "))
-    };
-    let sql = format!(
-        concat!(
-            "SELECT ",
-            run_columns!(),
-            " FROM runs{}{} ORDER BY rowid DESC LIMIT ?1"
-        ),
-        index, filter_sql
-    );
-    (sql, values)
+/// The columns of a [`RunSummary`], in [`summary_from_row`]'s order: no payload, and
+/// `updated_at` as [`run_columns!`] reads it.
+pub(crate) const SUMMARY_COLUMNS: &str = "id, workflow, status, idempotency_key, parent_run_id, \
+    trigger, executions, created_at, \
+    max(updated_at, coalesce((SELECT at FROM events WHERE run_id = runs.id ORDER BY seq DESC LIMIT 1), \
+    updated_at)), finished_at";
+
+/// The runs [`list_runs`] lists, as summaries: no payload column is read.
+pub(crate) fn list_run_summaries(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+    let raw = listing::list(conn, filter, SUMMARY_COLUMNS, summary_from_row)?;
+    Ok(raw.into_iter().collect::<StoreResult<_>>()?)
+}
+
+/// A row of [`SUMMARY_COLUMNS`], decoded (a stored value that does not decode is corrupt).
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<StoreResult<RunSummary>> {
+    let id: String = row.get(0)?;
+    let status: String = row.get(2)?;
+    let parent: Option<String> = row.get(4)?;
+    let executions: i64 = row.get(6)?;
+    let (workflow, idempotency_key, trigger) = (row.get(1)?, row.get(3)?, row.get(5)?);
+    let (created_at_ms, updated_at_ms, finished_at_ms) = (row.get(7)?, row.get(8)?, row.get(9)?);
+    Ok((|| {
+        Ok(RunSummary {
+            run_id: parse_id(&id)?,
+            workflow,
+            status: parse_status(&status)?,
+            idempotency_key,
+            parent_run_id: parent.as_deref().map(parse_id).transpose()?,
+            trigger,
+            executions: u32::try_from(executions).map_err(|_| {
+                StoreError::Corrupt(format!("run {id} has {executions} executions"))
+            })?,
+            created_at_ms,
+            updated_at_ms,
+            finished_at_ms,
+        })
+    })())
 }
 
 /// The earliest `ready_at` among unended runs of `workflows` (a leased run's `ready_at` is

@@ -337,8 +337,21 @@ CREATE TABLE poll_items (
 CREATE INDEX poll_items_by_age ON poll_items (source, seen_at);
 ";
 
+/// Version 14: the web UI's listings read an index each (decision record 0041).
+/// - `runs_idempotency` is keyed by the key first, then the workflow: the same uniqueness
+///   (one run per workflow and key), and a search by key alone (the runs list's `q`) reads
+///   it. Nothing more is written per run.
+/// - `runs_by_created` (dropped in version 9) is back for a creation time range, listed by
+///   `created_at`: one entry per run, at the right edge of the index, written with the run.
+const V14: &str = "
+DROP INDEX runs_idempotency;
+CREATE UNIQUE INDEX runs_idempotency ON runs (idempotency_key, workflow) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_by_created ON runs (created_at);
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13];
+pub(crate) const MIGRATIONS: &[&str] =
+    &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12, V13, V14];
 
 /// How many statements each connection keeps prepared.
 const STATEMENT_CACHE: usize = 64;
@@ -502,3 +515,7 @@ mod v12_tests;
 #[cfg(test)]
 #[path = "schema_v13_tests.rs"]
 mod v13_tests;
+
+#[cfg(test)]
+#[path = "schema_v14_tests.rs"]
+mod v14_tests;

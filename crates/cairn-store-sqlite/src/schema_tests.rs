@@ -5,7 +5,7 @@ use cairn_core::RunStatus;
 use cairn_store::{PatchFilter, RunFilter, RunId};
 
 use super::*;
-use crate::{ops::claimable_sql, read};
+use crate::{listing, ops::claimable_sql, read};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -266,7 +266,7 @@ fn claims_and_listings_go_through_indexes() {
             parent_run_id: parent.then(RunId::new),
             ..RunFilter::default()
         };
-        let (sql, _) = read::list_query(&filter);
+        let (sql, _) = listing::list_query(&filter);
         let steps = plan(&conn, &sql);
         let runs_step = steps
             .iter()
@@ -292,7 +292,7 @@ fn claims_and_listings_go_through_indexes() {
             before: Some(RunId::new()),
             ..filter
         };
-        let page_steps = plan(&conn, &read::list_query(&page).0);
+        let page_steps = plan(&conn, &listing::list_query(&page).0);
         let page_reads = if reads == "SCAN runs" {
             "INTEGER PRIMARY KEY (rowid<?)"
         } else {
@@ -318,7 +318,7 @@ fn claims_and_listings_go_through_indexes() {
         patch: Some(PatchFilter::Without("p".into())),
         ..RunFilter::default()
     };
-    let steps = plan(&conn, &read::list_query(&filter).0);
+    let steps = plan(&conn, &listing::list_query(&filter).0);
     assert!(
         steps.iter().any(|step| step.contains("runs_claimable")),
         "{steps:?}"

@@ -31,6 +31,7 @@ mod model;
 mod polls;
 mod read;
 mod schedules;
+mod summaries;
 mod support;
 mod waits;
 mod webhooks;
@@ -91,6 +92,7 @@ pub use schedules::{
     fire_schedule_creates_runs_and_advances, list_runs_filters_by_trigger_prefix,
     put_schedule_upserts_by_id,
 };
+pub use summaries::list_run_summaries_list_what_list_runs_lists;
 pub use waits::{
     a_resume_before_parking_is_not_lost, hooks_close_with_their_run_and_list_by_run_and_state,
     park_run_frees_the_lease_until_the_wake_time,
@@ -202,6 +204,7 @@ macro_rules! conformance_tests {
             webhook_deliveries_are_listed_newest_first,
             webhook_deliveries_keep_the_newest,
             list_runs_filters_by_statuses_time_and_search,
+            list_run_summaries_list_what_list_runs_lists,
         );
     };
 }

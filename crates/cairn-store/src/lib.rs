@@ -39,7 +39,7 @@ pub use schedules::{
 };
 pub use types::{
     ClaimOutcome, ClaimedRun, CreateOutcome, ForkOrigin, HookFilter, HookRecord, HookState, Lease,
-    NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, WorkerId,
+    NEVER, NewRun, Park, PatchFilter, RunFilter, RunId, RunRecord, RunSummary, WorkerId,
 };
 pub use watch::{ChangeWatch, Changes};
 pub use webhooks::{DELIVERIES_KEPT, WebhookDelivery};
@@ -93,6 +93,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs matching `filter`, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+
+    /// The runs [`list_runs`](Store::list_runs) lists for `filter`, in its order, as
+    /// summaries: no payload is read (what a page of runs needs, however large the runs).
+    async fn list_run_summaries(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>>;
 
     /// Takes the lease of one run, if it has not ended and nobody else holds a live lease
     /// (a lease is live while `now_ms < expires_at_ms`), whatever its `ready_at`. A claimed

@@ -28,8 +28,8 @@ use crate::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
     DELIVERIES_KEPT, FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim,
     PollCommit, PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId,
-    RunRecord, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreResult,
-    WebhookDelivery, WorkerId, watch::ChangeHub,
+    RunRecord, RunSummary, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
+    StoreResult, WebhookDelivery, WorkerId, watch::ChangeHub,
 };
 
 use self::state::State;
@@ -136,6 +136,10 @@ impl Store for MemoryStore {
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
         Ok(self.state().list_runs(filter))
+    }
+
+    async fn list_run_summaries(&self, filter: &RunFilter) -> StoreResult<Vec<RunSummary>> {
+        Ok(self.state().list_run_summaries(filter))
     }
 
     async fn claim_run(&self, id: RunId, lease: &Lease, now_ms: i64) -> StoreResult<ClaimOutcome> {

@@ -166,6 +166,50 @@ pub struct RunRecord {
     pub finished_at_ms: Option<i64>,
 }
 
+/// A run as a listing shows it: [`RunRecord`] without its payloads (input, output, error),
+/// its lease or its owner, so a page of runs reads a few small columns per run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Its id.
+    pub run_id: RunId,
+    /// The workflow slug.
+    pub workflow: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// The idempotency key it was started with.
+    pub idempotency_key: Option<String>,
+    /// The parent run, for child runs.
+    pub parent_run_id: Option<RunId>,
+    /// What started it.
+    pub trigger: String,
+    /// How many times a worker has claimed it.
+    pub executions: u32,
+    /// Creation time (unix ms).
+    pub created_at_ms: i64,
+    /// Last change (unix ms).
+    pub updated_at_ms: i64,
+    /// When it ended (unix ms).
+    pub finished_at_ms: Option<i64>,
+}
+
+impl From<&RunRecord> for RunSummary {
+    fn from(run: &RunRecord) -> Self {
+        RunSummary {
+            run_id: run.run_id,
+            workflow: run.workflow.clone(),
+            status: run.status,
+            idempotency_key: run.idempotency_key.clone(),
+            parent_run_id: run.parent_run_id,
+            trigger: run.trigger.clone(),
+            executions: run.executions,
+            created_at_ms: run.created_at_ms,
+            updated_at_ms: run.updated_at_ms,
+            finished_at_ms: run.finished_at_ms,
+        }
+    }
+}
+
 /// A claimed run and its whole log.
 #[derive(Clone, Debug)]
 pub struct ClaimedRun {

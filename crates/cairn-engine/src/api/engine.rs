@@ -8,7 +8,9 @@ use std::{
 };
 
 use cairn_core::{Event, EventRecord, Owner, RunStatus, StepKey, StepSummary, summarize_steps};
-use cairn_store::{ForkOrigin, NewRun, RunFilter, RunId, RunRecord, Store, WorkerId, rules};
+use cairn_store::{
+    ForkOrigin, NewRun, RunFilter, RunId, RunRecord, RunSummary, Store, WorkerId, rules,
+};
 use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -405,6 +407,15 @@ impl Engine {
     /// Runs matching `filter`, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, EngineError> {
         Ok(self.store().list_runs(filter).await?)
+    }
+
+    /// The runs [`list_runs`](Engine::list_runs) lists, without their payloads: what a page
+    /// of runs shows, however large the runs' inputs and outputs.
+    pub async fn list_run_summaries(
+        &self,
+        filter: &RunFilter,
+    ) -> Result<Vec<RunSummary>, EngineError> {
+        Ok(self.store().list_run_summaries(filter).await?)
     }
 
     /// Sends a failed or canceled run back to the queue: its completed steps are replayed,

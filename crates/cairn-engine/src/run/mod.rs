@@ -5,6 +5,7 @@ pub(crate) mod action_ctx;
 pub(crate) mod body;
 pub(crate) mod ended;
 pub(crate) mod env;
+mod lease;
 pub(crate) mod scope;
 pub(crate) mod writes;
 
@@ -97,6 +98,10 @@ pub(crate) struct RunContext {
     /// When the lease this execution last wrote (creating the run or renewing its lease)
     /// lapses: the run's `ready_at_ms` in the store (`i64::MIN`: as claimed).
     leased_until_ms: AtomicI64,
+    /// Until when the store has confirmed this execution's lease (the claim, the creation
+    /// or the last renewal it answered): an action's attempt starts only before then
+    /// (see `heartbeat::hold_lease`).
+    lease_confirmed_until_ms: AtomicI64,
     /// Whether the engine's heartbeat renews the run's lease: while the body runs.
     renewing: AtomicBool,
     /// Whether the run was executed before this execution (it was parked, retried, handed
@@ -131,6 +136,7 @@ impl RunContext {
             write_lock: tokio::sync::Mutex::new(()),
             created_at_ms: AtomicI64::new(i64::MIN),
             leased_until_ms: AtomicI64::new(i64::MIN),
+            lease_confirmed_until_ms: AtomicI64::new(run.lease_expires_at_ms.unwrap_or(i64::MIN)),
             renewing: AtomicBool::new(true),
             executed_before: run.executions > 1,
         }
@@ -163,6 +169,18 @@ impl RunContext {
     pub(crate) fn created_at(&self, at_ms: i64, leased_until_ms: i64) {
         self.created_at_ms.store(at_ms, Ordering::SeqCst);
         self.leased_at(leased_until_ms);
+        self.lease_confirmed(leased_until_ms);
+    }
+
+    /// Notes that the store took a lease for this execution lapsing at `until_ms`.
+    pub(crate) fn lease_confirmed(&self, until_ms: i64) {
+        self.lease_confirmed_until_ms
+            .fetch_max(until_ms, Ordering::SeqCst);
+    }
+
+    /// Until when the store has confirmed this execution's lease.
+    pub(crate) fn lease_confirmed_until(&self) -> i64 {
+        self.lease_confirmed_until_ms.load(Ordering::SeqCst)
     }
 
     /// Notes that the run's lease, as last written (or being written), lapses at `until_ms`.

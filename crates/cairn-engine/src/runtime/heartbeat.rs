@@ -14,13 +14,9 @@ use std::{
     time::Duration,
 };
 
-use cairn_store::StoreError;
 use tokio::task::JoinHandle;
 
-use crate::{
-    run::{RunContext, Stop},
-    runtime::Runtime,
-};
+use crate::runtime::Runtime;
 
 /// The engine's renewal loop, started by its first execution (on that execution's
 /// runtime) and stopped with the engine.
@@ -65,42 +61,6 @@ async fn renew_every(runtime: Weak<Runtime>, every: Duration) {
         };
         let runs = runtime.renewing();
         drop(runtime);
-        futures::future::join_all(runs.iter().map(|run| renew(run))).await;
-    }
-}
-
-/// Renews `run`'s lease; stops its execution if another worker took the run over or the run
-/// ended elsewhere.
-async fn renew(run: &RunContext) {
-    if run.creation_pending() {
-        // Nothing to renew yet: the run is created, leased, by its first write.
-        return;
-    }
-    let env = &run.env;
-    let lease = env.lease();
-    // Noted before asking: the body may finish, and the run end, after the store took the
-    // renewal but before it answered.
-    run.leased_at(lease.expires_at_ms);
-    let renewed = env.store.renew_lease(run.run_id, &lease).await;
-    if !run.renews_lease() {
-        // The body finished meanwhile: what it writes next settles the run.
-        return;
-    }
-    match renewed {
-        Ok(()) => {}
-        Err(StoreError::LeaseLost { .. }) => {
-            tracing::warn!(run = %run.run_id, "lease lost to another worker; stopping this execution");
-            run.stop_renewing();
-            run.stop(Stop::LeaseLost);
-        }
-        Err(StoreError::RunEnded { status, .. }) => {
-            tracing::info!(run = %run.run_id, %status, "run ended elsewhere; stopping this execution");
-            run.stop_renewing();
-            run.cancel.cancel();
-            run.stop(Stop::Ended);
-        }
-        Err(err) => {
-            tracing::warn!(run = %run.run_id, error = %err, "lease renewal failed; will try again");
-        }
+        futures::future::join_all(runs.iter().map(|run| run.renew_lease())).await;
     }
 }

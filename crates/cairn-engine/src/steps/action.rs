@@ -400,8 +400,9 @@ async fn execute_action<I: Payload, O: Payload>(
         if start_recorded {
             run.defer([call.started_using(input.clone(), attempt, used.clone())]);
         }
-        // The attempt's effects leave the process: what the body recorded must be durable.
-        if run.flush().await.is_err() {
+        // The attempt's effects leave the process: what the body recorded must be durable,
+        // and the run still this execution's (a zombie's lease may have lapsed).
+        if run.flush().await.is_err() || !run.hold_lease().await {
             return halt().await;
         }
         let result = 'attempt: {

@@ -41,7 +41,7 @@ use axum::{
     routing::{get, post},
 };
 use cairn_core::StepKey;
-use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions};
+use cairn_engine::{EngineError, ErrorClass, RunDetailView, RunView, StartOptions, StepView};
 use cairn_store::{RunFilter, RunId};
 use serde::Deserialize;
 
@@ -180,13 +180,7 @@ async fn runs(State(state): State<AppState>, uri: axum::http::Uri) -> Result<Res
         limit: PAGE,
         ..query.filter.clone()
     };
-    let runs: Vec<RunView> = state
-        .engine
-        .list_runs(&filter)
-        .await?
-        .iter()
-        .map(RunView::from)
-        .collect();
+    let runs = state.engine.list_run_summaries(&filter).await?;
     let next = (runs.len() == PAGE).then(|| query.page_after(&runs[PAGE - 1].run_id));
     let workflow = query.filter.workflow.as_ref();
     let page = RunsPage {
@@ -216,7 +210,8 @@ async fn runs(State(state): State<AppState>, uri: axum::http::Uri) -> Result<Res
     Ok(html(&page).into_response())
 }
 
-/// `GET /ui/runs/{id}` (`?notice=` after an action).
+/// `GET /ui/runs/{id}` (`?notice=` after an action; `?after=N`: the steps after the N-th, at
+/// most `pages::STEP_WINDOW` of them).
 async fn run(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -224,11 +219,40 @@ async fn run(
     headers: HeaderMap,
 ) -> Result<Response, UiError> {
     let run_id = parse_run(&id)?;
+    let after = params
+        .get("after")
+        .map(str::trim)
+        .filter(|text| !text.is_empty());
+    let after = match after {
+        None => 0,
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            bad_request(format!(
+                "after={text:?} is not a step count; follow the page's Load more link"
+            ))
+        })?,
+    };
     let detail = state.engine.get_run(run_id).await?;
+    // The page shows the run and its steps, never the log itself: not copied.
+    let detail = RunDetailView {
+        run: RunView::from(&detail.run),
+        steps: detail.steps.iter().map(StepView::from).collect(),
+        events: Vec::new(),
+    };
+    let total = detail.steps.len();
+    if after > 0 && after >= total {
+        return Err(bad_request(format!(
+            "after={after} is past the run's last step: it has {total} steps"
+        )));
+    }
     let csrf = CsrfToken::of(&headers);
     let notice = params.get("notice").map(str::to_owned);
-    let page = run_page(&RunDetailView::from(&detail), csrf.token.clone(), notice);
+    let page = run_page(&detail, csrf.token.clone(), notice, after);
     Ok(csrf.set_on(html(&page).into_response()))
+}
+
+/// A 400 page.
+fn bad_request(detail: String) -> UiError {
+    UiError::new(StatusCode::BAD_REQUEST, "Bad request", detail)
 }
 
 #[derive(Deserialize)]

@@ -5,10 +5,14 @@
 use askama::Template;
 use cairn_core::{RunStatus, StepKind, StepStatus};
 use cairn_engine::{RunDetailView, RunView, StepView};
+use cairn_store::{RunId, RunSummary};
 use serde_json::Value;
 
 /// Payloads longer than this (bytes of pretty JSON) are cut, with a download link.
 const SHOWN_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Steps a run's page shows at once (`?after=N` shows the ones after the N-th).
+pub(crate) const STEP_WINDOW: usize = 500;
 
 /// `/ui/runs`.
 #[derive(Template)]
@@ -32,7 +36,10 @@ pub(crate) struct RunsPage {
 #[template(path = "run.html")]
 pub(crate) struct RunPage {
     pub(crate) run: RunShown,
+    /// The window's steps.
     pub(crate) steps: Vec<StepRow>,
+    /// Where the window is among the run's steps, when they do not fit in one.
+    pub(crate) window: Option<StepWindow>,
     pub(crate) csrf: String,
     pub(crate) notice: Option<String>,
 }
@@ -66,17 +73,51 @@ pub(crate) struct RunRow {
     pub(crate) executions: u32,
 }
 
+impl RunRow {
+    fn new(
+        id: RunId,
+        workflow: &str,
+        status: RunStatus,
+        created_at: String,
+        duration_ms: Option<i64>,
+        executions: u32,
+    ) -> RunRow {
+        let id = id.to_string();
+        RunRow {
+            short_id: short(&id),
+            id,
+            workflow: workflow.to_owned(),
+            status: status.to_string(),
+            created_at,
+            duration: duration_ms.map(duration).unwrap_or_default(),
+            executions,
+        }
+    }
+}
+
+impl From<&RunSummary> for RunRow {
+    fn from(run: &RunSummary) -> Self {
+        RunRow::new(
+            run.run_id,
+            &run.workflow,
+            run.status,
+            cairn_engine::timestamp(run.created_at_ms),
+            run.finished_at_ms.map(|end| end - run.created_at_ms),
+            run.executions,
+        )
+    }
+}
+
 impl From<&RunView> for RunRow {
     fn from(run: &RunView) -> Self {
-        RunRow {
-            id: run.run_id.to_string(),
-            short_id: short(&run.run_id.to_string()),
-            workflow: run.workflow.clone(),
-            status: run.status.to_string(),
-            created_at: run.created_at.clone(),
-            duration: run.duration_ms.map(duration).unwrap_or_default(),
-            executions: run.executions,
-        }
+        RunRow::new(
+            run.run_id,
+            &run.workflow,
+            run.status,
+            run.created_at.clone(),
+            run.duration_ms,
+            run.executions,
+        )
     }
 }
 
@@ -98,6 +139,8 @@ pub(crate) struct RunShown {
     pub(crate) error: Option<String>,
     pub(crate) can_retry: bool,
     pub(crate) can_cancel: bool,
+    /// Whether the page follows the run (it has not ended).
+    pub(crate) live: bool,
     /// The tokens its model calls used, in and out, when it made any.
     pub(crate) tokens: Option<String>,
 }
@@ -153,8 +196,36 @@ impl ModelCall {
     }
 }
 
+/// The steps a run's page shows, of all its steps, and the links to the windows beside.
+pub(crate) struct StepWindow {
+    /// The first and last steps shown (counted from 1), of `total`.
+    pub(crate) first: usize,
+    pub(crate) last: usize,
+    pub(crate) total: usize,
+    /// The window before this one, and the one after.
+    pub(crate) earlier: Option<String>,
+    pub(crate) later: Option<String>,
+}
+
+impl StepWindow {
+    /// The window of the steps after the `after`-th, of `total`, on run `id`'s page.
+    fn new(id: &str, after: usize, total: usize) -> StepWindow {
+        let last = (after + STEP_WINDOW).min(total);
+        let link = |after: usize| format!("/ui/runs/{id}?after={after}");
+        StepWindow {
+            first: after + 1,
+            last,
+            total,
+            earlier: (after > 0).then(|| link(after.saturating_sub(STEP_WINDOW))),
+            later: (last < total).then(|| link(last)),
+        }
+    }
+}
+
 /// One step of the timeline.
 pub(crate) struct StepRow {
+    /// Its place among the run's steps, from 1.
+    pub(crate) number: usize,
     pub(crate) key: String,
     pub(crate) kind: String,
     /// A model call's model, tokens and latency.
@@ -174,8 +245,14 @@ pub(crate) struct StepRow {
     pub(crate) error: Option<String>,
 }
 
-/// The run page's content for `detail` (times relative to the run's start).
-pub(crate) fn run_page(detail: &RunDetailView, csrf: String, notice: Option<String>) -> RunPage {
+/// The run page's content for `detail` (times relative to the run's start), showing the
+/// steps after the `after`-th (at most [`STEP_WINDOW`]; `after` is below the step count).
+pub(crate) fn run_page(
+    detail: &RunDetailView,
+    csrf: String,
+    notice: Option<String>,
+    after: usize,
+) -> RunPage {
     let run = &detail.run;
     let id = run.run_id.to_string();
     let download = |part: &str, step: Option<&str>| {
@@ -211,6 +288,7 @@ pub(crate) fn run_page(detail: &RunDetailView, csrf: String, notice: Option<Stri
         error: run.error.as_ref().map(|error| error.message.clone()),
         can_retry: matches!(run.status, RunStatus::Failed | RunStatus::Canceled),
         can_cancel: !run.status.is_terminal(),
+        live: !run.status.is_terminal(),
         tokens: tokens(&detail.steps),
         id: id.clone(),
     };
@@ -222,12 +300,17 @@ pub(crate) fn run_page(detail: &RunDetailView, csrf: String, notice: Option<Stri
         .chain(run.finished_at.as_deref().map(parse_ms))
         .fold(start + 1, i64::max);
     let span = (end - start).max(1);
+    let total = detail.steps.len();
     let steps = detail
         .steps
         .iter()
-        .map(|step| step_row(step, start, span, &download))
+        .enumerate()
+        .skip(after)
+        .take(STEP_WINDOW)
+        .map(|(index, step)| step_row(index + 1, step, start, span, &download))
         .collect();
     RunPage {
+        window: (total > STEP_WINDOW).then(|| StepWindow::new(&id, after, total)),
         run: shown,
         steps,
         csrf,
@@ -251,6 +334,7 @@ fn tokens(steps: &[StepView]) -> Option<String> {
 }
 
 fn step_row(
+    number: usize,
     step: &StepView,
     start: i64,
     span: i64,
@@ -303,6 +387,7 @@ fn step_row(
             .map(|failed| (failed.attempt, failed.error.message.clone()))
             .collect(),
         error: step.error.as_ref().map(|error| error.message.clone()),
+        number,
         key,
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod long_run;
+pub mod screenshots;
 pub mod spec;
 pub mod ui;
 pub mod webdriver;

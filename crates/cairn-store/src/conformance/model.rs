@@ -477,6 +477,15 @@ impl<'a, B: ModelBackend> Pair<'a, B> {
                 .expect("the backend's list"),
         );
         assert_eq!(store, model, "after {op:?}: the listing differs");
+        let summarized: Vec<RunId> = self
+            .store
+            .list_run_summaries(&all)
+            .await
+            .expect("the backend's summaries")
+            .iter()
+            .map(|run| run.run_id)
+            .collect();
+        assert_eq!(summarized, model, "after {op:?}: the summaries differ");
     }
 }
 

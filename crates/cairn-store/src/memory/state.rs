@@ -12,7 +12,7 @@ use cairn_core::{Event, EventRecord, RunStatus};
 
 use crate::{
     ClaimOutcome, ClaimedRun, CreateOutcome, HookRecord, HookState, Lease, NewRun, RunFilter,
-    RunId, RunRecord, StoreError, StoreResult, WorkerId,
+    RunId, RunRecord, RunSummary, StoreError, StoreResult, WorkerId,
     rules::{self, RunEffect},
 };
 
@@ -369,6 +369,24 @@ impl State {
 
     /// Runs matching `filter`, newest first (ties: last inserted first).
     pub(crate) fn list_runs(&self, filter: &RunFilter) -> Vec<RunRecord> {
+        let listed = self.listed(filter);
+        listed
+            .into_iter()
+            .map(|entry| entry.record.clone())
+            .collect()
+    }
+
+    /// The runs [`list_runs`](State::list_runs) lists, as summaries (no payload copied).
+    pub(crate) fn list_run_summaries(&self, filter: &RunFilter) -> Vec<RunSummary> {
+        let listed = self.listed(filter);
+        listed
+            .into_iter()
+            .map(|entry| (&entry.record).into())
+            .collect()
+    }
+
+    /// The entries of the runs matching `filter`, newest first, up to its limit.
+    fn listed(&self, filter: &RunFilter) -> Vec<&RunEntry> {
         let position = |entry: &RunEntry| (entry.record.created_at_ms, entry.row);
         let before = match filter.before {
             Some(id) => match self.runs.get(&id) {
@@ -414,11 +432,8 @@ impl State {
             })
             .collect();
         matching.sort_unstable_by_key(|entry| Reverse((entry.record.created_at_ms, entry.row)));
+        matching.truncate(filter.effective_limit());
         matching
-            .into_iter()
-            .take(filter.effective_limit())
-            .map(|entry| entry.record.clone())
-            .collect()
     }
 
     pub(crate) fn claim_run(&mut self, id: RunId, lease: &Lease, now: i64) -> ClaimOutcome {
