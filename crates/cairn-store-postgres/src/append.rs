@@ -12,15 +12,18 @@
 //! if another process appended to the run (a hook resumed, a cancel refused nothing yet) and
 //! committed while this statement waited for the row, the snapshot misses that event, and the
 //! insert fails on the `events` key. That is a race, not a conflict: the writer runs the
-//! command again in a savepoint, whose new statement sees the event (see `Error::is_seq_race`).
+//! command again in a savepoint (or, alone, as a new statement), whose new statement sees the
+//! event (see `Error::is_seq_race`).
 
 use cairn_store::{RunId, StoreError, StoreResult, WorkerId, rules};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::{
+    alone::{Announce, fetch_rows},
     codec::{Effect, PreparedEvent, parse_status},
     error::Result,
+    notify::announce_changed,
     writer::{Notes, Op},
 };
 
@@ -57,7 +60,8 @@ impl<'a> StepAppend<'a> {
     }
 }
 
-const APPEND_STEPS: &str = "\
+const APPEND_STEPS: &str = concat!(
+    "\
 WITH op AS ( \
     SELECT * FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS o(run_id, worker, op) \
 ), run AS ( \
@@ -75,16 +79,22 @@ WITH op AS ( \
     FROM UNNEST($3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::text[], $8::text[]) \
         AS e(op, ord, at, type, step_key, payload) \
     JOIN base ON base.op = e.op \
-) \
-SELECT op.op, run.status, run.lease_owner FROM op LEFT JOIN run ON run.id = op.run_id ORDER BY op.op";
+), notified AS ( ",
+    announce_changed!("holder", "$9", "$10"),
+    " ) \
+SELECT op.op, run.status, run.lease_owner, (SELECT count(*) FROM notified) AS notified \
+FROM op LEFT JOIN run ON run.id = op.run_id ORDER BY op.op"
+);
 
 /// Appends each of `steps` (runs all different) if its worker holds the lease, in one
-/// statement. The outer error is the statement's; the inner results are each step's
-/// (`LeaseLost`, `RunEnded`, `RunNotFound` for the refused, who wrote nothing).
+/// statement, which also sends the change notifications when it runs `alone`. The outer
+/// error is the statement's; the inner results are each step's (`LeaseLost`, `RunEnded`,
+/// `RunNotFound` for the refused, who wrote nothing and announce nothing).
 pub(crate) async fn append_steps(
     conn: &mut PgConnection,
     steps: &[StepAppend<'_>],
     notes: &mut Notes,
+    alone: Option<&Announce<'_>>,
 ) -> Result<Vec<StoreResult<()>>> {
     let ids: Vec<Uuid> = steps.iter().map(|step| step.id.0).collect();
     let workers: Vec<&str> = steps.iter().map(|step| &*step.worker.0).collect();
@@ -105,7 +115,7 @@ pub(crate) async fn append_steps(
             payloads.push(event.payload.as_str());
         }
     }
-    let rows = sqlx::query(APPEND_STEPS)
+    let query = sqlx::query(APPEND_STEPS)
         .bind(&ids)
         .bind(&workers)
         .bind(&ops)
@@ -114,8 +124,9 @@ pub(crate) async fn append_steps(
         .bind(&types)
         .bind(&keys)
         .bind(&payloads)
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(alone.map(|alone| alone.schema))
+        .bind(alone.map(|alone| alone.instance));
+    let rows = fetch_rows(conn, query).await?;
     let mut outcomes = Vec::with_capacity(steps.len());
     for (step, row) in steps.iter().zip(&rows) {
         let status: Option<&str> = row.try_get("status")?;

@@ -1,5 +1,6 @@
 //! One batch of the write queue in one transaction, on the writer's own connection, in as
-//! few round trips as the protocol allows (see `writer` for the queue and its guarantees).
+//! few round trips as the protocol allows (see `writer` for the queue and its guarantees); a
+//! batch of one command that is one statement runs alone in autocommit instead (`alone`).
 //!
 //! **Round trips.** `BEGIN` (one), the commands' statements, then the notifications and
 //! `COMMIT` together in one simple query (one): a step's append, the common command, is one
@@ -20,6 +21,7 @@ use cairn_store::{CommitTimer, StoreError, StoreResult, watch::ChangeHub};
 use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, postgres::PgConnectOptions};
 
 use crate::{
+    alone,
     append::{StepAppend, append_steps},
     error::{Error, Result},
     notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload},
@@ -28,16 +30,62 @@ use crate::{
 
 /// How many times a command is run again when another process appended to its run between
 /// its statement's snapshot and its row lock (see `Error::is_seq_race`).
-const SEQ_RACE_RETRIES: usize = 5;
+pub(crate) const SEQ_RACE_RETRIES: usize = 5;
 
 /// How one try at a batch ended.
-enum Attempt {
+pub(crate) enum Attempt {
     /// Committed (or, for a lone failed command, rolled back): one result per command.
     Done(Vec<StoreResult<Output>>),
     /// A command failed in a batch without savepoints; the batch was rolled back.
     CommandFailed,
     /// The transaction itself failed. `committed_maybe` when it was `COMMIT` that failed.
     Broken { error: Error, committed_maybe: bool },
+}
+
+/// The writer's own connection, kept between batches, and when it last answered.
+#[derive(Default)]
+pub(crate) struct Link {
+    conn: Option<PgConnection>,
+    answered: Option<Instant>,
+}
+
+impl Link {
+    /// A link starting with `conn`, not known to be alive.
+    #[cfg(test)]
+    pub(crate) fn adopt(conn: Option<PgConnection>) -> Link {
+        Link {
+            conn,
+            answered: None,
+        }
+    }
+
+    /// A link starting with `conn`, which answered just now: taken out of the store's pool,
+    /// which pings a connection before handing it out (sqlx's `test_before_acquire`, left on).
+    pub(crate) fn pinged(conn: Option<PgConnection>) -> Link {
+        Link {
+            answered: conn.as_ref().map(|_| Instant::now()),
+            conn,
+        }
+    }
+
+    /// Whether a lone command may run alone on this link: its connection is yet to be made,
+    /// or answered recently (see `alone`).
+    fn fresh(&self) -> bool {
+        self.conn.is_none()
+            || self
+                .answered
+                .is_some_and(|at| at.elapsed() < alone::RECENTLY)
+    }
+
+    /// The connection, made now if there is none.
+    async fn live(&mut self, connect: &PgConnectOptions) -> Result<&mut PgConnection> {
+        if self.conn.is_none() {
+            let conn = connect.connect().await?;
+            self.answered = Some(Instant::now());
+            return Ok(self.conn.insert(conn));
+        }
+        Ok(self.conn.as_mut().expect("checked above"))
+    }
 }
 
 /// The writer's connection and what a batch needs to send its wake-ups and changes.
@@ -54,12 +102,13 @@ pub(crate) struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// Runs `ops` in one transaction on `conn` (connecting if it is `None`), retrying as the
-    /// module docs describe. `Err` says why the whole batch failed: every command is then
-    /// `Unavailable` with that text. A connection that failed is dropped (`None`).
+    /// Runs `ops` in one transaction on `link` (connecting if it has no connection), or a
+    /// lone command that is one statement alone (see `alone`), retrying as the module docs
+    /// describe. `Err` says why the whole batch failed: every command is then `Unavailable`
+    /// with that text. A connection that failed is dropped.
     pub(crate) async fn run(
         &self,
-        conn: &mut Option<PgConnection>,
+        link: &mut Link,
         ops: &[&Op],
     ) -> std::result::Result<Vec<StoreResult<Output>>, String> {
         if ops.iter().all(|op| op.is_flush()) {
@@ -68,18 +117,22 @@ impl Batch<'_> {
         let mut savepoints = false;
         let mut reconnected = false;
         loop {
-            let attempt = match conn {
-                Some(live) => self.attempt(live, ops, savepoints).await,
-                None => match self.connect.connect().await {
-                    Ok(live) => self.attempt(conn.insert(live), ops, savepoints).await,
-                    Err(error) => Attempt::Broken {
-                        error: error.into(),
-                        committed_maybe: false,
-                    },
+            let fresh = link.fresh();
+            let attempt = match link.live(self.connect).await {
+                Err(error) => Attempt::Broken {
+                    error,
+                    committed_maybe: false,
+                },
+                Ok(conn) => match ops {
+                    [op] if fresh && !savepoints && alone::is_one_statement(op) => {
+                        self.alone(conn, op).await
+                    }
+                    _ => self.attempt(conn, ops, savepoints).await,
                 },
             };
-            if matches!(attempt, Attempt::Broken { .. }) {
-                *conn = None;
+            match &attempt {
+                Attempt::Broken { .. } => link.conn = None,
+                _ => link.answered = Some(Instant::now()),
             }
             match attempt {
                 Attempt::Done(results) => return Ok(results),
@@ -133,7 +186,7 @@ impl Batch<'_> {
                     }) {
                         continue;
                     }
-                    match append_steps(conn, &steps, &mut notes).await {
+                    match append_steps(conn, &steps, &mut notes, None).await {
                         Ok(outcomes) => {
                             results.extend(outcomes.into_iter().map(|r| r.map(Into::into)))
                         }
@@ -150,7 +203,7 @@ impl Batch<'_> {
                     Err(error) => return broken(error),
                 }
             } else {
-                op.run(conn, &mut noted).await
+                op.run(conn, &mut noted, None).await
             };
             match result {
                 Ok(output) => {
@@ -253,10 +306,10 @@ async fn in_savepoint(
             .await?;
         let mut noted = Notes::default();
         let result = match StepAppend::of(op) {
-            Some(step) => append_steps(conn, &[step], &mut noted)
+            Some(step) => append_steps(conn, &[step], &mut noted, None)
                 .await
                 .and_then(|mut outcomes| Ok(outcomes.remove(0).map(Into::into)?)),
-            None => op.run(conn, &mut noted).await,
+            None => op.run(conn, &mut noted, None).await,
         };
         match result {
             Ok(output) => {

@@ -14,6 +14,11 @@ pub(crate) enum Error {
     /// PostgreSQL (or the way to it) refused or failed.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
+    /// A statement's answer broke off when it may have completed: the connection failed
+    /// (rather than the server answering with an error) or failed after the server said the
+    /// statement completed. Outside a transaction, its write may or may not have committed.
+    #[error(transparent)]
+    Unsure(sqlx::Error),
 }
 
 /// Results inside this crate.
@@ -23,7 +28,7 @@ impl From<Error> for StoreError {
     fn from(error: Error) -> StoreError {
         match error {
             Error::Store(error) => error,
-            Error::Sql(error) => sql_error(error),
+            Error::Sql(error) | Error::Unsure(error) => sql_error(error),
         }
     }
 }
@@ -35,7 +40,13 @@ impl Error {
         match self {
             Error::Store(_) => false,
             Error::Sql(error) => connection_lost(error),
+            Error::Unsure(_) => true,
         }
+    }
+
+    /// Whether the statement may have completed although it failed (see [`Error::Unsure`]).
+    pub(crate) fn is_unsure(&self) -> bool {
+        matches!(self, Error::Unsure(_))
     }
 }
 

@@ -14,7 +14,9 @@
 //!   appends are therefore ordered before every later write of the process, as the trait
 //!   requires, and step completions of many runs share transactions, and one statement: a
 //!   batch of step appends is three round trips (`BEGIN`, the statement, the notifications
-//!   with `COMMIT`).
+//!   with `COMMIT`). A batch of one command that is one statement (a step's append, a run's
+//!   end, a plain create) runs alone in autocommit, its notifications sent from inside the
+//!   statement: one round trip (see `alone`).
 //! - **A step's append writes only its `events` rows** (schema v2): a run's last `seq` is
 //!   read from `events`, its `RunCreated` is made from its row when read, its `updated_at`
 //!   is the later of the row's and its last event's.
@@ -45,7 +47,8 @@
 //!   workers may start at once.
 //! - **Transient trouble** (connection refused or reset, the server restarting, deadlocks,
 //!   timeouts) is [`Unavailable`](cairn_store::StoreError::Unavailable); the pool reconnects by itself, and a batch whose
-//!   connection died before `COMMIT` is retried once on a new connection.
+//!   connection died before `COMMIT` (or a lone statement the server refused before it
+//!   completed) is retried once on a new connection.
 //!
 //! Payloads are stored as `TEXT` (serde_json's output), so they read back exactly.
 //!
@@ -58,9 +61,10 @@
 //!   background while the runtime runs. Call [`PostgresStore::flush`] before exiting.
 //! - **Wake-ups**: only PostgreSQL has [`PostgresStore::ready_waiter`]; with SQLite, idle
 //!   workers poll (`next_ready_at`).
-//! - **Ambiguous commits**: if the connection dies exactly while `COMMIT` is in flight, the
-//!   call fails with `Unavailable` although the write may have committed (true of any
-//!   client/server database). A retried `create_run` is harmless (same id); a retried
+//! - **Ambiguous commits**: if the connection dies exactly while `COMMIT` is in flight, or
+//!   while a lone statement in autocommit is (without the server's error first), the call
+//!   fails with `Unavailable` ("may or may not have been committed") although the write may
+//!   have committed (true of any client/server database); it is never retried by the store. A retried `create_run` is harmless (same id); a retried
 //!   `append` may then record its events twice.
 //! - **Conflicts between processes** (a deadlock between two batches touching the same runs
 //!   in opposite orders, `statement_timeout`) fail the command involved with `Unavailable`,
@@ -82,11 +86,13 @@
 //! # Ok(()) }
 //! ```
 
+mod alone;
 mod append;
 mod batch;
 mod codec;
 mod credentials;
 mod deliveries;
+mod end;
 mod error;
 mod lock;
 mod notify;

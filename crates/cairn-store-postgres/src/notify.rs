@@ -26,11 +26,71 @@ use tokio::{
 
 use crate::error::sql_error;
 
+/// The name of [`CHANNEL`], for SQL text put together with `concat!`.
+macro_rules! ready_channel {
+    () => {
+        "cairn_ready"
+    };
+}
+
+/// The name of [`CHANGES_CHANNEL`], for SQL text put together with `concat!`.
+macro_rules! changes_channel {
+    () => {
+        "cairn_changes"
+    };
+}
+
+/// SQL: the `pg_notify` calls of a statement run alone (see `alone`) announcing that the
+/// runs of CTE `$runs` (a column `id`) changed, one notification per run; none when the
+/// schema parameter `$schema` is NULL (in a transaction, which announces at `COMMIT`).
+/// The payload is [`changes_payloads`]'s JSON, built by the server.
+macro_rules! announce_changed {
+    ($runs:literal, $schema:literal, $instance:literal) => {
+        concat!(
+            "SELECT pg_notify('",
+            $crate::notify::changes_channel!(),
+            "', json_build_array(",
+            $schema,
+            "::text, ",
+            $instance,
+            "::text, json_build_array(",
+            $runs,
+            ".id))::text) FROM ",
+            $runs,
+            " WHERE ",
+            $schema,
+            "::text IS NOT NULL"
+        )
+    };
+}
+
+/// SQL: like [`announce_changed!`], the `pg_notify` calls announcing that the runs of CTE
+/// `$runs` (a column `workflow`) became ready; [`payload`]'s JSON, built by the server.
+macro_rules! announce_ready {
+    ($runs:literal, $schema:literal) => {
+        concat!(
+            "SELECT pg_notify('",
+            $crate::notify::ready_channel!(),
+            "', json_build_array(",
+            $schema,
+            "::text, ",
+            $runs,
+            ".workflow)::text) FROM ",
+            $runs,
+            " WHERE ",
+            $schema,
+            "::text IS NOT NULL"
+        )
+    };
+}
+
+pub(crate) use {announce_changed, announce_ready, changes_channel, ready_channel};
+
 /// The channel every Cairn store announces ready runs on.
-pub(crate) const CHANNEL: &str = "cairn_ready";
+pub(crate) const CHANNEL: &str = ready_channel!();
 
 /// The channel every Cairn store announces changed runs on.
-pub(crate) const CHANGES_CHANNEL: &str = "cairn_changes";
+pub(crate) const CHANGES_CHANNEL: &str = changes_channel!();
 
 /// Most run ids in one change notification (PostgreSQL refuses payloads of 8000 bytes or
 /// more; an id takes 39 with its quotes and comma).

@@ -17,12 +17,15 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::{
+    alone::{Announce, fetch_rows},
     codec::{
         Effect, LOG_COLUMNS, PreparedEvent, PreparedRun, decode_event, decode_run,
         made_run_created, run_columns,
     },
+    end::{self, End},
     error::Result,
     lock::{RunState, ends, fenced, lock_parent, lock_run, state_of, wake_parent},
+    notify::{announce_changed, announce_ready},
     waits,
     writer::Notes,
 };
@@ -49,17 +52,14 @@ pub(crate) async fn write_events(
         }
         .into());
     }
-    if let Some((last, rest)) = events.split_last()
-        && rest
-            .iter()
-            .all(|event| matches!(event.effect, Effect::None))
-        && let Effect::End {
-            status,
-            output,
-            error,
-        } = &last.effect
-    {
-        return end_run(conn, run, events, (status, output, error), now, notes).await;
+    if end::is_end(events) {
+        let end = End {
+            id: run.id,
+            worker: None,
+            events,
+            now_ms: now,
+        };
+        return end::end_run(conn, &end, notes, None).await;
     }
     let (types, keys, payloads) = columns(events);
     sqlx::query(
@@ -78,45 +78,6 @@ pub(crate) async fn write_events(
     for event in events {
         apply_effect(conn, run, event, now, notes).await?;
     }
-    notes.changed(run.id);
-    Ok(())
-}
-
-/// [`write_events`] for the common end of a run (its last step's result, then the event
-/// that ends it): the events, the closing of its pending hooks and its row's new state in
-/// one statement, then the parent's wake-up.
-async fn end_run(
-    conn: &mut PgConnection,
-    run: &RunState,
-    events: &[PreparedEvent],
-    (status, output, error): (&RunStatus, &Option<String>, &Option<String>),
-    now: i64,
-    notes: &mut Notes,
-) -> Result<()> {
-    let (types, keys, payloads) = columns(events);
-    sqlx::query(
-        "WITH appended AS ( \
-             INSERT INTO events (run_id, seq, at, type, step_key, payload) \
-             SELECT $1, coalesce((SELECT max(seq) FROM events WHERE run_id = $1), 1) + e.ord, $2, \
-                 e.type, e.step_key, e.payload \
-             FROM UNNEST($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS e(type, step_key, payload, ord) \
-         ), closed AS ( \
-             UPDATE hooks SET state = 'closed', closed_at = $2 WHERE run_id = $1 AND state = 'pending' \
-         ) \
-         UPDATE runs SET status = $6, output = $7, error = $8, finished_at = $2, \
-             lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
-    )
-    .bind(run.id.0)
-    .bind(now)
-    .bind(&types)
-    .bind(&keys)
-    .bind(&payloads)
-    .bind(status.as_str())
-    .bind(output)
-    .bind(error)
-    .execute(&mut *conn)
-    .await?;
-    wake_parent(conn, run, now, notes).await?;
     notes.changed(run.id);
     Ok(())
 }
@@ -183,11 +144,14 @@ async fn apply_effect(
 
 /// Inserts the run and its first events, unless its id or its idempotency key is taken
 /// (`ON CONFLICT DO NOTHING`, which waits for a concurrent insert of the same key to commit
-/// or roll back, so a race of two creates with one key yields one run).
+/// or roll back, so a race of two creates with one key yields one run). A create whose
+/// history changes nothing but the log is one statement, which announces the new run itself
+/// when it runs `alone` (only a plain create may).
 pub(crate) async fn create_run(
     conn: &mut PgConnection,
     run: &PreparedRun,
     notes: &mut Notes,
+    alone: Option<&Announce<'_>>,
 ) -> Result<CreateOutcome> {
     // A child created ended wakes its parent: lock that first (see `lock`).
     let parent = if ends(&run.events) {
@@ -204,26 +168,29 @@ pub(crate) async fn create_run(
         .unzip();
     // A history that changes nothing but the log (the first step's start) is inserted in the
     // same statement as the run; one with effects after it, by `write_events`.
-    let plain = run
-        .events
-        .iter()
-        .all(|event| matches!(event.effect, Effect::None));
+    let plain = is_plain(run);
+    let alone = alone.filter(|_| plain);
     let (types, keys, payloads) = columns(if plain { &run.events } else { &[] });
-    let inserted: i64 = sqlx::query_scalar(
+    let query = sqlx::query(concat!(
         "WITH run AS ( \
              INSERT INTO runs (id, workflow, status, input, idempotency_key, parent_run_id, forked_from_run, \
              forked_from_step, trigger, executions, lease_owner, lease_expires_at, ready_at, created_at, updated_at, \
              owner) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $18) ON CONFLICT DO NOTHING \
-             RETURNING id \
+             RETURNING id, workflow \
          ), history AS ( \
              INSERT INTO events (run_id, seq, at, type, step_key, payload) \
              SELECT run.id, 1 + e.ord, $14, e.type, e.step_key, e.payload \
              FROM run, UNNEST($15::text[], $16::text[], $17::text[]) \
                  WITH ORDINALITY AS e(type, step_key, payload, ord) \
-         ) \
-         SELECT count(*) FROM run",
-    )
+         ), ready AS ( \
+             SELECT id, workflow FROM run WHERE $11::text IS NULL \
+         ), notified AS ( ",
+        announce_changed!("run", "$19", "$20"),
+        " UNION ALL ",
+        announce_ready!("ready", "$19"),
+        " ) SELECT (SELECT count(*) FROM run) AS inserted, (SELECT count(*) FROM notified) AS notified"
+    ))
     .bind(run.id.0)
     .bind(&run.workflow)
     .bind(start.status.as_str())
@@ -242,8 +209,13 @@ pub(crate) async fn create_run(
     .bind(&keys)
     .bind(&payloads)
     .bind(&run.owner)
-    .fetch_one(&mut *conn)
-    .await?;
+    .bind(alone.map(|alone| alone.schema))
+    .bind(alone.map(|alone| alone.instance));
+    let rows = fetch_rows(conn, query).await?;
+    let inserted: i64 = match rows.first() {
+        Some(row) => row.try_get("inserted")?,
+        None => 0,
+    };
     if inserted == 0 {
         return Ok(CreateOutcome {
             run_id: existing_run(conn, run).await?,
@@ -270,6 +242,14 @@ pub(crate) async fn create_run(
         run_id: run.id,
         created: true,
     })
+}
+
+/// Whether `run`'s history changes nothing but the log (the first step's start): its create
+/// is then one statement.
+pub(crate) fn is_plain(run: &PreparedRun) -> bool {
+    run.events
+        .iter()
+        .all(|event| matches!(event.effect, Effect::None))
 }
 
 /// The run a conflicting create collided with: the idempotency key's, else the same id.
@@ -441,7 +421,8 @@ pub(crate) async fn release_lease(
     Ok(())
 }
 
-/// Appends `events`, some of which change the run (an end, a status, a hook), fenced.
+/// Appends `events`, some of which change the run (an end, a status, a hook), fenced; a
+/// run's common end is one statement (see `end`), which announces itself when `alone`.
 pub(crate) async fn append(
     conn: &mut PgConnection,
     id: RunId,
@@ -449,14 +430,24 @@ pub(crate) async fn append(
     events: &[PreparedEvent],
     now: i64,
     notes: &mut Notes,
+    alone: Option<&Announce<'_>>,
 ) -> Result<()> {
     // Appends that change nothing but the log take `append::append_steps` (see `writer`).
+    if end::is_end(events) {
+        let end = End {
+            id,
+            worker: Some(worker),
+            events,
+            now_ms: now,
+        };
+        return end::end_run(conn, &end, notes, alone).await;
+    }
     let state = fenced(conn, id, worker, ends(events)).await?;
     write_events(conn, &state, events, now, notes).await
 }
 
 /// The `events` columns of `events`, as arrays for `UNNEST`.
-fn columns(events: &[PreparedEvent]) -> (Vec<&str>, Vec<Option<&str>>, Vec<&str>) {
+pub(crate) fn columns(events: &[PreparedEvent]) -> (Vec<&str>, Vec<Option<&str>>, Vec<&str>) {
     let types = events.iter().map(|event| event.type_name).collect();
     let keys = events.iter().map(|e| e.step_key.as_deref()).collect();
     let payloads = events.iter().map(|event| event.payload.as_str()).collect();

@@ -189,7 +189,7 @@ pub(crate) async fn commit(
                     continue;
                 }
                 if let Some(run) = run {
-                    runs.push(ops::create_run(conn, run, notes).await?);
+                    runs.push(ops::create_run(conn, run, notes, None).await?);
                 }
             }
             sqlx::query(

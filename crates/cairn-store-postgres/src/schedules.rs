@@ -127,7 +127,7 @@ pub(crate) async fn fire(
     }
     let mut outcomes: Vec<CreateOutcome> = Vec::with_capacity(prepared.runs.len());
     for run in &prepared.runs {
-        outcomes.push(ops::create_run(conn, run, notes).await?);
+        outcomes.push(ops::create_run(conn, run, notes, None).await?);
     }
     sqlx::query(
         "UPDATE schedules SET next_fire_at = $2, last_fire_at = coalesce($3, last_fire_at), \

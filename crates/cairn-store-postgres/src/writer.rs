@@ -14,7 +14,8 @@
 //! results are the only ones anyone sees. If the connection is lost before `COMMIT` was sent
 //! (nothing committed), the batch runs once more on a fresh connection. A failure at `COMMIT`
 //! itself is reported as `Unavailable`: as with any database, the commit may or may not have
-//! happened.
+//! happened. A batch of one command that is one statement runs alone in autocommit instead,
+//! one round trip, with the same guarantees (see `alone`).
 //!
 //! **Wake-ups and changes.** Commands note the workflows whose runs they made ready and the
 //! runs they changed (`Notes`); the batch sends one `pg_notify` per workflow and one per
@@ -33,8 +34,9 @@ use sqlx::{PgConnection, PgPool, pool::PoolConnection, postgres::PgConnectOption
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    alone::Announce,
     append::{StepAppend, append_steps},
-    batch::Batch,
+    batch::{Batch, Link},
     codec::{PreparedEvent, PreparedRun},
     error::Result,
     ops,
@@ -213,14 +215,20 @@ impl Op {
         matches!(self, Op::Flush)
     }
 
-    /// Runs the operation inside the open transaction.
-    pub(crate) async fn run(&self, conn: &mut PgConnection, notes: &mut Notes) -> Result<Output> {
+    /// Runs the operation inside the open transaction, or (one statement, see `alone`) in
+    /// autocommit announcing itself with `alone`.
+    pub(crate) async fn run(
+        &self,
+        conn: &mut PgConnection,
+        notes: &mut Notes,
+        alone: Option<&Announce<'_>>,
+    ) -> Result<Output> {
         if let Some(step) = StepAppend::of(self) {
-            let mut outcomes = append_steps(conn, &[step], notes).await?;
+            let mut outcomes = append_steps(conn, &[step], notes, alone).await?;
             return Ok(outcomes.remove(0)?.into());
         }
         Ok(match self {
-            Op::CreateRun(run) => ops::create_run(conn, run, notes).await?.into(),
+            Op::CreateRun(run) => ops::create_run(conn, run, notes, alone).await?.into(),
             Op::ClaimRun { id, lease, now_ms } => ops::claim_run(conn, *id, lease, *now_ms, notes)
                 .await?
                 .into(),
@@ -245,7 +253,7 @@ impl Op {
                 worker,
                 events,
                 now_ms,
-            } => ops::append(conn, *id, worker, events, *now_ms, notes)
+            } => ops::append(conn, *id, worker, events, *now_ms, notes, alone)
                 .await?
                 .into(),
             Op::CancelRun {
@@ -359,7 +367,7 @@ impl Writer {
                 changes: &changes,
                 timer: &timer,
             };
-            let mut conn: Option<PgConnection> = None;
+            let mut link = Link::default();
             let mut adopt = Some(pool);
             let mut queued = Vec::with_capacity(max_batch);
             while commands.recv_many(&mut queued, max_batch).await > 0 {
@@ -367,10 +375,10 @@ impl Writer {
                 if commands.iter().any(|command| !command.op.is_flush())
                     && let Some(pool) = adopt.take()
                 {
-                    conn = pool.acquire().await.ok().map(PoolConnection::detach);
+                    link = Link::pinged(pool.acquire().await.ok().map(PoolConnection::detach));
                 }
                 let ops: Vec<&Op> = commands.iter().map(|command| &command.op).collect();
-                let outcome = batch.run(&mut conn, &ops).await;
+                let outcome = batch.run(&mut link, &ops).await;
                 match outcome {
                     Ok(results) => {
                         for (command, result) in commands.into_iter().zip(results) {
@@ -410,4 +418,4 @@ fn stopped() -> StoreError {
 
 #[cfg(test)]
 #[path = "writer_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -5,15 +5,15 @@ use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
 use serde_json::json;
 
 use super::{Op, Output};
-use crate::batch::Batch;
+use crate::batch::{Batch, Link};
 use crate::{
     codec::{PreparedEvent, PreparedRun},
     common::TestSchema,
 };
 
-const NOW: i64 = 1_700_000_000_000;
+pub(crate) const NOW: i64 = 1_700_000_000_000;
 
-fn leased_run(holder: &WorkerId) -> PreparedRun {
+pub(crate) fn leased_run(holder: &WorkerId) -> PreparedRun {
     let run = NewRun {
         id: RunId::new(),
         workflow: "batch".into(),
@@ -33,7 +33,7 @@ fn leased_run(holder: &WorkerId) -> PreparedRun {
     PreparedRun::new(run).expect("encode the run")
 }
 
-fn append(id: RunId, worker: &WorkerId, events: &[Event]) -> Op {
+pub(crate) fn append(id: RunId, worker: &WorkerId, events: &[Event]) -> Op {
     Op::Append {
         id,
         worker: worker.clone(),
@@ -42,7 +42,7 @@ fn append(id: RunId, worker: &WorkerId, events: &[Event]) -> Op {
     }
 }
 
-fn completed(n: u32) -> Event {
+pub(crate) fn completed(n: u32) -> Event {
     Event::StepCompleted {
         call: None,
         key: StepKey::numbered("step", n),
@@ -73,7 +73,10 @@ async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Outpu
         timer: &cairn_store::CommitTimer::default(),
     };
     let ops: Vec<&Op> = ops.iter().collect();
-    batch.run(&mut None, &ops).await.expect("the batch commits")
+    batch
+        .run(&mut Link::default(), &ops)
+        .await
+        .expect("the batch commits")
 }
 
 #[tokio::test]
@@ -222,6 +225,19 @@ async fn a_batch_whose_connection_dies_before_commit_runs_again_on_a_new_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
+    waits_for_another_process_append(&[completed(1)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_end_that_waited_for_another_process_append_takes_the_next_seq() {
+    waits_for_another_process_append(&[completed(1), Event::RunCompleted { output: json!(1) }])
+        .await;
+}
+
+/// Another process (a hook resumed, say) locks a run and appends seq 2; the store's append
+/// of `events` starts meanwhile, so its statement's snapshot cannot see that event; it must
+/// take the seqs after it.
+async fn waits_for_another_process_append(events: &[Event]) {
     let Some(schema) = TestSchema::new() else {
         return;
     };
@@ -232,8 +248,6 @@ async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
     let id = run.id;
     run_batch(&store, &[Op::CreateRun(run)]).await;
 
-    // Another process (a hook resumed, say) locks the run and appends seq 2; the store's
-    // append starts meanwhile, so its statement's snapshot cannot see that event.
     let mut other = schema.raw().await;
     let payload = serde_json::to_string(&completed(0)).expect("encode");
     let sql = format!(
@@ -248,8 +262,8 @@ async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
         .await
         .expect("append from the other process");
     let appending = {
-        let (store, w) = (std::sync::Arc::clone(&store), w.clone());
-        tokio::spawn(async move { store.append(id, &w, &[completed(1)], NOW + 1).await })
+        let (store, w, events) = (std::sync::Arc::clone(&store), w.clone(), events.to_vec());
+        tokio::spawn(async move { store.append(id, &w, &events, NOW + 1).await })
     };
     let mut watcher = schema.raw().await;
     let a_waiter = "SELECT count(*) > 0 FROM pg_stat_activity \
@@ -262,12 +276,14 @@ async fn an_append_that_waited_for_another_process_append_takes_the_next_seq() {
     appending
         .await
         .expect("the appending task panicked")
-        .expect("the append takes the next seq");
+        .expect("the append takes the next seqs");
     let log = store.events(id).await.expect("events");
     let seqs: Vec<u64> = log.iter().map(|record| record.seq).collect();
-    assert_eq!(seqs, [1, 2, 3]);
+    let expected: Vec<u64> = (1..=2 + events.len() as u64).collect();
+    assert_eq!(seqs, expected);
     assert_eq!(log[1].event, completed(0));
-    assert_eq!(log[2].event, completed(1));
+    let appended: Vec<Event> = log[2..].iter().map(|record| record.event.clone()).collect();
+    assert_eq!(appended, events);
 }
 
 /// Runs `query` (one boolean about the sessions named `app` that wait for a lock) until it

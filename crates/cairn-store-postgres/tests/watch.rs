@@ -159,3 +159,45 @@ async fn a_parent_parking_while_its_child_ends_elsewhere_is_never_left_parked() 
     }
     eprintln!("{parked_first} of {RACES} parks committed before the child's end");
 }
+
+/// A child's end, one statement committed alone, announces its parked parent: a worker of
+/// the parent's workflow waiting in another process wakes, and finds the parent queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_childs_end_wakes_workers_of_its_parked_parent_in_another_process() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let (a, b) = schema.two_stores().await;
+    let w = WorkerId("w".into());
+    let parent = a
+        .create_run(leased(new_run("parent", None), &w))
+        .await
+        .expect("create the parent")
+        .run_id;
+    let child = a
+        .create_run(leased(new_run("child", Some(parent)), &w))
+        .await
+        .expect("create the child")
+        .run_id;
+    let park = Park {
+        status: RunStatus::Waiting,
+        wake_at_ms: NEVER,
+        known_seq: 1,
+        child: Some(child),
+    };
+    assert!(
+        a.park_run(parent, &w, park, T0 + 1).await.expect("park"),
+        "the parent parks: its child runs"
+    );
+    let mut waiter = b
+        .ready_waiter(&["parent".to_owned()])
+        .await
+        .expect("listen");
+    let done = [Event::RunCompleted { output: json!(1) }];
+    a.append(child, &w, &done, T0 + 2)
+        .await
+        .expect("the child ends");
+    assert!(waiter.wait(PROMPTLY).await, "woken by the child's end");
+    let run = b.get_run(parent).await.expect("read").expect("exists");
+    assert_eq!(run.status, RunStatus::Queued);
+}

@@ -1,5 +1,7 @@
 //! A TCP proxy in front of the test server that a test can take down and bring back, to
-//! see what a store does while its database restarts, without restarting the shared server.
+//! see what a store does while its database restarts, without restarting the shared server,
+//! or make lose the server's next answer, as a connection failing mid-statement would.
+#![allow(dead_code)]
 
 use std::{
     net::SocketAddr,
@@ -12,6 +14,7 @@ use std::{
 
 use sqlx::postgres::PgConnectOptions;
 use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::watch,
     task::JoinHandle,
@@ -23,6 +26,7 @@ pub struct Proxy {
     /// The URL of the test server, through the proxy.
     pub url: String,
     up: Arc<AtomicBool>,
+    mute: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
     accepting: JoinHandle<()>,
 }
@@ -44,14 +48,27 @@ impl Proxy {
             )
         };
         let up = Arc::new(AtomicBool::new(true));
+        let mute = Arc::new(AtomicBool::new(false));
         let (cut, _) = watch::channel(0_u64);
-        let accepting = tokio::spawn(accept(listener, upstream, Arc::clone(&up), cut.clone()));
+        let links = Links {
+            up: Arc::clone(&up),
+            mute: Arc::clone(&mute),
+            cut: cut.clone(),
+        };
+        let accepting = tokio::spawn(accept(listener, upstream, links));
         Proxy {
             url: proxied,
             up,
+            mute,
             cut,
             accepting,
         }
+    }
+
+    /// From now on, whatever the server sends is dropped, and the connection it was sent on
+    /// is closed: the client sees its connection fail after the server answered.
+    pub fn lose_answers(&self) {
+        self.mute.store(true, Ordering::SeqCst);
     }
 
     /// Closes every open connection and refuses new ones until [`up`](Self::up).
@@ -73,25 +90,45 @@ impl Drop for Proxy {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
-    upstream: String,
+/// What the proxy's connections obey.
+struct Links {
     up: Arc<AtomicBool>,
+    mute: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
-) {
-    while let Ok((mut client, _)) = listener.accept().await {
-        if !up.load(Ordering::SeqCst) {
+}
+
+async fn accept(listener: TcpListener, upstream: String, links: Links) {
+    while let Ok((client, _)) = listener.accept().await {
+        if !links.up.load(Ordering::SeqCst) {
             drop(client);
             continue;
         }
         let upstream = upstream.clone();
-        let mut cut = cut.subscribe();
+        let mut cut = links.cut.subscribe();
+        let mute = Arc::clone(&links.mute);
         tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(&upstream).await else {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
                 return;
             };
+            let (mut client_in, mut client_out) = client.into_split();
+            let (mut server_in, mut server_out) = server.into_split();
+            let answers = async {
+                let mut buffer = vec![0_u8; 16 * 1024];
+                loop {
+                    match server_in.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if mute.load(Ordering::SeqCst) => return,
+                        Ok(read) => {
+                            if client_out.write_all(&buffer[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                _ = tokio::io::copy(&mut client_in, &mut server_out) => {}
+                _ = answers => {}
                 _ = cut.changed() => {}
             }
         });
