@@ -82,15 +82,6 @@ async fn stored(server: &TestServer, run_id: &str) -> cairn_engine::RunDetail {
         .expect("the run is stored")
 }
 
-async fn run_count(server: &TestServer) -> usize {
-    server
-        .engine
-        .list_runs(&cairn_store::RunFilter::default())
-        .await
-        .expect("runs")
-        .len()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_cancel_and_rerun_clicked_in_the_browser_change_the_store() {
     if Prerequisite::Chromium.missing() {
@@ -240,7 +231,7 @@ async fn forms_resume_a_hook_once_and_bad_input_starts_nothing() {
     assert_eq!(hooks[0].state, cairn_store::HookState::Resumed);
 
     // A schema violation: the form comes back with the value and the field's error.
-    let before = run_count(&server).await;
+    let before = server.run_count().await;
     client
         .goto(&server.url("/ui/workflows/tally/start"))
         .await
@@ -263,7 +254,7 @@ async fn forms_resume_a_hook_once_and_bad_input_starts_nothing() {
     assert_eq!(shown[1], json!("true"), "the field is marked invalid");
     let error = shown[2].as_str().expect("an error text");
     assert!(error.contains("10"), "the error names the bound: {error}");
-    assert_eq!(run_count(&server).await, before, "no run was started");
+    assert_eq!(server.run_count().await, before, "no run was started");
 
     // An unknown run: a page that says so, with a link back to the runs.
     client
@@ -273,7 +264,7 @@ async fn forms_resume_a_hook_once_and_bad_input_starts_nothing() {
     until(&client, H1, json!("Not found")).await;
     click(&client, "main a[href='/ui/runs']").await;
     until(&client, "return location.pathname", json!("/ui/runs")).await;
-    assert_eq!(run_count(&server).await, before, "nothing was started");
+    assert_eq!(server.run_count().await, before, "nothing was started");
     client.close().await.expect("close the session");
 }
 

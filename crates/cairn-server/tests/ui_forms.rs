@@ -9,18 +9,9 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::{
-    TestServer, start,
+    start,
     ui::{csrf, page, submit},
 };
-
-async fn run_count(server: &TestServer) -> usize {
-    server
-        .engine
-        .list_runs(&cairn_store::RunFilter::default())
-        .await
-        .expect("runs")
-        .len()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_is_started_from_its_workflows_form() {
@@ -42,7 +33,7 @@ async fn a_run_is_started_from_its_workflows_form() {
     let (cookie, token) = csrf(&server, path).await;
     let refused = submit(&server, path, &cookie, &[("f/name", "ada")]).await;
     assert_eq!(refused.0, StatusCode::FORBIDDEN);
-    assert_eq!(run_count(&server).await, 0, "a refused form starts nothing");
+    assert_eq!(server.run_count().await, 0, "a refused form starts nothing");
 
     let (status, location) = submit(
         &server,
@@ -105,7 +96,7 @@ async fn a_bad_form_is_shown_again_with_its_errors_and_starts_nothing() {
             "{typed}: the field's error, linked: {shown}"
         );
     }
-    assert_eq!(run_count(&server).await, 0, "no run was created");
+    assert_eq!(server.run_count().await, 0, "no run was created");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

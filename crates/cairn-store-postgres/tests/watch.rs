@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cairn_core::{Event, RunStatus};
 use cairn_store::{Changes, Lease, NEVER, NewRun, Park, RunId, Store, WorkerId, conformance};
+use cairn_store_postgres::PostgresStore;
 use common::TestSchema;
 use serde_json::json;
 
@@ -103,6 +104,33 @@ fn leased(run: NewRun, worker: &WorkerId) -> NewRun {
     }
 }
 
+/// A parent leased to `wa` (created through `a`), its child leased to `wb` (through `b`),
+/// and the parent's park waiting for the child.
+async fn family(
+    a: &PostgresStore,
+    wa: &WorkerId,
+    b: &PostgresStore,
+    wb: &WorkerId,
+) -> (RunId, RunId, Park) {
+    let parent = a
+        .create_run(leased(new_run("parent", None), wa))
+        .await
+        .expect("create the parent")
+        .run_id;
+    let child = b
+        .create_run(leased(new_run("child", Some(parent)), wb))
+        .await
+        .expect("create the child")
+        .run_id;
+    let park = Park {
+        status: RunStatus::Waiting,
+        wake_at_ms: NEVER,
+        known_seq: 1,
+        child: Some(child),
+    };
+    (parent, child, park)
+}
+
 /// How many parent/child pairs race in
 /// [`a_parent_parking_while_its_child_ends_elsewhere_is_never_left_parked`].
 const RACES: usize = 30;
@@ -121,22 +149,7 @@ async fn a_parent_parking_while_its_child_ends_elsewhere_is_never_left_parked() 
     );
     let mut parked_first = 0;
     for n in 0..RACES {
-        let parent = a
-            .create_run(leased(new_run("parent", None), &wa))
-            .await
-            .expect("create the parent")
-            .run_id;
-        let child = b
-            .create_run(leased(new_run("child", Some(parent)), &wb))
-            .await
-            .expect("create the child")
-            .run_id;
-        let park = Park {
-            status: RunStatus::Waiting,
-            wake_at_ms: NEVER,
-            known_seq: 1,
-            child: Some(child),
-        };
+        let (parent, child, park) = family(&a, &wa, &b, &wb).await;
         let end = async {
             if n % 2 == 0 {
                 let done = Event::RunCompleted { output: json!(n) };
@@ -169,22 +182,7 @@ async fn a_childs_end_wakes_workers_of_its_parked_parent_in_another_process() {
     };
     let (a, b) = schema.two_stores().await;
     let w = WorkerId("w".into());
-    let parent = a
-        .create_run(leased(new_run("parent", None), &w))
-        .await
-        .expect("create the parent")
-        .run_id;
-    let child = a
-        .create_run(leased(new_run("child", Some(parent)), &w))
-        .await
-        .expect("create the child")
-        .run_id;
-    let park = Park {
-        status: RunStatus::Waiting,
-        wake_at_ms: NEVER,
-        known_seq: 1,
-        child: Some(child),
-    };
+    let (parent, child, park) = family(&a, &w, &a, &w).await;
     assert!(
         a.park_run(parent, &w, park, T0 + 1).await.expect("park"),
         "the parent parks: its child runs"

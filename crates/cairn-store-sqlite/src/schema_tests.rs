@@ -50,6 +50,23 @@ pub(crate) fn file_at_version(path: &Path, version: usize) -> Connection {
     old
 }
 
+/// For each older schema version: a file at that version, opened (so upgraded) by this
+/// build's writer, checked to be at the newest version, then given to `check` with the
+/// version it was at.
+pub(crate) fn upgraded_from_every_version(mut check: impl FnMut(&Connection, usize)) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for version in 0..MIGRATIONS.len() {
+        let path = dir.path().join(format!("v{version}.db"));
+        drop(file_at_version(&path, version));
+        let conn = open_writer(&path, std::time::Duration::from_secs(1)).expect("upgrade");
+        assert_eq!(
+            schema_version(&conn).expect("version"),
+            MIGRATIONS.len() as i64
+        );
+        check(&conn, version);
+    }
+}
+
 /// Column `column` of every row `{explain} {sql}` returns, parameters bound to NULL.
 pub(crate) fn explained(conn: &Connection, explain: &str, sql: &str, column: usize) -> Vec<String> {
     let mut statement = conn.prepare(&format!("{explain} {sql}")).expect("explain");

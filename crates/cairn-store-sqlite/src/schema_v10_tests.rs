@@ -7,7 +7,7 @@ use cairn_store::{CredentialRecord, Lease, NewRun, RunFilter, RunId, WorkerId};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{MIGRATIONS, open_writer, schema_version, tests::file_at_version};
+use super::{open_writer, tests::file_at_version, tests::upgraded_from_every_version};
 use crate::{
     codec::{PreparedRun, RawClaimOutcome},
     credentials::{self, CredentialWrite},
@@ -71,18 +71,9 @@ fn owner_of(conn: &rusqlite::Connection, id: RunId) -> Owner {
 
 #[test]
 fn a_file_of_every_older_version_upgrades_to_owners_and_credentials() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for version in 0..MIGRATIONS.len() {
-        let path = dir.path().join(format!("v{version}.db"));
-        drop(file_at_version(&path, version));
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-
-        let id = create(&conn, acme());
-        assert_eq!(owner_of(&conn, id), acme(), "from version {version}");
+    upgraded_from_every_version(|conn, version| {
+        let id = create(conn, acme());
+        assert_eq!(owner_of(conn, id), acme(), "from version {version}");
         let credential = CredentialRecord {
             id: "cred_1".into(),
             key: "slack".into(),
@@ -101,21 +92,17 @@ fn a_file_of_every_older_version_upgrades_to_owners_and_credentials() {
             fields,
             reply,
         };
-        execute_batch(
-            &conn,
-            &mut RunCache::default(),
-            [Command::Credential(write)],
-        );
+        execute_batch(conn, &mut RunCache::default(), [Command::Credential(write)]);
         put.blocking_recv().expect("answered").expect("put");
         assert_eq!(
-            credentials::get(&conn, "cred_1").expect("get"),
+            credentials::get(conn, "cred_1").expect("get"),
             Some(CredentialRecord {
                 is_default: true,
                 ..credential
             }),
             "from version {version}"
         );
-    }
+    });
 }
 
 #[test]

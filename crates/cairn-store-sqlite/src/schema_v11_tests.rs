@@ -9,7 +9,7 @@ use cairn_store::{
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{MIGRATIONS, open_writer, schema_version, tests::file_at_version};
+use super::{open_writer, tests::file_at_version, tests::upgraded_from_every_version};
 use crate::{
     read,
     run_cache::RunCache,
@@ -83,39 +83,28 @@ fn fire(conn: &rusqlite::Connection) -> FireOutcome {
 
 #[test]
 fn a_file_of_every_older_version_upgrades_to_schedules() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for version in 0..MIGRATIONS.len() {
-        let path = dir.path().join(format!("v{version}.db"));
-        drop(file_at_version(&path, version));
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
+    upgraded_from_every_version(|conn, version| {
         let (reply, put) = oneshot::channel();
         let write = ScheduleWrite::Put {
             schedule: Box::new(nightly()),
             reply,
         };
-        execute_batch(&conn, &mut RunCache::default(), [Command::Schedule(write)]);
+        execute_batch(conn, &mut RunCache::default(), [Command::Schedule(write)]);
         let (done, _) = put.blocking_recv().expect("answered").expect("put");
         assert_eq!(done, SchedulePut::Created, "from version {version}");
-        let FireOutcome::Fired(created) = fire(&conn) else {
+        let FireOutcome::Fired(created) = fire(conn) else {
             panic!("the fire commits, from version {version}");
         };
         assert!(created[0].created, "from version {version}");
-        let stored = schedules::get(&conn, "nightly").expect("get").expect("row");
+        let stored = schedules::get(conn, "nightly").expect("get").expect("row");
         assert_eq!(stored.next_fire_at_ms, NOW + 86_400_000);
+        assert_eq!(schedules::misses(conn, "nightly").expect("misses").len(), 1);
         assert_eq!(
-            schedules::misses(&conn, "nightly").expect("misses").len(),
-            1
-        );
-        assert_eq!(
-            fire(&conn),
+            fire(conn),
             FireOutcome::Superseded,
             "the fire time is taken"
         );
-    }
+    });
 }
 
 #[test]

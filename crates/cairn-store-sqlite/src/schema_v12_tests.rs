@@ -4,7 +4,7 @@
 use cairn_store::{RunId, WebhookDelivery};
 use tokio::sync::oneshot;
 
-use super::{MIGRATIONS, open_writer, schema_version, tests::file_at_version};
+use super::tests::upgraded_from_every_version;
 use crate::{
     deliveries::{self, RecordDelivery},
     run_cache::RunCache,
@@ -14,19 +14,9 @@ use crate::{
     },
 };
 
-const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
 #[test]
 fn a_file_of_every_older_version_upgrades_to_the_deliveries_log() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for version in 0..MIGRATIONS.len() {
-        let path = dir.path().join(format!("v{version}.db"));
-        drop(file_at_version(&path, version));
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
+    upgraded_from_every_version(|conn, version| {
         let delivery = WebhookDelivery {
             endpoint: "stripe".into(),
             received_at_ms: NOW,
@@ -41,15 +31,15 @@ fn a_file_of_every_older_version_upgrades_to_the_deliveries_log() {
             delivery: Box::new(delivery.clone()),
             reply,
         };
-        execute_batch(&conn, &mut RunCache::default(), [Command::Delivery(record)]);
+        execute_batch(conn, &mut RunCache::default(), [Command::Delivery(record)]);
         recorded
             .blocking_recv()
             .expect("answered")
             .expect("recorded");
         assert_eq!(
-            deliveries::list(&conn, "stripe", 10).expect("list"),
+            deliveries::list(conn, "stripe", 10).expect("list"),
             vec![delivery],
             "from version {version}"
         );
-    }
+    });
 }

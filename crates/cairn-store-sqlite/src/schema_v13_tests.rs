@@ -10,7 +10,7 @@ use cairn_store::{
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{MIGRATIONS, open_writer, schema_version, tests::file_at_version};
+use super::{open_writer, tests::file_at_version, tests::upgraded_from_every_version};
 use crate::{
     polls::{self, PollWrite, PreparedCommit},
     read,
@@ -80,25 +80,17 @@ fn poll_once(conn: &rusqlite::Connection) -> PollCommitOutcome {
 
 #[test]
 fn a_file_of_every_older_version_upgrades_to_poll_sources() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for version in 0..MIGRATIONS.len() {
-        let path = dir.path().join(format!("v{version}.db"));
-        drop(file_at_version(&path, version));
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
-        assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-        let PollCommitOutcome::Committed { runs, seen_before } = poll_once(&conn) else {
+    upgraded_from_every_version(|conn, version| {
+        let PollCommitOutcome::Committed { runs, seen_before } = poll_once(conn) else {
             panic!("the commit lands, from version {version}");
         };
         assert_eq!((runs.len(), seen_before), (1, 0), "from version {version}");
         assert!(runs[0].created, "from version {version}");
-        let stored = polls::get(&conn, "issues").expect("get").expect("row");
+        let stored = polls::get(conn, "issues").expect("get").expect("row");
         assert_eq!(stored.cursor, Some(json!({"since": 42})));
         assert!(stored.seeded && stored.lease_owner.is_none());
         assert_eq!(stored.next_poll_at_ms, NOW + 60_000);
-    }
+    });
 }
 
 #[test]

@@ -7,7 +7,7 @@ use cairn_core::RunStatus;
 use cairn_store::{RunFilter, RunId};
 use rusqlite::Connection;
 
-use super::{MIGRATIONS, open_writer, schema_version, tests::file_at_version, tests::plan};
+use super::{open_writer, tests::file_at_version, tests::plan, tests::upgraded_from_every_version};
 use crate::{listing, read};
 
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -29,22 +29,14 @@ fn index_columns(conn: &Connection, name: &str) -> Vec<String> {
 
 #[test]
 fn a_file_of_every_older_version_upgrades_to_the_listing_indexes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    for version in 0..MIGRATIONS.len() {
-        let path = dir.path().join(format!("v{version}.db"));
-        drop(file_at_version(&path, version));
-        let conn = open_writer(&path, TIMEOUT).expect("upgrade");
+    upgraded_from_every_version(|conn, version| {
         assert_eq!(
-            schema_version(&conn).expect("version"),
-            MIGRATIONS.len() as i64
-        );
-        assert_eq!(
-            index_columns(&conn, "runs_idempotency"),
+            index_columns(conn, "runs_idempotency"),
             ["idempotency_key", "workflow"],
             "from version {version}"
         );
-        assert_eq!(index_columns(&conn, "runs_by_created"), ["created_at"]);
-    }
+        assert_eq!(index_columns(conn, "runs_by_created"), ["created_at"]);
+    });
 }
 
 #[test]

@@ -452,6 +452,15 @@ impl TestServer {
         }
     }
 
+    /// How many runs the store holds (up to a listing's default page).
+    pub async fn run_count(&self) -> usize {
+        self.engine
+            .list_runs(&cairn_store::RunFilter::default())
+            .await
+            .expect("runs")
+            .len()
+    }
+
     /// The pending hook of a run, once there is one.
     pub async fn pending_hook(&self, run_id: &str) -> HookRecord {
         let run_id: RunId = run_id.parse().expect("run id");
