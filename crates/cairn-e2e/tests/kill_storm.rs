@@ -186,13 +186,23 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let engine = enqueue(&sandbox, &runtime, RUNS);
 
-    let spawn = || KillOnDrop::new(sandbox.spawn(&["worker", "--max-step-recoveries", "1000"]));
+    // Four runs at a time per worker: a kill cuts off few steps and a restarted worker's
+    // first claim begins few, so the 100 kills come before the workload's end.
+    let spawn = || {
+        KillOnDrop::new(sandbox.spawn(&[
+            "worker",
+            "--concurrency",
+            "4",
+            "--max-step-recoveries",
+            "1000",
+        ]))
+    };
     let mut workers: Vec<KillOnDrop> = (0..WORKERS).map(|_| spawn()).collect();
     let mut killed = HashSet::new();
     let mut rng = Seeded(seed | 1);
     for _ in 0..KILLS {
-        // At most 25 starts between kills: 100 kills fit in the 3,000 steps' first executions.
-        let target = sandbox.ledger_lines().len() + 5 + rng.below(21) as usize;
+        // 5 to 15 starts between kills: 100 kills fit in the 3,000 steps' first executions.
+        let target = sandbox.ledger_lines().len() + 5 + rng.below(11) as usize;
         wait_for("the workers to go on", Duration::from_secs(60), || {
             sandbox.ledger_lines().len() >= target
         });
