@@ -21,7 +21,7 @@
 use std::{
     fs::{File, OpenOptions},
     path::PathBuf,
-    sync::mpsc,
+    sync::{Arc, OnceLock, mpsc},
     time::{Duration, Instant},
 };
 
@@ -55,6 +55,14 @@ pub(crate) enum Message {
 /// Makes commits durable before anyone hears of them: fdatasyncs the WAL file after one or
 /// more committed batches, then answers their waiters.
 ///
+/// **A failed sync is final.** When `fdatasync` fails, the kernel may have dropped the pages
+/// it could not write and marked them clean, so a later sync that succeeds proves nothing
+/// about the commits before it, and a WAL with a hole is cut short at the hole when the
+/// database is next opened: the batches after it would be lost though acknowledged. So
+/// after the first failure no batch is acknowledged again (each is answered `Unavailable`,
+/// saying to restart the process), and none is retried, as PostgreSQL panics on a failed
+/// `fsync` rather than retry it. Reopening the store recovers the database from its files.
+///
 /// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
 /// `COMMIT` (it still syncs before every checkpoint); a `Syncer` does it instead. Another
 /// connection may *read* a commit before it is synced; anything it then writes is synced
@@ -66,6 +74,9 @@ pub(crate) struct Syncer {
     changes: ChangeHub,
     /// Where each batch's time from `COMMIT` to synced is recorded.
     timer: CommitTimer,
+    /// The first failed sync of the WAL, shared by the writer thread's syncer and the sync
+    /// thread's ([`Syncer::twin`]).
+    failed: Arc<OnceLock<String>>,
 }
 
 impl Syncer {
@@ -77,6 +88,19 @@ impl Syncer {
             file: None,
             changes,
             timer: CommitTimer::default(),
+            failed: Arc::default(),
+        }
+    }
+
+    /// A syncer of the same WAL, telling the same watches and timer, that shares this one's
+    /// failure: once either fails to sync, neither acknowledges anything again.
+    pub(crate) fn twin(&self) -> Syncer {
+        Syncer {
+            wal: self.wal.clone(),
+            file: None,
+            changes: self.changes.clone(),
+            timer: self.timer.clone(),
+            failed: Arc::clone(&self.failed),
         }
     }
 
@@ -91,6 +115,13 @@ impl Syncer {
     }
 
     fn sync(&mut self) -> Result<(), String> {
+        if let Some(first) = self.failed.get() {
+            return Err(format!(
+                "an earlier sync of the WAL failed ({first}), so no commit since is known to be \
+                 durable and this store takes no more writes: restart the process (reopening \
+                 the store recovers the database from its files)"
+            ));
+        }
         let file = match &mut self.file {
             Some(file) => file,
             empty => empty.insert(OpenOptions::new().write(true).open(&self.wal).map_err(
@@ -98,10 +129,13 @@ impl Syncer {
             )?),
         };
         file.sync_data().map_err(|error| {
-            format!(
+            let why = format!(
                 "syncing {} failed, so commits may not be durable: {error}",
                 self.wal.display()
-            )
+            );
+            // Final (see the type's docs): the first failure is the one kept.
+            let _ = self.failed.set(why.clone());
+            why
         })
     }
 

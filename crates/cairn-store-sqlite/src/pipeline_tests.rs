@@ -218,6 +218,50 @@ fn a_failed_sync_in_place_answers_unavailable() {
     }
 }
 
+/// A file whose `fdatasync` fails (a pipe: `EINVAL`), as a disk's failed writeback would.
+fn unsyncable() -> std::fs::File {
+    let (_reader, writer) = std::io::pipe().expect("a pipe");
+    std::fs::File::from(std::os::fd::OwnedFd::from(writer))
+}
+
+/// Takes a flush and settles it in place; its answer.
+fn flushed(pipeline: &mut Pipeline<'_>) -> StoreResult<()> {
+    let (message, mut answer) = flush();
+    pipeline.take(message);
+    pipeline.settle_if_free(|| None);
+    answer.try_recv().expect("answered")
+}
+
+#[test]
+fn after_a_failed_sync_nothing_is_acknowledged_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let (mut pipeline, _committed) = pipeline(&dir, &conn, 512);
+    assert!(
+        flushed(&mut pipeline).is_ok(),
+        "a sync that works acknowledges"
+    );
+    let sync_thread = pipeline.in_place.twin();
+
+    pipeline.in_place.file = Some(unsyncable());
+    match flushed(&mut pipeline) {
+        Err(StoreError::Unavailable(why)) => assert!(why.contains("syncing"), "{why}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // The WAL could be synced again, but nothing since the failure is known to be durable.
+    pipeline.in_place.file = None;
+    for syncer in [&mut pipeline.in_place, &mut sync_thread.twin()] {
+        match syncer.sync() {
+            Err(why) => assert!(why.contains("restart the process"), "{why}"),
+            Ok(()) => panic!("a sync after a failed one acknowledged"),
+        }
+    }
+    match flushed(&mut pipeline) {
+        Err(StoreError::Unavailable(why)) => assert!(why.contains("an earlier sync"), "{why}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
 #[test]
 fn stopping_commits_and_answers_what_is_open() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -468,8 +468,8 @@ impl Writer {
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
         let wal = PathBuf::from(wal);
-        let syncer = Syncer::new(wal.clone(), changes.clone()).timed(timer.clone());
-        let in_place = Syncer::new(wal, changes.clone()).timed(timer.clone());
+        let syncer = Syncer::new(wal, changes.clone()).timed(timer.clone());
+        let in_place = syncer.twin();
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
         };
