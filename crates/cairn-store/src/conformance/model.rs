@@ -420,63 +420,42 @@ impl<'a, B: ModelBackend> Pair<'a, B> {
 
     /// Checks that every run, its log and hooks, the next wake-up and the listing read alike.
     async fn compare(&self, op: &Op) {
+        // `$read` on the model and on the backend, whose answers must be equal.
+        macro_rules! agree {
+            ($what:expr, |$store:ident| $read:expr) => {{
+                let model = {
+                    let $store: &dyn Store = &self.model;
+                    $read.await.expect("the model reads")
+                };
+                let $store: &dyn Store = &*self.store;
+                let backend = $read.await.expect("the backend reads");
+                assert_eq!(backend, model, "after {op:?}: {} differs", $what);
+                model
+            }};
+        }
         for id in &self.runs {
-            let model = self.model.get_run(*id).await.expect("the model's run");
-            let store = self.store.get_run(*id).await.expect("the backend's run");
-            assert_eq!(store, model, "after {op:?}: run {id} reads differently");
-            let model = self.model.events(*id).await.expect("the model's log");
-            let store = self.store.events(*id).await.expect("the backend's log");
-            assert_eq!(
-                store, model,
-                "after {op:?}: run {id}'s log reads differently"
-            );
+            agree!(format!("run {id}"), |store| store.get_run(*id));
+            agree!(format!("run {id}'s log"), |store| store.events(*id));
             let filter = HookFilter {
                 run_id: Some(*id),
                 state: None,
                 limit: 100,
             };
-            let model = self
-                .model
-                .list_hooks(&filter)
-                .await
-                .expect("the model's hooks");
-            let store = self
-                .store
-                .list_hooks(&filter)
-                .await
-                .expect("the backend's hooks");
-            assert_eq!(
-                store, model,
-                "after {op:?}: run {id}'s hooks read differently"
-            );
+            agree!(format!("run {id}'s hooks"), |store| store
+                .list_hooks(&filter));
         }
         let workflows = [WORKFLOW.to_owned()];
-        let model = self
-            .model
-            .next_ready_at(&workflows)
-            .await
-            .expect("the model's next");
-        let store = self
-            .store
-            .next_ready_at(&workflows)
-            .await
-            .expect("the backend's next");
-        assert_eq!(store, model, "after {op:?}: next_ready_at differs");
+        agree!("next_ready_at", |store| store.next_ready_at(&workflows));
         let all = RunFilter {
             limit: 1_000,
             ..RunFilter::default()
         };
-        let listed = |runs: Vec<crate::RunRecord>| -> Vec<RunId> {
+        let ids = |runs: Vec<crate::RunRecord>| -> Vec<RunId> {
             runs.into_iter().map(|run| run.run_id).collect()
         };
-        let model = listed(self.model.list_runs(&all).await.expect("the model's list"));
-        let store = listed(
-            self.store
-                .list_runs(&all)
-                .await
-                .expect("the backend's list"),
-        );
-        assert_eq!(store, model, "after {op:?}: the listing differs");
+        let listed = agree!("the listing", |store| async {
+            store.list_runs(&all).await.map(ids)
+        });
         let summarized: Vec<RunId> = self
             .store
             .list_run_summaries(&all)
@@ -485,7 +464,7 @@ impl<'a, B: ModelBackend> Pair<'a, B> {
             .iter()
             .map(|run| run.run_id)
             .collect();
-        assert_eq!(summarized, model, "after {op:?}: the summaries differ");
+        assert_eq!(summarized, listed, "after {op:?}: the summaries differ");
     }
 }
 
