@@ -31,7 +31,7 @@ async fn lone(
     store: &PostgresStore,
     link: &mut Link,
     op: Op,
-) -> Result<StoreResult<Output>, String> {
+) -> Result<StoreResult<Output>, StoreError> {
     let changes = cairn_store::watch::ChangeHub::new();
     let batch = Batch {
         connect: &store.connect,
@@ -40,7 +40,10 @@ async fn lone(
         changes: &changes,
         timer: &cairn_store::CommitTimer::default(),
     };
-    let mut results = batch.run(link, &[&op]).await?;
+    let mut results = batch
+        .run(link, &[&op])
+        .await
+        .map_err(|failed| failed.error())?;
     Ok(results.remove(0))
 }
 
@@ -140,7 +143,7 @@ async fn a_lone_append_whose_answer_is_lost_is_maybe_committed_and_not_run_again
     proxy.lose_answers();
     let result = lone(&store, &mut link, append(id, &w, &[completed(1)])).await;
     assert!(
-        matches!(&result, Err(why) if why.contains("may or may not have been committed")),
+        matches!(&result, Err(StoreError::MaybeCommitted(_))),
         "{:?}",
         result.map(|_| ())
     );

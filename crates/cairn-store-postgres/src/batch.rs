@@ -101,16 +101,37 @@ pub(crate) struct Batch<'a> {
     pub(crate) timer: &'a CommitTimer,
 }
 
+/// Why a whole batch failed.
+#[derive(Debug)]
+pub(crate) struct BatchFailed {
+    /// What went wrong.
+    pub(crate) why: String,
+    /// Whether its transaction (or lone statement) may have committed nonetheless.
+    pub(crate) maybe_committed: bool,
+}
+
+impl BatchFailed {
+    /// The answer of each of the batch's commands: `MaybeCommitted` if the batch may have
+    /// committed, else `Unavailable`.
+    pub(crate) fn error(&self) -> StoreError {
+        if self.maybe_committed {
+            StoreError::MaybeCommitted(self.why.clone())
+        } else {
+            StoreError::Unavailable(self.why.clone())
+        }
+    }
+}
+
 impl Batch<'_> {
     /// Runs `ops` in one transaction on `link` (connecting if it has no connection), or a
     /// lone command that is one statement alone (see `alone`), retrying as the module docs
-    /// describe. `Err` says why the whole batch failed: every command is then `Unavailable`
-    /// with that text. A connection that failed is dropped.
+    /// describe. `Err` says why the whole batch failed, and so every command (see
+    /// [`BatchFailed::error`]). A connection that failed is dropped.
     pub(crate) async fn run(
         &self,
         link: &mut Link,
         ops: &[&Op],
-    ) -> std::result::Result<Vec<StoreResult<Output>>, String> {
+    ) -> std::result::Result<Vec<StoreResult<Output>>, BatchFailed> {
         if ops.iter().all(|op| op.is_flush()) {
             return Ok(ops.iter().map(|_| Ok(().into())).collect());
         }
@@ -153,9 +174,15 @@ impl Batch<'_> {
                         other => other.to_string(),
                     };
                     return Err(if committed_maybe {
-                        format!("the write may or may not have been committed: {error}")
+                        BatchFailed {
+                            why: error,
+                            maybe_committed: true,
+                        }
                     } else {
-                        format!("the write was not committed: {error}")
+                        BatchFailed {
+                            why: format!("the write was not committed: {error}"),
+                            maybe_committed: false,
+                        }
                     });
                 }
             }

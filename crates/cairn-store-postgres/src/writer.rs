@@ -385,9 +385,9 @@ impl Writer {
                             command.answer(result);
                         }
                     }
-                    Err(why) => {
+                    Err(failed) => {
                         for command in commands {
-                            command.answer(Err(StoreError::Unavailable(why.clone())));
+                            command.answer(Err(failed.error()));
                         }
                     }
                 }

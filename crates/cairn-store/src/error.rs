@@ -67,6 +67,12 @@ pub enum StoreError {
     /// The database could not be reached or refused the operation; retrying may help.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The write was in flight when the store's answer was lost (the connection broke): it
+    /// may or may not have been committed. Sending it again may record it twice; read what
+    /// was committed first (an execution gives its run back, and the next claim reads the
+    /// log as committed). A create with the same run id is harmless to send again.
+    #[error("store unavailable: the write may or may not have been committed: {0}")]
+    MaybeCommitted(String),
     /// Stored data could not be read back (a bug or a damaged database).
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
@@ -75,6 +81,9 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the same call may succeed later (the database was briefly unreachable or busy).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::MaybeCommitted(_)
+        )
     }
 }

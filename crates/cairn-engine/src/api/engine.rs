@@ -154,6 +154,7 @@ impl EngineBuilder {
                 entropy: self.entropy,
                 config: self.config,
                 worker,
+                claims: std::sync::atomic::AtomicU64::new(0),
                 stopping: CancellationToken::new(),
                 events,
                 end_waiters: Arc::default(),

@@ -77,6 +77,7 @@ impl Engine {
                     }
                 };
                 tokio::select! {
+                    biased;
                     () = end.ended() => break,
                     () = recheck => break,
                     changes = watch.changed() => {

@@ -197,6 +197,7 @@ impl Engine {
         };
         let stopping = env.stopping.clone();
         tokio::select! {
+            biased;
             fetched = Caught::new((poll.fetch)(ctx, source.cursor.clone())) => {
                 fetched.unwrap_or_else(|payload| Err(PollError::new(format!(
                     "the poll function panicked: {}",

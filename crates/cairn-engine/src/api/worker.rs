@@ -101,7 +101,14 @@ impl Engine {
             if full_batch {
                 continue;
             }
-            let wait = self.idle_wait(&slugs).await;
+            // At capacity, a run that is ready must wait for an execution to end: looking
+            // again before then would find it ready and spin (a busy loop, and one the
+            // simulator's virtual clock never gets past).
+            let wait = if capacity == 0 {
+                env.config.poll_interval
+            } else {
+                self.idle_wait(&slugs).await
+            };
             let woken = async {
                 match watch.as_mut() {
                     Some(watch) => drop(watch.wait(WATCH_TIMEOUT).await),
@@ -109,6 +116,7 @@ impl Engine {
                 }
             };
             tokio::select! {
+                biased;
                 _ = executions.join_next(), if !executions.is_empty() => {}
                 () = runtime.new_work.notified() => {}
                 () = woken => {}
@@ -125,6 +133,7 @@ impl Engine {
         let grace = env.config.shutdown_grace;
         let drained = async { while executions.join_next().await.is_some() {} };
         let in_time = tokio::select! {
+            biased;
             () = drained => true,
             () = env.clock.sleep(grace) => false,
         };

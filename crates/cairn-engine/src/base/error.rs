@@ -193,7 +193,9 @@ impl EngineError {
                 | StoreError::LeaseLost { .. }
                 | StoreError::CredentialsChanged,
             ) => ErrorClass::Conflict,
-            EngineError::Store(StoreError::Unavailable(_)) => ErrorClass::Unavailable,
+            EngineError::Store(StoreError::Unavailable(_) | StoreError::MaybeCommitted(_)) => {
+                ErrorClass::Unavailable
+            }
             EngineError::Registry(_)
             | EngineError::Vault(_)
             | EngineError::OAuth(_)

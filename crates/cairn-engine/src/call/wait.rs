@@ -37,6 +37,7 @@ pub(crate) async fn wait_until(run: &Arc<RunContext>, until_ms: i64, status: Run
         // this one is about to go on.
         let _busy = (!long).then(|| run.busy());
         tokio::select! {
+            biased;
             () = env.clock.sleep_until(until_ms) => {}
             () = run.until_idle(), if long => {}
             () = env.stopping.cancelled() => {
@@ -74,6 +75,7 @@ pub(crate) async fn wait_outside(run: &Arc<RunContext>, outside: Outside) {
         return halt().await;
     }
     tokio::select! {
+        biased;
         () = run.until_idle() => {}
         () = env.clock.sleep_until(outside.recheck_at_ms) => {}
         () = env.stopping.cancelled() => {

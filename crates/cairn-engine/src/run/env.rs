@@ -55,6 +55,8 @@ pub(crate) struct RunEnv {
     pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) config: EngineConfig,
     pub(crate) worker: WorkerId,
+    /// How many leases this worker has taken (see [`RunEnv::lease`]).
+    pub(crate) claims: std::sync::atomic::AtomicU64,
     /// Fired when the engine stops: executions let go at their next step boundary.
     pub(crate) stopping: CancellationToken,
     /// Where committed events go (see [`RunEvent`]).
@@ -72,12 +74,34 @@ pub(crate) struct RunEnv {
 }
 
 impl RunEnv {
-    /// A lease of this worker's, from now.
+    /// A new lease of this worker's, from now, for a claim (or a creation) of its own. Each
+    /// is held under a name of its own, `<worker>/<n>`: an execution that a later claim of
+    /// the same run in this process superseded (it stalled past its lease, the run went
+    /// elsewhere and came back) is then refused by the fence like another worker's, instead
+    /// of writing from its stale log under the new claim (found by `cairn-sim`, decision
+    /// 0044).
     pub(crate) fn lease(&self) -> Lease {
+        let claim = self
+            .claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        self.lease_for(&WorkerId(format!("{}/{claim}", self.worker).into()))
+    }
+
+    /// The lease held under `holder` (an execution's claim), renewed from now.
+    pub(crate) fn lease_for(&self, holder: &WorkerId) -> Lease {
         Lease {
-            worker: self.worker.clone(),
+            worker: holder.clone(),
             expires_at_ms: self.clock.now_ms() + self.config.lease_ttl_ms(),
         }
+    }
+
+    /// Whether `holder` is one of this worker's claims.
+    pub(crate) fn holds(&self, holder: &WorkerId) -> bool {
+        holder
+            .0
+            .strip_prefix(&*self.worker.0)
+            .is_some_and(|claim| claim.is_empty() || claim.starts_with('/'))
     }
 
     /// A new run id: a UUIDv7 of the engine's clock and entropy.

@@ -39,7 +39,7 @@ impl RunContext {
             return;
         }
         let env = &self.env;
-        let lease = env.lease();
+        let lease = env.lease_for(&self.lease_holder);
         // Noted before asking: the body may finish, and the run end, after the store took the
         // renewal but before it answered.
         self.leased_at(lease.expires_at_ms);

@@ -15,7 +15,7 @@ use std::sync::{
 };
 
 use cairn_core::{ErrorInfo, Journal, Owner, RunStatus};
-use cairn_store::{NewRun, RunId, RunRecord, StoreError};
+use cairn_store::{NewRun, RunId, RunRecord, StoreError, WorkerId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -107,6 +107,9 @@ pub(crate) struct RunContext {
     /// Whether the run was executed before this execution (it was parked, retried, handed
     /// back, or its worker died): an attempt it left in flight may have been cut off.
     pub(crate) executed_before: bool,
+    /// The name this execution's lease is held under (its claim's, see `RunEnv::lease`):
+    /// every fenced write and renewal of the execution is made under it.
+    pub(crate) lease_holder: WorkerId,
 }
 
 impl RunContext {
@@ -124,7 +127,7 @@ impl RunContext {
             workflow: run.workflow.clone(),
             trigger: run.trigger.clone(),
             owner: run.owner.clone(),
-            env,
+            env: env.clone(),
             journal: Mutex::new(journal),
             cancel: CancellationToken::new(),
             stop: CancellationToken::new(),
@@ -139,6 +142,10 @@ impl RunContext {
             lease_confirmed_until_ms: AtomicI64::new(run.lease_expires_at_ms.unwrap_or(i64::MIN)),
             renewing: AtomicBool::new(true),
             executed_before: run.executions > 1,
+            lease_holder: run
+                .lease_owner
+                .clone()
+                .unwrap_or_else(|| env.worker.clone()),
         }
     }
 

@@ -96,6 +96,12 @@ impl RunContext {
             let now = self.env.clock.now_ms();
             match self.write_once(create.as_ref(), &events, now).await {
                 Ok(()) => return Ok(now),
+                // An append that may have committed is not sent again: it would record its
+                // events twice. The execution stops and gives the run back; the next claim
+                // reads the log as committed (a create is sent again: same id, no harm).
+                Err(StoreError::MaybeCommitted(why)) if create.is_none() => {
+                    return Err(StoreError::MaybeCommitted(why));
+                }
                 Err(err) if err.is_transient() && delay_ms <= MAX_WRITE_RETRY_DELAY_MS => {
                     tracing::warn!(run = %self.run_id, error = %err, "store unavailable; retrying the write");
                     self.env
@@ -121,7 +127,7 @@ impl RunContext {
         if let Some(new) = create {
             // The run's first events go in as its history: they take effect as if appended
             // (an end ends it, a hook is registered), in the same commit.
-            let lease = env.lease();
+            let lease = env.lease_for(&self.lease_holder);
             let leased_until = lease.expires_at_ms;
             let run = NewRun {
                 history: events.to_vec(),
@@ -149,7 +155,7 @@ impl RunContext {
         }
         if !events.is_empty() {
             env.store
-                .append(self.run_id, &env.worker, events, now)
+                .append(self.run_id, &self.lease_holder, events, now)
                 .await?;
             let first = self.committed(events.len() as u64);
             env.publish(self.run_id, first, now, events);

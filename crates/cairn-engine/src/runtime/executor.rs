@@ -56,7 +56,8 @@ pub(crate) async fn execute(
     let env = runtime.env.clone();
     let Some(workflow) = workflow.or_else(|| runtime.registry.get(&run.workflow).cloned()) else {
         let now = env.clock.now_ms();
-        if let Err(err) = env.store.release_lease(run.run_id, &env.worker, now).await {
+        let holder = run.lease_owner.as_ref().unwrap_or(&env.worker);
+        if let Err(err) = env.store.release_lease(run.run_id, holder, now).await {
             tracing::warn!(run = %run.run_id, error = %err, "could not release the lease of a run this binary cannot execute");
         }
         return ExecEnd::NotExecutable(run.workflow);
@@ -114,7 +115,7 @@ pub(crate) async fn execute(
                         child,
                     };
                     let now = env.clock.now_ms();
-                    env.store.park_run(run.run_id, &env.worker, park, now)
+                    env.store.park_run(run.run_id, &ctx.lease_holder, park, now)
                 })
                 .await;
             let end = match parked {
@@ -156,7 +157,11 @@ pub(crate) async fn execute(
                 tracing::warn!(run = %run.run_id, error = %err, "could not write the last events before giving the run back");
             }
             let now = env.clock.now_ms();
-            match env.store.release_lease(run.run_id, &env.worker, now).await {
+            match env
+                .store
+                .release_lease(run.run_id, &ctx.lease_holder, now)
+                .await
+            {
                 Ok(()) => ExecEnd::Released,
                 Err(err) => {
                     tracing::warn!(run = %run.run_id, error = %err, "could not release the lease; it will lapse");

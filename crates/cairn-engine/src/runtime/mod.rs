@@ -88,11 +88,14 @@ impl Runtime {
 
     /// The executions whose leases the heartbeat renews.
     pub(crate) fn renewing(&self) -> Vec<Arc<RunContext>> {
-        lock(&self.running)
+        let mut runs: Vec<Arc<RunContext>> = lock(&self.running)
             .values()
             .filter(|run| run.renews_lease())
             .cloned()
-            .collect()
+            .collect();
+        // In run order, not the map's (random) order: one seed, one sequence of renewals.
+        runs.sort_unstable_by_key(|run| run.run_id);
+        runs
     }
 
     pub(crate) fn remember_fresh(&self, claim: ClaimedRun) {
@@ -180,6 +183,7 @@ impl Runtime {
                         // Parked runs wake at their time (or sooner, on a resume); others are
                         // looked at again after the poll interval.
                         tokio::select! {
+                            biased;
                             () = env.clock.sleep_until(wake) => {}
                             () = env.clock.sleep(env.config.poll_interval) => {}
                             () = self.new_work.notified() => {}
@@ -226,7 +230,11 @@ impl Runtime {
         if self.executing(run_id).is_some() {
             return Ok(NextMove::Wait(i64::MAX));
         }
-        if run.lease_owner.as_ref() == Some(&env.worker) {
+        if run
+            .lease_owner
+            .as_ref()
+            .is_some_and(|holder| env.holds(holder))
+        {
             let events = env.store.events(run_id).await?;
             return Ok(NextMove::Execute(ClaimedRun { run, events }));
         }

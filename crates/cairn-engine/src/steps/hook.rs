@@ -241,7 +241,7 @@ async fn time_out<T>(call: &Call, token: &str, now: i64) -> Result<T, StepError>
     let timed_out = run
         .write_then(|| {
             env.store
-                .time_out_hook(token, &env.worker, event.clone(), now)
+                .time_out_hook(token, &run.lease_holder, event.clone(), now)
         })
         .await;
     match timed_out {

@@ -491,7 +491,10 @@ fn same<T: Debug>(
     model: Result<T, StoreError>,
     store: Result<T, StoreError>,
 ) -> Option<T> {
-    if let Err(err @ (StoreError::Unavailable(_) | StoreError::Corrupt(_))) = &store {
+    if let Err(
+        err @ (StoreError::Unavailable(_) | StoreError::MaybeCommitted(_) | StoreError::Corrupt(_)),
+    ) = &store
+    {
         panic!("{op:?}: the backend failed: {err}");
     }
     assert_eq!(
