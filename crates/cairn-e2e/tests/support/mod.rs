@@ -1,11 +1,14 @@
 //! What the end-to-end tests share: spawning the fixture binary in an isolated data dir,
-//! reading its ledger and polling with a deadline.
+//! reading its ledger and polling with a deadline; `invariant` checks invariant 1 on the
+//! ledger of `marked` runs.
 
 #![allow(dead_code)]
 
+pub mod invariant;
+
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -317,6 +320,12 @@ impl KillOnDrop {
             child.kill().expect("kill -9");
             child.wait().ok();
         }
+    }
+
+    /// The process's exit status if it has ended (then reaped), else `None`.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        let child = self.0.as_mut().expect("not waited for yet");
+        child.try_wait().expect("the process's status")
     }
 
     /// Waits for the process to end and collects its output.
