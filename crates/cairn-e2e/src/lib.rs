@@ -31,7 +31,7 @@ fn env_path(name: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(name).unwrap_or_else(|| panic!("{name} must be set")))
 }
 
-/// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
+/// Appends `<run>|<step>|<what>|<pid>` to the ledger, durably (see [`ledger_line`]).
 fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
     Ok(ledger_line(
         &ctx.run_id().to_string(),
@@ -40,16 +40,20 @@ fn ledger(ctx: &ActionCtx, what: &str) -> Result<(), ActionError> {
     )?)
 }
 
-/// Appends `<run>|<step>|<what>|<pid>` to the ledger, fsync'd.
+/// Appends `<run>|<step>|<what>|<pid>` to the ledger, durably: the file is opened with
+/// `O_DSYNC`, so the write returns once the line is on disk, as a write and an `fdatasync`
+/// would, without an `fdatasync` call. A test that makes a worker's `fdatasync`s fail
+/// (`fiu-run`, tests/sync_errors.rs) thus fails the store's syncs, not the ledger's.
 fn ledger_line(run: &str, step: &str, what: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_DSYNC)
         .open(env_path("FIXTURE_LEDGER"))?;
     // One write call per line: O_APPEND keeps lines from concurrent steps whole.
     let line = format!("{run}|{step}|{what}|{}\n", std::process::id());
-    file.write_all(line.as_bytes())?;
-    file.sync_data()
+    file.write_all(line.as_bytes())
 }
 
 static RECORD: LazyLock<Action<Tag, Tag>> = LazyLock::new(|| {

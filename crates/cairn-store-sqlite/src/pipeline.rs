@@ -61,7 +61,10 @@ pub(crate) enum Message {
 /// database is next opened: the batches after it would be lost though acknowledged. So
 /// after the first failure no batch is acknowledged again (each is answered `Unavailable`,
 /// saying to restart the process), and none is retried, as PostgreSQL panics on a failed
-/// `fsync` rather than retry it. Reopening the store recovers the database from its files.
+/// `fsync` rather than retry it. Nor is any committed: the writer rolls back every batch from
+/// then on ([`Pipeline::close`]), since a write answered `Unavailable` but committed would be
+/// written again by its caller's retry (a step recorded twice: decision 0045). Reopening the
+/// store recovers the database from its files.
 ///
 /// The write connection runs with `synchronous=NORMAL`, so SQLite does not sync the WAL at
 /// `COMMIT` (it still syncs before every checkpoint); a `Syncer` does it instead. Another
@@ -114,13 +117,21 @@ impl Syncer {
         self.timer.is_observed()
     }
 
-    fn sync(&mut self) -> Result<(), String> {
-        if let Some(first) = self.failed.get() {
-            return Err(format!(
+    /// Why nothing may be written any more, once a sync of the WAL has failed (see the
+    /// type's docs); `None` until then.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.failed.get().map(|first| {
+            format!(
                 "an earlier sync of the WAL failed ({first}), so no commit since is known to be \
                  durable and this store takes no more writes: restart the process (reopening \
                  the store recovers the database from its files)"
-            ));
+            )
+        })
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        if let Some(refusal) = self.refusal() {
+            return Err(refusal);
         }
         let file = match &mut self.file {
             Some(file) => file,
@@ -358,7 +369,7 @@ impl<'c> Pipeline<'c> {
             return None;
         }
         let open = self.open.take()?;
-        let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
+        let committed = self.close(open);
         let next = next();
         if next.is_some() {
             self.hand_over(committed);
@@ -381,9 +392,19 @@ impl<'c> Pipeline<'c> {
 
     fn commit_and_hand_over(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
+            let committed = self.close(open);
             self.hand_over(committed);
         }
+    }
+
+    /// Ends the transaction `open`: commits it, or rolls it back once a sync of the WAL has
+    /// failed. Its waiters are then answered `Unavailable` and nothing of it is written:
+    /// they retry writes so answered, and a committed one would be written twice.
+    fn close(&mut self, mut open: Batch) -> Committed {
+        if let Some(refusal) = self.in_place.refusal() {
+            open.refuse(refusal);
+        }
+        open.commit(&self.sql, &mut self.runs, self.in_place.is_timed())
     }
 
     fn hand_over(&mut self, committed: Committed) {
@@ -399,7 +420,7 @@ impl<'c> Pipeline<'c> {
     /// Commits what is open and has it answered.
     fn finish(mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
+            let committed = self.close(open);
             if self.handed == 0 {
                 self.in_place.settle(vec![committed]);
             } else {

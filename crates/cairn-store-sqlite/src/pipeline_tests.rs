@@ -262,6 +262,45 @@ fn after_a_failed_sync_nothing_is_acknowledged_again() {
     }
 }
 
+/// A write answered `Unavailable` is retried by its caller: had the writer committed it
+/// after a failed sync, the retry would write it again (decision 0045).
+#[test]
+fn after_a_failed_sync_nothing_is_committed_either() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = writer_connection(&dir);
+    let (mut pipeline, _committed) = pipeline(&dir, &conn, 512);
+    let holder = WorkerId("holder".into());
+    let run = leased_run(&holder);
+    let id = run.id;
+    let (reply, mut created) = oneshot::channel();
+    pipeline.take(Message::Command(Command::CreateRun { run, reply }));
+    pipeline.settle_if_free(|| None);
+    assert!(matches!(created.try_recv(), Ok(Ok(_))), "created");
+    pipeline.in_place.file = Some(unsyncable());
+    assert!(flushed(&mut pipeline).is_err(), "the sync failed");
+    pipeline.in_place.file = None;
+
+    let reader = schema::open_reader(&dir.path().join("cairn.db"), Duration::from_secs(1))
+        .expect("open a reader");
+    let logged = read::events(&reader, id).expect("read the log").len();
+    for retry in 0..2 {
+        let (write, mut answer) = append(id, &holder, &[completed(0)]);
+        pipeline.take(Message::Command(write));
+        pipeline.settle_if_free(|| None);
+        match answer.try_recv() {
+            Ok(Err(StoreError::Unavailable(why))) => {
+                assert!(why.contains("restart the process"), "{why}");
+            }
+            other => panic!("write {retry}: expected Unavailable, got {other:?}"),
+        }
+        assert_eq!(
+            read::events(&reader, id).expect("read the log").len(),
+            logged,
+            "write {retry} after the failed sync was committed"
+        );
+    }
+}
+
 #[test]
 fn stopping_commits_and_answers_what_is_open() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -402,6 +402,12 @@ impl Batch {
         self.broken.is_some()
     }
 
+    /// Breaks the transaction for `why` (unless it broke already): it is rolled back, not
+    /// committed, and every command in it is answered with why.
+    pub(crate) fn refuse(&mut self, why: String) {
+        self.broken.get_or_insert(why);
+    }
+
     /// Runs `command` in the transaction; its answer waits for the commit.
     pub(crate) fn execute(&mut self, conn: &Sql<'_>, runs: &mut RunCache, command: Command) {
         let answer = command.execute(conn, runs, &mut self.broken, &mut self.changed);

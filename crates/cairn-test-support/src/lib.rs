@@ -43,6 +43,11 @@ pub enum Prerequisite {
     Postgres,
     /// Chromium and chromedriver, for the web UI's browser tests (`CAIRN_TEST_SKIP_CHROMIUM`).
     Chromium,
+    /// `fiu-run` (libfiu), for the injected `fdatasync` errors (`CAIRN_TEST_SKIP_FIU`).
+    Fiu,
+    /// `faketime` (libfaketime), for a worker whose clock runs ahead
+    /// (`CAIRN_TEST_SKIP_FAKETIME`).
+    Faketime,
 }
 
 impl Prerequisite {
@@ -51,6 +56,8 @@ impl Prerequisite {
         match self {
             Prerequisite::Postgres => "postgres",
             Prerequisite::Chromium => "chromium",
+            Prerequisite::Fiu => "fiu",
+            Prerequisite::Faketime => "faketime",
         }
     }
 
@@ -59,6 +66,8 @@ impl Prerequisite {
         match self {
             Prerequisite::Postgres => "CAIRN_TEST_SKIP_POSTGRES",
             Prerequisite::Chromium => "CAIRN_TEST_SKIP_CHROMIUM",
+            Prerequisite::Fiu => "CAIRN_TEST_SKIP_FIU",
+            Prerequisite::Faketime => "CAIRN_TEST_SKIP_FAKETIME",
         }
     }
 

@@ -1,11 +1,14 @@
 //! What the end-to-end tests share: spawning the fixture binary in an isolated data dir,
-//! reading its ledger and polling with a deadline.
+//! reading its ledger and polling with a deadline; `invariant` checks invariant 1 on the
+//! ledger of `marked` runs.
 
 #![allow(dead_code)]
 
+pub mod invariant;
+
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -162,17 +165,34 @@ impl Sandbox {
 
     /// [`Sandbox::spawn`] with more environment variables (e.g. `FIXTURE_VERSION`).
     pub fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("processes.log"))
-            .expect("process log");
         self.command(args)
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(self.process_log_file())
             .spawn()
             .expect("spawn fixture")
+    }
+
+    /// [`Sandbox::spawn`] through a wrapper program: `wrapper… <fixture> args…` (e.g.
+    /// `fiu-run -x …`, `faketime +2h`), with the sandbox's environment.
+    pub fn spawn_under(&self, wrapper: &[&str], args: &[&str]) -> Child {
+        let (program, wrapper_args) = wrapper.split_first().expect("a wrapper program");
+        let mut command = Command::new(program);
+        command.args(wrapper_args).arg(fixture_bin()).args(args);
+        self.environment(command)
+            .stdout(Stdio::null())
+            .stderr(self.process_log_file())
+            .spawn()
+            .unwrap_or_else(|error| panic!("spawn {program}: {error}"))
+    }
+
+    /// `processes.log`, opened for appending.
+    fn process_log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("processes.log"))
+            .expect("process log")
     }
 
     /// Runs the fixture to completion with more environment variables.
@@ -317,6 +337,12 @@ impl KillOnDrop {
             child.kill().expect("kill -9");
             child.wait().ok();
         }
+    }
+
+    /// The process's exit status if it has ended (then reaped), else `None`.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        let child = self.0.as_mut().expect("not waited for yet");
+        child.try_wait().expect("the process's status")
     }
 
     /// Waits for the process to end and collects its output.

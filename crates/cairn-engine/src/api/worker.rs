@@ -8,7 +8,11 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::engine::Engine, base::error::EngineError, runtime::executor::execute};
+use crate::{
+    api::engine::Engine,
+    base::{crash_points::crash_point, error::EngineError},
+    runtime::executor::execute,
+};
 
 /// The first wait after the store failed to answer a claim; doubled per failure up to
 /// [`MAX_STORE_BACKOFF`].
@@ -85,6 +89,11 @@ impl Engine {
                     Ok(claimed) => {
                         store_backoff = FIRST_STORE_BACKOFF;
                         full_batch = claimed.len() == capacity;
+                        if !claimed.is_empty() {
+                            // The claims are committed: the runs are this worker's until
+                            // their leases lapse, and none of them has begun.
+                            crash_point!("after-claim-before-execute");
+                        }
                         for run in claimed {
                             executions.spawn(execute(runtime.clone(), run, None, None));
                         }

@@ -3,6 +3,7 @@
 
 pub(crate) mod clock;
 pub(crate) mod config;
+pub(crate) mod crash_points;
 pub(crate) mod credential;
 pub(crate) mod entropy;
 pub(crate) mod error;

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::{
     base::{
+        crash_points::crash_point,
         credential::{Credential, NeededCredential, ResolvedCredential, Scope},
         entropy::EntropyExt,
         error::{ActionError, StepError},
@@ -405,6 +406,9 @@ async fn execute_action<I: Payload, O: Payload>(
         if run.flush().await.is_err() || !run.hold_lease().await {
             return halt().await;
         }
+        // Everything recorded before this attempt is durable (the earlier steps' results
+        // included); the attempt has not begun.
+        crash_point!("after-commit-before-attempt");
         let result = 'attempt: {
             let credentials = match resolved {
                 Ok(resolved) => resolved.shared(),
@@ -438,6 +442,8 @@ async fn execute_action<I: Payload, O: Payload>(
         };
         let error = match result.and_then(|output| encode_output(&action, &call, output)) {
             Ok((output, value)) => {
+                // The attempt's effects happened; its result is only in memory.
+                crash_point!("after-action-before-commit");
                 // Written by the next barrier (see `writes`): the body goes on from memory.
                 let started = (!start_recorded).then(|| call.started_using(input, attempt, used));
                 run.defer(started.into_iter().chain([call.completed(value)]));
