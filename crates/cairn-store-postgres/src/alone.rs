@@ -12,7 +12,7 @@
 //! command's answer. A statement whose answer broke off otherwise (the connection failed,
 //! or failed after the server said the statement completed, when the implicit transaction
 //! commits) may or may not have committed: it is never run again here, and its caller gets
-//! `Unavailable` saying so, as for a `COMMIT` that failed ([`Error::Unsure`]).
+//! `MaybeCommitted`, as for a `COMMIT` that failed ([`Error::Unsure`]).
 //!
 //! **A connection idle for a while** (more than [`RECENTLY`]) may have died meanwhile (a
 //! server restart, an idle timeout), and a statement sent on it would be answered by a

@@ -63,9 +63,9 @@
 //!   workers poll (`next_ready_at`).
 //! - **Ambiguous commits**: if the connection dies exactly while `COMMIT` is in flight, or
 //!   while a lone statement in autocommit is (without the server's error first), the call
-//!   fails with `Unavailable` ("may or may not have been committed") although the write may
-//!   have committed (true of any client/server database); it is never retried by the store. A retried `create_run` is harmless (same id); a retried
-//!   `append` may then record its events twice.
+//!   fails with [`MaybeCommitted`](cairn_store::StoreError::MaybeCommitted) (true of any
+//!   client/server database); it is never retried by the store. A retried `create_run` is
+//!   harmless (same id); the engine never sends such an `append` again (decision 0044).
 //! - **Conflicts between processes** (a deadlock between two batches touching the same runs
 //!   in opposite orders, `statement_timeout`) fail the command involved with `Unavailable`,
 //!   where SQLite's single write lock makes such calls wait (up to its busy timeout).

@@ -13,7 +13,7 @@
 //! fails alone and the others commit; nothing was answered in between, so the rerun's
 //! results are the only ones anyone sees. If the connection is lost before `COMMIT` was sent
 //! (nothing committed), the batch runs once more on a fresh connection. A failure at `COMMIT`
-//! itself is reported as `Unavailable`: as with any database, the commit may or may not have
+//! itself is reported as `MaybeCommitted`: as with any database, the commit may or may not have
 //! happened. A batch of one command that is one statement runs alone in autocommit instead,
 //! one round trip, with the same guarantees (see `alone`).
 //!
