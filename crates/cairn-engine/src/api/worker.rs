@@ -89,6 +89,7 @@ impl Engine {
                     Ok(claimed) => {
                         store_backoff = FIRST_STORE_BACKOFF;
                         full_batch = claimed.len() == capacity;
+                        runtime.claimed_here(claimed.iter().map(|run| run.run.run_id));
                         if !claimed.is_empty() {
                             // The claims are committed: the runs are this worker's until
                             // their leases lapse, and none of them has begun.
@@ -174,6 +175,7 @@ impl Engine {
             )
             .await?;
         let count = claimed.len();
+        runtime.claimed_here(claimed.iter().map(|run| run.run.run_id));
         futures::future::join_all(
             claimed
                 .into_iter()

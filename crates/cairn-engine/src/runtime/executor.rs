@@ -55,6 +55,7 @@ pub(crate) async fn execute(
     let ClaimedRun { run, events } = claimed;
     let env = runtime.env.clone();
     let Some(workflow) = workflow.or_else(|| runtime.registry.get(&run.workflow).cloned()) else {
+        runtime.unclaim(run.run_id);
         let now = env.clock.now_ms();
         let holder = run.lease_owner.as_ref().unwrap_or(&env.worker);
         if let Err(err) = env.store.release_lease(run.run_id, holder, now).await {

@@ -7,7 +7,7 @@ pub(crate) mod executor;
 pub(crate) mod heartbeat;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
 };
 
@@ -51,6 +51,10 @@ pub(crate) struct Runtime {
     running: Mutex<HashMap<RunId, Arc<RunContext>>>,
     /// Claims of runs this process created under its lease, not executed yet.
     fresh: Mutex<HashMap<RunId, ClaimedRun>>,
+    /// Runs the worker loop claimed whose executions have not started yet: a parent reaching
+    /// such a child must not execute it a second time (found by `cairn-sim`, decision 0044).
+    /// Locked after `running`, never before.
+    claimed: Mutex<HashSet<RunId>>,
     /// The loop renewing the leases of the runs in `running`.
     pub(crate) heartbeats: Heartbeats,
 }
@@ -67,12 +71,31 @@ impl Runtime {
             new_work: Notify::new(),
             running: Mutex::new(HashMap::new()),
             fresh: Mutex::new(HashMap::new()),
+            claimed: Mutex::default(),
             heartbeats: Heartbeats::default(),
         }
     }
 
     pub(crate) fn track(&self, run: &Arc<RunContext>) {
-        lock(&self.running).insert(run.run_id, run.clone());
+        let mut running = lock(&self.running);
+        running.insert(run.run_id, run.clone());
+        lock(&self.claimed).remove(&run.run_id);
+    }
+
+    /// Notes runs the worker loop claimed, before their executions start.
+    pub(crate) fn claimed_here(&self, runs: impl IntoIterator<Item = RunId>) {
+        lock(&self.claimed).extend(runs);
+    }
+
+    /// Forgets a claimed run whose execution ends before it starts (nothing to execute).
+    pub(crate) fn unclaim(&self, run_id: RunId) {
+        lock(&self.claimed).remove(&run_id);
+    }
+
+    /// Whether this process executes `run_id`, or claimed it to execute it next.
+    fn executing_or_claimed(&self, run_id: RunId) -> bool {
+        let running = lock(&self.running);
+        running.contains_key(&run_id) || lock(&self.claimed).contains(&run_id)
     }
 
     /// Forgets `run`'s execution, unless a later execution of the same run took its place.
@@ -227,7 +250,7 @@ impl Runtime {
         if parked {
             return Ok(NextMove::Wait(run.ready_at_ms));
         }
-        if self.executing(run_id).is_some() {
+        if self.executing_or_claimed(run_id) {
             return Ok(NextMove::Wait(i64::MAX));
         }
         if run
