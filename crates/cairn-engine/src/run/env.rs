@@ -96,14 +96,6 @@ impl RunEnv {
         }
     }
 
-    /// Whether `holder` is one of this worker's claims.
-    pub(crate) fn holds(&self, holder: &WorkerId) -> bool {
-        holder
-            .0
-            .strip_prefix(&*self.worker.0)
-            .is_some_and(|claim| claim.is_empty() || claim.starts_with('/'))
-    }
-
     /// A new run id: a UUIDv7 of the engine's clock and entropy.
     pub(crate) fn new_run_id(&self) -> RunId {
         let millis = u64::try_from(self.clock.now_ms()).unwrap_or(0);

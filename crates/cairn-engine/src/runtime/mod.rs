@@ -253,14 +253,9 @@ impl Runtime {
         if self.executing_or_claimed(run_id) {
             return Ok(NextMove::Wait(i64::MAX));
         }
-        if run
-            .lease_owner
-            .as_ref()
-            .is_some_and(|holder| env.holds(holder))
-        {
-            let events = env.store.events(run_id).await?;
-            return Ok(NextMove::Execute(ClaimedRun { run, events }));
-        }
+        // A run leased to this worker but executing nowhere here is not taken over: the
+        // worker loop may have claimed it and not heard the answer yet (found by `cairn-sim`,
+        // decision 0044). The claim below waits for that claim to be held or to lapse.
         match env.store.claim_run(run_id, &env.lease(), now).await? {
             ClaimOutcome::Claimed(claimed) => Ok(NextMove::Execute(*claimed)),
             ClaimOutcome::Held { until_ms, .. } => Ok(NextMove::Wait(until_ms)),
