@@ -83,7 +83,7 @@ impl Engine {
                 let now = env.clock.now_ms();
                 match env
                     .store
-                    .claim_ready(&slugs, &env.lease(), now, capacity)
+                    .claim_ready(&slugs, &env.loop_lease(), now, capacity)
                     .await
                 {
                     Ok(claimed) => {
@@ -169,7 +169,7 @@ impl Engine {
             .store
             .claim_ready(
                 &slugs,
-                &env.lease(),
+                &env.loop_lease(),
                 env.clock.now_ms(),
                 env.config.max_concurrent_runs,
             )

@@ -81,11 +81,33 @@ impl RunEnv {
     /// of writing from its stale log under the new claim (found by `cairn-sim`, decision
     /// 0044).
     pub(crate) fn lease(&self) -> Lease {
+        self.numbered_lease("")
+    }
+
+    /// A new lease for a claim of the worker loop (`claim_ready`), held as `<worker>/c<n>`:
+    /// until the loop has heard the claim's answer nothing else here may take such a run
+    /// over (see [`RunEnv::holds`]).
+    pub(crate) fn loop_lease(&self) -> Lease {
+        self.numbered_lease("c")
+    }
+
+    fn numbered_lease(&self, kind: &str) -> Lease {
         let claim = self
             .claims
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        self.lease_for(&WorkerId(format!("{}/{claim}", self.worker).into()))
+        self.lease_for(&WorkerId(format!("{}/{kind}{claim}", self.worker).into()))
+    }
+
+    /// Whether `holder` is a lease this worker took for a run it created or claimed to
+    /// execute at once (not one of the worker loop's claims, whose executions the loop
+    /// starts itself): such a run, not executing here, is this process's to execute.
+    pub(crate) fn holds(&self, holder: &WorkerId) -> bool {
+        match holder.0.strip_prefix(&*self.worker.0) {
+            Some("") => true,
+            Some(claim) => claim.strip_prefix('/').is_some_and(|n| !n.starts_with('c')),
+            None => false,
+        }
     }
 
     /// The lease held under `holder` (an execution's claim), renewed from now.

@@ -253,9 +253,18 @@ impl Runtime {
         if self.executing_or_claimed(run_id) {
             return Ok(NextMove::Wait(i64::MAX));
         }
-        // A run leased to this worker but executing nowhere here is not taken over: the
-        // worker loop may have claimed it and not heard the answer yet (found by `cairn-sim`,
-        // decision 0044). The claim below waits for that claim to be held or to lapse.
+        // A run this worker leased when it created it (or claimed it to execute at once) is
+        // executed from the store. Not a worker-loop claim: the loop may hold it without
+        // having heard the answer yet (found by `cairn-sim`, decision 0044); the claim below
+        // waits for such a lease.
+        if run
+            .lease_owner
+            .as_ref()
+            .is_some_and(|holder| env.holds(holder))
+        {
+            let events = env.store.events(run_id).await?;
+            return Ok(NextMove::Execute(ClaimedRun { run, events }));
+        }
         match env.store.claim_run(run_id, &env.lease(), now).await? {
             ClaimOutcome::Claimed(claimed) => Ok(NextMove::Execute(*claimed)),
             ClaimOutcome::Held { until_ms, .. } => Ok(NextMove::Wait(until_ms)),
