@@ -22,6 +22,8 @@ use crate::{
 
 /// Virtual time with faults.
 const CHAOS_MS: u64 = 60_000;
+/// Virtual time over which runs arrive (on average: the gaps are random).
+const ARRIVALS_MS: u64 = 30_000;
 /// Virtual time the heal may take before a run still going is a violation (invariant 5).
 const HEAL_LIMIT_MS: u64 = 15 * 60_000;
 
@@ -41,10 +43,20 @@ pub(crate) async fn simulate(seed: u64, planted: Option<Planted>, keep_trace: bo
     let mut workers = Workers::new(world.clone(), store.clone(), started, worker_count);
     (0..worker_count).for_each(|i| workers.start(i));
     let (client, workload) = client(&world, &store, started);
-    for index in 0..run_count {
-        start_run(&world, &client, &workload, index).await;
-    }
+    // Runs arrive over the first half of the fault phase, so faults meet work in flight
+    // rather than idle workers.
+    let arrivals = {
+        let (world, client) = (world.clone(), client.clone());
+        tokio::spawn(async move {
+            for index in 0..run_count {
+                let gap = world.rng.below(2 * ARRIVALS_MS / run_count.max(1));
+                tokio::time::sleep(Duration::from_millis(gap)).await;
+                start_run(&world, &client, &workload, index).await;
+            }
+        })
+    };
     chaos(&world, &client, &mut workers).await;
+    arrivals.await.expect("every run was started");
 
     world.heal();
     workers.revive_all();

@@ -48,6 +48,10 @@ impl World {
             // The bug shows only when a store crash drops what was acknowledged.
             faults.store_crash = 0.02;
         }
+        if planted == Some(Planted::FenceSkipped) {
+            // The bug shows only when a stale worker writes: zombies make them.
+            faults.worker_pause_every_ms = Some(2_000);
+        }
         World {
             rng,
             planted,
