@@ -60,14 +60,16 @@ pub(crate) async fn simulate(seed: u64, planted: Option<Planted>, keep_trace: bo
 
     world.heal();
     workers.revive_all();
-    let healed = heal(&world, &client, &store).await;
+    heal(&world, &client, &store).await;
+    // A violation cuts the heal short: runs still going then say nothing more.
+    let heal_finished = world.violation().is_none();
     workers.stop_all().await;
     flusher.abort();
 
     let runs = durable_runs(store.durable());
     let mut steps = 0;
     for run in &runs {
-        if !run.status.is_terminal() && healed {
+        if !run.status.is_terminal() && heal_finished {
             world.violated(format!(
                 "invariant 5: run {} is still {} {} s after the faults stopped",
                 run.run_id,
@@ -210,8 +212,8 @@ async fn resume_a_hook(world: &World, client: &Engine) {
 }
 
 /// The heal: faults off, every worker running; waits until every run has ended, resuming
-/// pending hooks as a person would. False if some run had not ended by the limit.
-async fn heal(world: &World, client: &Engine, store: &SimStore) -> bool {
+/// pending hooks as a person would, up to the limit or the first violation.
+async fn heal(world: &World, client: &Engine, store: &SimStore) {
     let deadline = world.elapsed_ms() + HEAL_LIMIT_MS;
     while world.elapsed_ms() < deadline && world.violation().is_none() {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -221,9 +223,8 @@ async fn heal(world: &World, client: &Engine, store: &SimStore) -> bool {
             .count();
         if unended == 0 {
             world.note("healed: every run ended");
-            return true;
+            return;
         }
         resume_a_hook(world, client).await;
     }
-    world.violation().is_none()
 }
