@@ -141,6 +141,16 @@ static SLEEPER: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
         })
 });
 
+static LONG_SLEEPER: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
+    Workflow::new("long-sleeper")
+        .description("record, sleep 1 h, record")
+        .run(|input: Tag, ctx: WorkflowCtx| async move {
+            let tag = RECORD.run(input).await?;
+            ctx.sleep("1h").await?;
+            Ok(RECORD.run(tag).await?)
+        })
+});
+
 static APPROVAL: LazyLock<Workflow<Tag, Tag>> = LazyLock::new(|| {
     Workflow::new("approval")
         .description("record, wait for an approval hook, record")
@@ -298,6 +308,7 @@ fn registered() -> Registry {
         .action(&SLOW_RECORD)
         .workflow(&GATED)
         .workflow(&SLEEPER)
+        .workflow(&LONG_SLEEPER)
         .workflow(&APPROVAL)
         .action(&GATE)
         .action(&RECORD)

@@ -253,6 +253,16 @@ pub(crate) async fn next_ready_at<'c>(
         .await?)
 }
 
+/// The server's clock, in unix milliseconds: the time every worker judges leases by
+/// (decision 0046).
+pub(crate) async fn server_clock_ms<'c>(conn: impl PgExecutor<'c>) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::int8")
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use cairn_core::RunStatus;

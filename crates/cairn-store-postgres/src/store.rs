@@ -532,6 +532,10 @@ impl Store for PostgresStore {
         PostgresStore::flush(self).await
     }
 
+    async fn clock_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(Some(read::server_clock_ms(&self.pool).await?))
+    }
+
     fn commit_timer(&self) -> Option<CommitTimer> {
         Some(self.timer.clone())
     }

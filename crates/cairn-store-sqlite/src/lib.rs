@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod clock;
 mod codec;
 mod credentials;
 mod deliveries;
@@ -580,6 +581,10 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> StoreResult<()> {
         SqliteStore::flush(self).await
+    }
+
+    async fn clock_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(Some(clock::host_clock_ms()))
     }
 
     fn commit_timer(&self) -> Option<CommitTimer> {

@@ -73,7 +73,10 @@ pub use follow::{
 pub use instances::{
     a_follower_sees_every_event_once_in_order, a_watch_sees_another_instances_commits,
 };
-pub use lease::{release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced};
+pub use lease::{
+    release_lease_requeues_the_run_from_ready_at, renew_lease_extends_and_is_fenced,
+    the_store_clock_reads_the_time_of_day,
+};
 #[cfg(feature = "model")]
 pub use model::{ModelBackend, Op, Who, check_against_the_memory_store};
 pub use polls::{
@@ -166,6 +169,7 @@ macro_rules! conformance_tests {
             claim_ready_concurrent_calls_never_share_a_run,
             next_ready_at_reports_the_earliest_wake_up,
             renew_lease_extends_and_is_fenced,
+            the_store_clock_reads_the_time_of_day,
             release_lease_requeues_the_run_from_ready_at,
             append_is_fenced_by_the_lease,
             an_append_moves_updated_at,

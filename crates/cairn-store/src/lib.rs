@@ -347,6 +347,14 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The store's own clock, in unix milliseconds: the time every worker sharing the store
+    /// judges leases and due runs by, whatever its process's clock says (decision 0046).
+    /// `None` when the store has no clock of its own (it lives in one process, whose clock
+    /// is the store's).
+    async fn clock_ms(&self) -> StoreResult<Option<i64>> {
+        Ok(None)
+    }
+
     /// Waits until every write queued so far (by any task) is committed or has failed.
     /// Call it before a process exits.
     async fn flush(&self) -> StoreResult<()> {

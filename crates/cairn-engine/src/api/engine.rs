@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     base::{
-        clock::{Clock, SystemClock},
+        clock::{Clock, StoreClock},
         config::{EngineConfig, MAX_IDEMPOTENCY_KEY_LEN},
         entropy::{Entropy, EntropyExt, OsEntropy},
         error::EngineError,
@@ -86,7 +86,8 @@ pub struct EngineBuilder {
     store: Arc<dyn Store>,
     registry: Registry,
     config: EngineConfig,
-    clock: Arc<dyn Clock>,
+    /// The injected clock; `None`: the store's ([`StoreClock`]).
+    clock: Option<Arc<dyn Clock>>,
     entropy: Arc<dyn Entropy>,
     worker: Option<WorkerId>,
     overrides: HashMap<String, ActionOverride>,
@@ -109,9 +110,13 @@ impl EngineBuilder {
     }
 
     /// Sets the clock: every reading of the time and every timer of the engine goes through
-    /// it (tests and the testing harness inject a virtual one).
+    /// it (tests and the testing harness inject a virtual one). By default the engine runs on
+    /// the store's clock, which every worker of the store shares (its own clock carries it
+    /// between readings): leases and due runs are then judged alike by all of them, whatever
+    /// each machine's clock says. An injected clock, [`SystemClock`](crate::SystemClock) included, is trusted as
+    /// it is.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -146,11 +151,19 @@ impl EngineBuilder {
             WorkerId(format!("{host}:{}:{suffix:012x}", std::process::id()).into())
         });
         let (events, _) = broadcast::channel(4096);
+        let (clock, store_clock): (Arc<dyn Clock>, _) = match self.clock {
+            Some(clock) => (clock, None),
+            None => {
+                let store_clock = Arc::new(StoreClock::new());
+                (store_clock.clone(), Some(store_clock))
+            }
+        };
         let runtime = Arc::new_cyclic(|runtime: &Weak<Runtime>| {
             let children: Weak<dyn ChildRuns> = runtime.clone();
             let env = RunEnv {
                 store: self.store,
-                clock: self.clock,
+                clock,
+                store_clock,
                 entropy: self.entropy,
                 config: self.config,
                 worker,
@@ -183,7 +196,7 @@ impl Engine {
             store,
             registry,
             config: EngineConfig::default(),
-            clock: Arc::new(SystemClock),
+            clock: None,
             entropy: Arc::new(OsEntropy),
             worker: None,
             overrides: HashMap::new(),
@@ -245,6 +258,8 @@ impl Engine {
         options: StartOptions,
     ) -> Result<Started, EngineError> {
         let runtime = &self.runtime;
+        // A lease taken now must be judged by the store's time (decision 0046).
+        runtime.env.read_store_clock().await;
         let new = self.new_run(slug, input, &options)?;
         // A run this process will execute needs no read-back: keep its claim in memory.
         let claim = rules::created_claim(&new);

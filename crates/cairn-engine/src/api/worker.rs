@@ -54,6 +54,8 @@ impl Engine {
         tracing::info!(worker = %env.worker, workflows = ?slugs, "worker started");
         while !shutdown.is_cancelled() {
             while executions.try_join_next().is_some() {}
+            // Leases and due runs are judged by the store's clock (decision 0046).
+            env.read_store_clock().await;
             // Due schedules become runs before the claim, so this pass may take them.
             let now = env.clock.now_ms();
             if now >= schedules_fired_at.saturating_add(poll_ms) {
@@ -165,6 +167,7 @@ impl Engine {
         let runtime = &self.runtime;
         let env = &runtime.env;
         let slugs = runtime.registry.slugs();
+        env.read_store_clock().await;
         let claimed = env
             .store
             .claim_ready(

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     base::{
-        clock::Clock,
+        clock::{Clock, StoreClock},
         config::EngineConfig,
         entropy::{Entropy, EntropyExt},
         error::ActionError,
@@ -52,6 +52,8 @@ pub struct RunEvent {
 pub(crate) struct RunEnv {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The store's clock when `clock` is it (no clock was injected): read now and then.
+    pub(crate) store_clock: Option<Arc<StoreClock>>,
     pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) config: EngineConfig,
     pub(crate) worker: WorkerId,
@@ -74,6 +76,16 @@ pub(crate) struct RunEnv {
 }
 
 impl RunEnv {
+    /// Reads the store's clock if the engine runs on it and the last reading is due: before
+    /// leases or due runs are judged (claims, creations, renewals).
+    pub(crate) async fn read_store_clock(&self) {
+        if let Some(clock) = &self.store_clock
+            && clock.read_due()
+        {
+            clock.read_store(self.store.as_ref()).await;
+        }
+    }
+
     /// A new lease of this worker's, from now, for a claim (or a creation) of its own. Each
     /// is held under a name of its own, `<worker>/<n>`: an execution that a later claim of
     /// the same run in this process superseded (it stalled past its lease, the run went

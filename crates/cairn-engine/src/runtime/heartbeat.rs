@@ -60,7 +60,10 @@ async fn renew_every(runtime: Weak<Runtime>, every: Duration) {
             return;
         };
         let runs = runtime.renewing();
+        let env = runtime.env.clone();
         drop(runtime);
+        // A long execution outside the worker loop still reads the store's clock now and then.
+        env.read_store_clock().await;
         futures::future::join_all(runs.iter().map(|run| run.renew_lease())).await;
     }
 }

@@ -243,6 +243,7 @@ impl Runtime {
         if run.status.is_terminal() || env.stopping.is_cancelled() {
             return Ok(NextMove::Done(run));
         }
+        env.read_store_clock().await;
         let now = env.clock.now_ms();
         let parked = matches!(run.status, RunStatus::Sleeping | RunStatus::Waiting)
             && run.lease_owner.is_none()

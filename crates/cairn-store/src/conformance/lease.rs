@@ -176,3 +176,31 @@ pub async fn release_lease_requeues_the_run_from_ready_at(store: Arc<dyn Store>)
         "releasing an ended run: {ended:?}"
     );
 }
+
+/// The store's clock ([`Store::clock_ms`]), where it has one, reads the time of day (this
+/// test's machine runs the store, so its clock agrees within a second) and moves forward.
+pub async fn the_store_clock_reads_the_time_of_day(store: Arc<dyn Store>) {
+    let system_ms = || {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        i64::try_from(since.as_millis()).expect("ms fit")
+    };
+    let before = system_ms();
+    let Some(first) = store.clock_ms().await.expect("read the clock") else {
+        return;
+    };
+    assert!(
+        (first - before).abs() < 1_000,
+        "the store's clock reads {first} ms, the system's {before} ms"
+    );
+    let second = store
+        .clock_ms()
+        .await
+        .expect("read the clock again")
+        .expect("a clock answers every time");
+    assert!(
+        second >= first,
+        "the store's clock went back: {first} then {second}"
+    );
+}
