@@ -8,7 +8,7 @@ use std::{
 };
 
 use cairn::testing::{ReplayError, replay};
-use cairn_core::{ErrorKind, Event, EventRecord, RunStatus, StepKey, StepKind};
+use cairn_core::{ErrorKind, Event, EventRecord, RunStatus, SleepInput, StepKey, StepKind};
 use cairn_engine::{ActionCtx, ActionError};
 use cairn_store::{MemoryStore, RunFilter, RunRecord, Store};
 use futures::future::BoxFuture;
@@ -39,6 +39,7 @@ pub(crate) fn check_log(world: &World, run: &RunRecord, log: &[EventRecord]) {
     let max_attempts = act_retry_policy().max_attempts;
     let mut results = HashSet::new();
     let mut counted: HashMap<&StepKey, u32> = HashMap::new();
+    let mut wakes: HashMap<&StepKey, i64> = HashMap::new();
     for (index, record) in log.iter().enumerate() {
         if record.seq != index as u64 + 1 {
             world.violated(format!(
@@ -58,6 +59,27 @@ pub(crate) fn check_log(world: &World, run: &RunRecord, log: &[EventRecord]) {
             )
         };
         match &record.event {
+            Event::StepStarted {
+                key,
+                kind: StepKind::Sleep,
+                input,
+                ..
+            } => {
+                if let Some(sleep) = SleepInput::from_value(input) {
+                    wakes.insert(key, sleep.wake_at_ms);
+                }
+            }
+            // Timers fire late or early (`timers-early`): a sleep still ends at its time.
+            Event::StepCompleted {
+                key,
+                kind: StepKind::Sleep,
+                ..
+            } if wakes.get(key).is_some_and(|wake| record.at_ms < *wake) => {
+                world.violated(format!(
+                    "sleep {key} of run {} ended at {} ms, before its wake-up time {} ms",
+                    run.run_id, record.at_ms, wakes[key]
+                ));
+            }
             Event::StepCompleted { key, .. } | Event::StepFailed { key, .. }
                 if !results.insert(key.clone()) =>
             {

@@ -1,6 +1,7 @@
 //! The engine's clock in the simulator: virtual time (tokio's paused clock, which jumps
 //! straight to the next timer when every task waits), counted from a fixed epoch, with timers
-//! made late by the seed's `timers-late` fault.
+//! made late or early by the seed's `timers-late` and `timers-early` faults (an early timer
+//! must not make anything happen before its time: the engine looks at the clock again).
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,12 +34,20 @@ impl Clock for SimClock {
 
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
         let wait = u64::try_from(deadline_ms - self.now_ms()).unwrap_or(0);
-        let late = self.world.faults().timer_late_ms;
-        let late = if late > 0 {
-            self.world.rng.below(late + 1)
+        let faults = self.world.faults();
+        let late = if faults.timer_late_ms > 0 {
+            self.world.rng.below(faults.timer_late_ms + 1)
         } else {
             0
         };
-        Box::pin(tokio::time::sleep(Duration::from_millis(wait + late)))
+        let early = if faults.timer_early_ms > 0 && wait > 0 {
+            self.world.count("timers-early");
+            self.world.rng.below(faults.timer_early_ms.min(wait) + 1)
+        } else {
+            0
+        };
+        Box::pin(tokio::time::sleep(Duration::from_millis(
+            wait + late - early,
+        )))
     }
 }

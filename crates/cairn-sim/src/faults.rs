@@ -32,6 +32,12 @@ pub(crate) struct Faults {
     pub(crate) action_slow: f64,
     /// Largest lateness of an engine timer, in virtual milliseconds.
     pub(crate) timer_late_ms: u64,
+    /// Largest earliness of an engine timer, in virtual milliseconds.
+    pub(crate) timer_early_ms: u64,
+    /// Probability that a flushed group wakes no idle worker.
+    pub(crate) wakeup_lost: f64,
+    /// Probability that a flushed group wakes the idle workers twice.
+    pub(crate) wakeup_doubled: f64,
 }
 
 impl Faults {
@@ -51,6 +57,9 @@ impl Faults {
             action_times_out: rate(rng, 0.05),
             action_slow: rate(rng, 0.3),
             timer_late_ms: if on(rng) { rng.between(1, 2_000) } else { 0 },
+            timer_early_ms: if on(rng) { rng.between(1, 2_000) } else { 0 },
+            wakeup_lost: rate(rng, 0.5),
+            wakeup_doubled: rate(rng, 0.5),
         }
     }
 
@@ -78,6 +87,8 @@ impl fmt::Display for Faults {
             ("action-panics", self.action_panics),
             ("action-times-out", self.action_times_out),
             ("action-slow", self.action_slow),
+            ("wake-ups-lost", self.wakeup_lost),
+            ("wake-ups-doubled", self.wakeup_doubled),
         ] {
             if p > 0.0 {
                 on.push(format!("{name}={p:.3}"));
@@ -85,6 +96,9 @@ impl fmt::Display for Faults {
         }
         if self.timer_late_ms > 0 {
             on.push(format!("timers-late<={}ms", self.timer_late_ms));
+        }
+        if self.timer_early_ms > 0 {
+            on.push(format!("timers-early<={}ms", self.timer_early_ms));
         }
         if on.is_empty() {
             f.write_str("none")

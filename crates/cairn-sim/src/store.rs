@@ -13,6 +13,7 @@
 //! or webhook, whose calls go straight to what readers see.
 
 mod ops;
+mod ready;
 
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +35,9 @@ type Op = Arc<dyn Fn(&MemoryStore) + Send + Sync>;
 struct Pending {
     op: Op,
     done: oneshot::Sender<bool>,
+    /// Whether it may make a run ready, so its flush wakes the idle workers (claims and
+    /// renewals do not, as PostgreSQL's store sends no `NOTIFY` for them).
+    wakes: bool,
 }
 
 /// The store's state, shared by every worker's handle.
@@ -48,6 +52,8 @@ pub(crate) struct Shared {
     /// The writes applied but not flushed, in order.
     tail: Mutex<Vec<Pending>>,
     tail_grew: Notify,
+    /// The idle workers' wake-ups (`Store::watch_ready`).
+    wakeups: Arc<ready::Wakeups>,
     /// The last `seq` of each run that a writer was told is committed.
     acked: Mutex<std::collections::HashMap<RunId, u64>>,
 }
@@ -69,6 +75,7 @@ impl SimStore {
             durable_ops: Mutex::default(),
             tail: Mutex::default(),
             tail_grew: Notify::new(),
+            wakeups: Arc::default(),
             acked: Mutex::default(),
         });
         let flusher = flush_forever(shared.clone());
@@ -137,7 +144,12 @@ impl SimStore {
                 Arc::new(move |store: &MemoryStore| drop(op(store)))
             };
             let (done, durable) = oneshot::channel();
-            lock(&self.shared.tail).push(Pending { op: replay, done });
+            let wakes = !matches!(what, "claim" | "claim-ready" | "renew");
+            lock(&self.shared.tail).push(Pending {
+                op: replay,
+                done,
+                wakes,
+            });
             let seq = run.map(|run| (run, last_seq(&visible, run)));
             (result, durable, seq)
         };
@@ -195,12 +207,18 @@ async fn flush_forever(shared: Arc<Shared>) {
             crash(&shared, batch);
             continue;
         }
-        let mut durable = lock(&shared.durable_ops);
-        for pending in batch {
-            (pending.op)(&shared.durable);
-            durable.push(pending.op);
-            // A writer that is gone (its worker was killed) hears nothing: that is fine.
-            let _ = pending.done.send(true);
+        let wakes = batch.iter().any(|pending| pending.wakes);
+        {
+            let mut durable = lock(&shared.durable_ops);
+            for pending in batch {
+                (pending.op)(&shared.durable);
+                durable.push(pending.op);
+                // A writer that is gone (its worker was killed) hears nothing: that is fine.
+                let _ = pending.done.send(true);
+            }
+        }
+        if wakes {
+            shared.wakeups.after_flush(&world).await;
         }
     }
 }

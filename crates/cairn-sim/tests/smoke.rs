@@ -54,6 +54,9 @@ fn smoke() {
         "action-panics",
         "action-times-out",
         "action-slow",
+        "timers-early",
+        "wake-ups-lost",
+        "wake-ups-doubled",
         "fence-rejections",
         "non-determinism-checks",
     ] {

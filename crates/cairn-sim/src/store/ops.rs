@@ -6,9 +6,9 @@ use cairn_core::{Event, EventRecord, RunStatus};
 use cairn_store::{
     ChangeWatch, ClaimOutcome, ClaimedRun, CreateOutcome, CredentialFilter, CredentialRecord,
     FireOutcome, HookFilter, HookRecord, Lease, NewRun, Park, PollClaim, PollCommit,
-    PollCommitOutcome, PollControl, PollSourceRecord, Reseal, RunFilter, RunId, RunRecord,
-    RunSummary, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store, StoreError,
-    StoreResult, WebhookDelivery, WorkerId,
+    PollCommitOutcome, PollControl, PollSourceRecord, ReadyWatch, Reseal, RunFilter, RunId,
+    RunRecord, RunSummary, ScheduleFire, ScheduleMiss, SchedulePut, ScheduleRecord, Store,
+    StoreError, StoreResult, WebhookDelivery, WorkerId,
 };
 
 use super::{SimStore, at_once};
@@ -56,6 +56,11 @@ impl Store for SimStore {
     async fn events_after(&self, id: RunId, after_seq: u64) -> StoreResult<Vec<EventRecord>> {
         self.pass().await;
         self.visible().events_after(id, after_seq).await
+    }
+
+    async fn watch_ready(&self, _workflows: &[String]) -> StoreResult<Option<Box<dyn ReadyWatch>>> {
+        self.pass().await;
+        Ok(Some(Box::new(self.shared.wakeups.watch())))
     }
 
     async fn watch_changes(&self) -> StoreResult<Box<dyn ChangeWatch>> {
