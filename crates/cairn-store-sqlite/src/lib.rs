@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod codec;
 mod credentials;
 mod deliveries;
@@ -55,6 +56,7 @@ mod run_cache;
 mod savepoint;
 mod schedules;
 mod schema;
+mod sync;
 mod waits;
 mod watch;
 mod writer;
