@@ -1,6 +1,8 @@
 //! A batch: the commands run in one write transaction, and their waiters' answers until the
-//! commit is on disk. What it asks of the write connection is the [`Database`] trait, which
-//! SQLite's (`writer::WriteConnection`) implements.
+//! commit is on disk. What it asks of the write connection is the [`Database`] trait: SQLite
+//! in the store (`writer::WriteConnection`), an in-memory fake in the model checks
+//! (`pipeline_checks.rs`), so that those checks run this file's answering rules as the
+//! store does.
 
 use std::time::Instant;
 

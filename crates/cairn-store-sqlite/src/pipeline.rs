@@ -19,8 +19,9 @@
 //! `synchronous=FULL`, and in commit order.
 //!
 //! The code here and in [`batch`](crate::batch) is generic over the write connection
-//! ([`Database`]), the WAL ([`Wal`]) and the queues ([`Threads`]); the store runs it on
-//! SQLite, its file and `std`.
+//! ([`Database`]), the WAL ([`Wal`]) and the queues ([`Threads`]): the store runs it on
+//! SQLite, its file and `std`; the model checks (`pipeline_checks.rs`) run the same code on
+//! in-memory fakes and shuttle's queues, under schedules that shuttle chooses.
 
 use std::{
     fs::{File, OpenOptions},
@@ -53,7 +54,8 @@ pub(crate) enum Message<C> {
     Stop,
 }
 
-/// The file a [`Syncer`] makes commits durable in: the WAL ([`WalFile`]) in the store.
+/// The file a [`Syncer`] makes commits durable in: the WAL ([`WalFile`]) in the store, a
+/// fake that records what is durable in the model checks.
 pub(crate) trait Wal: Send + Sized + 'static {
     /// Another handle on the same file (each syncer has its own).
     fn twin(&self) -> Self;
@@ -473,3 +475,7 @@ impl<D: Database, T: Threads> Pipeline<D, T> {
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pipeline_checks.rs"]
+mod checks;

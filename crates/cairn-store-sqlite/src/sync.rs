@@ -1,7 +1,8 @@
 //! The primitives the writer and sync threads hand batches over with: `std`'s in the store,
-//! behind a trait so that other primitives can run the same hand-off code
-//! ([`pipeline`](crate::pipeline), [`batch`](crate::batch)). Everything generic over
-//! [`Threads`] is monomorphised: the store pays nothing for the seam.
+//! shuttle's in the model checks (`pipeline_checks.rs`), so that the checks run the store's
+//! own hand-off code ([`pipeline`](crate::pipeline), [`batch`](crate::batch)) under
+//! schedules they choose. Everything generic over [`Threads`] is monomorphised: the store
+//! pays nothing for the seam.
 
 use std::sync::{
     Arc, OnceLock,
@@ -97,5 +98,52 @@ impl Failure for Arc<OnceLock<String>> {
     fn set(&self, why: String) {
         // The first failure is the one kept.
         let _ = OnceLock::set(self, why);
+    }
+}
+
+/// The model checks': `shuttle::sync`, whose every operation is a point where shuttle's
+/// scheduler may switch threads.
+#[cfg(test)]
+pub(crate) struct Shuttle;
+
+#[cfg(test)]
+mod shuttle_queues {
+    use super::{RecvError, SendError, TryRecvError};
+    queues!(shuttle::sync::mpsc);
+}
+
+#[cfg(test)]
+impl Threads for Shuttle {
+    type Sender<T: Send + 'static> = shuttle::sync::mpsc::Sender<T>;
+    type Receiver<T: Send + 'static> = shuttle::sync::mpsc::Receiver<T>;
+    type Failure = ShuttleFailure;
+
+    fn channel<T: Send + 'static>() -> (Self::Sender<T>, Self::Receiver<T>) {
+        shuttle::sync::mpsc::channel()
+    }
+}
+
+/// Shuttle has no `OnceLock`: a `OnceLock` whose readers and writer first pass a shuttle
+/// atomic, where the scheduler may switch threads (as it could between a real `OnceLock`'s
+/// check and its store).
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct ShuttleFailure(Arc<(shuttle::sync::atomic::AtomicBool, OnceLock<String>)>);
+
+#[cfg(test)]
+impl Failure for ShuttleFailure {
+    fn get(&self) -> Option<&str> {
+        let (set, why) = &*self.0;
+        if set.load(std::sync::atomic::Ordering::SeqCst) {
+            why.get().map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    fn set(&self, why: String) {
+        let (set, first) = &*self.0;
+        let _ = first.set(why);
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
