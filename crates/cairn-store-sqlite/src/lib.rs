@@ -41,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod clock;
 mod codec;
 mod credentials;
@@ -56,6 +57,7 @@ mod run_cache;
 mod savepoint;
 mod schedules;
 mod schema;
+mod sync;
 mod waits;
 mod watch;
 mod writer;

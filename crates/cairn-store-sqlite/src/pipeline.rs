@@ -17,39 +17,98 @@
 //!
 //! Every caller is answered only after a sync that followed its commit, exactly as with
 //! `synchronous=FULL`, and in commit order.
+//!
+//! The code here and in [`batch`](crate::batch) is generic over the write connection
+//! ([`Database`]), the WAL ([`Wal`]) and the queues ([`Threads`]): the store runs it on
+//! SQLite, its file and `std`; the model checks (`pipeline_checks.rs`) run the same code on
+//! in-memory fakes and shuttle's queues, under schedules that shuttle chooses.
 
 use std::{
     fs::{File, OpenOptions},
     path::PathBuf,
-    sync::{Arc, OnceLock, mpsc},
+    sync::mpsc::{SendError, TryRecvError},
     time::{Duration, Instant},
 };
 
 use cairn_store::{CommitTimer, StoreResult, watch::ChangeHub};
-use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use crate::{
-    codec::sql_error,
-    held::{Hot, Sql},
-    run_cache::RunCache,
-    writer::{Batch, Command, Committed},
+    batch::{Batch, Committed, Database},
+    sync::{Failure, Receiver, Sender, Threads},
 };
 
-/// What reaches the writer thread.
+/// What reaches the writer thread: `C` is a caller's write ([`Database::Command`]).
 #[allow(
     clippy::large_enum_variant,
     reason = "nearly every message is a command; boxing it would allocate once per write"
 )]
-pub(crate) enum Message {
+pub(crate) enum Message<C> {
     /// A caller's write.
-    Command(Command),
+    Command(C),
     /// The sync thread answered this many batches and is free.
     Synced(usize),
     /// Asks for the write connection's `PRAGMA data_version` (see `writer::DataVersions`).
     DataVersion(oneshot::Sender<StoreResult<i64>>),
     /// The store is closing: commit what came before, then stop.
     Stop,
+}
+
+/// The file a [`Syncer`] makes commits durable in: the WAL ([`WalFile`]) in the store, a
+/// fake that records what is durable in the model checks.
+pub(crate) trait Wal: Send + Sized + 'static {
+    /// Another handle on the same file (each syncer has its own).
+    fn twin(&self) -> Self;
+
+    /// Puts every commit so far on disk (`fdatasync`).
+    fn sync(&mut self) -> Result<(), Unsynced>;
+}
+
+/// Why a [`Wal::sync`] did not make the commits durable.
+#[derive(Debug)]
+pub(crate) enum Unsynced {
+    /// The file could not be opened to sync it: no writeback was attempted, the pages are
+    /// still dirty, and a later sync covers them.
+    Unopened(String),
+    /// The sync failed: see [`Syncer`] on why that is final.
+    Failed(String),
+}
+
+/// The WAL file of a database, opened at its first sync (it may not exist before).
+pub(crate) struct WalFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl WalFile {
+    /// The WAL at `path`, opened at its first sync.
+    pub(crate) fn new(path: PathBuf) -> WalFile {
+        WalFile { path, file: None }
+    }
+}
+
+impl Wal for WalFile {
+    fn twin(&self) -> WalFile {
+        WalFile::new(self.path.clone())
+    }
+
+    fn sync(&mut self) -> Result<(), Unsynced> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            empty => empty.insert(OpenOptions::new().write(true).open(&self.path).map_err(
+                |error| {
+                    let why = format!("cannot open {} to sync it: {error}", self.path.display());
+                    Unsynced::Unopened(why)
+                },
+            )?),
+        };
+        file.sync_data().map_err(|error| {
+            Unsynced::Failed(format!(
+                "syncing {} failed, so commits may not be durable: {error}",
+                self.path.display()
+            ))
+        })
+    }
 }
 
 /// Makes commits durable before anyone hears of them: fdatasyncs the WAL file after one or
@@ -70,45 +129,41 @@ pub(crate) enum Message {
 /// `COMMIT` (it still syncs before every checkpoint); a `Syncer` does it instead. Another
 /// connection may *read* a commit before it is synced; anything it then writes is synced
 /// after it (one WAL file).
-pub(crate) struct Syncer {
-    wal: PathBuf,
-    file: Option<File>,
+pub(crate) struct Syncer<W, T: Threads> {
+    wal: W,
     /// The store's change watches, told of each batch once it is synced.
     changes: ChangeHub,
     /// Where each batch's time from `COMMIT` to synced is recorded.
     timer: CommitTimer,
     /// The first failed sync of the WAL, shared by the writer thread's syncer and the sync
     /// thread's ([`Syncer::twin`]).
-    failed: Arc<OnceLock<String>>,
+    failed: T::Failure,
 }
 
-impl Syncer {
-    /// A syncer of `wal`, which it opens at its first sync (the file may not exist yet),
-    /// telling `changes` of what it synced.
-    pub(crate) fn new(wal: PathBuf, changes: ChangeHub) -> Syncer {
+impl<W: Wal, T: Threads> Syncer<W, T> {
+    /// A syncer of `wal`, telling `changes` of what it synced.
+    pub(crate) fn new(wal: W, changes: ChangeHub) -> Syncer<W, T> {
         Syncer {
             wal,
-            file: None,
             changes,
             timer: CommitTimer::default(),
-            failed: Arc::default(),
+            failed: T::Failure::default(),
         }
     }
 
     /// A syncer of the same WAL, telling the same watches and timer, that shares this one's
     /// failure: once either fails to sync, neither acknowledges anything again.
-    pub(crate) fn twin(&self) -> Syncer {
+    pub(crate) fn twin(&self) -> Syncer<W, T> {
         Syncer {
-            wal: self.wal.clone(),
-            file: None,
+            wal: self.wal.twin(),
             changes: self.changes.clone(),
             timer: self.timer.clone(),
-            failed: Arc::clone(&self.failed),
+            failed: self.failed.clone(),
         }
     }
 
     /// The same, recording each batch's commit latency in `timer`.
-    pub(crate) fn timed(self, timer: CommitTimer) -> Syncer {
+    pub(crate) fn timed(self, timer: CommitTimer) -> Syncer<W, T> {
         Syncer { timer, ..self }
     }
 
@@ -133,20 +188,13 @@ impl Syncer {
         if let Some(refusal) = self.refusal() {
             return Err(refusal);
         }
-        let file = match &mut self.file {
-            Some(file) => file,
-            empty => empty.insert(OpenOptions::new().write(true).open(&self.wal).map_err(
-                |error| format!("cannot open {} to sync it: {error}", self.wal.display()),
-            )?),
-        };
-        file.sync_data().map_err(|error| {
-            let why = format!(
-                "syncing {} failed, so commits may not be durable: {error}",
-                self.wal.display()
-            );
-            // Final (see the type's docs): the first failure is the one kept.
-            let _ = self.failed.set(why.clone());
-            why
+        self.wal.sync().map_err(|unsynced| match unsynced {
+            Unsynced::Unopened(why) => why,
+            Unsynced::Failed(why) => {
+                // Final (see the type's docs): the first failure is the one kept.
+                self.failed.set(why.clone());
+                why
+            }
         })
     }
 
@@ -174,10 +222,10 @@ impl Syncer {
 
     /// The sync thread: answers committed batches as they come, one sync for everything
     /// queued, and tells the writer thread each time it is free.
-    pub(crate) fn run(
+    pub(crate) fn run<C: Send + 'static>(
         mut self,
-        committed: &mpsc::Receiver<Committed>,
-        free: &mpsc::Sender<Message>,
+        committed: &T::Receiver<Committed>,
+        free: &T::Sender<Message<C>>,
     ) {
         while let Ok(first) = committed.recv() {
             let mut group = vec![first];
@@ -192,11 +240,9 @@ impl Syncer {
 
 /// The writer thread's state: its connection, the transaction it is filling, and how many
 /// committed batches the sync thread holds.
-pub(crate) struct Pipeline<'c> {
-    /// The write connection, with its hot statements held.
-    sql: Sql<'c>,
-    /// What the writer remembers of the runs it writes.
-    runs: RunCache,
+pub(crate) struct Pipeline<D: Database, T: Threads> {
+    /// The write connection.
+    db: D,
     /// The transaction commands go into, if one is open.
     open: Option<Batch>,
     /// Most commands in one transaction.
@@ -204,8 +250,8 @@ pub(crate) struct Pipeline<'c> {
     /// How long an idle writer polls its queue before it blocks.
     idle_spin: Duration,
     /// The writer thread's own handle on the WAL, for syncing in place.
-    in_place: Syncer,
-    to_syncer: mpsc::Sender<Committed>,
+    in_place: Syncer<D::Wal, T>,
+    to_syncer: T::Sender<Committed>,
     /// Batches handed to the sync thread and not answered yet.
     handed: usize,
 }
@@ -233,13 +279,13 @@ enum Polled<T> {
 /// Polls `queue` until a message comes, it closes, or `window` has passed (at least once,
 /// even for a zero window), without blocking. A zero window, the busy writer's, reads no
 /// clock: a clock read costs about as much as the poll.
-fn poll_for<T>(queue: &mpsc::Receiver<T>, window: Duration) -> Polled<T> {
+fn poll_for<M>(queue: &impl Receiver<M>, window: Duration) -> Polled<M> {
     let start = (!window.is_zero()).then(Instant::now);
     loop {
         match queue.try_recv() {
             Ok(message) => return Polled::Message(message),
-            Err(mpsc::TryRecvError::Disconnected) => return Polled::Closed,
-            Err(mpsc::TryRecvError::Empty) => match start {
+            Err(TryRecvError::Disconnected) => return Polled::Closed,
+            Err(TryRecvError::Empty) => match start {
                 Some(start) if start.elapsed() < window => std::hint::spin_loop(),
                 _ => return Polled::Nothing,
             },
@@ -254,18 +300,16 @@ enum Flow {
     Stop,
 }
 
-impl<'c> Pipeline<'c> {
-    /// A writer thread's state over `conn`, handing batches to the sync thread on `to_syncer`.
-    /// The thread closes `conn` once [`run`](Self::run) returns.
+impl<D: Database, T: Threads> Pipeline<D, T> {
+    /// A writer thread's state over `db`, handing batches to the sync thread on `to_syncer`.
     pub(crate) fn new(
-        conn: &'c Connection,
+        db: D,
         limits: PipelineLimits,
-        in_place: Syncer,
-        to_syncer: mpsc::Sender<Committed>,
-    ) -> Pipeline<'c> {
+        in_place: Syncer<D::Wal, T>,
+        to_syncer: T::Sender<Committed>,
+    ) -> Pipeline<D, T> {
         Pipeline {
-            sql: Sql::new(conn),
-            runs: RunCache::default(),
+            db,
             open: None,
             max_batch: limits.max_batch.max(1),
             idle_spin: limits.idle_spin,
@@ -277,7 +321,7 @@ impl<'c> Pipeline<'c> {
 
     /// The loop: take every queued message, then settle the open batch if the sync thread
     /// is free; wait for the next message. Ends on [`Message::Stop`] or a closed queue.
-    pub(crate) fn run(mut self, messages: &mpsc::Receiver<Message>) {
+    pub(crate) fn run(mut self, messages: &T::Receiver<Message<D::Command>>) {
         let mut next = None;
         'messages: while let Some(first) = next.take().or_else(|| self.wait(messages)) {
             if self.take(first) == Flow::Stop {
@@ -295,7 +339,7 @@ impl<'c> Pipeline<'c> {
 
     /// The next message: polled for up to [`spin_window`](Self::spin_window), then waited
     /// for. `None` once the queue is closed.
-    fn wait(&self, messages: &mpsc::Receiver<Message>) -> Option<Message> {
+    fn wait(&self, messages: &T::Receiver<Message<D::Command>>) -> Option<Message<D::Command>> {
         match poll_for(messages, self.spin_window()) {
             Polled::Message(message) => Some(message),
             Polled::Closed => None,
@@ -318,7 +362,7 @@ impl<'c> Pipeline<'c> {
     /// Takes one message: runs a command in the open transaction (opening one, or handing
     /// over a full one first; rolling it back at once if the command broke it), or notes
     /// that the sync thread is free.
-    fn take(&mut self, message: Message) -> Flow {
+    fn take(&mut self, message: Message<D::Command>) -> Flow {
         match message {
             Message::Command(command) => {
                 if self
@@ -328,12 +372,10 @@ impl<'c> Pipeline<'c> {
                 {
                     self.commit_and_hand_over();
                 }
-                let (conn, runs) = (&self.sql, &mut self.runs);
+                let db = &mut self.db;
                 let watching = self.in_place.watching();
-                let open = self
-                    .open
-                    .get_or_insert_with(|| Batch::begin(conn, runs, watching));
-                open.execute(conn, runs, command);
+                let open = self.open.get_or_insert_with(|| Batch::begin(db, watching));
+                open.execute(db, command);
                 if open.is_broken() {
                     self.roll_back_broken();
                 }
@@ -348,10 +390,7 @@ impl<'c> Pipeline<'c> {
                 Flow::Continue
             }
             Message::DataVersion(reply) => {
-                let version = self
-                    .sql
-                    .query_row(Hot::DataVersion, [], |row| row.get(0))
-                    .map_err(sql_error);
+                let version = self.db.data_version();
                 // The asker may have given up: nothing to do then.
                 let _ = reply.send(version);
                 Flow::Continue
@@ -364,7 +403,10 @@ impl<'c> Pipeline<'c> {
     /// hands it over when `next` finds work behind it, else syncs and answers it here.
     /// Returns the message `next` found. While a sync is under way, the transaction stays
     /// open for what comes next.
-    fn settle_if_free(&mut self, next: impl FnOnce() -> Option<Message>) -> Option<Message> {
+    fn settle_if_free(
+        &mut self,
+        next: impl FnOnce() -> Option<Message<D::Command>>,
+    ) -> Option<Message<D::Command>> {
         if self.handed > 0 {
             return None;
         }
@@ -385,7 +427,7 @@ impl<'c> Pipeline<'c> {
     /// gets a fresh transaction instead of joining a broken one.
     fn roll_back_broken(&mut self) {
         if let Some(open) = self.open.take() {
-            let committed = open.commit(&self.sql, &mut self.runs, self.in_place.is_timed());
+            let committed = open.commit(&mut self.db, self.in_place.is_timed());
             committed.answer(None, &self.in_place.changes);
         }
     }
@@ -404,13 +446,13 @@ impl<'c> Pipeline<'c> {
         if let Some(refusal) = self.in_place.refusal() {
             open.refuse(refusal);
         }
-        open.commit(&self.sql, &mut self.runs, self.in_place.is_timed())
+        open.commit(&mut self.db, self.in_place.is_timed())
     }
 
     fn hand_over(&mut self, committed: Committed) {
         match self.to_syncer.send(committed) {
             Ok(()) => self.handed += 1,
-            Err(mpsc::SendError(committed)) => {
+            Err(SendError(committed)) => {
                 let why = "the SQLite sync thread has stopped; reopen the store";
                 committed.answer(Some(why), &self.in_place.changes);
             }
@@ -433,3 +475,7 @@ impl<'c> Pipeline<'c> {
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pipeline_checks.rs"]
+mod checks;

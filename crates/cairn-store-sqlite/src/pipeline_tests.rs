@@ -10,14 +10,27 @@ use std::{
 use cairn_store::{StoreError, StoreResult, WorkerId, watch::ChangeHub};
 use tokio::sync::oneshot;
 
-use super::{Message, Pipeline, PipelineLimits, Polled, Syncer, poll_for};
+use super::{Message, Pipeline, PipelineLimits, Polled, Syncer, WalFile, poll_for};
 use crate::{
+    batch::Committed,
     read, schema,
+    sync::Std,
     writer::{
-        Command, Committed,
+        Command, WriteConnection,
         tests::{append, completed, leased_run, writer_connection},
     },
 };
+
+/// The store's pipeline: over SQLite, its WAL and `std`'s queues.
+type SqlitePipeline<'c> = Pipeline<WriteConnection<'c>, Std>;
+
+/// A syncer of the WAL of `dir`'s database.
+fn syncer(dir: &tempfile::TempDir) -> Syncer<WalFile, Std> {
+    Syncer::new(
+        WalFile::new(dir.path().join("cairn.db-wal")),
+        ChangeHub::new(),
+    )
+}
 
 /// How long the tests' idle writer polls its queue.
 const IDLE_SPIN: Duration = Duration::from_millis(20);
@@ -35,28 +48,31 @@ fn pipeline<'c>(
     dir: &tempfile::TempDir,
     conn: &'c rusqlite::Connection,
     max_batch: usize,
-) -> (Pipeline<'c>, mpsc::Receiver<Committed>) {
+) -> (SqlitePipeline<'c>, mpsc::Receiver<Committed>) {
     let (to_syncer, committed) = mpsc::channel();
-    let in_place = Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new());
-    let pipeline = Pipeline::new(conn, limits(max_batch), in_place, to_syncer);
+    let db = WriteConnection::new(conn);
+    let pipeline = Pipeline::new(db, limits(max_batch), syncer(dir), to_syncer);
     (pipeline, committed)
 }
 
 /// A `Flush` command, and the receiver of its answer.
-fn flush() -> (Message, oneshot::Receiver<StoreResult<()>>) {
+fn flush() -> (Message<Command>, oneshot::Receiver<StoreResult<()>>) {
     let (reply, answer) = oneshot::channel();
     (Message::Command(Command::Flush { reply }), answer)
 }
 
 /// Runs a sync thread over everything handed over so far, as `Writer::spawn` wires one.
-fn sync_handed(dir: &tempfile::TempDir, committed: mpsc::Receiver<Committed>) -> Vec<Message> {
+fn sync_handed(
+    dir: &tempfile::TempDir,
+    committed: mpsc::Receiver<Committed>,
+) -> Vec<Message<Command>> {
     let (free, synced) = mpsc::channel();
     let (to_syncer, for_syncer) = mpsc::channel();
     for batch in committed.try_iter() {
         to_syncer.send(batch).expect("queued");
     }
     drop(to_syncer);
-    Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new()).run(&for_syncer, &free);
+    syncer(dir).run(&for_syncer, &free);
     synced.try_iter().collect()
 }
 
@@ -133,7 +149,7 @@ fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
     assert!(pipeline.settle_if_free(|| None).is_none());
 
     assert!(
-        !pipeline.sql.is_autocommit(),
+        !pipeline.db.sql.is_autocommit(),
         "the transaction stays open while the sync thread is busy"
     );
     let reader = schema::open_reader(&dir.path().join("cairn.db"), Duration::from_secs(1))
@@ -162,7 +178,7 @@ fn while_a_sync_is_under_way_writes_share_one_open_transaction() {
     assert!(pipeline.settle_if_free(|| None).is_none());
 
     assert!(
-        pipeline.sql.is_autocommit(),
+        pipeline.db.sql.is_autocommit(),
         "committed once the sync thread is free"
     );
     for answer in [first_answer, second_answer, behind_answer] {
@@ -204,7 +220,7 @@ fn a_failed_sync_in_place_answers_unavailable() {
     let conn = writer_connection(&dir);
     let (mut pipeline, _committed) = pipeline(&dir, &conn, 512);
     pipeline.in_place = Syncer::new(
-        dir.path().join("missing").join("cairn.db-wal"),
+        WalFile::new(dir.path().join("missing").join("cairn.db-wal")),
         ChangeHub::new(),
     );
     let (message, mut answer) = flush();
@@ -225,7 +241,7 @@ fn unsyncable() -> std::fs::File {
 }
 
 /// Takes a flush and settles it in place; its answer.
-fn flushed(pipeline: &mut Pipeline<'_>) -> StoreResult<()> {
+fn flushed(pipeline: &mut SqlitePipeline<'_>) -> StoreResult<()> {
     let (message, mut answer) = flush();
     pipeline.take(message);
     pipeline.settle_if_free(|| None);
@@ -243,13 +259,13 @@ fn after_a_failed_sync_nothing_is_acknowledged_again() {
     );
     let sync_thread = pipeline.in_place.twin();
 
-    pipeline.in_place.file = Some(unsyncable());
+    pipeline.in_place.wal.file = Some(unsyncable());
     match flushed(&mut pipeline) {
         Err(StoreError::Unavailable(why)) => assert!(why.contains("syncing"), "{why}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
     // The WAL could be synced again, but nothing since the failure is known to be durable.
-    pipeline.in_place.file = None;
+    pipeline.in_place.wal.file = None;
     for syncer in [&mut pipeline.in_place, &mut sync_thread.twin()] {
         match syncer.sync() {
             Err(why) => assert!(why.contains("restart the process"), "{why}"),
@@ -276,9 +292,9 @@ fn after_a_failed_sync_nothing_is_committed_either() {
     pipeline.take(Message::Command(Command::CreateRun { run, reply }));
     pipeline.settle_if_free(|| None);
     assert!(matches!(created.try_recv(), Ok(Ok(_))), "created");
-    pipeline.in_place.file = Some(unsyncable());
+    pipeline.in_place.wal.file = Some(unsyncable());
     assert!(flushed(&mut pipeline).is_err(), "the sync failed");
-    pipeline.in_place.file = None;
+    pipeline.in_place.wal.file = None;
 
     let reader = schema::open_reader(&dir.path().join("cairn.db"), Duration::from_secs(1))
         .expect("open a reader");
@@ -325,8 +341,8 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
     let path = dir.path().join("cairn.db");
     let conn = schema::open_writer(&path, Duration::from_millis(50)).expect("open the writer");
     let (to_syncer, _committed) = mpsc::channel();
-    let in_place = Syncer::new(dir.path().join("cairn.db-wal"), ChangeHub::new());
-    let mut pipeline = Pipeline::new(&conn, limits(512), in_place, to_syncer);
+    let db = WriteConnection::new(&conn);
+    let mut pipeline: SqlitePipeline<'_> = Pipeline::new(db, limits(512), syncer(&dir), to_syncer);
     let (first, _) = flush();
     let (behind, _) = flush();
     pipeline.take(first);
@@ -357,7 +373,10 @@ fn a_transaction_that_could_not_begin_is_answered_at_once_and_not_joined() {
         next_answer.try_recv().is_err(),
         "the next command is in a fresh transaction, waiting for its sync"
     );
-    assert!(!pipeline.sql.is_autocommit(), "the fresh transaction began");
+    assert!(
+        !pipeline.db.sql.is_autocommit(),
+        "the fresh transaction began"
+    );
 }
 
 #[test]

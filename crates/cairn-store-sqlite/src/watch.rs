@@ -22,7 +22,7 @@ use tokio::{
 
 use crate::{
     pipeline::Message,
-    writer::{Writer, stopped},
+    writer::{Command, Writer, stopped},
 };
 
 /// How often a store with a watch looks whether another connection committed: the longest
@@ -35,12 +35,12 @@ pub const OTHER_COMMITS_POLL: Duration = Duration::from_millis(50);
 /// writer's own commits.
 #[derive(Clone)]
 pub(crate) struct DataVersions {
-    queue: mpsc::Sender<Message>,
+    queue: mpsc::Sender<Message<Command>>,
 }
 
 impl DataVersions {
     /// Asks through the writer thread's `queue`.
-    pub(crate) fn new(queue: mpsc::Sender<Message>) -> DataVersions {
+    pub(crate) fn new(queue: mpsc::Sender<Message<Command>>) -> DataVersions {
         DataVersions { queue }
     }
 

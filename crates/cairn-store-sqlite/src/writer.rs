@@ -1,8 +1,9 @@
 //! Group commit: one thread owns the write connection and runs queued write commands,
 //! many to a transaction; answers wait until the transaction's commit is on disk.
 //!
-//! This file holds the commands, how one runs inside a batch's transaction, and the
-//! [`Writer`] handle (its queue and threads). When a transaction opens, commits and is
+//! This file holds the commands, how one runs inside a batch's transaction, the write
+//! connection a [`batch`](crate::batch) asks for its statements ([`WriteConnection`]), and
+//! the [`Writer`] handle (its queue and threads). When a transaction opens, commits and is
 //! synced is up to the writer thread's loop, in [`pipeline`](crate::pipeline). A refused
 //! command (a fenced append that lost its lease) fails alone: it runs in its own savepoint,
 //! or, for appends and creates, refuses before it writes anything (see [`unguarded`]; a
@@ -14,7 +15,6 @@ use std::{
     path::{Path, PathBuf},
     sync::mpsc,
     thread::{self, JoinHandle},
-    time::Instant,
 };
 
 use cairn_core::RunStatus;
@@ -25,18 +25,20 @@ use cairn_store::{
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-pub(crate) use crate::savepoint::in_savepoint;
+pub(crate) use crate::{batch::Answer, savepoint::in_savepoint};
 use crate::{
+    batch::{Committed, Database},
     codec::{PreparedEvents, PreparedRun, RawClaimOutcome, RawClaimed, Result, sql_error},
     credentials::CredentialWrite,
     deliveries::RecordDelivery,
     held::{Hot, Sql},
     ops::{self, Changed},
-    pipeline::{Message, Pipeline, PipelineLimits, Syncer},
+    pipeline::{Message, Pipeline, PipelineLimits, Syncer, WalFile},
     polls::PollWrite,
     run_cache::RunCache,
     savepoint::{run_statement, unguarded},
     schedules::ScheduleWrite,
+    sync::{Std, Threads},
     waits,
     watch::DataVersions,
 };
@@ -129,9 +131,6 @@ pub(crate) enum Command {
     /// Answers once every command queued before it is committed.
     Flush { reply: Reply<()> },
 }
-
-/// Answers one command once its batch committed (`None`) or failed (`Some(why)`).
-pub(crate) type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 pub(crate) fn answer<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> Answer {
     Box::new(move |failure| {
@@ -320,112 +319,51 @@ impl Command {
     }
 }
 
-/// A batch run in one transaction: its waiters' answers, why it failed, if it did, and the
-/// runs it changed. The answers go out once the commit is on disk (see [`Syncer`]).
-pub(crate) struct Committed {
-    answers: Vec<Answer>,
-    broken: Option<String>,
-    changed: Changed,
-    /// When its `COMMIT` began, if the store's commits are timed.
-    began: Option<Instant>,
+/// The writer thread's connection, with its hot statements held, and what it remembers of
+/// the runs it writes: the store's [`Database`].
+pub(crate) struct WriteConnection<'c> {
+    pub(crate) sql: Sql<'c>,
+    runs: RunCache,
 }
 
-impl Committed {
-    /// Whether the batch was rolled back, so there is nothing of it to sync.
-    pub(crate) fn is_broken(&self) -> bool {
-        self.broken.is_some()
-    }
-
-    /// When its `COMMIT` began, if the store's commits are timed.
-    pub(crate) fn began(&self) -> Option<Instant> {
-        self.began
-    }
-
-    /// How many commands the batch held.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.answers.len()
-    }
-
-    /// Tells the change watches of `changes` what the batch changed (unless it was rolled
-    /// back), then answers every waiter: the batch's own failure, else `sync_failure`, else
-    /// success. Watches made after the batch began collecting nothing hear `Unknown`.
-    pub(crate) fn answer(self, sync_failure: Option<&str>, changes: &ChangeHub) {
-        if self.broken.is_none() && changes.watching() {
-            if self.changed.watching {
-                changes.publish(&self.changed.runs);
-            } else {
-                changes.publish_unknown();
-            }
-        }
-        let why = self.broken.as_deref().or(sync_failure);
-        for answer in self.answers {
-            answer(why);
+impl<'c> WriteConnection<'c> {
+    /// `conn` with its hot statements held and nothing remembered.
+    pub(crate) fn new(conn: &'c Connection) -> WriteConnection<'c> {
+        WriteConnection {
+            sql: Sql::new(conn),
+            runs: RunCache::default(),
         }
     }
 }
 
-/// A write transaction being filled with commands, one savepoint (or none) each.
-pub(crate) struct Batch {
-    answers: Vec<Answer>,
-    broken: Option<String>,
-    began: bool,
-    changed: Changed,
-}
+impl Database for WriteConnection<'_> {
+    type Command = Command;
+    type Wal = WalFile;
 
-impl Batch {
-    /// Opens the transaction (`BEGIN IMMEDIATE`) and has `runs` checked against it; if that
-    /// fails, every command added is answered with why. It collects the runs it changes if
-    /// `watching`.
-    pub(crate) fn begin(conn: &Sql<'_>, runs: &mut RunCache, watching: bool) -> Batch {
-        let broken = run_statement(conn, Hot::Begin)
-            .err()
-            .map(|error| format!("could not start a write transaction: {}", sql_error(error)));
-        if broken.is_none() {
-            runs.revalidate(conn);
-        }
-        Batch {
-            answers: Vec::new(),
-            began: broken.is_none(),
-            broken,
-            changed: Changed::new(watching),
-        }
+    /// `BEGIN IMMEDIATE`, then has the run cache checked against the transaction.
+    fn begin(&mut self) -> std::result::Result<(), String> {
+        run_statement(&self.sql, Hot::Begin).map_err(|error| {
+            format!("could not start a write transaction: {}", sql_error(error))
+        })?;
+        self.runs.revalidate(&self.sql);
+        Ok(())
     }
 
-    /// How many commands the transaction holds.
-    pub(crate) fn len(&self) -> usize {
-        self.answers.len()
+    fn execute(
+        &mut self,
+        command: Command,
+        broken: &mut Option<String>,
+        changed: &mut Changed,
+    ) -> Answer {
+        command.execute(&self.sql, &mut self.runs, broken, changed)
     }
 
-    /// Whether it broke: it could not begin, or a failure rolled it back (or will).
-    pub(crate) fn is_broken(&self) -> bool {
-        self.broken.is_some()
-    }
-
-    /// Breaks the transaction for `why` (unless it broke already): it is rolled back, not
-    /// committed, and every command in it is answered with why.
-    pub(crate) fn refuse(&mut self, why: String) {
-        self.broken.get_or_insert(why);
-    }
-
-    /// Runs `command` in the transaction; its answer waits for the commit.
-    pub(crate) fn execute(&mut self, conn: &Sql<'_>, runs: &mut RunCache, command: Command) {
-        let answer = command.execute(conn, runs, &mut self.broken, &mut self.changed);
-        self.answers.push(answer);
-    }
-
-    /// Commits the transaction (or rolls it back if it broke, and then `runs` forgets what
-    /// it learned), without waiting for the disk.
-    pub(crate) fn commit(self, conn: &Sql<'_>, runs: &mut RunCache, timed: bool) -> Committed {
-        let began_commit = (timed && self.began && self.broken.is_none()).then(Instant::now);
-        let Batch {
-            answers,
-            mut broken,
-            began,
-            changed,
-        } = self;
+    /// `COMMIT`, or `ROLLBACK` if `broken`; the run cache forgets what it learned in a
+    /// batch that broke.
+    fn end(&mut self, began: bool, broken: &mut Option<String>) {
+        let conn = &self.sql;
         if began {
-            let ended = match &broken {
+            let ended = match broken {
                 None => run_statement(conn, Hot::Commit),
                 Some(_) => run_statement(conn, Hot::Rollback),
             };
@@ -441,20 +379,20 @@ impl Batch {
             }
         }
         if broken.is_some() {
-            runs.forget_all();
+            self.runs.forget_all();
         }
-        Committed {
-            answers,
-            broken,
-            changed,
-            began: began_commit,
-        }
+    }
+
+    fn data_version(&mut self) -> StoreResult<i64> {
+        self.sql
+            .query_row(Hot::DataVersion, [], |row| row.get(0))
+            .map_err(sql_error)
     }
 }
 
 /// The writer thread, the sync thread, and the queue to them.
 pub(crate) struct Writer {
-    queue: Option<mpsc::Sender<Message>>,
+    queue: Option<mpsc::Sender<Message<Command>>>,
     thread: Option<JoinHandle<()>>,
     syncer: Option<JoinHandle<()>>,
 }
@@ -469,12 +407,12 @@ impl Writer {
         changes: &ChangeHub,
         timer: &CommitTimer,
     ) -> StoreResult<Writer> {
-        let (queue, messages) = mpsc::channel::<Message>();
-        let (to_syncer, committed) = mpsc::channel::<Committed>();
+        let (queue, messages) = Std::channel::<Message<Command>>();
+        let (to_syncer, committed) = Std::channel::<Committed>();
         let mut wal = database.as_os_str().to_owned();
         wal.push("-wal");
-        let wal = PathBuf::from(wal);
-        let syncer = Syncer::new(wal, changes.clone()).timed(timer.clone());
+        let wal = WalFile::new(PathBuf::from(wal));
+        let syncer = Syncer::<_, Std>::new(wal, changes.clone()).timed(timer.clone());
         let in_place = syncer.twin();
         let cannot_start = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start the SQLite writer threads: {error}"))
@@ -487,7 +425,8 @@ impl Writer {
         let thread = thread::Builder::new()
             .name(crate::WRITER_THREAD_NAME.into())
             .spawn(move || {
-                Pipeline::new(&conn, limits, in_place, to_syncer).run(&messages);
+                Pipeline::new(WriteConnection::new(&conn), limits, in_place, to_syncer)
+                    .run(&messages);
                 if let Err((_, error)) = conn.close() {
                     tracing::warn!(%error, "closing the SQLite write connection failed");
                 }

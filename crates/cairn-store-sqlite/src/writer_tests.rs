@@ -12,10 +12,10 @@ use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::{Batch, Command};
+use super::{Command, WriteConnection};
 use crate::{
+    batch::Batch,
     codec::{PreparedEvents, PreparedRun},
-    held::Sql,
     read,
     run_cache::RunCache,
     schema,
@@ -30,13 +30,14 @@ pub(crate) fn execute_batch(
     runs: &mut RunCache,
     batch: impl IntoIterator<Item = Command>,
 ) {
-    let sql = Sql::new(conn);
-    let mut open = Batch::begin(&sql, runs, false);
+    let mut db = WriteConnection::new(conn);
+    db.runs = std::mem::take(runs);
+    let mut open = Batch::begin(&mut db, false);
     for command in batch {
-        open.execute(&sql, runs, command);
+        open.execute(&mut db, command);
     }
-    open.commit(&sql, runs, false)
-        .answer(None, &ChangeHub::new());
+    open.commit(&mut db, false).answer(None, &ChangeHub::new());
+    *runs = db.runs;
 }
 
 pub(crate) fn writer_connection(dir: &tempfile::TempDir) -> rusqlite::Connection {
