@@ -38,6 +38,10 @@ pub(crate) struct Faults {
     pub(crate) wakeup_lost: f64,
     /// Probability that a flushed group wakes the idle workers twice.
     pub(crate) wakeup_doubled: f64,
+    /// Whether workers keep no workflow state between steps: an execution gives its run back
+    /// before each step after its first, so every step begins with a full replay
+    /// (`EngineConfig::replay_every_step`, sdk-core's eviction after every reply).
+    pub(crate) replay_every_step: bool,
 }
 
 impl Faults {
@@ -60,6 +64,7 @@ impl Faults {
             timer_early_ms: if on(rng) { rng.between(1, 2_000) } else { 0 },
             wakeup_lost: rate(rng, 0.5),
             wakeup_doubled: rate(rng, 0.5),
+            replay_every_step: rng.chance(0.25),
         }
     }
 
@@ -96,6 +101,9 @@ impl fmt::Display for Faults {
         }
         if self.timer_late_ms > 0 {
             on.push(format!("timers-late<={}ms", self.timer_late_ms));
+        }
+        if self.replay_every_step {
+            on.push("replay-every-step".to_owned());
         }
         if self.timer_early_ms > 0 {
             on.push(format!("timers-early<={}ms", self.timer_early_ms));

@@ -103,7 +103,7 @@ fn client(world: &Arc<World>, store: &SimStore, started: Instant) -> (Engine, Wo
     let engine = Engine::builder(Arc::new(store.clone()), workload.registry())
         .clock(Arc::new(SimClock::new(started, world.clone())))
         .entropy(Arc::new(SeededEntropy::new(world.rng.next())))
-        .config(engine_config())
+        .config(engine_config(false))
         .build()
         .expect("the workload registers");
     (engine, workload)

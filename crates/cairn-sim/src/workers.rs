@@ -27,8 +27,9 @@ pub(crate) const LEASE_TTL_MS: i64 = 3_000;
 
 /// The configuration of every simulated engine: short leases and polls, so that faults
 /// show within virtual seconds.
-pub(crate) fn engine_config() -> EngineConfig {
+pub(crate) fn engine_config(replay_every_step: bool) -> EngineConfig {
     EngineConfig {
+        replay_every_step,
         lease_ttl: Duration::from_millis(LEASE_TTL_MS.unsigned_abs()),
         poll_interval: Duration::from_millis(250),
         max_concurrent_runs: 8,
@@ -103,7 +104,7 @@ impl Workers {
         .clock(Arc::new(SimClock::new(self.started, self.world.clone())))
         .entropy(Arc::new(SeededEntropy::new(self.world.rng.next())))
         .worker_id(WorkerId(name.clone().into()))
-        .config(engine_config())
+        .config(engine_config(self.replay_every_step(&name)))
         .build()
         .expect("the workload registers");
         let shutdown = CancellationToken::new();
@@ -122,6 +123,18 @@ impl Workers {
             shutdown,
             task,
         });
+    }
+
+    /// Whether a worker started now replays every step (the seed's `replay-every-step`; the
+    /// heal phase keeps it, as it is no fault).
+    fn replay_every_step(&self, name: &str) -> bool {
+        let on = self.world.seed_replays_every_step();
+        if on {
+            self.world.count("replay-every-step-workers");
+            self.world
+                .note(format!("{name}: keeps no workflow state between steps"));
+        }
+        on
     }
 
     /// `kill -9` of slot `i`'s worker: its tasks end, nothing it started goes on.

@@ -55,6 +55,7 @@ fn smoke() {
         "action-times-out",
         "action-slow",
         "timers-early",
+        "replay-every-step-workers",
         "wake-ups-lost",
         "wake-ups-doubled",
         "fence-rejections",

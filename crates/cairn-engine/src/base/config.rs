@@ -27,6 +27,11 @@ pub struct EngineConfig {
     /// [`Unrecorded`](cairn_core::ErrorKind::Unrecorded) error instead of executing.
     /// Default false.
     pub replay_only: bool,
+    /// For tests: an execution gives its run back before each step it would begin after its
+    /// first, so every step begins with a replay of the run's whole history from the store,
+    /// maybe on another worker (as a worker that caches no workflow state, Temporal's
+    /// `MaxCachedWorkflows = 0`). Slow; `cairn-sim` turns it on for some seeds. Default false.
+    pub replay_every_step: bool,
     /// The base of hooks' resume URLs (`<public_url>/hooks/<token>`): where the HTTP server
     /// is reachable. Default `http://127.0.0.1:3000`.
     pub public_url: String,
@@ -42,6 +47,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(30),
             in_process_wait_limit: Duration::from_secs(1),
             replay_only: false,
+            replay_every_step: false,
             public_url: "http://127.0.0.1:3000".to_owned(),
         }
     }

@@ -175,6 +175,11 @@ impl Call {
                     run.stop(Stop::Shutdown);
                     return None;
                 }
+                // Given back (as at a shutdown), the next execution replays up to here.
+                if self.kind.does_work() && run.env.config.replay_every_step && run.begins_work() {
+                    run.stop(Stop::Shutdown);
+                    return None;
+                }
                 Some(Begin::Execute(Execute {
                     attempt,
                     not_before_ms,

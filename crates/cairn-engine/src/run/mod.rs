@@ -104,6 +104,9 @@ pub(crate) struct RunContext {
     lease_confirmed_until_ms: AtomicI64,
     /// Whether the engine's heartbeat renews the run's lease: while the body runs.
     renewing: AtomicBool,
+    /// Whether this execution has begun a step that works (see
+    /// `EngineConfig::replay_every_step`).
+    began_work: AtomicBool,
     /// Whether the run was executed before this execution (it was parked, retried, handed
     /// back, or its worker died): an attempt it left in flight may have been cut off.
     pub(crate) executed_before: bool,
@@ -141,12 +144,18 @@ impl RunContext {
             leased_until_ms: AtomicI64::new(i64::MIN),
             lease_confirmed_until_ms: AtomicI64::new(run.lease_expires_at_ms.unwrap_or(i64::MIN)),
             renewing: AtomicBool::new(true),
+            began_work: AtomicBool::new(false),
             executed_before: run.executions > 1,
             lease_holder: run
                 .lease_owner
                 .clone()
                 .unwrap_or_else(|| env.worker.clone()),
         }
+    }
+
+    /// Notes that this execution begins a step that works; whether it had begun one before.
+    pub(crate) fn begins_work(&self) -> bool {
+        self.began_work.swap(true, Ordering::SeqCst)
     }
 
     /// Whether the engine's heartbeat renews this run's lease.
