@@ -332,3 +332,53 @@ async fn a_follower_on_another_store_instance_sees_every_event_once_in_order() {
         [Err(EngineError::RunNotFound(_))]
     ));
 }
+
+#[tokio::test]
+async fn replay_every_step_gives_the_run_back_before_each_step_after_the_first() {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = calls.clone();
+    let step = Action::new("step").run(move |input: Num, _ctx: ActionCtx| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { Ok(Num { n: input.n + 1 }) }
+    });
+    let called = step.clone();
+    let workflow = Workflow::new("three").run(move |input: Num, _ctx: WorkflowCtx| {
+        let step = called.clone();
+        async move {
+            let one = step.run(input).await?;
+            let two = step.run(one).await?;
+            Ok(step.run(two).await?)
+        }
+    });
+    let engine = Engine::builder(
+        Arc::new(MemoryStore::new()),
+        Registry::new().workflow(&workflow).action(&step),
+    )
+    .config(EngineConfig {
+        replay_every_step: true,
+        ..EngineConfig::default()
+    })
+    .build()
+    .expect("valid registry");
+    let started = engine
+        .start(&workflow, &Num { n: 0 }, StartOptions::default())
+        .await
+        .expect("start");
+    let mut executions = 0;
+    while engine.execute_ready().await.expect("execute") > 0 {
+        executions += 1;
+    }
+    let detail = engine.get_run(started.run_id).await.expect("get");
+    assert_eq!(detail.run.status, RunStatus::Succeeded);
+    assert_eq!(detail.run.output, Some(serde_json::json!({ "n": 3 })));
+    assert_eq!(
+        executions, 3,
+        "one execution per step: each began with a replay"
+    );
+    assert_eq!(detail.run.executions, 3);
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "no step ran twice"
+    );
+}
