@@ -113,8 +113,8 @@ impl EngineBuilder {
     /// it (tests and the testing harness inject a virtual one). By default the engine runs on
     /// the store's clock, which every worker of the store shares (its own clock carries it
     /// between readings): leases and due runs are then judged alike by all of them, whatever
-    /// each machine's clock says. An injected clock, [`SystemClock`](crate::SystemClock) included, is trusted as
-    /// it is.
+    /// each machine's clock says. An injected clock, [`SystemClock`](crate::SystemClock)
+    /// included, is trusted as it is.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
