@@ -110,7 +110,7 @@ pub const IN_FLIGHT: Duration = Duration::from_secs(1);
 pub const RECONNECTED: Duration = Duration::from_secs(1);
 
 /// When an execution began, from its nonce (`<pid>.<nanos since the epoch>.<count>`).
-fn began_at(nonce: &str) -> SystemTime {
+pub fn began_at(nonce: &str) -> SystemTime {
     let nanos: u64 = nonce
         .split('.')
         .nth(1)

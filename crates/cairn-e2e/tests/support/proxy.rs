@@ -1,7 +1,7 @@
 //! A TCP proxy between one worker and PostgreSQL, to partition them: in [`Mode::Pass`] it
 //! forwards both ways; [`Mode::Blackhole`] accepts and keeps connections but forwards nothing
-//! (the bytes already read are held and delivered once it heals, late, as TCP's
-//! retransmissions deliver them after a partition shorter than its timeouts);
+//! (the bytes already read, and a side's close, are held and delivered once it heals, late,
+//! as TCP's retransmissions deliver them after a partition shorter than its timeouts);
 //! [`Mode::Reset`] closes every connection, open or new; [`Mode::Delay`] forwards each read
 //! after a pause. It runs as tasks on the test's tokio runtime.
 
@@ -114,13 +114,11 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
     let mut buffer = vec![0_u8; 16 * 1024];
     loop {
         let read = tokio::select! {
-            read = from.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(read) => read,
-            },
+            read = from.read(&mut buffer) => read.unwrap_or(0),
             _ = mode.wait_for(|now| *now == Mode::Reset) => return,
         };
-        // Held while blackholed; a reset (or the proxy dropped) closes the connection.
+        // Held while blackholed, the stream's end too (a side that closes is not heard of
+        // across a partition); a reset (or the proxy dropped) closes the connection.
         let pause = match mode
             .wait_for(|now| *now != Mode::Blackhole)
             .await
@@ -130,6 +128,9 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
             Ok(Mode::Delay(pause)) => *pause,
             _ => return,
         };
+        if read == 0 {
+            return;
+        }
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
