@@ -2,6 +2,8 @@
 //! touching anyone else's server: `initdb` into a temporary directory, a free port on
 //! 127.0.0.1, its socket in the same directory, stopped (`-m immediate`) and removed on drop.
 //! As root the server runs as `nobody` (`postgres` refuses root), as `scripts/check`'s does.
+//! A cluster left by a test process killed outright (no drop) is stopped and removed by the
+//! next `Cluster::start`, which finds its owner's pid gone.
 
 use std::{
     path::{Path, PathBuf},
@@ -29,10 +31,13 @@ impl Cluster {
     /// and the test command said so (the test has been reported as not run and returns).
     pub fn start() -> Option<Cluster> {
         let bindir = cairn_test_support::postgres_server_programs()?;
+        reap_stale(&bindir);
         let dir = tempfile::Builder::new()
-            .prefix("cairn-e2e-pg.")
+            .prefix(PREFIX)
             .tempdir()
             .expect("temp dir");
+        std::fs::write(dir.path().join("owner"), std::process::id().to_string())
+            .expect("write the owner's pid");
         if is_root() {
             chown_to_server_user(dir.path());
         }
@@ -172,24 +177,54 @@ impl Cluster {
         self.bindir.join(name)
     }
 
-    /// Runs `program args…` as the server's user (from the cluster's directory, which that
-    /// user owns), collecting its output.
     fn as_server_user(&self, program: &Path, args: &[&str]) -> Output {
-        let mut command = if is_root() {
-            let mut command = Command::new("runuser");
-            command
-                .args(["-u", SERVER_USER, "--"])
-                .arg(program)
-                .current_dir(self.dir.path());
-            command
-        } else {
-            Command::new(program)
-        };
+        as_server_user(self.dir.path(), program, args)
+    }
+}
+
+/// The prefix of the clusters' directories in the temporary directory.
+const PREFIX: &str = "cairn-e2e-pg.";
+
+/// Runs `program args…` as the server's user (from `dir`, which that user owns), collecting
+/// its output.
+fn as_server_user(dir: &Path, program: &Path, args: &[&str]) -> Output {
+    let mut command = if is_root() {
+        let mut command = Command::new("runuser");
         command
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
+            .args(["-u", SERVER_USER, "--"])
+            .arg(program)
+            .current_dir(dir);
+        command
+    } else {
+        Command::new(program)
+    };
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("run {}: {error}", program.display()))
+}
+
+/// Stops and removes the clusters whose owner (the test process that made them) is gone.
+fn reap_stale(bindir: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in entries.flatten().map(|entry| entry.path()) {
+        let named = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.starts_with(PREFIX));
+        let Ok(owner) = std::fs::read_to_string(dir.join("owner")) else {
+            continue;
+        };
+        if !named || Path::new("/proc").join(owner.trim()).exists() {
+            continue;
+        }
+        let data = dir.join("data").display().to_string();
+        let stop = ["-D", &data, "-m", "immediate", "-w", "stop"];
+        let _ = as_server_user(&dir, &bindir.join("pg_ctl"), &stop);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
