@@ -123,3 +123,20 @@ provide_postgres() {
 explain_postgres() {
   echo "no PostgreSQL: nothing answers at ${CAIRN_CHECK_PROBE_URL:-$pg_default_url} and no initdb/pg_ctl/postgres were found${CAIRN_CHECK_PG_BINDIR:+ in $CAIRN_CHECK_PG_BINDIR}; install them (apt-get install postgresql) or set CAIRN_TEST_DATABASE_URL"
 }
+
+# The server programs themselves, for the tests that run a private cluster of their own and
+# restart or crash it (crates/cairn-e2e/tests/postgres_faults.rs): found as `pg_bindir` does,
+# and named to the tests by CAIRN_TEST_PG_BINDIR.
+probe_postgres_server() {
+  local dir
+  dir=$(pg_bindir) || return 1
+  export CAIRN_TEST_PG_BINDIR=$dir
+}
+
+provide_postgres_server() {
+  return 1
+}
+
+explain_postgres_server() {
+  echo "no PostgreSQL server programs (initdb, pg_ctl, postgres) for the tests that restart and crash a private cluster: install them (apt-get install postgresql) or set CAIRN_CHECK_PG_BINDIR"
+}

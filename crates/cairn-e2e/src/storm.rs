@@ -1,9 +1,10 @@
 //! The kill storm's workflow: `marked` runs three `mark` steps. Each execution of `mark` writes
 //! `<run>|<step>|start <nonce>|<pid>` to the ledger before it does anything else, takes a few
-//! milliseconds (a window for a kill), and returns its nonce in its output. So after a storm
-//! of `kill -9`s, the ledger says which executions of a step began, in order, and the run's
-//! log says which one's result was recorded: it must be the last to begin (an execution that
-//! began after a result was durable would be a completed step run again).
+//! milliseconds (a window for a kill; `$FIXTURE_MARK_MS` makes it longer), and returns its
+//! nonce in its output. So after a storm of `kill -9`s, the ledger says which executions of a
+//! step began, in order, and the run's log says which one's result was recorded: it must be
+//! the last to begin (an execution that began after a result was durable would be a completed
+//! step run again).
 
 use std::{
     sync::{
@@ -38,13 +39,22 @@ fn nonce() -> String {
     format!("{}.{nanos}.{count}", std::process::id())
 }
 
+/// How long `mark` works: `$FIXTURE_MARK_MS` milliseconds, 3 by default.
+fn mark_time() -> Duration {
+    let ms = std::env::var("FIXTURE_MARK_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(3);
+    Duration::from_millis(ms)
+}
+
 static MARK: LazyLock<Action<Tag, Marked>> = LazyLock::new(|| {
     Action::new("mark")
-        .description("Writes a ledger line naming this execution, takes 3 ms, returns its nonce")
+        .description("Writes a ledger line naming this execution, takes 3 ms ($FIXTURE_MARK_MS), returns its nonce")
         .run(|input: Tag, ctx: ActionCtx| async move {
             let nonce = nonce();
             ledger(&ctx, &format!("start {nonce}"))?;
-            tokio::time::sleep(Duration::from_millis(3)).await;
+            tokio::time::sleep(mark_time()).await;
             Ok(Marked {
                 tag: input.tag,
                 nonce,

@@ -22,9 +22,9 @@ mod support;
 use std::{collections::HashSet, process::Command, time::Duration};
 
 use support::{
-    KillOnDrop, Sandbox,
+    KillOnDrop, Sandbox, Seeded,
     invariant::{CutOff, check_every_step, enqueue},
-    wait_for,
+    seed_from, wait_for,
 };
 
 const RUNS: usize = 1_000;
@@ -32,23 +32,8 @@ const KILLS: usize = 100;
 const WORKERS: usize = 2;
 const DEFAULT_SEED: u64 = 0x0057_094d_c0de;
 
-/// xorshift64*: enough to pick kill points, and the same from the same seed.
-struct Seeded(u64);
-
-impl Seeded {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
-    }
-}
-
 fn seed() -> u64 {
-    std::env::var("CAIRN_STORM_SEED")
-        .ok()
-        .and_then(|text| u64::from_str_radix(text.trim_start_matches("0x"), 16).ok())
-        .unwrap_or(DEFAULT_SEED)
+    seed_from("CAIRN_STORM_SEED", DEFAULT_SEED)
 }
 
 #[test]
@@ -91,7 +76,7 @@ fn a_storm_of_kills_never_runs_a_recorded_step_again() {
         RUNS,
         &CutOff {
             processes: killed,
-            resumed: HashSet::new(),
+            ..CutOff::default()
         },
         &format!("seed 0x{seed:x}"),
     );
@@ -164,6 +149,7 @@ fn zombie(sandbox: &Sandbox) {
         &CutOff {
             processes: HashSet::from([pid.clone()]),
             resumed: HashSet::from([pid.clone()]),
+            ..CutOff::default()
         },
         "the zombie test",
     );

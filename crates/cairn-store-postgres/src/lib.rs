@@ -45,6 +45,11 @@
 //!   parent parking while its child ends cannot miss the wake-up (see `lock`).
 //! - **Migrations** run on connect, under a transaction-scoped advisory lock, so several
 //!   workers may start at once.
+//! - **A worker cut off mid-transaction** (a network partition, a frozen process) holds the
+//!   rows its transaction locked, and claims skip locked rows: every connection sets
+//!   `idle_in_transaction_session_timeout` ([`PostgresOptions::idle_in_transaction_timeout`],
+//!   5 s), so the server ends such a transaction and its runs can be taken over once their
+//!   leases lapse (decision 0047).
 //! - **Transient trouble** (connection refused or reset, the server restarting, deadlocks,
 //!   timeouts) is [`Unavailable`](cairn_store::StoreError::Unavailable); the pool reconnects by itself, and a batch whose
 //!   connection died before `COMMIT` (or a lone statement the server refused before it

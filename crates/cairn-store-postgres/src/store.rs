@@ -46,6 +46,15 @@ pub struct PostgresOptions {
     /// Longest a single statement may run before PostgreSQL cancels it (the call then fails
     /// with [`StoreError::Unavailable`]). Default 30 s.
     pub statement_timeout: Duration,
+    /// Longest one of the store's connections may sit inside a transaction waiting for this
+    /// process before PostgreSQL ends its session, rolling the transaction back and letting
+    /// go of the rows it locked (`idle_in_transaction_session_timeout`). A worker cut off
+    /// mid-transaction (a network partition, a frozen process or machine) otherwise holds
+    /// its runs' rows until the server finds the connection dead, with PostgreSQL's defaults
+    /// never, and no other worker can take those runs over when their leases lapse (claims
+    /// skip locked rows). Keep it below the engine's lease TTL; zero turns it off. Default
+    /// 5 s (decision 0047).
+    pub idle_in_transaction_timeout: Duration,
     /// Most write commands committed together in one transaction. Default 512.
     pub max_batch: usize,
     /// The `application_name` the connections show in `pg_stat_activity`. Default `cairn`.
@@ -59,6 +68,7 @@ impl Default for PostgresOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(5),
             max_batch: 512,
             application_name: "cairn".to_owned(),
         }
@@ -101,10 +111,16 @@ impl PostgresStore {
         let connect: PgConnectOptions = url.parse().map_err(|error| {
             StoreError::Unavailable(format!("the PostgreSQL database URL is not valid: {error}"))
         })?;
-        let mut settings = vec![(
-            "statement_timeout",
-            format!("{}ms", options.statement_timeout.as_millis()),
-        )];
+        let mut settings = vec![
+            (
+                "statement_timeout",
+                format!("{}ms", options.statement_timeout.as_millis()),
+            ),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", options.idle_in_transaction_timeout.as_millis()),
+            ),
+        ];
         if let Some(name) = &options.schema {
             settings.push(("search_path", name.clone()));
         }

@@ -306,3 +306,62 @@ async fn until_lock_waiter(conn: &mut sqlx::PgConnection, app: &str, query: &'st
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// A worker cut off from the database inside a write transaction (a network partition, a
+/// frozen process) holds its runs' rows locked: another worker's claims skip locked rows, so
+/// the runs could not be taken over when their leases lapse, for as long as the server kept
+/// the transaction (with PostgreSQL's defaults, forever). The store's connections end such
+/// a transaction after `idle_in_transaction_timeout` (decision 0047).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_cut_off_inside_its_transaction_lets_its_runs_be_taken_over() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let mut options = schema.options("cut-off");
+    options.idle_in_transaction_timeout = std::time::Duration::from_millis(300);
+    let store = crate::PostgresStore::connect_with(&schema.url, options)
+        .await
+        .expect("connect");
+    let other = schema.store().await;
+    let w = WorkerId("w".into());
+    let run = leased_run(&w);
+    let id = run.id;
+    run_batch(&store, &[Op::CreateRun(run)]).await;
+
+    // The writer's connection, as a batch leaves it when its client stops answering: inside
+    // a transaction that holds the run's row.
+    let mut cut_off = sqlx::ConnectOptions::connect(&store.connect)
+        .await
+        .expect("the writer's connection");
+    let lock = format!("BEGIN; SELECT 1 FROM runs WHERE id = '{}' FOR UPDATE", id.0);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(lock))
+        .execute(&mut cut_off)
+        .await
+        .expect("lock the run's row");
+
+    // Another worker claims it once its lease lapsed (60 s after NOW).
+    let lease = Lease {
+        worker: WorkerId("other".into()),
+        expires_at_ms: NOW + 120_000,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let claimed = other
+            .claim_ready(&["batch".to_owned()], &lease, NOW + 90_000, 10)
+            .await
+            .expect("claim");
+        if claimed.iter().any(|claimed| claimed.run.run_id == id) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run stayed locked by the cut-off writer's transaction"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let gone = sqlx::raw_sql("SELECT 1").execute(&mut cut_off).await;
+    assert!(
+        gone.is_err(),
+        "the server ended the idle transaction's session"
+    );
+}

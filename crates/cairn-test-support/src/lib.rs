@@ -1,5 +1,6 @@
-//! What Cairn's own tests share about their environment: where the test PostgreSQL server is,
-//! and how a test whose prerequisite the test command could not provide is *not run*, visibly
+//! What Cairn's own tests share about their environment: where the test PostgreSQL server is
+//! (and PostgreSQL's server programs, for tests that run a private cluster of their own), and
+//! how a test whose prerequisite the test command could not provide is *not run*, visibly
 //! and counted, rather than silently passed.
 //!
 //! `scripts/check` (the README's test command) probes for each prerequisite, provides it when
@@ -41,6 +42,9 @@ pub const NOT_RUN_LOG_VAR: &str = "CAIRN_TEST_NOT_RUN_LOG";
 pub enum Prerequisite {
     /// A PostgreSQL server (`CAIRN_TEST_SKIP_POSTGRES`).
     Postgres,
+    /// PostgreSQL's server programs (`initdb`, `pg_ctl`, `postgres`), for the tests that run a
+    /// private cluster of their own and restart or crash it (`CAIRN_TEST_SKIP_POSTGRES_SERVER`).
+    PostgresServer,
     /// Chromium and chromedriver, for the web UI's browser tests (`CAIRN_TEST_SKIP_CHROMIUM`).
     Chromium,
     /// `fiu-run` (libfiu), for the injected `fdatasync` errors (`CAIRN_TEST_SKIP_FIU`).
@@ -55,6 +59,7 @@ impl Prerequisite {
     pub fn name(self) -> &'static str {
         match self {
             Prerequisite::Postgres => "postgres",
+            Prerequisite::PostgresServer => "postgres_server",
             Prerequisite::Chromium => "chromium",
             Prerequisite::Fiu => "fiu",
             Prerequisite::Faketime => "faketime",
@@ -65,6 +70,7 @@ impl Prerequisite {
     pub fn skip_var(self) -> &'static str {
         match self {
             Prerequisite::Postgres => "CAIRN_TEST_SKIP_POSTGRES",
+            Prerequisite::PostgresServer => "CAIRN_TEST_SKIP_POSTGRES_SERVER",
             Prerequisite::Chromium => "CAIRN_TEST_SKIP_CHROMIUM",
             Prerequisite::Fiu => "CAIRN_TEST_SKIP_FIU",
             Prerequisite::Faketime => "CAIRN_TEST_SKIP_FAKETIME",
@@ -99,6 +105,71 @@ pub fn postgres_url() -> Option<String> {
         return None;
     }
     Some(std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned()))
+}
+
+/// The variable naming the directory of PostgreSQL's server programs (`scripts/check` sets it
+/// to the directory it found).
+pub const PG_BINDIR_VAR: &str = "CAIRN_TEST_PG_BINDIR";
+
+/// The directory holding PostgreSQL's server programs (`initdb`, `pg_ctl`, `postgres`), for a
+/// test that runs a private cluster, or `None` when such tests are not run here (already
+/// reported: the test returns at once). Looked for as `scripts/check` does:
+/// [`PG_BINDIR_VAR`], else `pg_config --bindir`, `initdb` on `PATH`, the newest
+/// `/usr/lib/postgresql/*/bin`. Without the test command, missing programs fail the test.
+pub fn postgres_server_programs() -> Option<PathBuf> {
+    if Prerequisite::PostgresServer.missing() {
+        return None;
+    }
+    let found = match std::env::var_os(PG_BINDIR_VAR) {
+        Some(dir) => Some(PathBuf::from(dir)).filter(|dir| has_server_programs(dir)),
+        None => find_server_programs(),
+    };
+    Some(found.unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server programs (initdb, pg_ctl, postgres) found: install them \
+             (apt-get install postgresql) or set {PG_BINDIR_VAR} to their directory"
+        )
+    }))
+}
+
+fn has_server_programs(dir: &Path) -> bool {
+    ["initdb", "pg_ctl", "postgres"]
+        .iter()
+        .all(|program| dir.join(program).is_file())
+}
+
+/// `pg_config --bindir`, the directory of `initdb` on `PATH`, the newest
+/// `/usr/lib/postgresql/*/bin`: the first that has the server programs.
+fn find_server_programs() -> Option<PathBuf> {
+    let pg_config = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("initdb"))
+            .find(|initdb| initdb.is_file())
+            .and_then(|initdb| initdb.canonicalize().ok())
+            .and_then(|initdb| initdb.parent().map(Path::to_path_buf))
+    });
+    let mut installed: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.flatten().map(|dir| dir.path().join("bin")).collect())
+        .unwrap_or_default();
+    // Newest version last (directories named by major version: 9.6, 15, 16…).
+    installed.sort_by_key(|dir| {
+        dir.parent()
+            .and_then(Path::file_name)
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.split('.').next())
+            .and_then(|major| major.parse::<u32>().ok())
+    });
+    pg_config
+        .into_iter()
+        .chain(on_path)
+        .chain(installed.into_iter().rev())
+        .find(|dir| has_server_programs(dir))
 }
 
 /// Prints the not-run line on the real stderr and records it in `log`, if any.

@@ -1,10 +1,13 @@
 //! What the end-to-end tests share: spawning the fixture binary in an isolated data dir,
 //! reading its ledger and polling with a deadline; `invariant` checks invariant 1 on the
-//! ledger of `marked` runs.
+//! ledger of `marked` runs; `cluster` is a private PostgreSQL a test may restart and crash,
+//! `proxy` a TCP proxy that partitions a worker from it.
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod invariant;
+pub mod proxy;
 
 use std::{
     path::{Path, PathBuf},
@@ -69,15 +72,19 @@ impl Sandbox {
     /// (`CAIRN_TEST_DATABASE_URL`). `None` when the test command found no PostgreSQL: the
     /// test has been reported as not run and returns.
     pub fn postgres() -> Option<Sandbox> {
-        let url = cairn_test_support::postgres_url()?;
+        Some(Sandbox::on_postgres(cairn_test_support::postgres_url()?))
+    }
+
+    /// A sandbox whose processes share a fresh schema of the database at `url`.
+    pub fn on_postgres(url: String) -> Sandbox {
         let schema = format!("cairn_e2e_{}", uuid::Uuid::new_v4().simple());
-        Some(Sandbox {
+        Sandbox {
             dir: tempfile::TempDir::new().expect("temp dir"),
             postgres: Some((url, schema)),
             // Several worker processes and PostgreSQL share 2 cores in CI: a 1 s lease could
             // lapse under load (legal, but it makes steps in flight run twice).
             lease_ttl: "5s",
-        })
+        }
     }
 
     /// The PostgreSQL URL and schema of a PostgreSQL sandbox.
@@ -278,6 +285,8 @@ impl Sandbox {
             Some((url, schema)) => {
                 let options = PostgresOptions {
                     schema: Some(schema.clone()),
+                    // Not the processes' `cairn`: a test tells their connections from its own.
+                    application_name: "cairn-e2e".to_owned(),
                     ..PostgresOptions::default()
                 };
                 Arc::new(
@@ -366,6 +375,27 @@ pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .map(|text| text.lines().map(str::to_owned).collect())
         .unwrap_or_default()
+}
+
+/// xorshift64*: enough to pick fault points, and the same from the same seed.
+pub struct Seeded(pub u64);
+
+impl Seeded {
+    /// A number in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % bound
+    }
+}
+
+/// The seed in variable `var` (hexadecimal, `0x` optional), else `default`.
+pub fn seed_from(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|text| u64::from_str_radix(text.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(default)
 }
 
 /// Polls `check` every 20 ms until it returns true; panics with `what` after `deadline`.
