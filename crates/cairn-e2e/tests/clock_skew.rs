@@ -1,4 +1,4 @@
-//! A worker whose clock runs two hours ahead (`faketime +2h`, libfaketime) beside a worker
+//! A worker whose clock runs two hours ahead (libfaketime's `FAKETIME=+2h`) beside a worker
 //! with the right time, on SQLite and on PostgreSQL. Leases and due runs are judged by the
 //! store's clock (decision 0046), so the skewed worker:
 //! - takes none of the runs the other worker holds mid-step (their leases are live by the
@@ -23,8 +23,8 @@ use support::{KillOnDrop, Sandbox, wait_for};
 const HELD: usize = 6;
 /// Runs left for the skewed worker, once the other is full.
 const LEFT: usize = 4;
-/// The skewed worker's wrapper: libfaketime's `+2h` puts its clock two hours ahead.
-const AHEAD: [&str; 3] = ["faketime", "-f", "+2h"];
+/// libfaketime's setting that puts a process's clock two hours ahead.
+const AHEAD: &str = "+2h";
 
 #[test]
 fn on_sqlite_a_worker_two_hours_ahead_takes_no_live_lease_and_wakes_nothing_early() {
@@ -46,7 +46,7 @@ fn on_postgres_a_worker_two_hours_ahead_takes_no_live_lease_and_wakes_nothing_ea
 
 /// The scenario on `sandbox`'s store (see the file's docs).
 fn skewed(sandbox: &Sandbox) {
-    assert_faketime_shifts_the_clock();
+    let skew = skewed_environment();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     let (engine, sleeper, held) = runtime.block_on(async {
         let engine = Engine::new(sandbox.store().await, cairn_e2e::registry()).expect("engine");
@@ -78,9 +78,9 @@ fn skewed(sandbox: &Sandbox) {
 
     // The skewed worker: it finds only runs that look lapsed or due by its own clock, until
     // the runs left for it come; once it has begun one of them, it has looked at least once.
-    // (`faketime` runs the worker as its child: the worker's lines are the ones not by the
-    // worker on time.)
-    let skewed = KillOnDrop::new(sandbox.spawn_under(&AHEAD, &["worker"]));
+    let skew: Vec<(&str, &str)> = skew.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let skewed = KillOnDrop::new(sandbox.spawn_with(&["worker"], &skew));
+    let skewed_pid = skewed.id().to_string();
     let left: Vec<RunId> = runtime.block_on(async {
         let mut left = Vec::new();
         for n in 0..LEFT {
@@ -94,7 +94,7 @@ fn skewed(sandbox: &Sandbox) {
         || left.iter().all(|run| status(*run) == RunStatus::Succeeded),
     );
     assert!(
-        lines(sandbox, "done", |pid| pid != on_time_pid) > 0,
+        lines(sandbox, "done", |pid| pid == skewed_pid) > 0,
         "the skewed worker ran none of the runs left for it"
     );
     assert_eq!(
@@ -103,7 +103,7 @@ fn skewed(sandbox: &Sandbox) {
         "the skewed worker woke a run due in an hour"
     );
     assert_eq!(
-        lines(sandbox, "started", |pid| pid != on_time_pid),
+        lines(sandbox, "started", |pid| pid == skewed_pid),
         0,
         "the skewed worker began a step the worker on time held under a live lease"
     );
@@ -159,17 +159,27 @@ fn lines(sandbox: &Sandbox, what: &str, by: impl Fn(&str) -> bool) -> usize {
         .count()
 }
 
-/// The test means something only if `faketime` really moves a program's clock here.
-fn assert_faketime_shifts_the_clock() {
-    let output = Command::new(AHEAD[0])
-        .args(&AHEAD[1..])
-        .args(["date", "+%s"])
+/// The environment that runs a process two hours ahead: libfaketime preloaded (into the
+/// worker itself, not through the `faketime` program, whose child would outlive a kill of
+/// it). Checked: `date` run with it must print a time two hours ahead.
+fn skewed_environment() -> Vec<(&'static str, String)> {
+    let library = libfaketime().expect(
+        "faketime is installed but its libfaketime.so.1 was not found under /usr/lib or \
+         /usr/local/lib: reinstall it (Debian: apt-get install --reinstall libfaketime)",
+    );
+    let environment = vec![
+        ("LD_PRELOAD", library.display().to_string()),
+        ("FAKETIME", AHEAD.to_owned()),
+    ];
+    let output = Command::new("date")
+        .arg("+%s")
+        .envs(environment.iter().map(|(k, v)| (k, v)))
         .output()
-        .expect("run faketime");
+        .expect("run date");
     let shifted: i64 = String::from_utf8_lossy(&output.stdout)
         .trim()
         .parse()
-        .expect("faketime date +%s prints seconds");
+        .expect("date +%s prints seconds");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
@@ -177,6 +187,22 @@ fn assert_faketime_shifts_the_clock() {
     let ahead = shifted - i64::try_from(now).expect("seconds fit");
     assert!(
         (7_100..7_300).contains(&ahead),
-        "{AHEAD:?} should put the clock two hours ahead, not {ahead} s"
+        "FAKETIME={AHEAD} should put the clock two hours ahead, not {ahead} s"
     );
+    environment
+}
+
+/// Where libfaketime is: Debian's multiarch directory, or another lib directory.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let roots = ["/usr/lib", "/usr/local/lib"];
+    roots.iter().find_map(|root| {
+        let direct = std::path::Path::new(root).join("faketime/libfaketime.so.1");
+        if direct.exists() {
+            return Some(direct);
+        }
+        std::fs::read_dir(root).ok()?.flatten().find_map(|entry| {
+            let candidate = entry.path().join("faketime/libfaketime.so.1");
+            candidate.exists().then_some(candidate)
+        })
+    })
 }
