@@ -23,9 +23,7 @@ pub(crate) struct World {
     started: Instant,
     faults: Mutex<Faults>,
     /// The faults the seed drew (the heal turns `faults` off, not these).
-    seed_faults: String,
-    /// Whether the seed's workers keep no workflow state between steps (kept when healed).
-    replays_every_step: bool,
+    seed_faults: Faults,
     trace: Mutex<Trace>,
     counters: Mutex<BTreeMap<&'static str, u64>>,
     /// Whether each trace line is also printed as it is made (`CAIRN_SIM_TRACE_LIVE`: for
@@ -58,8 +56,7 @@ impl World {
             rng,
             planted,
             started: Instant::now(),
-            seed_faults: faults.to_string(),
-            replays_every_step: faults.replay_every_step,
+            seed_faults: faults.clone(),
             faults: Mutex::new(faults),
             trace: Mutex::new(Trace {
                 hash: DefaultHasher::new(),
@@ -84,12 +81,12 @@ impl World {
 
     /// The faults the seed drew, as a report prints them.
     pub(crate) fn faults_of_seed(&self) -> String {
-        self.seed_faults.clone()
+        self.seed_faults.to_string()
     }
 
     /// Whether the seed's workers replay every step (`Faults::replay_every_step`).
     pub(crate) fn seed_replays_every_step(&self) -> bool {
-        self.replays_every_step
+        self.seed_faults.replay_every_step
     }
 
     /// Turns every fault off (the heal phase).
