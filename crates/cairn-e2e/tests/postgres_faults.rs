@@ -8,7 +8,7 @@
 //!   crash recovery, twice, while two workers share 200 runs;
 //! - the `LISTEN` connection of a worker that does not poll (`pg_terminate_backend`): runs
 //!   started right after must still start, so the listener reconnects and wakes its worker;
-//! - a worker partitioned from the database by a TCP proxy (`support::proxy`) past its lease
+//! - a worker partitioned from the database by a TCP proxy (`cairn_test_support::proxy`) past its lease
 //!   while another takes its runs over; healed while the other is inside a step of each (its
 //!   steps slowed to 500 ms), its late writes reach the server and must be refused by the
 //!   fence; alone, it then works on through added latency and reset connections.
@@ -27,15 +27,14 @@ mod support;
 
 use std::{
     collections::HashSet,
-    net::SocketAddr,
     time::{Duration, Instant, SystemTime},
 };
 
+use cairn_test_support::proxy::{Mode, Proxy};
 use support::{
     KillOnDrop, Sandbox, Seeded,
     cluster::Cluster,
     invariant::{CutOff, Outage, began_at, check_every_step, enqueue, runs_with, starts},
-    proxy::{Mode, Proxy},
     seed_from, wait_for,
 };
 
@@ -363,8 +362,7 @@ fn a_worker_partitioned_past_its_lease_is_fenced_when_healed_and_works_on() {
     let (seed, mut rng) = seeded(0x9a27_171e, "partition");
     let sandbox = cluster.sandbox();
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
-    let upstream = SocketAddr::from(([127, 0, 0, 1], cluster.port));
-    let proxy = runtime.block_on(Proxy::start(upstream));
+    let proxy = runtime.block_on(Proxy::start(format!("127.0.0.1:{}", cluster.port)));
     let through_proxy = proxy.url_for(&cluster.url());
     let engine = enqueue(&sandbox, &runtime, RUNS);
     // Partitioned: every connection of this worker goes through the proxy. Two runs at a

@@ -15,10 +15,13 @@
 //!
 //! With the feature `oauth`, [`oauth::FakeProvider`] is a fake OAuth authorization server on
 //! loopback for the tests of OAuth connect and refresh; with `signing`, [`signing`] signs
-//! webhook deliveries as providers do.
+//! webhook deliveries as providers do; with `proxy`, [`proxy::Proxy`] cuts, partitions and
+//! slows the connections between a PostgreSQL client and its server.
 
 #[cfg(feature = "oauth")]
 pub mod oauth;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "signing")]
 pub mod signing;
 

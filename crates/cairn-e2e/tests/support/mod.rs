@@ -1,13 +1,12 @@
 //! What the end-to-end tests share: spawning the fixture binary in an isolated data dir,
 //! reading its ledger and polling with a deadline; `invariant` checks invariant 1 on the
-//! ledger of `marked` runs; `cluster` is a private PostgreSQL a test may restart and crash,
-//! `proxy` a TCP proxy that partitions a worker from it.
+//! ledger of `marked` runs; `cluster` is a private PostgreSQL a test may restart and crash
+//! (`cairn_test_support::proxy` partitions a worker from it).
 
 #![allow(dead_code)]
 
 pub mod cluster;
 pub mod invariant;
-pub mod proxy;
 
 use std::{
     path::{Path, PathBuf},
