@@ -60,7 +60,7 @@ impl<'a> StepAppend<'a> {
     }
 }
 
-const APPEND_STEPS: &str = concat!(
+pub(crate) const APPEND_STEPS: &str = concat!(
     "\
 WITH op AS ( \
     SELECT * FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS o(run_id, worker, op) \

@@ -28,7 +28,7 @@ use crate::{
     writer::Notes,
 };
 
-const END_RUN: &str = concat!(
+pub(crate) const END_RUN: &str = concat!(
     "\
 WITH locked AS ( \
     SELECT id, status, lease_owner FROM runs \

@@ -31,15 +31,14 @@ pub(crate) fn where_clause(conditions: &[(&str, bool)]) -> String {
     }
 }
 
+/// A run's row by id.
+pub(crate) const RUN_BY_ID: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1");
+
 pub(crate) async fn get_run<'c>(conn: impl PgExecutor<'c>, id: RunId) -> Result<Option<RunRecord>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        run_columns!(),
-        " FROM runs WHERE id = $1"
-    ))
-    .bind(id.0)
-    .fetch_optional(conn)
-    .await?;
+    let row = sqlx::query(RUN_BY_ID)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.as_ref().map(decode_run).transpose()?)
 }
 

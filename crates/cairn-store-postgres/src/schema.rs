@@ -353,6 +353,10 @@ pub(crate) async fn schema_version(conn: &mut PgConnection) -> Result<i64> {
 mod tests;
 
 #[cfg(test)]
+#[path = "plans_tests.rs"]
+mod plans_tests;
+
+#[cfg(test)]
 #[path = "schema_v5_tests.rs"]
 mod v5_tests;
 

@@ -129,11 +129,9 @@ async fn bad_urls_and_schema_names_are_refused_before_connecting() {
     );
 }
 
-/// The plan of `sql` (its `params` typed placeholders bound to sample values), with
-/// sequential scans discouraged so that an unusable index shows as a scan.
-async fn plan(conn: &mut PgConnection, sql: &str, params: &str) -> String {
-    let explain =
-        format!("SET enable_seqscan = off; DEALLOCATE PREPARE ALL; PREPARE q({params}) AS {sql}");
+/// The plan of `sql` on `conn` (its `params` typed placeholders bound to sample values).
+pub(super) async fn plan(conn: &mut PgConnection, sql: &str, params: &str) -> String {
+    let explain = format!("DEALLOCATE PREPARE ALL; PREPARE q({params}) AS {sql}");
     sqlx::raw_sql(AssertSqlSafe(explain))
         .execute(&mut *conn)
         .await
@@ -142,8 +140,10 @@ async fn plan(conn: &mut PgConnection, sql: &str, params: &str) -> String {
         .split(',')
         .map(|kind| match kind.trim() {
             "bigint" => "1000",
+            "bigint[]" => "'{1}'",
             "text[]" => "'{w}'",
             "uuid" => "'00000000-0000-0000-0000-000000000000'",
+            "uuid[]" => "'{00000000-0000-0000-0000-000000000000}'",
             _ => "'w'",
         })
         .collect::<Vec<_>>()
@@ -165,7 +165,11 @@ async fn claims_and_listings_go_through_indexes() {
     };
     drop(schema.store().await);
     let mut raw = schema.raw().await;
-    let search = format!("SET search_path TO {}", schema.name);
+    // Sequential scans discouraged, so that an unusable index shows as a scan.
+    let search = format!(
+        "SET search_path TO {}; SET enable_seqscan = off",
+        schema.name
+    );
     sqlx::raw_sql(AssertSqlSafe(search))
         .execute(&mut raw)
         .await

@@ -121,6 +121,10 @@ impl PostgresStore {
                 format!("{}ms", options.idle_in_transaction_timeout.as_millis()),
             ),
         ];
+        // Every statement of the store reads or locks rows by key. A connection caches a
+        // generic plan per statement, made once from the table's size at the time: made on a
+        // new, small table it would scan, and keep scanning as the table grows (decision 0049).
+        settings.push(("enable_seqscan", "off".to_owned()));
         if let Some(name) = &options.schema {
             settings.push(("search_path", name.clone()));
         }
