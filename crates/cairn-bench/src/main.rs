@@ -92,7 +92,7 @@ struct Cli {
     /// (SQLite only).
     #[arg(long, value_enum, default_value_t = Via::Inproc)]
     via: Via,
-    /// Skip the queue-drained worker mode.
+    /// Skip the queue-drained worker mode (PostgreSQL: the worker processes).
     #[arg(long)]
     skip_worker: bool,
     /// Keep this run's databases (PostgreSQL: its schemas).
@@ -223,7 +223,11 @@ fn run_postgres(cli: &Cli) -> anyhow::Result<()> {
             .concurrent_workflows
             .unwrap_or(cli.workflows * PG_DRAINED_PER_WORKFLOW),
         steps: cli.steps,
-        workers: cli.pg_workers.clone(),
+        workers: if cli.skip_worker {
+            Vec::new()
+        } else {
+            cli.pg_workers.clone()
+        },
         worker_concurrency: cli.worker_concurrency.max(1),
         enqueue_concurrency: cli.concurrency.iter().copied().max().unwrap_or(1).max(1),
         raw_commits: cli.baseline_commits.max(1),

@@ -13,6 +13,7 @@
 //! `--keep-data`), also when a measurement fails.
 
 pub mod child;
+pub mod interleaved;
 pub mod raw;
 pub mod report;
 
@@ -114,7 +115,7 @@ pub fn measure(options: &PgOptions) -> anyhow::Result<PgReport> {
         "--workflows and --concurrent-workflows must be at least 1"
     );
     ensure!(
-        !options.workers.is_empty() && options.workers.iter().all(|&w| w > 0),
+        options.workers.iter().all(|&w| w > 0),
         "--pg-workers needs counts of at least 1"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -181,14 +182,21 @@ impl Run<'_> {
         })?;
 
         eprintln!("2. sequential: {} workflows…", o.workflows);
+        let raw_schema = schema;
         let schema = self.schema("seq");
         let workflow = noop_workflow(o.steps);
-        let sequential = self.runtime.block_on(async {
+        let (sequential, interleaved) = self.runtime.block_on(async {
             let engine = open_engine(&o.url, &schema, &workflow, 1, None).await?;
             let measured =
                 scenarios::sequential(&engine, &workflow, o.steps, o.workflows, o.warmup).await?;
+            eprintln!(
+                "2. sequential again, each workflow after one raw commit: {} pairs…",
+                o.workflows
+            );
+            let interleaved =
+                interleaved::measure(&o.url, &raw_schema, &engine, &workflow, o.workflows).await?;
             engine.store().flush().await?;
-            anyhow::Ok(measured)
+            anyhow::Ok((measured, interleaved))
         })?;
 
         let mut workers = Vec::new();
@@ -208,6 +216,7 @@ impl Run<'_> {
             settings: PgSettings::of(o, &redact_url(&o.url), &self.prefix),
             baseline,
             sequential,
+            interleaved,
             workers,
             ratios,
             peak_rss_kib: system::peak_rss_kib(),

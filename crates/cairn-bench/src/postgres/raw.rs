@@ -148,7 +148,7 @@ async fn concurrent(
 
 /// `count` transactions of one row each, rows numbered from `first` (distinct per caller so
 /// keys never collide); each timed from `BEGIN` to the end of `COMMIT`.
-async fn transactions(
+pub(crate) async fn transactions(
     conn: &mut PgConnection,
     first: u64,
     count: usize,

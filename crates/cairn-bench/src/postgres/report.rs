@@ -8,7 +8,7 @@ use anyhow::Context;
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 
-use super::{PgOptions, child::ChildReport, raw::RawBaseline};
+use super::{PgOptions, child::ChildReport, interleaved::Interleaved, raw::RawBaseline};
 use crate::{
     report::{cpu, duration, mib, rate},
     scenarios::Throughput,
@@ -185,6 +185,8 @@ pub struct PgReport {
     pub baseline: RawBaseline,
     /// 2: sequential latency.
     pub sequential: Throughput,
+    /// 2 again, each workflow after one raw commit (see `interleaved`).
+    pub interleaved: Interleaved,
     /// 3: queue drained by W worker processes, one per worker count.
     pub workers: Vec<WorkerRun>,
     /// 4: the ratios.
@@ -251,6 +253,19 @@ impl PgReport {
             r.commit_latency_us,
             r.sequential_workflow_in_commits,
         ));
+        let turns = &self.interleaved;
+        table.add_row([
+            "4".into(),
+            "sequential wf ÷ raw commit, measured in turns".into(),
+            format!("{:.2}×", turns.workflow_in_commits),
+            duration(turns.workflow.p50_us),
+            duration(turns.workflow.p99_us),
+            format!(
+                "{} pairs of one commit then one workflow; commit p50 {}",
+                turns.pairs,
+                duration(turns.commit.p50_us)
+            ),
+        ]);
         for level in &r.steps_per_sec_over_single_commits {
             table.add_row([
                 "4".into(),
