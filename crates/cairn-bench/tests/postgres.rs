@@ -1,5 +1,6 @@
 //! `--store postgres` end to end, with tiny sizes: the binary measures the raw commits, the
-//! sequential latency and two worker-process counts on the test server
+//! sequential latency (alone and in turns with raw commits) and two worker-process counts, or
+//! none with `--skip-worker`, on the test server
 //! (`CAIRN_TEST_DATABASE_URL`, see `cairn_test_support::postgres_url`), writes its
 //! JSON and drops its schemas.
 
@@ -41,6 +42,7 @@ fn a_tiny_postgres_run_reports_every_figure() {
     for row in [
         "raw PG: 1 row",
         "sequential: 5 wf",
+        "measured in turns",
         "W=1 worker",
         "W=2 worker",
     ] {
@@ -55,6 +57,11 @@ fn a_tiny_postgres_run_reports_every_figure() {
     assert_eq!(report["baseline"]["concurrent"]["commits"], 20);
     assert!(report["baseline"]["single"]["ops_per_sec"].as_f64() > Some(0.0));
     assert_eq!(report["sequential"]["latency"]["count"], 5);
+    let turns = &report["interleaved"];
+    assert_eq!(turns["pairs"], 5);
+    assert_eq!(turns["commit"]["count"], 5);
+    assert_eq!(turns["workflow"]["count"], 5);
+    assert!(turns["workflow_in_commits"].as_f64() > Some(0.0), "{turns}");
     let workers = report["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2);
     for (run, count) in workers.iter().zip([1, 2]) {
@@ -93,4 +100,34 @@ fn a_tiny_postgres_run_reports_every_figure() {
         })
         .expect("count schemas");
     assert_eq!(left, 0, "schemas {prefix}_* were not dropped");
+}
+
+#[test]
+fn skip_worker_measures_no_worker_process() {
+    let Some(database_url) = cairn_test_support::postgres_url() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn-bench"))
+        .args(["--store", "postgres", "--database-url", &database_url])
+        .args(["--workflows", "3", "--warmup", "1", "--skip-worker"])
+        .args(["--baseline-commits", "10", "--pg-clients", "2"])
+        .args(["--pg-client-commits", "3"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run cairn-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "cairn-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!stdout.contains("worker processes drain"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
+            .expect("valid JSON");
+    assert_eq!(report["workers"].as_array().map(Vec::len), Some(0));
+    assert_eq!(report["interleaved"]["pairs"], 3);
 }
