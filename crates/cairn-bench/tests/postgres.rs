@@ -9,36 +9,55 @@ use std::process::Command;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
-#[test]
-fn a_tiny_postgres_run_reports_every_figure() {
-    let Some(database_url) = cairn_test_support::postgres_url() else {
-        return;
-    };
+/// Runs `cairn-bench --store postgres` on the test server with `args`; answers its standard
+/// output, its JSON report and the server's URL (`None` when the test command found no
+/// PostgreSQL).
+fn run_bench(args: &[&str]) -> Option<(String, Value, String)> {
+    let database_url = cairn_test_support::postgres_url()?;
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("results.json");
     let output = Command::new(env!("CARGO_BIN_EXE_cairn-bench"))
         .args(["--store", "postgres", "--database-url", &database_url])
-        .args([
-            "--workflows",
-            "5",
-            "--warmup",
-            "2",
-            "--concurrent-workflows",
-            "40",
-        ])
-        .args(["--baseline-commits", "20", "--pg-clients", "4"])
-        .args(["--pg-client-commits", "5", "--pg-workers", "1,2"])
-        .args(["--worker-concurrency", "8", "--concurrency", "8"])
+        .args(args)
         .arg("--json")
         .arg(&json)
         .output()
         .expect("run cairn-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "cairn-bench failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
+        .expect("valid JSON");
+    Some((stdout, report, database_url))
+}
+
+#[test]
+fn a_tiny_postgres_run_reports_every_figure() {
+    let Some((stdout, report, database_url)) = run_bench(&[
+        "--workflows",
+        "5",
+        "--warmup",
+        "2",
+        "--concurrent-workflows",
+        "40",
+        "--baseline-commits",
+        "20",
+        "--pg-clients",
+        "4",
+        "--pg-client-commits",
+        "5",
+        "--pg-workers",
+        "1,2",
+        "--worker-concurrency",
+        "8",
+        "--concurrency",
+        "8",
+    ]) else {
+        return;
+    };
     for row in [
         "raw PG: 1 row",
         "sequential: 5 wf",
@@ -48,10 +67,6 @@ fn a_tiny_postgres_run_reports_every_figure() {
     ] {
         assert!(stdout.contains(row), "no {row:?} row in:\n{stdout}");
     }
-
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
-            .expect("valid JSON");
     assert_eq!(report["settings"]["store"], "postgres");
     assert_eq!(report["baseline"]["single"]["commits"], 20);
     assert_eq!(report["baseline"]["concurrent"]["commits"], 20);
@@ -104,30 +119,22 @@ fn a_tiny_postgres_run_reports_every_figure() {
 
 #[test]
 fn skip_worker_measures_no_worker_process() {
-    let Some(database_url) = cairn_test_support::postgres_url() else {
+    let Some((stdout, report, _)) = run_bench(&[
+        "--workflows",
+        "3",
+        "--warmup",
+        "1",
+        "--skip-worker",
+        "--baseline-commits",
+        "10",
+        "--pg-clients",
+        "2",
+        "--pg-client-commits",
+        "3",
+    ]) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("results.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_cairn-bench"))
-        .args(["--store", "postgres", "--database-url", &database_url])
-        .args(["--workflows", "3", "--warmup", "1", "--skip-worker"])
-        .args(["--baseline-commits", "10", "--pg-clients", "2"])
-        .args(["--pg-client-commits", "3"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run cairn-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "cairn-bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     assert!(!stdout.contains("worker processes drain"), "{stdout}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON written"))
-            .expect("valid JSON");
     assert_eq!(report["workers"].as_array().map(Vec::len), Some(0));
     assert_eq!(report["interleaved"]["pairs"], 3);
 }
