@@ -13,7 +13,7 @@ use crate::{
     PostgresStore,
     batch::{Batch, Link},
     common::TestSchema,
-    notify::CHANGES_CHANNEL,
+    notify::{CHANGES_CHANNEL, hold_watch_keys},
     writer::{
         Op, Output,
         tests::{append, completed, leased_run},
@@ -73,6 +73,9 @@ async fn a_refused_lone_append_or_end_writes_and_announces_nothing() {
     }
     let mut listener = PgListener::connect(&schema.url).await.expect("connect");
     listener.listen(CHANGES_CHANNEL).await.expect("listen");
+    hold_watch_keys(&mut listener, &schema.name)
+        .await
+        .expect("watch: writers announce");
 
     for refused in [append(a, &stranger, &[completed(0)]), ended(a, &stranger)] {
         let result = lone(&store, &mut link, refused).await.expect("answered");

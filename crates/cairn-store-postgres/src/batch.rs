@@ -5,10 +5,11 @@
 //! **Round trips.** `BEGIN` (one), the commands' statements, then the notifications and
 //! `COMMIT` together in one simple query (one): a step's append, the common command, is one
 //! statement, so a batch of appends costs three round trips whatever their number
-//! (consecutive appends that change nothing but their runs' logs share one statement, see
-//! `append`). The connection is the writer's own, kept between batches: no pool, so no
-//! liveness ping before each batch (a dead connection fails at `BEGIN`, before anything was
-//! sent that could commit, and the batch runs again on a new one).
+//! (consecutive appends of different runs share one statement, steps and runs' common ends
+//! alike, see `append`; a child's end adds one). The connection is the writer's own, kept
+//! between batches: no pool, so no liveness ping before each batch (a dead connection fails
+//! at `BEGIN`, before anything was sent that could commit, and the batch runs again on a new
+//! one).
 //!
 //! **Failures.** A batch first runs without savepoints. If a command fails, the transaction
 //! is rolled back and the batch runs again with one savepoint per command, so the failing
@@ -22,9 +23,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, postgres::PgConnectOptio
 
 use crate::{
     alone,
-    append::{StepAppend, append_steps},
+    append::{Appended, StepAppend, append_steps},
     error::{Error, Result},
-    notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload},
+    notify::{CHANGES_CHANNEL, CHANNEL, changes_payloads, payload, unwatched},
     writer::{Notes, Op, Output},
 };
 
@@ -199,27 +200,24 @@ impl Batch<'_> {
         }
         let mut results = Vec::with_capacity(ops.len());
         let mut notes = Notes::default();
-        let mut steps: Vec<StepAppend<'_>> = Vec::new();
+        let mut steps: Vec<(&Op, StepAppend<'_>)> = Vec::new();
         for (index, op) in ops.iter().enumerate() {
-            if !savepoints && let Some(step) = StepAppend::of(op) {
-                // Steps of different runs gather into one statement, run before the next
-                // command that is not one (or a second step of a run already gathered).
-                if !steps.iter().any(|gathered| gathered.id == step.id) {
-                    steps.push(step);
+            if !savepoints && let Some(step) = StepAppend::gathered(op) {
+                // Appends of different runs gather into one statement, run before the next
+                // command that is not one (or a second append of a run already gathered).
+                if !steps.iter().any(|(_, gathered)| gathered.id == step.id) {
+                    steps.push((op, step));
                     if ops.get(index + 1).is_some_and(|next| {
-                        StepAppend::of(next).is_some_and(|next| {
-                            !steps.iter().any(|gathered| gathered.id == next.id)
+                        StepAppend::gathered(next).is_some_and(|next| {
+                            !steps.iter().any(|(_, gathered)| gathered.id == next.id)
                         })
                     }) {
                         continue;
                     }
-                    match append_steps(conn, &steps, &mut notes, None).await {
-                        Ok(outcomes) => {
-                            results.extend(outcomes.into_iter().map(|r| r.map(Into::into)))
-                        }
-                        Err(error) => return self.failed(conn, ops, error).await,
+                    let gathered = std::mem::take(&mut steps);
+                    if let Err(error) = gather(conn, gathered, &mut results, &mut notes).await {
+                        return self.failed(conn, ops, error).await;
                     }
-                    steps.clear();
                     continue;
                 }
             }
@@ -299,18 +297,41 @@ impl Batch<'_> {
 /// literals, which read the same whatever `standard_conforming_strings` is.
 pub(crate) fn commit_sql(schema: &str, instance: &str, notes: &Notes) -> String {
     let mut sql = String::new();
-    let mut notify = |channel: &str, payload: &str| {
+    let mut notify = |channel: &str, payload: &str, condition: &str| {
         let text = payload.replace('\\', "\\\\").replace('\'', "''");
-        sql.push_str(&format!("SELECT pg_notify('{channel}', E'{text}'); "));
+        sql.push_str(&format!(
+            "SELECT pg_notify('{channel}', E'{text}'){condition}; "
+        ));
     };
     for workflow in &notes.workflows {
-        notify(CHANNEL, &payload(schema, workflow));
+        notify(CHANNEL, &payload(schema, workflow), "");
     }
+    // A checked schema name needs no escaping (see `schema::check_schema_name`).
+    let watched = format!(" WHERE NOT {}", unwatched!("'$'").replace('$', schema));
     for changes in changes_payloads(schema, instance, &notes.runs) {
-        notify(CHANGES_CHANNEL, &changes);
+        notify(CHANGES_CHANNEL, &changes, &watched);
     }
     sql.push_str("COMMIT");
     sql
+}
+
+/// Runs gathered appends (`append`) in one statement, then each child's end it deferred,
+/// pushing their answers to `results` in order.
+async fn gather(
+    conn: &mut PgConnection,
+    gathered: Vec<(&Op, StepAppend<'_>)>,
+    results: &mut Vec<StoreResult<Output>>,
+    notes: &mut Notes,
+) -> Result<()> {
+    let (ops, steps): (Vec<&Op>, Vec<StepAppend<'_>>) = gathered.into_iter().unzip();
+    let outcomes = append_steps(conn, &steps, notes, None).await?;
+    for (op, outcome) in ops.into_iter().zip(outcomes) {
+        results.push(match outcome {
+            Appended::Done(outcome) => outcome.map(Into::into),
+            Appended::Deferred => Ok(op.run(conn, notes, None).await?),
+        });
+    }
+    Ok(())
 }
 
 async fn rollback(conn: &mut PgConnection) -> Result<()> {
@@ -332,12 +353,7 @@ async fn in_savepoint(
             .execute(&mut *conn)
             .await?;
         let mut noted = Notes::default();
-        let result = match StepAppend::of(op) {
-            Some(step) => append_steps(conn, &[step], &mut noted, None)
-                .await
-                .and_then(|mut outcomes| Ok(outcomes.remove(0).map(Into::into)?)),
-            None => op.run(conn, &mut noted, None).await,
-        };
+        let result = op.run(conn, &mut noted, None).await;
         match result {
             Ok(output) => {
                 sqlx::raw_sql("RELEASE command").execute(&mut *conn).await?;

@@ -24,9 +24,10 @@
 //!   [`PostgresStore::ready_waiter`] gives idle workers a [`ReadyWaiter`] that wakes on them.
 //!   Polling stays the fallback.
 //! - **Change watches**: transactions that change runs send `NOTIFY cairn_changes` with the
-//!   run ids; [`Store::watch_changes`](cairn_store::Store::watch_changes) hears this store's
-//!   commits at once and other processes' through one `LISTEN` connection per store
-//!   (`Unknown` after it reconnects, as notifications may have been lost).
+//!   run ids while some store watches the schema (it holds the schema's watch keys, advisory
+//!   locks; decision 0050); [`Store::watch_changes`](cairn_store::Store::watch_changes) hears
+//!   this store's commits at once and other processes' through one `LISTEN` connection per
+//!   store (`Unknown` after it reconnects, as notifications may have been lost).
 //! - **Credentials** (schema v3) are the one write outside the queue: they touch no run, so
 //!   each credential write is a transaction of its own on the pool, under a table lock that
 //!   makes the credential writes of every process take turns (see `credentials`), so the

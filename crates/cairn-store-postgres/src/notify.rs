@@ -4,16 +4,27 @@
 //!
 //! Writes send `pg_notify('cairn_ready', '["<schema>","<workflow>"]')` in the transaction
 //! that made the run ready, and `pg_notify('cairn_changes', '["<schema>","<instance>",
-//! ["<run id>",…]]')` in every transaction that changed runs (see `writer`), so the
-//! notification arrives once the change is visible. Channels are database-wide, so the
-//! payload names the schema and each store keeps only its own; a store skips its own changes
-//! (named by its instance id), which its writer hands to its watches at once. One task per
-//! store (started by the first [`ReadyWaiter`] or change watch) holds a `LISTEN` connection
-//! from a pool of its own and fans notifications out.
+//! ["<run id>",…]]')` in every transaction that changed runs while some store watches the
+//! schema's changes (see below and `writer`), so the notification arrives once the change is
+//! visible. Channels are database-wide, so the payload names the schema and each store keeps
+//! only its own; a store skips its own changes (named by its instance id), which its writer
+//! hands to its watches at once. Per store, one task for ready waiters and one for change
+//! watches (each started by the first of its kind) hold a `LISTEN` connection each, from a
+//! pool of their own, and fan notifications out.
 //!
-//! A notification sent while the listening connection was down is lost. When the task
-//! reconnects it wakes every waiter (as if every workflow had work) and tells every change
-//! watch `Unknown`; idle workers keep polling `claim_ready`/`next_ready_at` with a timeout.
+//! **Change notifications only while watched** (decision 0050). A store with a change watch
+//! holds [`watch_slots!`] shared session advisory locks keyed by its schema on its `LISTEN`
+//! connection, taken after `LISTEN` and before the watch is handed out. A writer sends its
+//! change notifications only if it fails to take one of those keys (at random) exclusively
+//! for its transaction ([`unwatched!`]): a key it gets means nobody held it shared, so no
+//! watch can miss the change: a watch arriving meanwhile waits for the writer's commit before
+//! its first read. A key it fails to get (a watch holds it, or another writer) makes it
+//! notify, which is always safe. So a drain that nobody watches sends no change notifications.
+//!
+//! A notification sent while the listening connection was down is lost. When a task
+//! reconnects (listening, then taking its keys again) it wakes every waiter (as if every
+//! workflow had work) or tells every change watch `Unknown`; idle workers keep polling
+//! `claim_ready`/`next_ready_at` with a timeout.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -40,10 +51,44 @@ macro_rules! changes_channel {
     };
 }
 
+/// The first key of the watch locks (`'cwa'` and the slot); the second is a hash of the
+/// schema's name, as for the migration lock.
+macro_rules! watch_lock_base {
+    () => {
+        "1668768000"
+    };
+}
+
+/// SQL: true when no change watch can be listening to schema `$schema` (an SQL text
+/// expression): this transaction took one of the schema's watch keys exclusively, and holds
+/// it until it ends (see the module docs).
+macro_rules! unwatched {
+    ($schema:expr) => {
+        concat!(
+            "pg_try_advisory_xact_lock(",
+            $crate::notify::watch_lock_base!(),
+            " + floor(random() * ",
+            $crate::notify::watch_slots!(),
+            ")::int, hashtext(",
+            $schema,
+            "))"
+        )
+    };
+}
+
+/// How many watch keys each schema has (see the module docs), for SQL text: writers pick one
+/// at random, so two writers' transactions rarely want the same.
+macro_rules! watch_slots {
+    () => {
+        "16"
+    };
+}
+
 /// SQL: the `pg_notify` calls of a statement run alone (see `alone`) announcing that the
-/// runs of CTE `$runs` (a column `id`) changed, one notification per run; none when the
-/// schema parameter `$schema` is NULL (in a transaction, which announces at `COMMIT`).
-/// The payload is [`changes_payloads`]'s JSON, built by the server.
+/// runs of CTE `$runs` (a column `id`) changed, one notification per run, when a change
+/// watch may be listening; none when the schema parameter `$schema` is NULL (in a
+/// transaction, which announces at `COMMIT`). The payload is [`changes_payloads`]'s JSON,
+/// built by the server.
 macro_rules! announce_changed {
     ($runs:literal, $schema:literal, $instance:literal) => {
         concat!(
@@ -59,7 +104,8 @@ macro_rules! announce_changed {
             $runs,
             " WHERE ",
             $schema,
-            "::text IS NOT NULL"
+            "::text IS NOT NULL AND NOT ",
+            $crate::notify::unwatched!(concat!($schema, "::text"))
         )
     };
 }
@@ -84,13 +130,26 @@ macro_rules! announce_ready {
     };
 }
 
-pub(crate) use {announce_changed, announce_ready, changes_channel, ready_channel};
+pub(crate) use {
+    announce_changed, announce_ready, changes_channel, ready_channel, unwatched, watch_lock_base,
+    watch_slots,
+};
 
 /// The channel every Cairn store announces ready runs on.
 pub(crate) const CHANNEL: &str = ready_channel!();
 
 /// The channel every Cairn store announces changed runs on.
 pub(crate) const CHANGES_CHANNEL: &str = changes_channel!();
+
+/// SQL: takes every watch key of schema `$1` shared, for the session, waiting for the
+/// writers holding one to end their transactions.
+const HOLD_WATCH_KEYS: &str = concat!(
+    "SELECT pg_advisory_lock_shared(",
+    watch_lock_base!(),
+    " + slot, hashtext($1)) FROM generate_series(0, ",
+    watch_slots!(),
+    " - 1) AS slot"
+);
 
 /// Most run ids in one change notification (PostgreSQL refuses payloads of 8000 bytes or
 /// more; an id takes 39 with its quotes and comma).
@@ -152,9 +211,19 @@ impl Drop for Listener {
     }
 }
 
-/// Where the listening task sends what it hears: this store's schema and instance, its
-/// ready waiters and its change watches.
+/// What a listening task listens for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Ready runs, for the store's ready waiters.
+    Ready,
+    /// Other processes' changes, for the store's change watches: it holds the watch keys.
+    Changes,
+}
+
+/// Where a listening task sends what it hears: this store's schema and instance, its
+/// ready waiters or its change watches.
 struct Relay {
+    kind: Kind,
     schema: String,
     instance: String,
     signals: broadcast::Sender<Signal>,
@@ -175,8 +244,12 @@ impl Relay {
 
     /// Notifications may have been lost.
     fn resync(&self) {
-        let _ = self.signals.send(Signal::Resync);
-        self.changes.publish_unknown();
+        match self.kind {
+            Kind::Ready => {
+                let _ = self.signals.send(Signal::Resync);
+            }
+            Kind::Changes => self.changes.publish_unknown(),
+        }
     }
 }
 
@@ -184,18 +257,41 @@ impl Listener {
     /// Connects, `LISTEN`s, and starts the task. Fails (`Unavailable`) if the database cannot
     /// be reached now.
     async fn start(pool: PgPool, relay: Relay) -> StoreResult<Listener> {
-        let listener = listen(&pool).await.map_err(sql_error)?;
+        let listener = listen(&pool, relay.kind, &relay.schema)
+            .await
+            .map_err(sql_error)?;
         let signals = relay.signals.clone();
         let task = tokio::spawn(relay.run(pool, listener));
         Ok(Listener { signals, task })
     }
 }
 
-async fn listen(pool: &PgPool) -> sqlx::Result<PgListener> {
+/// A connection listening for `kind`; for changes, holding `schema`'s watch keys, taken
+/// after `LISTEN` is on (see the module docs).
+async fn listen(pool: &PgPool, kind: Kind, schema: &str) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.ignore_pool_close_event(true);
-    listener.listen_all([CHANNEL, CHANGES_CHANNEL]).await?;
+    match kind {
+        Kind::Ready => listener.listen(CHANNEL).await?,
+        Kind::Changes => {
+            listener.listen(CHANGES_CHANNEL).await?;
+            hold_watch_keys(&mut listener, schema).await?;
+        }
+    }
     Ok(listener)
+}
+
+/// Takes `schema`'s watch keys shared for the session of `conn`, which must be listening to
+/// [`CHANGES_CHANNEL`] already: from then on, every writer of the schema notifies.
+pub(crate) async fn hold_watch_keys<'c, E>(conn: E, schema: &str) -> sqlx::Result<()>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    sqlx::query(HOLD_WATCH_KEYS)
+        .bind(schema)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 impl Relay {
@@ -207,44 +303,62 @@ impl Relay {
                 Ok(Some(notification)) => {
                     self.heard(notification.channel(), notification.payload());
                 }
-                // Lost and already re-established (sqlx reconnects eagerly).
-                Ok(None) => self.resync(),
+                // Lost and already re-established, listening again (sqlx reconnects eagerly);
+                // the watch keys went with the old session.
+                Ok(None) => match self.rehold(&mut listener).await {
+                    Ok(()) => self.resync(),
+                    Err(error) => listener = self.restart(&pool, listener, error).await,
+                },
+                Err(error) => listener = self.restart(&pool, listener, error).await,
+            }
+        }
+    }
+
+    /// Takes the watch keys again on a connection sqlx re-established, if this task holds them.
+    async fn rehold(&self, listener: &mut PgListener) -> sqlx::Result<()> {
+        match self.kind {
+            Kind::Ready => Ok(()),
+            Kind::Changes => hold_watch_keys(listener, &self.schema).await,
+        }
+    }
+
+    /// A new listening connection in place of `failed`, after resyncing.
+    async fn restart(&self, pool: &PgPool, failed: PgListener, error: sqlx::Error) -> PgListener {
+        tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
+        // Give the (possibly still checked-out) connection back to the listener's pool
+        // first, or the reconnect would wait for it forever.
+        drop(failed);
+        let listener = self.reconnect(pool).await;
+        self.resync();
+        listener
+    }
+
+    /// A fresh listening connection, retried with a growing pause until the database answers.
+    async fn reconnect(&self, pool: &PgPool) -> PgListener {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match listen(pool, self.kind, &self.schema).await {
+                Ok(listener) => return listener,
                 Err(error) => {
-                    tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
-                    // Give the (possibly still checked-out) connection back to the listener's
-                    // pool of one first, or the reconnect would wait for it forever.
-                    drop(listener);
-                    listener = reconnect(&pool).await;
-                    self.resync();
+                    tracing::debug!(%error, ?pause, "cannot LISTEN yet");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
                 }
             }
         }
     }
 }
 
-/// A fresh listening connection, retried with a growing pause until the database answers.
-async fn reconnect(pool: &PgPool) -> PgListener {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match listen(pool).await {
-            Ok(listener) => return listener,
-            Err(error) => {
-                tracing::debug!(%error, ?pause, "cannot LISTEN yet");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-}
-
-/// The store's listener, started on first use, and its change watches.
+/// The store's listeners, each started on first use, and its change watches.
 pub(crate) struct Notifications {
+    /// Where the listeners' connections come from: two at most.
     pool: PgPool,
     schema: String,
     /// This store's id in change notifications, so it skips its own.
     pub(crate) instance: String,
     pub(crate) changes: ChangeHub,
-    listener: OnceCell<Listener>,
+    ready: OnceCell<Listener>,
+    watched: OnceCell<Listener>,
 }
 
 impl Notifications {
@@ -254,28 +368,33 @@ impl Notifications {
             schema,
             instance: uuid::Uuid::new_v4().simple().to_string(),
             changes: ChangeHub::new(),
-            listener: OnceCell::new(),
+            ready: OnceCell::new(),
+            watched: OnceCell::new(),
         }
     }
 
-    /// The listener; starts listening if nobody did yet.
-    async fn listener(&self) -> StoreResult<&Listener> {
-        self.listener
-            .get_or_try_init(|| {
-                let relay = Relay {
-                    schema: self.schema.clone(),
-                    instance: self.instance.clone(),
-                    signals: broadcast::channel(FAN_OUT).0,
-                    changes: self.changes.clone(),
-                };
-                Listener::start(self.pool.clone(), relay)
-            })
-            .await
+    /// The listener of `kind`; starts listening if nobody did yet.
+    async fn listener(&self, kind: Kind) -> StoreResult<&Listener> {
+        let cell = match kind {
+            Kind::Ready => &self.ready,
+            Kind::Changes => &self.watched,
+        };
+        cell.get_or_try_init(|| {
+            let relay = Relay {
+                kind,
+                schema: self.schema.clone(),
+                instance: self.instance.clone(),
+                signals: broadcast::channel(FAN_OUT).0,
+                changes: self.changes.clone(),
+            };
+            Listener::start(self.pool.clone(), relay)
+        })
+        .await
     }
 
     /// A waiter for runs of `workflows`; starts listening if nobody did yet.
     pub(crate) async fn waiter(&self, workflows: &[String]) -> StoreResult<ReadyWaiter> {
-        let listener = self.listener().await?;
+        let listener = self.listener(Kind::Ready).await?;
         Ok(ReadyWaiter {
             signals: listener.signals.subscribe(),
             workflows: workflows.iter().cloned().collect(),
@@ -283,10 +402,12 @@ impl Notifications {
     }
 
     /// A change watch: it hears this store's commits from now on (its writer publishes
-    /// them), and other stores' once `LISTEN` is on, which it is before this returns.
+    /// them), and other stores' once `LISTEN` is on and the watch keys are held, which they
+    /// are before this returns (from then on, until the store closes, every writer of the
+    /// schema notifies).
     pub(crate) async fn watch(&self) -> StoreResult<Box<dyn ChangeWatch>> {
         let watch = self.changes.watch();
-        self.listener().await?;
+        self.listener(Kind::Changes).await?;
         Ok(Box::new(watch))
     }
 }
@@ -398,3 +519,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "notify_tests.rs"]
+mod watch_tests;

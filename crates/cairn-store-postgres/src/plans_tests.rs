@@ -5,7 +5,12 @@
 use sqlx::{AssertSqlSafe, ConnectOptions};
 
 use super::tests::plan;
-use crate::{append::APPEND_STEPS, common::TestSchema, end::END_RUN, read::RUN_BY_ID};
+use crate::{
+    append::{APPEND_AND_END, APPEND_STEPS},
+    common::TestSchema,
+    end::END_RUN,
+    read::RUN_BY_ID,
+};
 
 #[tokio::test]
 async fn generic_plans_made_on_empty_tables_read_by_key() {
@@ -25,6 +30,12 @@ async fn generic_plans_made_on_empty_tables_read_by_key() {
             "a step's append",
             APPEND_STEPS,
             "uuid[], text[], bigint[], bigint[], bigint[], text[], text[], text[], text, text",
+        ),
+        (
+            "steps and ends appended in a batch",
+            APPEND_AND_END,
+            "uuid[], text[], bigint[], bigint[], bigint[], text[], text[], text[], text, text, \
+             text[], text[], text[], uuid[]",
         ),
         (
             "a run's end",

@@ -144,8 +144,9 @@ impl PostgresStore {
             conn.return_to_pool().await;
             schema
         };
+        // One listening connection for ready waiters, one for change watches.
         let listen_pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .max_lifetime(None)
             .idle_timeout(None)
             .acquire_timeout(options.acquire_timeout)

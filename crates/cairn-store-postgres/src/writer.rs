@@ -18,11 +18,12 @@
 //! one round trip, with the same guarantees (see `alone`).
 //!
 //! **Wake-ups and changes.** Commands note the workflows whose runs they made ready and the
-//! runs they changed (`Notes`); the batch sends one `pg_notify` per workflow and one per
-//! (up to) 150 changed runs just before `COMMIT`, so listeners hear of it exactly when the
-//! change is visible, and never for a command that was rolled back. Once committed, the
-//! batch hands its changed runs to this store's change watches at once (a commit that may or
-//! may not have happened is `Unknown` to them).
+//! runs they changed (`Notes`); the batch sends one `pg_notify` per workflow and, while a
+//! change watch may be listening (see `notify`), one per (up to) 150 changed runs just before
+//! `COMMIT`, so listeners hear of it exactly when the change is visible, and never for a
+//! command that was rolled back. Once committed, the batch hands its changed runs to this
+//! store's change watches at once (a commit that may or may not have happened is `Unknown`
+//! to them).
 
 use cairn_core::RunStatus;
 use cairn_store::{
@@ -35,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     alone::Announce,
-    append::{StepAppend, append_steps},
+    append::{Appended, StepAppend, append_steps},
     batch::{Batch, Link},
     codec::{PreparedEvent, PreparedRun},
     error::Result,
@@ -224,8 +225,13 @@ impl Op {
         alone: Option<&Announce<'_>>,
     ) -> Result<Output> {
         if let Some(step) = StepAppend::of(self) {
-            let mut outcomes = append_steps(conn, &[step], notes, alone).await?;
-            return Ok(outcomes.remove(0)?.into());
+            return match append_steps(conn, &[step], notes, alone).await?.remove(0) {
+                Appended::Done(outcome) => Ok(outcome?.into()),
+                Appended::Deferred => Err(StoreError::Corrupt(
+                    "a step append without an end was deferred (a bug)".into(),
+                )
+                .into()),
+            };
         }
         Ok(match self {
             Op::CreateRun(run) => ops::create_run(conn, run, notes, alone).await?.into(),

@@ -1,7 +1,7 @@
 //! Unit tests of group commit: one batch, many commands, each failing or succeeding alone.
 
-use cairn_core::{Event, StepKey, StepKind};
-use cairn_store::{Lease, NewRun, RunId, Store, StoreError, WorkerId};
+use cairn_core::{ErrorInfo, ErrorKind, Event, RunStatus, StepKey, StepKind};
+use cairn_store::{HookState, Lease, NewRun, RunId, Store, StoreError, WorkerId};
 use serde_json::json;
 
 use super::{Op, Output};
@@ -63,7 +63,10 @@ fn hook_created(n: u32, token: &str) -> Event {
 }
 
 /// Runs `ops` as one batch on the store's pool, as the write task would.
-async fn run_batch(store: &crate::PostgresStore, ops: &[Op]) -> Vec<Result<Output, StoreError>> {
+pub(crate) async fn run_batch(
+    store: &crate::PostgresStore,
+    ops: &[Op],
+) -> Vec<Result<Output, StoreError>> {
     let changes = cairn_store::watch::ChangeHub::new();
     let batch = Batch {
         connect: &store.connect,
@@ -364,4 +367,114 @@ async fn a_writer_cut_off_inside_its_transaction_lets_its_runs_be_taken_over() {
         gone.is_err(),
         "the server ended the idle transaction's session"
     );
+}
+
+/// Appends that end their runs gather into one statement with step appends (see `append`):
+/// each run ends with its output or error and its pending hooks close, a stranger's end is
+/// fenced off alone, and a child's end, deferred to `end::end_run`, wakes its parked parent.
+#[tokio::test]
+async fn ends_gathered_with_step_appends_end_their_runs_and_wake_a_parked_parent() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let store = schema.store().await;
+    let (w, stranger) = (WorkerId("w".into()), WorkerId("stranger".into()));
+    let runs: Vec<PreparedRun> = (0..5).map(|_| leased_run(&w)).collect();
+    let [a, b, d, e, parent] = [0, 1, 2, 3, 4].map(|i| runs[i].id);
+    let mut child = leased_run(&w);
+    child.parent_run_id = Some(parent.0);
+    let c = child.id;
+    let mut setup: Vec<Op> = runs.into_iter().map(Op::CreateRun).collect();
+    setup.push(Op::CreateRun(child));
+    setup.push(append(b, &w, &[hook_created(0, "b-hook")]));
+    assert!(run_batch(&store, &setup).await.iter().all(Result::is_ok));
+    let park = cairn_store::Park {
+        status: RunStatus::Waiting,
+        wake_at_ms: cairn_store::NEVER,
+        known_seq: 1,
+        child: Some(c),
+    };
+    assert!(store.park_run(parent, &w, park, NOW).await.expect("park"));
+
+    let done = |output: &str| Event::RunCompleted {
+        output: json!(output),
+    };
+    let failed = Event::RunFailed {
+        error: ErrorInfo::new(ErrorKind::Action, "b broke"),
+    };
+    let ops = [
+        append(a, &w, &[completed(0), done("a")]),
+        append(b, &w, &[completed(1), failed.clone()]),
+        append(c, &w, &[completed(0), done("c")]),
+        append(d, &stranger, &[done("d")]),
+        append(e, &w, &[completed(0)]),
+    ];
+    let results = run_batch(&store, &ops).await;
+    let errors: Vec<Option<String>> = results
+        .iter()
+        .map(|result| result.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert_eq!(
+        errors.iter().map(Option::is_none).collect::<Vec<_>>(),
+        [true, true, true, false, true],
+        "{errors:?}"
+    );
+    assert!(
+        matches!(&results[3], Err(StoreError::LeaseLost { worker, .. }) if *worker == stranger),
+        "the stranger's end is fenced off: {:?}",
+        errors[3]
+    );
+
+    let log = |id| {
+        let store = &store;
+        async move {
+            let records = store.events(id).await.expect("events");
+            records
+                .into_iter()
+                .skip(1)
+                .map(|record| record.event)
+                .collect::<Vec<_>>()
+        }
+    };
+    let run = |id| {
+        let store = &store;
+        async move { store.get_run(id).await.expect("get_run").expect("the run") }
+    };
+    assert_eq!(log(a).await, [completed(0), done("a")]);
+    let ended = run(a).await;
+    assert_eq!(
+        (
+            ended.status,
+            ended.output,
+            ended.lease_owner,
+            ended.finished_at_ms
+        ),
+        (RunStatus::Succeeded, Some(json!("a")), None, Some(NOW + 1))
+    );
+    assert_eq!(
+        log(b).await,
+        [hook_created(0, "b-hook"), completed(1), failed]
+    );
+    let ended = run(b).await;
+    assert_eq!(ended.status, RunStatus::Failed);
+    assert_eq!(
+        ended.error.map(|error| error.message).as_deref(),
+        Some("b broke")
+    );
+    let hook = store
+        .get_hook("b-hook")
+        .await
+        .expect("get_hook")
+        .expect("the hook");
+    assert_eq!(hook.state, HookState::Closed, "an ended run's hooks close");
+    assert_eq!(run(c).await.status, RunStatus::Succeeded);
+    let woken = run(parent).await;
+    assert_eq!(
+        (woken.status, woken.ready_at_ms, woken.lease_owner),
+        (RunStatus::Queued, NOW + 1, None),
+        "the child's end wakes its parked parent"
+    );
+    let fenced = run(d).await;
+    assert_eq!((fenced.status, log(d).await), (RunStatus::Running, vec![]));
+    assert_eq!(log(e).await, [completed(0)]);
 }

@@ -45,10 +45,13 @@ async fn a_watch_says_unknown_after_its_listen_connection_was_lost() {
     let other = schema.store().await;
     let mut watch = watched.watch_changes().await.expect("watch");
 
+    // The watch's connection last took the watch keys, after its `LISTEN`.
     assert_eq!(
-        schema.terminate(&app, "LISTEN%").await,
+        schema
+            .terminate(&app, "SELECT pg_advisory_lock_shared%")
+            .await,
         1,
-        "one LISTEN connection per store"
+        "one change-watch connection per store"
     );
     let changes = tokio::time::timeout(PROMPTLY, watch.changed())
         .await
@@ -60,7 +63,8 @@ async fn a_watch_says_unknown_after_its_listen_connection_was_lost() {
         "notifications may have been lost"
     );
 
-    // Listening again: another process's commits are heard, by run id.
+    // Listening again, holding the watch keys again: another process's commits are heard,
+    // by run id.
     let id = other
         .create_run(new_run("after-reconnect", None))
         .await
