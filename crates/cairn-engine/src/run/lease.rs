@@ -50,13 +50,13 @@ impl RunContext {
         }
         match renewed {
             Ok(()) => self.lease_confirmed(lease.expires_at_ms),
-            Err(StoreError::LeaseLost { .. }) => {
-                tracing::warn!(run = %self.run_id, "lease lost to another worker; stopping this execution");
+            Err(err @ StoreError::LeaseLost { .. }) => {
+                self.note_taken_away(&err);
                 self.stop_renewing();
                 self.stop(Stop::LeaseLost);
             }
-            Err(StoreError::RunEnded { status, .. }) => {
-                tracing::info!(run = %self.run_id, %status, "run ended elsewhere; stopping this execution");
+            Err(err @ StoreError::RunEnded { .. }) => {
+                self.note_taken_away(&err);
                 self.stop_renewing();
                 self.cancel.cancel();
                 self.stop(Stop::Ended);

@@ -303,7 +303,29 @@ impl RunContext {
 
     /// Stops the execution after a failed write (see [`Stop::of`]).
     pub(crate) fn stop_for(&self, err: StoreError) {
+        self.note_taken_away(&err);
         self.stop(Stop::of(err));
+    }
+
+    /// Says why the execution stops when `err` means the run was taken from it (another worker
+    /// holds its lease, or it ended elsewhere), once per execution: a zombie worker must say
+    /// what happened to its runs, whichever write or renewal found out first.
+    pub(crate) fn note_taken_away(&self, err: &StoreError) {
+        if self.stopping().is_some() {
+            return;
+        }
+        match err {
+            StoreError::LeaseLost { .. } => tracing::warn!(
+                run = %self.run_id,
+                "lease lost to another worker; stopping this execution"
+            ),
+            StoreError::RunEnded { status, .. } => tracing::info!(
+                run = %self.run_id,
+                %status,
+                "run ended elsewhere; stopping this execution"
+            ),
+            _ => {}
+        }
     }
 }
 
