@@ -128,9 +128,14 @@ fn a_worker_killed_mid_load_is_taken_over_without_repeating_completed_steps() {
         victim_steps(&sandbox) > 0
     });
     let mut others = vec![sandbox.spawn(&["worker", "--concurrency", "4"])];
-    wait_for("a third of the runs", Duration::from_secs(120), || {
-        succeeded(&sandbox) >= total / 3
-    });
+    // Killed once it has begun a third of all steps, read from the ledger (cheap to poll):
+    // it still holds runs then. Polling the succeeded runs (a CLI process each time) could
+    // look again only after the fast victim had finished them all, leaving nothing to take over.
+    wait_for(
+        "the victim to begin a third of the steps",
+        Duration::from_secs(120),
+        || victim_steps(&sandbox) >= total,
+    );
     victim.kill().expect("kill -9");
     victim.wait().ok();
     others.push(sandbox.spawn(&["worker"]));

@@ -113,8 +113,7 @@ impl<'a> StepAppend<'a> {
 /// SQL: the append statement, from its `op` CTE's source and columns (`run_id`, `worker`,
 /// `at`, …), the filter of the runs it locks, more columns of `op` its `holder` CTE keeps
 /// (after a comma), the CTEs that end runs (after `appended`, starting with a comma) and the
-/// expression of its `deferred` column. Parameters
-/// `$1`–`$10` are those of [`APPEND_STEPS`].
+/// expression of its `deferred` column. Parameters `$1`–`$10` are those of [`APPEND_STEPS`].
 macro_rules! append_statement {
     ($op:literal, $runs:literal, $kept:literal, $ends:literal, $deferred:literal) => {
         concat!(
