@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_store::{RunId, Store, WorkerId};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, postgres::PgListener};
+use sqlx::{Connection, PgConnection, postgres::PgListener};
 
 use super::{CHANGES_CHANNEL, hold_watch_keys};
 use crate::{
@@ -109,10 +109,13 @@ async fn a_watch_waits_for_the_writer_that_took_a_key_and_announced_nothing() {
         .execute(&mut writer)
         .await
         .expect("begin");
-    let take_all = unwatched!("$1").replace("floor(random() * 16)::int", "slot");
-    let taken: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT count(*) FILTER (WHERE {take_all}) FROM generate_series(0, 15) AS slot"
-    )))
+    let taken: i64 = sqlx::query_scalar(concat!(
+        "SELECT count(*) FILTER (WHERE pg_try_advisory_xact_lock(",
+        watch_lock_base!(),
+        " + slot, hashtext($1))) FROM generate_series(0, ",
+        watch_slots!(),
+        " - 1) AS slot"
+    ))
     .bind(&schema.name)
     .fetch_one(&mut writer)
     .await
