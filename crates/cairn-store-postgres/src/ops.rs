@@ -334,6 +334,17 @@ pub(crate) async fn claim_run(
     Ok(ClaimOutcome::Claimed(Box::new(claimed)))
 }
 
+/// The `claim_ready` statement: leases to `$4` until `$5` the runs `cairn_ready_front` locked,
+/// up to `$3` ready runs of workflows `$2` at `$1` in `ready_at` order (schema v8).
+pub(crate) const CLAIM_READY_SQL: &str = concat!(
+    "WITH picked AS (SELECT * FROM cairn_ready_front($1, $2, $3)) \
+     UPDATE runs SET status = 'running', lease_owner = $4, lease_expires_at = $5, ready_at = $5, \
+         executions = executions + 1, updated_at = $1 \
+     FROM picked WHERE id = picked_id \
+     RETURNING was_ready_at, picked_n, ",
+    run_columns!()
+);
+
 /// Claims up to `limit` ready runs of `workflows`, oldest `ready_at` first, in one statement:
 /// the selection locks its rows `FOR UPDATE SKIP LOCKED`, so concurrent claimers (in any
 /// process) pass over each other's picks instead of waiting or sharing them.
@@ -349,27 +360,14 @@ pub(crate) async fn claim_ready(
         return Ok(Vec::new());
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = sqlx::query(concat!(
-        "WITH picked AS ( \
-             SELECT id AS picked_id, ready_at AS was_ready_at, n AS picked_n FROM runs \
-             WHERE finished_at IS NULL AND ready_at <= $1 \
-               AND (lease_owner IS NULL OR lease_expires_at <= $1) AND workflow = ANY($2) \
-             ORDER BY ready_at LIMIT $3 \
-             FOR UPDATE SKIP LOCKED \
-         ) \
-         UPDATE runs SET status = 'running', lease_owner = $4, lease_expires_at = $5, ready_at = $5, \
-             executions = executions + 1, updated_at = $1 \
-         FROM picked WHERE id = picked_id \
-         RETURNING was_ready_at, picked_n, ",
-        run_columns!()
-    ))
-    .bind(now)
-    .bind(workflows)
-    .bind(limit)
-    .bind(&lease.worker.0)
-    .bind(lease.expires_at_ms)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(CLAIM_READY_SQL)
+        .bind(now)
+        .bind(workflows)
+        .bind(limit)
+        .bind(&lease.worker.0)
+        .bind(lease.expires_at_ms)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut runs = Vec::with_capacity(rows.len());
     for row in &rows {
         let order: (i64, i64) = (row.try_get("was_ready_at")?, row.try_get("picked_n")?);

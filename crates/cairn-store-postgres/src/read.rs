@@ -233,9 +233,9 @@ pub(crate) fn bind_filter<'q>(mut query: PgQuery<'q>, filter: &RunFilter) -> PgQ
 /// A statement to bind parameters to.
 pub(crate) type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
 
-/// The `next_ready_at` statement: the front of the `runs_claimable` index.
-pub(crate) const NEXT_READY_SQL: &str = "SELECT ready_at FROM runs WHERE finished_at IS NULL \
-     AND workflow = ANY($1) ORDER BY ready_at LIMIT 1";
+/// The `next_ready_at` statement: the front of the `runs_claimable` index, read by a function
+/// whose plan follows the index's order (schema v8); NULL if no run is unended.
+pub(crate) const NEXT_READY_SQL: &str = "SELECT cairn_next_ready_at($1)";
 
 /// The earliest `ready_at` among unended runs of `workflows` (a leased run's `ready_at` is
 /// its lease's expiry).
@@ -248,7 +248,7 @@ pub(crate) async fn next_ready_at<'c>(
     }
     Ok(sqlx::query_scalar(NEXT_READY_SQL)
         .bind(workflows)
-        .fetch_optional(conn)
+        .fetch_one(conn)
         .await?)
 }
 

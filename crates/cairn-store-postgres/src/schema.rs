@@ -200,8 +200,42 @@ ALTER TABLE runs DROP CONSTRAINT runs_workflow_idempotency_key_key;
 ALTER TABLE runs ADD CONSTRAINT runs_idempotency UNIQUE (idempotency_key, workflow);
 ";
 
+/// Version 8: the front of the queue is read by two functions whose own settings price
+/// sorts and sequential scans out, so that their plans read `runs_claimable` in order however
+/// few ready runs the planner expected when it made them (decision record 0052): a plan that
+/// collects every ready run and sorts them reads the whole queue at each claim. A claim locks
+/// what `cairn_ready_front` returns and leases it in the same statement.
+const V8: &str = "
+CREATE FUNCTION cairn_ready_front(now_ms BIGINT, workflows TEXT[], max_runs BIGINT)
+RETURNS TABLE (picked_id UUID, was_ready_at BIGINT, picked_n BIGINT)
+LANGUAGE plpgsql VOLATILE ROWS 64
+SET enable_sort = off SET enable_seqscan = off
+AS $fn$
+BEGIN
+    RETURN QUERY
+        SELECT runs.id, runs.ready_at, runs.n FROM runs
+        WHERE runs.finished_at IS NULL AND runs.ready_at <= now_ms
+            AND (runs.lease_owner IS NULL OR runs.lease_expires_at <= now_ms)
+            AND runs.workflow = ANY(workflows)
+        ORDER BY runs.ready_at LIMIT max_runs
+        FOR UPDATE SKIP LOCKED;
+END
+$fn$;
+CREATE FUNCTION cairn_next_ready_at(workflows TEXT[])
+RETURNS BIGINT
+LANGUAGE plpgsql STABLE
+SET enable_sort = off SET enable_seqscan = off
+AS $fn$
+BEGIN
+    RETURN (SELECT runs.ready_at FROM runs
+        WHERE runs.finished_at IS NULL AND runs.workflow = ANY(workflows)
+        ORDER BY runs.ready_at LIMIT 1);
+END
+$fn$;
+";
+
 /// The migrations, oldest first. Append new ones; never edit a released one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The first key of the advisory lock taken while migrating (`'cair'`); the second is a hash
 /// of the schema's name, so migrations of different schemas do not wait for each other.
