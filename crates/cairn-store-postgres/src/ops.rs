@@ -335,7 +335,10 @@ pub(crate) async fn claim_run(
 }
 
 /// The `claim_ready` statement: leases to `$4` until `$5` the runs `cairn_ready_front` locked,
-/// up to `$3` ready runs of workflows `$2` at `$1` in `ready_at` order (schema v8).
+/// up to `$3` ready runs of workflows `$2` at `$1` in `ready_at` order (schema v8). The
+/// function reads with a snapshot of its own, taken after the statement's: a run created in
+/// between, which it may lock, is not seen by the `UPDATE`, so it stays queued for the next
+/// claim (unleased, and unlocked once this transaction ends).
 pub(crate) const CLAIM_READY_SQL: &str = concat!(
     "WITH picked AS (SELECT * FROM cairn_ready_front($1, $2, $3)) \
      UPDATE runs SET status = 'running', lease_owner = $4, lease_expires_at = $5, ready_at = $5, \
