@@ -204,7 +204,8 @@ ALTER TABLE runs ADD CONSTRAINT runs_idempotency UNIQUE (idempotency_key, workfl
 /// sorts and sequential scans out, so that their plans read `runs_claimable` in order however
 /// few ready runs the planner expected when it made them (decision record 0052): a plan that
 /// collects every ready run and sorts them reads the whole queue at each claim. A claim locks
-/// what `cairn_ready_front` returns and leases it in the same statement.
+/// what `cairn_ready_front` returns and leases it in the same statement; `ROWS 64` (a claim's
+/// usual size) is the row count that statement's join is planned for.
 const V8: &str = "
 CREATE FUNCTION cairn_ready_front(now_ms BIGINT, workflows TEXT[], max_runs BIGINT)
 RETURNS TABLE (picked_id UUID, was_ready_at BIGINT, picked_n BIGINT)
