@@ -52,7 +52,8 @@
 //!   5 s), so the server ends such a transaction and its runs can be taken over once their
 //!   leases lapse (decision 0047).
 //! - **Plans**: every connection sets `enable_seqscan = off`, so a plan cached while the
-//!   tables were small reads by key as they grow (decision 0049).
+//!   tables were small reads by key as they grow (decision 0049), and `jit = off`, so the
+//!   scans that setting prices high are not compiled at every execution (decision 0053).
 //! - **Transient trouble** (connection refused or reset, the server restarting, deadlocks,
 //!   timeouts) is [`Unavailable`](cairn_store::StoreError::Unavailable); the pool reconnects by itself, and a batch whose
 //!   connection died before `COMMIT` (or a lone statement the server refused before it

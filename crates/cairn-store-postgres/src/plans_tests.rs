@@ -1,7 +1,8 @@
 //! The plans a store's connection caches while its tables are small stay right as they grow:
 //! a generic plan, made once per statement from the tables' size at the time, reads the rows
 //! of the hot path by key even when it was made on an empty table (decision 0049), and the
-//! front of a long queue in index order, whatever the planner expected (decision 0052).
+//! front of a long queue in index order, whatever the planner expected (decision 0052); and
+//! a statement that scans is not compiled at every execution (decision 0053).
 
 use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Row};
 
@@ -12,6 +13,7 @@ use crate::{
     end::END_RUN,
     ops::CLAIM_READY_SQL,
     read::{NEXT_READY_SQL, RUN_BY_ID},
+    schema::UP_TO_DATE_SQL,
 };
 
 #[tokio::test]
@@ -98,6 +100,39 @@ async fn a_claim_from_a_long_unanalyzed_queue_reads_only_its_front() {
             "{what} read {pages} pages of a queue of {queue_pages}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_statement_that_scans_is_not_compiled() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let store = schema.store().await;
+    let mut conn = store.connect.connect().await.expect("connect");
+    // The version check reads a one-row table that has no index to use for it, so with
+    // `enable_seqscan = off` its plan costs more than any `jit_*_above_cost`: unless the store
+    // turns JIT off, a server built with LLVM compiles it at every store's start (100-200 ms).
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {UP_TO_DATE_SQL}");
+    let row = sqlx::raw_sql(AssertSqlSafe(explain))
+        .fetch_one(&mut conn)
+        .await
+        .expect("explain");
+    let text: String = row.try_get_unchecked(0).expect("a plan");
+    let plan: serde_json::Value = serde_json::from_str(&text).expect("a JSON plan");
+    let jit_above_cost: f64 =
+        sqlx::query_scalar("SELECT current_setting('jit_above_cost')::float8")
+            .fetch_one(&mut conn)
+            .await
+            .expect("jit_above_cost");
+    let cost = plan[0]["Plan"]["Total Cost"].as_f64().expect("a cost");
+    assert!(
+        cost > jit_above_cost,
+        "the version check costs {cost}: it no longer shows what JIT would do to a scan"
+    );
+    assert!(
+        plan[0].get("JIT").is_none(),
+        "the version check was compiled:\n{text}"
+    );
 }
 
 /// The pages (shared buffers hit or read) that `sql`'s second execution with `values` reads,

@@ -287,12 +287,16 @@ pub(crate) async fn migrate(conn: &mut PgConnection, schema: Option<&str>) -> St
     }
 }
 
+/// The current schema and the version of its tables: every store's first statement.
+pub(crate) const UP_TO_DATE_SQL: &str =
+    "SELECT current_schema(), (SELECT version FROM cairn_schema_version)";
+
 /// The schema the tables are in, if they are there and at this build's version: one round
 /// trip, no transaction, no lock, which is what a connection of a one-shot command needs.
 /// `None` means "migrate" (also when the schema or its version table does not exist yet, and
 /// PostgreSQL refused the query).
 async fn up_to_date(conn: &mut PgConnection, schema: Option<&str>) -> Option<String> {
-    let row = sqlx::query("SELECT current_schema(), (SELECT version FROM cairn_schema_version)")
+    let row = sqlx::query(UP_TO_DATE_SQL)
         .fetch_one(&mut *conn)
         .await
         .ok()?;

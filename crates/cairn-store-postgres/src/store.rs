@@ -125,6 +125,12 @@ impl PostgresStore {
         // generic plan per statement, made once from the table's size at the time: made on a
         // new, small table it would scan, and keep scanning as the table grows (decision 0049).
         settings.push(("enable_seqscan", "off".to_owned()));
+        // That setting prices a scan that has no index to use (the version check, a small
+        // table's listing) at ten billion, far past `jit_above_cost`: the server would compile
+        // such a statement with LLVM at every execution, 100-200 ms each, for a one-row read.
+        // The store's statements are key lookups, which compiling never pays for (decision
+        // 0053).
+        settings.push(("jit", "off".to_owned()));
         if let Some(name) = &options.schema {
             settings.push(("search_path", name.clone()));
         }
