@@ -26,6 +26,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{postgres::open_engine, system, workload::noop_workflow};
 
+/// The environment variable mimalloc reads at start to allow transparent huge pages or not.
+const ALLOW_THP: &str = "MIMALLOC_ALLOW_THP";
+
 /// What one worker process is asked to do.
 #[derive(Clone, Debug)]
 pub struct ChildArgs {
@@ -161,7 +164,15 @@ impl Workers {
             workers: Vec::with_capacity(count),
         };
         for index in 0..count {
-            let mut child = Command::new(exe)
+            let mut command = Command::new(exe);
+            // mimalloc asks for transparent huge pages and returns memory it stopped using:
+            // a worker process, allocating as runs start and freeing as they end, zeroed
+            // 2 MiB pages over and over, 60-80 ms of CPU per process per drain, so that more
+            // processes cost more (decision 0054). An explicit setting is kept.
+            if std::env::var_os(ALLOW_THP).is_none() {
+                command.env(ALLOW_THP, "0");
+            }
+            let mut child = command
                 .args(["--store", "postgres", "--worker-child"])
                 .args(["--database-url", &template.url])
                 .args(["--child-schema", &template.schema])
