@@ -112,13 +112,11 @@ async fn a_statement_that_scans_is_not_compiled() {
     // The version check reads a one-row table that has no index to use for it, so with
     // `enable_seqscan = off` its plan costs more than any `jit_*_above_cost`: unless the store
     // turns JIT off, a server built with LLVM compiles it at every store's start (100-200 ms).
-    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {UP_TO_DATE_SQL}");
-    let row = sqlx::raw_sql(AssertSqlSafe(explain))
-        .fetch_one(&mut conn)
-        .await
-        .expect("explain");
-    let text: String = row.try_get_unchecked(0).expect("a plan");
-    let plan: serde_json::Value = serde_json::from_str(&text).expect("a JSON plan");
+    let (plan, text) = explain_json(
+        &mut conn,
+        &format!("EXPLAIN (ANALYZE, FORMAT JSON) {UP_TO_DATE_SQL}"),
+    )
+    .await;
     let jit_above_cost: f64 =
         sqlx::query_scalar("SELECT current_setting('jit_above_cost')::float8")
             .fetch_one(&mut conn)
@@ -144,15 +142,8 @@ async fn pages_read(conn: &mut PgConnection, sql: &str, params: &str, values: &s
         .await
         .expect("prepare");
     let explain = format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE q({values})");
-    let mut plan = serde_json::Value::Null;
-    for _ in 0..2 {
-        let row = sqlx::raw_sql(AssertSqlSafe(explain.clone()))
-            .fetch_one(&mut *conn)
-            .await
-            .expect("explain");
-        let text: String = row.try_get_unchecked(0).expect("a plan");
-        plan = serde_json::from_str(&text).expect("a JSON plan");
-    }
+    explain_json(conn, &explain).await;
+    let (plan, _) = explain_json(conn, &explain).await;
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut *conn)
         .await
@@ -160,4 +151,14 @@ async fn pages_read(conn: &mut PgConnection, sql: &str, params: &str, values: &s
     let top = &plan[0]["Plan"];
     let blocks = |name: &str| top[name].as_i64().expect("buffer counts");
     blocks("Shared Hit Blocks") + blocks("Shared Read Blocks")
+}
+
+/// The plan `explain` (an `EXPLAIN (FORMAT JSON)` statement) prints, parsed and as text.
+async fn explain_json(conn: &mut PgConnection, explain: &str) -> (serde_json::Value, String) {
+    let row = sqlx::raw_sql(AssertSqlSafe(explain.to_owned()))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("explain");
+    let text: String = row.try_get_unchecked(0).expect("a plan");
+    (serde_json::from_str(&text).expect("a JSON plan"), text)
 }
